@@ -1,0 +1,242 @@
+"""The rule engine: a pure function from PatientFacts, knowledge and today's date to an Assessment.
+
+No I/O and no clock: `today` is an argument. Every outcome carries its reason, so the card
+can explain itself and the audit can record which criteria fired.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from cds_service.facts import Fact, PatientFacts
+from cds_service.knowledge import Knowledge
+from cds_service.knowledge_models import LabThreshold
+from cds_service.protocol import Indicator
+
+Variant = Literal["test-b12", "test-mma", "untreated-low"]
+Band = Literal["deficient", "indeterminate", "normal", "unknown"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One criterion that holds, with the facts behind it."""
+
+    id: str
+    label: str
+    facts: tuple[Fact, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    outcome: str
+    variant: Variant | None = None
+    indicator: Indicator | None = None
+    trigger: tuple[Fact, ...] = ()
+    signs: tuple[Evidence, ...] = ()
+    risk_factors: tuple[Evidence, ...] = ()
+    confounders: tuple[Evidence, ...] = ()
+    last_b12: Fact | None = None
+    b12_band: Band | None = None
+    recent_result_days: int = 0
+    new_risk_since_normal: bool = False
+
+    @property
+    def fires(self) -> bool:
+        return self.variant is not None
+
+    @property
+    def criteria(self) -> list[str]:
+        """Ids of everything that fired, for the audit trail (no patient data)."""
+        out = [f"outcome:{self.outcome}"]
+        out += [f"trigger:{f.concept}" for f in self.trigger[:1]]
+        out += [f"sign:{e.id}" for e in self.signs]
+        out += [f"risk:{e.id}" for e in self.risk_factors]
+        out += [f"confounder:{e.id}" for e in self.confounders]
+        return out
+
+
+def format_value(value: float) -> str:
+    """A lab value as clinicians read it: at most one decimal."""
+    return f"{round(value, 1):g}"
+
+
+def _days(since: date, today: date) -> int:
+    return (today - since).days
+
+
+def _within(fact: Fact, days: int, today: date) -> bool:
+    return fact.when is not None and -1 <= _days(fact.when, today) <= days
+
+
+def _current(fact: Fact, lookback: int, today: date) -> bool:
+    return fact.active or _within(fact, lookback, today)
+
+
+def _latest(facts: list[Fact]) -> Fact | None:
+    dated = [f for f in facts if f.when is not None]
+    return max(dated, key=lambda f: f.when or date.min) if dated else None
+
+
+def age_in_years(birth: date | None, today: date) -> int | None:
+    if birth is None:
+        return None
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def _compare(value: float, comparator: str, threshold: float) -> bool:
+    return value > threshold if comparator == ">" else value < threshold
+
+
+def _lab_evidence(
+    facts: PatientFacts, lab: str, comparator: str, threshold: float, unit: str, lookback: int,
+    today: date, ev_id: str, label: str,
+) -> Evidence | None:
+    """The latest result within the look-back, if it crosses the threshold."""
+    recent = [f for f in facts.of(lab) if f.value is not None and _within(f, lookback, today)]
+    latest = _latest(recent)
+    if latest is None or latest.value is None or not _compare(latest.value, comparator, threshold):
+        return None
+    return Evidence(ev_id, label, (latest,), f"{format_value(latest.value)} {unit} ({comparator} {threshold:g} {unit})")
+
+
+def _threshold(sign: LabThreshold, sex: str) -> float:
+    if sign.value is not None:
+        return sign.value
+    by_sex = sign.value_by_sex or {}
+    return by_sex.get(sex, by_sex.get("unknown", 0.0))  # type: ignore[call-overload, no-any-return]
+
+
+def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment:
+    """Decide whether the B12 card fires, which variant, and how urgently."""
+    rule = knowledge.rule
+    age = age_in_years(facts.birth_date, today)
+    if age is not None and age < rule.population.min_age_years:
+        return Assessment("out-of-population")
+
+    trigger = tuple(
+        sorted(
+            (f for c in rule.trigger.concepts for f in facts.of(c) if _current(f, rule.trigger.lookback_days, today)),
+            key=lambda f: f.when or date.min,
+            reverse=True,
+        )
+    )
+    if not trigger:
+        return Assessment("no-trigger")
+
+    sup = rule.suppressors
+    for concept in sup.therapy_concepts:
+        for f in facts.of(concept):
+            if f.active or (f.resource_type == "MedicationAdministration" and _within(f, sup.therapy_administration_days, today)):
+                return Assessment("suppressed:on-b12-therapy", trigger=trigger)
+    if any(facts.of(c) for c in sup.pending_order_concepts):
+        return Assessment("suppressed:pending-order", trigger=trigger)
+
+    b12 = rule.b12_result
+    last = _latest([f for c in b12.result_concepts for f in facts.of(c)])
+    band: Band | None = None
+    if last is not None:
+        if last.value is None:
+            band = "unknown"
+        elif last.value < b12.deficient_below:
+            band = "deficient"
+        elif last.value <= b12.normal_above:
+            band = "indeterminate"
+        else:
+            band = "normal"
+
+    risks = _risk_factors(facts, knowledge, today, age)
+    confounders = _confounders(facts, knowledge, today, trigger[0])
+    base = dict(trigger=trigger, risk_factors=risks, confounders=confounders, last_b12=last,
+                b12_band=band, recent_result_days=sup.recent_result_days)
+
+    if band == "deficient" and rule.untreated_low.enabled:
+        return Assessment("card", "untreated-low", Indicator.CRITICAL, **base)  # type: ignore[arg-type]
+    recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if _within(f, sup.recent_result_days, today)]
+    if recent:
+        return Assessment("suppressed:recent-result", **base)  # type: ignore[arg-type]
+    if band == "normal" and last is not None and _within(last, sup.normal_result_days, today):
+        started_since = any(f.when is not None and last.when is not None and f.when > last.when for e in risks for f in e.facts)
+        if not started_since:
+            return Assessment("suppressed:recent-normal-result", **base)  # type: ignore[arg-type]
+
+        base["new_risk_since_normal"] = True
+    signs = _signs(facts, knowledge, today)
+    if band == "indeterminate" and last is not None:
+        signs += (Evidence("indeterminate-b12", "Indeterminate earlier B12", (last,), f"{format_value(last.value or 0.0)} {b12.unit}"),)
+    if not signs:
+        return Assessment("no-sign", **base)  # type: ignore[arg-type]
+
+    ind = rule.indicator
+    sign_ids = {s.id for s in signs}
+    critical_feature = bool(sign_ids & set(ind.critical_symptoms)) or set(ind.critical_lab_signs_all) <= sign_ids
+    if risks:
+        indicator = Indicator.CRITICAL if critical_feature else Indicator.WARNING
+    else:
+        indicator = Indicator.INFO
+    downgrading = {c.id for c in rule.confounders if c.downgrade}
+    if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
+        indicator = Indicator.INFO
+    variant: Variant = "test-mma" if band == "indeterminate" else "test-b12"
+    return Assessment("card", variant, indicator, signs=signs, **base)  # type: ignore[arg-type]
+
+
+def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evidence, ...]:
+    rule = knowledge.rule
+    out: list[Evidence] = []
+    for concept in rule.symptoms.concepts:
+        found = [f for f in facts.of(concept) if _current(f, rule.symptoms.lookback_days, today)]
+        if found:
+            found.sort(key=lambda f: f.when or date.min, reverse=True)
+            out.append(Evidence(concept, knowledge.concepts[concept].label, tuple(found)))
+    for sign in rule.lab_signs:
+        ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, facts.sex), sign.unit,
+                           sign.lookback_days, today, sign.id, sign.label)
+        if ev:
+            out.append(ev)
+    return tuple(out)
+
+
+def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: int | None) -> tuple[Evidence, ...]:
+    out: list[Evidence] = []
+    for rf in knowledge.rule.risk_factors:
+        if rf.kind == "age":
+            if age is not None and rf.min_age_years is not None and age >= rf.min_age_years:
+                out.append(Evidence(rf.id, rf.label, (), f"age {age}"))
+            continue
+        found = facts.of(rf.concept or "")
+        if rf.kind == "medication":
+            found = [f for f in found if f.active and (rf.min_duration_days is None or f.when is None or _days(f.when, today) >= rf.min_duration_days)]
+        elif rf.kind == "condition":
+            found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
+        if found:
+            out.append(Evidence(rf.id, rf.label, tuple(found)))
+    return tuple(out)
+
+
+def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complaint: Fact) -> tuple[Evidence, ...]:
+    out: list[Evidence] = []
+    for cf in knowledge.rule.confounders:
+        if cf.kind == "lab":
+            ev = _lab_evidence(facts, cf.lab or "", cf.comparator or ">", cf.value or 0.0, cf.unit or "",
+                               cf.lookback_days or 0, today, cf.id, cf.label)
+            if ev:
+                out.append(Evidence(cf.id, cf.label, ev.facts, f"{ev.note}. {cf.advice}"))
+            continue
+        found = facts.of(cf.concept or "")
+        if cf.kind == "medication":
+            found = [f for f in found if f.active]
+        elif cf.kind == "condition":
+            found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
+        else:
+            found = [f for f in found if _within(f, cf.within_days or 0, today)]
+        if not found:
+            continue
+        note = cf.advice
+        if cf.recent_start_days is not None:
+            anchor = complaint.when or today
+            recent = [f for f in found if f.when is not None and 0 <= _days(f.when, anchor) <= cf.recent_start_days]
+            if recent:
+                note = f"Started {_days(recent[0].when or anchor, anchor)} days before the muscle complaint. {cf.advice}"
+        out.append(Evidence(cf.id, cf.label, tuple(found), note))
+    return tuple(out)

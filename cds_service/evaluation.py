@@ -1,0 +1,108 @@
+"""One hook call from raw body to CDS response: the path shared by `serve` and `evaluate`."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from cds_service.assessment import Assessment, assess
+from cds_service.errors import BadRequest, NotFound
+from cds_service.facts import extract_facts
+from cds_service.knowledge import Knowledge
+from cds_service.patient_data import from_prefetch
+from cds_service.protocol import (
+    CdsResponse,
+    HookRequest,
+    OrderSelectContext,
+    OrderSignContext,
+    PatientViewContext,
+)
+from cds_service.rendering import render_card
+from cds_service.services import ServiceDefinition
+
+CONTEXT_MODELS: dict[str, type[PatientViewContext]] = {
+    "patient-view": PatientViewContext,
+    "order-select": OrderSelectContext,
+    "order-sign": OrderSignContext,
+}
+
+
+@dataclass
+class Evaluation:
+    """The response plus what the audit and logs may record (no patient data)."""
+
+    response: CdsResponse
+    assessment: Assessment | None = None
+    resources: int = 0
+    skipped: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+    """Pydantic errors without the offending input values (they may hold patient data)."""
+    return [
+        {"loc": prefix + ".".join(str(p) for p in err["loc"]), "msg": err["msg"]}
+        for err in exc.errors()
+    ]
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return data
+
+
+def parse_request(service: ServiceDefinition, data: dict[str, Any]) -> tuple[HookRequest, PatientViewContext]:
+    """The validated envelope and context, or BadRequest naming what is wrong."""
+    try:
+        request = HookRequest.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest("The request is not a valid CDS Hooks request.", validation_details(exc)) from None
+    if request.hook != service.hook:
+        raise BadRequest(f"Service {service.id} answers the {service.hook} hook, not {request.hook!r}.")
+    try:
+        context = CONTEXT_MODELS[service.hook].model_validate(request.context)
+    except ValidationError as exc:
+        raise BadRequest(
+            f"The context is not valid for the {service.hook} hook.", validation_details(exc, "context.")
+        ) from None
+    return request, context
+
+
+def find_service(services: dict[str, ServiceDefinition], service_id: str) -> ServiceDefinition:
+    service = services.get(service_id)
+    if service is None:
+        raise NotFound(f"No CDS service with id {service_id!r}.")
+    return service
+
+
+def evaluate(
+    service: ServiceDefinition, data: dict[str, Any], knowledge: Knowledge, now: datetime
+) -> Evaluation:
+    """Validate, gather facts, assess, render. Pure apart from the uuids on the cards."""
+    request, context = parse_request(service, data)
+    patient_data = from_prefetch(request.prefetch)
+    facts = extract_facts(patient_data, knowledge)
+    today = now.date()
+    assessment = assess(facts, knowledge, today)
+    cards = []
+    if assessment.fires:
+        cards.append(
+            render_card(assessment, knowledge, context.patientId, today, context.encounterId, context.userId)
+        )
+    return Evaluation(
+        response=CdsResponse(cards=cards),
+        assessment=assessment,
+        resources=patient_data.count(),
+        skipped=patient_data.malformed + facts.skipped_invalid,
+    )
+
+
+def response_bytes(response: BaseModel) -> bytes:
+    return orjson.dumps(response.model_dump(mode="json", exclude_none=True))

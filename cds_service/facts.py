@@ -1,0 +1,235 @@
+"""Facts: the pieces of the record the rule needs, matched to concepts, dated and in one unit.
+
+This is the only module that knows FHIR paths. Each raw resource is first screened on its
+codes and text (cheap, no validation); only resources that name a concept are validated
+with fhir.resources, so a 10,000-Observation chart costs little more than reading it.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+from cds_service import fhir_models
+from cds_service.knowledge import Knowledge
+from cds_service.patient_data import RESOURCE_TYPES, PatientData
+from cds_service.valueset import canonical_code, canonical_system
+
+NEGATIVE_ANSWER = "negative-answer"
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One piece of evidence from the record, attached to one concept."""
+
+    concept: str
+    resource_type: str
+    resource_id: str | None
+    text: str
+    when: date | None
+    active: bool
+    matched_by: Literal["code", "text"]
+    value: float | None = None
+    unit: str | None = None
+    status: str | None = None
+
+    @property
+    def reference(self) -> str | None:
+        return f"{self.resource_type}/{self.resource_id}" if self.resource_id else None
+
+
+@dataclass
+class PatientFacts:
+    birth_date: date | None = None
+    sex: str = "unknown"
+    by_concept: dict[str, list[Fact]] = field(default_factory=lambda: defaultdict(list))
+    skipped_invalid: int = 0
+
+    def of(self, concept: str) -> list[Fact]:
+        return self.by_concept.get(concept, [])
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and len(value) >= 4:
+        try:
+            return date.fromisoformat(value[:10]) if len(value) >= 10 else date(int(value[:4]), 1, 1)
+        except ValueError:
+            return None
+    return None
+
+
+def _codings(concept: Any) -> list[tuple[str, str, str]]:
+    """(system, code, display) from a raw CodeableConcept dict; tolerant of junk."""
+    if not isinstance(concept, dict):
+        return []
+    out = []
+    for coding in concept.get("coding") or []:
+        if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+            out.append((str(coding.get("system") or ""), coding["code"], str(coding.get("display") or "")))
+    return out
+
+
+def _texts(concept: Any) -> list[str]:
+    if not isinstance(concept, dict):
+        return []
+    texts = [concept["text"]] if isinstance(concept.get("text"), str) else []
+    texts += [c[2] for c in _codings(concept) if c[2]]
+    return texts
+
+
+class _Screen:
+    """Finds which concepts a raw resource names, by code first and by text as a fallback."""
+
+    def __init__(self, knowledge: Knowledge, data: PatientData) -> None:
+        self.k = knowledge
+        self.data = data
+
+    def coded(self, concept: Any, rtype: str) -> set[str]:
+        found: set[str] = set()
+        for system, code, _ in _codings(concept):
+            sys = canonical_system(system)
+            for cid in self.k.concepts_for_code(sys, canonical_code(sys, code)):
+                if rtype in self.k.concepts[cid].applies_to:
+                    found.add(cid)
+        return found
+
+    def text(self, texts: list[str], rtype: str) -> set[str]:
+        found: set[str] = set()
+        for t in texts:
+            found |= {c for c in self.k.text.find(t) if rtype in self.k.concepts[c].applies_to}
+        return found
+
+    def medication_concept(self, raw: dict[str, Any]) -> Any:
+        if "medicationCodeableConcept" in raw:
+            return raw["medicationCodeableConcept"]
+        ref = (raw.get("medicationReference") or {}).get("reference")
+        if not isinstance(ref, str):
+            return None
+        if ref.startswith("#"):
+            for contained in raw.get("contained") or []:
+                if isinstance(contained, dict) and contained.get("id") == ref[1:]:
+                    return contained.get("code")
+            return None
+        return (self.data.medications.get(ref.rsplit("/", 1)[-1]) or {}).get("code")
+
+    def concepts(self, raw: dict[str, Any], rtype: str) -> dict[str, Literal["code", "text"]]:
+        if rtype.startswith("Medication"):
+            main = self.medication_concept(raw)
+            extra_texts: list[str] = []
+        else:
+            main = raw.get("code")
+            extra_texts = [n["text"] for n in raw.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
+            if isinstance(raw.get("valueString"), str):
+                extra_texts.append(raw["valueString"])
+        coded = self.coded(main, rtype)
+        if rtype == "Observation":
+            coded |= self.coded(raw.get("valueCodeableConcept"), rtype)
+        main_text = self.text(_texts(main), rtype) if not coded else set()
+        texts = self.text(extra_texts, rtype) - coded
+        result: dict[str, Literal["code", "text"]] = {c: "code" for c in coded}
+        result.update({c: "text" for c in (main_text | texts) - coded})
+        return result
+
+
+def _label(raw: dict[str, Any], screen: _Screen, rtype: str) -> str:
+    concept = screen.medication_concept(raw) if rtype.startswith("Medication") else raw.get("code")
+    texts = _texts(concept)
+    return texts[0] if texts else rtype
+
+
+def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
+    """Every concept mention that passes the status rules, as Facts."""
+    status = knowledge.rule.record_status
+    facts = PatientFacts()
+    if data.patient:
+        facts.birth_date = _as_date(data.patient.get("birthDate"))
+        gender = data.patient.get("gender")
+        facts.sex = gender if gender in ("male", "female", "other") else "unknown"
+    screen = _Screen(knowledge, data)
+    units = knowledge.units
+    for rtype in RESOURCE_TYPES:
+        for raw in data.of_type(rtype):
+            hits = screen.concepts(raw, rtype)
+            if not hits:
+                continue
+            model = fhir_models.parse(raw)
+            if model is None:
+                facts.skipped_invalid += 1
+                continue
+            m: Any = model
+            active = False
+            value: float | None = None
+            unit: str | None = None
+            st: str | None = getattr(m, "status", None)
+            if rtype == "Condition":
+                clinical = _first_code(m.clinicalStatus)
+                if clinical in status.condition_clinical_ignored:
+                    continue
+                if _first_code(m.verificationStatus) in status.condition_verification_ignored:
+                    continue
+                active = clinical in status.condition_clinical_active
+                when = _as_date(m.onsetDateTime) or _as_date(m.onsetPeriod and m.onsetPeriod.start) or _as_date(m.recordedDate)
+                st = clinical
+            elif rtype == "Observation":
+                if st not in status.observation_status or _is_negative(m, screen):
+                    continue
+                when = _as_date(m.effectiveDateTime) or _as_date(m.effectivePeriod and m.effectivePeriod.start) or _as_date(m.effectiveInstant) or _as_date(m.issued)
+                if m.valueQuantity is not None and m.valueQuantity.value is not None:
+                    value = float(m.valueQuantity.value)
+                    unit = (m.valueQuantity.code or m.valueQuantity.unit or "").strip() or None
+            elif rtype == "MedicationRequest":
+                if st not in status.medication_active or m.doNotPerform:
+                    continue
+                active = True
+                when = _as_date(m.dispenseRequest and m.dispenseRequest.validityPeriod and m.dispenseRequest.validityPeriod.start) or _as_date(m.authoredOn)
+            elif rtype == "MedicationStatement":
+                if st not in status.medication_statement_active:
+                    continue
+                active = True
+                when = _as_date(m.effectivePeriod and m.effectivePeriod.start) or _as_date(m.effectiveDateTime) or _as_date(m.dateAsserted)
+            elif rtype == "MedicationAdministration":
+                if st not in status.administration_counted:
+                    continue
+                when = _as_date(m.effectiveDateTime) or _as_date(m.effectivePeriod and m.effectivePeriod.start)
+            elif rtype == "Procedure":
+                if st not in status.procedure_counted:
+                    continue
+                when = _as_date(m.performedDateTime) or _as_date(m.performedPeriod and m.performedPeriod.start)
+            else:  # ServiceRequest
+                if st not in status.pending_order_status or m.doNotPerform:
+                    continue
+                active = True
+                when = _as_date(m.authoredOn)
+            label = _label(raw, screen, rtype)
+            for concept, how in hits.items():
+                c_value, c_unit = value, unit
+                lab = units.get(concept)
+                if lab is not None and value is not None:
+                    factor = lab.factors.get(unit or "")
+                    c_value, c_unit = (value * factor, lab.canonical_unit) if factor is not None else (None, unit)
+                facts.by_concept[concept].append(
+                    Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st)
+                )
+    return facts
+
+
+def _first_code(concept: Any) -> str | None:
+    if concept is None or not concept.coding:
+        return None
+    code: str | None = concept.coding[0].code
+    return code
+
+
+def _is_negative(obs: Any, screen: _Screen) -> bool:
+    """A symptom Observation that records absence ("No", "Absent", valueBoolean false)."""
+    if obs.valueBoolean is False:
+        return True
+    if obs.valueCodeableConcept is not None:
+        raw = obs.valueCodeableConcept.model_dump(mode="json", exclude_none=True)
+        if NEGATIVE_ANSWER in {c for s, code, _ in _codings(raw) for c in screen.k.concepts_for_code(canonical_system(s), canonical_code(canonical_system(s), code))}:
+            return True
+    return False

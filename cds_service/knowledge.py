@@ -1,0 +1,201 @@
+"""Loads, validates and compiles the clinical knowledge in cards/ once, at start."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from cds_service.knowledge_models import (
+    ConceptDef,
+    ConceptsFile,
+    LabUnits,
+    RuleFile,
+    TextMatchingFile,
+    UnitsFile,
+    WordingFile,
+)
+from cds_service.textmatch import TextMatcher
+from cds_service.valueset import ValueSet, ValueSetError, compile_valueset
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class KnowledgeError(Exception):
+    """A knowledge file is missing or wrong; the message names the file and the field."""
+
+    def __init__(self, file: str, field: str, problem: str) -> None:
+        super().__init__(f"{file}: {field}: {problem}")
+        self.file, self.field, self.problem = file, field, problem
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Everything the engine and the renderer read, compiled for fast lookups."""
+
+    version: str
+    concepts: dict[str, ConceptDef]
+    valuesets: dict[str, ValueSet]
+    units: dict[str, LabUnits]
+    rule: RuleFile
+    wording: WordingFile
+    text: TextMatcher
+    code_index: dict[tuple[str, str], tuple[str, ...]]
+    prefix_index: tuple[tuple[str, str, str], ...]
+
+    def concepts_for_code(self, system: str, code: str) -> tuple[str, ...]:
+        """Concept ids whose value set holds (canonical system, canonical code)."""
+        direct = self.code_index.get((system, code), ())
+        if not self.prefix_index:
+            return direct
+        by_prefix = tuple(
+            c for s, p, c in self.prefix_index if s == system and code.startswith(p)
+        )
+        return direct + by_prefix if by_prefix else direct
+
+
+def default_cards_dir() -> Path:
+    """cards/ inside an installed wheel, else the checkout's top-level cards/."""
+    packaged = Path(str(resources.files("cds_service"))) / "cards"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "cards"
+
+
+def _read_json(path: Path, root: Path) -> Any:
+    name = str(path.relative_to(root))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KnowledgeError(name, "-", "file is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KnowledgeError(name, "-", f"not valid JSON ({exc})") from None
+
+
+def _parse(model: type[_Model], path: Path, root: Path) -> _Model:
+    try:
+        return model.model_validate(_read_json(path, root))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "-"
+        raise KnowledgeError(str(path.relative_to(root)), field, err["msg"]) from None
+
+
+def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
+    """Read every file in cards/, check the cross-references, compile lookups."""
+    root = cards_dir or default_cards_dir()
+    if not root.is_dir():
+        raise KnowledgeError(str(root), "-", "knowledge directory not found")
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.json")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+
+    valuesets: dict[str, ValueSet] = {}
+    for path in sorted((root / "valuesets").glob("*.json")):
+        try:
+            vs = compile_valueset(_read_json(path, root))
+        except ValueSetError as exc:
+            raise KnowledgeError(str(path.relative_to(root)), "-", str(exc)) from None
+        valuesets[vs.id] = vs
+
+    concepts_file = _parse(ConceptsFile, root / "concepts.json", root)
+    units = _parse(UnitsFile, root / "units.json", root)
+    text_file = _parse(TextMatchingFile, root / "text-matching.json", root)
+    rule = _parse(RuleFile, root / "rule.json", root)
+    wording = _parse(WordingFile, root / "wording.json", root)
+
+    concepts = {c.id: c for c in concepts_file.concepts}
+    for i, concept in enumerate(concepts_file.concepts):
+        if concept.value_set is not None and concept.value_set not in valuesets:
+            raise KnowledgeError(
+                "concepts.json", f"concepts.{i}.valueSet", f"unknown value set {concept.value_set!r}"
+            )
+        if concept.value_set is None and not concept.text_terms:
+            raise KnowledgeError("concepts.json", f"concepts.{i}", "needs valueSet or textTerms")
+    _check_rule(rule, concepts, units.labs)
+
+    code_index: dict[tuple[str, str], list[str]] = {}
+    prefix_index: list[tuple[str, str, str]] = []
+    for concept in concepts.values():
+        if concept.value_set is None:
+            continue
+        vs = valuesets[concept.value_set]
+        for key in vs.codes:
+            code_index.setdefault(key, []).append(concept.id)
+        prefix_index.extend((s, p, concept.id) for s, p in vs.prefixes)
+
+    text = TextMatcher.build(
+        terms={c.id: c.text_terms for c in concepts.values() if c.text_terms},
+        pre_negation=text_file.pre_negation,
+        post_negation=text_file.post_negation,
+        clause_breaks=text_file.clause_breaks,
+        window_words=text_file.window_words,
+        concept_pre_negation={c.id: c.text_pre_negation for c in concepts.values()},
+    )
+    return Knowledge(
+        version=f"{rule.version}+{digest.hexdigest()[:12]}",
+        concepts=concepts,
+        valuesets=valuesets,
+        units=units.labs,
+        rule=rule,
+        wording=wording,
+        text=text,
+        code_index={k: tuple(v) for k, v in code_index.items()},
+        prefix_index=tuple(prefix_index),
+    )
+
+
+def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str, LabUnits]) -> None:
+    """Every concept, lab and unit the rule names must exist; units must be canonical."""
+
+    def need_concept(field: str, concept_id: str | None) -> None:
+        if concept_id is None or concept_id not in concepts:
+            raise KnowledgeError("rule.json", field, f"unknown concept {concept_id!r}")
+
+    def need_lab(field: str, lab: str | None, unit: str | None) -> None:
+        if lab is None or lab not in labs:
+            raise KnowledgeError("rule.json", field, f"no units defined for lab {lab!r}")
+        if unit != labs[lab].canonical_unit:
+            raise KnowledgeError(
+                "rule.json", field, f"unit {unit!r} must be {labs[lab].canonical_unit!r}"
+            )
+
+    for i, c in enumerate(rule.trigger.concepts):
+        need_concept(f"trigger.concepts.{i}", c)
+    for i, c in enumerate(rule.symptoms.concepts):
+        need_concept(f"symptoms.concepts.{i}", c)
+    for i, sign in enumerate(rule.lab_signs):
+        need_lab(f"labSigns.{i}", sign.lab, sign.unit)
+        if (sign.value is None) == (sign.value_by_sex is None):
+            raise KnowledgeError("rule.json", f"labSigns.{i}", "give exactly one of value, valueBySex")
+    for i, c in enumerate(rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts):
+        need_concept(f"b12Result.concepts.{i}", c)
+    for c in rule.b12_result.result_concepts:
+        need_lab("b12Result.resultConcepts", c, rule.b12_result.unit)
+    for i, rf in enumerate(rule.risk_factors):
+        if rf.kind == "age":
+            if rf.min_age_years is None:
+                raise KnowledgeError("rule.json", f"riskFactors.{i}.minAgeYears", "required for age")
+        else:
+            need_concept(f"riskFactors.{i}.concept", rf.concept)
+    for i, c in enumerate(rule.suppressors.pending_order_concepts + rule.suppressors.therapy_concepts):
+        need_concept(f"suppressors.concepts.{i}", c)
+    for i, cf in enumerate(rule.confounders):
+        if cf.kind == "lab":
+            need_lab(f"confounders.{i}", cf.lab, cf.unit)
+            if cf.value is None or cf.comparator is None or cf.lookback_days is None:
+                raise KnowledgeError("rule.json", f"confounders.{i}", "lab needs comparator, value, lookbackDays")
+        else:
+            need_concept(f"confounders.{i}.concept", cf.concept)
+        if cf.kind == "recent" and cf.within_days is None:
+            raise KnowledgeError("rule.json", f"confounders.{i}.withinDays", "required for recent")
+    sign_ids = {s.id for s in rule.lab_signs}
+    for i, c in enumerate(rule.indicator.critical_symptoms):
+        need_concept(f"indicator.criticalSymptoms.{i}", c)
+    for i, s in enumerate(rule.indicator.critical_lab_signs_all):
+        if s not in sign_ids:
+            raise KnowledgeError("rule.json", f"indicator.criticalLabSignsAll.{i}", f"unknown lab sign {s!r}")

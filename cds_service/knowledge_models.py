@@ -1,0 +1,207 @@
+"""Pydantic models of the knowledge files in cards/ (their format, version 1)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+FORMAT_VERSION = 1
+
+
+class _Knowledge(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class _File(_Knowledge):
+    format_version: Literal[1]
+    about: str = ""
+
+
+class ConceptDef(_Knowledge):
+    id: str
+    label: str
+    value_set: str | None = None
+    applies_to: list[
+        Literal[
+            "Condition",
+            "Observation",
+            "MedicationRequest",
+            "MedicationStatement",
+            "MedicationAdministration",
+            "Procedure",
+            "ServiceRequest",
+        ]
+    ]
+    text_terms: list[str] = Field(default_factory=list)
+    text_pre_negation: list[str] = Field(default_factory=list)
+
+
+class ConceptsFile(_File):
+    concepts: list[ConceptDef]
+
+
+class LabUnits(_Knowledge):
+    canonical_unit: str
+    factors: dict[str, float]
+    remark: str = ""
+
+
+class UnitsFile(_File):
+    labs: dict[str, LabUnits]
+
+
+class TextMatchingFile(_File):
+    window_words: int = Field(ge=1, le=20)
+    pre_negation: list[str]
+    post_negation: list[str]
+    clause_breaks: list[str]
+
+
+class Population(_Knowledge):
+    min_age_years: int = Field(ge=0)
+    remark: str = ""
+
+
+class RecordStatus(_Knowledge):
+    condition_clinical_active: list[str]
+    condition_clinical_ignored: list[str]
+    condition_verification_ignored: list[str]
+    observation_status: list[str]
+    medication_active: list[str]
+    medication_statement_active: list[str]
+    administration_counted: list[str]
+    procedure_counted: list[str]
+    pending_order_status: list[str]
+    remark: str = ""
+
+
+class ConceptWindow(_Knowledge):
+    concepts: list[str]
+    lookback_days: int = Field(ge=1)
+    remark: str = ""
+
+
+class LabThreshold(_Knowledge):
+    id: str
+    label: str
+    lab: str
+    comparator: Literal["<", ">"]
+    unit: str
+    lookback_days: int = Field(ge=1)
+    value: float | None = None
+    value_by_sex: dict[Literal["male", "female", "other", "unknown"], float] | None = None
+    source: str = ""
+    remark: str = ""
+
+
+class B12Result(_Knowledge):
+    result_concepts: list[str]
+    recent_result_concepts: list[str]
+    unit: str
+    deficient_below: float
+    normal_above: float
+    source: str = ""
+    remark: str = ""
+
+
+class RiskFactor(_Knowledge):
+    id: str
+    kind: Literal["age", "medication", "condition", "history"]
+    label: str
+    concept: str | None = None
+    min_age_years: int | None = None
+    min_duration_days: int | None = None
+    source: str = ""
+    remark: str = ""
+
+
+class Suppressors(_Knowledge):
+    recent_result_days: int = Field(ge=0)
+    normal_result_days: int = Field(ge=0)
+    therapy_administration_days: int = Field(ge=0)
+    pending_order_concepts: list[str]
+    therapy_concepts: list[str]
+    remark: str = ""
+
+
+class UntreatedLow(_Knowledge):
+    enabled: bool
+    remark: str = ""
+
+
+class Confounder(_Knowledge):
+    id: str
+    kind: Literal["medication", "condition", "lab", "recent"]
+    label: str
+    advice: str
+    downgrade: bool
+    concept: str | None = None
+    recent_start_days: int | None = None
+    within_days: int | None = None
+    lab: str | None = None
+    comparator: Literal["<", ">"] | None = None
+    value: float | None = None
+    unit: str | None = None
+    lookback_days: int | None = None
+
+
+class IndicatorRule(_Knowledge):
+    critical_symptoms: list[str]
+    critical_lab_signs_all: list[str]
+    remark: str = ""
+
+
+class RuleFile(_File):
+    id: str
+    version: str
+    title: str
+    population: Population
+    record_status: RecordStatus
+    trigger: ConceptWindow
+    symptoms: ConceptWindow
+    lab_signs: list[LabThreshold]
+    b12_result: B12Result
+    risk_factors: list[RiskFactor]
+    suppressors: Suppressors
+    untreated_low: UntreatedLow
+    confounders: list[Confounder]
+    indicator: IndicatorRule
+
+
+class CodingDef(_Knowledge):
+    system: str
+    code: str
+    display: str
+
+
+class Variant(_Knowledge):
+    summary: str = Field(max_length=140)
+    intro: str
+    suggestion_label: str | None = None
+    order: CodingDef | None = None
+
+
+class SourceDef(_Knowledge):
+    label: str
+    url: str
+    topic: CodingDef | None = None
+
+
+class LinkDef(_Knowledge):
+    label: str
+    url: str
+    type: Literal["absolute", "smart"]
+
+
+class WordingFile(_File):
+    source: SourceDef
+    variants: dict[Literal["test-b12", "test-mma", "untreated-low"], Variant]
+    headings: dict[str, str]
+    not_redundant: dict[str, str]
+    criteria: dict[Literal["info", "warning", "critical", "untreated-low"], str]
+    links: list[LinkDef]
+    override_reasons: list[CodingDef]
+    order_category: CodingDef
+    order_reason: CodingDef

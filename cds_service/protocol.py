@@ -1,0 +1,169 @@
+"""CDS Hooks 2.0 wire models (https://cds-hooks.hl7.org/2.0/).
+
+Request models are lenient: unknown fields are ignored. Response models are exact: they
+forbid extras and only carry what the spec defines. No model invents ids or values.
+"""
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Indicator(StrEnum):
+    """Card urgency (spec section "Card Attributes")."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class _Exact(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FhirAuthorization(_Lenient):
+    """https://cds-hooks.hl7.org/2.0/#passing-the-access-token-to-the-cds-service"""
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+
+class HookRequest(_Lenient):
+    """https://cds-hooks.hl7.org/2.0/#http-request-1 -- the envelope every hook call carries."""
+
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+
+    @field_validator("prefetch")
+    @classmethod
+    def _prefetch_values_are_objects(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        for key, item in value.items():
+            if item is not None and not isinstance(item, dict):
+                raise ValueError(f"prefetch[{key!r}] must be a FHIR resource object or null")
+        return value
+
+
+class PatientViewContext(_Lenient):
+    """https://cds-hooks.hl7.org/hooks/patient-view/ context."""
+
+    patientId: str = Field(min_length=1)
+    userId: str | None = None
+    encounterId: str | None = None
+
+
+class OrderSelectContext(PatientViewContext):
+    """https://cds-hooks.hl7.org/hooks/order-select/ context."""
+
+    selections: list[str]
+    draftOrders: dict[str, Any]
+
+
+class OrderSignContext(PatientViewContext):
+    """https://cds-hooks.hl7.org/hooks/order-sign/ context."""
+
+    draftOrders: dict[str, Any]
+
+
+class Coding(_Exact):
+    """FHIR Coding as used by overrideReasons and source.topic."""
+
+    system: str | None = None
+    code: str
+    display: str | None = None
+
+
+class Source(_Exact):
+    """https://cds-hooks.hl7.org/2.0/#source"""
+
+    label: str
+    url: str | None = None
+    icon: str | None = None
+    topic: Coding | None = None
+
+
+class Action(_Exact):
+    """https://cds-hooks.hl7.org/2.0/#action"""
+
+    type: Literal["create", "update", "delete"]
+    description: str
+    resource: dict[str, Any] | None = None
+    resourceId: list[str] | None = None
+
+
+class Suggestion(_Exact):
+    """https://cds-hooks.hl7.org/2.0/#suggestion"""
+
+    label: str
+    uuid: str | None = None
+    isRecommended: bool | None = None
+    actions: list[Action] = Field(default_factory=list)
+
+
+class Link(_Exact):
+    """https://cds-hooks.hl7.org/2.0/#link"""
+
+    label: str
+    url: str
+    type: Literal["absolute", "smart"]
+    appContext: str | None = None
+
+
+class Card(_Exact):
+    """https://cds-hooks.hl7.org/2.0/#card-attributes"""
+
+    uuid: str | None = None
+    summary: str = Field(max_length=140)
+    detail: str | None = None
+    indicator: Indicator
+    source: Source
+    suggestions: list[Suggestion] | None = None
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[Coding] | None = None
+    links: list[Link] | None = None
+
+
+class CdsResponse(_Exact):
+    """https://cds-hooks.hl7.org/2.0/#cds-service-response"""
+
+    cards: list[Card]
+    systemActions: list[Action] | None = None
+
+
+class ServiceDescription(_Exact):
+    """One entry of the discovery response (https://cds-hooks.hl7.org/2.0/#response)."""
+
+    hook: str
+    id: str
+    title: str | None = None
+    description: str
+    prefetch: dict[str, str] | None = None
+    usageRequirements: str | None = None
+
+
+class DiscoveryResponse(_Exact):
+    """https://cds-hooks.hl7.org/2.0/#discovery"""
+
+    services: list[ServiceDescription]
+
+
+class ErrorBody(_Exact):
+    """The JSON body of every 4xx/5xx this service returns."""
+
+    error: str
+    message: str
+    details: list[dict[str, Any]] | None = None

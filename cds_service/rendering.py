@@ -1,0 +1,153 @@
+"""Turns an Assessment and the wording in cards/ into CDS Hooks Card models."""
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from cds_service import fhir_models
+from cds_service.assessment import Assessment, Evidence, format_value
+from cds_service.facts import Fact
+from cds_service.knowledge import Knowledge
+from cds_service.knowledge_models import CodingDef
+from cds_service.protocol import Action, Card, Coding, Link, Source, Suggestion
+
+_SAFE = re.compile(r"[A-Za-z0-9 ,]")
+_MAX_RECORD_TEXT = 120
+
+
+def escape_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
+    """Record text made inert for GFM with raw HTML: every character that could start markup,
+    a link, an autolink or an HTML tag becomes a numeric character reference."""
+    flat = " ".join(text.split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return "".join(ch if _SAFE.fullmatch(ch) else f"&#{ord(ch)};" for ch in flat)
+
+
+def _when(fact: Fact) -> str:
+    return fact.when.isoformat() if fact.when else "undated"
+
+
+def _fact_line(fact: Fact) -> str:
+    origin = "" if fact.matched_by == "code" else ", matched in free text"
+    return f"“{escape_text(fact.text)}” ({fact.resource_type}, {_when(fact)}{origin})"
+
+
+def _evidence_line(ev: Evidence) -> str:
+    if ev.note and ev.facts and ev.facts[0].value is not None:
+        return f"- **{ev.label}**: {ev.note}, {_when(ev.facts[0])}"
+    parts = [f"- **{ev.label}**"]
+    if ev.facts:
+        parts.append(": " + "; ".join(_fact_line(f) for f in ev.facts[:3]))
+        if len(ev.facts) > 3:
+            parts.append(f"; and {len(ev.facts) - 3} more")
+    if ev.note:
+        parts.append(f" — {ev.note}")
+    return "".join(parts)
+
+
+def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
+    words = k.wording.not_redundant
+    lines = [words["noRecentResult"].format(days=assessment.recent_result_days)]
+    last = assessment.last_b12
+    if last is None:
+        lines.append(words["noResultOnRecord"])
+    else:
+        value = f"{format_value(last.value)} {k.rule.b12_result.unit}" if last.value is not None else "a result"
+        lines.append(words["lastResult"].format(value=value, date=_when(last)))
+        if assessment.new_risk_since_normal:
+            lines.append(words["newRiskSinceNormal"].format(date=_when(last)))
+    lines += [words["noTherapy"], words["noPendingOrder"]]
+    return [f"- {line}" for line in lines]
+
+
+def render_detail(assessment: Assessment, k: Knowledge) -> str:
+    w = k.wording
+    assert assessment.variant is not None and assessment.indicator is not None
+    h = w.headings
+    out = [w.variants[assessment.variant].intro, "", f"**{h['complaint']}**"]
+    out += [f"- {_fact_line(f)}" for f in assessment.trigger[:3]]
+    if assessment.last_b12 is not None and assessment.variant == "untreated-low":
+        last = assessment.last_b12
+        value = format_value(last.value) if last.value is not None else "?"
+        out += ["", f"- **Latest serum B12**: {value} {k.rule.b12_result.unit}, {_when(last)} "
+                f"(below {k.rule.b12_result.deficient_below:g})"]
+    if assessment.signs:
+        out += ["", f"**{h['signs']}**"] + [_evidence_line(e) for e in assessment.signs]
+    if assessment.risk_factors:
+        out += ["", f"**{h['riskFactors']}**"] + [_evidence_line(e) for e in assessment.risk_factors]
+    if assessment.confounders:
+        out += ["", f"**{h['confounders']}**"] + [_evidence_line(e) for e in assessment.confounders]
+    if assessment.variant != "untreated-low":
+        out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)
+    criteria = w.criteria["untreated-low" if assessment.variant == "untreated-low" else assessment.indicator.value]
+    out += ["", f"**{h['criteria']}**: {criteria} (knowledge {k.version})"]
+    return "\n".join(out)
+
+
+def _coding(c: CodingDef) -> dict[str, str]:
+    return {"system": c.system, "code": c.code, "display": c.display}
+
+
+def build_order(
+    assessment: Assessment, k: Knowledge, patient_id: str, today: date,
+    encounter_id: str | None, user_id: str | None,
+) -> dict[str, Any]:
+    """The ServiceRequest the suggestion creates, validated against the R4B model."""
+    assert assessment.variant is not None
+    order = k.wording.variants[assessment.variant].order
+    assert order is not None
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "category": [{"coding": [_coding(k.wording.order_category)]}],
+        "code": {"coding": [_coding(order)], "text": order.display},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": today.isoformat(),
+        "reasonCode": [{"coding": [_coding(k.wording.order_reason)], "text": k.wording.order_reason.display}],
+    }
+    refs = [{"reference": f.reference} for f in assessment.trigger if f.reference and f.resource_type in ("Condition", "Observation")]
+    if refs:
+        resource["reasonReference"] = refs
+    if encounter_id:
+        resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
+    if user_id and user_id.split("/")[0] in ("Practitioner", "PractitionerRole"):
+        resource["requester"] = {"reference": user_id}
+    if fhir_models.parse(resource) is None:
+        raise ValueError("the suggested ServiceRequest does not validate against FHIR R4B")
+    return resource
+
+
+def render_card(
+    assessment: Assessment, k: Knowledge, patient_id: str, today: date,
+    encounter_id: str | None = None, user_id: str | None = None,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> Card:
+    """The card for a firing assessment (callers check `assessment.fires`)."""
+    assert assessment.variant is not None and assessment.indicator is not None
+    w = k.wording
+    variant = w.variants[assessment.variant]
+    suggestions = None
+    if variant.order is not None and variant.suggestion_label:
+        order = build_order(assessment, k, patient_id, today, encounter_id, user_id)
+        suggestions = [
+            Suggestion(
+                label=variant.suggestion_label, uuid=new_id(), isRecommended=True,
+                actions=[Action(type="create", description=f"Order {variant.order.display}", resource=order)],
+            )
+        ]
+    topic = Coding(**_coding(w.source.topic)) if w.source.topic else None
+    return Card(
+        uuid=new_id(),
+        summary=variant.summary,
+        detail=render_detail(assessment, k),
+        indicator=assessment.indicator,
+        source=Source(label=w.source.label, url=w.source.url, topic=topic),
+        suggestions=suggestions,
+        selectionBehavior="at-most-one" if suggestions else None,
+        overrideReasons=[Coding(**_coding(c)) for c in w.override_reasons],
+        links=[Link(label=link.label, url=link.url, type=link.type) for link in w.links],
+    )

@@ -1,0 +1,76 @@
+"""HTTP routes: parse, call the evaluation, serialise. No clinical logic here."""
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from cds_service.errors import UnsupportedMediaType
+from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
+from cds_service.knowledge import Knowledge
+from cds_service.protocol import DiscoveryResponse
+from cds_service.services import ServiceDefinition
+
+log = logging.getLogger("cds_service.hook")
+router = APIRouter()
+
+
+def _knowledge(request: Request) -> Knowledge:
+    knowledge: Knowledge = request.app.state.knowledge
+    return knowledge
+
+
+def _services(request: Request) -> dict[str, ServiceDefinition]:
+    services: dict[str, ServiceDefinition] = request.app.state.services
+    return services
+
+
+KnowledgeDep = Annotated[Knowledge, Depends(_knowledge)]
+ServicesDep = Annotated[dict[str, ServiceDefinition], Depends(_services)]
+
+
+def _json(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType("Send the request body as application/json.")
+
+
+@router.get("/cds-services")
+async def discovery(services: ServicesDep) -> Response:
+    body = DiscoveryResponse(services=[s.describe() for s in services.values()])
+    return _json(response_bytes(body))
+
+
+@router.post("/cds-services/{service_id}")
+async def call_service(service_id: str, request: Request, services: ServicesDep, knowledge: KnowledgeDep) -> Response:
+    service = find_service(services, service_id)
+    _require_json(request)
+    data = parse_json_object(await request.body())
+    started = time.perf_counter()
+    result = evaluate(service, data, knowledge, datetime.now(UTC))
+    log.info(
+        "hook answered service=%s hookInstance=%s outcome=%s cards=%d resources=%d skipped=%d ms=%.1f",
+        service.id, str(data.get("hookInstance"))[:64],
+        result.assessment.outcome if result.assessment else "-",
+        len(result.response.cards), result.resources, result.skipped,
+        (time.perf_counter() - started) * 1000,
+    )
+    return _json(response_bytes(result.response))
+
+
+@router.get("/healthz")
+async def healthz(knowledge: KnowledgeDep) -> Response:
+    return _json(response_bytes_plain({"status": "ok", "knowledgeVersion": knowledge.version}))
+
+
+def response_bytes_plain(data: dict[str, str]) -> bytes:
+    import orjson
+
+    return orjson.dumps(data)

@@ -1,0 +1,82 @@
+"""The CDS services this plugin offers: ids, hooks, wording for discovery and prefetch templates."""
+
+from dataclasses import dataclass
+
+from cds_service.knowledge import Knowledge
+from cds_service.protocol import ServiceDescription
+from cds_service.valueset import codes_of
+
+PATIENT = "{{context.patientId}}"
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: dict[str, str]
+
+    def describe(self) -> ServiceDescription:
+        return ServiceDescription(
+            hook=self.hook, id=self.id, title=self.title,
+            description=self.description, prefetch=self.prefetch,
+        )
+
+
+def _token_list(k: Knowledge, concepts: list[str]) -> str:
+    """`system|code,system|code` for a FHIR token search that ORs every code of the concepts."""
+    sets = [k.valuesets[v] for v in (k.concepts[c].value_set for c in concepts) if v]
+    return ",".join(f"{system}|{code}" for system, code in codes_of(sets))
+
+
+def _concepts_for(k: Knowledge, resource_type: str) -> list[str]:
+    return sorted(c.id for c in k.concepts.values() if resource_type in c.applies_to and c.value_set)
+
+
+def prefetch_templates(k: Knowledge) -> dict[str, str]:
+    """FHIR searches for everything the rule reads, generated from the value sets so they never drift."""
+    lookback = max(k.rule.suppressors.normal_result_days, k.rule.symptoms.lookback_days) * 2
+    therapy = k.rule.suppressors
+    return {
+        "patient": f"Patient/{PATIENT}",
+        "conditions": f"Condition?patient={PATIENT}",
+        "observations": (
+            f"Observation?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Observation'))}"
+            f"&date=ge{{{{today() - {lookback} days}}}}"
+        ),
+        "medications": (
+            f"MedicationRequest?patient={PATIENT}&status=active,on-hold"
+            "&_include=MedicationRequest:medication"
+        ),
+        "medicationStatements": f"MedicationStatement?patient={PATIENT}&status=active,intended",
+        "b12Administrations": (
+            f"MedicationAdministration?patient={PATIENT}"
+            f"&code={_token_list(k, therapy.therapy_concepts)}"
+            f"&effective-time=ge{{{{today() - {therapy.therapy_administration_days} days}}}}"
+        ),
+        "procedures": f"Procedure?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Procedure'))}",
+        "b12Orders": (
+            f"ServiceRequest?patient={PATIENT}&code={_token_list(k, therapy.pending_order_concepts)}"
+            "&status=draft,active,on-hold"
+        ),
+    }
+
+
+def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
+    prefetch = prefetch_templates(k)
+    services = [
+        ServiceDefinition(
+            id="b12-myalgia-patient-view",
+            hook="patient-view",
+            title="Vitamin B12 test for myalgia with signs of deficiency",
+            description=(
+                "When a patient's chart shows a current complaint of myalgia together with symptoms, "
+                "lab signs or risk factors of vitamin B12 deficiency (NICE NG239), recommends a serum "
+                "B12 test with the evidence and a one-click order. Silent when a recent result, B12 "
+                "therapy or a pending B12 order makes the test redundant."
+            ),
+            prefetch=prefetch,
+        ),
+    ]
+    return {s.id: s for s in services}

@@ -1,0 +1,90 @@
+"""Conservative free-text matching: whole-word terms, cancelled by nearby negation cues."""
+
+import re
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[a-z0-9'/-]+")
+_POST_WINDOW_WORDS = 3
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def _has_phrase(words: list[str], phrase: tuple[str, ...]) -> bool:
+    n = len(phrase)
+    return any(tuple(words[i : i + n]) == phrase for i in range(len(words) - n + 1))
+
+
+@dataclass(frozen=True)
+class TextMatcher:
+    """Finds concept mentions in free text; built once from cards/ at start."""
+
+    pattern: re.Pattern[str] | None
+    term_concepts: dict[str, tuple[str, ...]]
+    pre_negation: tuple[tuple[str, ...], ...]
+    concept_pre_negation: dict[str, tuple[tuple[str, ...], ...]]
+    post_negation: tuple[tuple[str, ...], ...]
+    clause_break: re.Pattern[str]
+    window_words: int
+
+    @classmethod
+    def build(
+        cls,
+        terms: dict[str, list[str]],
+        pre_negation: list[str],
+        post_negation: list[str],
+        clause_breaks: list[str],
+        window_words: int,
+        concept_pre_negation: dict[str, list[str]] | None = None,
+    ) -> "TextMatcher":
+        term_concepts: dict[str, list[str]] = {}
+        for concept, concept_terms in terms.items():
+            for term in concept_terms:
+                term_concepts.setdefault(term.lower().strip(), []).append(concept)
+        ordered = sorted(term_concepts, key=len, reverse=True)
+        pattern = (
+            re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, ordered)) + r")(?![a-z0-9])")
+            if ordered
+            else None
+        )
+        breaks = "|".join(re.escape(b) for b in clause_breaks)
+        clause_break = re.compile(r"[.;:!?\n]" + (rf"|\b(?:{breaks})\b" if breaks else ""))
+
+        def phrases(cues: list[str]) -> tuple[tuple[str, ...], ...]:
+            return tuple(tuple(_words(c.lower())) for c in cues if _words(c.lower()))
+
+        return cls(
+            pattern=pattern,
+            term_concepts={t: tuple(c) for t, c in term_concepts.items()},
+            pre_negation=phrases(pre_negation),
+            concept_pre_negation={
+                c: phrases(cues) for c, cues in (concept_pre_negation or {}).items()
+            },
+            post_negation=phrases(post_negation),
+            clause_break=clause_break,
+            window_words=window_words,
+        )
+
+    def find(self, text: str) -> set[str]:
+        """Concepts mentioned affirmatively in `text` (a negated mention is no mention)."""
+        if self.pattern is None or not text:
+            return set()
+        lowered = text.lower()
+        found: set[str] = set()
+        for match in self.pattern.finditer(lowered):
+            start, end = match.span()
+            clause_start = max(
+                (m.end() for m in self.clause_break.finditer(lowered, 0, start)), default=0
+            )
+            next_break = self.clause_break.search(lowered, end)
+            clause_end = next_break.start() if next_break else len(lowered)
+            before = _words(lowered[clause_start:start])[-self.window_words :]
+            after = _words(lowered[end:clause_end])[:_POST_WINDOW_WORDS]
+            if any(_has_phrase(after, cue) for cue in self.post_negation):
+                continue
+            for concept in self.term_concepts[match.group(0)]:
+                cues = self.pre_negation + self.concept_pre_negation.get(concept, ())
+                if not any(_has_phrase(before, cue) for cue in cues):
+                    found.add(concept)
+        return found

@@ -1,0 +1,113 @@
+"""FHIR ValueSet resources compiled into constant-time code lookups."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+
+# Systems whose hierarchy is the code prefix, so `is-a` can be evaluated without a terminology server.
+_PREFIX_HIERARCHY_SYSTEMS = frozenset({ICD10CM, "http://hl7.org/fhir/sid/icd-10"})
+
+# Real clients spell systems in several ways; map them to one canonical URI.
+SYSTEM_ALIASES = {
+    "http://hl7.org/fhir/sid/icd-10-cm": ICD10CM,
+    "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "http://snomed.info/sct": "http://snomed.info/sct",
+    "urn:oid:2.16.840.1.113883.6.96": "http://snomed.info/sct",
+    "http://loinc.org": "http://loinc.org",
+    "urn:oid:2.16.840.1.113883.6.1": "http://loinc.org",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "urn:oid:2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
+}
+
+
+def canonical_system(system: str | None) -> str:
+    """The canonical URI for a coding system ('' when absent)."""
+    if not system:
+        return ""
+    return SYSTEM_ALIASES.get(system.strip(), system.strip())
+
+
+def canonical_code(system: str, code: str) -> str:
+    """ICD-10 codes arrive with and without the dot and in either case; normalise them."""
+    code = code.strip()
+    if system == ICD10CM:
+        return code.replace(".", "").upper()
+    return code
+
+
+class ValueSetError(ValueError):
+    """A ValueSet resource that this service cannot compile."""
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """A compiled value set: explicit codes plus code prefixes for `is-a` on ICD-10."""
+
+    id: str
+    title: str
+    codes: frozenset[tuple[str, str]]
+    prefixes: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    listed: tuple[tuple[str, str], ...] = ()
+
+    def contains(self, system: str | None, code: str | None) -> bool:
+        if not code:
+            return False
+        sys = canonical_system(system)
+        norm = canonical_code(sys, code)
+        if (sys, norm) in self.codes:
+            return True
+        return any(sys == p_sys and norm.startswith(p) for p_sys, p in self.prefixes)
+
+
+
+def compile_valueset(resource: dict[str, Any]) -> ValueSet:
+    """Compile a ValueSet resource; raises ValueSetError naming the field at fault."""
+    if resource.get("resourceType") != "ValueSet":
+        raise ValueSetError("resourceType: must be 'ValueSet'")
+    vs_id = resource.get("id")
+    if not isinstance(vs_id, str) or not vs_id:
+        raise ValueSetError("id: missing")
+    includes = (resource.get("compose") or {}).get("include")
+    if not isinstance(includes, list) or not includes:
+        raise ValueSetError("compose.include: must be a non-empty list")
+    codes: set[tuple[str, str]] = set()
+    listed: list[tuple[str, str]] = []
+    prefixes: set[tuple[str, str]] = set()
+    for i, include in enumerate(includes):
+        where = f"compose.include[{i}]"
+        system = canonical_system(include.get("system"))
+        if not system:
+            raise ValueSetError(f"{where}.system: missing")
+        for j, concept in enumerate(include.get("concept") or []):
+            code = concept.get("code")
+            if not isinstance(code, str) or not code.strip():
+                raise ValueSetError(f"{where}.concept[{j}].code: missing")
+            if not concept.get("display"):
+                raise ValueSetError(f"{where}.concept[{j}].display: missing for code {code}")
+            codes.add((system, canonical_code(system, code)))
+            listed.append((system, code.strip()))
+        for j, flt in enumerate(include.get("filter") or []):
+            if flt.get("op") != "is-a" or flt.get("property") != "concept":
+                raise ValueSetError(f"{where}.filter[{j}]: only 'concept is-a' is supported")
+            if system not in _PREFIX_HIERARCHY_SYSTEMS:
+                raise ValueSetError(
+                    f"{where}.filter[{j}]: is-a needs a terminology server for {system}; "
+                    "list the codes instead"
+                )
+            prefixes.add((system, canonical_code(system, str(flt.get("value", "")))))
+        if not include.get("concept") and not include.get("filter"):
+            raise ValueSetError(f"{where}: needs concept or filter")
+    return ValueSet(
+        id=vs_id,
+        title=str(resource.get("title") or vs_id),
+        codes=frozenset(codes),
+        prefixes=frozenset(prefixes),
+        listed=tuple(listed),
+    )
+
+
+def codes_of(valuesets: Iterable[ValueSet]) -> list[tuple[str, str]]:
+    """The codes listed in several value sets, as written there, sorted and without duplicates."""
+    return sorted({c for vs in valuesets for c in vs.listed})

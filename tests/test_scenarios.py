@@ -1,0 +1,85 @@
+"""Every scenario fixture through the HTTP API, through `cds-service evaluate`, and in-process."""
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cds_service.evaluation import evaluate
+from cds_service.knowledge import Knowledge
+from cds_service.services import service_definitions
+from tests.conftest import load_scenario
+from tests.fixture_files import scenario_files
+
+PATIENT_VIEW = scenario_files("patient-view")
+SERVICE = {"patient-view": "b12-myalgia-patient-view"}
+
+
+def test_there_are_enough_scenarios() -> None:
+    assert len(PATIENT_VIEW) >= 15
+    outcomes = {load_scenario(p)["expect"]["outcome"] for p in PATIENT_VIEW}
+    assert {"card", "no-trigger", "no-sign", "out-of-population", "suppressed:recent-result",
+            "suppressed:on-b12-therapy", "suppressed:pending-order", "suppressed:recent-normal-result"} <= outcomes
+
+
+def check_cards(cards: list[dict[str, Any]], expect: dict[str, Any], patient_id: str) -> None:
+    assert len(cards) == len(expect["cards"])
+    for card, want in zip(cards, expect["cards"], strict=True):
+        assert card["indicator"] == want["indicator"]
+        assert len(card["summary"]) <= 140
+        assert card["source"]["label"] and card["uuid"]
+        assert card["overrideReasons"] and card["links"]
+        for text in want["detailIncludes"]:
+            assert text in card["detail"], text
+        for text in want["detailExcludes"]:
+            assert text not in json.dumps(card), text
+        suggestions = card.get("suggestions") or []
+        if want["orderCode"] is None:
+            assert suggestions == []
+            continue
+        (suggestion,) = suggestions
+        assert suggestion["isRecommended"] is True and suggestion["uuid"] != card["uuid"]
+        (action,) = suggestion["actions"]
+        order = action["resource"]
+        assert action["type"] == "create" and order["resourceType"] == "ServiceRequest"
+        assert order["code"]["coding"][0] == {
+            "system": "http://loinc.org", "code": want["orderCode"], "display": order["code"]["coding"][0]["display"]
+        }
+        assert order["subject"] == {"reference": f"Patient/{patient_id}"}
+        assert order["reasonReference"][0]["reference"].startswith(("Condition/", "Observation/"))
+
+
+@pytest.mark.parametrize("path", PATIENT_VIEW, ids=lambda p: p.stem)
+def test_scenario_over_http(path: Path, client: httpx.Client) -> None:
+    scenario = load_scenario(path)
+    request = scenario["request"]
+    service = SERVICE[request["hook"]]
+    response = client.post(f"/cds-services/{service}", json=request)
+    assert response.status_code == 200, response.text
+    check_cards(response.json()["cards"], scenario["expect"], request["context"]["patientId"])
+
+
+@pytest.mark.parametrize("path", PATIENT_VIEW, ids=lambda p: p.stem)
+def test_scenario_outcome_in_process(path: Path, knowledge: Knowledge) -> None:
+    scenario = load_scenario(path)
+    service = service_definitions(knowledge)[SERVICE[scenario["request"]["hook"]]]
+    result = evaluate(service, scenario["request"], knowledge, datetime.now(UTC))
+    assert result.assessment is not None
+    assert result.assessment.outcome == scenario["expect"]["outcome"]
+
+
+def test_scenarios_through_evaluate_command(tmp_path: Path) -> None:
+    """`cds-service evaluate` gives the same answers (one process per scenario, as users run it)."""
+    for path in PATIENT_VIEW:
+        scenario = load_scenario(path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "cds_service", "evaluate", "-"],
+            input=json.dumps(scenario["request"]).encode(), capture_output=True, timeout=60,
+        )
+        assert proc.returncode == 0, (path.name, proc.stderr.decode())
+        check_cards(json.loads(proc.stdout)["cards"], scenario["expect"], scenario["request"]["context"]["patientId"])
