@@ -1,0 +1,110 @@
+"""The HTTP contract: discovery, errors as JSON 4xx, the sandbox's real request."""
+
+import json
+from pathlib import Path
+
+import httpx
+
+SANDBOX = Path(__file__).parent / "sandbox"  # bodies captured from the real CDS Hooks sandbox
+SERVICE = "/cds-services/b12-myalgia-patient-view"
+
+
+def _sandbox(name: str) -> dict:  # type: ignore[type-arg]
+    return json.loads((SANDBOX / name).read_text())
+
+
+def test_discovery_lists_patient_view_with_prefetch(client: httpx.Client) -> None:
+    body = client.get("/cds-services").json()
+    service = {s["id"]: s for s in body["services"]}["b12-myalgia-patient-view"]
+    assert service["hook"] == "patient-view"
+    assert service["title"] and service["description"]
+    prefetch = service["prefetch"]
+    assert prefetch["patient"] == "Patient/{{context.patientId}}"
+    assert "http://loinc.org|2132-9" in prefetch["observations"]
+    assert "http://snomed.info/sct|68962001" in prefetch["observations"]
+    assert "http://loinc.org|2132-9" in prefetch["b12Orders"]
+    assert "status=draft,active,on-hold" in prefetch["b12Orders"]
+    for template in prefetch.values():
+        assert "{{context.patientId}}" in template
+
+
+def test_sandbox_patient_view_gets_a_valid_empty_answer(client: httpx.Client) -> None:
+    response = client.post(SERVICE, json=_sandbox("patient-view.json"))
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}
+
+
+def test_unknown_service_is_404_json(client: httpx.Client) -> None:
+    response = client.post("/cds-services/nope", json=_sandbox("patient-view.json"))
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+def test_wrong_hook_is_400(client: httpx.Client) -> None:
+    request = _sandbox("order-select-1-on-entering-rx-view.json")
+    response = client.post(SERVICE, json=request)
+    assert response.status_code == 400
+    assert "patient-view" in response.json()["message"]
+
+
+def test_malformed_json_is_400(client: httpx.Client) -> None:
+    response = client.post(SERVICE, content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_non_object_body_is_400(client: httpx.Client) -> None:
+    response = client.post(SERVICE, json=[1, 2])
+    assert response.status_code == 400
+
+
+def test_missing_patient_id_names_the_field_without_values(client: httpx.Client) -> None:
+    request = _sandbox("patient-view.json")
+    del request["context"]["patientId"]
+    request["context"]["secret"] = "Maria Metformin"
+    response = client.post(SERVICE, json=request)
+    assert response.status_code == 400
+    body = response.json()
+    assert any(d["loc"] == "context.patientId" for d in body["details"])
+    assert "Maria" not in response.text
+
+
+def test_missing_envelope_fields_are_400(client: httpx.Client) -> None:
+    for field in ("hook", "hookInstance", "context"):
+        request = _sandbox("patient-view.json")
+        del request[field]
+        response = client.post(SERVICE, json=request)
+        assert response.status_code == 400, field
+        assert any(d["loc"] == field for d in response.json()["details"])
+
+
+def test_prefetch_value_that_is_not_an_object_is_400(client: httpx.Client) -> None:
+    request = _sandbox("patient-view.json")
+    request["prefetch"]["patient"] = "Patient/pt-b12"
+    response = client.post(SERVICE, json=request)
+    assert response.status_code == 400
+
+
+def test_null_and_absent_prefetch_are_fine(client: httpx.Client) -> None:
+    request = _sandbox("patient-view.json")
+    request["prefetch"] = {"patient": None, "conditions": None}
+    assert client.post(SERVICE, json=request).json() == {"cards": []}
+    del request["prefetch"]
+    assert client.post(SERVICE, json=request).json() == {"cards": []}
+
+
+def test_wrong_content_type_is_415(client: httpx.Client) -> None:
+    response = client.post(SERVICE, content=b"hook=patient-view", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+
+
+def test_unknown_route_and_method_are_json(client: httpx.Client) -> None:
+    assert client.get("/nowhere").json()["error"] == "not_found"
+    response = client.get(SERVICE)
+    assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+
+
+def test_healthz(client: httpx.Client) -> None:
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok" and body["knowledgeVersion"].startswith("2026")

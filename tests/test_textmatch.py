@@ -1,0 +1,30 @@
+"""Conservative free-text matching and negation."""
+
+import pytest
+
+from cds_service.knowledge import Knowledge
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Muscle aches for months, worse in the evening", {"myalgia"}),
+        ("MYALGIA", {"myalgia"}),
+        ("Patient denies muscle aches", set()),
+        ("No muscle pain. Tired all the time", set()),
+        ("muscle pain resolved", set()),
+        ("history of muscle pain", set()),
+        ("Denies fever but reports muscle aches", {"myalgia"}),
+        ("Family history of myalgia", set()),
+        ("myalgic encephalomyelitis", set()),
+        ("not on metformin", set()),
+    ],
+)
+def test_myalgia_mentions(knowledge: Knowledge, text: str, expected: set[str]) -> None:
+    assert knowledge.text.find(text) & {"myalgia", "metformin"} == expected
+
+
+def test_medication_names_match_inside_product_text(knowledge: Knowledge) -> None:
+    assert "metformin" in knowledge.text.find("Janumet (sitagliptin and metformin) 50/1000 mg")
+    assert "b12-therapy" in knowledge.text.find("Hydroxocobalamin 1 MG/ML Injectable Solution")
+    assert "b12-therapy" not in knowledge.text.find("cyanocobalaminx")
