@@ -1,0 +1,126 @@
+"""The engine alone: facts in, assessment out, today fixed. Boundaries of each threshold."""
+
+from datetime import date, timedelta
+
+from cds_service.assessment import assess
+from cds_service.facts import Fact, PatientFacts
+from cds_service.knowledge import Knowledge
+from cds_service.protocol import Indicator
+
+TODAY = date(2026, 11, 25)
+
+
+def ago(days: int) -> date:
+    return TODAY - timedelta(days=days)
+
+
+def fact(concept: str, days: int | None, rtype: str = "Condition", active: bool = False,
+         value: float | None = None, unit: str | None = None) -> Fact:
+    when = ago(days) if days is not None else None
+    return Fact(concept, rtype, f"{concept}-1", concept, when, active, "code", value, unit, None)
+
+
+def patient(age: int, *facts: Fact, sex: str = "female") -> PatientFacts:
+    pf = PatientFacts(birth_date=date(TODAY.year - age, 1, 1), sex=sex)
+    for f in facts:
+        pf.by_concept[f.concept].append(f)
+    return pf
+
+
+MYALGIA = fact("myalgia", 5)
+FATIGUE = fact("fatigue", 5)
+
+
+def test_myalgia_with_sign_and_no_risk_is_info(knowledge: Knowledge) -> None:
+    a = assess(patient(40, MYALGIA, FATIGUE), knowledge, TODAY)
+    assert a.variant == "test-b12" and a.indicator == Indicator.INFO
+
+
+def test_trigger_window_boundary(knowledge: Knowledge) -> None:
+    assert assess(patient(40, fact("myalgia", 90), FATIGUE), knowledge, TODAY).fires
+    assert assess(patient(40, fact("myalgia", 91), FATIGUE), knowledge, TODAY).outcome == "no-trigger"
+    old_but_active = fact("myalgia", 400, active=True)
+    assert assess(patient(40, old_but_active, FATIGUE), knowledge, TODAY).fires
+
+
+def test_mcv_threshold_is_strictly_above_100(knowledge: Knowledge) -> None:
+    at = fact("mcv", 3, "Observation", value=100.0, unit="fL")
+    above = fact("mcv", 3, "Observation", value=100.5, unit="fL")
+    assert assess(patient(40, MYALGIA, at), knowledge, TODAY).outcome == "no-sign"
+    assert assess(patient(40, MYALGIA, above), knowledge, TODAY).fires
+
+
+def test_only_the_latest_lab_counts(knowledge: Knowledge) -> None:
+    old_high = fact("mcv", 200, "Observation", value=108.0, unit="fL")
+    new_normal = fact("mcv", 3, "Observation", value=92.0, unit="fL")
+    assert assess(patient(40, MYALGIA, old_high, new_normal), knowledge, TODAY).outcome == "no-sign"
+
+
+def test_anaemia_threshold_depends_on_sex(knowledge: Knowledge) -> None:
+    hb = fact("hemoglobin", 3, "Observation", value=12.5, unit="g/dL")
+    assert assess(patient(40, MYALGIA, hb, sex="male"), knowledge, TODAY).fires
+    assert assess(patient(40, MYALGIA, hb, sex="female"), knowledge, TODAY).outcome == "no-sign"
+    assert assess(patient(40, MYALGIA, hb, sex="unknown"), knowledge, TODAY).outcome == "no-sign"
+
+
+def test_metformin_needs_six_months_when_start_is_known(knowledge: Knowledge) -> None:
+    new = fact("metformin", 179, "MedicationRequest", active=True)
+    long = fact("metformin", 180, "MedicationRequest", active=True)
+    undated = fact("metformin", None, "MedicationRequest", active=True)
+    assert assess(patient(40, MYALGIA, FATIGUE, new), knowledge, TODAY).indicator == Indicator.INFO
+    assert assess(patient(40, MYALGIA, FATIGUE, long), knowledge, TODAY).indicator == Indicator.WARNING
+    assert assess(patient(40, MYALGIA, FATIGUE, undated), knowledge, TODAY).indicator == Indicator.WARNING
+
+
+def test_recent_result_window_boundary(knowledge: Knowledge) -> None:
+    inside = fact("b12-result", 90, "Observation", value=600.0, unit="pg/mL")
+    outside = fact("b12-result", 400, "Observation", value=600.0, unit="pg/mL")
+    assert assess(patient(70, MYALGIA, FATIGUE, inside), knowledge, TODAY).outcome == "suppressed:recent-result"
+    assert assess(patient(70, MYALGIA, FATIGUE, outside), knowledge, TODAY).fires
+
+
+def test_holotc_result_also_counts_as_recent_testing(knowledge: Knowledge) -> None:
+    holo = fact("holotc-result", 10, "Observation", value=80.0, unit="pmol/L")
+    assert assess(patient(70, MYALGIA, FATIGUE, holo), knowledge, TODAY).outcome == "suppressed:recent-result"
+
+
+def test_result_in_unknown_unit_still_suppresses_as_recent(knowledge: Knowledge) -> None:
+    odd = fact("b12-result", 10, "Observation", value=None, unit="mg/dL")
+    assert assess(patient(70, MYALGIA, FATIGUE, odd), knowledge, TODAY).outcome == "suppressed:recent-result"
+
+
+def test_viral_confounder_never_lowers_critical(knowledge: Knowledge) -> None:
+    flu = fact("viral-illness", 3)
+    pares = fact("paresthesia", 3)
+    a = assess(patient(70, MYALGIA, pares, flu), knowledge, TODAY)
+    assert a.indicator == Indicator.CRITICAL
+    assert [c.id for c in a.confounders] == ["viral-illness"]
+
+
+def test_old_viral_illness_is_not_a_confounder(knowledge: Knowledge) -> None:
+    a = assess(patient(70, MYALGIA, FATIGUE, fact("viral-illness", 15)), knowledge, TODAY)
+    assert a.indicator == Indicator.WARNING and a.confounders == ()
+
+
+def test_low_b12_without_therapy_is_untreated_low_even_if_recent(knowledge: Knowledge) -> None:
+    low = fact("b12-result", 20, "Observation", value=150.0, unit="pg/mL")
+    a = assess(patient(50, MYALGIA, low), knowledge, TODAY)
+    assert a.variant == "untreated-low" and a.indicator == Indicator.CRITICAL
+
+
+def test_low_b12_with_therapy_is_silent(knowledge: Knowledge) -> None:
+    low = fact("b12-result", 20, "Observation", value=150.0, unit="pg/mL")
+    therapy = fact("b12-therapy", 10, "MedicationRequest", active=True)
+    assert assess(patient(50, MYALGIA, low, therapy), knowledge, TODAY).outcome == "suppressed:on-b12-therapy"
+
+
+def test_recent_b12_administration_suppresses(knowledge: Knowledge) -> None:
+    given = fact("b12-therapy", 60, "MedicationAdministration")
+    long_ago = fact("b12-therapy", 200, "MedicationAdministration")
+    assert assess(patient(70, MYALGIA, FATIGUE, given), knowledge, TODAY).outcome == "suppressed:on-b12-therapy"
+    assert assess(patient(70, MYALGIA, FATIGUE, long_ago), knowledge, TODAY).fires
+
+
+def test_criteria_name_what_fired_without_patient_data(knowledge: Knowledge) -> None:
+    a = assess(patient(70, MYALGIA, FATIGUE), knowledge, TODAY)
+    assert a.criteria == ["outcome:card", "trigger:myalgia", "sign:fatigue", "risk:older-age"]
