@@ -8,6 +8,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from cds_service.assessment import Assessment, assess
+from cds_service.draft_orders import draft_resources, read_drafts, selected_only
 from cds_service.errors import BadRequest, NotFound
 from cds_service.facts import extract_facts
 from cds_service.knowledge import Knowledge
@@ -19,6 +20,8 @@ from cds_service.protocol import (
     OrderSignContext,
     PatientViewContext,
 )
+from cds_service.order_rendering import render_order_card
+from cds_service.order_rules import OrderAssessment, assess_order_select, assess_order_sign
 from cds_service.rendering import render_card
 from cds_service.services import ServiceDefinition
 
@@ -34,7 +37,7 @@ class Evaluation:
     """The response plus what the audit and logs may record (no patient data)."""
 
     response: CdsResponse
-    assessment: Assessment | None = None
+    assessment: Assessment | OrderAssessment | None = None
     resources: int = 0
     skipped: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -90,18 +93,23 @@ def evaluate(
     patient_data = from_prefetch(request.prefetch)
     facts = extract_facts(patient_data, knowledge)
     today = now.date()
-    assessment = assess(facts, knowledge, today)
+    who = (context.patientId, today, context.encounterId, context.userId)
+    skipped = patient_data.malformed + facts.skipped_invalid
     cards = []
+    if isinstance(context, OrderSelectContext | OrderSignContext):
+        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today)
+        if isinstance(context, OrderSelectContext):
+            selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today)
+            order_assessment = assess_order_select(facts, selected, all_drafts, knowledge, today)
+        else:
+            order_assessment = assess_order_sign(facts, all_drafts, knowledge, today)
+        if order_assessment.fires:
+            cards.append(render_order_card(order_assessment, knowledge, *who))
+        return Evaluation(CdsResponse(cards=cards), order_assessment, patient_data.count(), skipped + all_drafts.skipped)
+    assessment = assess(facts, knowledge, today)
     if assessment.fires:
-        cards.append(
-            render_card(assessment, knowledge, context.patientId, today, context.encounterId, context.userId)
-        )
-    return Evaluation(
-        response=CdsResponse(cards=cards),
-        assessment=assessment,
-        resources=patient_data.count(),
-        skipped=patient_data.malformed + facts.skipped_invalid,
-    )
+        cards.append(render_card(assessment, knowledge, *who))
+    return Evaluation(CdsResponse(cards=cards), assessment, patient_data.count(), skipped)
 
 
 def response_bytes(response: BaseModel) -> bytes:

@@ -49,7 +49,7 @@ class PatientFacts:
         return self.by_concept.get(concept, [])
 
 
-def _as_date(value: Any) -> date | None:
+def as_date(value: Any) -> date | None:
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
@@ -81,7 +81,7 @@ def _texts(concept: Any) -> list[str]:
     return texts
 
 
-class _Screen:
+class ConceptScreen:
     """Finds which concepts a raw resource names, by code first and by text as a fallback."""
 
     def __init__(self, knowledge: Knowledge, data: PatientData) -> None:
@@ -135,7 +135,7 @@ class _Screen:
         return result
 
 
-def _label(raw: dict[str, Any], screen: _Screen, rtype: str) -> str:
+def _label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
     concept = screen.medication_concept(raw) if rtype.startswith("Medication") else raw.get("code")
     texts = _texts(concept)
     return texts[0] if texts else rtype
@@ -146,10 +146,10 @@ def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
     status = knowledge.rule.record_status
     facts = PatientFacts()
     if data.patient:
-        facts.birth_date = _as_date(data.patient.get("birthDate"))
+        facts.birth_date = as_date(data.patient.get("birthDate"))
         gender = data.patient.get("gender")
         facts.sex = gender if gender in ("male", "female", "other") else "unknown"
-    screen = _Screen(knowledge, data)
+    screen = ConceptScreen(knowledge, data)
     units = knowledge.units
     for rtype in RESOURCE_TYPES:
         for raw in data.of_type(rtype):
@@ -172,12 +172,12 @@ def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
                 if _first_code(m.verificationStatus) in status.condition_verification_ignored:
                     continue
                 active = clinical in status.condition_clinical_active
-                when = _as_date(m.onsetDateTime) or _as_date(m.onsetPeriod and m.onsetPeriod.start) or _as_date(m.recordedDate)
+                when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
                 st = clinical
             elif rtype == "Observation":
                 if st not in status.observation_status or _is_negative(m, screen):
                     continue
-                when = _as_date(m.effectiveDateTime) or _as_date(m.effectivePeriod and m.effectivePeriod.start) or _as_date(m.effectiveInstant) or _as_date(m.issued)
+                when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveInstant) or as_date(m.issued)
                 if m.valueQuantity is not None and m.valueQuantity.value is not None:
                     value = float(m.valueQuantity.value)
                     unit = (m.valueQuantity.code or m.valueQuantity.unit or "").strip() or None
@@ -185,25 +185,25 @@ def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
                 if st not in status.medication_active or m.doNotPerform:
                     continue
                 active = True
-                when = _as_date(m.dispenseRequest and m.dispenseRequest.validityPeriod and m.dispenseRequest.validityPeriod.start) or _as_date(m.authoredOn)
+                when = as_date(m.dispenseRequest and m.dispenseRequest.validityPeriod and m.dispenseRequest.validityPeriod.start) or as_date(m.authoredOn)
             elif rtype == "MedicationStatement":
                 if st not in status.medication_statement_active:
                     continue
                 active = True
-                when = _as_date(m.effectivePeriod and m.effectivePeriod.start) or _as_date(m.effectiveDateTime) or _as_date(m.dateAsserted)
+                when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime) or as_date(m.dateAsserted)
             elif rtype == "MedicationAdministration":
                 if st not in status.administration_counted:
                     continue
-                when = _as_date(m.effectiveDateTime) or _as_date(m.effectivePeriod and m.effectivePeriod.start)
+                when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start)
             elif rtype == "Procedure":
                 if st not in status.procedure_counted:
                     continue
-                when = _as_date(m.performedDateTime) or _as_date(m.performedPeriod and m.performedPeriod.start)
+                when = as_date(m.performedDateTime) or as_date(m.performedPeriod and m.performedPeriod.start)
             else:  # ServiceRequest
                 if st not in status.pending_order_status or m.doNotPerform:
                     continue
                 active = True
-                when = _as_date(m.authoredOn)
+                when = as_date(m.authoredOn)
             label = _label(raw, screen, rtype)
             for concept, how in hits.items():
                 c_value, c_unit = value, unit
@@ -224,7 +224,7 @@ def _first_code(concept: Any) -> str | None:
     return code
 
 
-def _is_negative(obs: Any, screen: _Screen) -> bool:
+def _is_negative(obs: Any, screen: ConceptScreen) -> bool:
     """A symptom Observation that records absence ("No", "Absent", valueBoolean false)."""
     if obs.valueBoolean is False:
         return True

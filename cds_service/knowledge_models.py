@@ -153,6 +153,13 @@ class IndicatorRule(_Knowledge):
     remark: str = ""
 
 
+class OrderRule(_Knowledge):
+    muscle_order_concepts: list[str]
+    b12_product_concepts: list[str]
+    b12_test_concepts: list[str]
+    remark: str = ""
+
+
 class RuleFile(_File):
     id: str
     version: str
@@ -168,6 +175,7 @@ class RuleFile(_File):
     untreated_low: UntreatedLow
     confounders: list[Confounder]
     indicator: IndicatorRule
+    orders: OrderRule
 
 
 class CodingDef(_Knowledge):
@@ -197,11 +205,21 @@ class LinkDef(_Knowledge):
 
 class WordingFile(_File):
     source: SourceDef
-    variants: dict[Literal["test-b12", "test-mma", "untreated-low"], Variant]
+    variants: dict[
+        Literal[
+            "test-b12", "test-mma", "untreated-low",
+            "measure-before-treat", "duplicate-result", "duplicate-order",
+        ],
+        Variant,
+    ]
     headings: dict[str, str]
     not_redundant: dict[str, str]
-    criteria: dict[Literal["info", "warning", "critical", "untreated-low"], str]
+    criteria: dict[
+        Literal["info", "warning", "critical", "untreated-low", "measure-before-treat", "duplicate"], str
+    ]
     links: list[LinkDef]
     override_reasons: list[CodingDef]
     order_category: CodingDef
     order_reason: CodingDef
+    order_select_intro: str
+    remove_duplicate_label: str

@@ -10,8 +10,8 @@ from cds_service import fhir_models
 from cds_service.assessment import Assessment, Evidence, format_value
 from cds_service.facts import Fact
 from cds_service.knowledge import Knowledge
-from cds_service.knowledge_models import CodingDef
-from cds_service.protocol import Action, Card, Coding, Link, Source, Suggestion
+from cds_service.knowledge_models import CodingDef, Variant
+from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, Suggestion
 
 _SAFE = re.compile(r"[A-Za-z0-9 ,]")
 _MAX_RECORD_TEXT = 120
@@ -26,21 +26,21 @@ def escape_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
     return "".join(ch if _SAFE.fullmatch(ch) else f"&#{ord(ch)};" for ch in flat)
 
 
-def _when(fact: Fact) -> str:
+def when_text(fact: Fact) -> str:
     return fact.when.isoformat() if fact.when else "undated"
 
 
-def _fact_line(fact: Fact) -> str:
+def fact_line(fact: Fact) -> str:
     origin = "" if fact.matched_by == "code" else ", matched in free text"
-    return f"“{escape_text(fact.text)}” ({fact.resource_type}, {_when(fact)}{origin})"
+    return f"“{escape_text(fact.text)}” ({fact.resource_type}, {when_text(fact)}{origin})"
 
 
 def _evidence_line(ev: Evidence) -> str:
     if ev.note and ev.facts and ev.facts[0].value is not None:
-        return f"- **{ev.label}**: {ev.note}, {_when(ev.facts[0])}"
+        return f"- **{ev.label}**: {ev.note}, {when_text(ev.facts[0])}"
     parts = [f"- **{ev.label}**"]
     if ev.facts:
-        parts.append(": " + "; ".join(_fact_line(f) for f in ev.facts[:3]))
+        parts.append(": " + "; ".join(fact_line(f) for f in ev.facts[:3]))
         if len(ev.facts) > 3:
             parts.append(f"; and {len(ev.facts) - 3} more")
     if ev.note:
@@ -56,9 +56,9 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         lines.append(words["noResultOnRecord"])
     else:
         value = f"{format_value(last.value)} {k.rule.b12_result.unit}" if last.value is not None else "a result"
-        lines.append(words["lastResult"].format(value=value, date=_when(last)))
+        lines.append(words["lastResult"].format(value=value, date=when_text(last)))
         if assessment.new_risk_since_normal:
-            lines.append(words["newRiskSinceNormal"].format(date=_when(last)))
+            lines.append(words["newRiskSinceNormal"].format(date=when_text(last)))
     lines += [words["noTherapy"], words["noPendingOrder"]]
     return [f"- {line}" for line in lines]
 
@@ -68,11 +68,11 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     assert assessment.variant is not None and assessment.indicator is not None
     h = w.headings
     out = [w.variants[assessment.variant].intro, "", f"**{h['complaint']}**"]
-    out += [f"- {_fact_line(f)}" for f in assessment.trigger[:3]]
+    out += [f"- {fact_line(f)}" for f in assessment.trigger[:3]]
     if assessment.last_b12 is not None and assessment.variant == "untreated-low":
         last = assessment.last_b12
         value = format_value(last.value) if last.value is not None else "?"
-        out += ["", f"- **Latest serum B12**: {value} {k.rule.b12_result.unit}, {_when(last)} "
+        out += ["", f"- **Latest serum B12**: {value} {k.rule.b12_result.unit}, {when_text(last)} "
                 f"(below {k.rule.b12_result.deficient_below:g})"]
     if assessment.signs:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e) for e in assessment.signs]
@@ -92,13 +92,10 @@ def _coding(c: CodingDef) -> dict[str, str]:
 
 
 def build_order(
-    assessment: Assessment, k: Knowledge, patient_id: str, today: date,
+    order: CodingDef, k: Knowledge, patient_id: str, today: date, reasons: list[Fact],
     encounter_id: str | None, user_id: str | None,
 ) -> dict[str, Any]:
     """The ServiceRequest the suggestion creates, validated against the R4B model."""
-    assert assessment.variant is not None
-    order = k.wording.variants[assessment.variant].order
-    assert order is not None
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "status": "draft",
@@ -109,7 +106,7 @@ def build_order(
         "authoredOn": today.isoformat(),
         "reasonCode": [{"coding": [_coding(k.wording.order_reason)], "text": k.wording.order_reason.display}],
     }
-    refs = [{"reference": f.reference} for f in assessment.trigger if f.reference and f.resource_type in ("Condition", "Observation")]
+    refs = [{"reference": f.reference} for f in reasons if f.reference and f.resource_type in ("Condition", "Observation")]
     if refs:
         resource["reasonReference"] = refs
     if encounter_id:
@@ -121,33 +118,54 @@ def build_order(
     return resource
 
 
-def render_card(
-    assessment: Assessment, k: Knowledge, patient_id: str, today: date,
-    encounter_id: str | None = None, user_id: str | None = None,
-    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def order_suggestion(
+    variant: Variant, k: Knowledge, patient_id: str, today: date, reasons: list[Fact],
+    encounter_id: str | None, user_id: str | None, new_id: Callable[[], str],
+) -> list[Suggestion] | None:
+    """The one-click order of the variant's test, or None when the variant orders nothing."""
+    if variant.order is None or not variant.suggestion_label:
+        return None
+    order = build_order(variant.order, k, patient_id, today, reasons, encounter_id, user_id)
+    action = Action(type="create", description=f"Order {variant.order.display}", resource=order)
+    return [Suggestion(label=variant.suggestion_label, uuid=new_id(), isRecommended=True, actions=[action])]
+
+
+def card_frame(
+    k: Knowledge, summary: str, detail: str, indicator: Indicator,
+    suggestions: list[Suggestion] | None, new_id: Callable[[], str],
 ) -> Card:
-    """The card for a firing assessment (callers check `assessment.fires`)."""
-    assert assessment.variant is not None and assessment.indicator is not None
+    """What every card of this service shares: source, links, override reasons, a fresh uuid."""
     w = k.wording
-    variant = w.variants[assessment.variant]
-    suggestions = None
-    if variant.order is not None and variant.suggestion_label:
-        order = build_order(assessment, k, patient_id, today, encounter_id, user_id)
-        suggestions = [
-            Suggestion(
-                label=variant.suggestion_label, uuid=new_id(), isRecommended=True,
-                actions=[Action(type="create", description=f"Order {variant.order.display}", resource=order)],
-            )
-        ]
     topic = Coding(**_coding(w.source.topic)) if w.source.topic else None
     return Card(
         uuid=new_id(),
-        summary=variant.summary,
-        detail=render_detail(assessment, k),
-        indicator=assessment.indicator,
+        summary=summary,
+        detail=detail,
+        indicator=indicator,
         source=Source(label=w.source.label, url=w.source.url, topic=topic),
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=[Coding(**_coding(c)) for c in w.override_reasons],
         links=[Link(label=link.label, url=link.url, type=link.type) for link in w.links],
     )
+
+
+def render_card(
+    assessment: Assessment, k: Knowledge, patient_id: str, today: date,
+    encounter_id: str | None = None, user_id: str | None = None,
+    new_id: Callable[[], str] = new_uuid, preface: str | None = None,
+) -> Card:
+    """The card for a firing assessment (callers check `assessment.fires`)."""
+    assert assessment.variant is not None and assessment.indicator is not None
+    variant = k.wording.variants[assessment.variant]
+    suggestions = order_suggestion(
+        variant, k, patient_id, today, list(assessment.trigger), encounter_id, user_id, new_id
+    )
+    detail = render_detail(assessment, k)
+    if preface:
+        detail = f"{preface}\n\n{detail}"
+    return card_frame(k, variant.summary, detail, assessment.indicator, suggestions, new_id)

@@ -79,4 +79,36 @@ def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
             prefetch=prefetch,
         ),
     ]
+    order_prefetch = {
+        key: prefetch[key]
+        for key in ("patient", "conditions", "observations", "medications", "medicationStatements",
+                    "b12Administrations", "procedures", "b12Orders")
+    }
+    sign_prefetch = {key: prefetch[key] for key in ("patient", "observations", "b12Orders")}
+    services += [
+        ServiceDefinition(
+            id="b12-myalgia-order-select",
+            hook="order-select",
+            title="Vitamin B12 test while ordering for muscle complaints",
+            description=(
+                "When the clinician selects pain relief, a muscle relaxant, creatine kinase or "
+                "inflammatory markers, or a physiotherapy or rheumatology referral for a patient "
+                "whose record shows myalgia with signs of B12 deficiency, offers to add a serum B12 "
+                "test to the order. When a B12 product is ordered with no B12 level on file, "
+                "advises measuring before treating."
+            ),
+            prefetch=order_prefetch,
+        ),
+        ServiceDefinition(
+            id="b12-myalgia-order-sign",
+            hook="order-sign",
+            title="Duplicate vitamin B12 test check",
+            description=(
+                "When a serum B12 test is about to be signed while a result inside the re-test "
+                "window is on file, or another B12 order is pending, warns with the earlier result "
+                "or order. Silent otherwise."
+            ),
+            prefetch=sign_prefetch,
+        ),
+    ]
     return {s.id: s for s in services}

@@ -108,3 +108,44 @@ def test_unknown_route_and_method_are_json(client: httpx.Client) -> None:
 def test_healthz(client: httpx.Client) -> None:
     body = client.get("/healthz").json()
     assert body["status"] == "ok" and body["knowledgeVersion"].startswith("2026")
+
+
+def test_discovery_lists_all_three_services(client: httpx.Client) -> None:
+    services = {s["id"]: s for s in client.get("/cds-services").json()["services"]}
+    assert {k: v["hook"] for k, v in services.items()} == {
+        "b12-myalgia-patient-view": "patient-view",
+        "b12-myalgia-order-select": "order-select",
+        "b12-myalgia-order-sign": "order-sign",
+    }
+    assert set(services["b12-myalgia-order-sign"]["prefetch"]) == {"patient", "observations", "b12Orders"}
+
+
+def test_sandbox_order_requests_get_valid_empty_answers(client: httpx.Client) -> None:
+    for name, service in [
+        ("order-select-1-on-entering-rx-view.json", "b12-myalgia-order-select"),
+        ("order-select-2-condition-chosen.json", "b12-myalgia-order-select"),
+        ("order-select-3-metformin-chosen.json", "b12-myalgia-order-select"),
+        ("order-select-pama-on-entering-view.json", "b12-myalgia-order-select"),
+        ("order-sign-on-sign-button.json", "b12-myalgia-order-sign"),
+    ]:
+        response = client.post(f"/cds-services/{service}", json=_sandbox(name))
+        assert response.status_code == 200, name
+        assert response.json() == {"cards": []}, name
+
+
+def test_order_select_without_draft_orders_is_400(client: httpx.Client) -> None:
+    request = _sandbox("order-select-1-on-entering-rx-view.json")
+    del request["context"]["draftOrders"]
+    response = client.post("/cds-services/b12-myalgia-order-select", json=request)
+    assert response.status_code == 400
+    assert any(d["loc"] == "context.draftOrders" for d in response.json()["details"])
+
+
+def test_garbage_draft_entries_do_not_fail(client: httpx.Client) -> None:
+    request = _sandbox("order-select-3-metformin-chosen.json")
+    request["context"]["draftOrders"]["entry"] += [
+        {"resource": "nonsense"}, {"resource": {"resourceType": "MedicationRequest", "status": 7}},
+        {"nothing": True}, 42,
+    ]
+    response = client.post("/cds-services/b12-myalgia-order-select", json=request)
+    assert response.status_code == 200 and response.json() == {"cards": []}

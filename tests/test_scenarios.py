@@ -17,11 +17,17 @@ from tests.conftest import load_scenario
 from tests.fixture_files import scenario_files
 
 PATIENT_VIEW = scenario_files("patient-view")
-SERVICE = {"patient-view": "b12-myalgia-patient-view"}
+ALL = PATIENT_VIEW + scenario_files("order-select") + scenario_files("order-sign")
+SERVICE = {
+    "patient-view": "b12-myalgia-patient-view",
+    "order-select": "b12-myalgia-order-select",
+    "order-sign": "b12-myalgia-order-sign",
+}
 
 
 def test_there_are_enough_scenarios() -> None:
     assert len(PATIENT_VIEW) >= 15
+    assert len(ALL) > len(PATIENT_VIEW) + 10
     outcomes = {load_scenario(p)["expect"]["outcome"] for p in PATIENT_VIEW}
     assert {"card", "no-trigger", "no-sign", "out-of-population", "suppressed:recent-result",
             "suppressed:on-b12-therapy", "suppressed:pending-order", "suppressed:recent-normal-result"} <= outcomes
@@ -39,6 +45,12 @@ def check_cards(cards: list[dict[str, Any]], expect: dict[str, Any], patient_id:
         for text in want["detailExcludes"]:
             assert text not in json.dumps(card), text
         suggestions = card.get("suggestions") or []
+        if "deletes" in want:
+            (suggestion,) = suggestions
+            assert suggestion["actions"] == [
+                {"type": "delete", "description": suggestion["label"], "resourceId": want["deletes"]}
+            ]
+            continue
         if want["orderCode"] is None:
             assert suggestions == []
             continue
@@ -51,10 +63,11 @@ def check_cards(cards: list[dict[str, Any]], expect: dict[str, Any], patient_id:
             "system": "http://loinc.org", "code": want["orderCode"], "display": order["code"]["coding"][0]["display"]
         }
         assert order["subject"] == {"reference": f"Patient/{patient_id}"}
-        assert order["reasonReference"][0]["reference"].startswith(("Condition/", "Observation/"))
+        if not want.get("withoutReasonReference"):
+            assert order["reasonReference"][0]["reference"].startswith(("Condition/", "Observation/"))
 
 
-@pytest.mark.parametrize("path", PATIENT_VIEW, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_scenario_over_http(path: Path, client: httpx.Client) -> None:
     scenario = load_scenario(path)
     request = scenario["request"]
@@ -64,7 +77,7 @@ def test_scenario_over_http(path: Path, client: httpx.Client) -> None:
     check_cards(response.json()["cards"], scenario["expect"], request["context"]["patientId"])
 
 
-@pytest.mark.parametrize("path", PATIENT_VIEW, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_scenario_outcome_in_process(path: Path, knowledge: Knowledge) -> None:
     scenario = load_scenario(path)
     service = service_definitions(knowledge)[SERVICE[scenario["request"]["hook"]]]
@@ -75,7 +88,7 @@ def test_scenario_outcome_in_process(path: Path, knowledge: Knowledge) -> None:
 
 def test_scenarios_through_evaluate_command(tmp_path: Path) -> None:
     """`cds-service evaluate` gives the same answers (one process per scenario, as users run it)."""
-    for path in PATIENT_VIEW:
+    for path in ALL:
         scenario = load_scenario(path)
         proc = subprocess.run(
             [sys.executable, "-m", "cds_service", "evaluate", "-"],

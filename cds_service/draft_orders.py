@@ -1,0 +1,121 @@
+"""DraftOrders: what the clinician is ordering now (order-select / order-sign context.draftOrders).
+
+Drafts come from real clients in many shapes: the sandbox sends `reasonCode` and `category`
+as single objects, a Bundle without `type`, entries without `fullUrl`, and DSTU2
+`MedicationOrder` for older servers. We read what we understand and count the rest.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from cds_service import fhir_models
+from cds_service.facts import ConceptScreen, Fact
+from cds_service.knowledge import Knowledge
+from cds_service.patient_data import PatientData
+
+ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
+
+
+@dataclass
+class DraftOrders:
+    """Concepts named by the draft orders, and the complaint named in their reasons."""
+
+    by_concept: dict[str, list[Fact]] = field(default_factory=lambda: defaultdict(list))
+    reasons: list[Fact] = field(default_factory=list)
+    references: set[str] = field(default_factory=set)
+    count: int = 0
+    skipped: int = 0
+
+    def of(self, concepts: list[str]) -> list[Fact]:
+        return [f for c in concepts for f in self.by_concept.get(c, [])]
+
+
+def _from_dstu2(raw: dict[str, Any]) -> dict[str, Any]:
+    """A DSTU2 MedicationOrder re-shaped as the R4 MedicationRequest it stands for."""
+    converted: dict[str, Any] = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order"}
+    for old, new in (("id", "id"), ("medicationCodeableConcept", "medicationCodeableConcept"),
+                     ("medicationReference", "medicationReference"), ("patient", "subject"),
+                     ("dateWritten", "authoredOn"), ("reasonCodeableConcept", "reasonCode"),
+                     ("dosageInstruction", "dosageInstruction")):
+        if old in raw:
+            converted[new] = raw[old]
+    return converted
+
+
+def draft_resources(bundle: Any) -> list[Any]:
+    if not isinstance(bundle, dict):
+        return []
+    if bundle.get("resourceType") != "Bundle":
+        return [bundle]
+    entries = bundle.get("entry")
+    return [e.get("resource") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
+    """The drafts named in `selections` (by Type/id; by Type when ids are missing)."""
+    drafts = draft_resources(draft_orders)
+    chosen = set(selections)
+    by_ref = [d for d in drafts if isinstance(d, dict) and f"{d.get('resourceType')}/{d.get('id')}" in chosen]
+    if by_ref:
+        return by_ref
+    types = {s.split("/")[0] for s in selections}
+    return [d for d in drafts if isinstance(d, dict) and d.get("resourceType") in types]
+
+
+def read_drafts(resources: list[Any], knowledge: Knowledge, today: date) -> DraftOrders:
+    drafts = DraftOrders()
+    screen = ConceptScreen(knowledge, PatientData())
+    for raw in resources:
+        drafts.count += 1
+        if not isinstance(raw, dict):
+            drafts.skipped += 1
+            continue
+        if raw.get("resourceType") == "MedicationOrder":
+            raw = _from_dstu2(raw)
+        rtype = raw.get("resourceType")
+        if rtype not in ORDER_TYPES:
+            continue
+        hits = screen.concepts(raw, rtype)
+        reason_hits = _reason_concepts(raw, screen)
+        if not hits and not reason_hits:
+            continue
+        model: Any = fhir_models.parse(raw)
+        if model is None:
+            drafts.skipped += 1
+            continue
+        if model.id:
+            drafts.references.add(f"{rtype}/{model.id}")
+        label = _label(raw, screen, rtype)
+        for concept, how in hits.items():
+            drafts.by_concept[concept].append(Fact(concept, rtype, model.id, label, today, True, how))
+        for concept, text in reason_hits.items():
+            drafts.reasons.append(Fact(concept, rtype, model.id, text, today, True, "code"))
+    return drafts
+
+
+def _label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
+    concept = screen.medication_concept(raw) if rtype == "MedicationRequest" else raw.get("code")
+    if isinstance(concept, dict):
+        if isinstance(concept.get("text"), str):
+            return str(concept["text"])
+        for coding in concept.get("coding") or []:
+            if isinstance(coding, dict) and coding.get("display"):
+                return str(coding["display"])
+    return rtype
+
+
+def _reason_concepts(raw: dict[str, Any], screen: ConceptScreen) -> dict[str, str]:
+    """Complaints named as the order's reason, read as Conditions (coded, then text)."""
+    reasons = raw.get("reasonCode")
+    if isinstance(reasons, dict):
+        reasons = [reasons]
+    found: dict[str, str] = {}
+    for reason in reasons if isinstance(reasons, list) else []:
+        if not isinstance(reason, dict):
+            continue
+        text = str(reason.get("text") or next((c.get("display") for c in reason.get("coding") or [] if isinstance(c, dict) and c.get("display")), "") or "reason on the order")
+        for concept in screen.coded(reason, "Condition") or screen.text([reason.get("text") or ""], "Condition"):
+            found[concept] = text
+    return found

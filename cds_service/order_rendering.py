@@ -1,0 +1,51 @@
+"""Cards for order-select and order-sign, from an OrderAssessment and the wording in cards/."""
+
+from collections.abc import Callable
+from datetime import date
+
+from cds_service.assessment import format_value
+from cds_service.facts import Fact
+from cds_service.knowledge import Knowledge
+from cds_service.order_rules import OrderAssessment
+from cds_service.protocol import Action, Card, Suggestion
+from cds_service.rendering import card_frame, escape_text, fact_line, new_uuid, order_suggestion, render_card, when_text
+
+
+def _earlier_line(fact: Fact, k: Knowledge) -> str:
+    if fact.resource_type == "Observation":
+        value = f"{format_value(fact.value)} {k.units[fact.concept].canonical_unit}" if fact.value is not None else "a result"
+        return f"- **{k.concepts[fact.concept].label}**: {value} on {when_text(fact)}"
+    status = f", {fact.status}" if fact.status else ""
+    return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact)}{escape_text(status)}"
+
+
+def render_order_card(
+    oa: OrderAssessment, k: Knowledge, patient_id: str, today: date,
+    encounter_id: str | None = None, user_id: str | None = None, new_id: Callable[[], str] = new_uuid,
+) -> Card:
+    """The card for a firing order assessment (callers check `oa.fires`)."""
+    assert oa.card is not None and oa.indicator is not None
+    w = k.wording
+    ordered = ", ".join(escape_text(f.text) for f in oa.ordered[:3])
+    if oa.card == "pattern":
+        assert oa.pattern is not None
+        preface = w.order_select_intro.format(orders=ordered)
+        return render_card(oa.pattern, k, patient_id, today, encounter_id, user_id, new_id, preface)
+
+    variant = w.variants[oa.card]
+    lines = [variant.intro, "", f"**Ordered now**: {ordered}"]
+    if oa.card == "measure-before-treat":
+        lines += ["", f"**{w.headings['earlier']}**", f"- {w.not_redundant['noResultOnRecord']}",
+                  "", f"**{w.headings['criteria']}**: {w.criteria['measure-before-treat']}"]
+        suggestions = order_suggestion(variant, k, patient_id, today, [], encounter_id, user_id, new_id)
+        return card_frame(k, variant.summary, "\n".join(lines), oa.indicator, suggestions, new_id)
+
+    lines += ["", f"**{w.headings['earlier']}**"] + [_earlier_line(f, k) for f in oa.earlier[:3]]
+    window = k.rule.suppressors.recent_result_days
+    lines += ["", f"**{w.headings['criteria']}**: {w.criteria['duplicate'].format(days=window)}"]
+    drafts = [f.reference for f in oa.ordered if f.reference]
+    suggestions = None
+    if drafts:
+        remove = Action(type="delete", description=w.remove_duplicate_label, resourceId=drafts)
+        suggestions = [Suggestion(label=w.remove_duplicate_label, uuid=new_id(), isRecommended=False, actions=[remove])]
+    return card_frame(k, variant.summary, "\n".join(lines), oa.indicator, suggestions, new_id)

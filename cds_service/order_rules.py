@@ -1,0 +1,92 @@
+"""The rule at the point of ordering (order-select, order-sign): pure, like assessment.py."""
+
+import copy
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from cds_service.assessment import Assessment, assess
+from cds_service.draft_orders import DraftOrders
+from cds_service.facts import Fact, PatientFacts
+from cds_service.knowledge import Knowledge
+from cds_service.protocol import Indicator
+
+OrderCard = Literal["pattern", "measure-before-treat", "duplicate-result", "duplicate-order"]
+
+
+@dataclass(frozen=True)
+class OrderAssessment:
+    outcome: str
+    card: OrderCard | None = None
+    indicator: Indicator | None = None
+    pattern: Assessment | None = None
+    ordered: tuple[Fact, ...] = ()
+    earlier: tuple[Fact, ...] = ()
+
+    @property
+    def fires(self) -> bool:
+        return self.card is not None
+
+    @property
+    def criteria(self) -> list[str]:
+        out = [f"outcome:{self.outcome}"] + [f"ordered:{f.concept}" for f in self.ordered]
+        return out + (self.pattern.criteria if self.pattern else [])
+
+
+def _with_complaints(facts: PatientFacts, reasons: list[Fact]) -> PatientFacts:
+    """The patient's facts plus the complaints the draft names as its reason."""
+    if not reasons:
+        return facts
+    merged = copy.copy(facts)
+    merged.by_concept = {k: list(v) for k, v in facts.by_concept.items()}
+    for fact in reasons:
+        merged.by_concept.setdefault(fact.concept, []).append(fact)
+    return merged
+
+
+def assess_order_select(
+    facts: PatientFacts, selected: DraftOrders, all_drafts: DraftOrders, k: Knowledge, today: date
+) -> OrderAssessment:
+    rule = k.rule
+    if all_drafts.of(rule.orders.b12_test_concepts):
+        return OrderAssessment("draft-has-b12-test")
+    products = selected.of(rule.orders.b12_product_concepts)
+    if products:
+        on_therapy = any(f.active for c in rule.suppressors.therapy_concepts for f in facts.of(c))
+        if on_therapy:
+            return OrderAssessment("already-on-b12-therapy", ordered=tuple(products))
+        results = rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts
+        if any(facts.of(c) for c in results):
+            return OrderAssessment("b12-level-on-file", ordered=tuple(products))
+        if any(facts.of(c) for c in rule.suppressors.pending_order_concepts):
+            return OrderAssessment("b12-test-pending", ordered=tuple(products))
+        return OrderAssessment("card", "measure-before-treat", Indicator.WARNING, ordered=tuple(products))
+    muscle = selected.of(rule.orders.muscle_order_concepts)
+    if not muscle:
+        return OrderAssessment("unrelated-order")
+    pattern = assess(_with_complaints(facts, selected.reasons), k, today)
+    if not pattern.fires:
+        return OrderAssessment(f"pattern:{pattern.outcome}", ordered=tuple(muscle), pattern=pattern)
+    return OrderAssessment("card", "pattern", pattern.indicator, pattern, ordered=tuple(muscle))
+
+
+def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, today: date) -> OrderAssessment:
+    rule = k.rule
+    tests = tuple(drafts.of(rule.orders.b12_test_concepts))
+    if not tests:
+        return OrderAssessment("no-b12-test")
+    window = rule.suppressors.recent_result_days
+    recent = sorted(
+        (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c)
+         if f.when is not None and 0 <= (today - f.when).days <= window),
+        key=lambda f: f.when or date.min, reverse=True,
+    )
+    if recent:
+        return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent))
+    pending = tuple(
+        f for c in rule.suppressors.pending_order_concepts for f in facts.of(c)
+        if f.reference not in drafts.references
+    )
+    if pending:
+        return OrderAssessment("card", "duplicate-order", Indicator.WARNING, ordered=tests, earlier=pending)
+    return OrderAssessment("not-a-duplicate", ordered=tests)
