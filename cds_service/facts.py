@@ -150,71 +150,100 @@ def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
         gender = data.patient.get("gender")
         facts.sex = gender if gender in ("male", "female", "other") else "unknown"
     screen = ConceptScreen(knowledge, data)
-    units = knowledge.units
+    # Lab rules read only the latest valid result per lab, so lab Observations are validated
+    # newest first and the rest are never parsed: large charts cost little more than reading.
+    labs: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for rtype in RESOURCE_TYPES:
         for raw in data.of_type(rtype):
             hits = screen.concepts(raw, rtype)
             if not hits:
                 continue
-            model = fhir_models.parse(raw)
-            if model is None:
-                facts.skipped_invalid += 1
+            if rtype == "Observation" and len(hits) == 1 and next(iter(hits)) in knowledge.units:
+                labs[next(iter(hits))].append((_raw_observation_date(raw), raw))
                 continue
-            m: Any = model
-            active = False
-            value: float | None = None
-            unit: str | None = None
-            st: str | None = getattr(m, "status", None)
-            if rtype == "Condition":
-                clinical = _first_code(m.clinicalStatus)
-                if clinical in status.condition_clinical_ignored:
-                    continue
-                if _first_code(m.verificationStatus) in status.condition_verification_ignored:
-                    continue
-                active = clinical in status.condition_clinical_active
-                when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
-                st = clinical
-            elif rtype == "Observation":
-                if st not in status.observation_status or _is_negative(m, screen):
-                    continue
-                when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveInstant) or as_date(m.issued)
-                if m.valueQuantity is not None and m.valueQuantity.value is not None:
-                    value = float(m.valueQuantity.value)
-                    unit = (m.valueQuantity.code or m.valueQuantity.unit or "").strip() or None
-            elif rtype == "MedicationRequest":
-                if st not in status.medication_active or m.doNotPerform:
-                    continue
-                active = True
-                when = as_date(m.dispenseRequest and m.dispenseRequest.validityPeriod and m.dispenseRequest.validityPeriod.start) or as_date(m.authoredOn)
-            elif rtype == "MedicationStatement":
-                if st not in status.medication_statement_active:
-                    continue
-                active = True
-                when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime) or as_date(m.dateAsserted)
-            elif rtype == "MedicationAdministration":
-                if st not in status.administration_counted:
-                    continue
-                when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start)
-            elif rtype == "Procedure":
-                if st not in status.procedure_counted:
-                    continue
-                when = as_date(m.performedDateTime) or as_date(m.performedPeriod and m.performedPeriod.start)
-            else:  # ServiceRequest
-                if st not in status.pending_order_status or m.doNotPerform:
-                    continue
-                active = True
-                when = as_date(m.authoredOn)
-            label = _label(raw, screen, rtype)
-            for concept, how in hits.items():
-                c_value, c_unit = value, unit
-                lab = units.get(concept)
-                if lab is not None and value is not None:
-                    factor = lab.factors.get(unit or "")
-                    c_value, c_unit = (value * factor, lab.canonical_unit) if factor is not None else (None, unit)
-                facts.by_concept[concept].append(
-                    Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st)
-                )
+            _add_facts(facts, raw, rtype, hits, screen)
+    for concept, candidates in labs.items():
+        candidates.sort(key=lambda c: c[0], reverse=True)
+        for _, raw in candidates:
+            if _add_facts(facts, raw, "Observation", {concept: "code"}, screen):
+                break
     return facts
+
+
+def _raw_observation_date(raw: dict[str, Any]) -> str:
+    for key in ("effectiveDateTime", "effectiveInstant", "issued"):
+        if isinstance(raw.get(key), str):
+            return str(raw[key])
+    period = raw.get("effectivePeriod")
+    return str(period.get("start") or "") if isinstance(period, dict) else ""
+
+
+def _add_facts(
+    facts: PatientFacts, raw: dict[str, Any], rtype: str, hits: dict[str, Literal["code", "text"]],
+    screen: ConceptScreen,
+) -> bool:
+    """Validate one resource and record its facts; False when it is invalid or does not count."""
+    status = screen.k.rule.record_status
+    units = screen.k.units
+    model = fhir_models.parse(raw)
+    if model is None:
+        facts.skipped_invalid += 1
+        return False
+    m: Any = model
+    active = False
+    value: float | None = None
+    unit: str | None = None
+    st: str | None = getattr(m, "status", None)
+    if rtype == "Condition":
+        clinical = _first_code(m.clinicalStatus)
+        if clinical in status.condition_clinical_ignored:
+            return False
+        if _first_code(m.verificationStatus) in status.condition_verification_ignored:
+            return False
+        active = clinical in status.condition_clinical_active
+        when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
+        st = clinical
+    elif rtype == "Observation":
+        if st not in status.observation_status or _is_negative(m, screen):
+            return False
+        when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveInstant) or as_date(m.issued)
+        if m.valueQuantity is not None and m.valueQuantity.value is not None:
+            value = float(m.valueQuantity.value)
+            unit = (m.valueQuantity.code or m.valueQuantity.unit or "").strip() or None
+    elif rtype == "MedicationRequest":
+        if st not in status.medication_active or m.doNotPerform:
+            return False
+        active = True
+        when = as_date(m.dispenseRequest and m.dispenseRequest.validityPeriod and m.dispenseRequest.validityPeriod.start) or as_date(m.authoredOn)
+    elif rtype == "MedicationStatement":
+        if st not in status.medication_statement_active:
+            return False
+        active = True
+        when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime) or as_date(m.dateAsserted)
+    elif rtype == "MedicationAdministration":
+        if st not in status.administration_counted:
+            return False
+        when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start)
+    elif rtype == "Procedure":
+        if st not in status.procedure_counted:
+            return False
+        when = as_date(m.performedDateTime) or as_date(m.performedPeriod and m.performedPeriod.start)
+    else:  # ServiceRequest
+        if st not in status.pending_order_status or m.doNotPerform:
+            return False
+        active = True
+        when = as_date(m.authoredOn)
+    label = _label(raw, screen, rtype)
+    for concept, how in hits.items():
+        c_value, c_unit = value, unit
+        lab = units.get(concept)
+        if lab is not None and value is not None:
+            factor = lab.factors.get(unit or "")
+            c_value, c_unit = (value * factor, lab.canonical_unit) if factor is not None else (None, unit)
+        facts.by_concept[concept].append(
+            Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st)
+        )
+    return True
 
 
 def _first_code(concept: Any) -> str | None:
