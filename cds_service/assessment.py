@@ -6,7 +6,7 @@ can explain itself and the audit can record which criteria fired.
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
@@ -147,25 +147,27 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 
     risks = _risk_factors(facts, knowledge, today, age)
     confounders = _confounders(facts, knowledge, today, trigger[0])
-    base = dict(trigger=trigger, risk_factors=risks, confounders=confounders, last_b12=last,
-                b12_band=band, recent_result_days=sup.recent_result_days)
+    base: dict[str, Any] = {
+        "trigger": trigger, "risk_factors": risks, "confounders": confounders, "last_b12": last,
+        "b12_band": band, "recent_result_days": sup.recent_result_days,
+    }
 
     if band == "deficient" and rule.untreated_low.enabled:
-        return Assessment("card", "untreated-low", Indicator.CRITICAL, **base)  # type: ignore[arg-type]
+        return Assessment("card", "untreated-low", Indicator.CRITICAL, **base)
     recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if _within(f, sup.recent_result_days, today)]
     if recent:
-        return Assessment("suppressed:recent-result", **base)  # type: ignore[arg-type]
+        return Assessment("suppressed:recent-result", **base)
     if band == "normal" and last is not None and _within(last, sup.normal_result_days, today):
         started_since = any(f.when is not None and last.when is not None and f.when > last.when for e in risks for f in e.facts)
         if not started_since:
-            return Assessment("suppressed:recent-normal-result", **base)  # type: ignore[arg-type]
+            return Assessment("suppressed:recent-normal-result", **base)
 
         base["new_risk_since_normal"] = True
     signs = _signs(facts, knowledge, today)
     if band == "indeterminate" and last is not None:
         signs += (Evidence("indeterminate-b12", "Indeterminate earlier B12", (last,), f"{format_value(last.value or 0.0)} {b12.unit}"),)
     if not signs:
-        return Assessment("no-sign", **base)  # type: ignore[arg-type]
+        return Assessment("no-sign", **base)
 
     ind = rule.indicator
     sign_ids = {s.id for s in signs}
@@ -178,7 +180,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
         indicator = Indicator.INFO
     variant: Variant = "test-mma" if band == "indeterminate" else "test-b12"
-    return Assessment("card", variant, indicator, signs=signs, **base)  # type: ignore[arg-type]
+    return Assessment("card", variant, indicator, signs=signs, **base)
 
 
 def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evidence, ...]:

@@ -4,6 +4,7 @@ import argparse
 import logging
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 
@@ -49,7 +50,7 @@ def _evaluate(path: str, service_id: str | None) -> int:
     settings = get_settings()
     knowledge = load_knowledge(settings.cards_dir)
     services = service_definitions(knowledge)
-    body = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     try:
         data = parse_json_object(body)
         chosen = service_id or HOOK_SERVICES.get(str(data.get("hook")), str(data.get("hook")))

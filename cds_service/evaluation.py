@@ -12,6 +12,8 @@ from cds_service.draft_orders import draft_resources, read_drafts, selected_only
 from cds_service.errors import BadRequest, NotFound
 from cds_service.facts import extract_facts
 from cds_service.knowledge import Knowledge
+from cds_service.order_rendering import render_order_card
+from cds_service.order_rules import OrderAssessment, assess_order_select, assess_order_sign
 from cds_service.patient_data import from_prefetch
 from cds_service.protocol import (
     CdsResponse,
@@ -20,8 +22,6 @@ from cds_service.protocol import (
     OrderSignContext,
     PatientViewContext,
 )
-from cds_service.order_rendering import render_order_card
-from cds_service.order_rules import OrderAssessment, assess_order_select, assess_order_sign
 from cds_service.rendering import render_card
 from cds_service.services import ServiceDefinition
 

@@ -130,8 +130,8 @@ class ConceptScreen:
             coded |= self.coded(raw.get("valueCodeableConcept"), rtype)
         main_text = self.text(_texts(main), rtype) if not coded else set()
         texts = self.text(extra_texts, rtype) - coded
-        result: dict[str, Literal["code", "text"]] = {c: "code" for c in coded}
-        result.update({c: "text" for c in (main_text | texts) - coded})
+        result: dict[str, Literal["code", "text"]] = dict.fromkeys(coded, "code")
+        result.update(dict.fromkeys((main_text | texts) - coded, "text"))
         return result
 
 
@@ -143,7 +143,6 @@ def _label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
 
 def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
     """Every concept mention that passes the status rules, as Facts."""
-    status = knowledge.rule.record_status
     facts = PatientFacts()
     if data.patient:
         facts.birth_date = as_date(data.patient.get("birthDate"))

@@ -8,7 +8,15 @@ from cds_service.facts import Fact
 from cds_service.knowledge import Knowledge
 from cds_service.order_rules import OrderAssessment
 from cds_service.protocol import Action, Card, Suggestion
-from cds_service.rendering import card_frame, escape_text, fact_line, new_uuid, order_suggestion, render_card, when_text
+from cds_service.rendering import (
+    card_frame,
+    escape_text,
+    fact_line,
+    new_uuid,
+    order_suggestion,
+    render_card,
+    when_text,
+)
 
 
 def _earlier_line(fact: Fact, k: Knowledge) -> str:
