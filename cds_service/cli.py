@@ -28,21 +28,23 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the CDS Hooks HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     ev = sub.add_parser("evaluate", help="answer one hook request (a JSON file, or - for stdin)")
     ev.add_argument("request", help="path to a hook request JSON file, or - for stdin")
     ev.add_argument("--service", help="service id (default: chosen from the request's hook)")
     return parser
 
 
-def _serve(host: str, port: int) -> int:
+def _serve(host: str, port: int, workers: int) -> int:
     import uvicorn
-
-    from cds_service.app import create_app
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    load_knowledge(settings.cards_dir)  # fail fast, naming the file, before any worker starts
+    uvicorn.run(
+        "cds_service.app:create_app", factory=True, host=host, port=port, workers=workers,
+        log_level=settings.log_level.lower(), access_log=False,
+    )
     return 0
 
 
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return _serve(args.host, args.port)
+            return _serve(args.host, args.port, args.workers)
         return _evaluate(args.request, args.service)
     except KnowledgeError as exc:
         print(f"cds-service: knowledge error: {exc}", file=sys.stderr)

@@ -13,7 +13,6 @@ from typing import Any, Literal
 from cds_service import fhir_models
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import RESOURCE_TYPES, PatientData
-from cds_service.valueset import canonical_code, canonical_system
 
 NEGATIVE_ANSWER = "negative-answer"
 
@@ -90,11 +89,13 @@ class ConceptScreen:
 
     def coded(self, concept: Any, rtype: str) -> set[str]:
         found: set[str] = set()
-        for system, code, _ in _codings(concept):
-            sys = canonical_system(system)
-            for cid in self.k.concepts_for_code(sys, canonical_code(sys, code)):
-                if rtype in self.k.concepts[cid].applies_to:
-                    found.add(cid)
+        if not isinstance(concept, dict):
+            return found
+        for coding in concept.get("coding") or ():
+            if isinstance(coding, dict):
+                code, system = coding.get("code"), coding.get("system")
+                if isinstance(code, str) and (system is None or isinstance(system, str)):
+                    found.update(self.k.concepts_for_coding(rtype, system or "", code))
         return found
 
     def text(self, texts: list[str], rtype: str) -> set[str]:
@@ -122,14 +123,15 @@ class ConceptScreen:
             extra_texts: list[str] = []
         else:
             main = raw.get("code")
-            extra_texts = [n["text"] for n in raw.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
+            notes = raw.get("note")
+            extra_texts = [n["text"] for n in notes if isinstance(n, dict) and isinstance(n.get("text"), str)] if isinstance(notes, list) else []
             if isinstance(raw.get("valueString"), str):
                 extra_texts.append(raw["valueString"])
         coded = self.coded(main, rtype)
-        if rtype == "Observation":
-            coded |= self.coded(raw.get("valueCodeableConcept"), rtype)
+        if rtype == "Observation" and "valueCodeableConcept" in raw:
+            coded |= self.coded(raw["valueCodeableConcept"], rtype)
         main_text = self.text(_texts(main), rtype) if not coded else set()
-        texts = self.text(extra_texts, rtype) - coded
+        texts = self.text(extra_texts, rtype) - coded if extra_texts else set()
         result: dict[str, Literal["code", "text"]] = dict.fromkeys(coded, "code")
         result.update(dict.fromkeys((main_text | texts) - coded, "text"))
         return result
@@ -258,6 +260,5 @@ def _is_negative(obs: Any, screen: ConceptScreen) -> bool:
         return True
     if obs.valueCodeableConcept is not None:
         raw = obs.valueCodeableConcept.model_dump(mode="json", exclude_none=True)
-        if NEGATIVE_ANSWER in {c for s, code, _ in _codings(raw) for c in screen.k.concepts_for_code(canonical_system(s), canonical_code(canonical_system(s), code))}:
-            return True
+        return NEGATIVE_ANSWER in screen.coded(raw, "Observation")
     return False

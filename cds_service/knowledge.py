@@ -2,7 +2,7 @@
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,9 +19,10 @@ from cds_service.knowledge_models import (
     WordingFile,
 )
 from cds_service.textmatch import TextMatcher
-from cds_service.valueset import ValueSet, ValueSetError, compile_valueset
+from cds_service.valueset import ValueSet, ValueSetError, canonical_code, canonical_system, compile_valueset
 
 _Model = TypeVar("_Model", bound=BaseModel)
+_MEMO_LIMIT = 100_000
 
 
 class KnowledgeError(Exception):
@@ -45,6 +46,21 @@ class Knowledge:
     text: TextMatcher
     code_index: dict[tuple[str, str], tuple[str, ...]]
     prefix_index: tuple[tuple[str, str, str], ...]
+    _memo: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    def concepts_for_coding(self, resource_type: str, system: str, code: str) -> tuple[str, ...]:
+        """Concepts read from `resource_type` that a coding as sent (any spelling) names; memoised."""
+        key = (resource_type, system, code)
+        hit = self._memo.get(key)
+        if hit is None:
+            sys = canonical_system(system)
+            hit = tuple(
+                c for c in self.concepts_for_code(sys, canonical_code(sys, code))
+                if resource_type in self.concepts[c].applies_to
+            )
+            if len(self._memo) < _MEMO_LIMIT:  # bounded: hostile input cannot grow it forever
+                self._memo[key] = hit
+        return hit
 
     def concepts_for_code(self, system: str, code: str) -> tuple[str, ...]:
         """Concept ids whose value set holds (canonical system, canonical code)."""

@@ -1,0 +1,121 @@
+"""Throughput and latency over HTTP with wrk, beside a bare endpoint on the same server settings.
+
+Run: .venv/bin/python -m tests.benchmarks.bench_http [--duration 10] [--workers 1]
+Needs wrk (Debian package `wrk`). Prints numbers; asserts nothing.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+from tests.benchmarks.records import build_request
+
+SERVICE_PATH = "/cds-services/b12-myalgia-patient-view"
+LUA = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CDS_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {cmd}")
+
+
+def _wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": float(errors.group(1)) if errors else 0.0}
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """VmHWM of the process and its children (the uvicorn workers)."""
+    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    total = 0.0
+    for p in pids:
+        status = Path(f"/proc/{p}/status").read_text()
+        total += int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    tmp = Path(tempfile.mkdtemp())
+    sizes = {"typical (200 resources)": 200, "heavy (5,000 resources)": 5000}
+    scripts = {}
+    for name, size in sizes.items():
+        body = tmp / f"body-{size}.json"
+        body.write_bytes(orjson.dumps(build_request(size)))
+        script = tmp / f"post-{size}.lua"
+        script.write_text(LUA.format(body=body))
+        scripts[name] = (script, body.stat().st_size)
+
+    service_port, bare_port = _port(), _port()
+    py = sys.executable
+    service = _start([py, "-m", "cds_service", "serve", "--port", str(service_port), "--workers", str(args.workers)], service_port)
+    bare = _start([py, "-m", "uvicorn", "tests.benchmarks.bare_app:app", "--port", str(bare_port),
+                   "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], bare_port)
+    try:
+        print(f"wrk: {args.connections} connections, {args.duration}s each, {args.workers} worker(s), 2 cores")
+        print(f"{'request':<26} {'bytes':>9} {'server':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'ratio':>6}")
+        for name, (script, size) in scripts.items():
+            results = {}
+            for label, port in (("service", service_port), ("bare", bare_port)):
+                url = f"http://127.0.0.1:{port}{SERVICE_PATH}"
+                _wrk(url, script, 2, args.connections)  # warm-up
+                results[label] = _wrk(url, script, args.duration, args.connections)
+            ratio = results["service"]["rps"] / results["bare"]["rps"]
+            for label, r in results.items():
+                shown = f"{ratio:>6.2f}" if label == "service" else ""
+                print(f"{name:<26} {size:>9} {label:<8} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>8.0f} {shown}")
+        print(f"peak RSS of the service after the heavy run: {_peak_rss_mb(service.pid):.0f} MB")
+    finally:
+        for proc in (service, bare):
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
