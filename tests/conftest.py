@@ -53,8 +53,9 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def server(knowledge: Knowledge) -> Iterator[LiveServer]:
-    with LiveServer(create_app(Settings(), knowledge)) as live:
+def server(knowledge: Knowledge, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
+    with LiveServer(create_app(settings, knowledge)) as live:
         yield live
 
 
