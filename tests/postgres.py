@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from typing import Self
 
 
 def binaries() -> str | None:
@@ -65,7 +66,7 @@ class PostgresServer:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> Self:
         self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
         self.start()
         return self

@@ -73,8 +73,10 @@ def test_concurrent_feedback_all_lands(db_settings: Settings, knowledge: Knowled
     with LiveServer(create_app(db_settings, knowledge)) as live:
         def send(_: int) -> list[int]:
             with httpx.Client(base_url=live.url, timeout=30) as client:
-                body = lambda: {"feedback": [item(), item("overridden")]}  # noqa: E731
-                return [client.post(URL, json=body()).status_code for _ in range(posts_each)]
+                return [
+                    client.post(URL, json={"feedback": [item(), item("overridden")]}).status_code
+                    for _ in range(posts_each)
+                ]
 
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -93,12 +95,12 @@ def test_concurrent_feedback_all_lands(db_settings: Settings, knowledge: Knowled
     (b'{"feedback": []}', "feedback"),
     (b'{"feedback": [{"card": "Patient/secret-123", "outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]}',
      "feedback.0.card"),
-    (b'{"feedback": [{"card": "7e63f8ba-b143-40f8-9065-939f48997563", "outcome": "maybe-secret", '
-     b'"outcomeTimestamp": "2026-01-01T00:00:00Z"}]}', "feedback.0.outcome"),
+    ((b'{"feedback": [{"card": "7e63f8ba-b143-40f8-9065-939f48997563", "outcome": "maybe-secret", '
+      b'"outcomeTimestamp": "2026-01-01T00:00:00Z"}]}'), "feedback.0.outcome"),
     (b'{"feedback": [{"card": "7e63f8ba-b143-40f8-9065-939f48997563", "outcome": "accepted"}]}',
      "feedback.0.outcomeTimestamp"),
-    (b'{"feedback": [{"card": "7e63f8ba-b143-40f8-9065-939f48997563", "outcome": "overridden", '
-     b'"outcomeTimestamp": "yesterday-secret"}]}', "feedback.0.outcomeTimestamp"),
+    ((b'{"feedback": [{"card": "7e63f8ba-b143-40f8-9065-939f48997563", "outcome": "overridden", '
+      b'"outcomeTimestamp": "yesterday-secret"}]}'), "feedback.0.outcomeTimestamp"),
 ])
 def test_bad_feedback_is_400_without_echo(client: httpx.Client, body: bytes, where: str | None) -> None:
     response = client.post(URL, content=body, headers={"content-type": "application/json"})
