@@ -4,7 +4,6 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,11 +17,10 @@ from cds_service.settings import Settings
 from cds_service.storage import create_db_engine
 from cds_service.tables import card_feedback
 from tests.conftest import LiveServer
+from tests.fixture_files import FIXTURES
 
-SANDBOX = Path("/work/shared/reference/sandbox-requests")
-SANDBOX_FEEDBACK = sorted(SANDBOX.glob("feedback-*.json")) or sorted(
-    (Path(__file__).resolve().parents[2] / "shared/reference/sandbox-requests").glob("feedback-*.json")
-)
+# Captured from the CDS Hooks sandbox (shared/reference/sandbox-requests/feedback-*.json).
+SANDBOX_FEEDBACK = sorted((FIXTURES / "sandbox-feedback").glob("feedback-*.json"))
 SERVICE = "b12-myalgia-patient-view"
 URL = f"/cds-services/{SERVICE}/feedback"
 
