@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 from cds_service.app import create_app
-from cds_service.cli import main
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from cds_service.storage import create_db_engine
 from cds_service.tables import card_feedback
 from tests.conftest import LiveServer
 from tests.fixture_files import FIXTURES
+from tests.test_report import run
 
 # Captured from the CDS Hooks sandbox (shared/reference/sandbox-requests/feedback-*.json).
 SANDBOX_FEEDBACK = sorted((FIXTURES / "sandbox-feedback").glob("feedback-*.json"))
@@ -37,17 +37,6 @@ def stored(settings: Settings) -> int:
     return count
 
 
-def report_json(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                *args: str) -> dict[str, Any]:
-    monkeypatch.setenv("CDS_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("CDS_DATABASE_URL", settings.database_url)
-    capsys.readouterr()
-    assert main(["report", "--json", *args]) == 0
-    result: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return result
-
-
 def test_sandbox_feedback_is_stored_and_reported_after_restart(
     db_settings: Settings, knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -59,7 +48,9 @@ def test_sandbox_feedback_is_stored_and_reported_after_restart(
             assert response.json() == {}
     with LiveServer(create_app(db_settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
         assert client.post(URL, json={"feedback": [item()]}).status_code == 200
-    report = report_json(db_settings, monkeypatch, capsys)
+    code, out = run(db_settings, monkeypatch, capsys, "report", "--json")
+    assert code == 0
+    report = json.loads(out)
     [row] = report["rows"]
     assert row["service"] == SERVICE and row["variant"] == "unknown-card"
     assert (row["accepted"], row["overridden"]) == (3, 1)
