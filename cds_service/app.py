@@ -12,6 +12,7 @@ from cds_service import __version__
 from cds_service.errors import CdsError
 from cds_service.evaluation import response_bytes
 from cds_service.knowledge import Knowledge, load_knowledge
+from cds_service.persistence import attach, lifespan
 from cds_service.protocol import ErrorBody
 from cds_service.routes import router
 from cds_service.services import service_definitions
@@ -28,10 +29,11 @@ def error_response(status: int, code: str, message: str, details: list[dict[str,
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None) -> FastAPI:
     settings = settings or get_settings()
     knowledge = knowledge or load_knowledge(settings.cards_dir)
-    app = FastAPI(title="b12-cds", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(title="b12-cds", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.knowledge = knowledge
     app.state.services = service_definitions(knowledge)
+    attach(app, settings, knowledge)
 
     @app.exception_handler(CdsError)
     async def _cds_error(_: Request, exc: CdsError) -> Response:

@@ -1,9 +1,10 @@
-"""The `cds-service` command: `serve` runs the HTTP service, `evaluate` answers one hook request."""
+"""The `cds-service` command: `serve` runs the HTTP service, `evaluate` answers one hook request,
+`db upgrade` migrates the audit database, `report` summarises cards shown and their feedback."""
 
 import argparse
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -32,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="answer one hook request (a JSON file, or - for stdin)")
     ev.add_argument("request", help="path to a hook request JSON file, or - for stdin")
     ev.add_argument("--service", help="service id (default: chosen from the request's hook)")
+    db = sub.add_parser("db", help="manage the audit and feedback database")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply all schema migrations")
+    report = sub.add_parser("report", help="cards shown, accepted and overridden per service and variant")
+    report.add_argument("--since", type=date.fromisoformat, help="first day included (YYYY-MM-DD, UTC)")
+    report.add_argument("--until", type=date.fromisoformat, help="last day included (YYYY-MM-DD, UTC)")
+    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
@@ -65,12 +72,48 @@ def _evaluate(path: str, service_id: str | None) -> int:
     return 0
 
 
+def _db_upgrade() -> int:
+    from cds_service.storage import Storage
+
+    storage = Storage(get_settings())
+    storage.ensure_schema()
+    storage.close()
+    print("cds-service: database schema is up to date")
+    return 0
+
+
+def _report(since: date | None, until: date | None, as_json: bool) -> int:
+    from cds_service.report import build_report, format_report
+    from cds_service.storage import create_db_engine
+
+    engine = create_db_engine(get_settings())
+    try:
+        report = build_report(engine, since, until)
+    finally:
+        engine.dispose()
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print(format_report(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args.host, args.port, args.workers)
+        if args.command == "db":
+            return _db_upgrade()
+        if args.command == "report":
+            return _report(args.since, args.until, args.json)
         return _evaluate(args.request, args.service)
+    except SQLAlchemyError as exc:
+        print(f"cds-service: database error ({type(exc).__name__}); is it up and upgraded "
+              "(cds-service db upgrade)?", file=sys.stderr)
+        return 4
     except KnowledgeError as exc:
         print(f"cds-service: knowledge error: {exc}", file=sys.stderr)
         return 3

@@ -37,3 +37,7 @@ class PayloadTooLarge(CdsError):
 
 class UnsupportedMediaType(CdsError):
     status_code, code = 415, "unsupported_media_type"
+
+
+class ServiceUnavailable(CdsError):
+    status_code, code = 503, "database_unavailable"

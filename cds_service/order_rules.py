@@ -28,6 +28,13 @@ class OrderAssessment:
         return self.card is not None
 
     @property
+    def variant(self) -> str | None:
+        """The card definition shown (the patient-view variant when the pattern card fires)."""
+        if self.card == "pattern" and self.pattern is not None:
+            return self.pattern.variant
+        return self.card
+
+    @property
     def criteria(self) -> list[str]:
         out = [f"outcome:{self.outcome}"] + [f"ordered:{f.concept}" for f in self.ordered]
         return out + (self.pattern.criteria if self.pattern else [])

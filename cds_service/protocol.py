@@ -4,8 +4,10 @@ Request models are lenient: unknown fields are ignored. Response models are exac
 forbid extras and only carry what the spec defines. No model invents ids or values.
 """
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -159,6 +161,52 @@ class DiscoveryResponse(_Exact):
     """https://cds-hooks.hl7.org/2.0/#discovery"""
 
     services: list[ServiceDescription]
+
+
+class ReasonCoding(_Lenient):
+    """The Coding a client sends back from a card's overrideReasons."""
+
+    system: str | None = Field(default=None, max_length=512)
+    code: str = Field(min_length=1, max_length=256)
+    display: str | None = None
+
+
+class OverrideReason(_Lenient):
+    """https://cds-hooks.hl7.org/2.0/#overridereason"""
+
+    reason: ReasonCoding | None = None
+    userComment: str | None = Field(default=None, max_length=4000)
+
+
+class AcceptedSuggestion(_Lenient):
+    """https://cds-hooks.hl7.org/2.0/#suggestion-accepted"""
+
+    id: str = Field(min_length=1, max_length=128)
+
+
+class Feedback(_Lenient):
+    """One item of a feedback call (https://cds-hooks.hl7.org/2.0/#feedback)."""
+
+    card: str
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    overrideReason: OverrideReason | None = None
+    outcomeTimestamp: datetime
+
+    @field_validator("card")
+    @classmethod
+    def _card_is_uuid(cls, value: str) -> str:
+        """Canonical lower-case form; the error names no part of the value."""
+        try:
+            return str(UUID(value))
+        except ValueError:
+            raise ValueError("card must be the uuid of a card") from None
+
+
+class FeedbackRequest(_Lenient):
+    """https://cds-hooks.hl7.org/2.0/#feedback -- the body of POST .../feedback."""
+
+    feedback: list[Feedback] = Field(min_length=1, max_length=1000)
 
 
 class ErrorBody(_Exact):

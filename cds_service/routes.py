@@ -3,13 +3,14 @@
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from cds_service.errors import UnsupportedMediaType
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
+from cds_service.feedback import feedback_rows, parse_feedback, store_feedback
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import DiscoveryResponse
 from cds_service.services import ServiceDefinition
@@ -55,6 +56,7 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
     data = parse_json_object(await request.body())
     started = time.perf_counter()
     result = evaluate(service, data, knowledge, datetime.now(UTC))
+    request.app.state.audit.record(service.id, data, result)
     log.info(
         "hook answered service=%s hookInstance=%s outcome=%s cards=%d resources=%d skipped=%d ms=%.1f",
         service.id, str(data.get("hookInstance"))[:64],
@@ -65,12 +67,24 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
     return _json(response_bytes(result.response))
 
 
+@router.post("/cds-services/{service_id}/feedback")
+async def feedback(service_id: str, request: Request, services: ServicesDep) -> Response:
+    service = find_service(services, service_id)
+    _require_json(request)
+    body = parse_feedback(await request.body())
+    await store_feedback(request.app.state.storage, feedback_rows(service.id, body))
+    log.info("feedback stored service=%s items=%d", service.id, len(body.feedback))
+    return _json(b"{}")
+
+
 @router.get("/healthz")
-async def healthz(knowledge: KnowledgeDep) -> Response:
-    return _json(response_bytes_plain({"status": "ok", "knowledgeVersion": knowledge.version}))
+async def healthz(request: Request, knowledge: KnowledgeDep) -> Response:
+    return _json(response_bytes_plain(
+        {"status": "ok", "knowledgeVersion": knowledge.version, "audit": request.app.state.audit.stats()}
+    ))
 
 
-def response_bytes_plain(data: dict[str, str]) -> bytes:
+def response_bytes_plain(data: dict[str, Any]) -> bytes:
     import orjson
 
     return orjson.dumps(data)

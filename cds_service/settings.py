@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,24 @@ class Settings(BaseSettings):
         description="Directory of knowledge files; defaults to the cards/ shipped with the package.",
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Directory for the SQLite database and the generated patient-hash key.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the audit/feedback database; unset means SQLite in data_dir.",
+    )
+    patient_hash_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for patient ids in the audit; unset means a key file in data_dir.",
+    )
+    db_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds a feedback write may wait for the database."
+    )
+    audit_queue_size: int = Field(
+        default=10_000, ge=1, description="Audit records buffered while the database is down."
+    )
 
 
 def get_settings() -> Settings:

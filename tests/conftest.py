@@ -14,7 +14,7 @@ import uvicorn
 from cds_service.app import create_app
 from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.settings import Settings
-from tests import fixture_files
+from tests import fixture_files, postgres
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +53,9 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def server(knowledge: Knowledge) -> Iterator[LiveServer]:
-    with LiveServer(create_app(Settings(), knowledge)) as live:
+def server(knowledge: Knowledge, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
+    with LiveServer(create_app(settings, knowledge)) as live:
         yield live
 
 
@@ -62,6 +63,22 @@ def server(knowledge: Knowledge) -> Iterator[LiveServer]:
 def client(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[postgres.PostgresServer]:
+    reason = postgres.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with postgres.PostgresServer() as pg:
+        yield pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings for a fresh, empty database of each kind (PostgreSQL started by the suite)."""
+    url = request.getfixturevalue("pg_server").new_database() if request.param == "postgresql" else None
+    return Settings(data_dir=tmp_path, database_url=url, patient_hash_key="test-hash-key")
 
 
 def load_scenario(path: Path) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def _wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, f
 
 def _peak_rss_mb(pid: int) -> float:
     """VmHWM of the process and its children (the uvicorn workers)."""
-    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()]
     total = 0.0
     for p in pids:
         status = Path(f"/proc/{p}/status").read_text()

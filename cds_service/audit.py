@@ -1,0 +1,159 @@
+"""The audit trail of every card returned, written off the request path.
+
+A hook call only puts records on a bounded in-memory queue; one background thread writes
+them. While the database is down the queue buffers up to its bound and the writer retries;
+past the bound a record is dropped, counted and logged, so the hook call never waits for
+the database. Patient ids are stored only as HMAC-SHA256 under a key kept out of the data.
+"""
+
+import hashlib
+import hmac
+import logging
+import os
+import queue
+import secrets
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.evaluation import Evaluation
+from cds_service.settings import Settings
+from cds_service.storage import Storage
+
+log = logging.getLogger("cds_service.audit")
+KEY_FILE = "patient-hash.key"
+BATCH = 500
+RETRY_MIN, RETRY_MAX = 0.2, 5.0
+
+
+def hash_key(settings: Settings) -> bytes:
+    """CDS_PATIENT_HASH_KEY, else a random key kept in data_dir (created once, mode 0600)."""
+    if settings.patient_hash_key is not None:
+        return settings.patient_hash_key.get_secret_value().encode()
+    path = settings.data_dir / KEY_FILE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+    else:
+        key = secrets.token_hex(32)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    log.warning(
+        "CDS_PATIENT_HASH_KEY is not set: patient hashes use the key file in the data directory; "
+        "set the variable so that hashes agree across hosts"
+    )
+    return key.encode()
+
+
+def patient_hash(key: bytes, patient_id: str) -> str:
+    return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """The storage form of a time: UTC without tzinfo (a naive input is taken as UTC)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+class AuditLog:
+    """Bounded queue plus one writer thread; `stats()` feeds /healthz."""
+
+    def __init__(self, storage: Storage, key: bytes, knowledge_version: str, size: int) -> None:
+        self.storage = storage
+        self.key = key
+        self.knowledge_version = knowledge_version
+        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=size)
+        self.dropped = 0
+        self.written = 0
+        self.database_up = True
+        self._held = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+
+    def record(self, service_id: str, data: dict[str, Any], result: Evaluation) -> None:
+        """Queue one record per card returned; never blocks, never raises for the database."""
+        cards = result.response.cards
+        if not cards:
+            return
+        assessment = result.assessment
+        context = data.get("context") or {}
+        base = {
+            "service_id": service_id,
+            "hook_instance": str(data.get("hookInstance", ""))[:128],
+            "shown_at": naive_utc(datetime.now(UTC)),
+            "variant": assessment.variant if assessment else None,
+            "criteria": assessment.criteria if assessment else [],
+            "knowledge_version": self.knowledge_version,
+            "patient_hash": patient_hash(self.key, str(context.get("patientId", ""))),
+        }
+        for card in cards:
+            try:
+                self.queue.put_nowait({**base, "card_uuid": card.uuid or ""})
+            except queue.Full:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 100 == 0:
+                    log.error("audit queue full: %d audit records lost so far", self.dropped)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "queued": self.queue.qsize(),
+            "written": self.written,
+            "dropped": self.dropped,
+            "database": "up" if self.database_up else "down",
+        }
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what the database will take within `timeout`; count the rest as lost."""
+        self._stop.set()
+        self._thread.join(timeout)
+        left = self.queue.qsize() + self._held
+        if left:
+            self.dropped += left
+            log.error("audit writer stopped with %d records unwritten; they are lost", left)
+
+    def _next_batch(self) -> list[dict[str, Any]]:
+        try:
+            batch = [self.queue.get(timeout=0.1)]
+        except queue.Empty:
+            return []
+        while len(batch) < BATCH:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        delay = RETRY_MIN
+        batch: list[dict[str, Any]] = []
+        while True:
+            batch = batch or self._next_batch()
+            if not batch:
+                if self._stop.is_set():
+                    return
+                continue
+            try:
+                self.storage.add_audit(batch)
+            except SQLAlchemyError as exc:
+                if self.database_up:
+                    log.error("audit database unavailable (%s); buffering", type(exc).__name__)
+                self.database_up = False
+                if self._stop.is_set():
+                    self._held = len(batch)
+                    return
+                self._stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            if not self.database_up:
+                log.warning("audit database available again")
+            self.database_up, delay = True, RETRY_MIN
+            self.written += len(batch)
+            batch = []

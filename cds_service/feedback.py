@@ -1,0 +1,56 @@
+"""Feedback calls: validate the body, store every item before answering.
+
+Unlike the audit, feedback is written synchronously: the client should learn whether it
+was kept. The write is bounded by `db_timeout`; an unreachable database answers 503.
+"""
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.audit import naive_utc
+from cds_service.errors import BadRequest, ServiceUnavailable
+from cds_service.evaluation import parse_json_object, validation_details
+from cds_service.protocol import FeedbackRequest
+from cds_service.storage import Storage
+
+log = logging.getLogger("cds_service.feedback")
+
+
+def parse_feedback(body: bytes) -> FeedbackRequest:
+    try:
+        return FeedbackRequest.model_validate(parse_json_object(body))
+    except ValidationError as exc:
+        raise BadRequest("The request is not a valid CDS Hooks feedback body.", validation_details(exc)) from None
+
+
+def feedback_rows(service_id: str, request: FeedbackRequest) -> list[dict[str, Any]]:
+    received = naive_utc(datetime.now(UTC))
+    rows = []
+    for item in request.feedback:
+        reason = item.overrideReason.reason if item.overrideReason else None
+        rows.append({
+            "card_uuid": str(item.card),
+            "service_id": service_id,
+            "outcome": item.outcome,
+            "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []],
+            "override_system": reason.system if reason else None,
+            "override_code": reason.code if reason else None,
+            "user_comment": item.overrideReason.userComment if item.overrideReason else None,
+            "outcome_at": naive_utc(item.outcomeTimestamp),
+            "received_at": received,
+        })
+    return rows
+
+
+async def store_feedback(storage: Storage, rows: list[dict[str, Any]]) -> None:
+    """All rows in one transaction, or ServiceUnavailable within about `db_timeout`."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(storage.add_feedback, rows), storage.timeout + 1)
+    except (SQLAlchemyError, TimeoutError) as exc:
+        log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
+        raise ServiceUnavailable("The feedback could not be stored now; try again later.") from None

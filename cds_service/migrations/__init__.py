@@ -1,0 +1,1 @@
+"""Alembic migrations for the audit and feedback tables, shipped inside the package."""

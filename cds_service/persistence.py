@@ -1,0 +1,38 @@
+"""Opens the audit and feedback storage with the app and closes it with the app."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.audit import AuditLog, hash_key
+from cds_service.knowledge import Knowledge
+from cds_service.settings import Settings
+from cds_service.storage import Storage
+
+log = logging.getLogger("cds_service.storage")
+
+
+def attach(app: FastAPI, settings: Settings, knowledge: Knowledge) -> None:
+    storage = Storage(settings)
+    app.state.storage = storage
+    app.state.audit = AuditLog(storage, hash_key(settings), knowledge.version, settings.audit_queue_size)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Migrate at start; a database that is down delays the migration, never the service."""
+    storage: Storage = app.state.storage
+    audit: AuditLog = app.state.audit
+    try:
+        storage.ensure_schema()
+    except SQLAlchemyError as exc:
+        log.error("database unavailable at start (%s); will retry on first write", type(exc).__name__)
+    audit.start()
+    try:
+        yield
+    finally:
+        audit.stop()
+        storage.close()

@@ -1,0 +1,97 @@
+"""The database behind the audit and feedback: one SQLAlchemy engine, SQLite or PostgreSQL.
+
+SQLite in `data_dir` unless `database_url` names another database. Every connection is
+bounded by `db_timeout`, so a database that is down costs a feedback call at most that.
+"""
+
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy.engine import URL, make_url
+
+from cds_service.settings import Settings
+from cds_service.tables import card_audit, card_feedback
+
+log = logging.getLogger("cds_service.storage")
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def database_url(settings: Settings) -> URL:
+    """The configured URL; a bare `postgresql://` means psycopg 3, the driver we ship."""
+    if not settings.database_url:
+        return make_url(f"sqlite:///{(settings.data_dir / 'cds.sqlite3').resolve()}")
+    url = make_url(settings.database_url)
+    return url.set(drivername="postgresql+psycopg") if url.drivername == "postgresql" else url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    """WAL lets the hook's audit writer and feedback writers share the file."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def create_db_engine(settings: Settings) -> Engine:
+    url = database_url(settings)
+    timeout = settings.db_timeout
+    if url.get_backend_name() == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": timeout})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql":
+        connect_args = {
+            "connect_timeout": max(2, math.ceil(timeout)),  # libpq's floor is 2 s
+            "options": f"-c statement_timeout={int(timeout * 1000)}",
+        }
+    return create_engine(url, pool_pre_ping=True, pool_timeout=timeout, connect_args=connect_args)
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply the Alembic migrations shipped in the package up to head."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Storage:
+    """The engine plus a schema check done once, retried while the database is unreachable."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = create_db_engine(settings)
+        self.timeout = settings.db_timeout
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def ensure_schema(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if not self._ready:
+                upgrade(self.engine)
+                self._ready = True
+
+    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        self.ensure_schema()
+        with self.engine.begin() as connection:
+            connection.execute(insert(table), rows)
+
+    def add_audit(self, rows: list[dict[str, Any]]) -> None:
+        self._insert(card_audit, rows)
+
+    def add_feedback(self, rows: list[dict[str, Any]]) -> None:
+        self._insert(card_feedback, rows)
+
+    def close(self) -> None:
+        self.engine.dispose()

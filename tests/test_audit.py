@@ -1,0 +1,110 @@
+"""The audit of cards shown: what it records, what it never records, and database outages."""
+
+import hashlib
+import hmac
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from cds_service.app import create_app
+from cds_service.knowledge import Knowledge
+from cds_service.settings import Settings
+from cds_service.storage import create_db_engine
+from cds_service.tables import card_audit
+from tests.conftest import LiveServer, load_scenario
+from tests.fixture_files import FIXTURES
+from tests.postgres import PostgresServer
+
+FIRES = FIXTURES / "patient-view" / "01-metformin-paresthesia-critical.json"
+SILENT = FIXTURES / "patient-view" / "03-marathon-no-card.json"
+SERVICE = "b12-myalgia-patient-view"
+
+
+def hook(client: httpx.Client, path: Path) -> dict[str, Any]:
+    response = client.post(f"/cds-services/{SERVICE}", json=load_scenario(path)["request"])
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def wait_for_audit(client: httpx.Client, written: int, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats: dict[str, Any] = client.get("/healthz").json()["audit"]
+        if stats["written"] >= written or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.05)
+
+
+def audit_rows(settings: Settings) -> list[dict[str, Any]]:
+    engine = create_db_engine(settings)
+    with engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(select(card_audit))]
+    engine.dispose()
+    return rows
+
+
+def test_every_card_is_audited_without_patient_id(db_settings: Settings, knowledge: Knowledge) -> None:
+    request = load_scenario(FIRES)["request"]
+    with LiveServer(create_app(db_settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
+        cards = hook(client, FIRES)["cards"]
+        assert hook(client, SILENT)["cards"] == []
+        assert wait_for_audit(client, 1)["written"] == 1
+    [row] = audit_rows(db_settings)
+    assert row["card_uuid"] == cards[0]["uuid"]
+    assert row["service_id"] == SERVICE
+    assert row["hook_instance"] == request["hookInstance"]
+    assert row["knowledge_version"] == knowledge.version
+    assert "risk:metformin" in row["criteria"] and row["variant"]
+    key = db_settings.patient_hash_key.get_secret_value().encode() if db_settings.patient_hash_key else b""
+    patient = request["context"]["patientId"]
+    assert row["patient_hash"] == hmac.new(key, patient.encode(), hashlib.sha256).hexdigest()
+    assert patient not in repr(row)
+
+
+def test_generated_hash_key_is_kept_in_data_dir(tmp_path: Path, knowledge: Knowledge) -> None:
+    settings = Settings(data_dir=tmp_path)
+    for _ in range(2):  # a restart hashes the same patient the same way
+        with LiveServer(create_app(settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
+            hook(client, FIRES)
+            wait_for_audit(client, 1)
+    first, second = audit_rows(settings)
+    assert first["patient_hash"] == second["patient_hash"]
+    assert (tmp_path / "patient-hash.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_database_outage_never_fails_a_hook_call(
+    pg_server: PostgresServer, tmp_path: Path, knowledge: Knowledge
+) -> None:
+    """PostgreSQL stops: hooks still answer at once, feedback says 503, the audit buffers up to
+    its bound and counts what it drops; PostgreSQL returns: the buffer is written."""
+    settings = Settings(data_dir=tmp_path, database_url=pg_server.new_database(), audit_queue_size=3,
+                        patient_hash_key="k", db_timeout=1)
+    with LiveServer(create_app(settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
+        hook(client, FIRES)
+        wait_for_audit(client, 1)
+        pg_server.stop()
+        try:
+            started = time.perf_counter()
+            for _ in range(5):
+                assert len(hook(client, FIRES)["cards"]) == 1
+            hooks_took = time.perf_counter() - started
+            started = time.perf_counter()
+            feedback = client.post(f"/cds-services/{SERVICE}/feedback", json={"feedback": [
+                {"card": "7e63f8ba-b143-40f8-9065-939f48997563", "outcome": "accepted",
+                 "outcomeTimestamp": "2026-11-25T02:00:14Z"}]}, timeout=30)
+            feedback_took = time.perf_counter() - started
+            assert feedback.status_code == 503
+            assert feedback.json()["error"] == "database_unavailable"
+            stats = client.get("/healthz").json()["audit"]
+            assert stats["database"] == "down"
+            assert stats["dropped"] >= 1 and stats["written"] == 1
+        finally:
+            pg_server.start()
+        stats = wait_for_audit(client, 1 + 5 - stats["dropped"])
+        assert stats["database"] == "up" and stats["queued"] == 0
+    assert len(audit_rows(settings)) == stats["written"] == 6 - stats["dropped"]
+    print(f"\n5 hook calls during the outage: {hooks_took:.3f} s; feedback 503 after {feedback_took:.2f} s")
