@@ -5,14 +5,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from cds_service import __version__
-from cds_service.auth import Authenticator, require_client_jwt
+from cds_service.auth import Authenticator, ClientJwtMiddleware
 from cds_service.errors import CdsError
 from cds_service.evaluation import response_bytes
 from cds_service.fhir_fetch import new_client
@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return error_response(500, "internal_error", "The service failed; the error has been logged.")
 
-    app.include_router(router, dependencies=[Depends(require_client_jwt)])
+    app.include_router(router)
+    app.add_middleware(ClientJwtMiddleware, authenticator=app.state.authenticator, on_error=error_response)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type"],

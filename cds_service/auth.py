@@ -10,17 +10,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import jwt
-from fastapi import Depends, Request
+from fastapi import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds_service.allowlist import FhirAllowList, is_loopback_url
 from cds_service.errors import Unauthorized
 from cds_service.settings import Settings, TrustedIssuer
 
 log = logging.getLogger("cds_service.auth")
+ErrorResponder = Callable[[int, str, str, list[dict[str, Any]] | None, dict[str, str] | None], Response]
 
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
@@ -179,20 +183,34 @@ class Authenticator:
         return Caller(issuer, self.servers[issuer])
 
 
-async def require_client_jwt(request: Request) -> Caller | None:
-    """FastAPI dependency for the whole router: every /cds-services path needs a valid token."""
-    auth: Authenticator = request.app.state.authenticator
-    if not auth.enabled or not request.url.path.startswith("/cds-services"):
-        return None
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("a Bearer token is required")
-    caller = await auth.verify(token.strip(), auth.audience(request))
-    request.state.caller = caller
-    return caller
+class ClientJwtMiddleware:
+    """Every /cds-services path (discovery, services, feedback, unknown ids) needs a valid token.
 
+    A middleware rather than a route dependency so that routes added later are covered too, and
+    so a caller without a token learns nothing (not even a 404). CORS sits outside it, so browser
+    preflights (which carry no token) are answered. /healthz stays open.
+    """
 
-CallerDep = Annotated[Caller | None, Depends(require_client_jwt)]
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, on_error: ErrorResponder) -> None:
+        self.app = app
+        self.auth = authenticator
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.auth.enabled or not scope["path"].startswith("/cds-services"):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise InvalidToken("a Bearer token is required")
+            request.state.caller = await self.auth.verify(token.strip(), self.auth.audience(request))
+        except InvalidToken as exc:
+            response = self.on_error(exc.status_code, exc.code, exc.message, None, exc.headers)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def caller_servers(request: Request) -> FhirAllowList | None:
