@@ -239,3 +239,12 @@ def test_public_base_url_sets_the_audience(knowledge: Knowledge, keys: dict[str,
 def test_plain_http_jwks_only_on_loopback(jwks: str) -> None:
     with pytest.raises(ValueError, match="https"):
         create_app(Settings(trusted_issuers={FILE_ISS: jwks}))  # type: ignore[dict-item]
+
+
+def test_preflight_needs_no_token_and_401_carries_cors(service: LiveServer) -> None:
+    preflight = httpx.options(service.url + SERVICE, headers={
+        "Origin": "http://127.0.0.1:8080", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert preflight.status_code == 200
+    refused = httpx.get(service.url + "/cds-services", headers={"Origin": "http://127.0.0.1:8080"})
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"
