@@ -140,7 +140,8 @@ BAD: dict[str, Any] = {
     "no jti": lambda k, aud: token(k[EC_KID], aud, jti=None),
     "iat far in the future": lambda k, aud: token(k[EC_KID], aud, iat=round(time.time()) + 60),
     "lifetime over 5 minutes": lambda k, aud: token(k[EC_KID], aud, exp=round(time.time()) + 3600),
-    "foreign jku": lambda k, aud: token(k[EC_KID], aud, headers={"jku": "https://evil.example.org/jwks.json"}),
+    "foreign jku with a key from it": lambda k, aud: token(
+        k[RSA_KID], aud, kid=RSA_KID, alg="RS256", headers={"jku": "https://evil.example.org/jwks.json"}),
     "alg none": lambda k, aud: jwt.encode(
         {"iss": FILE_ISS, "aud": aud, "iat": int(time.time()), "exp": int(time.time()) + 60, "jti": "x"},
         None, algorithm="none", headers={"kid": EC_KID}),
@@ -184,6 +185,13 @@ def test_replayed_jti_is_refused(service: LiveServer, keys: dict[str, Any]) -> N
     assert call(service, "/cds-services", tok).status_code == 200
     replay = call(service, "/cds-services", tok)
     assert replay.status_code == 401 and "jti" in replay.headers["www-authenticate"]
+
+
+def test_sandbox_shaped_token_with_unreachable_jku_uses_the_static_jwks(service: LiveServer, keys: dict[str, Any]) -> None:
+    """The sandbox names its public jku; offline the configured file must still verify it."""
+    jku = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
+    tok = token(keys[EC_KID], service.url + "/cds-services", headers={"jku": jku, "typ": "JWT"})
+    assert call(service, "/cds-services", tok).status_code == 200
 
 
 def test_jku_equal_to_the_registered_url_is_fine(service: LiveServer, keys: dict[str, Any],
