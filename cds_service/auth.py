@@ -8,9 +8,9 @@ key from that issuer's configured JWKS (a `jku` header is never followed).
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -83,7 +83,7 @@ class JwksSource:
             self.keys = {
                 kid: jwt.PyJWK.from_dict(k) for kid, k in keys.items() if k.get("kty") in ("EC", "RSA")
             }
-        except (OSError, ValueError, httpx.HTTPError, jwt.PyJWTError) as exc:
+        except (OSError, ValueError, TypeError, httpx.HTTPError, jwt.PyJWTError) as exc:
             log.warning("could not load JWKS %s: %s (keeping %d cached keys)", self.location, type(exc).__name__, len(self.keys))
 
     async def _read(self, client: httpx.AsyncClient | None) -> dict[str, Any]:
@@ -97,7 +97,7 @@ class JwksSource:
             async with httpx.AsyncClient(follow_redirects=False) as own:
                 return await self._read(own)
         if not isinstance(data, dict):
-            raise ValueError("JWKS is not a JSON object")
+            raise TypeError("JWKS is not a JSON object")
         return data
 
 

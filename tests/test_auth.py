@@ -205,7 +205,7 @@ def test_new_kid_is_picked_up_by_a_rate_limited_refresh(
     service: LiveServer, keys: dict[str, Any], jwks_host: tuple[LiveServer, JwksHost]
 ) -> None:
     host = jwks_host[1]
-    make = lambda: token(keys[LATE_KID], service.url + "/cds-services", iss=URL_ISS, kid=LATE_KID, alg="RS256")  # noqa: E731
+    make = lambda: token(keys[LATE_KID], service.url + "/cds-services", iss=URL_ISS, kid=LATE_KID, alg="RS256")
     time.sleep(0.6)
     assert call(service, "/cds-services", make()).status_code == 401  # unknown: one reload
     hits = host.hits

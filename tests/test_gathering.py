@@ -223,11 +223,11 @@ def test_default_is_prefetch_only_and_never_fetches(
 def test_evaluate_command_fetches_through_the_same_path(fhir_base: str, fhir_state: FhirState) -> None:
     scenario = stripped(POSITIVE, fhir_base, fhir_state)
     env = {**os.environ, "CDS_FHIR_ALLOWED_SERVERS": json.dumps([fhir_base])}
-    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], env=env, timeout=60,
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], env=env, timeout=60, check=False,
                           input=json.dumps(scenario["request"]).encode(), capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()
     check_cards(json.loads(proc.stdout)["cards"], scenario["expect"], "pt-01")
     fhir_state.faults["*"] = "500"
-    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], env=env, timeout=60,
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], env=env, timeout=60, check=False,
                           input=json.dumps(scenario["request"]).encode(), capture_output=True)
     assert proc.returncode == 2 and json.loads(proc.stdout)["error"] == "missing_fhir_data"
