@@ -99,7 +99,7 @@ class FhirReader:
             return Fetched(failure=exc.reason, pages=pages)
         except httpx.TimeoutException:
             return Fetched(failure="timeout", pages=pages)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError):
             return Fetched(failure="connection failed", pages=pages)
         if first is not None and expected == "Bundle":
             first.pop("link", None)

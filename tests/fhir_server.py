@@ -39,6 +39,7 @@ class FhirState:
     faults: dict[str, str] = field(default_factory=dict)  # type or "*" -> "401", "500", "garbage", "slow"...
     delay: float = 0.0
     page_size: int = 50
+    next_base: str | None = None  # where `next` links point (default: this server)
     log: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path?query, auth
 
     def load(self, prefetch: dict[str, Any]) -> None:
@@ -51,7 +52,7 @@ class FhirState:
         self.resources.clear()
         self.faults.clear()
         self.log.clear()
-        self.token, self.delay, self.page_size = None, 0.0, 50
+        self.token, self.delay, self.page_size, self.next_base = None, 0.0, 50, None
 
 
 def _matches(res: dict[str, Any], rtype: str, params: dict[str, str]) -> bool:
@@ -123,7 +124,7 @@ def make_app(state: FhirState) -> Starlette:
         bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(hits), "entry": entries}
         if offset + count < len(hits):
             query = urlencode({**params, **({"_include": include} if include else {}), "_count": count, "_offset": offset + count})
-            bundle["link"] = [{"relation": "next", "url": f"{request.base_url}fhir/{rtype}?{query}"}]
+            bundle["link"] = [{"relation": "next", "url": f"{state.next_base or str(request.base_url) + 'fhir'}/{rtype}?{query}"}]
         return JSONResponse(bundle)
 
     return Starlette(routes=[

@@ -181,6 +181,18 @@ def test_paging_cap(knowledge: Knowledge, fhir_base: str, fhir_state: FhirState)
     assert {"key": "conditions", "reason": "more than 2 pages"} in response.json()["details"]
 
 
+def test_next_link_off_the_server_is_not_followed(
+    fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """A Bundle could point `next` at an internal host; the token must never go there either."""
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    scenario["request"]["fhirAuthorization"] = {"access_token": "tok", "token_type": "Bearer", "subject": "ehr"}
+    fhir_state.page_size, fhir_state.next_base = 1, "http://169.254.169.254/fhir"
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 412
+    assert {"key": "conditions", "reason": "next link leaves the FHIR server"} in response.json()["details"]
+
+
 def test_unreachable_server_is_412(knowledge: Knowledge, fhir_state: FhirState) -> None:
     dead = "http://127.0.0.1:9/fhir"
     scenario = stripped(POSITIVE, dead, fhir_state)
