@@ -1,18 +1,24 @@
 """Builds the FastAPI application: knowledge, services, error handlers, routes."""
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from cds_service import __version__
+from cds_service.auth import Authenticator, ClientJwtMiddleware
 from cds_service.errors import CdsError
 from cds_service.evaluation import response_bytes
+from cds_service.fhir_fetch import new_client
+from cds_service.gathering import Fetcher
 from cds_service.knowledge import Knowledge, load_knowledge
-from cds_service.persistence import attach, lifespan
+from cds_service.persistence import attach, storage_lifespan
 from cds_service.protocol import ErrorBody
 from cds_service.routes import router
 from cds_service.services import service_definitions
@@ -21,23 +27,39 @@ from cds_service.settings import Settings, get_settings
 log = logging.getLogger("cds_service")
 
 
-def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     body = response_bytes(ErrorBody(error=code, message=message, details=details))
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Storage and one pooled HTTP client (FHIR fetches, JWKS loads), both closed at shutdown."""
+    settings: Settings = app.state.settings
+    async with storage_lifespan(app), new_client(settings.fhir_deadline_seconds) as client:
+        app.state.fetcher = Fetcher.from_settings(settings, client)
+        app.state.authenticator.client = client
+        yield
 
 
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None) -> FastAPI:
     settings = settings or get_settings()
     knowledge = knowledge or load_knowledge(settings.cards_dir)
-    app = FastAPI(title="b12-cds", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="b12-cds", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan)
     app.state.settings = settings
+    app.state.authenticator = Authenticator(settings)
+    if not app.state.authenticator.enabled:
+        log.warning("JWT verification is OFF: no CDS_TRUSTED_ISSUERS configured; any caller is accepted")
     app.state.knowledge = knowledge
     app.state.services = service_definitions(knowledge)
     attach(app, settings, knowledge)
 
     @app.exception_handler(CdsError)
     async def _cds_error(_: Request, exc: CdsError) -> Response:
-        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -55,4 +77,9 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         return error_response(500, "internal_error", "The service failed; the error has been logged.")
 
     app.include_router(router)
+    app.add_middleware(ClientJwtMiddleware, authenticator=app.state.authenticator, on_error=error_response)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type"],
+    )
     return app

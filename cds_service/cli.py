@@ -2,19 +2,22 @@
 `db upgrade` migrates the audit database, `report` summarises cards shown and their feedback."""
 
 import argparse
+import asyncio
 import logging
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from cds_service.errors import CdsError
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
+from cds_service.gathering import Fetcher, complete_prefetch
 from cds_service.knowledge import KnowledgeError, load_knowledge
 from cds_service.protocol import ErrorBody
-from cds_service.services import service_definitions
-from cds_service.settings import get_settings
+from cds_service.services import ServiceDefinition, service_definitions
+from cds_service.settings import Settings, get_settings
 
 HOOK_SERVICES = {
     "patient-view": "b12-myalgia-patient-view",
@@ -63,7 +66,9 @@ def _evaluate(path: str, service_id: str | None) -> int:
     try:
         data = parse_json_object(body)
         chosen = service_id or HOOK_SERVICES.get(str(data.get("hook")), str(data.get("hook")))
-        result = evaluate(find_service(services, chosen), data, knowledge, datetime.now(UTC))
+        service, now = find_service(services, chosen), datetime.now(UTC)
+        data = asyncio.run(_complete(settings, service, data, now))
+        result = evaluate(service, data, knowledge, now)
     except CdsError as exc:
         err = ErrorBody(error=exc.code, message=exc.message, details=exc.details)
         sys.stdout.buffer.write(response_bytes(err) + b"\n")
@@ -96,6 +101,11 @@ def _report(since: date | None, until: date | None, as_json: bool) -> int:
     else:
         print(format_report(report))
     return 0
+async def _complete(settings: Settings, service: ServiceDefinition, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The server's gather step; the client opens a connection only if a fetch is needed."""
+    fetcher = Fetcher.from_settings(settings)
+    async with fetcher.reader.client:
+        return await complete_prefetch(service, data, fetcher, now.date())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ def attach(app: FastAPI, settings: Settings, knowledge: Knowledge) -> None:
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def storage_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Migrate at start; a database that is down delays the migration, never the service."""
     storage: Storage = app.state.storage
     audit: AuditLog = app.state.audit

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from cds_service.auth import caller_servers
 from cds_service.errors import UnsupportedMediaType
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
 from cds_service.feedback import feedback_rows, parse_feedback, store_feedback
+from cds_service.gathering import complete_prefetch
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import DiscoveryResponse
 from cds_service.services import ServiceDefinition
@@ -55,7 +57,9 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
     _require_json(request)
     data = parse_json_object(await request.body())
     started = time.perf_counter()
-    result = evaluate(service, data, knowledge, datetime.now(UTC))
+    now = datetime.now(UTC)
+    data = await complete_prefetch(service, data, request.app.state.fetcher, now.date(), caller_servers(request))
+    result = evaluate(service, data, knowledge, now)
     request.app.state.audit.record(service.id, data, result)
     log.info(
         "hook answered service=%s hookInstance=%s outcome=%s cards=%d resources=%d skipped=%d ms=%.1f",

@@ -2,8 +2,17 @@
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrustedIssuer(BaseModel):
+    """One EHR allowed to call: where its public keys are, and which FHIR servers it may name."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    jwks: str = Field(min_length=1, description="https URL (http only for loopback) or local file path of a JWKS.")
+    fhir_servers: list[str] = Field(default_factory=list, alias="fhirServers")
 
 
 class Settings(BaseSettings):
@@ -34,6 +43,29 @@ class Settings(BaseSettings):
     audit_queue_size: int = Field(
         default=10_000, ge=1, description="Audit records buffered while the database is down."
     )
+
+    # Connecting to EHRs (docs/connecting-ehrs.md)
+    fhir_allowed_servers: list[str] = Field(
+        default_factory=list,
+        description="FHIR base URLs any caller may name as fhirServer; empty means no fetching (prefetch only).",
+    )
+    fhir_deadline_seconds: float = Field(default=2.0, gt=0, le=60, description="Budget for all FHIR fetches of one call.")
+    fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Bundle pages followed per query.")
+    trusted_issuers: dict[str, TrustedIssuer] = Field(
+        default_factory=dict, description="iss -> JWKS (string) or {jwks, fhirServers}; empty turns JWT checks off."
+    )
+    public_base_url: str | None = Field(default=None, description="External base URL, for the JWT aud behind a proxy.")
+    jwt_leeway_seconds: float = Field(default=5.0, ge=0, le=60, description="Clock skew allowed on iat/exp/nbf.")
+    jwks_refresh_seconds: float = Field(default=60.0, ge=0, description="Least time between JWKS reloads on an unknown kid.")
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins browsers may call from.")
+
+    @field_validator("trusted_issuers", mode="before")
+    @classmethod
+    def _plain_jwks_form(cls, value: object) -> object:
+        """Accept `{"iss": "jwks"}` as shorthand for `{"iss": {"jwks": "jwks"}}`."""
+        if isinstance(value, dict):
+            return {iss: {"jwks": v} if isinstance(v, str) else v for iss, v in value.items()}
+        return value
 
 
 def get_settings() -> Settings:

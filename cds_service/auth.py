@@ -1,0 +1,219 @@
+"""Verifies the JWT an EHR sends with every /cds-services call (CDS Hooks 2.0 "Trusting CDS Clients").
+
+Only issuers in CDS_TRUSTED_ISSUERS are accepted, only with asymmetric algorithms, only with a
+key from that issuer's configured JWKS (a `jku` header is never followed).
+`aud` must be the URL called, and `exp`, `iat` and a not-yet-seen `jti` are required.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from fastapi import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cds_service.allowlist import FhirAllowList, is_loopback_url
+from cds_service.errors import Unauthorized
+from cds_service.settings import Settings, TrustedIssuer
+
+log = logging.getLogger("cds_service.auth")
+ErrorResponder = Callable[[int, str, str, list[dict[str, Any]] | None, dict[str, str] | None], Response]
+
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+)
+MAX_LIFETIME_SECONDS = 300  # the spec: exp no more than 5 minutes after iat
+JWKS_FETCH_TIMEOUT = 3.0
+_DESCRIPTIONS: dict[type[Exception], str] = {
+    jwt.ExpiredSignatureError: "token expired",
+    jwt.ImmatureSignatureError: "token not yet valid",
+    jwt.InvalidAudienceError: "aud is not the URL called",
+    jwt.InvalidIssuedAtError: "iat is not valid",
+    jwt.InvalidSignatureError: "signature does not verify",
+    jwt.MissingRequiredClaimError: "a required claim (exp, iat, jti, aud, iss) is missing",
+    jwt.DecodeError: "token is malformed",
+}
+
+
+class InvalidToken(Unauthorized):
+    """401 with the RFC 6750 challenge; the description names the check, never the token."""
+
+    code = "invalid_token"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{self.message}"'}
+
+
+@dataclass
+class JwksSource:
+    """One issuer's public keys by kid, from a file or URL, reloaded at most every `refresh` s."""
+
+    location: str
+    refresh: float
+    keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
+    loaded_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.is_url and not (self.location.startswith("https://") or is_loopback_url(self.location)):
+            raise ValueError(f"JWKS URL must be https (http only on loopback): {self.location!r}")
+
+    @property
+    def is_url(self) -> bool:
+        return self.location.startswith(("https://", "http://"))
+
+    async def key(self, kid: str, client: httpx.AsyncClient | None) -> jwt.PyJWK | None:
+        stale = self.loaded_at is None or time.monotonic() - self.loaded_at >= self.refresh
+        if kid not in self.keys and stale:
+            await self._load(client)
+        return self.keys.get(kid)
+
+    async def _load(self, client: httpx.AsyncClient | None) -> None:
+        self.loaded_at = time.monotonic()  # also rate-limits retries after a failure
+        try:
+            raw = await self._read(client)
+            keys = {str(k["kid"]): k for k in raw.get("keys", []) if isinstance(k, dict) and "kid" in k}
+            self.keys = {
+                kid: jwt.PyJWK.from_dict(k) for kid, k in keys.items() if k.get("kty") in ("EC", "RSA")
+            }
+        except (OSError, ValueError, TypeError, httpx.HTTPError, jwt.PyJWTError) as exc:
+            log.warning("could not load JWKS %s: %s (keeping %d cached keys)", self.location, type(exc).__name__, len(self.keys))
+
+    async def _read(self, client: httpx.AsyncClient | None) -> dict[str, Any]:
+        if not self.is_url:
+            data = json.loads(Path(self.location).read_text(encoding="utf-8"))
+        elif client is not None:
+            response = await client.get(self.location, timeout=JWKS_FETCH_TIMEOUT)
+            response.raise_for_status()
+            data = response.json()
+        else:
+            async with httpx.AsyncClient(follow_redirects=False) as own:
+                return await self._read(own)
+        if not isinstance(data, dict):
+            raise TypeError("JWKS is not a JSON object")
+        return data
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A verified client: its issuer and the FHIR servers registered for it."""
+
+    issuer: str
+    fhir_servers: FhirAllowList
+
+
+class ReplayCache:
+    """jti values seen, kept until their token expires. In memory: one per worker process."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], float] = {}
+
+    def check_and_add(self, issuer: str, jti: str, expires: float) -> bool:
+        now = time.time()
+        if len(self.seen) > 1000:
+            self.seen = {k: exp for k, exp in self.seen.items() if exp > now}
+        key = (issuer, jti)
+        if self.seen.get(key, 0) > now:
+            return False
+        self.seen[key] = expires
+        return True
+
+
+class Authenticator:
+    """Holds the trusted issuers, their key caches and the replay cache for the process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.issuers: dict[str, TrustedIssuer] = settings.trusted_issuers
+        self.sources = {iss: JwksSource(cfg.jwks, settings.jwks_refresh_seconds) for iss, cfg in self.issuers.items()}
+        self.servers = {iss: FhirAllowList(cfg.fhir_servers) for iss, cfg in self.issuers.items()}
+        self.leeway = settings.jwt_leeway_seconds
+        self.public_base_url = settings.public_base_url
+        self.replays = ReplayCache()
+        self.client: httpx.AsyncClient | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuers)
+
+    def audience(self, request: Request) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/") + request.url.path
+        return str(request.url.replace(query="", fragment=""))
+
+    async def verify(self, token: str, audience: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise InvalidToken("token is malformed") from None
+        alg, kid, issuer = header.get("alg"), header.get("kid"), claims.get("iss")
+        if alg not in ASYMMETRIC_ALGORITHMS:
+            raise InvalidToken("alg must be an asymmetric algorithm (ES*, RS*, PS*)")
+        if not isinstance(issuer, str) or issuer not in self.sources:
+            raise InvalidToken("issuer is not trusted")
+        source = self.sources[issuer]
+        # A `jku` is never followed: keys come only from the issuer's configured JWKS, so a jku equal
+        # to it changes nothing and any other jku is ignored (the sandbox's offline case).
+        if not isinstance(kid, str):
+            raise InvalidToken("kid is missing")
+        key = await source.key(kid, self.client)
+        if key is None:
+            raise InvalidToken("kid is not in the issuer's JWKS")
+        try:
+            verified = jwt.decode(
+                token, key.key, algorithms=[alg], audience=audience, issuer=issuer, leeway=self.leeway,
+                options={"require": ["exp", "iat", "jti", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            description = next((d for t, d in _DESCRIPTIONS.items() if isinstance(exc, t)), "token is not valid")
+            raise InvalidToken(description) from None
+        if not isinstance(verified["jti"], str) or not verified["jti"]:
+            raise InvalidToken("jti must be a non-empty string")
+        if float(verified["exp"]) - float(verified["iat"]) > MAX_LIFETIME_SECONDS + self.leeway:
+            raise InvalidToken("token lifetime exceeds 5 minutes")
+        if not self.replays.check_and_add(issuer, verified["jti"], float(verified["exp"]) + self.leeway):
+            raise InvalidToken("jti has been used before")
+        return Caller(issuer, self.servers[issuer])
+
+
+class ClientJwtMiddleware:
+    """Every /cds-services path (discovery, services, feedback, unknown ids) needs a valid token.
+
+    A middleware rather than a route dependency so that routes added later are covered too, and
+    so a caller without a token learns nothing (not even a 404). CORS sits outside it, so browser
+    preflights (which carry no token) are answered. /healthz stays open.
+    """
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, on_error: ErrorResponder) -> None:
+        self.app = app
+        self.auth = authenticator
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.auth.enabled or not scope["path"].startswith("/cds-services"):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise InvalidToken("a Bearer token is required")
+            request.state.caller = await self.auth.verify(token.strip(), self.auth.audience(request))
+        except InvalidToken as exc:
+            response = self.on_error(exc.status_code, exc.code, exc.message, None, exc.headers)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def caller_servers(request: Request) -> FhirAllowList | None:
+    """The FHIR servers registered for the verified caller, if auth is on and one was verified."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    return caller.fhir_servers if caller else None

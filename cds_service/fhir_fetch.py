@@ -1,0 +1,135 @@
+"""Reads from an EHR's FHIR server: one query with its Bundle pages, many at once under a deadline.
+
+Failures come back as short reasons ("timeout", "HTTP 401", "malformed response") that never
+carry patient data, URLs (they hold the patient id) or the access token.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from cds_service.allowlist import FhirAllowList
+
+MAX_BODY_BYTES = 20_000_000
+FHIR_JSON = "application/fhir+json, application/json;q=0.9"
+
+
+class FetchFailed(Exception):
+    """One query could not give usable data; `reason` is safe to log and to return."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The outcome of one prefetch key: a resource (or one Bundle of all pages) or a failure."""
+
+    resource: dict[str, Any] | None = None
+    failure: str | None = None
+    pages: int = 0
+
+
+def new_client(deadline: float) -> httpx.AsyncClient:
+    """The pooled client: no redirects (a redirect could leave the allow-list), bounded timeouts."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(deadline),
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        headers={"Accept": FHIR_JSON},
+    )
+
+
+class FhirReader:
+    """Runs rendered prefetch queries against one fhirServer base."""
+
+    def __init__(self, client: httpx.AsyncClient, max_pages: int) -> None:
+        self.client = client
+        self.max_pages = max_pages
+
+    async def read_all(
+        self, base: str, queries: dict[str, str], token: str | None, deadline: float
+    ) -> tuple[dict[str, Fetched], float]:
+        """Every query concurrently; whatever is unfinished at the deadline fails with "timeout"."""
+        started = time.perf_counter()
+        tasks = {key: asyncio.create_task(self._read_one(base, q, token)) for key, q in queries.items()}
+        if tasks:
+            await asyncio.wait(tasks.values(), timeout=deadline)
+        results: dict[str, Fetched] = {}
+        for key, task in tasks.items():
+            if not task.done():
+                task.cancel()
+                results[key] = Fetched(failure="timeout")
+            else:
+                results[key] = task.result()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        return results, (time.perf_counter() - started) * 1000
+
+    async def _read_one(self, base: str, query: str, token: str | None) -> Fetched:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        same_server = FhirAllowList([base])
+        path = query.split("?", 1)[0]
+        expected = path.split("/", 1)[0] if "/" in path else "Bundle"
+        url: str | None = base.rstrip("/") + "/" + query.lstrip("/")
+        first: dict[str, Any] | None = None
+        pages = 0
+        try:
+            while url is not None:
+                if pages == self.max_pages:
+                    raise FetchFailed(f"more than {self.max_pages} pages")
+                body = await self._get_json(url, headers)
+                pages += 1
+                if body.get("resourceType") != expected:
+                    raise FetchFailed("malformed response")
+                if first is None:
+                    first = body
+                elif isinstance(entries := body.get("entry"), list):
+                    if not isinstance(first.get("entry"), list):
+                        first["entry"] = []
+                    first["entry"].extend(entries)
+                url = _next_link(body) if expected == "Bundle" else None
+                if url is not None and not same_server.allows(url):
+                    raise FetchFailed("next link leaves the FHIR server")
+        except FetchFailed as exc:
+            return Fetched(failure=exc.reason, pages=pages)
+        except httpx.TimeoutException:
+            return Fetched(failure="timeout", pages=pages)
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError):
+            return Fetched(failure="connection failed", pages=pages)
+        if first is not None and expected == "Bundle":
+            first.pop("link", None)
+        return Fetched(resource=first, pages=pages)
+
+    async def _get_json(self, url: str, headers: dict[str, str]) -> dict[str, Any]:
+        async with self.client.stream("GET", url, headers=headers) as response:
+            if response.status_code != 200:
+                raise FetchFailed(f"HTTP {response.status_code}")
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise FetchFailed("response too large")
+                chunks.append(chunk)
+        try:
+            body = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError:
+            raise FetchFailed("malformed response") from None
+        if not isinstance(body, dict):
+            raise FetchFailed("malformed response")
+        return body
+
+
+def _next_link(bundle: dict[str, Any]) -> str | None:
+    links = bundle.get("link")
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            url: str = link["url"]
+            return url
+    return None

@@ -1,0 +1,95 @@
+"""The async step before evaluation: fetch from fhirServer what the client did not prefetch.
+
+Policy (docs/connecting-ehrs.md): with fetching configured, a missing key is fetched from the
+request's fhirServer when that server is allowed. If an ESSENTIAL key (the trigger, a suppressor,
+the age exclusion) cannot be had -- server not allowed, no fhirServer, HTTP error, timeout,
+malformed body -- the call is answered 412, because evaluating without it could show a card
+wrongly. Other keys that fail are left out. With fetching not configured at all (the default),
+the service is prefetch-only and evaluates what was sent, as before.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import httpx
+
+from cds_service.allowlist import FhirAllowList
+from cds_service.errors import PreconditionFailed
+from cds_service.evaluation import parse_request
+from cds_service.fhir_fetch import FhirReader, new_client
+from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, missing_keys, render
+from cds_service.services import ServiceDefinition
+from cds_service.settings import Settings
+
+log = logging.getLogger("cds_service.fetch")
+
+
+@dataclass
+class Fetcher:
+    """What a deployment may fetch and with what; `enabled` is False when no server is allowed."""
+
+    reader: FhirReader
+    allow: FhirAllowList
+    enabled: bool
+    deadline: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: httpx.AsyncClient | None = None) -> "Fetcher":
+        issuer_servers = any(i.fhir_servers for i in settings.trusted_issuers.values())
+        return cls(
+            reader=FhirReader(client or new_client(settings.fhir_deadline_seconds), settings.fhir_max_pages),
+            allow=FhirAllowList(settings.fhir_allowed_servers),
+            enabled=bool(settings.fhir_allowed_servers) or issuer_servers,
+            deadline=settings.fhir_deadline_seconds,
+        )
+
+
+async def complete_prefetch(
+    service: ServiceDefinition,
+    data: dict[str, Any],
+    fetcher: Fetcher,
+    today: date,
+    caller_servers: FhirAllowList | None = None,
+) -> dict[str, Any]:
+    """The request with absent/null prefetch keys filled from fhirServer; no network if none are."""
+    request, _ = parse_request(service, data)
+    missing = missing_keys(service.prefetch, request.prefetch)
+    if not missing or not fetcher.enabled:
+        return data
+    essential = sorted(k for k in missing if k in ESSENTIAL_KEYS)
+    allow = fetcher.allow + caller_servers if caller_servers else fetcher.allow
+    server = request.fhirServer
+    if not server or not allow.allows_base(server):
+        if essential:
+            why = "the request names no fhirServer" if not server else "the FHIR server is not allowed"
+            raise PreconditionFailed(
+                f"Needed data was not prefetched and {why}: {', '.join(essential)}.",
+                [{"key": k, "reason": "not prefetched"} for k in essential],
+            )
+        return data
+    queries: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    for key in missing:
+        try:
+            queries[key] = render(service.prefetch[key], request.context, today)
+        except UnresolvedToken:
+            failures[key] = "template cannot be rendered"
+    token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
+    results, ms = await fetcher.reader.read_all(server, queries, token, fetcher.deadline)
+    failures.update({k: r.failure for k, r in results.items() if r.failure})
+    log.info(
+        "fhir fetch keys=%d failed=%s pages=%d ms=%.1f",
+        len(queries), ",".join(f"{k}:{v}" for k, v in sorted(failures.items())) or "-",
+        sum(r.pages for r in results.values()), ms,
+    )
+    lost = [k for k in essential if k in failures]
+    if lost:
+        raise PreconditionFailed(
+            f"Could not get needed data from the FHIR server: {', '.join(lost)}.",
+            [{"key": k, "reason": failures[k]} for k in lost],
+        )
+    prefetch = dict(request.prefetch or {})
+    prefetch.update({k: r.resource for k, r in results.items() if r.resource is not None})
+    return {**data, "prefetch": prefetch}

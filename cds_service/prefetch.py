@@ -1,0 +1,54 @@
+"""Prefetch templates: which keys the rule cannot do without, and rendering them as FHIR queries.
+
+The service renders a template itself when the client did not prefetch that key, with the same
+tokens the CDS Hooks sandbox supports: `{{context.X}}` for first-level context strings and
+`{{today()}}` / `{{today() - N days}}` / `{{today() + N days}}`.
+"""
+
+import re
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import quote
+
+# Keys whose absence could make a card fire wrongly (suppressors, the under-16 exclusion) or
+# could never let it fire (the trigger). Missing one of these and unable to fetch it => 412.
+# `procedures` only holds risk factors (and the surgery that re-opens a normal result), so
+# without it the card can only be less likely, never wrong: evaluate without it.
+ESSENTIAL_KEYS = frozenset({
+    "patient",
+    "conditions",
+    "observations",
+    "medications",
+    "medicationStatements",
+    "b12Administrations",
+    "b12Orders",
+})
+
+_TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_TODAY = re.compile(r"today\(\)(?:\s*([+-])\s*(\d+)\s*days?)?")
+_CONTEXT = re.compile(r"context\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class UnresolvedToken(ValueError):
+    """A template names a token this service cannot fill; the key is then treated as unfetchable."""
+
+
+def render(template: str, context: dict[str, Any], today: date) -> str:
+    """The template with every token replaced; context values are percent-encoded (no injection)."""
+
+    def fill(match: re.Match[str]) -> str:
+        token = match.group(1)
+        if m := _TODAY.fullmatch(token):
+            sign, days = m.group(1), int(m.group(2) or 0)
+            return (today + timedelta(days=-days if sign == "-" else days)).isoformat()
+        if (m := _CONTEXT.fullmatch(token)) and isinstance(value := context.get(m.group(1)), str):
+            return quote(value, safe="")
+        raise UnresolvedToken(f"unresolved prefetch token {token!r}")
+
+    return _TOKEN.sub(fill, template)
+
+
+def missing_keys(templates: dict[str, str], prefetch: dict[str, Any] | None) -> list[str]:
+    """Template keys the client left absent or null (both mean: the service may fetch itself)."""
+    given = prefetch or {}
+    return [key for key in templates if given.get(key) is None]

@@ -1,0 +1,261 @@
+"""Client JWT verification over real HTTP with real keys (EC P-384, RSA) signed by PyJWT."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from cds_service.app import create_app
+from cds_service.knowledge import Knowledge
+from cds_service.settings import Settings
+from tests.conftest import LiveServer, load_scenario
+from tests.fhir_server import FhirState, make_app
+from tests.fixture_files import FIXTURES
+
+FILE_ISS = "https://ehr-file.example.org"
+URL_ISS = "https://ehr-url.example.org"
+EC_KID, RSA_KID, LATE_KID = "ec-1", "rsa-1", "rsa-late"
+SERVICE = "/cds-services/b12-myalgia-patient-view"
+
+
+def _jwk(key: Any, kid: str, alg: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(key.public_key()))
+    return {**data, "kid": kid, "alg": alg, "use": "sig"}
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, Any]:
+    return {
+        EC_KID: ec.generate_private_key(ec.SECP384R1()),
+        RSA_KID: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        LATE_KID: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    }
+
+
+class JwksHost:
+    """Serves a JWKS over HTTP on loopback and counts the loads."""
+
+    def __init__(self, keys: list[dict[str, Any]]) -> None:
+        self.keys, self.hits = keys, 0
+
+    async def jwks(self, _: Request) -> JSONResponse:
+        self.hits += 1
+        return JSONResponse({"keys": self.keys})
+
+
+@pytest.fixture(scope="module")
+def jwks_host(keys: dict[str, Any]) -> Iterator[tuple[LiveServer, JwksHost]]:
+    host = JwksHost([_jwk(keys[RSA_KID], RSA_KID, "RS256")])
+    with LiveServer(Starlette(routes=[Route("/.well-known/jwks.json", host.jwks)])) as live:
+        yield live, host
+
+
+@pytest.fixture(scope="module")
+def fhir() -> Iterator[tuple[LiveServer, FhirState]]:
+    state = FhirState()
+    with LiveServer(make_app(state)) as live:
+        yield live, state
+
+
+@pytest.fixture(scope="module")
+def service(
+    knowledge: Knowledge, keys: dict[str, Any], jwks_host: tuple[LiveServer, JwksHost],
+    fhir: tuple[LiveServer, FhirState], tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LiveServer]:
+    jwks_file = tmp_path_factory.mktemp("jwks") / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [_jwk(keys[EC_KID], EC_KID, "ES384")]}))
+    settings = Settings(trusted_issuers={  # type: ignore[arg-type]
+        FILE_ISS: str(jwks_file),
+        URL_ISS: {"jwks": f"{jwks_host[0].url}/.well-known/jwks.json", "fhirServers": [fhir[0].url + "/fhir"]},
+    }, jwks_refresh_seconds=0.5)
+    with LiveServer(create_app(settings, knowledge)) as live:
+        yield live
+
+
+def token(key: Any, aud: str, *, iss: str = FILE_ISS, kid: str = EC_KID, alg: str = "ES384",
+          headers: dict[str, Any] | None = None, **claims: Any) -> str:
+    now = time.time()
+    payload = {"iss": iss, "aud": aud, "iat": round(now), "exp": round(now) + 300, "jti": str(uuid.uuid4()), **claims}
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid, **(headers or {})})
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def call(server: LiveServer, path: str, tok: str | None, body: dict[str, Any] | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+    if body is None:
+        return httpx.get(server.url + path, headers=headers)
+    return httpx.post(server.url + path, headers=headers, json=body)
+
+
+def test_good_tokens_pass_for_every_path(service: LiveServer, keys: dict[str, Any]) -> None:
+    assert call(service, "/cds-services", token(keys[EC_KID], service.url + "/cds-services")).status_code == 200
+    request = load_scenario(FIXTURES / "patient-view" / "01-metformin-paresthesia-critical.json")["request"]
+    # fetching is on (URL_ISS registered a FHIR server), so FILE_ISS must prefetch every essential key
+    request["prefetch"]["b12Administrations"] = {"resourceType": "Bundle", "type": "searchset", "total": 0}
+    ok = call(service, SERVICE, token(keys[EC_KID], service.url + SERVICE), request)
+    assert ok.status_code == 200 and ok.json()["cards"]
+    rsa_ok = call(service, SERVICE, token(keys[RSA_KID], service.url + SERVICE, iss=URL_ISS, kid=RSA_KID, alg="RS256"), request)
+    assert rsa_ok.status_code == 200
+
+
+def test_sandbox_iat_half_a_second_ahead_passes(service: LiveServer, keys: dict[str, Any]) -> None:
+    aud = service.url + "/cds-services"
+    tok = token(keys[EC_KID], aud, iat=int(time.time()) + 1)  # Math.round(Date.now()/1000) can be 1 s ahead
+    assert call(service, "/cds-services", tok).status_code == 200
+
+
+def test_healthz_stays_open(service: LiveServer) -> None:
+    assert httpx.get(service.url + "/healthz").status_code == 200
+
+
+BAD: dict[str, Any] = {
+    "no token": lambda k, aud: None,
+    "expired": lambda k, aud: token(k[EC_KID], aud, iat=round(time.time()) - 600, exp=round(time.time()) - 300),
+    "wrong aud": lambda k, aud: token(k[EC_KID], aud + "-other"),
+    "aud of another service": lambda k, aud: token(k[EC_KID], aud.rsplit("/", 1)[0]),
+    "unknown issuer": lambda k, aud: token(k[EC_KID], aud, iss="https://evil.example.org"),
+    "unknown kid": lambda k, aud: token(k[EC_KID], aud, kid="nope"),
+    "key of another issuer": lambda k, aud: token(k[RSA_KID], aud, kid=RSA_KID, alg="RS256"),
+    "no exp": lambda k, aud: token(k[EC_KID], aud, exp=None),
+    "no iat": lambda k, aud: token(k[EC_KID], aud, iat=None),
+    "no jti": lambda k, aud: token(k[EC_KID], aud, jti=None),
+    "iat far in the future": lambda k, aud: token(k[EC_KID], aud, iat=round(time.time()) + 60),
+    "lifetime over 5 minutes": lambda k, aud: token(k[EC_KID], aud, exp=round(time.time()) + 3600),
+    "foreign jku with a key from it": lambda k, aud: token(
+        k[RSA_KID], aud, kid=RSA_KID, alg="RS256", headers={"jku": "https://evil.example.org/jwks.json"}),
+    "alg none": lambda k, aud: jwt.encode(
+        {"iss": FILE_ISS, "aud": aud, "iat": int(time.time()), "exp": int(time.time()) + 60, "jti": "x"},
+        None, algorithm="none", headers={"kid": EC_KID}),
+    "tampered payload": lambda k, aud: _tamper(token(k[EC_KID], aud)),
+    "HMAC with the public key as secret": lambda k, aud: _hs256_with_public_key(k[EC_KID], aud),
+    "garbage": lambda k, aud: "not.a.jwt",
+}
+
+
+def _tamper(tok: str) -> str:
+    head, payload, sig = tok.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["iss"], claims["extra"] = FILE_ISS, "admin"
+    return ".".join([head, _b64(json.dumps(claims).encode()), sig])
+
+
+def _hs256_with_public_key(key: Any, aud: str) -> str:
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    head = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": EC_KID}).encode())
+    body = _b64(json.dumps({"iss": FILE_ISS, "aud": aud, "iat": int(time.time()),
+                            "exp": int(time.time()) + 60, "jti": str(uuid.uuid4())}).encode())
+    sig = hmac.new(pem, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64(sig)}"
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+@pytest.mark.parametrize("path", ["/cds-services", SERVICE, SERVICE + "/feedback"])
+def test_bad_tokens_get_401_with_challenge(case: str, path: str, service: LiveServer, keys: dict[str, Any]) -> None:
+    tok = BAD[case](keys, service.url + path)
+    response = call(service, path, tok, None if path == "/cds-services" else {"feedback": []})
+    assert response.status_code == 401, (case, response.text)
+    assert response.json()["error"] == "invalid_token"
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith('Bearer error="invalid_token", error_description="')
+    if tok:
+        assert tok not in response.text and tok not in challenge
+
+
+def test_replayed_jti_is_refused(service: LiveServer, keys: dict[str, Any]) -> None:
+    tok = token(keys[EC_KID], service.url + "/cds-services")
+    assert call(service, "/cds-services", tok).status_code == 200
+    replay = call(service, "/cds-services", tok)
+    assert replay.status_code == 401 and "jti" in replay.headers["www-authenticate"]
+
+
+def test_sandbox_shaped_token_with_unreachable_jku_uses_the_static_jwks(service: LiveServer, keys: dict[str, Any]) -> None:
+    """The sandbox names its public jku; offline the configured file must still verify it."""
+    jku = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
+    tok = token(keys[EC_KID], service.url + "/cds-services", headers={"jku": jku, "typ": "JWT"})
+    assert call(service, "/cds-services", tok).status_code == 200
+
+
+def test_jku_equal_to_the_registered_url_is_fine(service: LiveServer, keys: dict[str, Any],
+                                                 jwks_host: tuple[LiveServer, JwksHost]) -> None:
+    jku = f"{jwks_host[0].url}/.well-known/jwks.json"
+    tok = token(keys[RSA_KID], service.url + "/cds-services", iss=URL_ISS, kid=RSA_KID, alg="RS256", headers={"jku": jku})
+    assert call(service, "/cds-services", tok).status_code == 200
+
+
+def test_new_kid_is_picked_up_by_a_rate_limited_refresh(
+    service: LiveServer, keys: dict[str, Any], jwks_host: tuple[LiveServer, JwksHost]
+) -> None:
+    host = jwks_host[1]
+
+    def make() -> str:
+        return token(keys[LATE_KID], service.url + "/cds-services", iss=URL_ISS, kid=LATE_KID, alg="RS256")
+
+    time.sleep(0.6)
+    assert call(service, "/cds-services", make()).status_code == 401  # unknown: one reload
+    hits = host.hits
+    for _ in range(5):  # unknown kids inside the refresh interval do not reload
+        assert call(service, "/cds-services", make()).status_code == 401
+    assert host.hits == hits
+    host.keys.append(_jwk(keys[LATE_KID], LATE_KID, "RS256"))
+    time.sleep(0.6)
+    assert call(service, "/cds-services", make()).status_code == 200
+    assert host.hits == hits + 1
+
+
+def test_fhir_servers_follow_the_verified_issuer(
+    service: LiveServer, keys: dict[str, Any], fhir: tuple[LiveServer, FhirState]
+) -> None:
+    """URL_ISS registered the FHIR server, FILE_ISS did not: only URL_ISS's calls may fetch."""
+    scenario = load_scenario(FIXTURES / "patient-view" / "01-metformin-paresthesia-critical.json")
+    request = scenario["request"]
+    fhir[1].load(request.pop("prefetch"))
+    request["fhirServer"] = fhir[0].url + "/fhir"
+    aud = service.url + SERVICE
+    allowed = call(service, SERVICE, token(keys[RSA_KID], aud, iss=URL_ISS, kid=RSA_KID, alg="RS256"), request)
+    assert allowed.status_code == 200 and allowed.json()["cards"]
+    refused = call(service, SERVICE, token(keys[EC_KID], aud), request)
+    assert refused.status_code == 412 and "not allowed" in refused.json()["message"]
+
+
+def test_public_base_url_sets_the_audience(knowledge: Knowledge, keys: dict[str, Any], tmp_path: Path) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [_jwk(keys[EC_KID], EC_KID, "ES384")]}))
+    settings = Settings(trusted_issuers={FILE_ISS: str(jwks)},  # type: ignore[arg-type]
+                        public_base_url="https://cds.example.org/b12/")
+    with LiveServer(create_app(settings, knowledge)) as live:
+        assert call(live, "/cds-services", token(keys[EC_KID], "https://cds.example.org/b12/cds-services")).status_code == 200
+        assert call(live, "/cds-services", token(keys[EC_KID], live.url + "/cds-services")).status_code == 401
+
+
+@pytest.mark.parametrize("jwks", ["http://jwks.example.org/jwks.json"])
+def test_plain_http_jwks_only_on_loopback(jwks: str) -> None:
+    with pytest.raises(ValueError, match="https"):
+        create_app(Settings(trusted_issuers={FILE_ISS: jwks}))  # type: ignore[dict-item]
+
+
+def test_preflight_needs_no_token_and_401_carries_cors(service: LiveServer) -> None:
+    preflight = httpx.options(service.url + SERVICE, headers={
+        "Origin": "http://127.0.0.1:8080", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert preflight.status_code == 200
+    refused = httpx.get(service.url + "/cds-services", headers={"Origin": "http://127.0.0.1:8080"})
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"

@@ -1,0 +1,245 @@
+"""Missing prefetch fetched from a real FHIR server on loopback, with every fault over real HTTP."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cds_service.app import create_app
+from cds_service.knowledge import Knowledge
+from cds_service.settings import Settings
+from tests.conftest import LiveServer, load_scenario
+from tests.fhir_server import FhirState, make_app
+from tests.fixture_files import FIXTURES, scenario_files
+from tests.test_scenarios import check_cards
+
+SERVICE = "/cds-services/b12-myalgia-patient-view"
+POSITIVE = FIXTURES / "patient-view" / "01-metformin-paresthesia-critical.json"
+ESSENTIAL = ["b12Administrations", "b12Orders", "conditions", "medicationStatements", "medications",
+             "observations", "patient"]
+
+
+@pytest.fixture(scope="module")
+def fhir() -> Iterator[tuple[LiveServer, FhirState]]:
+    state = FhirState()
+    with LiveServer(make_app(state)) as live:
+        yield live, state
+
+
+@pytest.fixture()
+def fhir_state(fhir: tuple[LiveServer, FhirState]) -> Iterator[FhirState]:
+    fhir[1].reset()
+    yield fhir[1]
+    fhir[1].reset()
+
+
+@pytest.fixture(scope="module")
+def fhir_base(fhir: tuple[LiveServer, FhirState]) -> str:
+    return fhir[0].url + "/fhir"
+
+
+@contextmanager
+def cds(knowledge: Knowledge, **settings: Any) -> Iterator[httpx.Client]:
+    with LiveServer(create_app(Settings(**settings), knowledge)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def fetching(knowledge: Knowledge, fhir_base: str) -> Iterator[httpx.Client]:
+    with cds(knowledge, fhir_allowed_servers=[fhir_base], fhir_deadline_seconds=1.0) as client:
+        yield client
+
+
+def stripped(path: Path, fhir_base: str, state: FhirState, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The scenario's request without its prefetch (bar `keep`), its resources served by the FHIR server."""
+    scenario = load_scenario(path)
+    request = scenario["request"]
+    state.load(request["prefetch"])
+    request["prefetch"] = {k: v for k, v in request["prefetch"].items() if k in keep}
+    request["fhirServer"] = fhir_base
+    return scenario
+
+
+def test_card_appears_with_no_prefetch_at_all(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    del scenario["request"]["prefetch"]
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 200, response.text
+    check_cards(response.json()["cards"], scenario["expect"], "pt-01")
+    paths = sorted(p.split("?")[0] for _, p, _ in fhir_state.log)
+    assert "/fhir/Patient/pt-01" in paths and "/fhir/Observation" in paths
+    assert all(auth is None for _, _, auth in fhir_state.log)  # no fhirAuthorization: no header
+
+
+# Found by this test, left for the owners of services.py (prefetch templates):
+TEMPLATE_GAPS = {
+    "06-b12-tested-3-years-ago-warning": "the observations date window excludes the 3-year-old B12 result "
+    "(same card, but its detail loses 'Last B12 result')",
+    "24-medication-reference-and-bad-resources-warning": "the observations code filter excludes a symptom "
+    "recorded as Observation code LOINC 75325-1 with the finding as its value",
+}
+
+
+def _scenarios() -> list[Any]:
+    return [
+        pytest.param(p, marks=pytest.mark.xfail(reason=TEMPLATE_GAPS[p.stem], strict=True))
+        if p.stem in TEMPLATE_GAPS else p
+        for p in scenario_files("patient-view")
+    ]
+
+
+@pytest.mark.parametrize("path", _scenarios(), ids=lambda p: p.stem)
+def test_every_scenario_gives_the_same_answer_when_fetched(
+    path: Path, fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """The templates and the fixtures agree: fetching what the EHR would prefetch changes nothing."""
+    scenario = stripped(path, fhir_base, fhir_state)
+    fhir_state.page_size = 2  # and every multi-resource search pages
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 200, response.text
+    check_cards(response.json()["cards"], scenario["expect"], scenario["request"]["context"]["patientId"])
+
+
+def test_only_absent_and_null_keys_are_fetched(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    scenario = stripped(POSITIVE, fhir_base, fhir_state, keep=("patient", "conditions", "observations"))
+    scenario["request"]["prefetch"]["observations"] = None
+    assert fetching.post(SERVICE, json=scenario["request"]).status_code == 200
+    fetched = {p.split("?")[0].split("/")[2] for _, p, _ in fhir_state.log}
+    assert fetched == {"Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration",
+                       "Procedure", "ServiceRequest"}
+
+
+def test_bearer_token_is_sent_and_checked(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    fhir_state.token = "secret-token-123"
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    denied = fetching.post(SERVICE, json=scenario["request"])
+    assert denied.status_code == 412
+    assert "secret-token-123" not in denied.text
+    scenario["request"]["fhirAuthorization"] = {"access_token": "secret-token-123", "token_type": "Bearer",
+                                                "expires_in": 300, "scope": "patient/*.read", "subject": "ehr"}
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 200 and response.json()["cards"]
+    assert "secret-token-123" not in response.text
+
+
+@pytest.mark.parametrize("fault", ["401", "403", "404", "500", "503", "garbage", "wrong-type"])
+@pytest.mark.parametrize("rtype", ["Patient", "Condition", "Observation", "MedicationRequest", "ServiceRequest"])
+def test_essential_data_lost_is_412(
+    fault: str, rtype: str, fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    fhir_state.faults[rtype] = fault
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 412, response.text
+    body = response.json()
+    assert body["error"] == "missing_fhir_data" and len(body["details"]) == 1
+    assert "pt-01" not in response.text and fhir_base not in response.text
+
+
+def test_optional_data_lost_still_evaluates(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    fhir_state.faults["Procedure"] = "500"
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 200
+    check_cards(response.json()["cards"], scenario["expect"], "pt-01")
+
+
+def test_slow_server_costs_the_deadline_not_more(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    fhir_state.faults["Observation"] = "slow"
+    started = time.perf_counter()
+    response = fetching.post(SERVICE, json=scenario["request"])
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 412
+    assert response.json()["details"] == [{"key": "observations", "reason": "timeout"}]
+    assert elapsed < 2.5  # deadline 1.0 s; the server would have taken 3 s
+
+
+def test_queries_run_concurrently(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    """Eight queries of 0.4 s each fit in a 1 s deadline only if they run at once."""
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    fhir_state.delay = 0.4
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 200, response.text
+    assert response.json()["cards"]
+
+
+def test_paging_cap(knowledge: Knowledge, fhir_base: str, fhir_state: FhirState) -> None:
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    fhir_state.page_size = 1  # three Conditions: three pages
+    with cds(knowledge, fhir_allowed_servers=[fhir_base], fhir_max_pages=2) as client:
+        response = client.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 412
+    assert {"key": "conditions", "reason": "more than 2 pages"} in response.json()["details"]
+
+
+def test_next_link_off_the_server_is_not_followed(
+    fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """A Bundle could point `next` at an internal host; the token must never go there either."""
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    scenario["request"]["fhirAuthorization"] = {"access_token": "tok", "token_type": "Bearer", "subject": "ehr"}
+    fhir_state.page_size, fhir_state.next_base = 1, "http://169.254.169.254/fhir"
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 412
+    assert {"key": "conditions", "reason": "next link leaves the FHIR server"} in response.json()["details"]
+
+
+def test_unreachable_server_is_412(knowledge: Knowledge, fhir_state: FhirState) -> None:
+    dead = "http://127.0.0.1:9/fhir"
+    scenario = stripped(POSITIVE, dead, fhir_state)
+    with cds(knowledge, fhir_allowed_servers=[dead]) as client:
+        response = client.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 412
+    assert {d["reason"] for d in response.json()["details"]} == {"connection failed"}
+
+
+@pytest.mark.parametrize("server", [
+    "http://169.254.169.254/latest/meta-data",
+    "{base}x",
+    "{base}/../admin",
+    "{base}/%2e%2e/admin",
+    "http://user@{host}/fhir",
+    "{base}?x=1",
+    "file:///etc/passwd",
+])
+def test_fhir_server_not_allowed(server: str, fetching: httpx.Client, fhir: tuple[LiveServer, FhirState],
+                                 fhir_base: str, fhir_state: FhirState) -> None:
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    scenario["request"]["fhirServer"] = server.format(base=fhir_base, host=f"127.0.0.1:{fhir[0].port}")
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 412
+    assert "FHIR server is not allowed" in response.json()["message"]
+    assert fhir_state.log == []
+
+
+def test_default_is_prefetch_only_and_never_fetches(
+    knowledge: Knowledge, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """No allow-list (the default): nothing is fetched; the call is evaluated on what was sent."""
+    scenario = stripped(POSITIVE, fhir_base, fhir_state, keep=("patient",))
+    with cds(knowledge) as client:
+        response = client.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 200 and response.json() == {"cards": []}
+    assert fhir_state.log == []
+
+
+def test_evaluate_command_fetches_through_the_same_path(fhir_base: str, fhir_state: FhirState) -> None:
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    env = {**os.environ, "CDS_FHIR_ALLOWED_SERVERS": json.dumps([fhir_base])}
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], env=env, timeout=60, check=False,
+                          input=json.dumps(scenario["request"]).encode(), capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    check_cards(json.loads(proc.stdout)["cards"], scenario["expect"], "pt-01")
+    fhir_state.faults["*"] = "500"
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], env=env, timeout=60, check=False,
+                          input=json.dumps(scenario["request"]).encode(), capture_output=True)
+    assert proc.returncode == 2 and json.loads(proc.stdout)["error"] == "missing_fhir_data"
