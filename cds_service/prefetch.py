@@ -18,6 +18,7 @@ ESSENTIAL_KEYS = frozenset({
     "patient",
     "conditions",
     "observations",
+    "b12Results",
     "medications",
     "medicationStatements",
     "b12Administrations",

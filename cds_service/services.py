@@ -45,6 +45,10 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
             f"Observation?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Observation'))}"
             f"&date=ge{{{{today() - {lookback} days}}}}"
         ),
+        "b12Results": (
+            f"Observation?patient={PATIENT}"
+            f"&code={_token_list(k, k.rule.b12_result.result_concepts + k.rule.b12_result.recent_result_concepts)}"
+        ),
         "medications": (
             f"MedicationRequest?patient={PATIENT}&status=active,on-hold"
             "&_include=MedicationRequest:medication"
@@ -82,9 +86,9 @@ def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
     order_prefetch = {
         key: prefetch[key]
         for key in ("patient", "conditions", "observations", "medications", "medicationStatements",
-                    "b12Administrations", "procedures", "b12Orders")
+                    "b12Administrations", "procedures", "b12Orders", "b12Results")
     }
-    sign_prefetch = {key: prefetch[key] for key in ("patient", "observations", "b12Orders")}
+    sign_prefetch = {key: prefetch[key] for key in ("patient", "b12Results", "b12Orders")}
     services += [
         ServiceDefinition(
             id="b12-myalgia-order-select",
