@@ -1,5 +1,6 @@
 """Builds the FastAPI application: knowledge, services, error handlers, routes."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with storage_lifespan(app), new_client(settings.fhir_deadline_seconds) as client:
         app.state.fetcher = Fetcher.from_settings(settings, client)
         app.state.authenticator.client = client
+        # Everything loaded so far (knowledge, models, libraries) lives for the whole process:
+        # keep it out of the cyclic GC, which otherwise rescans it while large requests parse.
+        gc.freeze()
         yield
 
 

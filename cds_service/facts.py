@@ -88,15 +88,24 @@ class ConceptScreen:
         self.data = data
 
     def coded(self, concept: Any, rtype: str) -> set[str]:
+        return self._coded(concept, rtype)[0]
+
+    def _coded(self, concept: Any, rtype: str) -> tuple[set[str], bool]:
+        """(concepts named by the codings, whether any coding is in a standard terminology)."""
         found: set[str] = set()
+        standard = False
         if not isinstance(concept, dict):
-            return found
+            return found, standard
+        lookup = self.k.lookup
         for coding in concept.get("coding") or ():
             if isinstance(coding, dict):
                 code, system = coding.get("code"), coding.get("system")
                 if isinstance(code, str) and (system is None or isinstance(system, str)):
-                    found.update(self.k.concepts_for_coding(rtype, system or "", code))
-        return found
+                    hit, is_standard = lookup(rtype, system or "", code)
+                    if hit:
+                        found.update(hit)
+                    standard = standard or is_standard
+        return found, standard
 
     def text(self, texts: list[str], rtype: str) -> set[str]:
         found: set[str] = set()
@@ -127,11 +136,17 @@ class ConceptScreen:
             extra_texts = [n["text"] for n in notes if isinstance(n, dict) and isinstance(n.get("text"), str)] if isinstance(notes, list) else []
             if isinstance(raw.get("valueString"), str):
                 extra_texts.append(raw["valueString"])
-        coded = self.coded(main, rtype)
+        coded, standard = self._coded(main, rtype)
         if rtype == "Observation" and "valueCodeableConcept" in raw:
             coded |= self.coded(raw["valueCodeableConcept"], rtype)
-        main_text = self.text(_texts(main), rtype) if not coded else set()
+        # A record coded in a standard terminology speaks through its code; its text is read only
+        # when it has none. Medications are the exception: products arrive under SCD/SBD codes no
+        # value set can list in full, so the ingredient name in their text is the documented fallback.
+        read_text = not coded and (not standard or rtype.startswith("Medication"))
+        main_text = self.text(_texts(main), rtype) if read_text else set()
         texts = self.text(extra_texts, rtype) - coded if extra_texts else set()
+        if not coded and not main_text and not texts:
+            return {}
         result: dict[str, Literal["code", "text"]] = dict.fromkeys(coded, "code")
         result.update(dict.fromkeys((main_text | texts) - coded, "text"))
         return result

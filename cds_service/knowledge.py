@@ -19,7 +19,14 @@ from cds_service.knowledge_models import (
     WordingFile,
 )
 from cds_service.textmatch import TextMatcher
-from cds_service.valueset import ValueSet, ValueSetError, canonical_code, canonical_system, compile_valueset
+from cds_service.valueset import (
+    STANDARD_SYSTEMS,
+    ValueSet,
+    ValueSetError,
+    canonical_code,
+    canonical_system,
+    compile_valueset,
+)
 
 _Model = TypeVar("_Model", bound=BaseModel)
 _MEMO_LIMIT = 100_000
@@ -46,18 +53,20 @@ class Knowledge:
     text: TextMatcher
     code_index: dict[tuple[str, str], tuple[str, ...]]
     prefix_index: tuple[tuple[str, str, str], ...]
-    _memo: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _memo: dict[tuple[str, str, str], tuple[tuple[str, ...], bool]] = field(default_factory=dict, repr=False)
 
-    def concepts_for_coding(self, resource_type: str, system: str, code: str) -> tuple[str, ...]:
-        """Concepts read from `resource_type` that a coding as sent (any spelling) names; memoised."""
+    def lookup(self, resource_type: str, system: str, code: str) -> tuple[tuple[str, ...], bool]:
+        """(concepts read from `resource_type` that a coding as sent names, whether its system is a
+        standard terminology); memoised, since charts repeat the same few codes thousands of times."""
         key = (resource_type, system, code)
         hit = self._memo.get(key)
         if hit is None:
             sys = canonical_system(system)
-            hit = tuple(
+            concepts = tuple(
                 c for c in self.concepts_for_code(sys, canonical_code(sys, code))
                 if resource_type in self.concepts[c].applies_to
             )
+            hit = (concepts, sys in STANDARD_SYSTEMS)
             if len(self._memo) < _MEMO_LIMIT:  # bounded: hostile input cannot grow it forever
                 self._memo[key] = hit
         return hit

@@ -9,6 +9,11 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 # Systems whose hierarchy is the code prefix, so `is-a` can be evaluated without a terminology server.
 _PREFIX_HIERARCHY_SYSTEMS = frozenset({ICD10CM, "http://hl7.org/fhir/sid/icd-10"})
 
+# Terminologies whose codes speak for a record (its free text is then not read).
+STANDARD_SYSTEMS = frozenset({
+    ICD10CM, "http://snomed.info/sct", "http://loinc.org", "http://www.nlm.nih.gov/research/umls/rxnorm",
+})
+
 # Real clients spell systems in several ways; map them to one canonical URI.
 SYSTEM_ALIASES = {
     "http://hl7.org/fhir/sid/icd-10-cm": ICD10CM,

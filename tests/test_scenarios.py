@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.evaluation import evaluate
 from cds_service.knowledge import Knowledge
@@ -63,6 +64,7 @@ def check_cards(cards: list[dict[str, Any]], expect: dict[str, Any], patient_id:
             "system": "http://loinc.org", "code": want["orderCode"], "display": order["code"]["coding"][0]["display"]
         }
         assert order["subject"] == {"reference": f"Patient/{patient_id}"}
+        ServiceRequest.model_validate(order)  # strict in what we send: valid FHIR R4
         if not want.get("withoutReasonReference"):
             assert order["reasonReference"][0]["reference"].startswith(("Condition/", "Observation/"))
 
