@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from cds_service.facts import NEGATIVE_ANSWER
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import ServiceDescription
 from cds_service.valueset import codes_of
@@ -31,7 +32,11 @@ def _token_list(k: Knowledge, concepts: list[str]) -> str:
 
 
 def _concepts_for(k: Knowledge, resource_type: str) -> list[str]:
-    return sorted(c.id for c in k.concepts.values() if resource_type in c.applies_to and c.value_set)
+    """Concepts coded in `resource_type`.code (answers such as "No" are values, not codes to search)."""
+    return sorted(
+        c.id for c in k.concepts.values()
+        if resource_type in c.applies_to and c.value_set and c.id != NEGATIVE_ANSWER
+    )
 
 
 def prefetch_templates(k: Knowledge) -> dict[str, str]:

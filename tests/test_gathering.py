@@ -81,8 +81,6 @@ def test_card_appears_with_no_prefetch_at_all(fetching: httpx.Client, fhir_base:
 
 # Found by this test, left for the owners of services.py (prefetch templates):
 TEMPLATE_GAPS = {
-    "24-medication-reference-and-bad-resources-warning": "the observations code filter excludes a symptom "
-    "recorded as Observation code LOINC 75325-1 with the finding as its value",
 }
 
 
