@@ -10,7 +10,7 @@ import sys
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from starlette.datastructures import Headers, MutableHeaders
@@ -62,9 +62,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def configure_logging(level: str, fmt: str = "json") -> None:
-    """Root logging for `serve`: one stderr handler in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str, fmt: str = "json", stream: IO[str] | None = None) -> None:
+    """Root logging for `serve`: one handler (stderr unless told) in the chosen format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
