@@ -19,6 +19,9 @@ from cds_service.evaluation import response_bytes
 from cds_service.fhir_fetch import new_client
 from cds_service.gathering import Fetcher
 from cds_service.knowledge import Knowledge, load_knowledge
+from cds_service.limits import BodyLimitMiddleware
+from cds_service.logs import REQUEST_ID_HEADER, RequestIdMiddleware, configure_logging
+from cds_service.openapi import install as install_openapi
 from cds_service.persistence import attach, storage_lifespan
 from cds_service.protocol import ErrorBody
 from cds_service.routes import router
@@ -81,9 +84,20 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         return error_response(500, "internal_error", "The service failed; the error has been logged.")
 
     app.include_router(router)
+    install_openapi(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=error_response)
     app.add_middleware(ClientJwtMiddleware, authenticator=app.state.authenticator, on_error=error_response)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type"],
+        expose_headers=[REQUEST_ID_HEADER],
     )
+    app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def serve_app() -> FastAPI:
+    """The factory `serve` hands to uvicorn: JSON logging in each worker, then the app."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

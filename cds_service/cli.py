@@ -3,7 +3,6 @@
 
 import argparse
 import asyncio
-import logging
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from cds_service.errors import CdsError
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
 from cds_service.gathering import Fetcher, complete_prefetch
 from cds_service.knowledge import KnowledgeError, load_knowledge
+from cds_service.logs import configure_logging
 from cds_service.protocol import ErrorBody
 from cds_service.services import ServiceDefinition, service_definitions
 from cds_service.settings import Settings, get_settings
@@ -49,11 +49,11 @@ def _serve(host: str, port: int, workers: int) -> int:
     import uvicorn
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     load_knowledge(settings.cards_dir)  # fail fast, naming the file, before any worker starts
     uvicorn.run(
-        "cds_service.app:create_app", factory=True, host=host, port=port, workers=workers,
-        log_level=settings.log_level.lower(), access_log=False,
+        "cds_service.app:serve_app", factory=True, host=host, port=port, workers=workers,
+        log_level=settings.log_level.lower(), access_log=False, log_config=None,
     )
     return 0
 

@@ -41,3 +41,7 @@ class UnsupportedMediaType(CdsError):
 
 class ServiceUnavailable(CdsError):
     status_code, code = 503, "database_unavailable"
+
+
+class DeadlineExceeded(CdsError):
+    status_code, code = 503, "deadline_exceeded"

@@ -68,7 +68,7 @@ def parse_request(service: ServiceDefinition, data: dict[str, Any]) -> tuple[Hoo
     except ValidationError as exc:
         raise BadRequest("The request is not a valid CDS Hooks request.", validation_details(exc)) from None
     if request.hook != service.hook:
-        raise BadRequest(f"Service {service.id} answers the {service.hook} hook, not {request.hook!r}.")
+        raise BadRequest(f"Service {service.id} answers the {service.hook} hook, not the one in the request.")
     try:
         context = CONTEXT_MODELS[service.hook].model_validate(request.context)
     except ValidationError as exc:
@@ -81,7 +81,7 @@ def parse_request(service: ServiceDefinition, data: dict[str, Any]) -> tuple[Hoo
 def find_service(services: dict[str, ServiceDefinition], service_id: str) -> ServiceDefinition:
     service = services.get(service_id)
     if service is None:
-        raise NotFound(f"No CDS service with id {service_id!r}.")
+        raise NotFound("No CDS service with this id; GET /cds-services lists them.")  # the id is not echoed
     return service
 
 

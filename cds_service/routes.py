@@ -14,7 +14,16 @@ from cds_service.evaluation import evaluate, find_service, parse_json_object, re
 from cds_service.feedback import feedback_rows, parse_feedback, store_feedback
 from cds_service.gathering import complete_prefetch
 from cds_service.knowledge import Knowledge
-from cds_service.protocol import DiscoveryResponse
+from cds_service.limits import deadline
+from cds_service.logs import bind_call
+from cds_service.openapi import (
+    DISCOVERY_RESPONSES,
+    FEEDBACK_RESPONSES,
+    HEALTH_RESPONSES,
+    HOOK_RESPONSES,
+    json_body,
+)
+from cds_service.protocol import DiscoveryResponse, FeedbackRequest, HookRequest
 from cds_service.services import ServiceDefinition
 
 log = logging.getLogger("cds_service.hook")
@@ -45,20 +54,22 @@ def _require_json(request: Request) -> None:
         raise UnsupportedMediaType("Send the request body as application/json.")
 
 
-@router.get("/cds-services")
+@router.get("/cds-services", responses=DISCOVERY_RESPONSES)
 async def discovery(services: ServicesDep) -> Response:
     body = DiscoveryResponse(services=[s.describe() for s in services.values()])
     return _json(response_bytes(body))
 
 
-@router.post("/cds-services/{service_id}")
+@router.post("/cds-services/{service_id}", responses=HOOK_RESPONSES, openapi_extra=json_body(HookRequest))
 async def call_service(service_id: str, request: Request, services: ServicesDep, knowledge: KnowledgeDep) -> Response:
     service = find_service(services, service_id)
     _require_json(request)
-    data = parse_json_object(await request.body())
     started = time.perf_counter()
-    now = datetime.now(UTC)
-    data = await complete_prefetch(service, data, request.app.state.fetcher, now.date(), caller_servers(request))
+    async with deadline(request.app.state.settings.request_deadline_seconds):
+        data = parse_json_object(await request.body())
+        bind_call(service.id, data.get("hookInstance"))
+        now = datetime.now(UTC)
+        data = await complete_prefetch(service, data, request.app.state.fetcher, now.date(), caller_servers(request))
     result = evaluate(service, data, knowledge, now)
     request.app.state.audit.record(service.id, data, result)
     log.info(
@@ -71,7 +82,9 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
     return _json(response_bytes(result.response))
 
 
-@router.post("/cds-services/{service_id}/feedback")
+@router.post(
+    "/cds-services/{service_id}/feedback", responses=FEEDBACK_RESPONSES, openapi_extra=json_body(FeedbackRequest)
+)
 async def feedback(service_id: str, request: Request, services: ServicesDep) -> Response:
     service = find_service(services, service_id)
     _require_json(request)
@@ -81,7 +94,7 @@ async def feedback(service_id: str, request: Request, services: ServicesDep) -> 
     return _json(b"{}")
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=HEALTH_RESPONSES)
 async def healthz(request: Request, knowledge: KnowledgeDep) -> Response:
     return _json(response_bytes_plain(
         {"status": "ok", "knowledgeVersion": knowledge.version, "audit": request.app.state.audit.stats()}

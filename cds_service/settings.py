@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     jwks_refresh_seconds: float = Field(default=60.0, ge=0, description="Least time between JWKS reloads on an unknown kid.")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins browsers may call from.")
 
+    # Hardening (docs/security.md)
+    max_body_bytes: int = Field(
+        default=10_000_000, ge=1024, description="Largest request body accepted; larger answers 413."
+    )
+    request_deadline_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Budget for reading and gathering one hook call; past it, 503."
+    )
+    log_format: str = Field(default="json", pattern="^(json|text)$", description="json: one JSON object per line.")
+
     @field_validator("trusted_issuers", mode="before")
     @classmethod
     def _plain_jwks_form(cls, value: object) -> object:

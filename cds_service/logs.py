@@ -1,0 +1,101 @@
+"""Structured logs: one JSON object per line, tagged with the request id, hookInstance and service.
+
+Log lines carry identifiers of the call, never of the patient. httpx and httpcore are held at
+WARNING because their INFO lines print request URLs, and FHIR query URLs hold the patient id.
+"""
+
+import logging
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import orjson
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "X-Request-ID"
+QUIET_LOGGERS = ("httpx", "httpcore", "hpack")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+hook_instance: ContextVar[str | None] = ContextVar("hook_instance", default=None)
+service_id: ContextVar[str | None] = ContextVar("service_id", default=None)
+
+
+def safe_id(value: object) -> str | None:
+    """An id fit for a log line or header: short and plain, else None (it is not echoed)."""
+    text = str(value) if value is not None else ""
+    return text if _SAFE_ID.fullmatch(text) else None
+
+
+def bind_call(service: str, hook_instance_value: object) -> None:
+    """Tag the rest of this request's log lines with its service and hookInstance."""
+    service_id.set(service)
+    hook_instance.set(safe_id(hook_instance_value))
+
+
+class JsonFormatter(logging.Formatter):
+    """time, level, logger, message, requestId, hookInstance, service; exceptions by type and place only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, var in (("requestId", request_id), ("hookInstance", hook_instance), ("service", service_id)):
+            if (value := var.get()) is not None:
+                entry[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            # The type and the frames, not the exception text: that text may quote input.
+            entry["exception"] = record.exc_info[0].__name__
+            tb = record.exc_info[2]
+            frames = []
+            while tb is not None:
+                frames.append(f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}")
+                tb = tb.tb_next
+            entry["frames"] = frames[-8:]
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str, fmt: str = "json", stream: IO[str] | None = None) -> None:
+    """Root logging for `serve`: one handler (stderr unless told) in the chosen format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+class RequestIdMiddleware:
+    """A request id per call: the client's X-Request-ID if it is a plain short id, else a new one;
+    echoed in the response header and put on every log line of the call."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = safe_id(Headers(scope=scope).get(REQUEST_ID_HEADER)) or uuid.uuid4().hex
+        token = request_id.set(rid)
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tagged)
+        finally:
+            request_id.reset(token)

@@ -1,0 +1,84 @@
+"""Hostile text in every record field that can reach a card comes out inert in every card field.
+
+The sandbox renders `detail` as GFM with raw HTML, and EHRs show summaries, labels and links, so
+no field of any card may carry live HTML, a markdown link, a `javascript:` URL or an autolink.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import load_scenario
+from tests.fixture_files import scenario_files
+from tests.test_scenarios import SERVICE
+
+HOSTILE = (" <img src=x onerror=alert(1)> [x](javascript:alert(1)) <script>alert(2)</script>"
+           " <a href='javascript:alert(3)'>a</a> www.evil.example http://evil.example/p ![i](http://evil.example/i.png)")
+DANGEROUS = ("<img", "<script", "<a ", "onerror=", "javascript:", "](", "www.evil", "http://evil", "![")
+TEXT_KEYS = {"text", "display", "valueString", "div"}
+FIRING = [p for p in scenario_files("patient-view") + scenario_files("order-select") + scenario_files("order-sign")
+          if load_scenario(p)["expect"]["cards"]]
+
+
+def poison(node: Any) -> int:
+    """Append HOSTILE to every free-text string (code.text, coding.display, note.text, ...); count them."""
+    count = 0
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in TEXT_KEYS and isinstance(value, str):
+                node[key] = value + HOSTILE
+                count += 1
+            else:
+                count += poison(value)
+    elif isinstance(node, list):
+        count += sum(poison(item) for item in node)
+    return count
+
+
+def assert_inert(cards: list[dict[str, Any]]) -> None:
+    for card in cards:
+        for field, value in card.items():
+            text = json.dumps(value, ensure_ascii=False)
+            for bad in DANGEROUS:
+                assert bad not in text, f"{bad!r} survives in card field {field}"
+
+
+@pytest.mark.parametrize("path", FIRING, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_hostile_record_text_is_inert_in_every_card_field(client: httpx.Client, path: Path) -> None:
+    scenario = load_scenario(path)
+    request = scenario["request"]
+    assert poison(request.get("prefetch")) + poison(request["context"].get("draftOrders")) > 0
+    response = client.post(f"/cds-services/{SERVICE[request['hook']]}", json=request)
+    assert response.status_code == 200
+    cards = response.json()["cards"]
+    assert len(cards) == len(scenario["expect"]["cards"])  # the hostile text did not stop the card
+    assert_inert(cards)
+
+
+def test_poisoned_positive_still_fires_and_shows_the_text_escaped(client: httpx.Client) -> None:
+    (path,) = [p for p in FIRING if p.stem.startswith("01-metformin")]
+    request = load_scenario(path)["request"]
+    poison(request["prefetch"])
+    (card,) = client.post(f"/cds-services/{SERVICE['patient-view']}", json=request).json()["cards"]
+    assert "&#60;img src&#61;x onerror&#61;alert(1)&#62;" in card["detail"].replace("&#40;", "(").replace("&#41;", ")")
+
+
+def test_hostile_ids_and_context_do_not_reach_cards_live(client: httpx.Client) -> None:
+    """Ids come back only inside FHIR resources (references), never in markdown; a hostile patient id
+    is refused or carried as data, and no field can render it."""
+    (path,) = [p for p in FIRING if p.stem.startswith("01-metformin")]
+    request = load_scenario(path)["request"]
+    request["context"]["encounterId"] = "<img src=x onerror=alert(1)>"
+    request["context"]["userId"] = "Practitioner/<script>alert(1)</script>"
+    response = client.post(f"/cds-services/{SERVICE['patient-view']}", json=request)
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        for card in response.json()["cards"]:
+            for field in ("summary", "detail", "links", "source", "overrideReasons"):
+                assert "<" not in json.dumps(card.get(field), ensure_ascii=False), field
+            for suggestion in card.get("suggestions", []):
+                assert "<" not in suggestion["label"]
+                assert all("<" not in a["description"] for a in suggestion["actions"])

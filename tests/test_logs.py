@@ -1,0 +1,110 @@
+"""No patient data in logs or error bodies: every fixture through the service over HTTP, DEBUG on.
+
+Each scenario is sent as written (prefetch) and again with its prefetch served by a loopback FHIR
+server (so the fetch path logs too), and in malformed variants; the captured JSON log lines and
+the error bodies are scanned for the patients' names, MRNs, ids and birth dates.
+"""
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cds_service.app import create_app
+from cds_service.knowledge import Knowledge
+from cds_service.logs import JsonFormatter, configure_logging
+from cds_service.settings import Settings
+from tests.conftest import LiveServer, load_scenario
+from tests.fhir_server import FhirState, make_app
+from tests.fixture_files import scenario_files
+from tests.test_scenarios import SERVICE
+
+ALL = scenario_files("patient-view") + scenario_files("order-select") + scenario_files("order-sign")
+
+
+def patient_data(request: dict[str, Any]) -> set[str]:
+    """Names, identifier values, the patient id and the birth date in the request."""
+    found = {request["context"]["patientId"]}
+    patient = (request.get("prefetch") or {}).get("patient") or {}
+    for name in patient.get("name", []):
+        found.update(name.get("given", []))
+        found.add(name.get("family", ""))
+    found.update(i.get("value", "") for i in patient.get("identifier", []))
+    found.add(patient.get("birthDate", ""))
+    return {v for v in found if isinstance(v, str) and len(v) >= 3}
+
+
+@pytest.fixture()
+def captured() -> Iterator[io.StringIO]:
+    """The service's own logging set-up (as `serve` does it) at DEBUG, into a buffer."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("httpx", "httpcore")}
+    buffer = io.StringIO()
+    configure_logging("DEBUG", "json", buffer)
+    try:
+        yield buffer
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_no_patient_data_in_logs_or_error_bodies(
+    captured: io.StringIO, knowledge: Knowledge, tmp_path: Path
+) -> None:
+    state = FhirState()
+    secrets: set[str] = set()
+    bodies: list[str] = []
+    with LiveServer(make_app(state)) as fhir:
+        base = fhir.url + "/fhir"
+        settings = Settings(data_dir=tmp_path, fhir_allowed_servers=[base], patient_hash_key="k")
+        with LiveServer(create_app(settings, knowledge)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+            for path in ALL:
+                request = load_scenario(path)["request"]
+                secrets |= patient_data(request)
+                url = f"/cds-services/{SERVICE[request['hook']]}"
+                request["fhirServer"] = base
+                assert c.post(url, json=request).status_code == 200, path.name
+                state.reset()
+                state.load(request["prefetch"])
+                fetched = {**request, "prefetch": {}}
+                assert c.post(url, json=fetched).status_code == 200, path.name
+                patient = request["prefetch"].get("patient") or {}
+                for bad in (
+                    {**request, "hook": json.dumps(patient)},
+                    {**request, "context": {**request["context"], "patientId": patient.get("name") or [1]}},
+                    {**request, "prefetch": {"patient": json.dumps(patient)}},
+                    {**request, "hookInstance": patient.get("birthDate", "")[:0]},
+                ):
+                    response = c.post(url, json=bad)
+                    assert response.status_code == 400, path.name
+                    bodies.append(response.text)
+                bodies.append(c.post(url + "/feedback", json={"feedback": [{"card": request["context"]["patientId"]}]}).text)
+    lines = captured.getvalue().splitlines()
+    assert any('"hook answered' in line or "hook answered" in line for line in lines)
+    for line in lines:
+        entry = json.loads(line)  # one JSON object per line
+        assert {"time", "level", "logger", "message"} <= set(entry)
+        if entry["message"].startswith("hook answered"):
+            assert entry["requestId"] and entry["hookInstance"] and entry["service"]
+    assert len(secrets) > 3 * len(ALL) // 2
+    text = "\n".join(lines)
+    for secret in sorted(secrets):
+        assert secret not in text, f"patient data {secret!r} in the logs"
+        for body in bodies:
+            assert secret not in body, f"patient data {secret!r} in an error body"
+
+
+def test_exceptions_are_logged_by_type_and_place_not_text() -> None:
+    try:
+        raise ValueError("Maria Metformin MRN-123")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, exc_info=__import__("sys").exc_info())
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["exception"] == "ValueError" and entry["frames"]
+    assert "Maria" not in json.dumps(entry)
