@@ -3,8 +3,6 @@
 Prints numbers; asserts nothing. Pass `--duration N` for the seconds of each wrk run.
 """
 
-import sys
-
 from tests.benchmarks import bench_evaluate, bench_http
 
 if __name__ == "__main__":
@@ -12,5 +10,4 @@ if __name__ == "__main__":
     bench_evaluate.main()
     print()
     print("== HTTP: cds-service serve against a bare endpoint ==")
-    sys.argv = [sys.argv[0], *sys.argv[1:]]
     bench_http.main()
