@@ -145,8 +145,8 @@ class AuditLog:
             except SQLAlchemyError as exc:
                 if self.database_up:
                     log.error("audit database unavailable (%s); buffering", type(exc).__name__)
-                self.database_up = False
                 self._held = len(batch)  # out of the queue but not written: still queued
+                self.database_up = False
                 if self._stop.is_set():
                     return
                 self._stop.wait(delay)
