@@ -101,7 +101,7 @@ class AuditLog:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "queued": self.queue.qsize(),
+            "queued": self.queue.qsize() + self._held,
             "written": self.written,
             "dropped": self.dropped,
             "database": "up" if self.database_up else "down",
@@ -145,9 +145,9 @@ class AuditLog:
             except SQLAlchemyError as exc:
                 if self.database_up:
                     log.error("audit database unavailable (%s); buffering", type(exc).__name__)
+                self._held = len(batch)  # out of the queue but not written: still queued
                 self.database_up = False
                 if self._stop.is_set():
-                    self._held = len(batch)
                     return
                 self._stop.wait(delay)
                 delay = min(delay * 2, RETRY_MAX)
@@ -156,4 +156,5 @@ class AuditLog:
                 log.warning("audit database available again")
             self.database_up, delay = True, RETRY_MIN
             self.written += len(batch)
+            self._held = 0
             batch = []

@@ -14,7 +14,6 @@ import orjson
 
 from cds_service.allowlist import FhirAllowList
 
-MAX_BODY_BYTES = 20_000_000
 FHIR_JSON = "application/fhir+json, application/json;q=0.9"
 
 
@@ -48,9 +47,10 @@ def new_client(deadline: float) -> httpx.AsyncClient:
 class FhirReader:
     """Runs rendered prefetch queries against one fhirServer base."""
 
-    def __init__(self, client: httpx.AsyncClient, max_pages: int) -> None:
+    def __init__(self, client: httpx.AsyncClient, max_pages: int, max_body_bytes: int) -> None:
         self.client = client
         self.max_pages = max_pages
+        self.max_body_bytes = max_body_bytes
 
     async def read_all(
         self, base: str, queries: dict[str, str], token: str | None, deadline: float
@@ -109,10 +109,13 @@ class FhirReader:
         async with self.client.stream("GET", url, headers=headers) as response:
             if response.status_code != 200:
                 raise FetchFailed(f"HTTP {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise FetchFailed("response too large")  # said so up front: nothing is read
             chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.aiter_bytes():  # streamed: never buffered past the cap
                 size += len(chunk)
-                if size > MAX_BODY_BYTES:
+                if size > self.max_body_bytes:
                     raise FetchFailed("response too large")
                 chunks.append(chunk)
         try:

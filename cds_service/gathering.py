@@ -39,7 +39,10 @@ class Fetcher:
     def from_settings(cls, settings: Settings, client: httpx.AsyncClient | None = None) -> "Fetcher":
         issuer_servers = any(i.fhir_servers for i in settings.trusted_issuers.values())
         return cls(
-            reader=FhirReader(client or new_client(settings.fhir_deadline_seconds), settings.fhir_max_pages),
+            reader=FhirReader(
+                client or new_client(settings.fhir_deadline_seconds), settings.fhir_max_pages,
+                settings.fhir_max_body_bytes,
+            ),
             allow=FhirAllowList(settings.fhir_allowed_servers),
             enabled=bool(settings.fhir_allowed_servers) or issuer_servers,
             deadline=settings.fhir_deadline_seconds,

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     )
     fhir_deadline_seconds: float = Field(default=2.0, gt=0, le=60, description="Budget for all FHIR fetches of one call.")
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Bundle pages followed per query.")
+    fhir_max_body_bytes: int = Field(
+        default=20_000_000, ge=1024, description="Largest FHIR response body read; larger fails the query."
+    )
     trusted_issuers: dict[str, TrustedIssuer] = Field(
         default_factory=dict, description="iss -> JWKS (string) or {jwks, fhirServers}; empty turns JWT checks off."
     )

@@ -7,13 +7,14 @@ to be slow, to fail with a status, or to return garbage -- for every type or for
 """
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 DATE_PATHS = {
@@ -36,7 +37,9 @@ class FhirState:
 
     resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     token: str | None = None
-    faults: dict[str, str] = field(default_factory=dict)  # type or "*" -> "401", "500", "garbage", "slow"...
+    faults: dict[str, str] = field(default_factory=dict)  # type or "*" -> "401", "500", "garbage", "slow", "huge"...
+    huge_bytes: int = 200_000_000  # "huge": a Bundle this long, streamed; "huge-length": declared, then stalls
+    sent: int = 0  # bytes of "huge" bodies actually sent
     delay: float = 0.0
     page_size: int = 50
     next_base: str | None = None  # where `next` links point (default: this server)
@@ -53,6 +56,7 @@ class FhirState:
         self.faults.clear()
         self.log.clear()
         self.token, self.delay, self.page_size, self.next_base = None, 0.0, 50, None
+        self.huge_bytes, self.sent = 200_000_000, 0
 
 
 def _matches(res: dict[str, Any], rtype: str, params: dict[str, str]) -> bool:
@@ -94,7 +98,29 @@ def make_app(state: FhirState) -> Starlette:
             return Response(b"<html>not json", media_type="application/fhir+json")
         if fault == "wrong-type":
             return JSONResponse({"resourceType": "OperationOutcome", "issue": []})
+        if fault == "huge":
+            return StreamingResponse(huge_bundle(request), media_type="application/fhir+json")
+        if fault == "huge-length":
+            return StreamingResponse(huge_bundle(request, stall=True), media_type="application/fhir+json",
+                                     headers={"Content-Length": str(state.huge_bytes)})
         return None
+
+    async def huge_bundle(request: Request, stall: bool = False) -> AsyncIterator[bytes]:
+        """A valid Bundle of `huge_bytes` in 64 KiB chunks, as fast as the client reads it, until
+        the client hangs up (`sent` counts what went out); with `stall`, only its first bytes."""
+        head, tail = b'{"resourceType": "Bundle", "type": "searchset", "padding": "', b'"}'
+        chunk = b"x" * 65536
+        yield head
+        state.sent += len(head)
+        while state.sent + len(chunk) + len(tail) <= state.huge_bytes:
+            if await request.is_disconnected():
+                return
+            if stall:
+                await asyncio.sleep(0.05)
+                continue
+            yield chunk
+            state.sent += len(chunk)
+        yield tail
 
     async def read(request: Request) -> Response:
         rtype, rid = request.path_params["rtype"], request.path_params["rid"]

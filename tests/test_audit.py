@@ -2,6 +2,10 @@
 
 import hashlib
 import hmac
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +16,7 @@ from sqlalchemy import select
 from cds_service.app import create_app
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
-from cds_service.storage import create_db_engine
+from cds_service.storage import Storage, create_db_engine
 from cds_service.tables import card_audit
 from tests.conftest import LiveServer, load_scenario
 from tests.fixture_files import FIXTURES
@@ -108,3 +112,45 @@ def test_database_outage_never_fails_a_hook_call(
         assert stats["database"] == "up" and stats["queued"] == 0
     assert len(audit_rows(settings)) == stats["written"] == 6 - stats["dropped"]
     print(f"\n5 hook calls during the outage: {hooks_took:.3f} s; feedback 503 after {feedback_took:.2f} s")
+
+
+def test_read_only_database_never_fails_a_hook_call(tmp_path: Path, knowledge: Knowledge) -> None:
+    """The database file is migrated, then opened read-only (root ignores chmod, so SQLite's
+    mode=ro stands in): hooks answer 200 with their cards at once and the audit queues, feedback
+    says 503 within CDS_DB_TIMEOUT + 1 s; reopened writable, the retried feedback is kept and
+    reported."""
+    db = tmp_path / "cds.sqlite3"
+    writable = Settings(data_dir=tmp_path, patient_hash_key="k", db_timeout=1)
+    storage = Storage(writable)
+    storage.ensure_schema()
+    storage.close()
+    read_only = writable.model_copy(update={"database_url": f"sqlite:///file:{db}?mode=ro&uri=true"})
+    with LiveServer(create_app(read_only, knowledge)) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        started = time.perf_counter()
+        cards = [hook(client, FIRES)["cards"] for _ in range(3)]
+        hooks_took = time.perf_counter() - started
+        assert all(len(c) == 1 for c in cards) and hooks_took < 1.5
+        started = time.perf_counter()
+        refused = client.post(f"/cds-services/{SERVICE}/feedback", json=_feedback(cards[0][0]["uuid"]))
+        feedback_took = time.perf_counter() - started
+        assert refused.status_code == 503 and refused.json()["error"] == "database_unavailable"
+        assert feedback_took < read_only.db_timeout + 1
+        deadline = time.monotonic() + 5
+        while (stats := client.get("/healthz").json()["audit"])["database"] != "down" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stats == {"queued": 3, "written": 0, "dropped": 0, "database": "down"}
+    with LiveServer(create_app(writable, knowledge)) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        stored = client.post(f"/cds-services/{SERVICE}/feedback", json=_feedback(cards[0][0]["uuid"]))
+        assert stored.status_code == 200 and stored.json() == {}
+    env = {**os.environ, "CDS_DATA_DIR": str(tmp_path), "CDS_PATIENT_HASH_KEY": "k"}
+    env.pop("CDS_DATABASE_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "report", "--json"], env=env, timeout=60,
+                          check=False, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    [row] = json.loads(proc.stdout)["rows"]  # the audit queued while read-only was lost at stop
+    assert (row["service"], row["variant"], row["accepted"]) == (SERVICE, "unknown-card", 1)
+    print(f"\n3 hook calls on a read-only database: {hooks_took:.3f} s; feedback 503 after {feedback_took:.2f} s")
+
+
+def _feedback(card: str) -> dict[str, Any]:
+    return {"feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": "2026-11-25T02:00:14Z"}]}

@@ -1,9 +1,11 @@
 """Client JWT verification over real HTTP with real keys (EC P-384, RSA) signed by PyJWT."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,9 +23,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cds_service.app import create_app
+from cds_service.auth import JWKS_FETCH_TIMEOUT
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
-from tests.conftest import LiveServer, load_scenario
+from tests.conftest import LiveServer, _free_port, load_scenario
 from tests.fhir_server import FhirState, make_app
 from tests.fixture_files import FIXTURES
 
@@ -259,3 +262,122 @@ def test_preflight_needs_no_token_and_401_carries_cors(service: LiveServer) -> N
     assert preflight.status_code == 200
     refused = httpx.get(service.url + "/cds-services", headers={"Origin": "http://127.0.0.1:8080"})
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"
+
+
+REFRESH = 0.3  # CDS_JWKS_REFRESH_SECONDS in the outage tests
+
+
+class FlakyJwksHost:
+    """A JWKS on loopback that can be stopped and started again on the same port, answer an
+    error status, or stall without answering."""
+
+    def __init__(self, keys: list[dict[str, Any]]) -> None:
+        self.keys, self.status, self.stall, self.hits = keys, 200, False, 0
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/.well-known/jwks.json"
+        self.live: LiveServer | None = None
+
+    async def jwks(self, _: Request) -> JSONResponse:
+        self.hits += 1
+        while self.stall:
+            await asyncio.sleep(0.05)
+        if self.status != 200:
+            return JSONResponse({"error": "down"}, status_code=self.status)
+        return JSONResponse({"keys": self.keys})
+
+    def start(self) -> None:
+        self.live = LiveServer(Starlette(routes=[Route("/.well-known/jwks.json", self.jwks)]), port=self.port)
+        self.live.__enter__()
+
+    def stop(self) -> None:
+        self.stall = False
+        if self.live is not None:
+            self.live.__exit__()
+            self.live = None
+
+
+def timed_call(server: LiveServer, tok: str) -> tuple[httpx.Response, float]:
+    started = time.perf_counter()
+    response = httpx.get(server.url + "/cds-services", headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+    return response, time.perf_counter() - started
+
+
+def assert_invalid_token(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == "invalid_token"
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+
+@pytest.fixture()
+def flaky_jwks(keys: dict[str, Any]) -> Iterator[FlakyJwksHost]:
+    host = FlakyJwksHost([_jwk(keys[RSA_KID], RSA_KID, "RS256")])
+    yield host
+    host.stop()
+
+
+@pytest.mark.parametrize("outage", ["stopped", "500", "stalled"])
+def test_jwks_outage_keeps_cached_keys_then_recovers(
+    outage: str, flaky_jwks: FlakyJwksHost, knowledge: Knowledge, keys: dict[str, Any]
+) -> None:
+    """Keys loaded before the outage keep verifying; a new kid gets a quick 401 (never a 500 or
+    a hang); once the JWKS is back with the new key and the refresh interval has passed, it verifies."""
+    host = flaky_jwks
+    host.start()
+    settings = Settings(trusted_issuers={URL_ISS: host.url}, jwks_refresh_seconds=REFRESH)  # type: ignore[dict-item]
+    with LiveServer(create_app(settings, knowledge)) as live:
+        def signed(kid: str) -> str:
+            return token(keys[kid], live.url + "/cds-services", iss=URL_ISS, kid=kid, alg="RS256")
+
+        assert timed_call(live, signed(RSA_KID))[0].status_code == 200  # the keys are now cached
+        if outage == "stopped":
+            host.stop()
+        elif outage == "500":
+            host.status = 500
+        else:
+            host.stall = True
+        time.sleep(REFRESH + 0.1)  # a reload is due on the next unknown kid
+
+        hits = host.hits
+        result: dict[str, tuple[httpx.Response, float]] = {}
+        unknown = threading.Thread(target=lambda: result.update(late=timed_call(live, signed(LATE_KID))))
+        unknown.start()
+        time.sleep(0.2)  # the reload is in flight (stalled) or already failed
+        cached, cached_took = timed_call(live, signed(RSA_KID))
+        assert cached.status_code == 200 and cached_took < 1  # never waits for a reload
+        unknown.join(timeout=JWKS_FETCH_TIMEOUT + 5)
+        late, late_took = result["late"]
+        assert_invalid_token(late)
+        assert late_took < (JWKS_FETCH_TIMEOUT + 1 if outage == "stalled" else 1)
+        assert host.hits == hits + (0 if outage == "stopped" else 1)
+
+        if outage != "stalled":  # (a second stall would only cost another JWKS_FETCH_TIMEOUT)
+            time.sleep(REFRESH + 0.1)  # a second failed reload still keeps the cached keys
+            assert_invalid_token(timed_call(live, signed(LATE_KID))[0])
+            assert timed_call(live, signed(RSA_KID))[0].status_code == 200
+
+        host.keys.append(_jwk(keys[LATE_KID], LATE_KID, "RS256"))
+        host.status, host.stall = 200, False
+        if outage == "stopped":
+            host.start()
+        time.sleep(REFRESH + 0.1)
+        assert timed_call(live, signed(LATE_KID))[0].status_code == 200
+        assert timed_call(live, signed(RSA_KID))[0].status_code == 200
+
+
+def test_jwks_down_at_start_is_401_then_works_once_up(
+    flaky_jwks: FlakyJwksHost, knowledge: Knowledge, keys: dict[str, Any]
+) -> None:
+    settings = Settings(trusted_issuers={URL_ISS: flaky_jwks.url}, jwks_refresh_seconds=REFRESH)  # type: ignore[dict-item]
+    with LiveServer(create_app(settings, knowledge)) as live:
+        def signed() -> str:
+            return token(keys[RSA_KID], live.url + "/cds-services", iss=URL_ISS, kid=RSA_KID, alg="RS256")
+
+        refused, took = timed_call(live, signed())  # the first call ever: nothing cached, nothing listening
+        assert_invalid_token(refused)
+        assert took < 1
+        flaky_jwks.start()
+        assert_invalid_token(timed_call(live, signed())[0])  # inside the refresh interval: no reload yet
+        time.sleep(REFRESH + 0.1)
+        assert timed_call(live, signed())[0].status_code == 200
+        assert flaky_jwks.hits == 1

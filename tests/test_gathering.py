@@ -240,3 +240,57 @@ def test_evaluate_command_fetches_through_the_same_path(fhir_base: str, fhir_sta
     proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], env=env, timeout=60, check=False,
                           input=json.dumps(scenario["request"]).encode(), capture_output=True)
     assert proc.returncode == 2 and json.loads(proc.stdout)["error"] == "missing_fhir_data"
+
+
+BODY_CAP = 65536  # CDS_FHIR_MAX_BODY_BYTES in the tests below: the cap without sending 20 MB
+
+
+@pytest.fixture(scope="module")
+def capped(knowledge: Knowledge, fhir_base: str) -> Iterator[httpx.Client]:
+    with cds(knowledge, fhir_allowed_servers=[fhir_base], fhir_deadline_seconds=1.0,
+             fhir_max_body_bytes=BODY_CAP) as client:
+        yield client
+
+
+@pytest.mark.parametrize("fault", ["huge", "huge-length"])
+def test_huge_fhir_page_is_412_and_never_buffered(
+    fault: str, capped: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """A 200 MB Observation page against a 64 KiB cap: refused within the deadline, having read
+    little more than the cap (the rest is never sent), and the next call is normal."""
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    fhir_state.faults["Observation"] = fault
+    started = time.perf_counter()
+    response = capped.post(SERVICE, json=scenario["request"])
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 412, response.text
+    assert response.json()["details"] == [{"key": k, "reason": "response too large"} for k in ("b12Results", "observations")]
+    assert "http" not in response.text and "pt-01" not in response.text
+    assert elapsed < 1.0
+    assert fhir_state.sent < 32_000_000  # the cap plus what loopback socket buffers hold, not 2 x 200 MB
+    del fhir_state.faults["Observation"]
+    again = capped.post(SERVICE, json=scenario["request"])
+    assert again.status_code == 200 and again.json()["cards"]
+
+
+def test_many_pages_stop_at_the_cap(capped: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    """Five thousand one-entry Condition pages: ten are read (CDS_FHIR_MAX_PAGES), then 412."""
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    for n in range(5000):
+        fhir_state.resources[("Condition", f"extra-{n:04}")] = {
+            "resourceType": "Condition", "id": f"extra-{n:04}", "subject": {"reference": "Patient/pt-01"},
+            "code": {"text": "something else"}}
+    fhir_state.page_size = 1
+    started = time.perf_counter()
+    response = capped.post(SERVICE, json=scenario["request"])
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 412, response.text
+    assert response.json()["details"] == [{"key": "conditions", "reason": "more than 10 pages"}]
+    assert "conditions" in response.json()["message"] and "http" not in response.text
+    assert elapsed < 1.0
+    assert sum(p.startswith("/fhir/Condition") for _, p, _ in fhir_state.log) == 10
+    fhir_state.page_size = 50
+    for n in range(5000):
+        del fhir_state.resources[("Condition", f"extra-{n:04}")]
+    again = capped.post(SERVICE, json=scenario["request"])
+    assert again.status_code == 200 and again.json()["cards"]
