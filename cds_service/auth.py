@@ -79,10 +79,17 @@ class JwksSource:
         self.loaded_at = time.monotonic()  # also rate-limits retries after a failure
         try:
             raw = await self._read(client)
-            keys = {str(k["kid"]): k for k in raw.get("keys", []) if isinstance(k, dict) and "kid" in k}
-            self.keys = {
-                kid: jwt.PyJWK.from_dict(k) for kid, k in keys.items() if k.get("kty") in ("EC", "RSA")
-            }
+            keys: dict[str, jwt.PyJWK] = {}
+            for k in raw.get("keys", []) if isinstance(raw.get("keys"), list) else []:
+                if isinstance(k, dict) and "kid" in k and k.get("kty") in ("EC", "RSA"):
+                    try:  # one malformed key must not take the issuer's other keys with it
+                        keys[str(k["kid"])] = jwt.PyJWK.from_dict(k)
+                    except (ValueError, TypeError, KeyError, jwt.PyJWTError):
+                        log.warning("JWKS %s: skipped an unusable key", self.location)
+            if keys or not self.keys:
+                self.keys = keys
+            else:  # an empty answer is far likelier a publishing fault than a revocation of every key
+                log.warning("JWKS %s returned no usable keys; keeping %d cached keys", self.location, len(self.keys))
         except (OSError, ValueError, TypeError, httpx.HTTPError, jwt.PyJWTError) as exc:
             log.warning("could not load JWKS %s: %s (keeping %d cached keys)", self.location, type(exc).__name__, len(self.keys))
 

@@ -381,3 +381,24 @@ def test_jwks_down_at_start_is_401_then_works_once_up(
         time.sleep(REFRESH + 0.1)
         assert timed_call(live, signed())[0].status_code == 200
         assert flaky_jwks.hits == 1
+
+
+def test_jwks_reload_keeps_good_keys_through_empty_or_partly_broken_sets(tmp_path: Path, keys: dict[str, Any]) -> None:
+    """A JWKS that comes back empty keeps the cached keys; one malformed key spoils no other."""
+    import asyncio
+
+    from cds_service.auth import JwksSource
+
+    path = tmp_path / "jwks.json"
+    good = _jwk(keys[EC_KID], EC_KID, "ES384")
+    path.write_text(json.dumps({"keys": [good]}))
+    source = JwksSource(str(path), refresh=0.0)
+    assert asyncio.run(source.key(EC_KID, None)) is not None
+    path.write_text(json.dumps({"keys": []}))
+    assert asyncio.run(source.key("unknown-kid", None)) is None  # forces a reload: empty set
+    assert asyncio.run(source.key(EC_KID, None)) is not None
+    broken = {"kty": "EC", "kid": "broken", "crv": "P-384", "x": "not-base64!", "y": "??"}
+    rsa = _jwk(keys[RSA_KID], RSA_KID, "RS256")
+    path.write_text(json.dumps({"keys": [broken, rsa]}))
+    assert asyncio.run(source.key(RSA_KID, None)) is not None
+    assert asyncio.run(source.key("broken", None)) is None
