@@ -13,6 +13,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from cds_service.storage import Storage
 
 log = logging.getLogger("cds_service.audit")
 KEY_FILE = "patient-hash.key"
+LINGER = 0.05  # seconds
 BATCH = 500
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
 
@@ -124,9 +126,11 @@ class AuditLog:
             batch = [self.queue.get(timeout=0.1)]
         except queue.Empty:
             return []
-        while len(batch) < BATCH:
+        # Linger briefly so a busy service writes many records per transaction, not one.
+        until = time.monotonic() + LINGER
+        while len(batch) < BATCH and (left := until - time.monotonic()) > 0:
             try:
-                batch.append(self.queue.get_nowait())
+                batch.append(self.queue.get(timeout=left))
             except queue.Empty:
                 break
         return batch

@@ -5,6 +5,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -30,12 +31,13 @@ log = logging.getLogger("cds_service.hook")
 router = APIRouter()
 
 
-def _knowledge(request: Request) -> Knowledge:
+# Dependencies are async: FastAPI runs plain `def` dependencies in a thread pool, a hop per call.
+async def _knowledge(request: Request) -> Knowledge:
     knowledge: Knowledge = request.app.state.knowledge
     return knowledge
 
 
-def _services(request: Request) -> dict[str, ServiceDefinition]:
+async def _services(request: Request) -> dict[str, ServiceDefinition]:
     services: dict[str, ServiceDefinition] = request.app.state.services
     return services
 
@@ -102,6 +104,4 @@ async def healthz(request: Request, knowledge: KnowledgeDep) -> Response:
 
 
 def response_bytes_plain(data: dict[str, Any]) -> bytes:
-    import orjson
-
     return orjson.dumps(data)
