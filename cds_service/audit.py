@@ -13,7 +13,6 @@ import os
 import queue
 import secrets
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +24,6 @@ from cds_service.storage import Storage
 
 log = logging.getLogger("cds_service.audit")
 KEY_FILE = "patient-hash.key"
-LINGER = 0.05  # seconds
 BATCH = 500
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
 
@@ -126,11 +124,9 @@ class AuditLog:
             batch = [self.queue.get(timeout=0.1)]
         except queue.Empty:
             return []
-        # Linger briefly so a busy service writes many records per transaction, not one.
-        until = time.monotonic() + LINGER
-        while len(batch) < BATCH and (left := until - time.monotonic()) > 0:
+        while len(batch) < BATCH:
             try:
-                batch.append(self.queue.get(timeout=left))
+                batch.append(self.queue.get_nowait())
             except queue.Empty:
                 break
         return batch
