@@ -152,7 +152,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         "b12_band": band, "recent_result_days": sup.recent_result_days,
     }
 
-    if band == "deficient" and rule.untreated_low.enabled:
+    low = rule.untreated_low
+    if band == "deficient" and last is not None and low.enabled and _within(last, low.lookback_days, today):
         return Assessment("card", "untreated-low", Indicator.CRITICAL, **base)
     recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if _within(f, sup.recent_result_days, today)]
     if recent:
@@ -164,8 +165,12 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 
         base["new_risk_since_normal"] = True
     signs = _signs(facts, knowledge, today)
-    if band == "indeterminate" and last is not None:
-        signs += (Evidence("indeterminate-b12", "Indeterminate earlier B12", (last,), f"{format_value(last.value or 0.0)} {b12.unit}"),)
+    if band in ("indeterminate", "deficient") and last is not None:
+        sign_id, label = (
+            ("indeterminate-b12", "Indeterminate earlier B12") if band == "indeterminate"
+            else ("earlier-low-b12", f"Low B12 more than {low.lookback_days} days ago")
+        )
+        signs += (Evidence(sign_id, label, (last,), f"{format_value(last.value or 0.0)} {b12.unit}"),)
     if not signs:
         return Assessment("no-sign", **base)
 

@@ -128,6 +128,7 @@ class Suppressors(_Knowledge):
 
 class UntreatedLow(_Knowledge):
     enabled: bool
+    lookback_days: int = Field(ge=1)
     remark: str = ""
 
 

@@ -124,3 +124,11 @@ def test_recent_b12_administration_suppresses(knowledge: Knowledge) -> None:
 def test_criteria_name_what_fired_without_patient_data(knowledge: Knowledge) -> None:
     a = assess(patient(70, MYALGIA, FATIGUE), knowledge, TODAY)
     assert a.criteria == ["outcome:card", "trigger:myalgia", "sign:fatigue", "risk:older-age"]
+
+
+def test_untreated_low_is_for_results_within_a_year(knowledge: Knowledge) -> None:
+    within = fact("b12-result", 365, "Observation", value=150.0, unit="pg/mL")
+    older = fact("b12-result", 366, "Observation", value=150.0, unit="pg/mL")
+    assert assess(patient(50, MYALGIA, within), knowledge, TODAY).variant == "untreated-low"
+    a = assess(patient(50, MYALGIA, older), knowledge, TODAY)
+    assert a.variant == "test-b12" and [s.id for s in a.signs] == ["earlier-low-b12"]
