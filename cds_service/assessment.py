@@ -100,11 +100,19 @@ def _lab_evidence(
     return Evidence(ev_id, label, (latest,), f"{format_value(latest.value)} {unit} ({comparator} {threshold:g} {unit})")
 
 
-def _threshold(sign: LabThreshold, sex: str) -> float:
+def _threshold(sign: LabThreshold, group: str) -> float:
+    """The threshold for the patient's group: pregnant, else sex (unknown when not recorded)."""
     if sign.value is not None:
         return sign.value
-    by_sex = sign.value_by_sex or {}
-    return by_sex.get(sex, by_sex.get("unknown", 0.0))  # type: ignore[call-overload, no-any-return]
+    by_group: dict[str, float] = {str(k): v for k, v in (sign.value_by_sex or {}).items()}
+    return by_group.get(group, by_group.get("unknown", 0.0))
+
+
+def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
+    rule = knowledge.rule.pregnancy
+    if any(_current(f, rule.lookback_days, today) for f in facts.of(rule.concept)):
+        return "pregnant"
+    return facts.sex
 
 
 def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment:
@@ -191,13 +199,14 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evidence, ...]:
     rule = knowledge.rule
     out: list[Evidence] = []
+    group = _group(facts, knowledge, today)
     for concept in rule.symptoms.concepts:
         found = [f for f in facts.of(concept) if _current(f, rule.symptoms.lookback_days, today)]
         if found:
             found.sort(key=lambda f: f.when or date.min, reverse=True)
             out.append(Evidence(concept, knowledge.concepts[concept].label, tuple(found)))
     for sign in rule.lab_signs:
-        ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, facts.sex), sign.unit,
+        ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, group), sign.unit,
                            sign.lookback_days, today, sign.id, sign.label)
         if ev:
             out.append(ev)

@@ -91,7 +91,7 @@ class LabThreshold(_Knowledge):
     unit: str
     lookback_days: int = Field(ge=1)
     value: float | None = None
-    value_by_sex: dict[Literal["male", "female", "other", "unknown"], float] | None = None
+    value_by_sex: dict[Literal["male", "female", "other", "unknown", "pregnant"], float] | None = None
     source: str = ""
     remark: str = ""
 
@@ -161,6 +161,12 @@ class OrderRule(_Knowledge):
     remark: str = ""
 
 
+class PregnancyRule(_Knowledge):
+    concept: str
+    lookback_days: int = Field(ge=1)
+    remark: str = ""
+
+
 class RuleFile(_File):
     id: str
     version: str
@@ -177,6 +183,7 @@ class RuleFile(_File):
     confounders: list[Confounder]
     indicator: IndicatorRule
     orders: OrderRule
+    pregnancy: PregnancyRule
 
 
 class CodingDef(_Knowledge):
