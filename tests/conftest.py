@@ -15,6 +15,7 @@ from cds_service.app import create_app
 from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.settings import Settings
 from tests import fixture_files, postgres
+from tests.fhir_server import FhirState, make_app
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +84,11 @@ def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 def load_scenario(path: Path) -> dict[str, Any]:
     return fixture_files.load(path)
+
+
+@pytest.fixture(scope="module")
+def fhir() -> Iterator[tuple[LiveServer, FhirState]]:
+    """A loopback FHIR server (tests/fhir_server.py), one per test module."""
+    state = FhirState()
+    with LiveServer(make_app(state)) as live:
+        yield live, state

@@ -27,7 +27,7 @@ from cds_service.auth import JWKS_FETCH_TIMEOUT
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from tests.conftest import LiveServer, _free_port, load_scenario
-from tests.fhir_server import FhirState, make_app
+from tests.fhir_server import FhirState
 from tests.fixture_files import FIXTURES
 
 FILE_ISS = "https://ehr-file.example.org"
@@ -66,13 +66,6 @@ def jwks_host(keys: dict[str, Any]) -> Iterator[tuple[LiveServer, JwksHost]]:
     host = JwksHost([_jwk(keys[RSA_KID], RSA_KID, "RS256")])
     with LiveServer(Starlette(routes=[Route("/.well-known/jwks.json", host.jwks)])) as live:
         yield live, host
-
-
-@pytest.fixture(scope="module")
-def fhir() -> Iterator[tuple[LiveServer, FhirState]]:
-    state = FhirState()
-    with LiveServer(make_app(state)) as live:
-        yield live, state
 
 
 @pytest.fixture(scope="module")

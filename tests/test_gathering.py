@@ -17,7 +17,7 @@ from cds_service.app import create_app
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from tests.conftest import LiveServer, load_scenario
-from tests.fhir_server import FhirState, make_app
+from tests.fhir_server import FhirState
 from tests.fixture_files import FIXTURES, scenario_files
 from tests.test_scenarios import check_cards
 
@@ -25,13 +25,6 @@ SERVICE = "/cds-services/b12-myalgia-patient-view"
 POSITIVE = FIXTURES / "patient-view" / "01-metformin-paresthesia-critical.json"
 ESSENTIAL = ["b12Administrations", "b12Orders", "conditions", "medicationStatements", "medications",
              "observations", "patient"]
-
-
-@pytest.fixture(scope="module")
-def fhir() -> Iterator[tuple[LiveServer, FhirState]]:
-    state = FhirState()
-    with LiveServer(make_app(state)) as live:
-        yield live, state
 
 
 @pytest.fixture()

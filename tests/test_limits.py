@@ -13,20 +13,13 @@ from cds_service.app import create_app
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from tests.conftest import LiveServer, load_scenario
-from tests.fhir_server import FhirState, make_app
+from tests.fhir_server import FhirState
 from tests.fixture_files import FIXTURES
 
 SERVICE = "/cds-services/b12-myalgia-patient-view"
 FIRES = FIXTURES / "patient-view" / "01-metformin-paresthesia-critical.json"
 LIMIT = 64_000
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def fhir() -> Iterator[tuple[LiveServer, FhirState]]:
-    state = FhirState()
-    with LiveServer(make_app(state)) as live:
-        yield live, state
 
 
 @pytest.fixture(scope="module")
