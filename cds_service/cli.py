@@ -99,8 +99,12 @@ def _report(since: date | None, until: date | None, as_json: bool) -> int:
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        print(format_report(report))
+        knowledge = load_knowledge(get_settings().cards_dir)
+        labels = {f"{c.system}|{c.code}": c.display for c in knowledge.wording.override_reasons}
+        print(format_report(report, labels))
     return 0
+
+
 async def _complete(settings: Settings, service: ServiceDefinition, data: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The server's gather step; the client opens a connection only if a fetch is needed."""
     fetcher = Fetcher.from_settings(settings)

@@ -84,8 +84,10 @@ def build_report(engine: Engine, since: date | None = None, until: date | None =
     return Report(since=since, until=until, rows=[rows[k] for k in sorted(rows)])
 
 
-def format_report(report: Report) -> str:
-    """A plain-text table for people; `--json` gives the same data for programs."""
+def format_report(report: Report, reason_labels: dict[str, str] | None = None) -> str:
+    """A plain-text table for people; `--json` gives the same data for programs.
+    `reason_labels` maps `system|code` to the wording the clinician saw on the card."""
+    labels = reason_labels or {}
     period = f"{report.since or 'start'} .. {report.until or 'now'}"
     lines = [f"Cards and feedback, {period} (UTC)"]
     header = f"{'service':<28} {'variant':<14} {'shown':>6} {'accepted':>8} {'overridden':>10} {'rate':>6}"
@@ -94,7 +96,8 @@ def format_report(report: Report) -> str:
         rate = f"{r.acceptanceRate:.0%}" if r.acceptanceRate is not None else "-"
         lines.append(f"{r.service:<28} {r.variant:<14} {r.shown:>6} {r.accepted:>8} {r.overridden:>10} {rate:>6}")
         for reason, count in sorted(r.overrideReasons.items()):
-            lines.append(f"{'':<28}   overridden: {reason} x{count}")
+            shown = f"{labels[reason]} ({reason})" if reason in labels else reason
+            lines.append(f"{'':<28}   overridden: {shown} x{count}")
     if not report.rows:
         lines.append("(nothing in this period)")
     return "\n".join(lines)

@@ -74,3 +74,13 @@ def test_report_on_a_database_never_upgraded_says_so(
     monkeypatch.delenv("CDS_DATABASE_URL", raising=False)
     assert main(["report"]) == 4
     assert "cds-service db upgrade" in capsys.readouterr().err
+
+
+def test_text_report_names_override_reasons_as_the_card_worded_them() -> None:
+    from cds_service.report import Report, ReportRow, format_report
+
+    system = "https://b12-cds.example.org/fhir/CodeSystem/override-reason"
+    row = ReportRow(service=SERVICE, variant="test-b12", shown=2, overridden=1,
+                    overrideReasons={f"{system}|patient-declined": 1}, acceptanceRate=0.0)
+    text = format_report(Report(since=None, until=None, rows=[row]), {f"{system}|patient-declined": "Patient declined"})
+    assert f"overridden: Patient declined ({system}|patient-declined) x1" in text
