@@ -17,7 +17,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
-QUIET_LOGGERS = ("httpx", "httpcore", "hpack")
+QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "alembic.runtime.plugins")  # the last: start-up noise
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
