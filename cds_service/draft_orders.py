@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from cds_service import fhir_models
-from cds_service.facts import ConceptScreen, Fact
+from cds_service.facts import ConceptScreen, Fact, record_label
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData
 
@@ -87,23 +87,12 @@ def read_drafts(resources: list[Any], knowledge: Knowledge, today: date) -> Draf
             continue
         if model.id:
             drafts.references.add(f"{rtype}/{model.id}")
-        label = _label(raw, screen, rtype)
+        label = record_label(raw, screen, rtype)
         for concept, how in hits.items():
             drafts.by_concept[concept].append(Fact(concept, rtype, model.id, label, today, True, how))
         for concept, text in reason_hits.items():
             drafts.reasons.append(Fact(concept, rtype, model.id, text, today, True, "code"))
     return drafts
-
-
-def _label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
-    concept = screen.medication_concept(raw) if rtype == "MedicationRequest" else raw.get("code")
-    if isinstance(concept, dict):
-        if isinstance(concept.get("text"), str):
-            return str(concept["text"])
-        for coding in concept.get("coding") or []:
-            if isinstance(coding, dict) and coding.get("display"):
-                return str(coding["display"])
-    return rtype
 
 
 def _reason_concepts(raw: dict[str, Any], screen: ConceptScreen) -> dict[str, str]:

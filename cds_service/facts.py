@@ -152,7 +152,8 @@ class ConceptScreen:
         return result
 
 
-def _label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
+def record_label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
+    """What the record calls itself: the concept's text, else a coding display, else its type."""
     concept = screen.medication_concept(raw) if rtype.startswith("Medication") else raw.get("code")
     texts = _texts(concept)
     return texts[0] if texts else rtype
@@ -249,7 +250,7 @@ def _add_facts(
             return False
         active = True
         when = as_date(m.authoredOn)
-    label = _label(raw, screen, rtype)
+    label = record_label(raw, screen, rtype)
     for concept, how in hits.items():
         c_value, c_unit = value, unit
         lab = units.get(concept)

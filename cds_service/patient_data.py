@@ -1,6 +1,6 @@
 """PatientData: the patient's FHIR resources as raw JSON, gathered from prefetch (and later fetches)."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,10 +51,6 @@ class PatientData:
                 self.medications[rid] = resource
         else:
             self.resources.setdefault(rtype, []).append(resource)
-
-    def add_all(self, resources: Iterable[Any]) -> None:
-        for resource in resources:
-            self.add(resource)
 
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
