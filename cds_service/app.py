@@ -28,6 +28,7 @@ from cds_service.routes import router
 from cds_service.services import service_definitions
 from cds_service.settings import Settings, get_settings
 
+GC_YOUNG_THRESHOLD = 10_000
 log = logging.getLogger("cds_service")
 
 
@@ -49,6 +50,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Everything loaded so far (knowledge, models, libraries) lives for the whole process:
         # keep it out of the cyclic GC, which otherwise rescans it while large requests parse.
         gc.freeze()
+        # One request parses thousands of short-lived JSON containers; at the default threshold
+        # (700) the collector runs several times per call for garbage that is freed anyway.
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         yield
 
 

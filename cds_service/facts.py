@@ -127,29 +127,32 @@ class ConceptScreen:
         return (self.data.medications.get(ref.rsplit("/", 1)[-1]) or {}).get("code")
 
     def concepts(self, raw: dict[str, Any], rtype: str) -> dict[str, Literal["code", "text"]]:
-        if rtype.startswith("Medication"):
-            main = self.medication_concept(raw)
-            extra_texts: list[str] = []
-        else:
-            main = raw.get("code")
-            notes = raw.get("note")
-            extra_texts = [n["text"] for n in notes if isinstance(n, dict) and isinstance(n.get("text"), str)] if isinstance(notes, list) else []
-            if isinstance(raw.get("valueString"), str):
-                extra_texts.append(raw["valueString"])
+        medication = rtype.startswith("Medication")
+        main = self.medication_concept(raw) if medication else raw.get("code")
         coded, standard = self._coded(main, rtype)
         if rtype == "Observation" and "valueCodeableConcept" in raw:
             coded |= self.coded(raw["valueCodeableConcept"], rtype)
         # A record coded in a standard terminology speaks through its code; its text is read only
         # when it has none. Medications are the exception: products arrive under SCD/SBD codes no
         # value set can list in full, so the ingredient name in their text is the documented fallback.
-        read_text = not coded and (not standard or rtype.startswith("Medication"))
+        read_text = not coded and (not standard or medication)
         main_text = self.text(_texts(main), rtype) if read_text else set()
+        extra_texts = () if medication else _free_texts(raw)
         texts = self.text(extra_texts, rtype) - coded if extra_texts else set()
         if not coded and not main_text and not texts:
             return {}
         result: dict[str, Literal["code", "text"]] = dict.fromkeys(coded, "code")
         result.update(dict.fromkeys((main_text | texts) - coded, "text"))
         return result
+
+
+def _free_texts(raw: dict[str, Any]) -> list[str]:
+    """The free text beside a record's code: its notes and a valueString."""
+    notes, value = raw.get("note"), raw.get("valueString")
+    texts = [n["text"] for n in notes if isinstance(n, dict) and isinstance(n.get("text"), str)] if isinstance(notes, list) else []
+    if isinstance(value, str):
+        texts.append(value)
+    return texts
 
 
 def record_label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
