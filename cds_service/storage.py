@@ -7,19 +7,25 @@ bounded by `db_timeout`, so a database that is down costs a feedback call at mos
 import logging
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, event, insert
+from filelock import FileLock
+from sqlalchemy import Engine, Table, create_engine, event, insert, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 
 from cds_service.settings import Settings
 from cds_service.tables import card_audit, card_feedback
 
 log = logging.getLogger("cds_service.storage")
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK_KEY = 0x0B12CD5  # any constant shared by every instance of this service
+MIGRATION_LOCK_TIMEOUT = 60.0  # seconds; a migration is a handful of DDL statements
 
 
 def database_url(settings: Settings) -> URL:
@@ -55,12 +61,46 @@ def create_db_engine(settings: Settings) -> Engine:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply the Alembic migrations shipped in the package up to head."""
+    """Apply the Alembic migrations shipped in the package up to head, one migrator at a time.
+
+    Workers and hosts that start together would otherwise race to create the same tables; the
+    loser fails. PostgreSQL serialises them with an advisory lock held for the transaction,
+    SQLite (one host by nature) with a lock file beside the database.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with _sqlite_migration_lock(engine.url), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+@contextmanager
+def _sqlite_migration_lock(url: URL) -> Iterator[None]:
+    path = sqlite_file(url)
+    if path is None:
+        yield
+        return
+    lock = FileLock(f"{path}.migrate.lock", timeout=MIGRATION_LOCK_TIMEOUT)
+    try:
+        lock.acquire()
+    except OSError as exc:  # unwritable directory, or filelock.Timeout: the database is unusable too
+        raise OperationalError("acquire the SQLite migration lock", None, exc) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The file of an SQLite URL (plain path or `file:` URI), None for memory or other databases."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = url.database
+    if path.startswith("file:"):
+        path = path.removeprefix("file:").split("?", 1)[0]
+    return path or None
 
 
 class Storage:
