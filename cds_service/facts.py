@@ -198,6 +198,15 @@ def _raw_observation_date(raw: dict[str, Any]) -> str:
     return str(period.get("start") or "") if isinstance(period, dict) else ""
 
 
+# The elements _add_facts reads from a validated model; validation is limited to these and
+# what FHIR requires, so a malformed element the rule never reads does not lose the record.
+ELEMENTS_READ = frozenset({
+    "id", "status", "clinicalStatus", "verificationStatus", "onset[x]", "recordedDate",
+    "effective[x]", "issued", "value[x]", "doNotPerform", "dispenseRequest", "authoredOn",
+    "dateAsserted", "performed[x]",
+})
+
+
 def _add_facts(
     facts: PatientFacts, raw: dict[str, Any], rtype: str, hits: dict[str, Literal["code", "text"]],
     screen: ConceptScreen,
@@ -205,7 +214,7 @@ def _add_facts(
     """Validate one resource and record its facts; False when it is invalid or does not count."""
     status = screen.k.rule.record_status
     units = screen.k.units
-    model = fhir_models.parse(raw)
+    model = fhir_models.parse(raw, ELEMENTS_READ)
     if model is None:
         facts.skipped_invalid += 1
         return False

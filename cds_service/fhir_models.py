@@ -3,6 +3,10 @@
 Real clients bend R4: single objects where arrays belong (the sandbox's reasonCode and
 category), unknown fields, DSTU2 names. We repair the shapes we understand, drop unknown
 top-level fields, and report anything else as invalid so the caller can skip it.
+
+A caller may name the elements it reads: then only those and the ones FHIR requires are
+validated. A malformed element the rule never reads (a performer, a reference range, the
+narrative) does not cost the patient a finding, and validating less is faster.
 """
 
 import typing
@@ -51,15 +55,40 @@ def _field_shapes(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(names), frozenset(lists)
 
 
-def repair(raw: dict[str, Any]) -> dict[str, Any]:
-    """A copy with single objects wrapped into lists and unknown top-level fields dropped."""
+@cache
+def _kept_elements(resource_type: str, elements: frozenset[str]) -> frozenset[str]:
+    """Aliases to validate when a caller reads `elements` (choice types written `value[x]`):
+    those, plus every element the model requires, plus required choice groups."""
+    cls = model_class(resource_type)
+    if cls is None:
+        return frozenset()
+    kept: set[str] = set()
+    for name, info in cls.model_fields.items():
+        alias = info.alias or name
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        choice = extra.get("one_of_many")
+        if (
+            alias in elements
+            or info.is_required()
+            or extra.get("element_required")
+            or (isinstance(choice, str) and (f"{choice}[x]" in elements or extra.get("one_of_many_required")))
+        ):
+            kept.add(alias)
+    return frozenset(kept)
+
+
+def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[str, Any]:
+    """A copy with single objects wrapped into lists and unknown top-level fields dropped
+    (and, when `elements` is given, every element not read or required)."""
     rtype = str(raw.get("resourceType"))
     names, lists = _field_shapes(rtype)
+    if elements is not None:
+        names = _kept_elements(rtype, elements)
     fixed: dict[str, Any] = {"resourceType": rtype}
     for key, value in raw.items():
         if key == "resourceType" or value is None:
             continue
-        if key not in names and not key.startswith("_"):
+        if key not in names and (elements is not None or not key.startswith("_")):
             continue
         if key in lists and isinstance(value, dict):
             value = [value]
@@ -67,12 +96,13 @@ def repair(raw: dict[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-def parse(raw: dict[str, Any]) -> Resource | None:
-    """The validated model, or None when the resource is invalid even after repair."""
+def parse(raw: dict[str, Any], elements: frozenset[str] | None = None) -> Resource | None:
+    """The validated model (of `elements` only, when given), or None when the resource is
+    invalid even after repair."""
     cls = model_class(str(raw.get("resourceType")))
     if cls is None:
         return None
     try:
-        return cls.model_validate(repair(raw))
+        return cls.model_validate(repair(raw, elements))
     except (ValidationError, ValueError, TypeError):
         return None
