@@ -81,7 +81,7 @@ def read_drafts(resources: list[Any], knowledge: Knowledge, today: date) -> Draf
         reason_hits = _reason_concepts(raw, screen)
         if not hits and not reason_hits:
             continue
-        model: Any = fhir_models.parse(raw)
+        model: Any = None if fhir_models.has_modifier_extension(raw) else fhir_models.parse(raw)
         if model is None:
             drafts.skipped += 1
             continue

@@ -42,7 +42,7 @@ class PatientFacts:
     birth_date: date | None = None
     sex: str = "unknown"
     by_concept: dict[str, list[Fact]] = field(default_factory=lambda: defaultdict(list))
-    skipped_invalid: int = 0
+    skipped_invalid: int = 0  # invalid, or carrying a modifier extension we cannot understand
 
     def of(self, concept: str) -> list[Fact]:
         return self.by_concept.get(concept, [])
@@ -214,7 +214,7 @@ def _add_facts(
     """Validate one resource and record its facts; False when it is invalid or does not count."""
     status = screen.k.rule.record_status
     units = screen.k.units
-    model = fhir_models.parse(raw, ELEMENTS_READ)
+    model = None if fhir_models.has_modifier_extension(raw) else fhir_models.parse(raw, ELEMENTS_READ)
     if model is None:
         facts.skipped_invalid += 1
         return False

@@ -106,3 +106,9 @@ def parse(raw: dict[str, Any], elements: frozenset[str] | None = None) -> Resour
         return cls.model_validate(repair(raw, elements))
     except (ValidationError, ValueError, TypeError):
         return None
+
+
+def has_modifier_extension(raw: dict[str, Any]) -> bool:
+    """FHIR R4 2.4.1: a modifier extension the reader does not understand may change the record's
+    meaning (for example "not present"), so the record is treated as unsafe and not used."""
+    return bool(raw.get("modifierExtension"))

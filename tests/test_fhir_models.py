@@ -43,3 +43,10 @@ def test_choice_elements_are_kept_under_every_type_name() -> None:
     assert model is not None
     assert model.valueBoolean is False  # type: ignore[attr-defined]
     assert str(model.effectivePeriod.start) == "2026-10-01"  # type: ignore[attr-defined]
+
+
+def test_modifier_extension_marks_a_record_unsafe() -> None:
+    flagged = {**OBSERVATION, "modifierExtension": [{"url": "http://ehr.example.org/ruled-out", "valueBoolean": True}]}
+    assert fhir_models.has_modifier_extension(flagged)
+    assert not fhir_models.has_modifier_extension({**OBSERVATION, "extension": [{"url": "http://x", "valueString": "y"}]})
+    assert not fhir_models.has_modifier_extension({**OBSERVATION, "modifierExtension": []})
