@@ -66,6 +66,10 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         log.warning("JWT verification is OFF: no CDS_TRUSTED_ISSUERS configured; any caller is accepted")
     app.state.knowledge = knowledge
     app.state.services = service_definitions(knowledge)
+    reviews = [r for vs in knowledge.valuesets.values() for r in vs.review]
+    unverified = sum(r.status == "unverified" for r in reviews)
+    log.info("knowledge %s: %d value sets, %d codes, %d not yet verified (cds-service codes --unverified)",
+             knowledge.version, len(knowledge.valuesets), len(reviews), unverified)
     attach(app, settings, knowledge)
 
     @app.exception_handler(CdsError)

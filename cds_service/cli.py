@@ -1,9 +1,11 @@
 """The `cds-service` command: `serve` runs the HTTP service, `evaluate` answers one hook request,
-`db upgrade` migrates the audit database, `report` summarises cards shown and their feedback."""
+`db upgrade` migrates the audit database, `report` summarises cards shown and their feedback,
+`codes` lists every code in the value sets with how it was verified."""
 
 import argparse
 import asyncio
 import sys
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from cds_service.logs import configure_logging
 from cds_service.protocol import ErrorBody
 from cds_service.services import ServiceDefinition, service_definitions
 from cds_service.settings import Settings, get_settings
+from cds_service.valueset import VERIFICATION_STATUSES
 
 HOOK_SERVICES = {
     "patient-view": "b12-myalgia-patient-view",
@@ -42,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--since", type=date.fromisoformat, help="first day included (YYYY-MM-DD, UTC)")
     report.add_argument("--until", type=date.fromisoformat, help="last day included (YYYY-MM-DD, UTC)")
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    codes = sub.add_parser("codes", help="every code in cards/valuesets with how it was verified")
+    codes.add_argument("--unverified", action="store_true", help="only codes still to check in a terminology server")
+    codes.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
@@ -105,6 +111,24 @@ def _report(since: date | None, until: date | None, as_json: bool) -> int:
     return 0
 
 
+def _codes(unverified_only: bool, as_json: bool) -> int:
+    knowledge = load_knowledge(get_settings().cards_dir)
+    rows = [r for vs in knowledge.valuesets.values() for r in vs.review]
+    if unverified_only:
+        rows = [r for r in rows if r.status == "unverified"]
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps([asdict(r) for r in rows], option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+    width = max((len(r.code) for r in rows), default=4)
+    for r in rows:
+        system = r.system.rsplit("/", 1)[-1]
+        print(f"{r.valueset:<26} {system:<10} {r.code:<{width}} {r.status:<15} {r.display}")
+    total = sum(len(vs.review) for vs in knowledge.valuesets.values())
+    print(f"{len(rows)} of {total} codes shown; statuses: "
+          + "; ".join(f"{k}: {v}" for k, v in VERIFICATION_STATUSES.items()))
+    return 0
+
+
 async def _complete(settings: Settings, service: ServiceDefinition, data: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The server's gather step; the client opens a connection only if a fetch is needed."""
     fetcher = Fetcher.from_settings(settings)
@@ -123,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             return _db_upgrade()
         if args.command == "report":
             return _report(args.since, args.until, args.json)
+        if args.command == "codes":
+            return _codes(args.unverified, args.json)
         return _evaluate(args.request, args.service)
     except SQLAlchemyError as exc:
         print(f"cds-service: database error ({type(exc).__name__}); is it up and upgraded "

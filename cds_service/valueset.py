@@ -27,6 +27,29 @@ SYSTEM_ALIASES = {
 }
 
 
+# Each listed code (and each is-a filter) records how it was checked, so an informaticist can see
+# which codes still need a terminology server before release (`cds-service codes --unverified`).
+VERIFICATION_URL = "https://b12-cds.example.org/fhir/StructureDefinition/code-verification"
+VERIFICATION_STATUSES = {
+    "vsac": "in a VSAC value set expansion (eCQM content)",
+    "loinc-table": "in the LOINC table, with the expected component",
+    "public-listing": "same code and meaning in a public code listing",
+    "unverified": "not verified: check in a terminology server before release",
+}
+
+
+@dataclass(frozen=True)
+class CodeReview:
+    """One listed code or is-a filter, with how it was verified."""
+
+    valueset: str
+    system: str
+    code: str  # "is-a <code>" for a filter
+    display: str
+    status: str
+    source: str
+
+
 def canonical_system(system: str | None) -> str:
     """The canonical URI for a coding system ('' when absent)."""
     if not system:
@@ -55,6 +78,7 @@ class ValueSet:
     codes: frozenset[tuple[str, str]]
     prefixes: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     listed: tuple[tuple[str, str], ...] = ()
+    review: tuple[CodeReview, ...] = ()
 
     def contains(self, system: str | None, code: str | None) -> bool:
         if not code:
@@ -80,6 +104,7 @@ def compile_valueset(resource: dict[str, Any]) -> ValueSet:
     codes: set[tuple[str, str]] = set()
     listed: list[tuple[str, str]] = []
     prefixes: set[tuple[str, str]] = set()
+    review: list[CodeReview] = []
     for i, include in enumerate(includes):
         where = f"compose.include[{i}]"
         system = canonical_system(include.get("system"))
@@ -93,6 +118,8 @@ def compile_valueset(resource: dict[str, Any]) -> ValueSet:
                 raise ValueSetError(f"{where}.concept[{j}].display: missing for code {code}")
             codes.add((system, canonical_code(system, code)))
             listed.append((system, code.strip()))
+            status, source = _verification(concept, f"{where}.concept[{j}]")
+            review.append(CodeReview(vs_id, system, code.strip(), str(concept["display"]), status, source))
         for j, flt in enumerate(include.get("filter") or []):
             if flt.get("op") != "is-a" or flt.get("property") != "concept":
                 raise ValueSetError(f"{where}.filter[{j}]: only 'concept is-a' is supported")
@@ -102,6 +129,8 @@ def compile_valueset(resource: dict[str, Any]) -> ValueSet:
                     "list the codes instead"
                 )
             prefixes.add((system, canonical_code(system, str(flt.get("value", "")))))
+            status, source = _verification(flt, f"{where}.filter[{j}]")
+            review.append(CodeReview(vs_id, system, f"is-a {flt.get('value', '')}", "", status, source))
         if not include.get("concept") and not include.get("filter"):
             raise ValueSetError(f"{where}: needs concept or filter")
     return ValueSet(
@@ -110,7 +139,25 @@ def compile_valueset(resource: dict[str, Any]) -> ValueSet:
         codes=frozenset(codes),
         prefixes=frozenset(prefixes),
         listed=tuple(listed),
+        review=tuple(review),
     )
+
+
+def _verification(element: dict[str, Any], where: str) -> tuple[str, str]:
+    """(status, source) from the element's code-verification extension; required on every code."""
+    for ext in element.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == VERIFICATION_URL:
+            parts = {p.get("url"): p for p in ext.get("extension") or [] if isinstance(p, dict)}
+            status = (parts.get("status") or {}).get("valueCode")
+            if status not in VERIFICATION_STATUSES:
+                raise ValueSetError(
+                    f"{where}.extension[code-verification].status: must be one of {', '.join(VERIFICATION_STATUSES)}"
+                )
+            source = (parts.get("source") or {}).get("valueString")
+            if status != "unverified" and not source:
+                raise ValueSetError(f"{where}.extension[code-verification].source: say where it was verified")
+            return str(status), str(source or "")
+    raise ValueSetError(f"{where}.extension: needs a code-verification extension ({VERIFICATION_URL})")
 
 
 def codes_of(valuesets: Iterable[ValueSet]) -> list[tuple[str, str]]:

@@ -1,9 +1,13 @@
 """Value sets compile to lookups; ICD-10-CM codes match with or without the dot; is-a by prefix."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from cds_service.knowledge import Knowledge
-from cds_service.valueset import ValueSetError, compile_valueset
+from cds_service.valueset import VERIFICATION_STATUSES, VERIFICATION_URL, ValueSetError, compile_valueset
 
 
 def test_icd10_dot_and_case_insensitive(knowledge: Knowledge) -> None:
@@ -30,3 +34,52 @@ def test_is_a_on_snomed_is_refused() -> None:
     }
     with pytest.raises(ValueSetError, match="terminology server"):
         compile_valueset(resource)
+
+
+def _one_code(extension: list[dict[str, object]] | None) -> dict[str, object]:
+    concept: dict[str, object] = {"code": "68962001", "display": "Myalgia"}
+    if extension is not None:
+        concept["extension"] = extension
+    return {"resourceType": "ValueSet", "id": "x",
+            "compose": {"include": [{"system": "http://snomed.info/sct", "concept": [concept]}]}}
+
+
+def _verification(status: str, source: str | None = None) -> list[dict[str, object]]:
+    parts: list[dict[str, object]] = [{"url": "status", "valueCode": status}]
+    if source is not None:
+        parts.append({"url": "source", "valueString": source})
+    return [{"url": VERIFICATION_URL, "extension": parts}]
+
+
+def test_every_code_must_say_how_it_was_verified() -> None:
+    with pytest.raises(ValueSetError, match=r"concept\[0\]\.extension: needs a code-verification"):
+        compile_valueset(_one_code(None))
+    with pytest.raises(ValueSetError, match="must be one of"):
+        compile_valueset(_one_code(_verification("probably")))
+    with pytest.raises(ValueSetError, match="say where it was verified"):
+        compile_valueset(_one_code(_verification("vsac")))
+    [review] = compile_valueset(_one_code(_verification("unverified"))).review
+    assert (review.code, review.status, review.source) == ("68962001", "unverified", "")
+
+
+def test_shipped_value_sets_record_verification_for_every_code(knowledge: Knowledge) -> None:
+    reviews = [r for vs in knowledge.valuesets.values() for r in vs.review]
+    listed = sum(len(vs.listed) for vs in knowledge.valuesets.values())
+    filters = sum(len(vs.prefixes) for vs in knowledge.valuesets.values())
+    assert len(reviews) == listed + filters
+    assert {r.status for r in reviews} <= set(VERIFICATION_STATUSES)
+    assert all(r.source for r in reviews if r.status != "unverified")
+    # The order the card places must be a verified LOINC code.
+    assert {r.status for r in reviews if r.code == "2132-9"} == {"loinc-table"}
+
+
+def test_codes_command_lists_what_is_left_to_verify(knowledge: Knowledge) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "codes", "--unverified", "--json"],
+                          capture_output=True, check=True, timeout=60)
+    rows = json.loads(proc.stdout)
+    expected = [r for vs in knowledge.valuesets.values() for r in vs.review if r.status == "unverified"]
+    assert len(rows) == len(expected)
+    assert all(r["status"] == "unverified" for r in rows)
+    table = subprocess.run([sys.executable, "-m", "cds_service", "codes"], capture_output=True, check=True,
+                           timeout=60, text=True).stdout
+    assert "2132-9" in table and "loinc-table" in table
