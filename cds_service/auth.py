@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds_service.allowlist import FhirAllowList, is_loopback_url
 from cds_service.errors import Unauthorized
+from cds_service.replay import TokenLedger
 from cds_service.settings import Settings, TrustedIssuer
 
 log = logging.getLogger("cds_service.auth")
@@ -117,7 +118,8 @@ class Caller:
 
 
 class ReplayCache:
-    """jti values seen, kept until their token expires. In memory: one per worker process."""
+    """jti values seen, kept until their token expires, in this process (replay.TokenLedger
+    shares them across processes through the database)."""
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str], float] = {}
@@ -143,6 +145,7 @@ class Authenticator:
         self.leeway = settings.jwt_leeway_seconds
         self.public_base_url = settings.public_base_url
         self.replays = ReplayCache()
+        self.ledger: TokenLedger | None = None  # shared across processes; set when storage is attached
         self.client: httpx.AsyncClient | None = None
 
     @property
@@ -185,7 +188,10 @@ class Authenticator:
             raise InvalidToken("jti must be a non-empty string")
         if float(verified["exp"]) - float(verified["iat"]) > MAX_LIFETIME_SECONDS + self.leeway:
             raise InvalidToken("token lifetime exceeds 5 minutes")
-        if not self.replays.check_and_add(issuer, verified["jti"], float(verified["exp"]) + self.leeway):
+        expires = float(verified["exp"]) + self.leeway
+        if not self.replays.check_and_add(issuer, verified["jti"], expires):
+            raise InvalidToken("jti has been used before")
+        if self.ledger is not None and await self.ledger.first_use(issuer, verified["jti"], expires) is False:
             raise InvalidToken("jti has been used before")
         return Caller(issuer, self.servers[issuer])
 

@@ -1,4 +1,4 @@
-"""Opens the audit and feedback storage with the app and closes it with the app."""
+"""Opens the storage (audit, feedback, token ledger) with the app and closes it with the app."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.audit import AuditLog, hash_key
 from cds_service.knowledge import Knowledge
+from cds_service.replay import TokenLedger
 from cds_service.settings import Settings
 from cds_service.storage import Storage
 
@@ -19,6 +20,8 @@ def attach(app: FastAPI, settings: Settings, knowledge: Knowledge) -> None:
     storage = Storage(settings)
     app.state.storage = storage
     app.state.audit = AuditLog(storage, hash_key(settings), knowledge.version, settings.audit_queue_size)
+    if app.state.authenticator.enabled:
+        app.state.authenticator.ledger = TokenLedger(storage, settings.db_timeout)
 
 
 @asynccontextmanager

@@ -7,25 +7,28 @@ bounded by `db_timeout`, so a database that is down costs a feedback call at mos
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from filelock import FileLock
-from sqlalchemy import Engine, Table, create_engine, event, insert, text
+from sqlalchemy import Engine, Table, create_engine, delete, event, insert, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from cds_service.settings import Settings
-from cds_service.tables import card_audit, card_feedback
+from cds_service.tables import card_audit, card_feedback, token_use
 
 log = logging.getLogger("cds_service.storage")
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_KEY = 0x0B12CD5  # any constant shared by every instance of this service
 MIGRATION_LOCK_TIMEOUT = 60.0  # seconds; a migration is a handful of DDL statements
+TOKEN_PURGE_SECONDS = 60.0  # how often expired token ids are deleted
 
 
 def database_url(settings: Settings) -> URL:
@@ -111,6 +114,7 @@ class Storage:
         self.timeout = settings.db_timeout
         self._ready = False
         self._lock = threading.Lock()
+        self._next_purge = 0.0
 
     def ensure_schema(self) -> None:
         if self._ready:
@@ -132,6 +136,21 @@ class Storage:
 
     def add_feedback(self, rows: list[dict[str, Any]]) -> None:
         self._insert(card_feedback, rows)
+
+    def claim_token(self, token_hash: str, expires_at: datetime) -> bool:
+        """Record a token's first use; False when any instance recorded it before."""
+        self.ensure_schema()
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(token_use), {"token_hash": token_hash, "expires_at": expires_at})
+        except IntegrityError:
+            return False
+        if time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + TOKEN_PURGE_SECONDS
+            with self.engine.begin() as connection:
+                now = datetime.now(UTC).replace(tzinfo=None)  # stored times are naive UTC
+                connection.execute(delete(token_use).where(token_use.c.expires_at < now))
+        return True
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,4 +1,4 @@
-"""The audit and feedback tables, as SQLAlchemy Core; migrations/ creates them.
+"""The audit, feedback and token-use tables, as SQLAlchemy Core; migrations/ creates them.
 
 Times are stored as naive UTC so SQLite and PostgreSQL compare them the same way.
 No column holds a patient identifier in clear: `patient_hash` is an HMAC.
@@ -35,4 +35,13 @@ card_feedback = Table(
     Column("user_comment", Text, nullable=True),
     Column("outcome_at", DateTime, nullable=False, index=True),
     Column("received_at", DateTime, nullable=False),
+)
+
+# A JWT id (jti) once used, hashed with its issuer, kept until the token expires: replay protection
+# that holds across worker processes and hosts.
+token_use = Table(
+    "token_use",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("expires_at", DateTime, nullable=False, index=True),
 )

@@ -1,0 +1,84 @@
+"""A JWT used on one instance is refused on every other: the token ledger in real SQLite and
+PostgreSQL, two service instances over real HTTP, and the fallback while the database is down."""
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+
+from cds_service.app import create_app
+from cds_service.knowledge import Knowledge
+from cds_service.settings import Settings
+from cds_service.storage import create_db_engine
+from cds_service.tables import token_use
+from tests.conftest import LiveServer
+from tests.postgres import PostgresServer
+
+ISS = "https://ehr.example.org"
+KID = "ec-ledger"
+PUBLIC = "https://cds.example.org"  # both instances sit behind one load-balanced name
+
+
+def _settings(tmp_path: Path, database_url: str | None, key: ec.EllipticCurvePrivateKey) -> Settings:
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": KID, "alg": "ES384", "use": "sig"}]}))
+    return Settings(data_dir=tmp_path, database_url=database_url, patient_hash_key="k", db_timeout=1,
+                    trusted_issuers={ISS: str(jwks)}, public_base_url=PUBLIC)  # type: ignore[arg-type]
+
+
+def _token(key: Any, jti: str | None = None) -> str:
+    now = round(time.time())
+    claims = {"iss": ISS, "aud": f"{PUBLIC}/cds-services", "iat": now, "exp": now + 300, "jti": jti or str(uuid.uuid4())}
+    return jwt.encode(claims, key, algorithm="ES384", headers={"kid": KID})
+
+
+def _discover(server: LiveServer, tok: str) -> httpx.Response:
+    return httpx.get(f"{server.url}/cds-services", headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+
+
+def test_token_used_on_one_instance_is_refused_on_another(
+    db_settings: Settings, tmp_path: Path, knowledge: Knowledge
+) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    settings = _settings(tmp_path, db_settings.database_url, key)
+    jti = str(uuid.uuid4())
+    with LiveServer(create_app(settings, knowledge)) as first, LiveServer(create_app(settings, knowledge)) as second:
+        tok = _token(key, jti)
+        assert _discover(first, tok).status_code == 200
+        replay = _discover(second, tok)
+        assert replay.status_code == 401 and "jti" in replay.headers["www-authenticate"]
+        assert _discover(second, _token(key)).status_code == 200
+    engine = create_db_engine(settings)
+    try:
+        with engine.connect() as connection:
+            stored = connection.execute(select(token_use.c.token_hash)).scalars().all()
+    finally:
+        engine.dispose()
+    assert len(stored) == 2 and all(len(h) == 64 for h in stored)
+    assert jti not in stored  # kept as a hash of issuer and jti, never in clear
+
+
+def test_ledger_outage_falls_back_to_the_process_cache(
+    pg_server: PostgresServer, tmp_path: Path, knowledge: Knowledge
+) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    settings = _settings(tmp_path, pg_server.new_database(), key)
+    with LiveServer(create_app(settings, knowledge)) as live:
+        assert _discover(live, _token(key)).status_code == 200
+        pg_server.stop()
+        try:
+            tok = _token(key)
+            started = time.perf_counter()
+            assert _discover(live, tok).status_code == 200
+            assert time.perf_counter() - started < settings.db_timeout + 1.5
+            assert _discover(live, tok).status_code == 401  # this process still remembers it
+        finally:
+            pg_server.start()
+        assert _discover(live, _token(key)).status_code == 200
