@@ -136,8 +136,10 @@ class ConceptScreen:
         # when it has none. Medications are the exception: products arrive under SCD/SBD codes no
         # value set can list in full, so the ingredient name in their text is the documented fallback.
         read_text = not coded and (not standard or medication)
+        extra_texts = None if medication or ("note" not in raw and "valueString" not in raw) else _free_texts(raw)
+        if not coded and not read_text and not extra_texts:
+            return {}  # most of a chart: a standard code the rule does not know, and no free text
         main_text = self.text(_texts(main), rtype) if read_text else set()
-        extra_texts = () if medication else _free_texts(raw)
         texts = self.text(extra_texts, rtype) - coded if extra_texts else set()
         if not coded and not main_text and not texts:
             return {}
