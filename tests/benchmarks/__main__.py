@@ -1,6 +1,7 @@
 """All benchmarks with one command: `.venv/bin/python -m tests.benchmarks` (needs wrk for the HTTP part).
 
-Prints numbers; asserts nothing. Pass `--duration N` for the seconds of each wrk run.
+Prints numbers; asserts nothing. `--duration N` sets the seconds of each wrk run, `--rounds N`
+how many alternating rounds of service and bare endpoint are run (the median is shown).
 """
 
 from tests.benchmarks import bench_evaluate, bench_http

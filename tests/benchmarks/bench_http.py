@@ -1,7 +1,10 @@
 """Throughput and latency over HTTP with wrk, beside a bare endpoint on the same server settings.
 
-Run: .venv/bin/python -m tests.benchmarks.bench_http [--duration 10] [--workers 1]
+Run: .venv/bin/python -m tests.benchmarks.bench_http [--duration 5] [--rounds 3] [--workers 1]
 Needs wrk (Debian package `wrk`). Prints numbers; asserts nothing.
+
+Service and bare endpoint run in alternating rounds and the median round of each is shown: on a
+shared 2-core machine one long run of each drifts with whatever else the machine is doing.
 """
 
 import argparse
@@ -9,6 +12,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +68,12 @@ def _wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, f
     return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": float(errors.group(1)) if errors else 0.0}
 
 
+def _median_round(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run whose throughput is the median (its latencies go with it)."""
+    median = statistics.median_low([r["rps"] for r in runs])
+    return next(r for r in runs if r["rps"] == median)
+
+
 def _peak_rss_mb(pid: int) -> float:
     """VmHWM of the process and its children (the uvicorn workers)."""
     pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()]
@@ -76,7 +86,8 @@ def _peak_rss_mb(pid: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of service and bare endpoint")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
@@ -98,18 +109,24 @@ def main() -> None:
     bare = _start([py, "-m", "uvicorn", "tests.benchmarks.bare_app:app", "--port", str(bare_port),
                    "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], bare_port)
     try:
-        print(f"wrk: {args.connections} connections, {args.duration}s each, {args.workers} worker(s), 2 cores")
+        print(f"wrk: {args.connections} connections, {args.rounds} alternating rounds of {args.duration}s, "
+              f"{args.workers} worker(s), 2 cores; the median round of each is shown")
         print(f"{'request':<26} {'bytes':>9} {'server':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'ratio':>6}")
         for name, (script, size) in scripts.items():
-            results = {}
-            for label, port in (("service", service_port), ("bare", bare_port)):
-                url = f"http://127.0.0.1:{port}{SERVICE_PATH}"
-                _wrk(url, script, 2, args.connections)  # warm-up
-                results[label] = _wrk(url, script, args.duration, args.connections)
+            rounds: dict[str, list[dict[str, float]]] = {"service": [], "bare": []}
+            ports = {"service": service_port, "bare": bare_port}
+            for port in ports.values():
+                _wrk(f"http://127.0.0.1:{port}{SERVICE_PATH}", script, 2, args.connections)  # warm-up
+            for _ in range(args.rounds):
+                for label, port in ports.items():
+                    rounds[label].append(_wrk(f"http://127.0.0.1:{port}{SERVICE_PATH}", script, args.duration, args.connections))
+            results = {label: _median_round(runs) for label, runs in rounds.items()}
             ratio = results["service"]["rps"] / results["bare"]["rps"]
             for label, r in results.items():
                 shown = f"{ratio:>6.2f}" if label == "service" else ""
                 print(f"{name:<26} {size:>9} {label:<8} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>8.0f} {shown}")
+            spread = {label: f"{min(x['rps'] for x in runs):.0f}-{max(x['rps'] for x in runs):.0f}" for label, runs in rounds.items()}
+            print(f"{'':<26} {'':>9} req/s range over rounds: service {spread['service']}, bare {spread['bare']}")
         print(f"peak RSS of the service after the heavy run: {_peak_rss_mb(service.pid):.0f} MB")
     finally:
         for proc in (service, bare):
