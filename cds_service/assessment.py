@@ -65,12 +65,22 @@ def _days(since: date, today: date) -> int:
     return (today - since).days
 
 
-def _within(fact: Fact, days: int, today: date) -> bool:
+def within(fact: Fact, days: int, today: date) -> bool:
+    """Dated in the last `days` days (a day ahead is allowed: EHR and service clocks differ by time zone)."""
     return fact.when is not None and -1 <= _days(fact.when, today) <= days
 
 
+def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
+    """B12 replacement active now, or given within the administration window."""
+    sup = knowledge.rule.suppressors
+    return any(
+        f.active or (f.resource_type == "MedicationAdministration" and within(f, sup.therapy_administration_days, today))
+        for concept in sup.therapy_concepts for f in facts.of(concept)
+    )
+
+
 def _current(fact: Fact, lookback: int, today: date) -> bool:
-    return fact.active or _within(fact, lookback, today)
+    return fact.active or within(fact, lookback, today)
 
 
 def _latest(facts: list[Fact]) -> Fact | None:
@@ -93,7 +103,7 @@ def _lab_evidence(
     today: date, ev_id: str, label: str,
 ) -> Evidence | None:
     """The latest result within the look-back, if it crosses the threshold."""
-    recent = [f for f in facts.of(lab) if f.value is not None and _within(f, lookback, today)]
+    recent = [f for f in facts.of(lab) if f.value is not None and within(f, lookback, today)]
     latest = _latest(recent)
     if latest is None or latest.value is None or not _compare(latest.value, comparator, threshold):
         return None
@@ -133,10 +143,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         return Assessment("no-trigger")
 
     sup = rule.suppressors
-    for concept in sup.therapy_concepts:
-        for f in facts.of(concept):
-            if f.active or (f.resource_type == "MedicationAdministration" and _within(f, sup.therapy_administration_days, today)):
-                return Assessment("suppressed:on-b12-therapy", trigger=trigger)
+    if on_b12_therapy(facts, knowledge, today):
+        return Assessment("suppressed:on-b12-therapy", trigger=trigger)
     if any(facts.of(c) for c in sup.pending_order_concepts):
         return Assessment("suppressed:pending-order", trigger=trigger)
 
@@ -161,12 +169,12 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     }
 
     low = rule.untreated_low
-    if band == "deficient" and last is not None and low.enabled and _within(last, low.lookback_days, today):
+    if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today):
         return Assessment("card", "untreated-low", Indicator.CRITICAL, **base)
-    recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if _within(f, sup.recent_result_days, today)]
+    recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if within(f, sup.recent_result_days, today)]
     if recent:
         return Assessment("suppressed:recent-result", **base)
-    if band == "normal" and last is not None and _within(last, sup.normal_result_days, today):
+    if band == "normal" and last is not None and within(last, sup.normal_result_days, today):
         started_since = any(f.when is not None and last.when is not None and f.when > last.when for e in risks for f in e.facts)
         if not started_since:
             return Assessment("suppressed:recent-normal-result", **base)
@@ -245,7 +253,7 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
         elif cf.kind == "condition":
             found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
         else:
-            found = [f for f in found if _within(f, cf.within_days or 0, today)]
+            found = [f for f in found if within(f, cf.within_days or 0, today)]
         if not found:
             continue
         note = cf.advice

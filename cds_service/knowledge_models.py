@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 FORMAT_VERSION = 1
@@ -158,6 +158,8 @@ class OrderRule(_Knowledge):
     muscle_order_concepts: list[str]
     b12_product_concepts: list[str]
     b12_test_concepts: list[str]
+    duplicate_test_concepts: list[str]
+    level_on_file_days: int = Field(ge=1)
     remark: str = ""
 
 
@@ -216,14 +218,17 @@ class WordingFile(_File):
     variants: dict[
         Literal[
             "test-b12", "test-mma", "untreated-low",
-            "measure-before-treat", "duplicate-result", "duplicate-order",
+            "measure-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft",
         ],
         Variant,
     ]
     headings: dict[str, str]
     not_redundant: dict[str, str]
     criteria: dict[
-        Literal["info", "warning", "critical", "untreated-low", "measure-before-treat", "duplicate"], str
+        Literal[
+            "info", "warning", "critical", "untreated-low", "measure-before-treat", "duplicate", "duplicate-in-draft",
+        ],
+        str,
     ]
     links: list[LinkDef]
     override_reasons: list[CodingDef]
@@ -231,3 +236,28 @@ class WordingFile(_File):
     order_reason: CodingDef
     order_select_intro: str
     remove_duplicate_label: str
+
+    @field_validator("headings")
+    @classmethod
+    def _all_headings(cls, value: dict[str, str]) -> dict[str, str]:
+        return _require_keys(value, HEADINGS)
+
+    @field_validator("not_redundant")
+    @classmethod
+    def _all_reasons(cls, value: dict[str, str]) -> dict[str, str]:
+        return _require_keys(value, NOT_REDUNDANT)
+
+
+# The keys the renderers read; a wording file without one would fail at the first card, not at start.
+HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder")
+NOT_REDUNDANT = (
+    "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
+    "noPendingOrder",
+)
+
+
+def _require_keys(value: dict[str, str], keys: tuple[str, ...]) -> dict[str, str]:
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    return value

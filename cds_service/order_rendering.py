@@ -43,14 +43,17 @@ def render_order_card(
     variant = w.variants[oa.card]
     lines = [variant.intro, "", f"**Ordered now**: {ordered}"]
     if oa.card == "measure-before-treat":
-        lines += ["", f"**{w.headings['earlier']}**", f"- {w.not_redundant['noResultOnRecord']}",
+        recent = w.not_redundant["noRecentLevel"].format(days=k.rule.orders.level_on_file_days)
+        lines += ["", f"**{w.headings['earlier']}**", f"- {recent}",
                   "", f"**{w.headings['criteria']}**: {w.criteria['measure-before-treat']}"]
         suggestions = order_suggestion(variant, k, patient_id, today, [], encounter_id, user_id, new_id)
         return card_frame(k, variant.summary, "\n".join(lines), oa.indicator, suggestions, new_id)
 
-    lines += ["", f"**{w.headings['earlier']}**"] + [_earlier_line(f, k) for f in oa.earlier[:3]]
+    heading = w.headings["sameOrder"] if oa.card == "duplicate-in-draft" else w.headings["earlier"]
+    lines += ["", f"**{heading}**"] + [_earlier_line(f, k) for f in oa.earlier[:3]]
     window = k.rule.suppressors.recent_result_days
-    lines += ["", f"**{w.headings['criteria']}**: {w.criteria['duplicate'].format(days=window)}"]
+    criteria = w.criteria["duplicate-in-draft"] if oa.card == "duplicate-in-draft" else w.criteria["duplicate"].format(days=window)
+    lines += ["", f"**{w.headings['criteria']}**: {criteria}"]
     drafts = [f.reference for f in oa.ordered if f.reference]
     suggestions = None
     if drafts:

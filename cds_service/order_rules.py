@@ -1,17 +1,18 @@
 """The rule at the point of ordering (order-select, order-sign): pure, like assessment.py."""
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-from cds_service.assessment import Assessment, assess
+from cds_service.assessment import Assessment, assess, on_b12_therapy, within
 from cds_service.draft_orders import DraftOrders
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import Indicator
 
-OrderCard = Literal["pattern", "measure-before-treat", "duplicate-result", "duplicate-order"]
+OrderCard = Literal["pattern", "measure-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,10 @@ def assess_order_select(
         return OrderAssessment("draft-has-b12-test")
     products = selected.of(rule.orders.b12_product_concepts)
     if products:
-        on_therapy = any(f.active for c in rule.suppressors.therapy_concepts for f in facts.of(c))
-        if on_therapy:
+        if on_b12_therapy(facts, k, today):
             return OrderAssessment("already-on-b12-therapy", ordered=tuple(products))
         results = rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts
-        if any(facts.of(c) for c in results):
+        if any(within(f, rule.orders.level_on_file_days, today) for c in results for f in facts.of(c)):
             return OrderAssessment("b12-level-on-file", ordered=tuple(products))
         if any(facts.of(c) for c in rule.suppressors.pending_order_concepts):
             return OrderAssessment("b12-test-pending", ordered=tuple(products))
@@ -79,21 +79,35 @@ def assess_order_select(
 
 def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, today: date) -> OrderAssessment:
     rule = k.rule
-    tests = tuple(drafts.of(rule.orders.b12_test_concepts))
+    tests = _distinct(drafts.of(rule.orders.duplicate_test_concepts))
     if not tests:
         return OrderAssessment("no-b12-test")
     window = rule.suppressors.recent_result_days
     recent = sorted(
-        (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c)
-         if f.when is not None and 0 <= (today - f.when).days <= window),
+        (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c) if within(f, window, today)),
         key=lambda f: f.when or date.min, reverse=True,
     )
     if recent:
         return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent))
-    pending = tuple(
-        f for c in rule.suppressors.pending_order_concepts for f in facts.of(c)
+    pending = _distinct(
+        f for c in rule.orders.duplicate_test_concepts for f in facts.of(c)
         if f.reference not in drafts.references
     )
     if pending:
         return OrderAssessment("card", "duplicate-order", Indicator.WARNING, ordered=tests, earlier=pending)
+    if len(tests) > 1:  # the same order holds two B12 level tests: keep the first, offer to drop the rest
+        return OrderAssessment("card", "duplicate-in-draft", Indicator.WARNING, ordered=tests[1:], earlier=tests[:1])
     return OrderAssessment("not-a-duplicate", ordered=tests)
+
+
+def _distinct(facts: Iterable[Fact]) -> tuple[Fact, ...]:
+    """One fact per order (an order can match several codes); unreferenced ones are kept."""
+    seen: set[str] = set()
+    out = []
+    for f in facts:
+        if f.reference:
+            if f.reference in seen:
+                continue
+            seen.add(f.reference)
+        out.append(f)
+    return tuple(out)

@@ -90,3 +90,13 @@ def test_service_refuses_to_start_with_broken_knowledge(tmp_path: Path) -> None:
     )
     assert proc.returncode == 3
     assert b"rule.json" in proc.stderr
+
+
+def test_wording_missing_a_key_the_card_reads_is_refused(tmp_path: Path) -> None:
+    cards = _copy_cards(tmp_path)
+    wording = json.loads((cards / "wording.json").read_text())
+    del wording["notRedundant"]["noTherapy"]
+    (cards / "wording.json").write_text(json.dumps(wording))
+    with pytest.raises(KnowledgeError) as err:
+        load_knowledge(cards)
+    assert err.value.file == "wording.json" and "notRedundant" in err.value.field and "noTherapy" in str(err.value)

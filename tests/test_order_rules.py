@@ -1,0 +1,315 @@
+"""The rule at ordering, alone: patient facts and draft orders in, an order assessment out, today fixed."""
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from cds_service.draft_orders import DraftOrders, read_drafts
+from cds_service.facts import Fact, PatientFacts
+from cds_service.knowledge import Knowledge
+from cds_service.order_rules import OrderAssessment, assess_order_select, assess_order_sign
+from cds_service.protocol import Indicator
+
+TODAY = date(2026, 11, 25)
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+
+
+def ago(days: int) -> date:
+    return TODAY - timedelta(days=days)
+
+
+def fact(concept: str, days: int | None, rtype: str = "Condition", active: bool = False,
+         value: float | None = None, unit: str | None = None, rid: str | None = None,
+         status: str | None = None) -> Fact:
+    when = ago(days) if days is not None else None
+    return Fact(concept, rtype, rid or f"{concept}-1", concept, when, active, "code", value, unit, status)
+
+
+def patient(age: int, *facts: Fact, sex: str = "female") -> PatientFacts:
+    pf = PatientFacts(birth_date=date(TODAY.year - age, 1, 1), sex=sex)
+    for f in facts:
+        pf.by_concept[f.concept].append(f)
+    return pf
+
+
+ORDER_TYPES = {"analgesic": "MedicationRequest", "muscle-relaxant": "MedicationRequest",
+               "b12-therapy": "MedicationRequest", "muscle-lab": "ServiceRequest",
+               "muscle-referral": "ServiceRequest", "b12-order": "ServiceRequest",
+               "b12-level-order": "ServiceRequest"}
+
+
+def ordered(concept: str, rid: str | None = None) -> Fact:
+    """A draft order naming `concept`, as read_drafts records it (dated today, active)."""
+    return Fact(concept, ORDER_TYPES[concept], rid or f"draft-{concept}", concept, TODAY, True, "code")
+
+
+def drafts(*orders: Fact, reasons: tuple[Fact, ...] = ()) -> DraftOrders:
+    d = DraftOrders(reasons=list(reasons), count=len(orders))
+    for f in orders:
+        d.by_concept[f.concept].append(f)
+        if f.reference:
+            d.references.add(f.reference)
+    return d
+
+
+def select(facts: PatientFacts, selected: DraftOrders, k: Knowledge, others: tuple[Fact, ...] = ()) -> OrderAssessment:
+    """order-select where `selected` is chosen from a draft that also holds `others`."""
+    every = drafts(*(f for fs in selected.by_concept.values() for f in fs), *others, reasons=tuple(selected.reasons))
+    return assess_order_select(facts, selected, every, k, TODAY)
+
+
+MYALGIA = fact("myalgia", 5, active=True)
+FATIGUE = fact("fatigue", 5, active=True)
+PATTERN_40 = patient(40, MYALGIA, FATIGUE)  # the pattern, no risk factor: info
+PATTERN_70 = patient(70, MYALGIA, FATIGUE)  # the pattern with a risk factor (age): warning
+MUSCLE_ORDERS = ["analgesic", "muscle-relaxant", "muscle-lab", "muscle-referral"]
+
+
+# order-select: an order for the muscle complaint
+
+
+@pytest.mark.parametrize("concept", MUSCLE_ORDERS)
+def test_muscle_order_for_a_patient_with_the_pattern_shows_the_card(knowledge: Knowledge, concept: str) -> None:
+    order = ordered(concept)
+    a = select(PATTERN_70, drafts(order), knowledge)
+    assert a.outcome == "card" and a.card == "pattern" and a.fires
+    assert a.indicator == Indicator.WARNING
+    assert a.ordered == (order,)
+    assert a.pattern is not None and a.variant == a.pattern.variant == "test-b12"
+
+
+def test_pattern_card_carries_the_patient_view_indicator(knowledge: Knowledge) -> None:
+    a = select(PATTERN_40, drafts(ordered("analgesic")), knowledge)
+    assert a.card == "pattern" and a.indicator == Indicator.INFO
+    assert a.criteria[:2] == ["outcome:card", "ordered:analgesic"]
+    assert "trigger:myalgia" in a.criteria and "sign:fatigue" in a.criteria
+
+
+@pytest.mark.parametrize("concept", MUSCLE_ORDERS)
+def test_muscle_order_without_the_pattern_is_silent(knowledge: Knowledge, concept: str) -> None:
+    no_sign = select(patient(70, MYALGIA), drafts(ordered(concept)), knowledge)
+    assert no_sign.outcome == "pattern:no-sign" and not no_sign.fires
+    no_complaint = select(patient(70, FATIGUE), drafts(ordered(concept)), knowledge)
+    assert no_complaint.outcome == "pattern:no-trigger" and not no_complaint.fires
+    assert no_complaint.pattern is not None and no_complaint.ordered[0].concept == concept
+
+
+def test_pattern_suppressed_by_a_recent_result_stays_silent_at_ordering(knowledge: Knowledge) -> None:
+    recent = fact("b12-result", 10, "Observation", value=600.0, unit="pg/mL")
+    a = select(patient(70, MYALGIA, FATIGUE, recent), drafts(ordered("muscle-relaxant")), knowledge)
+    assert a.outcome == "pattern:suppressed:recent-result" and not a.fires
+
+
+@pytest.mark.parametrize(("offset", "outcome"), [
+    (-1, "pattern:suppressed:recent-result"), (0, "pattern:suppressed:recent-result"), (1, "card"),
+], ids=["day-before-boundary", "boundary-day", "day-after-boundary"])
+def test_select_recent_result_window_boundary(knowledge: Knowledge, offset: int, outcome: str) -> None:
+    window = knowledge.rule.suppressors.recent_result_days
+    indeterminate = fact("b12-result", window + offset, "Observation", value=250.0, unit="pg/mL")
+    a = select(patient(70, MYALGIA, FATIGUE, indeterminate), drafts(ordered("analgesic")), knowledge)
+    assert a.outcome == outcome
+    if a.fires:
+        assert a.variant == "test-mma"  # an indeterminate earlier B12 switches the order to MMA
+
+
+def test_myalgia_named_as_the_orders_reason_counts_as_the_complaint(knowledge: Knowledge) -> None:
+    facts = patient(70, FATIGUE)
+    reason = Fact("myalgia", "MedicationRequest", "draft-analgesic", "Muscle aches", TODAY, True, "code")
+    a = select(facts, drafts(ordered("analgesic"), reasons=(reason,)), knowledge)
+    assert a.card == "pattern" and a.indicator == Indicator.WARNING
+    assert facts.of("myalgia") == []  # the patient's own facts are not changed
+
+
+def test_draft_already_holding_a_b12_test_is_silent(knowledge: Knowledge) -> None:
+    in_selection = select(PATTERN_70, drafts(ordered("analgesic"), ordered("b12-order")), knowledge)
+    elsewhere_in_draft = select(PATTERN_70, drafts(ordered("analgesic")), knowledge, others=(ordered("b12-order"),))
+    assert in_selection.outcome == elsewhere_in_draft.outcome == "draft-has-b12-test"
+    assert not in_selection.fires and not elsewhere_in_draft.fires
+
+
+def test_unrelated_selection_is_silent(knowledge: Knowledge) -> None:
+    statin = Fact("statin", "MedicationRequest", "draft-statin", "Atorvastatin", TODAY, True, "code")
+    a = select(PATTERN_70, drafts(statin), knowledge)
+    assert a.outcome == "unrelated-order" and not a.fires and a.pattern is None
+
+
+def test_empty_draft_is_silent(knowledge: Knowledge) -> None:
+    a = assess_order_select(PATTERN_70, DraftOrders(), DraftOrders(), knowledge, TODAY)
+    assert a.outcome == "unrelated-order" and not a.fires
+
+
+# order-select: a B12 product
+
+
+def test_b12_product_with_no_level_on_file_says_measure_before_treating(knowledge: Knowledge) -> None:
+    product = ordered("b12-therapy")
+    a = select(patient(50), drafts(product), knowledge)
+    assert a.outcome == "card" and a.card == "measure-before-treat" and a.variant == "measure-before-treat"
+    assert a.indicator == Indicator.WARNING and a.ordered == (product,) and a.pattern is None
+
+
+@pytest.mark.parametrize("level", [
+    fact("b12-result", 30, "Observation", value=410.0, unit="pg/mL"),
+    fact("holotc-result", 30, "Observation", value=70.0, unit="pmol/L"),
+    fact("b12-result", 30, "Observation", value=None, unit="mg/dL"),
+], ids=["b12-recent", "active-b12", "b12-unknown-unit"])
+def test_b12_product_with_a_level_on_file_is_silent(knowledge: Knowledge, level: Fact) -> None:
+    a = select(patient(50, level), drafts(ordered("b12-therapy")), knowledge)
+    assert a.outcome == "b12-level-on-file" and not a.fires
+
+
+@pytest.mark.parametrize(("days_ago", "fires"), [(-1, False), (0, False), (1, True)])
+def test_b12_level_counts_as_on_file_only_inside_its_window(knowledge: Knowledge, days_ago: int, fires: bool) -> None:
+    """A level older than orders.levelOnFileDays does not show the current state: measure again."""
+    days = knowledge.rule.orders.level_on_file_days + days_ago
+    level = fact("b12-result", days, "Observation", value=410.0, unit="pg/mL")
+    a = select(patient(50, level), drafts(ordered("b12-therapy")), knowledge)
+    assert a.fires is fires
+    assert a.outcome == ("card" if fires else "b12-level-on-file")
+
+
+def test_b12_product_for_a_patient_already_on_b12_is_silent(knowledge: Knowledge) -> None:
+    on_b12 = fact("b12-therapy", 200, "MedicationStatement", active=True)
+    a = select(patient(50, on_b12), drafts(ordered("b12-therapy")), knowledge)
+    assert a.outcome == "already-on-b12-therapy" and not a.fires
+
+
+def test_b12_product_while_a_b12_test_is_pending_is_silent(knowledge: Knowledge) -> None:
+    pending = fact("b12-order", 3, "ServiceRequest", active=True, rid="sr-1", status="active")
+    a = select(patient(50, pending), drafts(ordered("b12-therapy")), knowledge)
+    assert a.outcome == "b12-test-pending" and not a.fires
+
+
+def test_b12_product_with_a_b12_test_in_the_same_draft_is_silent(knowledge: Knowledge) -> None:
+    a = select(patient(50), drafts(ordered("b12-therapy")), knowledge, others=(ordered("b12-order"),))
+    assert a.outcome == "draft-has-b12-test" and not a.fires
+
+
+def test_b12_product_after_a_recent_b12_injection_is_silent(knowledge: Knowledge) -> None:
+    injected = fact("b12-therapy", 10, "MedicationAdministration", status="completed")
+    a = select(patient(50, injected), drafts(ordered("b12-therapy")), knowledge)
+    assert not a.fires
+
+
+# order-select with drafts read from real codes: the value sets reach the rule
+
+
+def med_draft(rid: str, code: str) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "id": rid, "status": "draft", "intent": "order",
+            "subject": {"reference": "Patient/p"}, "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code}]}}
+
+
+def service_draft(rid: str, system: str, code: str) -> dict[str, Any]:
+    return {"resourceType": "ServiceRequest", "id": rid, "status": "draft", "intent": "order",
+            "subject": {"reference": "Patient/p"}, "code": {"coding": [{"system": system, "code": code}]}}
+
+
+@pytest.mark.parametrize("raw", [
+    med_draft("ibuprofen", "5640"),
+    med_draft("naproxen", "198014"),
+    med_draft("cyclobenzaprine", "21949"),
+    service_draft("ck", LOINC, "2157-6"),
+    service_draft("esr", LOINC, "4537-7"),
+    service_draft("crp", LOINC, "1988-5"),
+    service_draft("physio", SNOMED, "306170007"),
+    service_draft("rheumatology", SNOMED, "306290009"),
+], ids=lambda raw: raw["id"])
+def test_coded_muscle_orders_show_the_card(knowledge: Knowledge, raw: dict[str, Any]) -> None:
+    d = read_drafts([raw], knowledge, TODAY)
+    a = assess_order_select(PATTERN_70, d, d, knowledge, TODAY)
+    assert a.card == "pattern" and [f.resource_id for f in a.ordered] == [raw["id"]]
+
+
+def test_coded_b12_product_without_a_level_says_measure_first(knowledge: Knowledge) -> None:
+    d = read_drafts([med_draft("b12", "309593")], knowledge, TODAY)
+    assert assess_order_select(patient(50), d, d, knowledge, TODAY).card == "measure-before-treat"
+
+
+# order-sign
+
+
+B12_TEST = ordered("b12-level-order", "draft-b12")
+
+
+def sign(facts: PatientFacts, d: DraftOrders, k: Knowledge) -> OrderAssessment:
+    return assess_order_sign(facts, d, k, TODAY)
+
+
+def test_sign_with_a_recent_result_warns_and_names_the_result(knowledge: Knowledge) -> None:
+    result = fact("b12-result", 30, "Observation", value=410.0, unit="pg/mL", rid="obs-1")
+    a = sign(patient(60, result), drafts(B12_TEST), knowledge)
+    assert a.outcome == "card" and a.card == "duplicate-result" and a.indicator == Indicator.WARNING
+    assert a.ordered == (B12_TEST,) and a.earlier == (result,)
+    assert (a.earlier[0].value, a.earlier[0].when) == (410.0, ago(30))
+
+
+@pytest.mark.parametrize(("offset", "warns"), [(-1, True), (0, True), (1, False)],
+                         ids=["day-before-boundary", "boundary-day", "day-after-boundary"])
+def test_sign_recent_result_window_boundary(knowledge: Knowledge, offset: int, warns: bool) -> None:
+    window = knowledge.rule.suppressors.recent_result_days
+    result = fact("b12-result", window + offset, "Observation", value=410.0, unit="pg/mL")
+    a = sign(patient(60, result), drafts(B12_TEST), knowledge)
+    assert a.fires is warns
+    assert a.outcome == ("card" if warns else "not-a-duplicate")
+
+
+def test_sign_active_b12_result_also_counts_newest_first(knowledge: Knowledge) -> None:
+    total = fact("b12-result", 40, "Observation", value=410.0, unit="pg/mL")
+    active = fact("holotc-result", 20, "Observation", value=70.0, unit="pmol/L")
+    a = sign(patient(60, total, active), drafts(B12_TEST), knowledge)
+    assert a.card == "duplicate-result" and a.earlier == (active, total)
+
+
+def test_sign_ignores_an_undated_result(knowledge: Knowledge) -> None:
+    undated = fact("b12-result", None, "Observation", value=410.0, unit="pg/mL")
+    assert sign(patient(60, undated), drafts(B12_TEST), knowledge).outcome == "not-a-duplicate"
+
+
+def test_sign_beside_another_pending_b12_order_warns(knowledge: Knowledge) -> None:
+    pending = fact("b12-level-order", 5, "ServiceRequest", active=True, rid="sr-1", status="active")
+    a = sign(patient(60, pending), drafts(B12_TEST), knowledge)
+    assert a.outcome == "card" and a.card == "duplicate-order" and a.indicator == Indicator.WARNING
+    assert a.earlier == (pending,) and a.ordered == (B12_TEST,)
+
+
+def test_sign_recent_result_wins_over_pending_order(knowledge: Knowledge) -> None:
+    pending = fact("b12-level-order", 5, "ServiceRequest", active=True, rid="sr-1")
+    result = fact("b12-result", 30, "Observation", value=410.0, unit="pg/mL")
+    assert sign(patient(60, pending, result), drafts(B12_TEST), knowledge).card == "duplicate-result"
+
+
+def test_sign_the_draft_itself_in_the_record_is_not_a_duplicate(knowledge: Knowledge) -> None:
+    itself = fact("b12-level-order", 0, "ServiceRequest", active=True, rid="draft-b12", status="draft")
+    a = sign(patient(60, itself), drafts(B12_TEST), knowledge)
+    assert a.outcome == "not-a-duplicate" and not a.fires and a.ordered == (B12_TEST,)
+
+
+def test_sign_b12_test_with_only_an_old_result_is_silent(knowledge: Knowledge) -> None:
+    old = fact("b12-result", 730, "Observation", value=410.0, unit="pg/mL")
+    assert sign(patient(60, old), drafts(B12_TEST), knowledge).outcome == "not-a-duplicate"
+
+
+def test_sign_without_a_b12_test_is_silent(knowledge: Knowledge) -> None:
+    result = fact("b12-result", 10, "Observation", value=410.0, unit="pg/mL")
+    pending = fact("b12-level-order", 5, "ServiceRequest", active=True, rid="sr-1")
+    a = sign(patient(60, result, pending), drafts(ordered("analgesic")), knowledge)
+    assert a.outcome == "no-b12-test" and not a.fires
+    assert sign(patient(60, result), DraftOrders(), knowledge).outcome == "no-b12-test"
+
+
+def test_sign_mma_after_an_indeterminate_b12_is_not_a_duplicate(knowledge: Knowledge) -> None:
+    indeterminate = fact("b12-result", 30, "Observation", value=250.0, unit="pg/mL")
+    d = read_drafts([service_draft("draft-mma", LOINC, "13964-2")], knowledge, TODAY)
+    assert not sign(patient(60, indeterminate), d, knowledge).fires
+
+
+def test_sign_two_serum_b12_tests_in_one_draft_warns(knowledge: Knowledge) -> None:
+    d = read_drafts([service_draft("b12-mass", LOINC, "2132-9"), service_draft("b12-molar", LOINC, "14685-2")],
+                    knowledge, TODAY)
+    a = sign(patient(60), d, knowledge)
+    assert a.card == "duplicate-in-draft" and a.indicator == Indicator.WARNING
+    assert [f.reference for f in a.earlier] == ["ServiceRequest/b12-mass"]
+    assert [f.reference for f in a.ordered] == ["ServiceRequest/b12-molar"]  # the one offered for removal
