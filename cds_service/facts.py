@@ -15,6 +15,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.patient_data import RESOURCE_TYPES, PatientData
 
 NEGATIVE_ANSWER = "negative-answer"
+HL7_TERMINOLOGY = "http://terminology.hl7.org/CodeSystem/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,14 @@ class ConceptScreen:
         # when it has none. Medications are the exception: products arrive under SCD/SBD codes no
         # value set can list in full, so the ingredient name in their text is the documented fallback.
         read_text = not coded and (not standard or medication)
-        extra_texts = None if medication or ("note" not in raw and "valueString" not in raw) else _free_texts(raw)
+        # A note speaks about its record: on a record coded as something the rule does not know (say
+        # hypertension) it is that condition's context, not a complaint. A valueString is an answer
+        # (a chief complaint, a symptom question) and is always read.
+        read_notes = not standard or bool(coded)
+        extra_texts = (
+            None if medication or (("note" not in raw or not read_notes) and "valueString" not in raw)
+            else _free_texts(raw, read_notes)
+        )
         if not coded and not read_text and not extra_texts:
             return {}  # most of a chart: a standard code the rule does not know, and no free text
         main_text = self.text(_texts(main), rtype) if read_text else set()
@@ -148,9 +156,9 @@ class ConceptScreen:
         return result
 
 
-def _free_texts(raw: dict[str, Any]) -> list[str]:
-    """The free text beside a record's code: its notes and a valueString."""
-    notes, value = raw.get("note"), raw.get("valueString")
+def _free_texts(raw: dict[str, Any], notes_too: bool) -> list[str]:
+    """The free text beside a record's code: its valueString, and its notes when `notes_too`."""
+    notes, value = raw.get("note") if notes_too else None, raw.get("valueString")
     texts = [n["text"] for n in notes if isinstance(n, dict) and isinstance(n.get("text"), str)] if isinstance(notes, list) else []
     if isinstance(value, str):
         texts.append(value)
@@ -226,10 +234,10 @@ def _add_facts(
     unit: str | None = None
     st: str | None = getattr(m, "status", None)
     if rtype == "Condition":
-        clinical = _first_code(m.clinicalStatus)
+        clinical = _status_code(m.clinicalStatus)
         if clinical in status.condition_clinical_ignored:
             return False
-        if _first_code(m.verificationStatus) in status.condition_verification_ignored:
+        if _status_code(m.verificationStatus) in status.condition_verification_ignored:
             return False
         active = clinical in status.condition_clinical_active
         when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
@@ -277,18 +285,24 @@ def _add_facts(
     return True
 
 
-def _first_code(concept: Any) -> str | None:
+def _status_code(concept: Any) -> str | None:
+    """A clinicalStatus / verificationStatus as its HL7 code: the coding from an HL7 code system
+    when there is one (EHRs put local codings first), else the first coding."""
     if concept is None or not concept.coding:
         return None
-    code: str | None = concept.coding[0].code
+    hl7 = next((c for c in concept.coding if (c.system or "").startswith(HL7_TERMINOLOGY)), concept.coding[0])
+    code: str | None = hl7.code
     return code
 
 
 def _is_negative(obs: Any, screen: ConceptScreen) -> bool:
-    """A symptom Observation that records absence ("No", "Absent", valueBoolean false)."""
+    """A symptom Observation that records absence (coded "No"/"Absent", valueBoolean false, or a
+    free-text answer that is only "No", "None", "Absent", …)."""
     if obs.valueBoolean is False:
         return True
     if obs.valueCodeableConcept is not None:
         raw = obs.valueCodeableConcept.model_dump(mode="json", exclude_none=True)
-        return NEGATIVE_ANSWER in screen.coded(raw, "Observation")
-    return False
+        if NEGATIVE_ANSWER in screen.coded(raw, "Observation"):
+            return True
+        return screen.k.text.is_negative_answer(obs.valueCodeableConcept.text)
+    return screen.k.text.is_negative_answer(obs.valueString)

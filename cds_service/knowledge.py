@@ -160,6 +160,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         clause_breaks=text_file.clause_breaks,
         window_words=text_file.window_words,
         concept_pre_negation={c.id: c.text_pre_negation for c in concepts.values()},
+        negative_answers=text_file.negative_answers,
     )
     return Knowledge(
         version=f"{rule.version}+{digest.hexdigest()[:12]}",

@@ -57,6 +57,7 @@ class TextMatchingFile(_File):
     pre_negation: list[str]
     post_negation: list[str]
     clause_breaks: list[str]
+    negative_answers: list[str]
 
 
 class Population(_Knowledge):

@@ -27,6 +27,7 @@ class TextMatcher:
     post_negation: tuple[tuple[str, ...], ...]
     clause_break: re.Pattern[str]
     window_words: int
+    negative_answers: frozenset[tuple[str, ...]] = frozenset()
 
     @classmethod
     def build(
@@ -37,6 +38,7 @@ class TextMatcher:
         clause_breaks: list[str],
         window_words: int,
         concept_pre_negation: dict[str, list[str]] | None = None,
+        negative_answers: list[str] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -64,7 +66,16 @@ class TextMatcher:
             post_negation=phrases(post_negation),
             clause_break=clause_break,
             window_words=window_words,
+            negative_answers=frozenset(phrases(negative_answers or [])),
         )
+
+    def is_negative_answer(self, text: str | None) -> bool:
+        """A free-text answer that records absence: one of the negative answers in full ("No",
+        "none.", "Not present"), or an answer that opens with a negation cue ("No pain", "Denies")."""
+        if text is None:
+            return False
+        words = tuple(_words(text.lower()))
+        return words in self.negative_answers or any(words[: len(cue)] == cue for cue in self.pre_negation)
 
     def find(self, text: str) -> set[str]:
         """Concepts mentioned affirmatively in `text` (a negated mention is no mention)."""

@@ -1,0 +1,346 @@
+"""Facts from raw FHIR JSON: what is matched, what counts, which lab result is read, in which unit."""
+
+import itertools
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from cds_service.facts import PatientFacts, extract_facts
+from cds_service.knowledge import Knowledge
+from cds_service.patient_data import from_prefetch
+
+TODAY = date(2026, 11, 25)
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+LOCAL = "http://ehr.example.org/problem-list"
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+_ids = itertools.count(1)
+
+
+def ago(days: int) -> str:
+    return (TODAY - timedelta(days=days)).isoformat()
+
+
+def code(system: str, value: str, display: str = "") -> dict[str, Any]:
+    coding = {"system": system, "code": value} | ({"display": display} if display else {})
+    return {"coding": [coding]}
+
+
+MYALGIA = code(SNOMED, "68962001", "Myalgia")
+B12 = code(LOINC, "2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma")
+HB = code(LOINC, "718-7", "Hemoglobin [Mass/volume] in Blood")
+METFORMIN = code(RXNORM, "861007", "Metformin hydrochloride 500 MG Oral Tablet")
+
+
+def status(system: str, value: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": value}]}
+
+
+def condition(concept: dict[str, Any], onset: str | None = None, clinical: str | None = "active",
+              verification: str | None = "confirmed", **extra: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {"resourceType": "Condition", "id": f"cond-{next(_ids)}",
+                           "subject": {"reference": "Patient/p"}, "code": concept, "onsetDateTime": onset or ago(5)}
+    if clinical:
+        raw["clinicalStatus"] = status(CLINICAL, clinical)
+    if verification:
+        raw["verificationStatus"] = status(VERIFICATION, verification)
+    return raw | extra
+
+
+def observation(concept: dict[str, Any], when: str | None = None, state: str = "final", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": f"obs-{next(_ids)}", "status": state, "code": concept,
+            "subject": {"reference": "Patient/p"}, "effectiveDateTime": when or ago(5)} | extra
+
+
+def lab(concept: dict[str, Any], value: Any, unit: str, when: str, **extra: Any) -> dict[str, Any]:
+    quantity = {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+    return observation(concept, when, valueQuantity=quantity, **extra)
+
+
+def med_request(state: str = "active", **extra: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {"resourceType": "MedicationRequest", "id": f"mr-{next(_ids)}", "status": state,
+                           "intent": "order", "subject": {"reference": "Patient/p"}, "authoredOn": ago(400)}
+    return raw | ({"medicationCodeableConcept": METFORMIN} if "medicationReference" not in extra else {}) | extra
+
+
+def facts_of(k: Knowledge, *resources: dict[str, Any], patient: dict[str, Any] | None = None) -> PatientFacts:
+    """The resources as one searchset Bundle in prefetch, as an EHR sends them."""
+    records = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+    return extract_facts(from_prefetch({"patient": patient, "records": records}), k)
+
+
+def concepts(pf: PatientFacts) -> set[str]:
+    return {c for c, fs in pf.by_concept.items() if fs}
+
+
+# Demographics
+
+
+def test_birth_date_and_sex_come_from_the_patient(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, patient={"resourceType": "Patient", "id": "p", "birthDate": "1960-04-02", "gender": "male"})
+    assert (pf.birth_date, pf.sex) == (date(1960, 4, 2), "male")
+    odd = facts_of(knowledge, patient={"resourceType": "Patient", "id": "p", "gender": "M"})
+    assert (odd.birth_date, odd.sex) == (None, "unknown")
+    assert facts_of(knowledge).sex == "unknown"
+
+
+# Matching by code and by text
+
+
+def test_snomed_coded_condition_is_matched_by_code(knowledge: Knowledge) -> None:
+    raw = condition(MYALGIA, onset=ago(10))
+    [f] = facts_of(knowledge, raw).of("myalgia")
+    assert (f.resource_type, f.resource_id, f.matched_by) == ("Condition", raw["id"], "code")
+    assert (f.when, f.active, f.status, f.text) == (TODAY - timedelta(days=10), True, "active", "Myalgia")
+
+
+@pytest.mark.parametrize("icd", ["M79.10", "M7910", "M79.1", "M791", "m79.18", " M79.18 "])
+def test_icd10cm_is_matched_with_and_without_the_dot(knowledge: Knowledge, icd: str) -> None:
+    pf = facts_of(knowledge, condition(code(ICD10CM, icd)))
+    assert [f.matched_by for f in pf.of("myalgia")] == ["code"]
+
+
+def test_icd10cm_oid_system_is_the_same_system(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, condition(code("urn:oid:2.16.840.1.113883.6.90", "M79.10")))
+    assert [f.matched_by for f in pf.of("myalgia")] == ["code"]
+
+
+@pytest.mark.parametrize("text", ["Aching muscles in both legs", "Muscle pain after gardening", "MYALGIA"])
+def test_text_only_record_is_matched_by_its_text(knowledge: Knowledge, text: str) -> None:
+    [f] = facts_of(knowledge, condition({"text": text})).of("myalgia")
+    assert f.matched_by == "text" and f.text == text
+
+
+@pytest.mark.parametrize("text", ["Denies muscle aches", "No myalgia", "history of myalgia", "Aches", "Headache"])
+def test_negated_or_vague_text_is_not_matched(knowledge: Knowledge, text: str) -> None:
+    assert concepts(facts_of(knowledge, condition({"text": text}))) == set()
+
+
+def test_standard_code_the_rule_does_not_know_is_not_matched_by_its_text(knowledge: Knowledge) -> None:
+    unknown_snomed = {"coding": [{"system": SNOMED, "code": "22253000", "display": "Muscle pain"}], "text": "Muscle pain"}
+    assert concepts(facts_of(knowledge, condition(unknown_snomed))) == set()
+    local_only = {"coding": [{"system": LOCAL, "code": "MP1", "display": "Muscle pain"}], "text": "Muscle pain"}
+    assert [f.matched_by for f in facts_of(knowledge, condition(local_only)).of("myalgia")] == ["text"]
+
+
+def test_unknown_medication_code_falls_back_to_the_ingredient_name(knowledge: Knowledge) -> None:
+    product = {"coding": [{"system": RXNORM, "code": "999999", "display": "Metformin 1000 MG Oral Tablet"}]}
+    [f] = facts_of(knowledge, med_request(medicationCodeableConcept=product)).of("metformin")
+    assert f.matched_by == "text"
+
+
+# Which records count
+
+
+@pytest.mark.parametrize(("clinical", "verification"), [
+    ("active", "entered-in-error"), ("active", "refuted"), ("resolved", "confirmed"),
+    ("inactive", "confirmed"), ("remission", "confirmed"), (None, "entered-in-error"),
+])
+def test_conditions_that_do_not_count(knowledge: Knowledge, clinical: str | None, verification: str) -> None:
+    pf = facts_of(knowledge, condition(MYALGIA, clinical=clinical, verification=verification))
+    assert concepts(pf) == set() and pf.skipped_invalid == 0
+
+
+@pytest.mark.parametrize(("clinical", "active"), [("active", True), ("recurrence", True), ("relapse", True), (None, False)])
+def test_conditions_that_count(knowledge: Knowledge, clinical: str | None, active: bool) -> None:
+    [f] = facts_of(knowledge, condition(MYALGIA, clinical=clinical, verification="provisional")).of("myalgia")
+    assert f.active is active
+
+
+def test_symptom_observation_counts_and_is_not_active(knowledge: Knowledge) -> None:
+    [f] = facts_of(knowledge, observation(MYALGIA, ago(3))).of("myalgia")
+    assert (f.resource_type, f.when, f.active) == ("Observation", TODAY - timedelta(days=3), False)
+
+
+@pytest.mark.parametrize("state", ["stopped", "completed", "cancelled", "entered-in-error", "draft"])
+def test_stopped_medication_requests_do_not_count(knowledge: Knowledge, state: str) -> None:
+    assert facts_of(knowledge, med_request(state)).of("metformin") == []
+
+
+def test_active_and_on_hold_medication_requests_count(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, med_request("active"), med_request("on-hold"))
+    assert [f.active for f in pf.of("metformin")] == [True, True]
+    assert pf.of("metformin")[0].when == TODAY - timedelta(days=400)
+
+
+def test_do_not_perform_medication_request_does_not_count(knowledge: Knowledge) -> None:
+    assert facts_of(knowledge, med_request(doNotPerform=True)).of("metformin") == []
+
+
+@pytest.mark.parametrize(("state", "counted"), [("active", True), ("intended", True), ("stopped", False),
+                                                 ("completed", False), ("not-taken", False)])
+def test_medication_statement_status(knowledge: Knowledge, state: str, counted: bool) -> None:
+    raw = {"resourceType": "MedicationStatement", "id": "ms-1", "status": state, "subject": {"reference": "Patient/p"},
+           "medicationCodeableConcept": METFORMIN, "effectivePeriod": {"start": ago(300)}}
+    assert bool(facts_of(knowledge, raw).of("metformin")) is counted
+
+
+@pytest.mark.parametrize(("state", "counted"), [("active", True), ("draft", True), ("completed", False),
+                                                 ("revoked", False), ("entered-in-error", False)])
+def test_pending_b12_order_status(knowledge: Knowledge, state: str, counted: bool) -> None:
+    raw = {"resourceType": "ServiceRequest", "id": "sr-1", "status": state, "intent": "order",
+           "subject": {"reference": "Patient/p"}, "code": B12, "authoredOn": ago(3)}
+    assert bool(facts_of(knowledge, raw).of("b12-order")) is counted
+
+
+# Labs: the latest valid result, in the canonical unit
+
+
+def test_only_the_latest_result_per_lab_is_used(knowledge: Knowledge) -> None:
+    older, newer = lab(B12, 500, "pg/mL", ago(200)), lab(B12, 210, "pg/mL", ago(20))
+    [f] = facts_of(knowledge, newer, older).of("b12-result")
+    assert (f.resource_id, f.value, f.unit) == (newer["id"], 210.0, "pg/mL")
+    [again] = facts_of(knowledge, older, newer).of("b12-result")
+    assert again.resource_id == newer["id"]
+
+
+def test_latest_is_chosen_per_lab(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, lab(B12, 500, "pg/mL", ago(200)), lab(HB, 11.0, "g/dL", ago(10)), lab(HB, 14.0, "g/dL", ago(300)))
+    assert [f.value for f in pf.of("b12-result")] == [500.0]
+    assert [f.value for f in pf.of("hemoglobin")] == [11.0]
+
+
+@pytest.mark.parametrize(("newest", "skipped"), [
+    ({"status": "entered-in-error"}, 0),
+    ({"status": "cancelled"}, 0),
+    ({"valueQuantity": {"value": "high", "unit": "pg/mL"}}, 1),
+    ({"modifierExtension": [{"url": "http://ehr.example.org/not-done", "valueBoolean": True}]}, 1),
+], ids=["entered-in-error", "cancelled", "malformed-value", "modifier-extension"])
+def test_an_invalid_newest_result_falls_back_to_the_next(knowledge: Knowledge, newest: dict[str, Any], skipped: int) -> None:
+    good = lab(B12, 410, "pg/mL", ago(100))
+    bad = lab(B12, 150, "pg/mL", ago(5)) | newest
+    pf = facts_of(knowledge, bad, good)
+    assert [(f.resource_id, f.value) for f in pf.of("b12-result")] == [(good["id"], 410.0)]
+    assert pf.skipped_invalid == skipped
+
+
+def test_preliminary_result_counts(knowledge: Knowledge) -> None:
+    [f] = facts_of(knowledge, lab(B12, 410, "pg/mL", ago(5), status="preliminary")).of("b12-result")
+    assert f.status == "preliminary"
+
+
+def test_b12_in_pmol_per_litre_is_converted_to_pg_per_ml(knowledge: Knowledge) -> None:
+    units = knowledge.units["b12-result"]
+    [f] = facts_of(knowledge, lab(B12, 200, "pmol/L", ago(5))).of("b12-result")
+    assert f.unit == units.canonical_unit == "pg/mL"
+    assert f.value == pytest.approx(200 * units.factors["pmol/L"])
+
+
+def test_haemoglobin_in_grams_per_litre_is_converted_to_grams_per_decilitre(knowledge: Knowledge) -> None:
+    units = knowledge.units["hemoglobin"]
+    [f] = facts_of(knowledge, lab(HB, 118, "g/L", ago(5))).of("hemoglobin")
+    assert f.unit == units.canonical_unit == "g/dL"
+    assert f.value == pytest.approx(118 * units.factors["g/L"])
+
+
+def test_unit_is_read_from_the_code_before_the_display_unit(knowledge: Knowledge) -> None:
+    raw = observation(B12, ago(5), valueQuantity={"value": 200, "unit": "picomoles per litre", "code": "pmol/L"})
+    [f] = facts_of(knowledge, raw).of("b12-result")
+    assert f.value == pytest.approx(200 * knowledge.units["b12-result"].factors["pmol/L"])
+
+
+def test_result_in_an_unknown_unit_keeps_the_unit_but_no_value(knowledge: Knowledge) -> None:
+    [f] = facts_of(knowledge, lab(B12, 0.4, "mg/dL", ago(5))).of("b12-result")
+    assert (f.value, f.unit, f.when) == (None, "mg/dL", TODAY - timedelta(days=5))
+
+
+# Observations that record absence
+
+
+def test_symptom_answered_false_is_not_a_finding(knowledge: Knowledge) -> None:
+    assert concepts(facts_of(knowledge, observation(MYALGIA, valueBoolean=False))) == set()
+    assert concepts(facts_of(knowledge, observation(MYALGIA, valueBoolean=True))) == {"myalgia"}
+
+
+@pytest.mark.parametrize("answer", [
+    code(SNOMED, "373067005", "No"), code(SNOMED, "2667000", "Absent"),
+    code("http://terminology.hl7.org/CodeSystem/v2-0136", "N", "No"),
+], ids=["snomed-no", "snomed-absent", "v2-no"])
+def test_symptom_answered_no_is_not_a_finding(knowledge: Knowledge, answer: dict[str, Any]) -> None:
+    pf = facts_of(knowledge, observation(MYALGIA, valueCodeableConcept=answer))
+    assert concepts(pf) == set() and pf.skipped_invalid == 0
+
+
+@pytest.mark.parametrize("answer", [{"valueString": "No"}, {"valueCodeableConcept": {"text": "No"}}],
+                         ids=["valueString", "text-only-concept"])
+def test_symptom_answered_no_in_text_is_not_a_finding(knowledge: Knowledge, answer: dict[str, Any]) -> None:
+    assert concepts(facts_of(knowledge, observation(MYALGIA, **answer))) == set()
+
+
+# Records the service cannot read safely, and those it can
+
+
+def test_record_with_a_modifier_extension_is_not_used(knowledge: Knowledge) -> None:
+    flagged = condition(MYALGIA, modifierExtension=[{"url": "http://ehr.example.org/negated", "valueBoolean": True}])
+    pf = facts_of(knowledge, flagged)
+    assert concepts(pf) == set() and pf.skipped_invalid == 1
+
+
+def test_malformed_element_the_rule_never_reads_does_not_lose_the_record(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, lab(B12, 410, "pg/mL", ago(5), performer="x"), condition(MYALGIA, asserter="x"))
+    assert [f.value for f in pf.of("b12-result")] == [410.0]
+    assert len(pf.of("myalgia")) == 1 and pf.skipped_invalid == 0
+
+
+def test_malformed_element_the_rule_reads_skips_the_record(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, condition(MYALGIA, onset="last week"), condition(code(SNOMED, "84229001", "Fatigue")))
+    assert concepts(pf) == {"fatigue"} and pf.skipped_invalid == 1
+
+
+def test_entered_in_error_in_a_second_coding_does_not_count(knowledge: Knowledge) -> None:
+    both = {"coding": [{"system": "http://ehr.example.org/status", "code": "EIE"},
+                       {"system": VERIFICATION, "code": "entered-in-error"}]}
+    assert concepts(facts_of(knowledge, condition(MYALGIA, verificationStatus=both))) == set()
+
+
+# Medications named by reference
+
+
+def test_medication_reference_to_a_contained_medication(knowledge: Knowledge) -> None:
+    contained = [{"resourceType": "Medication", "id": "med", "code": METFORMIN}]
+    raw = med_request(medicationReference={"reference": "#med"}, contained=contained)
+    [f] = facts_of(knowledge, raw).of("metformin")
+    assert (f.matched_by, f.text, f.resource_id) == ("code", "Metformin hydrochloride 500 MG Oral Tablet", raw["id"])
+
+
+def test_medication_reference_to_a_medication_in_the_bundle(knowledge: Knowledge) -> None:
+    medication = {"resourceType": "Medication", "id": "med-42", "code": METFORMIN}
+    raw = med_request(medicationReference={"reference": "Medication/med-42"})
+    assert [f.matched_by for f in facts_of(knowledge, raw, medication).of("metformin")] == ["code"]
+
+
+def test_medication_reference_that_resolves_to_nothing_names_no_concept(knowledge: Knowledge) -> None:
+    missing = med_request(medicationReference={"reference": "Medication/absent"})
+    wrong_contained = med_request(medicationReference={"reference": "#other"},
+                                  contained=[{"resourceType": "Medication", "id": "med", "code": METFORMIN}])
+    assert concepts(facts_of(knowledge, missing, wrong_contained)) == set()
+
+
+@pytest.mark.parametrize("answer", ["none.", "Not present", "No pain", "Denies", "NO"])
+def test_free_text_answers_that_record_absence(knowledge: Knowledge, answer: str) -> None:
+    assert concepts(facts_of(knowledge, observation(MYALGIA, valueString=answer))) == set()
+
+
+@pytest.mark.parametrize("answer", ["Yes", "Sometimes, after the gym", "aching in both calves"])
+def test_free_text_answers_that_do_not_record_absence(knowledge: Knowledge, answer: str) -> None:
+    assert concepts(facts_of(knowledge, observation(MYALGIA, valueString=answer))) == {"myalgia"}
+
+
+def test_note_on_a_record_coded_as_something_else_is_not_read(knowledge: Knowledge) -> None:
+    hypertension = code(SNOMED, "38341003", "Hypertensive disorder")
+    noted = condition(hypertension, note=[{"text": "Mentions muscle aches in the legs."}])
+    assert concepts(facts_of(knowledge, noted)) == set()
+
+
+def test_note_on_a_record_the_rule_knows_is_read(knowledge: Knowledge) -> None:
+    noted = condition(MYALGIA, note=[{"text": "Started after influenza last week."}])
+    assert concepts(facts_of(knowledge, noted)) == {"myalgia", "viral-illness"}
+
+
+def test_answer_to_an_unknown_question_code_is_read(knowledge: Knowledge) -> None:
+    chief_complaint = code(LOINC, "8661-1", "Chief complaint - Reported")
+    assert concepts(facts_of(knowledge, observation(chief_complaint, valueString="Muscle aches for 3 weeks"))) == {"myalgia"}
