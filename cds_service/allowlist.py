@@ -32,9 +32,10 @@ def parse_base(url: str) -> Base | None:
     except ValueError:
         return None
     scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if scheme not in _DEFAULT_PORTS or not host or parts.username or parts.password or parts.fragment:
+    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None or parts.password or "#" in url:
         return None
-    segments = unquote(parts.path).split("/")
+    # Servlet containers (Tomcat under HAPI FHIR) drop ";params" before resolving dot segments.
+    segments = [seg.split(";", 1)[0] for seg in unquote(parts.path).split("/")]
     if any(seg in (".", "..") for seg in segments) or "\\" in parts.path:
         return None
     return Base(scheme, host, port or _DEFAULT_PORTS[scheme], parts.path.rstrip("/"))
@@ -64,8 +65,9 @@ class FhirAllowList:
         return target is not None and any(base.covers(target) for base in self.bases)
 
     def allows_base(self, url: str) -> bool:
-        """A fhirServer must also carry no query string, since queries are appended to it."""
-        return not urlsplit(url).query and self.allows(url)
+        """A fhirServer must also carry no query string, not even an empty `?`, since queries are
+        appended to it."""
+        return "?" not in url and self.allows(url)
 
     def __add__(self, other: "FhirAllowList") -> "FhirAllowList":
         joined = FhirAllowList([])

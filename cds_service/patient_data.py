@@ -32,7 +32,7 @@ class PatientData:
             return
         rtype = resource.get("resourceType")
         if rtype == "Bundle":
-            for entry in _entries(resource):
+            for entry in self._entries(resource):
                 self.add(entry)
             return
         if not isinstance(rtype, str):
@@ -52,20 +52,26 @@ class PatientData:
         else:
             self.resources.setdefault(rtype, []).append(resource)
 
+    def _entries(self, bundle: dict[str, Any]) -> Iterator[Any]:
+        """The resources of a Bundle; entries that are not objects, or an `entry` that is not a
+        list, are counted as malformed."""
+        entries = bundle.get("entry")
+        if entries is None:
+            return
+        if not isinstance(entries, list):
+            self.malformed += 1
+            return
+        for entry in entries:
+            if isinstance(entry, dict) and "resource" in entry:
+                yield entry["resource"]
+            elif not isinstance(entry, dict) or entry:  # {} carries nothing to lose
+                self.malformed += 1
+
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
 
     def count(self) -> int:
         return sum(len(v) for v in self.resources.values()) + (1 if self.patient else 0)
-
-
-def _entries(bundle: dict[str, Any]) -> Iterator[Any]:
-    entries = bundle.get("entry")
-    if not isinstance(entries, list):
-        return
-    for entry in entries:
-        if isinstance(entry, dict) and "resource" in entry:
-            yield entry["resource"]
 
 
 def from_prefetch(prefetch: dict[str, Any] | None) -> PatientData:

@@ -43,6 +43,8 @@ def render(template: str, context: dict[str, Any], today: date) -> str:
             sign, days = m.group(1), int(m.group(2) or 0)
             return (today + timedelta(days=-days if sign == "-" else days)).isoformat()
         if (m := _CONTEXT.fullmatch(token)) and isinstance(value := context.get(m.group(1)), str):
+            if not value.strip("."):  # "." or ".." would be a dot segment: Patient/.. reads the base
+                raise UnresolvedToken(f"context value for {token!r} is only dots")
             return quote(value, safe="")
         raise UnresolvedToken(f"unresolved prefetch token {token!r}")
 

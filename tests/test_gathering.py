@@ -199,6 +199,10 @@ def test_unreachable_server_is_412(knowledge: Knowledge, fhir_state: FhirState) 
     "{base}/%2e%2e/admin",
     "http://user@{host}/fhir",
     "{base}?x=1",
+    "{base}?",
+    "{base}#",
+    "{base}/..;/admin",
+    "https://[ehr.example.org]/fhir",
     "file:///etc/passwd",
 ])
 def test_fhir_server_not_allowed(server: str, fetching: httpx.Client, fhir: tuple[LiveServer, FhirState],

@@ -1,0 +1,184 @@
+"""PatientData gathers raw resources from prefetch: Bundles and single resources, each once, junk counted.
+
+Null and absent keys add nothing; resources are de-duplicated by type and id; Medications are kept by
+id for medicationReference; the first Patient is the patient; nested Bundles are unpacked; anything
+that is not a resource object is counted as malformed and never stops the gathering.
+"""
+
+from typing import Any
+
+import pytest
+
+from cds_service.patient_data import RESOURCE_TYPES, PatientData, from_prefetch
+
+PATIENT = {"resourceType": "Patient", "id": "pt-1", "birthDate": "1950-01-01"}
+
+
+def resource(rtype: str, rid: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"resourceType": rtype, **({"id": rid} if rid is not None else {}), **fields}
+
+
+def bundle(*resources: Any) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+            "entry": [{"fullUrl": f"urn:uuid:{i}", "resource": r} for i, r in enumerate(resources)]}
+
+
+def test_null_absent_and_empty_prefetch_add_nothing() -> None:
+    for prefetch in [None, {}, {"patient": None, "conditions": None}, {"conditions": bundle()}]:
+        data = from_prefetch(prefetch)
+        assert data.patient is None
+        assert data.resources == {}
+        assert data.medications == {}
+        assert data.malformed == 0
+        assert data.count() == 0
+
+
+def test_single_resources_and_bundles_are_gathered_by_type() -> None:
+    condition = resource("Condition", "c-1")
+    observations = [resource("Observation", "o-1"), resource("Observation", "o-2")]
+    data = from_prefetch({
+        "patient": PATIENT,
+        "conditions": bundle(condition),
+        "observations": bundle(*observations),
+        "procedures": resource("Procedure", "p-1"),
+    })
+    assert data.patient is PATIENT
+    assert data.of_type("Condition") == [condition]
+    assert data.of_type("Observation") == observations
+    assert [r["id"] for r in data.of_type("Procedure")] == ["p-1"]
+    assert data.of_type("ServiceRequest") == []
+    assert data.count() == 5  # four resources and the patient
+    assert data.malformed == 0
+
+
+def test_the_same_resource_in_two_keys_is_kept_once() -> None:
+    first = resource("Observation", "o-1", status="final")
+    again = resource("Observation", "o-1", status="amended")
+    data = from_prefetch({"observations": bundle(first), "b12Results": bundle(again, first)})
+    assert data.of_type("Observation") == [first]  # the first copy wins
+    assert data.count() == 1
+
+
+def test_de_duplication_is_by_type_and_id_together() -> None:
+    data = from_prefetch({
+        "conditions": bundle(resource("Condition", "x")),
+        "observations": bundle(resource("Observation", "x")),
+        "b12Orders": bundle(resource("ServiceRequest", "x"), resource("ServiceRequest", "y")),
+    })
+    assert [r["id"] for r in data.of_type("Condition")] == ["x"]
+    assert [r["id"] for r in data.of_type("Observation")] == ["x"]
+    assert [r["id"] for r in data.of_type("ServiceRequest")] == ["x", "y"]
+    assert data.count() == 4
+
+
+def test_resources_without_a_string_id_are_all_kept() -> None:
+    no_id = resource("Condition", code={"text": "myalgia"})
+    numeric_id = resource("Condition", None, id=7)
+    data = from_prefetch({"conditions": bundle(no_id, no_id, numeric_id, numeric_id)})
+    assert data.of_type("Condition") == [no_id, no_id, numeric_id, numeric_id]
+    assert data.malformed == 0
+
+
+def test_medications_are_kept_by_id_for_medication_reference() -> None:
+    metformin = resource("Medication", "med-1", code={"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                                 "code": "6809"}]})
+    request = resource("MedicationRequest", "mr-1", medicationReference={"reference": "Medication/med-1"})
+    included = bundle(request, metformin)
+    included["entry"][1]["search"] = {"mode": "include"}
+    data = from_prefetch({"medications": included, "b12Administrations": bundle(resource("Medication", "med-1"))})
+    assert data.medications == {"med-1": metformin}  # the first copy, not a later one with the same id
+    assert data.of_type("MedicationRequest") == [request]
+    assert data.of_type("Medication") == []  # not a record of its own
+    assert data.count() == 1
+
+
+def test_a_medication_without_an_id_cannot_be_referenced_and_is_dropped() -> None:
+    data = from_prefetch({"medications": bundle(resource("Medication", code={"text": "metformin"}))})
+    assert data.medications == {}
+    assert data.resources == {}
+
+
+def test_the_first_patient_is_the_patient() -> None:
+    other = resource("Patient", "pt-2", birthDate="2015-01-01")
+    data = from_prefetch({"patient": PATIENT, "conditions": bundle(other, resource("Condition", "c-1"))})
+    assert data.patient is PATIENT
+    assert data.of_type("Patient") == []
+    assert data.count() == 2
+
+
+def test_nested_bundles_are_unpacked() -> None:
+    inner = bundle(resource("Condition", "c-2"), bundle(resource("Observation", "o-1")))
+    data = from_prefetch({"conditions": bundle(resource("Condition", "c-1"), inner, resource("Condition", "c-1"))})
+    assert [r["id"] for r in data.of_type("Condition")] == ["c-1", "c-2"]
+    assert [r["id"] for r in data.of_type("Observation")] == ["o-1"]
+    assert "Bundle" not in data.resources
+
+
+def test_a_deeply_nested_bundle_is_not_fatal() -> None:
+    deep: dict[str, Any] = bundle(resource("Condition", "c-deep"))
+    for _ in range(300):
+        deep = bundle(deep)
+    data = from_prefetch({"conditions": deep})
+    assert [r["id"] for r in data.of_type("Condition")] == ["c-deep"]
+
+
+@pytest.mark.parametrize("bad", [
+    {},  # no resourceType
+    {"id": "c-1", "code": {}},
+    {"resourceType": 5, "id": "c-1"},
+    {"resourceType": None},
+    None,
+    "Condition/c-1",
+    42,
+    [resource("Condition", "c-1")],
+])
+def test_a_malformed_entry_is_counted_and_the_rest_still_gathered(bad: Any) -> None:
+    good = resource("Condition", "c-2")
+    conditions = bundle(good)
+    conditions["entry"].insert(0, {"resource": bad})
+    data = from_prefetch({"conditions": conditions, "patient": PATIENT})
+    assert data.malformed == 1
+    assert data.of_type("Condition") == [good]
+    assert data.patient is PATIENT
+
+
+def test_malformed_counts_add_up_across_keys_and_calls() -> None:
+    conditions = bundle(resource("Condition", "c-1"))
+    conditions["entry"] += [{"resource": {}}] * 3
+    data = from_prefetch({"conditions": conditions, "observations": bundle(None, "x")})
+    assert data.malformed == 5
+    data.add(7)
+    data.add(resource("Observation", "o-1"))
+    assert data.malformed == 6
+    assert data.count() == 2
+
+
+def test_a_bundle_without_usable_entries_adds_nothing() -> None:
+    for odd in [{"resourceType": "Bundle"}, {"resourceType": "Bundle", "entry": None},
+                {"resourceType": "Bundle", "entry": [{"fullUrl": "urn:uuid:1"}]}]:
+        data = from_prefetch({"conditions": odd})
+        assert data.resources == {}
+        assert data.patient is None
+
+
+@pytest.mark.parametrize("entry", [[42], ["Condition/c-1"], [None], {"resource": {"resourceType": "Condition"}}])
+def test_a_bundle_entry_that_is_not_an_object_is_counted(entry: Any) -> None:
+    data = from_prefetch({"conditions": {"resourceType": "Bundle", "type": "searchset", "entry": entry}})
+    assert data.malformed == 1
+
+
+def test_the_input_is_not_modified() -> None:
+    prefetch = {"patient": PATIENT, "conditions": bundle(resource("Condition", "c-1"), {}, resource("Condition", "c-1"))}
+    before = repr(prefetch)
+    from_prefetch(prefetch)
+    assert repr(prefetch) == before
+
+
+def test_other_resource_types_are_kept_but_the_rule_reads_only_its_own() -> None:
+    outcome = resource("OperationOutcome", "oo-1", issue=[{"severity": "information", "code": "informational"}])
+    data = PatientData()
+    data.add(bundle(resource("Condition", "c-1"), outcome))
+    assert data.of_type("OperationOutcome") == [outcome]
+    assert "OperationOutcome" not in RESOURCE_TYPES
+    assert set(RESOURCE_TYPES) >= {"Condition", "Observation", "MedicationRequest", "MedicationStatement",
+                                   "MedicationAdministration", "Procedure", "ServiceRequest"}
