@@ -1,6 +1,6 @@
 """One hook call from raw body to CDS response: the path shared by `serve` and `evaluate`."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +40,7 @@ class Evaluation:
     assessment: Assessment | OrderAssessment | None = None
     resources: int = 0
     skipped: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    other_patient: int = 0  # resources naming another patient, left out
 
 
 def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
@@ -90,7 +90,7 @@ def evaluate(
 ) -> Evaluation:
     """Validate, gather facts, assess, render. Pure apart from the uuids on the cards."""
     request, context = parse_request(service, data)
-    patient_data = from_prefetch(request.prefetch)
+    patient_data = from_prefetch(request.prefetch, context.patientId)
     facts = extract_facts(patient_data, knowledge)
     today = now.date()
     who = (context.patientId, today, context.encounterId, context.userId)
@@ -105,11 +105,12 @@ def evaluate(
             order_assessment = assess_order_sign(facts, all_drafts, knowledge, today)
         if order_assessment.fires:
             cards.append(render_order_card(order_assessment, knowledge, *who))
-        return Evaluation(CdsResponse(cards=cards), order_assessment, patient_data.count(), skipped + all_drafts.skipped)
+        return Evaluation(CdsResponse(cards=cards), order_assessment, patient_data.count(), skipped + all_drafts.skipped,
+                          patient_data.other_patient)
     assessment = assess(facts, knowledge, today)
     if assessment.fires:
         cards.append(render_card(assessment, knowledge, *who))
-    return Evaluation(CdsResponse(cards=cards), assessment, patient_data.count(), skipped)
+    return Evaluation(CdsResponse(cards=cards), assessment, patient_data.count(), skipped, patient_data.other_patient)
 
 
 def response_bytes(response: BaseModel) -> bytes:

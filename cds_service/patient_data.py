@@ -17,12 +17,19 @@ RESOURCE_TYPES = (
 
 @dataclass
 class PatientData:
-    """Raw resources by type, de-duplicated by id; nothing is validated here."""
+    """Raw resources by type, de-duplicated by id; nothing is validated here.
 
+    With `patient_id` set, a resource that names another patient (a Patient with another id, a
+    subject reference to another Patient) is left out and counted: an EHR whose prefetch lost its
+    patient filter must not lend one patient's findings to another.
+    """
+
+    patient_id: str | None = None
     patient: dict[str, Any] | None = None
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     medications: dict[str, dict[str, Any]] = field(default_factory=dict)
     malformed: int = 0
+    other_patient: int = 0
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, resource: Any) -> None:
@@ -37,6 +44,9 @@ class PatientData:
             return
         if not isinstance(rtype, str):
             self.malformed += 1
+            return
+        if self.patient_id is not None and _names_other_patient(resource, rtype, self.patient_id):
+            self.other_patient += 1
             return
         rid = resource.get("id")
         if isinstance(rid, str):
@@ -74,9 +84,29 @@ class PatientData:
         return sum(len(v) for v in self.resources.values()) + (1 if self.patient else 0)
 
 
-def from_prefetch(prefetch: dict[str, Any] | None) -> PatientData:
+def _names_other_patient(resource: dict[str, Any], rtype: str, patient_id: str) -> bool:
+    if rtype == "Patient":
+        rid = resource.get("id")
+        return isinstance(rid, str) and rid != patient_id
+    named = patient_of(resource.get("subject"))
+    return named is not None and named != patient_id
+
+
+def patient_of(reference: Any) -> str | None:
+    """The Patient id a Reference points at (`Patient/1`, an absolute URL, a versioned one), or None
+    when it names no Patient or cannot be read (a `urn:uuid:`, an identifier-only reference)."""
+    ref = reference.get("reference") if isinstance(reference, dict) else None
+    if not isinstance(ref, str):
+        return None
+    parts = ref.split("?", 1)[0].split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] else None
+
+
+def from_prefetch(prefetch: dict[str, Any] | None, patient_id: str | None = None) -> PatientData:
     """Gather every prefetched resource; null and absent keys simply add nothing."""
-    data = PatientData()
+    data = PatientData(patient_id=patient_id)
     for value in (prefetch or {}).values():
         if value is not None:
             data.add(value)

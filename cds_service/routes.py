@@ -74,6 +74,9 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
         data = await complete_prefetch(service, data, request.app.state.fetcher, now.date(), caller_servers(request))
     result = evaluate(service, data, knowledge, now)
     request.app.state.audit.record(service.id, data, result)
+    if result.other_patient:
+        log.warning("prefetch held %d resources for another patient; left out (check the EHR's prefetch "
+                    "queries) service=%s", result.other_patient, service.id)
     log.info(
         "hook answered service=%s hookInstance=%s outcome=%s cards=%d resources=%d skipped=%d ms=%.1f",
         service.id, str(data.get("hookInstance"))[:64],

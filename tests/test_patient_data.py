@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.patient_data import RESOURCE_TYPES, PatientData, from_prefetch
+from cds_service.patient_data import RESOURCE_TYPES, PatientData, from_prefetch, patient_of
 
 PATIENT = {"resourceType": "Patient", "id": "pt-1", "birthDate": "1950-01-01"}
 
@@ -182,3 +182,26 @@ def test_other_resource_types_are_kept_but_the_rule_reads_only_its_own() -> None
     assert "OperationOutcome" not in RESOURCE_TYPES
     assert set(RESOURCE_TYPES) >= {"Condition", "Observation", "MedicationRequest", "MedicationStatement",
                                    "MedicationAdministration", "Procedure", "ServiceRequest"}
+
+
+@pytest.mark.parametrize(("reference", "named"), [
+    ("Patient/p1", "p1"),
+    ("https://ehr.example.org/fhir/Patient/p1", "p1"),
+    ("Patient/p1/_history/4", "p1"),
+    ("urn:uuid:6b8e6f4e-1f3c-4b7a-9a44-2f4c2d1f0a11", None),
+    ("Group/g1", None),
+    ("Patient/", None),
+])
+def test_patient_of_reads_the_patient_a_reference_names(reference: str, named: str | None) -> None:
+    assert patient_of({"reference": reference}) == named
+
+
+def test_resources_for_another_patient_are_left_out_and_counted() -> None:
+    mine = resource("Condition", "c-1", subject={"reference": "Patient/p1"})
+    theirs = resource("Condition", "c-2", subject={"reference": "https://ehr.example.org/fhir/Patient/p2"})
+    unreadable = resource("Condition", "c-3", subject={"reference": "urn:uuid:1"})
+    other_patient = {"resourceType": "Patient", "id": "p2", "birthDate": "1950-01-01"}
+    data = from_prefetch({"patient": other_patient, "conditions": bundle(mine, theirs, unreadable)}, "p1")
+    assert [r["id"] for r in data.of_type("Condition")] == ["c-1", "c-3"]
+    assert data.patient is None and data.other_patient == 2
+    assert from_prefetch({"conditions": bundle(mine, theirs)}).other_patient == 0  # no patient id: no check
