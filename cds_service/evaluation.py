@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from cds_service.assessment import Assessment, assess
 from cds_service.draft_orders import draft_resources, read_drafts, selected_only
-from cds_service.errors import BadRequest, NotFound
+from cds_service.errors import BadRequest, NotFound, PreconditionFailed
 from cds_service.facts import extract_facts
 from cds_service.knowledge import Knowledge
 from cds_service.order_rendering import render_order_card
@@ -91,6 +91,12 @@ def evaluate(
     """Validate, gather facts, assess, render. Pure apart from the uuids on the cards."""
     request, context = parse_request(service, data)
     patient_data = from_prefetch(request.prefetch, context.patientId)
+    if patient_data.patient is None and patient_data.foreign_patient:
+        # Age and sex would be unknown, so the age exclusion could not hold: do not guess.
+        raise PreconditionFailed(
+            "The Patient resource sent or fetched is not the patient in context.",
+            [{"key": "patient", "reason": "another patient's record"}],
+        )
     facts = extract_facts(patient_data, knowledge)
     today = now.date()
     who = (context.patientId, today, context.encounterId, context.userId)

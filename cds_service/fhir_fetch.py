@@ -40,7 +40,7 @@ def new_client(deadline: float) -> httpx.AsyncClient:
         timeout=httpx.Timeout(deadline),
         follow_redirects=False,
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        headers={"Accept": FHIR_JSON},
+        headers={"Accept": FHIR_JSON, "Accept-Encoding": "identity"},
     )
 
 
@@ -58,8 +58,13 @@ class FhirReader:
         """Every query concurrently; whatever is unfinished at the deadline fails with "timeout"."""
         started = time.perf_counter()
         tasks = {key: asyncio.create_task(self._read_one(base, q, token)) for key, q in queries.items()}
-        if tasks:
-            await asyncio.wait(tasks.values(), timeout=deadline)
+        try:
+            if tasks:
+                await asyncio.wait(tasks.values(), timeout=deadline)
+        except asyncio.CancelledError:  # the call's own deadline passed: stop reading on its behalf
+            for task in tasks.values():
+                task.cancel()
+            raise
         results: dict[str, Fetched] = {}
         for key, task in tasks.items():
             if not task.done():
@@ -86,6 +91,8 @@ class FhirReader:
                 pages += 1
                 if body.get("resourceType") != expected:
                     raise FetchFailed("malformed response")
+                if expected == "Bundle" and _has_error_outcome(body):
+                    raise FetchFailed("search reported an error")  # an incomplete result is not "nothing found"
                 if first is None:
                     first = body
                 elif isinstance(entries := body.get("entry"), list):
@@ -101,6 +108,8 @@ class FhirReader:
             return Fetched(failure="timeout", pages=pages)
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError):
             return Fetched(failure="connection failed", pages=pages)
+        except UnicodeEncodeError:  # a token or URL that cannot be sent as HTTP header/request bytes
+            return Fetched(failure="request cannot be sent", pages=pages)
         if first is not None and expected == "Bundle":
             first.pop("link", None)
         return Fetched(resource=first, pages=pages)
@@ -112,8 +121,11 @@ class FhirReader:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise FetchFailed("response too large")  # said so up front: nothing is read
+            if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+                # We ask for identity: a compressed body could inflate far past the cap in one read.
+                raise FetchFailed("compressed response")
             chunks, size = [], 0
-            async for chunk in response.aiter_bytes():  # streamed: never buffered past the cap
+            async for chunk in response.aiter_raw():  # streamed: never buffered past the cap
                 size += len(chunk)
                 if size > self.max_body_bytes:
                     raise FetchFailed("response too large")
@@ -125,6 +137,18 @@ class FhirReader:
         if not isinstance(body, dict):
             raise FetchFailed("malformed response")
         return body
+
+
+def _has_error_outcome(bundle: dict[str, Any]) -> bool:
+    """A search Bundle carrying an OperationOutcome with an error or fatal issue (search.mode outcome)."""
+    entries = bundle.get("entry")
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+            issues = resource.get("issue")
+            if any(isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in (issues if isinstance(issues, list) else ())):
+                return True
+    return False
 
 
 def _next_link(bundle: dict[str, Any]) -> str | None:

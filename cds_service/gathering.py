@@ -4,8 +4,10 @@ Policy (docs/connecting-ehrs.md): with fetching configured, a missing key is fet
 request's fhirServer when that server is allowed. If an ESSENTIAL key (the trigger, a suppressor,
 the age exclusion) cannot be had -- server not allowed, no fhirServer, HTTP error, timeout,
 malformed body -- the call is answered 412, because evaluating without it could show a card
-wrongly. Other keys that fail are left out. With fetching not configured at all (the default),
-the service is prefetch-only and evaluates what was sent, as before.
+wrongly. Other keys that fail are left out. A key the client answered with an OperationOutcome
+(CDS Hooks 2.0: it could not prefetch) counts as missing. With fetching not configured at all (the
+default), the service is prefetch-only and evaluates what was sent, except that an essential key
+reported as failed is answered 412.
 """
 
 import logging
@@ -19,7 +21,7 @@ from cds_service.allowlist import FhirAllowList
 from cds_service.errors import PreconditionFailed
 from cds_service.evaluation import parse_request
 from cds_service.fhir_fetch import FhirReader, new_client
-from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, missing_keys, render
+from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, failed_prefetch, missing_keys, render
 from cds_service.services import ServiceDefinition
 from cds_service.settings import Settings
 
@@ -59,7 +61,17 @@ async def complete_prefetch(
     """The request with absent/null prefetch keys filled from fhirServer; no network if none are."""
     request, _ = parse_request(service, data)
     missing = missing_keys(service.prefetch, request.prefetch)
-    if not missing or not fetcher.enabled:
+    if not missing:
+        return data
+    if not fetcher.enabled:
+        # Prefetch-only: absent keys are evaluated as sent, but a key the EHR says it failed to
+        # prefetch is not "nothing found": without an essential one the answer could be wrong.
+        reported = sorted(k for k in missing if k in ESSENTIAL_KEYS and failed_prefetch((request.prefetch or {}).get(k)))
+        if reported:
+            raise PreconditionFailed(
+                f"The EHR reported that prefetching failed for needed data: {', '.join(reported)}.",
+                [{"key": k, "reason": "prefetch failed (OperationOutcome)"} for k in reported],
+            )
         return data
     essential = sorted(k for k in missing if k in ESSENTIAL_KEYS)
     allow = fetcher.allow + caller_servers if caller_servers else fetcher.allow
@@ -93,6 +105,6 @@ async def complete_prefetch(
             f"Could not get needed data from the FHIR server: {', '.join(lost)}.",
             [{"key": k, "reason": failures[k]} for k in lost],
         )
-    prefetch = dict(request.prefetch or {})
+    prefetch = {k: v for k, v in (request.prefetch or {}).items() if not failed_prefetch(v)}
     prefetch.update({k: r.resource for k, r in results.items() if r.resource is not None})
     return {**data, "prefetch": prefetch}

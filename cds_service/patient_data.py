@@ -30,6 +30,7 @@ class PatientData:
     medications: dict[str, dict[str, Any]] = field(default_factory=dict)
     malformed: int = 0
     other_patient: int = 0
+    foreign_patient: bool = False  # a Patient resource with another id was sent
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, resource: Any) -> None:
@@ -47,6 +48,7 @@ class PatientData:
             return
         if self.patient_id is not None and _names_other_patient(resource, rtype, self.patient_id):
             self.other_patient += 1
+            self.foreign_patient = self.foreign_patient or rtype == "Patient"
             return
         rid = resource.get("id")
         if isinstance(rid, str):

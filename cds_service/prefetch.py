@@ -52,6 +52,11 @@ def render(template: str, context: dict[str, Any], today: date) -> str:
 
 
 def missing_keys(templates: dict[str, str], prefetch: dict[str, Any] | None) -> list[str]:
-    """Template keys the client left absent or null (both mean: the service may fetch itself)."""
+    """Template keys the client left absent or null (both mean: the service may fetch itself), or
+    answered with an OperationOutcome (CDS Hooks 2.0: the client could not prefetch that key)."""
     given = prefetch or {}
-    return [key for key in templates if given.get(key) is None]
+    return [key for key in templates if given.get(key) is None or failed_prefetch(given.get(key))]
+
+
+def failed_prefetch(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
