@@ -16,11 +16,11 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from cds_service.evaluation import Evaluation
 from cds_service.settings import Settings
-from cds_service.storage import Storage
+from cds_service.storage import Storage, storable
 
 log = logging.getLogger("cds_service.audit")
 KEY_FILE = "patient-hash.key"
@@ -84,7 +84,7 @@ class AuditLog:
         context = data.get("context") or {}
         base = {
             "service_id": service_id,
-            "hook_instance": str(data.get("hookInstance", ""))[:128],
+            "hook_instance": storable(str(data.get("hookInstance", ""))[:128]),
             "shown_at": naive_utc(datetime.now(UTC)),
             "variant": assessment.variant if assessment else None,
             "criteria": assessment.criteria if assessment else [],
@@ -141,7 +141,12 @@ class AuditLog:
                     return
                 continue
             try:
-                self.storage.add_audit(batch)
+                try:
+                    self.storage.add_audit(batch)
+                    self.written += len(batch)
+                except DataError:  # a row the database refuses as data, not an outage
+                    self._write_each(batch)
+                batch = []
             except SQLAlchemyError as exc:
                 if self.database_up:
                     log.error("audit database unavailable (%s); buffering", type(exc).__name__)
@@ -155,6 +160,16 @@ class AuditLog:
             if not self.database_up:
                 log.warning("audit database available again")
             self.database_up, delay = True, RETRY_MIN
-            self.written += len(batch)
             self._held = 0
-            batch = []
+
+    def _write_each(self, batch: list[dict[str, Any]]) -> None:
+        """Write a refused batch row by row, dropping (and counting) only the rows refused as data;
+        a batch is emptied as it goes, so an outage midway retries only what is left."""
+        while batch:
+            try:
+                self.storage.add_audit(batch[:1])
+                self.written += 1
+            except DataError:
+                self.dropped += 1
+                log.error("an audit record was refused by the database as invalid data and dropped")
+            batch.pop(0)

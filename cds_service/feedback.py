@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from cds_service.audit import naive_utc
 from cds_service.errors import BadRequest, ServiceUnavailable
 from cds_service.evaluation import parse_json_object, validation_details
 from cds_service.protocol import FeedbackRequest
-from cds_service.storage import Storage
+from cds_service.storage import Storage, storable
 
 log = logging.getLogger("cds_service.feedback")
 
@@ -28,20 +28,30 @@ def parse_feedback(body: bytes) -> FeedbackRequest:
         raise BadRequest("The request is not a valid CDS Hooks feedback body.", validation_details(exc)) from None
 
 
+USER_COMMENT_MAX = 4000  # characters kept of a clinician's comment; the rest is cut, not refused
+
+
 def feedback_rows(service_id: str, request: FeedbackRequest) -> list[dict[str, Any]]:
     received = naive_utc(datetime.now(UTC))
     rows = []
-    for item in request.feedback:
+    for i, item in enumerate(request.feedback):
         reason = item.overrideReason.reason if item.overrideReason else None
+        comment = item.overrideReason.userComment if item.overrideReason else None
+        try:
+            outcome_at = naive_utc(item.outcomeTimestamp)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 lies past year 9999 in UTC
+            raise BadRequest("The feedback is not valid.", [
+                {"loc": f"feedback.{i}.outcomeTimestamp", "msg": "out of range once converted to UTC"}
+            ]) from None
         rows.append({
             "card_uuid": str(item.card),
             "service_id": service_id,
             "outcome": item.outcome,
-            "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []],
-            "override_system": reason.system if reason else None,
-            "override_code": reason.code if reason else None,
-            "user_comment": item.overrideReason.userComment if item.overrideReason else None,
-            "outcome_at": naive_utc(item.outcomeTimestamp),
+            "accepted_suggestions": [storable(s.id) for s in item.acceptedSuggestions or []],
+            "override_system": storable(reason.system) if reason else None,
+            "override_code": storable(reason.code) if reason else None,
+            "user_comment": storable(comment[:USER_COMMENT_MAX]) if comment else comment,
+            "outcome_at": outcome_at,
             "received_at": received,
         })
     return rows
@@ -51,6 +61,9 @@ async def store_feedback(storage: Storage, rows: list[dict[str, Any]]) -> None:
     """All rows in one transaction, or ServiceUnavailable within about `db_timeout`."""
     try:
         await asyncio.wait_for(asyncio.to_thread(storage.add_feedback, rows), storage.timeout + 1)
+    except DataError:
+        log.warning("feedback refused by the database: a value cannot be stored")
+        raise BadRequest("A value in the feedback cannot be stored.") from None
     except (SQLAlchemyError, TimeoutError) as exc:
         log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
         raise ServiceUnavailable("The feedback could not be stored now; try again later.") from None

@@ -3,8 +3,8 @@
 The body limit is an ASGI middleware so that it holds for every route, whether the client sends
 an honest Content-Length, a false one, or none at all (chunked): the bytes are counted as they
 arrive and the read fails with 413 the moment the limit is passed. The deadline bounds the async
-part of a hook call (reading the body, fetching from fhirServer); past it the call answers 503,
-never a made-up empty card list.
+part of a hook call (reading the body, fetching from fhirServer) and the body read of a feedback
+call; past it the call answers 503, never a made-up empty card list.
 """
 
 import asyncio

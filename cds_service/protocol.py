@@ -175,7 +175,7 @@ class OverrideReason(_Lenient):
     """https://cds-hooks.hl7.org/2.0/#overridereason"""
 
     reason: ReasonCoding | None = None
-    userComment: str | None = Field(default=None, max_length=4000)
+    userComment: str | None = None  # stored up to feedback.USER_COMMENT_MAX characters
 
 
 class AcceptedSuggestion(_Lenient):

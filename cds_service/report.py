@@ -38,7 +38,7 @@ def _period(column: Any, since: date | None, until: date | None) -> ColumnElemen
     conditions = []
     if since:
         conditions.append(column >= datetime.combine(since, time.min))
-    if until:
+    if until and until < date.max:  # date.max ("no end") has no next day
         conditions.append(column < datetime.combine(until + timedelta(days=1), time.min))
     return and_(true(), *conditions)
 
@@ -53,7 +53,8 @@ def build_report(engine: Engine, since: date | None = None, until: date | None =
     feedback_query = (
         select(
             card_feedback.c.service_id, card_audit.c.variant, card_feedback.c.outcome,
-            card_feedback.c.override_system, card_feedback.c.override_code, func.count(),
+            card_feedback.c.override_system, card_feedback.c.override_code,
+            func.count(func.distinct(card_feedback.c.card_uuid)),  # an EHR's retry is not a second outcome
         )
         .select_from(joined)
         .where(_period(card_feedback.c.outcome_at, since, until))

@@ -93,7 +93,8 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
 async def feedback(service_id: str, request: Request, services: ServicesDep) -> Response:
     service = find_service(services, service_id)
     _require_json(request)
-    body = parse_feedback(await request.body())
+    async with deadline(request.app.state.settings.request_deadline_seconds):
+        body = parse_feedback(await request.body())
     await store_feedback(request.app.state.storage, feedback_rows(service.id, body))
     log.info("feedback stored service=%s items=%d", service.id, len(body.feedback))
     return _json(b"{}")

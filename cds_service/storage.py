@@ -46,6 +46,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+def storable(text: str | None) -> str | None:
+    """Text as both databases can hold it: PostgreSQL refuses NUL characters in text."""
+    return text.replace("\x00", "") if text is not None else None
+
+
 def create_db_engine(settings: Settings) -> Engine:
     url = database_url(settings)
     timeout = settings.db_timeout

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import httpx
 from sqlalchemy import select
 
 from cds_service.app import create_app
+from cds_service.audit import AuditLog, naive_utc
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from cds_service.storage import Storage, create_db_engine
@@ -160,3 +162,25 @@ def test_read_only_database_never_fails_a_hook_call(tmp_path: Path, knowledge: K
 
 def _feedback(card: str) -> dict[str, Any]:
     return {"feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": "2026-11-25T02:00:14Z"}]}
+
+
+def test_a_record_the_database_refuses_as_data_is_dropped_alone(pg_server: PostgresServer, tmp_path: Path) -> None:
+    """A row PostgreSQL refuses (a NUL in text, put straight on the queue past record()'s cleaning)
+    is dropped and counted; the rest of its batch is written and the writer carries on."""
+    settings = Settings(data_dir=tmp_path, database_url=pg_server.new_database(), patient_hash_key="k")
+    storage = Storage(settings)
+    audit = AuditLog(storage, b"k", "test", 100)
+    row = {"service_id": "b12-myalgia-patient-view", "shown_at": naive_utc(datetime.now(UTC)), "variant": "test-b12",
+           "criteria": [], "knowledge_version": "test", "patient_hash": "0" * 64}
+    for i, hook_instance in enumerate(["ok-1", "bad\u0000one", "ok-2"]):
+        audit.queue.put({**row, "hook_instance": hook_instance, "card_uuid": f"card-{i}"})
+    audit.start()
+    try:
+        deadline = time.monotonic() + 10
+        while audit.stats()["written"] + audit.stats()["dropped"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert audit.stats() == {"queued": 0, "written": 2, "dropped": 1, "database": "up"}
+    finally:
+        audit.stop()
+        storage.close()
+    assert sorted(r["hook_instance"] for r in audit_rows(settings)) == ["ok-1", "ok-2"]
