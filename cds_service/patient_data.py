@@ -90,7 +90,10 @@ def _names_other_patient(resource: dict[str, Any], rtype: str, patient_id: str) 
     if rtype == "Patient":
         rid = resource.get("id")
         return isinstance(rid, str) and rid != patient_id
-    named = patient_of(resource.get("subject"))
+    subject = resource.get("subject")
+    if isinstance(subject, dict) and subject.get("reference") == "Patient/" + patient_id:
+        return False  # the usual case, without parsing
+    named = patient_of(subject)
     return named is not None and named != patient_id
 
 
