@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     app.add_middleware(ClientJwtMiddleware, authenticator=app.state.authenticator, on_error=error_response)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins,
-        allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type"],
+        allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type", REQUEST_ID_HEADER.lower()],
         expose_headers=[REQUEST_ID_HEADER],
     )
     app.add_middleware(RequestIdMiddleware)

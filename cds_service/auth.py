@@ -5,8 +5,10 @@ key from that issuer's configured JWKS (a `jku` header is never followed).
 `aud` must be the URL called, and `exp`, `iat` and a not-yet-seen `jti` are required.
 """
 
+import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +33,9 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 )
 MAX_LIFETIME_SECONDS = 300  # the spec: exp no more than 5 minutes after iat
+MIN_RSA_BITS = 2048  # RFC 7518 3.3
+REPLAY_PURGE_SECONDS = 60.0
+MAX_TOKEN_CHARS = 16_384  # far above any real CDS Hooks JWT; larger is refused before decoding
 JWKS_FETCH_TIMEOUT = 3.0
 _DESCRIPTIONS: dict[type[Exception], str] = {
     jwt.ExpiredSignatureError: "token expired",
@@ -60,38 +65,49 @@ class JwksSource:
     location: str
     refresh: float
     keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
+    algs: dict[str, str] = field(default_factory=dict)  # the alg a key declares, when it does
     loaded_at: float | None = None
+    _loading: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        if self.is_url and not (self.location.startswith("https://") or is_loopback_url(self.location)):
+        if self.is_url and not (self.location.lower().startswith("https://") or is_loopback_url(self.location)):
             raise ValueError(f"JWKS URL must be https (http only on loopback): {self.location!r}")
 
     @property
     def is_url(self) -> bool:
-        return self.location.startswith(("https://", "http://"))
+        return self.location.lower().startswith(("https://", "http://"))
 
     async def key(self, kid: str, client: httpx.AsyncClient | None) -> jwt.PyJWK | None:
-        stale = self.loaded_at is None or time.monotonic() - self.loaded_at >= self.refresh
-        if kid not in self.keys and stale:
-            await self._load(client)
+        if kid not in self.keys:
+            async with self._loading:  # concurrent calls wait for the one load, never see it half done
+                stale = self.loaded_at is None or time.monotonic() - self.loaded_at >= self.refresh
+                if kid not in self.keys and stale:
+                    await self._load(client)
         return self.keys.get(kid)
 
     async def _load(self, client: httpx.AsyncClient | None) -> None:
         self.loaded_at = time.monotonic()  # also rate-limits retries after a failure
         try:
-            raw = await self._read(client)
+            async with asyncio.timeout(JWKS_FETCH_TIMEOUT):  # in all, not per read
+                raw = await self._read(client)
             keys: dict[str, jwt.PyJWK] = {}
+            algs: dict[str, str] = {}
             for k in raw.get("keys", []) if isinstance(raw.get("keys"), list) else []:
-                if isinstance(k, dict) and "kid" in k and k.get("kty") in ("EC", "RSA"):
+                if isinstance(k, dict) and "kid" in k and k.get("kty") in ("EC", "RSA") and k.get("use", "sig") == "sig":
                     try:  # one malformed key must not take the issuer's other keys with it
-                        keys[str(k["kid"])] = jwt.PyJWK.from_dict(k)
-                    except (ValueError, TypeError, KeyError, jwt.PyJWTError):
+                        jwk = jwt.PyJWK.from_dict(k)
+                        if k["kty"] == "RSA" and jwk.key.key_size < MIN_RSA_BITS:
+                            raise ValueError("RSA key too short")
+                        keys[str(k["kid"])] = jwk
+                        if isinstance(k.get("alg"), str):
+                            algs[str(k["kid"])] = k["alg"]
+                    except (ValueError, TypeError, KeyError, AttributeError, jwt.PyJWTError):
                         log.warning("JWKS %s: skipped an unusable key", self.location)
             if keys or not self.keys:
-                self.keys = keys
+                self.keys, self.algs = keys, algs
             else:  # an empty answer is far likelier a publishing fault than a revocation of every key
                 log.warning("JWKS %s returned no usable keys; keeping %d cached keys", self.location, len(self.keys))
-        except (OSError, ValueError, TypeError, httpx.HTTPError, jwt.PyJWTError) as exc:
+        except (OSError, ValueError, TypeError, httpx.HTTPError, jwt.PyJWTError, TimeoutError) as exc:
             log.warning("could not load JWKS %s: %s (keeping %d cached keys)", self.location, type(exc).__name__, len(self.keys))
 
     async def _read(self, client: httpx.AsyncClient | None) -> dict[str, Any]:
@@ -123,11 +139,13 @@ class ReplayCache:
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str], float] = {}
+        self._next_purge = 0.0
 
     def check_and_add(self, issuer: str, jti: str, expires: float) -> bool:
         now = time.time()
-        if len(self.seen) > 1000:
+        if now >= self._next_purge:  # expired entries go once a minute: cost stays flat under load
             self.seen = {k: exp for k, exp in self.seen.items() if exp > now}
+            self._next_purge = now + REPLAY_PURGE_SECONDS
         key = (issuer, jti)
         if self.seen.get(key, 0) > now:
             return False
@@ -164,7 +182,7 @@ class Authenticator:
         except jwt.PyJWTError:
             raise InvalidToken("token is malformed") from None
         alg, kid, issuer = header.get("alg"), header.get("kid"), claims.get("iss")
-        if alg not in ASYMMETRIC_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS:
             raise InvalidToken("alg must be an asymmetric algorithm (ES*, RS*, PS*)")
         if not isinstance(issuer, str) or issuer not in self.sources:
             raise InvalidToken("issuer is not trusted")
@@ -176,6 +194,8 @@ class Authenticator:
         key = await source.key(kid, self.client)
         if key is None:
             raise InvalidToken("kid is not in the issuer's JWKS")
+        if source.algs.get(kid, alg) != alg:  # RFC 8725 3.1: a key is used with its one algorithm
+            raise InvalidToken("alg is not the algorithm the key is published for")
         try:
             verified = jwt.decode(
                 token, key.key, algorithms=[alg], audience=audience, issuer=issuer, leeway=self.leeway,
@@ -184,16 +204,33 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             description = next((d for t, d in _DESCRIPTIONS.items() if isinstance(exc, t)), "token is not valid")
             raise InvalidToken(description) from None
+        except (TypeError, ValueError):  # e.g. an RS* alg naming an EC key: the key cannot verify it
+            raise InvalidToken("alg does not fit the key") from None
         if not isinstance(verified["jti"], str) or not verified["jti"]:
             raise InvalidToken("jti must be a non-empty string")
-        if float(verified["exp"]) - float(verified["iat"]) > MAX_LIFETIME_SECONDS + self.leeway:
+        try:
+            exp, iat = _numeric_date(verified["exp"]), _numeric_date(verified["iat"])
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidToken("exp and iat must be numeric dates") from None
+        if exp - iat > MAX_LIFETIME_SECONDS:  # both from the issuer's clock: no skew to allow for
             raise InvalidToken("token lifetime exceeds 5 minutes")
-        expires = float(verified["exp"]) + self.leeway
+        expires = exp + self.leeway
         if not self.replays.check_and_add(issuer, verified["jti"], expires):
             raise InvalidToken("jti has been used before")
         if self.ledger is not None and await self.ledger.first_use(issuer, verified["jti"], expires) is False:
             raise InvalidToken("jti has been used before")
         return Caller(issuer, self.servers[issuer])
+
+
+def _numeric_date(value: Any) -> float:
+    """A JWT NumericDate: a JSON number (RFC 7519 2), finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not finite")
+    return number
+
 
 
 class ClientJwtMiddleware:
@@ -218,6 +255,8 @@ class ClientJwtMiddleware:
         try:
             if scheme.lower() != "bearer" or not token.strip():
                 raise InvalidToken("a Bearer token is required")
+            if len(token) > MAX_TOKEN_CHARS:
+                raise InvalidToken("token is too large")
             request.state.caller = await self.auth.verify(token.strip(), self.auth.audience(request))
         except InvalidToken as exc:
             response = self.on_error(exc.status_code, exc.code, exc.message, None, exc.headers)
