@@ -57,6 +57,6 @@ def render_order_card(
     drafts = [f.reference for f in oa.ordered if f.reference]
     suggestions = None
     if drafts:
-        remove = Action(type="delete", description=w.remove_duplicate_label, resourceId=drafts)
-        suggestions = [Suggestion(label=w.remove_duplicate_label, uuid=new_id(), isRecommended=False, actions=[remove])]
+        removals = [Action(type="delete", description=w.remove_duplicate_label, resourceId=ref) for ref in drafts]
+        suggestions = [Suggestion(label=w.remove_duplicate_label, uuid=new_id(), isRecommended=False, actions=removals)]
     return card_frame(k, variant.summary, "\n".join(lines), oa.indicator, suggestions, new_id)

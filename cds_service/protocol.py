@@ -104,7 +104,7 @@ class Action(_Exact):
     type: Literal["create", "update", "delete"]
     description: str
     resource: dict[str, Any] | None = None
-    resourceId: list[str] | None = None
+    resourceId: str | None = None  # one relative reference (Type/id) per delete action
 
 
 class Suggestion(_Exact):

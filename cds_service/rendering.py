@@ -16,13 +16,16 @@ _SAFE = re.compile(r"[A-Za-z0-9 ,]")
 _MAX_RECORD_TEXT = 120
 
 
+def plain_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
+    """Record text for a plain-text field: one line, at most `limit` characters."""
+    flat = " ".join(text.split())
+    return flat[: limit - 1] + "…" if len(flat) > limit else flat
+
+
 def escape_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
     """Record text made inert for GFM with raw HTML: every character that could start markup,
     a link, an autolink or an HTML tag becomes a numeric character reference."""
-    flat = " ".join(text.split())
-    if len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return "".join(ch if _SAFE.fullmatch(ch) else f"&#{ord(ch)};" for ch in flat)
+    return "".join(ch if _SAFE.fullmatch(ch) else f"&#{ord(ch)};" for ch in plain_text(text, limit))
 
 
 def when_text(fact: Fact) -> str:
