@@ -40,6 +40,7 @@ class Assessment:
     b12_band: Band | None = None
     recent_result_days: int = 0
     new_risk_since_normal: bool = False
+    unchecked: frozenset[str] = frozenset()  # suppressor checks made without data (shown as "not checked")
 
     @property
     def fires(self) -> bool:
@@ -165,7 +166,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     confounders = _confounders(facts, knowledge, today, trigger[0])
     base: dict[str, Any] = {
         "trigger": trigger, "risk_factors": risks, "confounders": confounders, "last_b12": last,
-        "b12_band": band, "recent_result_days": sup.recent_result_days,
+        "b12_band": band, "recent_result_days": sup.recent_result_days, "unchecked": facts.unchecked,
     }
 
     low = rule.untreated_low

@@ -15,6 +15,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.order_rendering import render_order_card
 from cds_service.order_rules import OrderAssessment, assess_order_select, assess_order_sign
 from cds_service.patient_data import from_prefetch
+from cds_service.prefetch import unchecked
 from cds_service.protocol import (
     CdsResponse,
     HookRequest,
@@ -98,6 +99,7 @@ def evaluate(
             [{"key": "patient", "reason": "another patient's record"}],
         )
     facts = extract_facts(patient_data, knowledge)
+    facts.unchecked = unchecked(service.prefetch, request.prefetch)
     today = now.date()
     who = (context.patientId, today, context.encounterId, context.userId)
     skipped = patient_data.malformed + facts.skipped_invalid

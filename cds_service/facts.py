@@ -44,6 +44,7 @@ class PatientFacts:
     sex: str = "unknown"
     by_concept: dict[str, list[Fact]] = field(default_factory=lambda: defaultdict(list))
     skipped_invalid: int = 0  # invalid, or carrying a modifier extension we cannot understand
+    unchecked: frozenset[str] = frozenset()  # checks ("results", "therapy", "orders") the EHR sent no data for
 
     def of(self, concept: str) -> list[Fact]:
         return self.by_concept.get(concept, [])

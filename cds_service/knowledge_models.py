@@ -253,7 +253,7 @@ class WordingFile(_File):
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "noPendingOrder",
+    "noPendingOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 
 

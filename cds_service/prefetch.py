@@ -25,6 +25,14 @@ ESSENTIAL_KEYS = frozenset({
     "b12Orders",
 })
 
+# The suppressor checks a card reports on, and the prefetch keys each one reads. When the client
+# sends a key as absent, null or an OperationOutcome, the card says "not fully checked".
+CHECK_KEYS = {
+    "results": ("b12Results",),
+    "therapy": ("medications", "medicationStatements", "b12Administrations"),
+    "orders": ("b12Orders",),
+}
+
 _TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _TODAY = re.compile(r"today\(\)(?:\s*([+-])\s*(\d+)\s*days?)?")
 _CONTEXT = re.compile(r"context\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -60,3 +68,9 @@ def missing_keys(templates: dict[str, str], prefetch: dict[str, Any] | None) -> 
 
 def failed_prefetch(value: Any) -> bool:
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
+
+
+def unchecked(templates: dict[str, str], prefetch: dict[str, Any] | None) -> frozenset[str]:
+    """The checks of CHECK_KEYS that lack a key the service asks for and the client did not send."""
+    absent = set(missing_keys(templates, prefetch))
+    return frozenset(check for check, keys in CHECK_KEYS.items() if absent.intersection(keys))

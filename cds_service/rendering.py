@@ -51,17 +51,24 @@ def _evidence_line(ev: Evidence) -> str:
 
 
 def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
+    """Why no suppressor applies; a check made without data says so instead of "none on record"."""
     words = k.wording.not_redundant
-    lines = [words["noRecentResult"].format(days=assessment.recent_result_days)]
+    unchecked = assessment.unchecked
+    lines: list[str] = []
     last = assessment.last_b12
-    if last is None:
-        lines.append(words["noResultOnRecord"])
+    if "results" in unchecked and last is None:
+        lines.append(words["resultsNotChecked"])
     else:
-        value = f"{format_value(last.value)} {k.rule.b12_result.unit}" if last.value is not None else "a result"
-        lines.append(words["lastResult"].format(value=value, date=when_text(last)))
-        if assessment.new_risk_since_normal:
-            lines.append(words["newRiskSinceNormal"].format(date=when_text(last)))
-    lines += [words["noTherapy"], words["noPendingOrder"]]
+        lines.append(words["noRecentResult"].format(days=assessment.recent_result_days))
+        if last is None:
+            lines.append(words["noResultOnRecord"])
+        else:
+            value = f"{format_value(last.value)} {k.rule.b12_result.unit}" if last.value is not None else "a result"
+            lines.append(words["lastResult"].format(value=value, date=when_text(last)))
+            if assessment.new_risk_since_normal:
+                lines.append(words["newRiskSinceNormal"].format(date=when_text(last)))
+    lines.append(words["therapyNotChecked"] if "therapy" in unchecked else words["noTherapy"])
+    lines.append(words["ordersNotChecked"] if "orders" in unchecked else words["noPendingOrder"])
     return [f"- {line}" for line in lines]
 
 

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import load_scenario
+from tests.fixture_files import FIXTURES
+
 SANDBOX = Path(__file__).parent / "sandbox"  # bodies captured from the real CDS Hooks sandbox
 SERVICE = "/cds-services/b12-myalgia-patient-view"
 
@@ -149,3 +152,20 @@ def test_garbage_draft_entries_do_not_fail(client: httpx.Client) -> None:
     ]
     response = client.post("/cds-services/b12-myalgia-order-select", json=request)
     assert response.status_code == 200 and response.json() == {"cards": []}
+
+
+def test_a_card_says_which_checks_it_made_without_data(client: httpx.Client) -> None:
+    """Prefetch-only, keys left out: the card says "not checked", never "none on record", for them;
+    an OperationOutcome in a key the rule needs to stay safe is 412."""
+    request = load_scenario(FIXTURES / "patient-view" / "28-no-prefetch-beyond-patient-no-invented-data.json")["request"]
+    response = client.post("/cds-services/b12-myalgia-patient-view", json=request)
+    (card,) = response.json()["cards"]
+    for line in ("B12 replacement not fully checked", "Pending B12 orders not checked", "Earlier B12 results not checked"):
+        assert line in card["detail"]
+    for claim in ("No B12 replacement on record", "No pending B12 order", "No earlier B12 result on record"):
+        assert claim not in card["detail"]
+    failed = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+    refused = client.post("/cds-services/b12-myalgia-patient-view",
+                          json={**request, "prefetch": {**request["prefetch"], "b12Orders": failed}})
+    assert refused.status_code == 412 and refused.json()["details"] == [
+        {"key": "b12Orders", "reason": "prefetch failed (OperationOutcome)"}]

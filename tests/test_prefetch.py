@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from cds_service.knowledge import Knowledge
-from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, missing_keys, render
+from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, missing_keys, render, unchecked
 from cds_service.services import prefetch_templates, service_definitions
 
 TODAY = date(2024, 3, 1)  # the day after a leap day
@@ -241,3 +241,12 @@ def test_missing_keys_are_the_absent_and_null_ones(templates: dict[str, str]) ->
     assert missing_keys(templates, None) == list(templates)
     assert missing_keys(templates, {}) == list(templates)
     assert missing_keys({}, prefetch) == []
+
+
+def test_unchecked_names_the_checks_whose_data_was_not_sent(templates: dict[str, str]) -> None:
+    everything = {key: {"resourceType": "Bundle", "type": "searchset"} for key in templates}
+    assert unchecked(templates, everything) == frozenset()
+    failed = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+    partial = {**everything, "b12Administrations": None, "b12Orders": failed}
+    assert unchecked(templates, partial) == {"therapy", "orders"}
+    assert unchecked(templates, {"patient": everything["patient"]}) == {"results", "therapy", "orders"}
