@@ -200,6 +200,8 @@ class Variant(_Knowledge):
     intro: str
     suggestion_label: str | None = None
     order: CodingDef | None = None
+    # False when the order is not for the muscle complaint (measure before treating): no myalgia reason
+    order_reason_is_complaint: bool = True
 
 
 class SourceDef(_Knowledge):

@@ -102,7 +102,7 @@ def _coding(c: CodingDef) -> dict[str, str]:
 
 def build_order(
     order: CodingDef, k: Knowledge, patient_id: str, today: date, reasons: list[Fact],
-    encounter_id: str | None, user_id: str | None,
+    encounter_id: str | None, user_id: str | None, complaint_reason: bool = True,
 ) -> dict[str, Any]:
     """The ServiceRequest the suggestion creates, validated against the R4B model."""
     resource: dict[str, Any] = {
@@ -113,8 +113,9 @@ def build_order(
         "code": {"coding": [_coding(order)], "text": order.display},
         "subject": {"reference": f"Patient/{patient_id}"},
         "authoredOn": today.isoformat(),
-        "reasonCode": [{"coding": [_coding(k.wording.order_reason)], "text": k.wording.order_reason.display}],
     }
+    if complaint_reason:
+        resource["reasonCode"] = [{"coding": [_coding(k.wording.order_reason)], "text": k.wording.order_reason.display}]
     refs = [{"reference": f.reference} for f in reasons if f.reference and f.resource_type in ("Condition", "Observation")]
     if refs:
         resource["reasonReference"] = refs
@@ -136,7 +137,8 @@ def order_suggestion(
     """The one-click order of the variant's test, or None when the variant orders nothing."""
     if variant.order is None or not variant.suggestion_label:
         return None
-    order = build_order(variant.order, k, patient_id, today, reasons, encounter_id, user_id)
+    order = build_order(variant.order, k, patient_id, today, reasons, encounter_id, user_id,
+                        variant.order_reason_is_complaint)
     action = Action(type="create", description=f"Order {variant.order.display}", resource=order)
     return [Suggestion(label=variant.suggestion_label, uuid=new_id(), isRecommended=True, actions=[action])]
 

@@ -322,8 +322,6 @@ def test_order_has_no_requester_when_the_user_is_not_a_practitioner(knowledge: K
     assert "requester" not in service_request(card)
 
 
-@pytest.mark.xfail(reason="measure-before-treat orders carry reasonCode Myalgia (SNOMED 68962001) for patients "
-                          "with no muscle complaint: build_order always uses wording.orderReason", strict=True)
 @pytest.mark.parametrize("fixture", [
     "order-select/05-b12-product-with-no-level-measure-first.json",
     "order-select/15-b12-product-with-two-year-old-level-measure-first.json",
