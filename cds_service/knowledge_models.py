@@ -252,7 +252,8 @@ class WordingFile(_File):
 
 
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
-HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder")
+HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
+            "latestB12")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "noPendingOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",

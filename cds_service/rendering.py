@@ -81,8 +81,9 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     if assessment.last_b12 is not None and assessment.variant == "untreated-low":
         last = assessment.last_b12
         value = format_value(last.value) if last.value is not None else "?"
-        threshold = f"{k.rule.b12_result.deficient_below:g}"
-        out += ["", f"- **Latest serum B12**: {value} {k.rule.b12_result.unit}, {when_text(last)} (below {threshold})"]
+        unit = k.rule.b12_result.unit
+        threshold = f"{k.rule.b12_result.deficient_below:g} {unit}"
+        out += ["", f"**{h['latestB12']}**", f"- {value} {unit}, {when_text(last)} (below {threshold})"]
     if assessment.signs:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e) for e in assessment.signs]
     if assessment.risk_factors:
