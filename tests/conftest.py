@@ -4,6 +4,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -92,3 +93,23 @@ def fhir() -> Iterator[tuple[LiveServer, FhirState]]:
     state = FhirState()
     with LiveServer(make_app(state)) as live:
         yield live, state
+
+
+@pytest.fixture()
+def fhir_state(fhir: tuple[LiveServer, FhirState]) -> Iterator[FhirState]:
+    """The module's loopback FHIR server state, reset around each test."""
+    fhir[1].reset()
+    yield fhir[1]
+    fhir[1].reset()
+
+
+@pytest.fixture(scope="module")
+def fhir_base(fhir: tuple[LiveServer, FhirState]) -> str:
+    return fhir[0].url + "/fhir"
+
+
+@contextmanager
+def cds(knowledge: Knowledge, **settings: Any) -> Iterator[httpx.Client]:
+    """A client of a service started with these settings on loopback."""
+    with LiveServer(create_app(Settings(**settings), knowledge)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        yield c

@@ -305,20 +305,20 @@ def test_report_until_the_last_representable_day(
     assert [r["overrideReasons"] for r in found] == [{"late": 1}]
 
 
-def show_card(client: httpx.Client) -> dict[str, Any]:
+def show_card(client: httpx.Client) -> tuple[dict[str, Any], str]:
+    """A card shown and audited, and the time now as an outcomeTimestamp."""
     response = client.post(f"/cds-services/{SERVICE}", json=load_scenario(FIRES)["request"])
     assert response.status_code == 200
     card: dict[str, Any] = response.json()["cards"][0]
-    return card
+    wait_for_audit(client, 1)
+    return card, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def test_feedback_in_any_uuid_spelling_joins_its_card(
     fresh: tuple[Settings, httpx.Client], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings, client = fresh
-    card = show_card(client)
-    wait_for_audit(client, 1)
-    today = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    card, today = show_card(client)
     assert post(client, {**item(when=today), "card": "urn:uuid:" + card["uuid"].upper()}).status_code == 200
     [row] = report(settings, monkeypatch, capsys)
     assert row["variant"] != "unknown-card" and (row["shown"], row["accepted"], row["acceptanceRate"]) == (1, 1, 1.0)
@@ -328,9 +328,7 @@ def test_a_retried_feedback_is_counted_once(
     fresh: tuple[Settings, httpx.Client], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings, client = fresh
-    card = show_card(client)
-    wait_for_audit(client, 1)
-    today = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    card, today = show_card(client)
     accepted = {**item(when=today), "card": card["uuid"],
                 "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}]}
     assert [post(client, accepted).status_code for _ in range(2)] == [200, 200]

@@ -12,7 +12,6 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from cds_service.app import create_app
 from cds_service.fhir_fetch import Fetched, FhirReader, new_client
 from cds_service.knowledge import Knowledge
-from cds_service.settings import Settings
-from tests.conftest import LiveServer, load_scenario
+from tests.conftest import LiveServer, cds, load_scenario
 from tests.fhir_server import FhirState
 from tests.fixture_files import FIXTURES
 
@@ -395,29 +392,10 @@ def test_queries_share_one_deadline_and_run_at_once(edge: Edge, base: str) -> No
 # --- through the service: gathering ------------------------------------------------------------
 
 
-@contextmanager
-def cds(knowledge: Knowledge, **settings: Any) -> Iterator[httpx.Client]:
-    with LiveServer(create_app(Settings(**settings), knowledge)) as live, \
-            httpx.Client(base_url=live.url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture()
-def fhir_state(fhir: tuple[LiveServer, FhirState]) -> Iterator[FhirState]:
-    fhir[1].reset()
-    yield fhir[1]
-    fhir[1].reset()
-
-
 @pytest.fixture(scope="module")
-def loopback_base(fhir: tuple[LiveServer, FhirState]) -> str:
-    return fhir[0].url + "/fhir"
-
-
-@pytest.fixture(scope="module")
-def service(knowledge: Knowledge, base: str, loopback_base: str,
+def service(knowledge: Knowledge, base: str, fhir_base: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    with cds(knowledge, data_dir=tmp_path_factory.mktemp("fetch"), fhir_allowed_servers=[base, loopback_base],
+    with cds(knowledge, data_dir=tmp_path_factory.mktemp("fetch"), fhir_allowed_servers=[base, fhir_base],
              fhir_deadline_seconds=1.0) as client:
         yield client
 
@@ -448,22 +426,22 @@ def test_conditions_with_junk_entries_still_give_the_card(service: httpx.Client,
 
 
 def test_fhir_server_with_trailing_slash_through_the_service(
-    service: httpx.Client, loopback_base: str, fhir_state: FhirState
+    service: httpx.Client, fhir_base: str, fhir_state: FhirState
 ) -> None:
-    request = request_for(FIRES, loopback_base + "/", fhir_state, drop=("conditions", "b12Orders"))
+    request = request_for(FIRES, fhir_base + "/", fhir_state, drop=("conditions", "b12Orders"))
     response = service.post(SERVICE, json=request)
     assert response.status_code == 200 and len(response.json()["cards"]) == 1
     assert sorted(p.split("?")[0] for _, p, _ in fhir_state.log) == ["/fhir/Condition", "/fhir/ServiceRequest"]
 
 
 def test_concurrent_calls_each_send_their_own_token(
-    service: httpx.Client, loopback_base: str, fhir_state: FhirState
+    service: httpx.Client, fhir_base: str, fhir_state: FhirState
 ) -> None:
     """One pooled client serves every call: no call's token may reach another call's queries."""
     fhir_state.delay = 0.2  # the calls overlap on the FHIR server
     requests = {}
     for path, patient in ((FIRES, "pt-01"), (OTHER_PATIENT, "pt-02")):
-        request = request_for(path, loopback_base, fhir_state, drop=("conditions", "medications", "b12Orders"))
+        request = request_for(path, fhir_base, fhir_state, drop=("conditions", "medications", "b12Orders"))
         request["fhirAuthorization"] = {"access_token": f"tok-{patient}", "token_type": "Bearer", "subject": "ehr"}
         requests[patient] = request
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -489,9 +467,9 @@ OUTCOME = {"resourceType": "OperationOutcome",
 
 
 def test_an_operation_outcome_in_prefetch_is_fetched_again(
-    service: httpx.Client, loopback_base: str, fhir_state: FhirState
+    service: httpx.Client, fhir_base: str, fhir_state: FhirState
 ) -> None:
-    request = request_for(PENDING_ORDER, loopback_base, fhir_state)
+    request = request_for(PENDING_ORDER, fhir_base, fhir_state)
     request["prefetch"]["b12Orders"] = OUTCOME
     response = service.post(SERVICE, json=request)
     assert response.status_code == 200, response.text

@@ -6,17 +6,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from cds_service.app import create_app
 from cds_service.knowledge import Knowledge
-from cds_service.settings import Settings
-from tests.conftest import LiveServer, load_scenario
+from tests.conftest import LiveServer, cds, load_scenario
 from tests.fhir_server import FhirState
 from tests.fixture_files import FIXTURES, scenario_files
 from tests.test_scenarios import check_cards
@@ -27,22 +24,6 @@ ESSENTIAL = ["b12Administrations", "b12Orders", "conditions", "medicationStateme
              "observations", "patient"]
 
 
-@pytest.fixture()
-def fhir_state(fhir: tuple[LiveServer, FhirState]) -> Iterator[FhirState]:
-    fhir[1].reset()
-    yield fhir[1]
-    fhir[1].reset()
-
-
-@pytest.fixture(scope="module")
-def fhir_base(fhir: tuple[LiveServer, FhirState]) -> str:
-    return fhir[0].url + "/fhir"
-
-
-@contextmanager
-def cds(knowledge: Knowledge, **settings: Any) -> Iterator[httpx.Client]:
-    with LiveServer(create_app(Settings(**settings), knowledge)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
