@@ -1,6 +1,7 @@
 """Turns an Assessment and the wording in cards/ into CDS Hooks Card models."""
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import date
@@ -12,20 +13,28 @@ from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import CodingDef, Variant
 from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, Suggestion
 
-_SAFE = re.compile(r"[A-Za-z0-9 ,]")
+# What can open markup mid-line: emphasis, code, strikethrough, tables, escapes, HTML and entities,
+# autolinks (the `:` of a scheme, the `@` of an address, the `.` of `www.`), and a link or image,
+# which needs `](`, `][` or `![` (also across the end of the text); a bracket on its own, as in "[Mass/volume]", is plain text.
+_MARKUP = re.compile(r"[\\`*_~<>&|:@]|\](?=[(\[]|$)|!(?=\[|$)|(?<=\b[wW]{3})\.")
 _MAX_RECORD_TEXT = 120
 
 
 def plain_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
-    """Record text for a plain-text field: one line, at most `limit` characters."""
-    flat = " ".join(text.split())
+    """Record text for a plain-text field: one line, at most `limit` characters, no control or
+    invisible format characters (a bidi override could make the text read otherwise)."""
+    visible = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) not in {"Cc", "Cf"})
+    flat = " ".join(visible.split())
     return flat[: limit - 1] + "…" if len(flat) > limit else flat
 
 
 def escape_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
-    """Record text made inert for GFM with raw HTML: every character that could start markup,
-    a link, an autolink or an HTML tag becomes a numeric character reference."""
-    return "".join(ch if _SAFE.fullmatch(ch) else f"&#{ord(ch)};" for ch in plain_text(text, limit))
+    """Record text made inert for GFM with raw HTML, placed mid-line (never at a line start).
+
+    Only characters that can open markup become numeric character references; ordinary punctuation
+    such as `( ) [ ] / . - '` is left as written, so a renderer that shows markdown as text still reads.
+    """
+    return _MARKUP.sub(lambda m: f"&#{ord(m.group(0))};", plain_text(text, limit))
 
 
 def when_text(fact: Fact) -> str:

@@ -437,10 +437,6 @@ def test_hostile_record_text_renders_inert(answers: dict[str, Any], md: Any) -> 
     assert "<img src=x onerror=alert(1)>" in text, "the clinician still sees what the record says"
 
 
-@pytest.mark.xfail(reason="escape_text turns every character but letters, digits, space and comma into a numeric "
-                          "reference, so 'Cobalamin (Vitamin B12) [Mass/volume]' reaches the EHR as "
-                          "'Cobalamin &#40;Vitamin B12&#41; &#91;Mass&#47;volume&#93;', shown literally by "
-                          "renderers that escape HTML or show markdown as text", strict=True)
 def test_ordinary_punctuation_in_record_text_stays_readable(answers: dict[str, Any]) -> None:
     for name, (_, response) in answers.items():
         if name.endswith(HOSTILE.removesuffix(".json")):

@@ -1,19 +1,74 @@
-"""Record text is inert in markdown with raw HTML; the suggested order is valid FHIR."""
+"""Record text is inert in markdown with raw HTML, and reads as written."""
 
-from cds_service.rendering import escape_text
+import html
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from cds_service.rendering import escape_text, plain_text
+
+HOSTILE = [
+    "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))", "![i](http://evil.example/i.png)",
+    "www.evil.example", "WWW.evil.example", "https://evil.example", "mailto:x@evil.example", "x@evil.example",
+    "**bold** _x_ `code` ~~gone~~", "&lt;b&gt; &#60;i&#62;", "<https://evil.example>", "a | b | c", "\\*not\\*",
+]
+ORDINARY = [
+    "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", "Muscle aches - worse at night.",
+    "O'Brien's \"cramps\" 3/10, 50% better", "café résumé µg/L ≥ 200", "#2 problem; see plan = rest + fluids",
+]
 
 
-def test_escape_makes_html_links_and_autolinks_inert() -> None:
-    for hostile in ("<img src=x onerror=alert(1)>", "[click](javascript:alert(1))",
-                    "www.evil.example", "https://evil.example", "**bold** _x_ `code`", "&lt;b&gt;"):
-        out = escape_text(hostile)
-        for ch in "<>[]()`*_:.&":
-            if ch in hostile:
-                assert ch not in out.replace("&#", "").replace(";", "") or ch == "&"
-        assert "<" not in out and "](" not in out and "www." not in out and "://" not in out
+def gfm() -> MarkdownIt:
+    """GFM as the sandbox renders it (remark-gfm with rehype-raw): raw HTML, tables, strikethrough and
+    autolink literals (scheme URLs, `www.` and e-mail addresses; bare domains are not linked)."""
+    renderer = MarkdownIt("gfm-like", {"html": True})
+    renderer.linkify.set({"fuzzy_link": False, "fuzzy_email": True})
+    return renderer
 
 
-def test_escape_keeps_plain_words_and_truncates() -> None:
+@pytest.fixture(scope="module")
+def md() -> MarkdownIt:
+    return gfm()
+
+
+def shown(md: MarkdownIt, text: str) -> str:
+    """What a clinician reads: the escaped text in the middle of a card line, rendered."""
+    escaped = escape_text(text)
+    # GFM also links `www.` literals, which linkify-it only finds in its fuzzy mode (bare domains too)
+    assert not re.search(r"(?i)\bwww\.", escaped), escaped
+    rendered = md.render(f"- **Complaint**: “{escaped}” (Condition)")
+    assert re.sub(r"</?(ul|li|p|strong)>", "", rendered).count("<") == 0, rendered
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_text_renders_inert_and_as_written(md: MarkdownIt, text: str) -> None:
+    assert shown(md, text) == f"Complaint: “{text}” (Condition)"
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_ordinary_punctuation_is_left_as_written(md: MarkdownIt, text: str) -> None:
+    assert escape_text(text) == text
+    assert shown(md, text) == f"Complaint: “{text}” (Condition)"
+
+
+def test_control_and_invisible_format_characters_are_dropped() -> None:
+    assert plain_text("evil\u202eusr\u200b.exe\x00\x07") == "evilusr.exe"
+    assert escape_text("www\u200b.evil.example") == "www&#46;evil.example"
+
+
+def test_one_line_and_truncated() -> None:
     assert escape_text("Muscle aches for months") == "Muscle aches for months"
-    assert escape_text("a" * 500) == "a" * 119 + "&#8230;"
-    assert escape_text("line\nbreak") == "line break"
+    assert escape_text("a" * 500) == "a" * 119 + "…"
+    assert escape_text("line\nbreak\r\n\tnext") == "line break next"
+    assert escape_text("<" * 500).count("&#60;") == 119  # truncated before escaping: no broken reference
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
+       | st.text(alphabet="<>[]()!:@&#;*_`~|\\/.wW -=+\"'ahjpstv", max_size=60))
+def test_any_text_renders_inert_and_as_written(text: str) -> None:
+    assert shown(gfm(), text) == f"Complaint: “{plain_text(text)}” (Condition)".replace("“ ”", "“”")
