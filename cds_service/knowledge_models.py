@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 FORMAT_VERSION = 1
@@ -202,6 +202,8 @@ class Variant(_Knowledge):
     order: CodingDef | None = None
     # False when the order is not for the muscle complaint (measure before treating): no myalgia reason
     order_reason_is_complaint: bool = True
+    # codes from the wording's overrideReasons: the reasons that make sense for this card
+    override_reasons: list[str] = Field(min_length=1)
 
 
 class SourceDef(_Knowledge):
@@ -249,6 +251,21 @@ class WordingFile(_File):
     @classmethod
     def _all_reasons(cls, value: dict[str, str]) -> dict[str, str]:
         return _require_keys(value, NOT_REDUNDANT)
+
+    @model_validator(mode="after")
+    def _override_reasons_defined(self) -> "WordingFile":
+        defined = [c.code for c in self.override_reasons]
+        if len(set(defined)) != len(defined):
+            raise ValueError("overrideReasons: a code is listed twice")
+        for name, variant in self.variants.items():
+            unknown = [c for c in variant.override_reasons if c not in defined]
+            if unknown:
+                raise ValueError(f"variants.{name}.overrideReasons: not in overrideReasons: {', '.join(unknown)}")
+        return self
+
+    def override_reasons_for(self, variant: Variant) -> list[CodingDef]:
+        by_code = {c.code: c for c in self.override_reasons}
+        return [by_code[code] for code in variant.override_reasons]
 
 
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.

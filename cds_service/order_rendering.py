@@ -47,7 +47,7 @@ def render_order_card(
         lines += ["", f"**{w.headings['earlier']}**", f"- {recent}",
                   "", f"**{w.headings['criteria']}**: {w.criteria['measure-before-treat']}"]
         suggestions = order_suggestion(variant, k, patient_id, today, [], encounter_id, user_id, new_id)
-        return card_frame(k, variant.summary, "\n".join(lines), oa.indicator, suggestions, new_id)
+        return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)
 
     heading = w.headings["sameOrder"] if oa.card == "duplicate-in-draft" else w.headings["earlier"]
     lines += ["", f"**{heading}**"] + [_earlier_line(f, k) for f in oa.earlier[:3]]
@@ -59,4 +59,4 @@ def render_order_card(
     if drafts:
         removals = [Action(type="delete", description=w.remove_duplicate_label, resourceId=ref) for ref in drafts]
         suggestions = [Suggestion(label=w.remove_duplicate_label, uuid=new_id(), isRecommended=False, actions=removals)]
-    return card_frame(k, variant.summary, "\n".join(lines), oa.indicator, suggestions, new_id)
+    return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)

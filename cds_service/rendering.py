@@ -154,21 +154,22 @@ def order_suggestion(
 
 
 def card_frame(
-    k: Knowledge, summary: str, detail: str, indicator: Indicator,
+    k: Knowledge, variant: Variant, detail: str, indicator: Indicator,
     suggestions: list[Suggestion] | None, new_id: Callable[[], str],
 ) -> Card:
-    """What every card of this service shares: source, links, override reasons, a fresh uuid."""
+    """What every card of this service shares: source and links; its variant's summary and override
+    reasons; a fresh uuid."""
     w = k.wording
     topic = Coding(**_coding(w.source.topic)) if w.source.topic else None
     return Card(
         uuid=new_id(),
-        summary=summary,
+        summary=variant.summary,
         detail=detail,
         indicator=indicator,
         source=Source(label=w.source.label, url=w.source.url, topic=topic),
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
-        overrideReasons=[Coding(**_coding(c)) for c in w.override_reasons],
+        overrideReasons=[Coding(**_coding(c)) for c in w.override_reasons_for(variant)],
         links=[Link(label=link.label, url=link.url, type=link.type) for link in w.links],
     )
 
@@ -187,4 +188,4 @@ def render_card(
     detail = render_detail(assessment, k)
     if preface:
         detail = f"{preface}\n\n{detail}"
-    return card_frame(k, variant.summary, detail, assessment.indicator, suggestions, new_id)
+    return card_frame(k, variant, detail, assessment.indicator, suggestions, new_id)

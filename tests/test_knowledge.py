@@ -100,3 +100,23 @@ def test_wording_missing_a_key_the_card_reads_is_refused(tmp_path: Path) -> None
     with pytest.raises(KnowledgeError) as err:
         load_knowledge(cards)
     assert err.value.file == "wording.json" and "notRedundant" in err.value.field and "noTherapy" in str(err.value)
+
+
+def test_override_reason_not_in_the_list_is_refused(tmp_path: Path) -> None:
+    cards = _copy_cards(tmp_path)
+    wording = json.loads((cards / "wording.json").read_text())
+    wording["variants"]["duplicate-order"]["overrideReasons"].append("felt-like-it")
+    (cards / "wording.json").write_text(json.dumps(wording))
+    with pytest.raises(KnowledgeError, match="felt-like-it") as err:
+        load_knowledge(cards)
+    assert err.value.file == "wording.json"
+
+
+def test_a_card_without_override_reasons_is_refused(tmp_path: Path) -> None:
+    cards = _copy_cards(tmp_path)
+    wording = json.loads((cards / "wording.json").read_text())
+    del wording["variants"]["untreated-low"]["overrideReasons"]
+    (cards / "wording.json").write_text(json.dumps(wording))
+    with pytest.raises(KnowledgeError) as err:
+        load_knowledge(cards)
+    assert err.value.field == "variants.untreated-low.overrideReasons"
