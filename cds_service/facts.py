@@ -167,10 +167,17 @@ def _free_texts(raw: dict[str, Any], notes_too: bool) -> list[str]:
 
 
 def record_label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
-    """What the record calls itself: the concept's text, else a coding display, else its type."""
+    """What the record calls itself: the concept's text, else a coding display, else its type.
+    An Observation that answers a question ("Symptom", "Chief complaint") is shown with its answer."""
     concept = screen.medication_concept(raw) if rtype.startswith("Medication") else raw.get("code")
     texts = _texts(concept)
-    return texts[0] if texts else rtype
+    label = texts[0] if texts else rtype
+    if rtype == "Observation":
+        answers = _texts(raw.get("valueCodeableConcept"))
+        answer = answers[0] if answers else raw.get("valueString")
+        if isinstance(answer, str) and answer.strip() and answer.strip() != label:
+            return f"{label}: {answer.strip()}" if texts else answer.strip()
+    return label
 
 
 def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:

@@ -13,10 +13,13 @@ from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import CodingDef, Variant
 from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, Suggestion
 
-# What can open markup mid-line: emphasis, code, strikethrough, tables, escapes, HTML and entities,
-# autolinks (the `:` of a scheme, the `@` of an address, the `.` of `www.`), and a link or image,
-# which needs `](`, `][` or `![` (also across the end of the text); a bracket on its own, as in "[Mass/volume]", is plain text.
-_MARKUP = re.compile(r"[\\`*_~<>&|:@]|\](?=[(\[]|$)|!(?=\[|$)|(?<=\b[wW]{3})\.")
+# What can open markup mid-line: emphasis, code, strikethrough, tables, escapes, HTML and entities;
+# autolinks and schemes (a `:` between a letter and a non-space as in `javascript:x` or `http://`,
+# an `@` inside a word, the `.` of `www.`); and a link or image, which needs `](`, `][` or `![`
+# (also across the end of the text). "Symptom: dyspnea", "10:30" and "[Mass/volume]" stay as written.
+_MARKUP = re.compile(
+    r"[\\`*_~<>&|]|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[]|$)|!(?=\[|$)|(?<=\b[wW]{3})\."
+)
 _MAX_RECORD_TEXT = 120
 
 

@@ -13,6 +13,7 @@ from cds_service.rendering import escape_text, plain_text
 HOSTILE = [
     "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))", "![i](http://evil.example/i.png)",
     "www.evil.example", "WWW.evil.example", "https://evil.example", "mailto:x@evil.example", "x@evil.example",
+    "javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,x", "ftp://evil.example",
     "**bold** _x_ `code` ~~gone~~", "&lt;b&gt; &#60;i&#62;", "<https://evil.example>", "a | b | c", "\\*not\\*",
 ]
 ORDINARY = [
