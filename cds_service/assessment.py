@@ -4,7 +4,7 @@ No I/O and no clock: `today` is an argument. Every outcome carries its reason, s
 can explain itself and the audit can record which criteria fired.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -25,6 +25,9 @@ class Evidence:
     label: str
     facts: tuple[Fact, ...] = ()
     note: str = ""
+    # for a lab criterion: the threshold its latest result crossed, in the lab's canonical unit
+    comparator: str = ""
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def _compare(value: float, comparator: str, threshold: float) -> bool:
 
 
 def _lab_evidence(
-    facts: PatientFacts, lab: str, comparator: str, threshold: float, unit: str, lookback: int,
+    facts: PatientFacts, lab: str, comparator: str, threshold: float, lookback: int,
     today: date, ev_id: str, label: str,
 ) -> Evidence | None:
     """The latest result within the look-back, if it crosses the threshold."""
@@ -108,7 +111,7 @@ def _lab_evidence(
     latest = _latest(recent)
     if latest is None or latest.value is None or not _compare(latest.value, comparator, threshold):
         return None
-    return Evidence(ev_id, label, (latest,), f"{format_value(latest.value)} {unit} ({comparator} {threshold:g} {unit})")
+    return Evidence(ev_id, label, (latest,), comparator=comparator, threshold=threshold)
 
 
 def _threshold(sign: LabThreshold, group: str) -> float:
@@ -187,7 +190,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             ("indeterminate-b12", "Indeterminate earlier B12") if band == "indeterminate"
             else ("earlier-low-b12", f"Low B12 more than {low.lookback_days} days ago")
         )
-        signs += (Evidence(sign_id, label, (last,), f"{format_value(last.value or 0.0)} {b12.unit}"),)
+        signs += (Evidence(sign_id, label, (last,)),)
     if not signs:
         return Assessment("no-sign", **base)
 
@@ -215,7 +218,7 @@ def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evid
             found.sort(key=lambda f: f.when or date.min, reverse=True)
             out.append(Evidence(concept, knowledge.concepts[concept].label, tuple(found)))
     for sign in rule.lab_signs:
-        ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, group), sign.unit,
+        ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, group),
                            sign.lookback_days, today, sign.id, sign.label)
         if ev:
             out.append(ev)
@@ -243,10 +246,10 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
     out: list[Evidence] = []
     for cf in knowledge.rule.confounders:
         if cf.kind == "lab":
-            ev = _lab_evidence(facts, cf.lab or "", cf.comparator or ">", cf.value or 0.0, cf.unit or "",
+            ev = _lab_evidence(facts, cf.lab or "", cf.comparator or ">", cf.value or 0.0,
                                cf.lookback_days or 0, today, cf.id, cf.label)
             if ev:
-                out.append(Evidence(cf.id, cf.label, ev.facts, f"{ev.note}. {cf.advice}"))
+                out.append(replace(ev, note=cf.advice))
             continue
         found = facts.of(cf.concept or "")
         if cf.kind == "medication":

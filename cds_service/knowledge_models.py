@@ -45,7 +45,13 @@ class ConceptsFile(_File):
 class LabUnits(_Knowledge):
     canonical_unit: str
     factors: dict[str, float]
+    # how clinicians write the canonical unit when it differs from its UCUM code (m[IU]/L: mIU/L)
+    display_unit: str | None = None
     remark: str = ""
+
+    @property
+    def shown(self) -> str:
+        return self.display_unit or self.canonical_unit
 
 
 class UnitsFile(_File):

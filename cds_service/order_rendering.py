@@ -21,7 +21,7 @@ from cds_service.rendering import (
 
 def _earlier_line(fact: Fact, k: Knowledge) -> str:
     if fact.resource_type == "Observation":
-        value = f"{format_value(fact.value)} {k.units[fact.concept].canonical_unit}" if fact.value is not None else "a result"
+        value = f"{format_value(fact.value)} {k.units[fact.concept].shown}" if fact.value is not None else "a result"
         return f"- **{k.concepts[fact.concept].label}**: {value} on {when_text(fact)}"
     status = f", {fact.status}" if fact.status else ""
     return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact)}{escape_text(status)}"

@@ -49,9 +49,14 @@ def fact_line(fact: Fact) -> str:
     return f"“{escape_text(fact.text)}” ({fact.resource_type}, {when_text(fact)}{origin})"
 
 
-def _evidence_line(ev: Evidence) -> str:
-    if ev.note and ev.facts and ev.facts[0].value is not None:
-        return f"- **{ev.label}**: {ev.note}, {when_text(ev.facts[0])}"
+def _evidence_line(ev: Evidence, k: Knowledge) -> str:
+    first = ev.facts[0] if ev.facts else None
+    if first is not None and first.value is not None and first.concept in k.units:
+        unit = k.units[first.concept].shown  # a converted lab value: canonical unit
+        line = f"- **{ev.label}**: {format_value(first.value)} {unit} on {when_text(first)}"
+        if ev.threshold is not None:
+            line += f" ({ev.comparator} {ev.threshold:g} {unit})"
+        return f"{line}. {ev.note}" if ev.note else line
     parts = [f"- **{ev.label}**"]
     if ev.facts:
         parts.append(": " + "; ".join(fact_line(f) for f in ev.facts[:3]))
@@ -75,7 +80,7 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         if last is None:
             lines.append(words["noResultOnRecord"])
         else:
-            value = f"{format_value(last.value)} {k.rule.b12_result.unit}" if last.value is not None else "a result"
+            value = f"{format_value(last.value)} {k.units[last.concept].shown}" if last.value is not None else "a result"
             lines.append(words["lastResult"].format(value=value, date=when_text(last)))
             if assessment.new_risk_since_normal:
                 lines.append(words["newRiskSinceNormal"].format(date=when_text(last)))
@@ -97,11 +102,11 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         threshold = f"{k.rule.b12_result.deficient_below:g} {unit}"
         out += ["", f"**{h['latestB12']}**", f"- {value} {unit}, {when_text(last)} (below {threshold})"]
     if assessment.signs:
-        out += ["", f"**{h['signs']}**"] + [_evidence_line(e) for e in assessment.signs]
+        out += ["", f"**{h['signs']}**"] + [_evidence_line(e, k) for e in assessment.signs]
     if assessment.risk_factors:
-        out += ["", f"**{h['riskFactors']}**"] + [_evidence_line(e) for e in assessment.risk_factors]
+        out += ["", f"**{h['riskFactors']}**"] + [_evidence_line(e, k) for e in assessment.risk_factors]
     if assessment.confounders:
-        out += ["", f"**{h['confounders']}**"] + [_evidence_line(e) for e in assessment.confounders]
+        out += ["", f"**{h['confounders']}**"] + [_evidence_line(e, k) for e in assessment.confounders]
     if assessment.variant != "untreated-low":
         out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)
     criteria = w.criteria["untreated-low" if assessment.variant == "untreated-low" else assessment.indicator.value]

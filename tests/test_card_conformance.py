@@ -529,15 +529,15 @@ def _with_thyroid_and_vitamin_d(knowledge: Knowledge) -> dict[str, Any]:
     return card
 
 
-@pytest.mark.xfail(reason="lab confounders render as '<value> (> <limit>). <advice>., <date>': a stray '.,' and "
-                          "the date after the advice sentence", strict=True)
 def test_lab_confounder_line_reads_cleanly(knowledge: Knowledge) -> None:
     card = _with_thyroid_and_vitamin_d(knowledge)
     also = section(card["detail"], "Also consider")
-    assert ".," not in also, also
+    when = (date.today() - timedelta(days=20)).isoformat()
+    assert f"**Raised TSH**: 6.2 mIU/L on {when} (> 4.5 mIU/L). Hypothyroid myopathy" in also, also
+    assert f"**Low 25-OH vitamin D**: 12 ng/mL on {when} (< 20 ng/mL). Vitamin D deficiency" in also, also
+    assert ".," not in also
 
 
-@pytest.mark.xfail(reason="the TSH unit is shown as the UCUM code 'm[IU]/L' rather than 'mIU/L'", strict=True)
 def test_lab_units_are_written_as_clinicians_read_them(knowledge: Knowledge) -> None:
     card = _with_thyroid_and_vitamin_d(knowledge)
     assert "m[IU]/L" not in card["detail"] and "mIU/L" in card["detail"]
@@ -686,3 +686,15 @@ def test_prefetch_tokens_are_cds_hooks_tokens(discovery: dict[str, Any]) -> None
         for template in service["prefetch"].values():
             for token in re.findall(r"\{\{\s*(.*?)\s*\}\}", template):
                 assert allowed.fullmatch(token), token
+
+
+@pytest.mark.parametrize(("fixture", "lines"), [
+    ("patient-view/09-macrocytic-anaemia-critical", [r"- \*\*Macrocytosis\*\*: 104 fL on {d} \(> 100 fL\)",
+                                                      r"- \*\*Anaemia\*\*: 10\.9 g/dL on {d} \(< 12 g/dL\)"]),
+    ("patient-view/26-hb-in-g-per-l-critical", [r"- \*\*Anaemia\*\*: 11\.8 g/dL on {d} \(< 13 g/dL\)"]),
+    ("patient-view/16-indeterminate-b12-suggests-mma", [r"- \*\*Indeterminate earlier B12\*\*: 250 pg/mL on {d}$"]),
+])
+def test_lab_evidence_reads_value_unit_date_and_threshold(answers: dict[str, Any], fixture: str, lines: list[str]) -> None:
+    (card,) = answers[fixture][1]["cards"]
+    for line in lines:
+        assert re.search(line.format(d=r"\d{4}-\d{2}-\d{2}"), card["detail"], re.MULTILINE), (line, card["detail"])
