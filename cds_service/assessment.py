@@ -13,7 +13,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import LabThreshold
 from cds_service.protocol import Indicator
 
-Variant = Literal["test-b12", "test-mma", "untreated-low"]
+Variant = Literal["test-b12", "test-active-b12", "test-mma", "untreated-low"]
 Band = Literal["deficient", "indeterminate", "normal", "unknown"]
 
 
@@ -205,6 +205,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
         indicator = Indicator.INFO
     variant: Variant = "test-mma" if band == "indeterminate" else "test-b12"
+    if variant == "test-b12" and rule.pregnancy.order_active_b12 and _group(facts, knowledge, today) == "pregnant":
+        variant = "test-active-b12"
     return Assessment("card", variant, indicator, signs=signs, **base)
 
 

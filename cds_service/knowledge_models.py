@@ -173,6 +173,8 @@ class OrderRule(_Knowledge):
 class PregnancyRule(_Knowledge):
     concept: str
     lookback_days: int = Field(ge=1)
+    # total B12 falls in pregnancy: the first test offered is active B12 (variant test-active-b12)
+    order_active_b12: bool
     remark: str = ""
 
 
@@ -228,7 +230,7 @@ class WordingFile(_File):
     source: SourceDef
     variants: dict[
         Literal[
-            "test-b12", "test-mma", "untreated-low",
+            "test-b12", "test-active-b12", "test-mma", "untreated-low",
             "measure-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft",
         ],
         Variant,
@@ -258,6 +260,14 @@ class WordingFile(_File):
     def _all_reasons(cls, value: dict[str, str]) -> dict[str, str]:
         return _require_keys(value, NOT_REDUNDANT)
 
+    @field_validator("variants")
+    @classmethod
+    def _all_variants(cls, value: dict[str, Variant]) -> dict[str, Variant]:
+        missing = [name for name in VARIANTS if name not in value]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        return value
+
     @model_validator(mode="after")
     def _override_reasons_defined(self) -> "WordingFile":
         defined = [c.code for c in self.override_reasons]
@@ -274,6 +284,8 @@ class WordingFile(_File):
         return [by_code[code] for code in variant.override_reasons]
 
 
+VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "measure-before-treat", "duplicate-result",
+            "duplicate-order", "duplicate-in-draft")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
             "latestB12")

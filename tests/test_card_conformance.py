@@ -336,12 +336,12 @@ def test_measure_before_treat_order_does_not_claim_myalgia(answers: dict[str, An
     assert MYALGIA_SNOMED not in codes
 
 
-@pytest.mark.xfail(reason="in pregnancy the card says NICE NG239 suggests active B12, yet its one-click order is "
-                          "total serum B12 (LOINC 2132-9)", strict=True)
 def test_pregnancy_card_does_not_order_the_test_it_advises_against(answers: dict[str, Any]) -> None:
     (card,) = answers["patient-view/31-pregnant-hb-10-6-info"][1]["cards"]
     assert "active B12" in card["detail"]
     assert service_request(card)["code"]["coding"][0]["code"] != TOTAL_B12_LOINC
+    assert service_request(card)["code"]["coding"][0]["code"] == "72160-5"
+    assert card["suggestions"][0]["label"] == "Order active B12 (holotranscobalamin)"
 
 
 # --------------------------------------------------------------------------- delete actions (order-sign)

@@ -120,3 +120,13 @@ def test_a_card_without_override_reasons_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError) as err:
         load_knowledge(cards)
     assert err.value.field == "variants.untreated-low.overrideReasons"
+
+
+def test_wording_without_a_card_variant_is_refused(tmp_path: Path) -> None:
+    cards = _copy_cards(tmp_path)
+    wording = json.loads((cards / "wording.json").read_text())
+    del wording["variants"]["test-active-b12"]
+    (cards / "wording.json").write_text(json.dumps(wording))
+    with pytest.raises(KnowledgeError, match="test-active-b12") as err:
+        load_knowledge(cards)
+    assert err.value.field == "variants"
