@@ -64,6 +64,10 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     app.state.authenticator = Authenticator(settings)
     if not app.state.authenticator.enabled:
         log.warning("JWT verification is OFF: no CDS_TRUSTED_ISSUERS configured; any caller is accepted")
+    elif not settings.public_base_url:
+        # a token minted for another service would pass if the caller set Host to that service's host
+        log.warning("CDS_PUBLIC_BASE_URL is not set: the JWT aud is checked against the URL as received, "
+                    "whose host comes from the Host header; set it in production")
     app.state.knowledge = knowledge
     app.state.services = service_definitions(knowledge)
     reviews = [r for vs in knowledge.valuesets.values() for r in vs.review]

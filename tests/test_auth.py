@@ -5,6 +5,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 import uuid
@@ -240,6 +241,18 @@ def test_public_base_url_sets_the_audience(knowledge: Knowledge, keys: dict[str,
     with LiveServer(create_app(settings, knowledge)) as live:
         assert call(live, "/cds-services", token(keys[EC_KID], "https://cds.example.org/b12/cds-services")).status_code == 200
         assert call(live, "/cds-services", token(keys[EC_KID], live.url + "/cds-services")).status_code == 401
+
+
+@pytest.mark.parametrize("base", [None, "https://cds.example.org/b12/"])
+def test_start_warns_when_the_audience_comes_from_the_host_header(
+    knowledge: Knowledge, keys: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture, base: str | None
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [_jwk(keys[EC_KID], EC_KID, "ES384")]}))
+    with caplog.at_level(logging.WARNING):
+        create_app(Settings(trusted_issuers={FILE_ISS: str(jwks)}, public_base_url=base), knowledge)  # type: ignore[arg-type]
+    warned = [r for r in caplog.records if "CDS_PUBLIC_BASE_URL is not set" in r.getMessage()]
+    assert len(warned) == (1 if base is None else 0)
 
 
 @pytest.mark.parametrize("jwks", ["http://jwks.example.org/jwks.json"])
