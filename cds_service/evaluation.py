@@ -101,7 +101,7 @@ def evaluate(
     facts = extract_facts(patient_data, knowledge)
     facts.unchecked = unchecked(service.prefetch, request.prefetch)
     today = now.date()
-    who = (context.patientId, today, context.encounterId, context.userId)
+    who = (context.patientId, now, context.encounterId, context.userId)
     skipped = patient_data.malformed + facts.skipped_invalid
     cards = []
     if isinstance(context, OrderSelectContext | OrderSignContext):

@@ -1,7 +1,7 @@
 """Cards for order-select and order-sign, from an OrderAssessment and the wording in cards/."""
 
 from collections.abc import Callable
-from datetime import date
+from datetime import datetime
 
 from cds_service.assessment import format_value
 from cds_service.facts import Fact
@@ -28,7 +28,7 @@ def _earlier_line(fact: Fact, k: Knowledge) -> str:
 
 
 def render_order_card(
-    oa: OrderAssessment, k: Knowledge, patient_id: str, today: date,
+    oa: OrderAssessment, k: Knowledge, patient_id: str, now: datetime,
     encounter_id: str | None = None, user_id: str | None = None, new_id: Callable[[], str] = new_uuid,
 ) -> Card:
     """The card for a firing order assessment (callers check `oa.fires`)."""
@@ -38,7 +38,7 @@ def render_order_card(
     if oa.card == "pattern":
         assert oa.pattern is not None
         preface = w.order_select_intro.format(orders=ordered)
-        return render_card(oa.pattern, k, patient_id, today, encounter_id, user_id, new_id, preface)
+        return render_card(oa.pattern, k, patient_id, now, encounter_id, user_id, new_id, preface)
 
     variant = w.variants[oa.card]
     lines = [variant.intro, "", f"**Ordered now**: {ordered}"]
@@ -46,7 +46,7 @@ def render_order_card(
         recent = w.not_redundant["noRecentLevel"].format(days=k.rule.orders.level_on_file_days)
         lines += ["", f"**{w.headings['earlier']}**", f"- {recent}",
                   "", f"**{w.headings['criteria']}**: {w.criteria['measure-before-treat']}"]
-        suggestions = order_suggestion(variant, k, patient_id, today, [], encounter_id, user_id, new_id)
+        suggestions = order_suggestion(variant, k, patient_id, now, [], encounter_id, user_id, new_id)
         return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)
 
     heading = w.headings["sameOrder"] if oa.card == "duplicate-in-draft" else w.headings["earlier"]

@@ -4,7 +4,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, datetime
 from typing import Any
 
 from cds_service.assessment import Assessment, Evidence, format_value
@@ -119,7 +119,7 @@ def _coding(c: CodingDef) -> dict[str, str]:
 
 
 def build_order(
-    order: CodingDef, k: Knowledge, patient_id: str, today: date, reasons: list[Fact],
+    order: CodingDef, k: Knowledge, patient_id: str, now: datetime, reasons: list[Fact],
     encounter_id: str | None, user_id: str | None, complaint_reason: bool = True,
 ) -> dict[str, Any]:
     """The ServiceRequest the suggestion creates, validated against the R4B model."""
@@ -130,7 +130,8 @@ def build_order(
         "category": [{"coding": [_coding(k.wording.order_category)]}],
         "code": {"coding": [_coding(order)], "text": order.display},
         "subject": {"reference": f"Patient/{patient_id}"},
-        "authoredOn": today.isoformat(),
+        # an instant, not a date: a UTC date is tomorrow for an evening clinic west of Greenwich
+        "authoredOn": now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
     if complaint_reason:
         resource["reasonCode"] = [{"coding": [_coding(k.wording.order_reason)], "text": k.wording.order_reason.display}]
@@ -149,13 +150,13 @@ def new_uuid() -> str:
 
 
 def order_suggestion(
-    variant: Variant, k: Knowledge, patient_id: str, today: date, reasons: list[Fact],
+    variant: Variant, k: Knowledge, patient_id: str, now: datetime, reasons: list[Fact],
     encounter_id: str | None, user_id: str | None, new_id: Callable[[], str],
 ) -> list[Suggestion] | None:
     """The one-click order of the variant's test, or None when the variant orders nothing."""
     if variant.order is None or not variant.suggestion_label:
         return None
-    order = build_order(variant.order, k, patient_id, today, reasons, encounter_id, user_id,
+    order = build_order(variant.order, k, patient_id, now, reasons, encounter_id, user_id,
                         variant.order_reason_is_complaint)
     action = Action(type="create", description=f"Order {variant.order.display}", resource=order)
     return [Suggestion(label=variant.suggestion_label, uuid=new_id(), isRecommended=True, actions=[action])]
@@ -183,7 +184,7 @@ def card_frame(
 
 
 def render_card(
-    assessment: Assessment, k: Knowledge, patient_id: str, today: date,
+    assessment: Assessment, k: Knowledge, patient_id: str, now: datetime,
     encounter_id: str | None = None, user_id: str | None = None,
     new_id: Callable[[], str] = new_uuid, preface: str | None = None,
 ) -> Card:
@@ -191,7 +192,7 @@ def render_card(
     assert assessment.variant is not None and assessment.indicator is not None
     variant = k.wording.variants[assessment.variant]
     suggestions = order_suggestion(
-        variant, k, patient_id, today, list(assessment.trigger), encounter_id, user_id, new_id
+        variant, k, patient_id, now, list(assessment.trigger), encounter_id, user_id, new_id
     )
     detail = render_detail(assessment, k)
     if preface:

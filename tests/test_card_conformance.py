@@ -52,6 +52,7 @@ MYALGIA_SNOMED = "68962001"
 TOTAL_B12_LOINC = "2132-9"
 RELATIVE_REFERENCE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 UUID_TOKEN = re.compile(r'"uuid":\s*"[^"]*"')
+AUTHORED = re.compile(r'"authoredOn":\s*"[^"]*"')
 
 # FHIR R4 search parameters the prefetch templates may use, per resource type.
 SEARCH_PARAMS = {
@@ -81,7 +82,9 @@ def answer(request: dict[str, Any], knowledge: Knowledge) -> dict[str, Any]:
 
 
 def without_uuids(response: dict[str, Any]) -> str:
-    return UUID_TOKEN.sub('"uuid": "-"', json.dumps(response, sort_keys=True))
+    """The response apart from what must differ between calls: uuids, and the instant the order is authored."""
+    text = UUID_TOKEN.sub('"uuid": "-"', json.dumps(response, sort_keys=True))
+    return AUTHORED.sub('"authoredOn": "-"', text)
 
 
 def resources_in(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -274,7 +277,8 @@ def test_suggested_order_is_a_valid_r4_service_request_for_this_patient(answers:
     assert resource["subject"] == {"reference": f"Patient/{context['patientId']}"}
     assert resource["code"]["coding"][0]["system"] == "http://loinc.org"
     assert resource["code"]["coding"][0]["code"] == want["orderCode"]
-    assert resource["authoredOn"] == datetime.now(UTC).date().isoformat()
+    authored = datetime.fromisoformat(resource["authoredOn"])
+    assert resource["authoredOn"].endswith("Z") and abs(datetime.now(UTC) - authored) < timedelta(minutes=10)
     if context.get("userId", "").startswith(("Practitioner/", "PractitionerRole/")):
         assert resource["requester"] == {"reference": context["userId"]}
     assert "encounter" not in resource  # none of the fixtures names an encounter
@@ -583,7 +587,7 @@ for hook in ids:
     for path in scenario_files(hook):
         request = load(path)["request"]
         out[path.name] = json.loads(response_bytes(evaluate(services[ids[request["hook"]]], request, k, now).response))
-sys.stdout.write(re.sub(r'"uuid":\\s*"[^"]*"', '"uuid": "-"', json.dumps(out, sort_keys=True)))
+sys.stdout.write(re.sub(r'"(uuid|authoredOn)":\\s*"[^"]*"', r'"\\1": "-"', json.dumps(out, sort_keys=True)))
 """
 
 

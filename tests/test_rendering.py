@@ -2,13 +2,16 @@
 
 import html
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from fhir.resources.R4B.servicerequest import ServiceRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from cds_service.rendering import escape_text, plain_text
+from cds_service.knowledge import Knowledge
+from cds_service.rendering import build_order, escape_text, plain_text
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))", "![i](http://evil.example/i.png)",
@@ -73,3 +76,12 @@ def test_one_line_and_truncated() -> None:
        | st.text(alphabet="<>[]()!:@&#;*_`~|\\/.wW -=+\"'ahjpstv", max_size=60))
 def test_any_text_renders_inert_and_as_written(text: str) -> None:
     assert shown(gfm(), text) == f"Complaint: “{plain_text(text)}” (Condition)".replace("“ ”", "“”")
+
+
+def test_order_is_authored_at_an_instant_in_utc(knowledge: Knowledge) -> None:
+    evening_in_chicago = datetime(2026, 11, 25, 20, 30, 5, 123456, tzinfo=timezone(timedelta(hours=-6)))
+    test = knowledge.wording.variants["test-b12"].order
+    assert test is not None
+    order = build_order(test, knowledge, "p1", evening_in_chicago, [], None, None)
+    assert order["authoredOn"] == "2026-11-26T02:30:05Z"  # the clinic's 25th, not a bare date of the 26th
+    ServiceRequest.model_validate(order)
