@@ -129,6 +129,11 @@ def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
     return facts.sex
 
 
+def orders_active_b12(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
+    """In a current pregnancy the first B12 test is active B12: total B12 falls in pregnancy (NG239)."""
+    return knowledge.rule.pregnancy.order_active_b12 and _group(facts, knowledge, today) == "pregnant"
+
+
 def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment:
     """Decide whether the B12 card fires, which variant, and how urgently."""
     rule = knowledge.rule
@@ -205,7 +210,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
         indicator = Indicator.INFO
     variant: Variant = "test-mma" if band == "indeterminate" else "test-b12"
-    if variant == "test-b12" and rule.pregnancy.order_active_b12 and _group(facts, knowledge, today) == "pregnant":
+    if variant == "test-b12" and orders_active_b12(facts, knowledge, today):
         variant = "test-active-b12"
     return Assessment("card", variant, indicator, signs=signs, **base)
 

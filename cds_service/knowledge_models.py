@@ -231,7 +231,8 @@ class WordingFile(_File):
     variants: dict[
         Literal[
             "test-b12", "test-active-b12", "test-mma", "untreated-low",
-            "measure-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft",
+            "measure-before-treat", "measure-active-before-treat", "duplicate-result", "duplicate-order",
+            "duplicate-in-draft",
         ],
         Variant,
     ]
@@ -284,8 +285,8 @@ class WordingFile(_File):
         return [by_code[code] for code in variant.override_reasons]
 
 
-VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "measure-before-treat", "duplicate-result",
-            "duplicate-order", "duplicate-in-draft")
+VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "measure-before-treat",
+            "measure-active-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
             "latestB12")

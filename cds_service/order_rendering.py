@@ -42,7 +42,7 @@ def render_order_card(
 
     variant = w.variants[oa.card]
     lines = [variant.intro, "", f"**Ordered now**: {ordered}"]
-    if oa.card == "measure-before-treat":
+    if oa.card in ("measure-before-treat", "measure-active-before-treat"):
         recent = w.not_redundant["noRecentLevel"].format(days=k.rule.orders.level_on_file_days)
         lines += ["", f"**{w.headings['earlier']}**", f"- {recent}",
                   "", f"**{w.headings['criteria']}**: {w.criteria['measure-before-treat']}"]

@@ -6,13 +6,16 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-from cds_service.assessment import Assessment, assess, on_b12_therapy, within
+from cds_service.assessment import Assessment, assess, on_b12_therapy, orders_active_b12, within
 from cds_service.draft_orders import DraftOrders
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import Indicator
 
-OrderCard = Literal["pattern", "measure-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft"]
+OrderCard = Literal[
+    "pattern", "measure-before-treat", "measure-active-before-treat", "duplicate-result", "duplicate-order",
+    "duplicate-in-draft",
+]
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ def assess_order_select(
             return OrderAssessment("b12-level-on-file", ordered=tuple(products))
         if any(facts.of(c) for c in rule.suppressors.pending_order_concepts):
             return OrderAssessment("b12-test-pending", ordered=tuple(products))
-        return OrderAssessment("card", "measure-before-treat", Indicator.WARNING, ordered=tuple(products))
+        card: OrderCard = "measure-active-before-treat" if orders_active_b12(facts, k, today) else "measure-before-treat"
+        return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products))
     muscle = selected.of(rule.orders.muscle_order_concepts)
     if not muscle:
         return OrderAssessment("unrelated-order")

@@ -329,6 +329,7 @@ def test_order_has_no_requester_when_the_user_is_not_a_practitioner(knowledge: K
 @pytest.mark.parametrize("fixture", [
     "order-select/05-b12-product-with-no-level-measure-first.json",
     "order-select/15-b12-product-with-two-year-old-level-measure-first.json",
+    "order-select/16-b12-product-in-pregnancy-measure-active-b12-first.json",
 ])
 def test_measure_before_treat_order_does_not_claim_myalgia(answers: dict[str, Any], fixture: str) -> None:
     request, response = answers[fixture.removesuffix(".json")]
@@ -382,6 +383,8 @@ def test_delete_action_resource_id_is_one_relative_reference(answers: dict[str, 
     ("order-sign/02-b12-test-with-pending-order-warning", {"earlier-order-cancelled", "repeat-justified"}),
     ("order-sign/07-two-b12-tests-in-one-order-warning", {"both-tests-needed"}),
     ("order-select/05-b12-product-with-no-level-measure-first",
+     {"tested-elsewhere", "sample-not-possible", "patient-declined", "not-indicated"}),
+    ("order-select/16-b12-product-in-pregnancy-measure-active-b12-first",
      {"tested-elsewhere", "sample-not-possible", "patient-declined", "not-indicated"}),
 ])
 def test_override_reasons_fit_the_card(answers: dict[str, Any], fixture: str, expected: set[str]) -> None:

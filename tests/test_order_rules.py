@@ -151,6 +151,20 @@ def test_b12_product_with_no_level_on_file_says_measure_before_treating(knowledg
     assert a.indicator == Indicator.WARNING and a.ordered == (product,) and a.pattern is None
 
 
+@pytest.mark.parametrize(("pregnancy", "card"), [
+    (fact("pregnancy", 90, active=True), "measure-active-before-treat"),
+    (fact("pregnancy", 400), "measure-before-treat"),  # ended long ago: no longer current
+    (None, "measure-before-treat"),
+], ids=["pregnant", "pregnancy-over", "not-pregnant"])
+def test_b12_product_in_pregnancy_asks_for_an_active_b12_sample(
+    knowledge: Knowledge, pregnancy: Fact | None, card: str
+) -> None:
+    a = select(patient(30, *([pregnancy] if pregnancy else [])), drafts(ordered("b12-therapy")), knowledge)
+    assert a.card == card and a.indicator == Indicator.WARNING
+    order = knowledge.wording.variants[card].order  # type: ignore[index]
+    assert order is not None and order.code == ("72160-5" if card == "measure-active-before-treat" else "2132-9")
+
+
 @pytest.mark.parametrize("level", [
     fact("b12-result", 30, "Observation", value=410.0, unit="pg/mL"),
     fact("holotc-result", 30, "Observation", value=70.0, unit="pmol/L"),
