@@ -15,10 +15,11 @@ from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, 
 
 # What can open markup mid-line: emphasis, code, strikethrough, tables, escapes, HTML and entities;
 # autolinks and schemes (a `:` between a letter and a non-space as in `javascript:x` or `http://`,
-# an `@` inside a word, the `.` of `www.`); and a link or image, which needs `](`, `][` or `![`
-# (also across the end of the text). "Symptom: dyspnea", "10:30" and "[Mass/volume]" stay as written.
+# an `@` inside a word, the `.` of `www.`); and a link or image, which needs `](`, `][` or `![`.
+# Cards put record text only between quotes or before `,`, `.` or a line end, never before `(`/`[`.
+# "Symptom: dyspnea", "10:30", "Ouch!" and "[Mass/volume]" stay as written.
 _MARKUP = re.compile(
-    r"[\\`*_~<>&|]|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[]|$)|!(?=\[|$)|(?<=\b[wW]{3})\."
+    r"[\\`*_~<>&|]|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[])|!(?=\[)|(?<=\b[wW]{3})\."
 )
 _MAX_RECORD_TEXT = 120
 

@@ -38,25 +38,37 @@ def md() -> MarkdownIt:
     return gfm()
 
 
-def shown(md: MarkdownIt, text: str) -> str:
-    """What a clinician reads: the escaped text in the middle of a card line, rendered."""
+# Where cards put record text: in quotes before a parenthesis, in a list of orders, and before a full stop.
+CONTEXTS = ["- **Complaint**: “{}” (Condition)", "**Ordered now**: {}, {}", "Ordered now for the muscle complaint: {}."]
+
+
+def shown(md: MarkdownIt, text: str) -> list[str]:
+    """What a clinician reads, in each context where cards place record text."""
     escaped = escape_text(text)
     # GFM also links `www.` literals, which linkify-it only finds in its fuzzy mode (bare domains too)
     assert not re.search(r"(?i)\bwww\.", escaped), escaped
-    rendered = md.render(f"- **Complaint**: “{escaped}” (Condition)")
-    assert re.sub(r"</?(ul|li|p|strong)>", "", rendered).count("<") == 0, rendered
-    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+    out = []
+    for context in CONTEXTS:
+        rendered = md.render(context.format(escaped, escaped))
+        assert re.sub(r"</?(ul|li|p|strong)>", "", rendered).count("<") == 0, rendered
+        out.append(html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip())
+    return out
+
+
+def as_written(text: str) -> list[str]:
+    flat = plain_text(text)
+    return [re.sub(r"\*\*|^- ", "", c).format(flat, flat) for c in CONTEXTS]
 
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_hostile_text_renders_inert_and_as_written(md: MarkdownIt, text: str) -> None:
-    assert shown(md, text) == f"Complaint: “{text}” (Condition)"
+    assert shown(md, text) == as_written(text)
 
 
 @pytest.mark.parametrize("text", ORDINARY)
 def test_ordinary_punctuation_is_left_as_written(md: MarkdownIt, text: str) -> None:
     assert escape_text(text) == text
-    assert shown(md, text) == f"Complaint: “{text}” (Condition)"
+    assert shown(md, text) == as_written(text)
 
 
 def test_control_and_invisible_format_characters_are_dropped() -> None:
@@ -75,7 +87,7 @@ def test_one_line_and_truncated() -> None:
 @given(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
        | st.text(alphabet="<>[]()!:@&#;*_`~|\\/.wW -=+\"'ahjpstv", max_size=60))
 def test_any_text_renders_inert_and_as_written(text: str) -> None:
-    assert shown(gfm(), text) == f"Complaint: “{plain_text(text)}” (Condition)".replace("“ ”", "“”")
+    assert shown(gfm(), text) == [line.strip() for line in as_written(text)]
 
 
 def test_order_is_authored_at_an_instant_in_utc(knowledge: Knowledge) -> None:
