@@ -101,7 +101,7 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         value = format_value(last.value) if last.value is not None else "?"
         unit = k.rule.b12_result.unit
         threshold = f"{k.rule.b12_result.deficient_below:g} {unit}"
-        out += ["", f"**{h['latestB12']}**", f"- {value} {unit}, {when_text(last)} (below {threshold})"]
+        out += ["", f"**{h['latestB12']}**", f"- {value} {unit} on {when_text(last)} (below {threshold})"]
     if assessment.signs:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e, k) for e in assessment.signs]
     if assessment.risk_factors:
