@@ -205,6 +205,8 @@ class CodingDef(_Knowledge):
 
 class Variant(_Knowledge):
     summary: str = Field(max_length=140)
+    # the summary of a critical card, when urgency should show in the one line every EHR displays
+    summary_critical: str | None = Field(default=None, max_length=140)
     intro: str
     suggestion_label: str | None = None
     order: CodingDef | None = None

@@ -173,7 +173,7 @@ def card_frame(
     topic = Coding(**_coding(w.source.topic)) if w.source.topic else None
     return Card(
         uuid=new_id(),
-        summary=variant.summary,
+        summary=variant.summary_critical if indicator == Indicator.CRITICAL and variant.summary_critical else variant.summary,
         detail=detail,
         indicator=indicator,
         source=Source(label=w.source.label, url=w.source.url, topic=topic),

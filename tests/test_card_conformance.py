@@ -711,3 +711,14 @@ def test_lab_evidence_reads_value_unit_date_and_threshold(answers: dict[str, Any
     (card,) = answers[fixture][1]["cards"]
     for line in lines:
         assert re.search(line.format(d=r"\d{4}-\d{2}-\d{2}"), card["detail"], re.MULTILINE), (line, card["detail"])
+
+
+@pytest.mark.parametrize("path", CARD_FIXTURES, ids=_name)
+def test_summary_shows_urgency_only_on_critical_test_cards(answers: dict[str, Any], knowledge: Knowledge, path: Path) -> None:
+    for card in cards_of(answers, path):
+        urgent = "now" in card["summary"].split(": ")[-1].split()
+        has_order = bool(card.get("suggestions")) and card["suggestions"][0]["actions"][0]["type"] == "create"
+        if card["indicator"] == "critical" and has_order:
+            assert urgent and "neurological or cognitive signs or macrocytic anaemia" in card["summary"], card["summary"]
+        else:
+            assert not urgent, card["summary"]
