@@ -43,6 +43,7 @@ class Assessment:
     b12_band: Band | None = None
     recent_result_days: int = 0
     new_risk_since_normal: bool = False
+    lapsed_orders: tuple[Fact, ...] = ()  # open B12 orders too old to count as pending
     unchecked: frozenset[str] = frozenset()  # suppressor checks made without data (shown as "not checked")
 
     @property
@@ -72,6 +73,17 @@ def _days(since: date, today: date) -> int:
 def within(fact: Fact, days: int, today: date) -> bool:
     """Dated in the last `days` days (a day ahead is allowed: EHR and service clocks differ by time zone)."""
     return fact.when is not None and -1 <= _days(fact.when, today) <= days
+
+
+def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:
+    """Orders of `concepts` still pending: authored inside the pending-order window, or undated."""
+    days = knowledge.rule.suppressors.pending_order_days
+    return [f for c in concepts for f in facts.of(c) if f.when is None or within(f, days, today)]
+
+
+def lapsed_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> tuple[Fact, ...]:
+    pending = {id(f) for f in open_orders(facts, concepts, knowledge, today)}
+    return tuple(f for c in concepts for f in facts.of(c) if id(f) not in pending)
 
 
 def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
@@ -154,7 +166,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     sup = rule.suppressors
     if on_b12_therapy(facts, knowledge, today):
         return Assessment("suppressed:on-b12-therapy", trigger=trigger)
-    if any(facts.of(c) for c in sup.pending_order_concepts):
+    if open_orders(facts, sup.pending_order_concepts, knowledge, today):
         return Assessment("suppressed:pending-order", trigger=trigger)
 
     b12 = rule.b12_result
@@ -175,6 +187,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     base: dict[str, Any] = {
         "trigger": trigger, "risk_factors": risks, "confounders": confounders, "last_b12": last,
         "b12_band": band, "recent_result_days": sup.recent_result_days, "unchecked": facts.unchecked,
+        "lapsed_orders": lapsed_orders(facts, sup.pending_order_concepts, knowledge, today),
     }
 
     low = rule.untreated_low

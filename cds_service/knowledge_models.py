@@ -128,6 +128,8 @@ class Suppressors(_Knowledge):
     recent_result_days: int = Field(ge=0)
     normal_result_days: int = Field(ge=0)
     therapy_administration_days: int = Field(ge=0)
+    # an open order older than this is lapsed: it no longer silences the card (undated ones still do)
+    pending_order_days: int = Field(ge=1)
     pending_order_concepts: list[str]
     therapy_concepts: list[str]
     remark: str = ""
@@ -294,7 +296,7 @@ HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", 
             "latestB12")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "noPendingOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
+    "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 
 

@@ -4,7 +4,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from cds_service.assessment import Assessment, Evidence, format_value
@@ -86,7 +86,14 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
             if assessment.new_risk_since_normal:
                 lines.append(words["newRiskSinceNormal"].format(date=when_text(last)))
     lines.append(words["therapyNotChecked"] if "therapy" in unchecked else words["noTherapy"])
-    lines.append(words["ordersNotChecked"] if "orders" in unchecked else words["noPendingOrder"])
+    if "orders" in unchecked:
+        lines.append(words["ordersNotChecked"])
+    elif assessment.lapsed_orders:
+        latest = max(assessment.lapsed_orders, key=lambda f: f.when or date.min)
+        days = k.rule.suppressors.pending_order_days
+        lines.append(words["lapsedOrder"].format(date=when_text(latest), days=days))
+    else:
+        lines.append(words["noPendingOrder"])
     return [f"- {line}" for line in lines]
 
 

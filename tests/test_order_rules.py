@@ -197,6 +197,15 @@ def test_b12_product_while_a_b12_test_is_pending_is_silent(knowledge: Knowledge)
     assert a.outcome == "b12-test-pending" and not a.fires
 
 
+@pytest.mark.parametrize(("days", "outcome"), [(179, "b12-test-pending"), (181, "card"), (None, "b12-test-pending")],
+                         ids=["inside-window", "lapsed", "undated"])
+def test_b12_product_beside_an_old_open_b12_test(knowledge: Knowledge, days: int | None, outcome: str) -> None:
+    """An open order counts as pending for pendingOrderDays (180); an undated one always does."""
+    assert knowledge.rule.suppressors.pending_order_days == 180
+    old = fact("b12-order", days, "ServiceRequest", active=True, rid="sr-1", status="active")
+    assert select(patient(50, old), drafts(ordered("b12-therapy")), knowledge).outcome == outcome
+
+
 def test_b12_product_with_a_b12_test_in_the_same_draft_is_silent(knowledge: Knowledge) -> None:
     a = select(patient(50), drafts(ordered("b12-therapy")), knowledge, others=(ordered("b12-order"),))
     assert a.outcome == "draft-has-b12-test" and not a.fires
@@ -287,6 +296,12 @@ def test_sign_beside_another_pending_b12_order_warns(knowledge: Knowledge) -> No
     a = sign(patient(60, pending), drafts(B12_TEST), knowledge)
     assert a.outcome == "card" and a.card == "duplicate-order" and a.indicator == Indicator.WARNING
     assert a.earlier == (pending,) and a.ordered == (B12_TEST,)
+
+
+@pytest.mark.parametrize(("days", "card"), [(179, "duplicate-order"), (181, None)], ids=["open", "lapsed"])
+def test_sign_beside_an_old_open_b12_order(knowledge: Knowledge, days: int, card: str | None) -> None:
+    old = fact("b12-level-order", days, "ServiceRequest", active=True, rid="sr-1", status="active")
+    assert sign(patient(60, old), drafts(B12_TEST), knowledge).card == card
 
 
 def test_sign_recent_result_wins_over_pending_order(knowledge: Knowledge) -> None:
