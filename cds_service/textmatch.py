@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 _WORD = re.compile(r"[a-z0-9'/-]+")
 _POST_WINDOW_WORDS = 3
+# A term set out as a question with its answer, as review-of-systems templates write it:
+# "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
+_ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–][ \t]+")
 
 
 def _words(text: str) -> list[str]:
@@ -77,6 +80,16 @@ class TextMatcher:
         words = tuple(_words(text.lower()))
         return words in self.negative_answers or any(words[: len(cue)] == cue for cue in self.pre_negation)
 
+    def _answered_no(self, lowered: str, end: int) -> bool:
+        """The term is a question ("Myalgia:", "Muscle pain?") whose answer records absence."""
+        mark = _ANSWER_MARK.match(lowered, end)
+        if mark is None:
+            return False
+        answer_end = self.clause_break.search(lowered, mark.end())
+        answer = lowered[mark.end() : answer_end.start() if answer_end else len(lowered)]
+        first = _words(answer)[:_POST_WINDOW_WORDS]
+        return self.is_negative_answer(answer) or any(_has_phrase(first, cue) for cue in self.post_negation)
+
     def find(self, text: str) -> set[str]:
         """Concepts mentioned affirmatively in `text` (a negated mention is no mention)."""
         if self.pattern is None or not text:
@@ -92,7 +105,7 @@ class TextMatcher:
             clause_end = next_break.start() if next_break else len(lowered)
             before = _words(lowered[clause_start:start])[-self.window_words :]
             after = _words(lowered[end:clause_end])[:_POST_WINDOW_WORDS]
-            if any(_has_phrase(after, cue) for cue in self.post_negation):
+            if any(_has_phrase(after, cue) for cue in self.post_negation) or self._answered_no(lowered, end):
                 continue
             for concept in self.term_concepts[match.group(0)]:
                 cues = self.pre_negation + self.concept_pre_negation.get(concept, ())

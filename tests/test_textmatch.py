@@ -18,6 +18,16 @@ from cds_service.knowledge import Knowledge
         ("Family history of myalgia", set()),
         ("myalgic encephalomyelitis", set()),
         ("not on metformin", set()),
+        # review-of-systems form: the term as a question, then its answer
+        ("Myalgia: negative", set()),
+        ("Muscle pain? No", set()),
+        ("ROS: fever: no. myalgia: denies. fatigue: yes", set()),
+        ("Muscle aches - absent", set()),
+        ("Myalgia: none", set()),
+        ("Myalgia: yes, for three months", {"myalgia"}),
+        ("Muscle pain? Yes", {"myalgia"}),
+        ("Myalgia: widespread, worse in the evening", {"myalgia"}),
+        ("Myalgia - mild", {"myalgia"}),
     ],
 )
 def test_myalgia_mentions(knowledge: Knowledge, text: str, expected: set[str]) -> None:
@@ -28,3 +38,12 @@ def test_medication_names_match_inside_product_text(knowledge: Knowledge) -> Non
     assert "metformin" in knowledge.text.find("Janumet (sitagliptin and metformin) 50/1000 mg")
     assert "b12-therapy" in knowledge.text.find("Hydroxocobalamin 1 MG/ML Injectable Solution")
     assert "b12-therapy" not in knowledge.text.find("cyanocobalaminx")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Fatigue: absent. Pins and needles: yes", {"paresthesia"}),
+    ("fatigue? no; tingling? no", set()),
+    ("Tiredness: present", {"fatigue"}),
+])
+def test_question_and_answer_form_for_other_symptoms(knowledge: Knowledge, text: str, expected: set[str]) -> None:
+    assert knowledge.text.find(text) & {"fatigue", "paresthesia"} == expected
