@@ -61,8 +61,8 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
         "medicationStatements": f"MedicationStatement?patient={PATIENT}&status=active,intended",
         "b12Administrations": (
             f"MedicationAdministration?patient={PATIENT}"
-            f"&code={_token_list(k, therapy.therapy_concepts)}"
-            f"&effective-time=ge{{{{today() - {therapy.therapy_administration_days} days}}}}"
+            f"&code={_token_list(k, therapy.therapy_concepts)}"  # few rows: no date bound, so no
+            # today() token that a client might not fill (the window is applied when evaluating)
         ),
         "procedures": f"Procedure?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Procedure'))}",
         "b12Orders": (

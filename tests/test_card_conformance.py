@@ -685,7 +685,7 @@ def test_order_services_prefetch_what_their_rules_read(discovery: dict[str, Any]
 
 
 def test_prefetch_tokens_are_cds_hooks_tokens_or_date_bounds(discovery: dict[str, Any]) -> None:
-    """CDS Hooks 2.0 defines context and user tokens only. The look-back bounds use `today() - N days`,
+    """CDS Hooks 2.0 defines context and user tokens only. The observations look-back uses `today() - N days`,
     which the sandbox fills and other clients may not: such a client leaves the key out, and the
     service fetches it itself (tests/test_gathering.py) or says the check was not made. The date
     token appears nowhere else, so no client ever gets a half-filled query."""
@@ -698,7 +698,7 @@ def test_prefetch_tokens_are_cds_hooks_tokens_or_date_bounds(discovery: dict[str
                     assert re.fullmatch(r"today\(\) - \d+ days", token), token
                     assert re.search(r"&(date|effective-time)=ge\{\{today\(\) - \d+ days\}\}$", template), template
                     date_bounded.add(key)
-    assert date_bounded == {"observations", "b12Administrations"}
+    assert date_bounded == {"observations"}
 
 
 @pytest.mark.parametrize(("fixture", "lines"), [
