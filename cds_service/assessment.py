@@ -75,15 +75,18 @@ def within(fact: Fact, days: int, today: date) -> bool:
     return fact.when is not None and -1 <= _days(fact.when, today) <= days
 
 
+def _lapsed(order: Fact, knowledge: Knowledge, today: date) -> bool:
+    """An open order authored longer ago than the pending-order window (undated ones never lapse)."""
+    return order.when is not None and _days(order.when, today) > knowledge.rule.suppressors.pending_order_days
+
+
 def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:
     """Orders of `concepts` still pending: authored inside the pending-order window, or undated."""
-    days = knowledge.rule.suppressors.pending_order_days
-    return [f for c in concepts for f in facts.of(c) if f.when is None or within(f, days, today)]
+    return [f for c in concepts for f in facts.of(c) if not _lapsed(f, knowledge, today)]
 
 
 def lapsed_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> tuple[Fact, ...]:
-    pending = {id(f) for f in open_orders(facts, concepts, knowledge, today)}
-    return tuple(f for c in concepts for f in facts.of(c) if id(f) not in pending)
+    return tuple(f for c in concepts for f in facts.of(c) if _lapsed(f, knowledge, today))
 
 
 def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:

@@ -342,3 +342,9 @@ def test_sign_two_serum_b12_tests_in_one_draft_warns(knowledge: Knowledge) -> No
     assert a.card == "duplicate-in-draft" and a.indicator == Indicator.WARNING
     assert [f.reference for f in a.earlier] == ["ServiceRequest/b12-mass"]
     assert [f.reference for f in a.ordered] == ["ServiceRequest/b12-molar"]  # the one offered for removal
+
+
+def test_a_future_dated_open_order_is_pending_not_lapsed(knowledge: Knowledge) -> None:
+    """An order authored 'tomorrow' (clock skew, or a date entered ahead) is still pending."""
+    ahead = fact("b12-level-order", -3, "ServiceRequest", active=True, rid="sr-1", status="active")
+    assert sign(patient(60, ahead), drafts(B12_TEST), knowledge).card == "duplicate-order"
