@@ -17,6 +17,8 @@ from cds_service.patient_data import PatientData
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
 
+ORDER_REASON = "order-reason"  # Fact.status of a complaint named as a draft order's reason
+
 
 @dataclass
 class DraftOrders:
@@ -91,7 +93,7 @@ def read_drafts(resources: list[Any], knowledge: Knowledge, today: date) -> Draf
         for concept, how in hits.items():
             drafts.by_concept[concept].append(Fact(concept, rtype, model.id, label, today, True, how))
         for concept, text in reason_hits.items():
-            drafts.reasons.append(Fact(concept, rtype, model.id, text, today, True, "code"))
+            drafts.reasons.append(Fact(concept, rtype, model.id, text, today, True, "code", status=ORDER_REASON))
     return drafts
 
 

@@ -253,6 +253,7 @@ class WordingFile(_File):
     order_category: CodingDef
     order_reason: CodingDef
     order_select_intro: str
+    order_reason_source: str  # where a complaint named as a draft order's reason comes from
     remove_duplicate_label: str
 
     @field_validator("headings")

@@ -24,7 +24,7 @@ def _earlier_line(fact: Fact, k: Knowledge) -> str:
         value = f"{format_value(fact.value)} {k.units[fact.concept].shown}" if fact.value is not None else "a result"
         return f"- **{k.concepts[fact.concept].label}**: {value} on {when_text(fact)}"
     status = f", {fact.status}" if fact.status else ""
-    return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact)}{escape_text(status)}"
+    return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact, k)}{escape_text(status)}"
 
 
 def render_order_card(

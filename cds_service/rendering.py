@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from cds_service.assessment import Assessment, Evidence, format_value
+from cds_service.draft_orders import ORDER_REASON
 from cds_service.facts import Fact
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import CodingDef, Variant
@@ -45,9 +46,10 @@ def when_text(fact: Fact) -> str:
     return fact.when.isoformat() if fact.when else "undated"
 
 
-def fact_line(fact: Fact) -> str:
+def fact_line(fact: Fact, k: Knowledge) -> str:
     origin = "" if fact.matched_by == "code" else ", matched in free text"
-    return f"“{escape_text(fact.text)}” ({fact.resource_type}, {when_text(fact)}{origin})"
+    source = k.wording.order_reason_source if fact.status == ORDER_REASON else fact.resource_type
+    return f"“{escape_text(fact.text)}” ({source}, {when_text(fact)}{origin})"
 
 
 def _evidence_line(ev: Evidence, k: Knowledge) -> str:
@@ -60,7 +62,7 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
         return f"{line}. {ev.note}" if ev.note else line
     parts = [f"- **{ev.label}**"]
     if ev.facts:
-        parts.append(": " + "; ".join(fact_line(f) for f in ev.facts[:3]))
+        parts.append(": " + "; ".join(fact_line(f, k) for f in ev.facts[:3]))
         if len(ev.facts) > 3:
             parts.append(f"; and {len(ev.facts) - 3} more")
     if ev.note:
@@ -102,7 +104,7 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     assert assessment.variant is not None and assessment.indicator is not None
     h = w.headings
     out = [w.variants[assessment.variant].intro, "", f"**{h['complaint']}**"]
-    out += [f"- {fact_line(f)}" for f in assessment.trigger[:3]]
+    out += [f"- {fact_line(f, k)}" for f in assessment.trigger[:3]]
     if assessment.last_b12 is not None and assessment.variant == "untreated-low":
         last = assessment.last_b12
         value = format_value(last.value) if last.value is not None else "?"
