@@ -178,9 +178,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if last is not None:
         if last.value is None:
             band = "unknown"
-        elif last.value < b12.deficient_below:
+        elif last.value < b12.bands[last.concept].deficient_below:
             band = "deficient"
-        elif last.value <= b12.normal_above:
+        elif last.value <= b12.bands[last.concept].normal_above:
             band = "indeterminate"
         else:
             band = "normal"

@@ -201,7 +201,12 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
     for i, c in enumerate(rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts):
         need_concept(f"b12Result.concepts.{i}", c)
     for c in rule.b12_result.result_concepts:
-        need_lab("b12Result.resultConcepts", c, rule.b12_result.unit)
+        bands = rule.b12_result.bands.get(c)
+        if bands is None:
+            raise KnowledgeError("rule.json", f"b12Result.bands.{c}", "every result concept needs its bands")
+        need_lab(f"b12Result.bands.{c}", c, bands.unit)
+        if not bands.deficient_below <= bands.normal_above:
+            raise KnowledgeError("rule.json", f"b12Result.bands.{c}", "deficientBelow must not exceed normalAbove")
     for i, rf in enumerate(rule.risk_factors):
         if rf.kind == "age":
             if rf.min_age_years is None:

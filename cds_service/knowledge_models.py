@@ -103,13 +103,21 @@ class LabThreshold(_Knowledge):
     remark: str = ""
 
 
-class B12Result(_Knowledge):
-    result_concepts: list[str]
-    recent_result_concepts: list[str]
+class ResultBands(_Knowledge):
+    """How one kind of B12 result reads: deficient below, indeterminate between, normal above."""
+
     unit: str
     deficient_below: float
     normal_above: float
     source: str = ""
+
+
+class B12Result(_Knowledge):
+    # results read for their value (banded); each needs its bands
+    result_concepts: list[str]
+    # results that make a new test redundant when recent
+    recent_result_concepts: list[str]
+    bands: dict[str, ResultBands]
     remark: str = ""
 
 

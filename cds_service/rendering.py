@@ -108,8 +108,8 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     if assessment.last_b12 is not None and assessment.variant == "untreated-low":
         last = assessment.last_b12
         value = format_value(last.value) if last.value is not None else "?"
-        unit = k.rule.b12_result.unit
-        threshold = f"{k.rule.b12_result.deficient_below:g} {unit}"
+        unit = k.units[last.concept].shown
+        threshold = f"{k.rule.b12_result.bands[last.concept].deficient_below:g} {unit}"
         out += ["", f"**{h['latestB12']}**", f"- {value} {unit} on {when_text(last)} (below {threshold})"]
     if assessment.signs:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e, k) for e in assessment.signs]

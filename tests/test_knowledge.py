@@ -130,3 +130,22 @@ def test_wording_without_a_card_variant_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError, match="test-active-b12") as err:
         load_knowledge(cards)
     assert err.value.field == "variants"
+
+
+def test_a_result_concept_without_bands_is_refused(tmp_path: Path) -> None:
+    cards = _copy_cards(tmp_path)
+    rule = json.loads((cards / "rule.json").read_text())
+    del rule["b12Result"]["bands"]["holotc-result"]
+    (cards / "rule.json").write_text(json.dumps(rule))
+    with pytest.raises(KnowledgeError) as err:
+        load_knowledge(cards)
+    assert err.value.file == "rule.json" and err.value.field == "b12Result.bands.holotc-result"
+
+
+def test_result_bands_in_a_non_canonical_unit_are_refused(tmp_path: Path) -> None:
+    cards = _copy_cards(tmp_path)
+    rule = json.loads((cards / "rule.json").read_text())
+    rule["b12Result"]["bands"]["b12-result"]["unit"] = "pmol/L"
+    (cards / "rule.json").write_text(json.dumps(rule))
+    with pytest.raises(KnowledgeError, match="pg/mL"):
+        load_knowledge(cards)
