@@ -13,7 +13,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import LabThreshold
 from cds_service.protocol import Indicator
 
-Variant = Literal["test-b12", "test-active-b12", "test-mma", "untreated-low"]
+Variant = Literal["test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma"]
 Band = Literal["deficient", "indeterminate", "normal", "unknown"]
 
 
@@ -62,8 +62,8 @@ class Assessment:
 
 
 def format_value(value: float) -> str:
-    """A lab value as clinicians read it: at most one decimal."""
-    return f"{round(value, 1):g}"
+    """A lab value as clinicians read it: one decimal, two below 10 (an MMA of 0.62 against 0.45)."""
+    return f"{round(value, 2 if abs(value) < 10 else 1):g}"
 
 
 def _days(since: date, today: date) -> int:
@@ -144,6 +144,27 @@ def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
     return facts.sex
 
 
+def _indeterminate_sign(last: Fact) -> Evidence:
+    return Evidence("indeterminate-b12", "Indeterminate earlier B12", (last,))
+
+
+def _follow_up_since(
+    facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date
+) -> tuple[bool, Evidence] | None:
+    """The latest follow-up result (methylmalonic acid) taken on or after an indeterminate B12:
+    (whether it crosses its lab sign's threshold, the evidence), or None when there is none."""
+    sign = next(s for s in knowledge.rule.lab_signs if s.id == knowledge.rule.b12_result.indeterminate_follow_up)
+    if indeterminate.when is None:
+        return None
+    since = [f for f in facts.of(sign.lab) if f.value is not None and f.when is not None and f.when >= indeterminate.when]
+    latest = _latest(since)
+    if latest is None or latest.value is None:
+        return None
+    threshold = _threshold(sign, _group(facts, knowledge, today))
+    evidence = Evidence(sign.id, sign.label, (latest,), comparator=sign.comparator, threshold=threshold)
+    return _compare(latest.value, sign.comparator, threshold), evidence
+
+
 def orders_active_b12(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
     """In a current pregnancy the first B12 test is active B12: total B12 falls in pregnancy (NG239)."""
     return knowledge.rule.pregnancy.order_active_b12 and _group(facts, knowledge, today) == "pregnant"
@@ -196,6 +217,16 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     low = rule.untreated_low
     if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today):
         return Assessment("card", "untreated-low", Indicator.CRITICAL, **base)
+    if band == "indeterminate" and last is not None:
+        answer = _follow_up_since(facts, knowledge, last, today)
+        if answer is not None:  # the follow-up NG239 advises was done: it answers the question
+            raised, evidence = answer
+            if not raised:
+                return Assessment("suppressed:normal-follow-up", **base)
+            signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last))
+            if evidence.id not in {e.id for e in signs}:
+                signs = (*signs, evidence)
+            return Assessment("card", "untreated-mma", Indicator.CRITICAL, signs=signs, **base)
     recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if within(f, sup.recent_result_days, today)]
     if recent:
         return Assessment("suppressed:recent-result", **base)
@@ -206,12 +237,10 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 
         base["new_risk_since_normal"] = True
     signs = _signs(facts, knowledge, today)
-    if band in ("indeterminate", "deficient") and last is not None:
-        sign_id, label = (
-            ("indeterminate-b12", "Indeterminate earlier B12") if band == "indeterminate"
-            else ("earlier-low-b12", f"Low B12 more than {low.lookback_days} days ago")
-        )
-        signs += (Evidence(sign_id, label, (last,)),)
+    if band == "indeterminate" and last is not None:
+        signs += (_indeterminate_sign(last),)
+    elif band == "deficient" and last is not None:
+        signs += (Evidence("earlier-low-b12", f"Low B12 more than {low.lookback_days} days ago", (last,)),)
     if not signs:
         return Assessment("no-sign", **base)
 

@@ -207,6 +207,8 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
         need_lab(f"b12Result.bands.{c}", c, bands.unit)
         if not bands.deficient_below <= bands.normal_above:
             raise KnowledgeError("rule.json", f"b12Result.bands.{c}", "deficientBelow must not exceed normalAbove")
+    if rule.b12_result.indeterminate_follow_up not in {sign.id for sign in rule.lab_signs}:
+        raise KnowledgeError("rule.json", "b12Result.indeterminateFollowUp", "must be the id of a labSigns entry")
     for i, rf in enumerate(rule.risk_factors):
         if rf.kind == "age":
             if rf.min_age_years is None:

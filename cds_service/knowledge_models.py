@@ -118,6 +118,8 @@ class B12Result(_Knowledge):
     # results that make a new test redundant when recent
     recent_result_concepts: list[str]
     bands: dict[str, ResultBands]
+    # the lab sign (an id in labSigns) whose result, taken after an indeterminate B12, answers it
+    indeterminate_follow_up: str
     remark: str = ""
 
 
@@ -242,7 +244,7 @@ class WordingFile(_File):
     source: SourceDef
     variants: dict[
         Literal[
-            "test-b12", "test-active-b12", "test-mma", "untreated-low",
+            "test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma",
             "measure-before-treat", "measure-active-before-treat", "duplicate-result", "duplicate-order",
             "duplicate-in-draft",
         ],
@@ -252,7 +254,8 @@ class WordingFile(_File):
     not_redundant: dict[str, str]
     criteria: dict[
         Literal[
-            "info", "warning", "critical", "untreated-low", "measure-before-treat", "duplicate", "duplicate-in-draft",
+            "info", "warning", "critical", "untreated-low", "untreated-mma", "measure-before-treat", "duplicate",
+            "duplicate-in-draft",
         ],
         str,
     ]
@@ -298,7 +301,7 @@ class WordingFile(_File):
         return [by_code[code] for code in variant.override_reasons]
 
 
-VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "measure-before-treat",
+VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "measure-before-treat",
             "measure-active-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",

@@ -117,9 +117,11 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         out += ["", f"**{h['riskFactors']}**"] + [_evidence_line(e, k) for e in assessment.risk_factors]
     if assessment.confounders:
         out += ["", f"**{h['confounders']}**"] + [_evidence_line(e, k) for e in assessment.confounders]
-    if assessment.variant != "untreated-low":
+    if assessment.variant == "untreated-low" or assessment.variant == "untreated-mma":
+        criteria = w.criteria[assessment.variant]  # no test to justify: no "not redundant" section
+    else:
         out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)
-    criteria = w.criteria["untreated-low" if assessment.variant == "untreated-low" else assessment.indicator.value]
+        criteria = w.criteria[assessment.indicator.value]
     out += ["", f"**{h['criteria']}**: {criteria} (knowledge {k.version})"]
     return "\n".join(out)
 

@@ -2,7 +2,9 @@
 
 from datetime import date, timedelta
 
-from cds_service.assessment import assess
+import pytest
+
+from cds_service.assessment import assess, format_value
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import Indicator
@@ -132,3 +134,9 @@ def test_untreated_low_is_for_results_within_a_year(knowledge: Knowledge) -> Non
     assert assess(patient(50, MYALGIA, within), knowledge, TODAY).variant == "untreated-low"
     a = assess(patient(50, MYALGIA, older), knowledge, TODAY)
     assert a.variant == "test-b12" and [s.id for s in a.signs] == ["earlier-low-b12"]
+
+
+@pytest.mark.parametrize(("value", "shown"), [(128.74, "128.7"), (10.6, "10.6"), (0.62, "0.62"), (0.456, "0.46"),
+                                              (6.2, "6.2"), (12.0, "12"), (250.0, "250")])
+def test_lab_values_keep_the_precision_their_thresholds_need(value: float, shown: str) -> None:
+    assert format_value(value) == shown

@@ -476,7 +476,9 @@ def test_rule_line_matches_the_indicator(answers: dict[str, Any], knowledge: Kno
         detail = card["detail"]
         if "**Complaint**" not in detail:
             continue  # order cards state their own criterion
-        key = "untreated-low" if "suggestions" not in card else card["indicator"]
+        key = card["indicator"]
+        if "suggestions" not in card:  # a treatment-review card: its own rule line
+            key = "untreated-mma" if "methylmalonic" in card["summary"] else "untreated-low"
         assert f"**Rule**: {criteria[key]}" in detail
         others = {k: v for k, v in criteria.items() if k != key}
         assert not any(v in detail for v in others.values())
