@@ -110,14 +110,15 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         value = format_value(last.value) if last.value is not None else "?"
         unit = k.units[last.concept].shown
         threshold = f"{k.rule.b12_result.bands[last.concept].deficient_below:g} {unit}"
-        out += ["", f"**{h['latestB12']}**", f"- {value} {unit} on {when_text(last)} (below {threshold})"]
+        label = k.concepts[last.concept].label  # total or active B12
+        out += ["", f"**{h['latestB12']}**", f"- **{label}**: {value} {unit} on {when_text(last)} (below {threshold})"]
     if assessment.signs:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e, k) for e in assessment.signs]
     if assessment.risk_factors:
         out += ["", f"**{h['riskFactors']}**"] + [_evidence_line(e, k) for e in assessment.risk_factors]
     if assessment.confounders:
         out += ["", f"**{h['confounders']}**"] + [_evidence_line(e, k) for e in assessment.confounders]
-    if assessment.variant == "untreated-low" or assessment.variant == "untreated-mma":
+    if assessment.variant == "untreated-low" or assessment.variant == "untreated-mma":  # noqa: PLR1714 (narrows for mypy)
         criteria = w.criteria[assessment.variant]  # no test to justify: no "not redundant" section
     else:
         out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)
