@@ -240,8 +240,15 @@ class LinkDef(_Knowledge):
     type: Literal["absolute", "smart"]
 
 
+class ServiceWording(_Knowledge):
+    title: str
+    description: str
+
+
 class WordingFile(_File):
     source: SourceDef
+    # discovery's title and description per service id (ids and hooks are the fixed contract)
+    services: dict[str, ServiceWording]
     variants: dict[
         Literal[
             "test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma",
@@ -266,6 +273,14 @@ class WordingFile(_File):
     order_select_intro: str
     order_reason_source: str  # where a complaint named as a draft order's reason comes from
     remove_duplicate_label: str
+
+    @field_validator("services")
+    @classmethod
+    def _all_services(cls, value: dict[str, ServiceWording]) -> dict[str, ServiceWording]:
+        missing = [sid for sid in SERVICE_IDS if sid not in value]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        return value
 
     @field_validator("headings")
     @classmethod
@@ -301,6 +316,7 @@ class WordingFile(_File):
         return [by_code[code] for code in variant.override_reasons]
 
 
+SERVICE_IDS = ("b12-myalgia-patient-view", "b12-myalgia-order-select", "b12-myalgia-order-sign")
 VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "measure-before-treat",
             "measure-active-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.

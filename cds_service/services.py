@@ -59,10 +59,10 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
             "&_include=MedicationRequest:medication"
         ),
         "medicationStatements": f"MedicationStatement?patient={PATIENT}&status=active,intended",
+        # few rows, so no date bound: no today() token a client might leave unfilled (the
+        # administration window is applied when evaluating)
         "b12Administrations": (
-            f"MedicationAdministration?patient={PATIENT}"
-            f"&code={_token_list(k, therapy.therapy_concepts)}"  # few rows: no date bound, so no
-            # today() token that a client might not fill (the window is applied when evaluating)
+            f"MedicationAdministration?patient={PATIENT}&code={_token_list(k, therapy.therapy_concepts)}"
         ),
         "procedures": f"Procedure?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Procedure'))}",
         "b12Orders": (
@@ -74,50 +74,20 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
 
 def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
     prefetch = prefetch_templates(k)
-    services = [
-        ServiceDefinition(
-            id="b12-myalgia-patient-view",
-            hook="patient-view",
-            title="Vitamin B12 test for myalgia with signs of deficiency",
-            description=(
-                "When a patient's chart shows a current complaint of myalgia together with symptoms, "
-                "lab signs or risk factors of vitamin B12 deficiency (NICE NG239), recommends a serum "
-                "B12 test with the evidence and a one-click order. Silent when a recent result, B12 "
-                "therapy or a pending B12 order makes the test redundant."
-            ),
-            prefetch=prefetch,
-        ),
-    ]
     order_prefetch = {
         key: prefetch[key]
         for key in ("patient", "conditions", "observations", "medications", "medicationStatements",
                     "b12Administrations", "procedures", "b12Orders", "b12Results")
     }
     sign_prefetch = {key: prefetch[key] for key in ("patient", "b12Results", "b12Orders")}
-    services += [
-        ServiceDefinition(
-            id="b12-myalgia-order-select",
-            hook="order-select",
-            title="Vitamin B12 test while ordering for muscle complaints",
-            description=(
-                "When the clinician selects pain relief, a muscle relaxant, creatine kinase or "
-                "inflammatory markers, or a physiotherapy or rheumatology referral for a patient "
-                "whose record shows myalgia with signs of B12 deficiency, offers to add a serum B12 "
-                "test to the order. When a B12 product is ordered with no B12 level on file, "
-                "advises measuring before treating."
-            ),
-            prefetch=order_prefetch,
-        ),
-        ServiceDefinition(
-            id="b12-myalgia-order-sign",
-            hook="order-sign",
-            title="Duplicate vitamin B12 test check",
-            description=(
-                "When a serum B12 test is about to be signed while a result inside the re-test "
-                "window is on file, or another B12 order is pending, warns with the earlier result "
-                "or order. Silent otherwise."
-            ),
-            prefetch=sign_prefetch,
-        ),
+    words = k.wording.services
+    services = [
+        ServiceDefinition(id=sid, hook=hook, title=words[sid].title, description=words[sid].description,
+                          prefetch=templates)
+        for sid, hook, templates in (
+            ("b12-myalgia-patient-view", "patient-view", prefetch),
+            ("b12-myalgia-order-select", "order-select", order_prefetch),
+            ("b12-myalgia-order-sign", "order-sign", sign_prefetch),
+        )
     ]
     return {s.id: s for s in services}

@@ -149,3 +149,13 @@ def test_result_bands_in_a_non_canonical_unit_are_refused(tmp_path: Path) -> Non
     (cards / "rule.json").write_text(json.dumps(rule))
     with pytest.raises(KnowledgeError, match="pg/mL"):
         load_knowledge(cards)
+
+
+def test_wording_without_a_service_description_is_refused(tmp_path: Path) -> None:
+    cards = _copy_cards(tmp_path)
+    wording = json.loads((cards / "wording.json").read_text())
+    del wording["services"]["b12-myalgia-order-sign"]
+    (cards / "wording.json").write_text(json.dumps(wording))
+    with pytest.raises(KnowledgeError, match="b12-myalgia-order-sign") as err:
+        load_knowledge(cards)
+    assert err.value.field == "services"
