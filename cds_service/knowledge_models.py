@@ -1,6 +1,6 @@
 """Pydantic models of the knowledge files in cards/ (their format, version 1)."""
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -277,10 +277,7 @@ class WordingFile(_File):
     @field_validator("services")
     @classmethod
     def _all_services(cls, value: dict[str, ServiceWording]) -> dict[str, ServiceWording]:
-        missing = [sid for sid in SERVICE_IDS if sid not in value]
-        if missing:
-            raise ValueError(f"missing {', '.join(missing)}")
-        return value
+        return _require_keys(value, SERVICE_IDS)
 
     @field_validator("headings")
     @classmethod
@@ -295,10 +292,7 @@ class WordingFile(_File):
     @field_validator("variants")
     @classmethod
     def _all_variants(cls, value: dict[str, Variant]) -> dict[str, Variant]:
-        missing = [name for name in VARIANTS if name not in value]
-        if missing:
-            raise ValueError(f"missing {', '.join(missing)}")
-        return value
+        return _require_keys(value, VARIANTS)
 
     @model_validator(mode="after")
     def _override_reasons_defined(self) -> "WordingFile":
@@ -316,6 +310,7 @@ class WordingFile(_File):
         return [by_code[code] for code in variant.override_reasons]
 
 
+_V = TypeVar("_V")
 SERVICE_IDS = ("b12-myalgia-patient-view", "b12-myalgia-order-select", "b12-myalgia-order-sign")
 VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "measure-before-treat",
             "measure-active-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft")
@@ -328,7 +323,7 @@ NOT_REDUNDANT = (
 )
 
 
-def _require_keys(value: dict[str, str], keys: tuple[str, ...]) -> dict[str, str]:
+def _require_keys(value: dict[str, _V], keys: tuple[str, ...]) -> dict[str, _V]:
     missing = [k for k in keys if k not in value]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")

@@ -2,7 +2,9 @@
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,44 +35,6 @@ def test_deliberately_broken_rule_names_file_and_field(tmp_path: Path) -> None:
     assert "trigger" in err.value.field
 
 
-def test_summary_over_140_characters_is_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    wording = json.loads((cards / "wording.json").read_text())
-    wording["variants"]["test-b12"]["summary"] = "x" * 141
-    (cards / "wording.json").write_text(json.dumps(wording))
-    with pytest.raises(KnowledgeError) as err:
-        load_knowledge(cards)
-    assert err.value.file == "wording.json" and err.value.field == "variants.test-b12.summary"
-
-
-def test_unknown_concept_reference_is_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    rule = json.loads((cards / "rule.json").read_text())
-    rule["symptoms"]["concepts"].append("hiccups")
-    (cards / "rule.json").write_text(json.dumps(rule))
-    with pytest.raises(KnowledgeError, match="hiccups"):
-        load_knowledge(cards)
-
-
-def test_threshold_in_a_non_canonical_unit_is_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    rule = json.loads((cards / "rule.json").read_text())
-    rule["labSigns"][1]["unit"] = "g/L"
-    (cards / "rule.json").write_text(json.dumps(rule))
-    with pytest.raises(KnowledgeError, match="g/dL"):
-        load_knowledge(cards)
-
-
-def test_valueset_without_display_is_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    vs = json.loads((cards / "valuesets" / "myalgia.json").read_text())
-    del vs["compose"]["include"][0]["concept"][0]["display"]
-    (cards / "valuesets" / "myalgia.json").write_text(json.dumps(vs))
-    with pytest.raises(KnowledgeError) as err:
-        load_knowledge(cards)
-    assert err.value.file == "valuesets/myalgia.json" and "display" in str(err.value)
-
-
 def test_invalid_json_is_refused(tmp_path: Path) -> None:
     cards = _copy_cards(tmp_path)
     (cards / "units.json").write_text("{")
@@ -92,70 +56,59 @@ def test_service_refuses_to_start_with_broken_knowledge(tmp_path: Path) -> None:
     assert b"rule.json" in proc.stderr
 
 
-def test_wording_missing_a_key_the_card_reads_is_refused(tmp_path: Path) -> None:
+def _without(path: list[str | int]) -> Callable[[Any], None]:
+    def edit(doc: Any) -> None:
+        for step in path[:-1]:
+            doc = doc[step]
+        del doc[path[-1]]
+    return edit
+
+
+def _setting(path: list[str | int], value: Any) -> Callable[[Any], None]:
+    def edit(doc: Any) -> None:
+        for step in path[:-1]:
+            doc = doc[step]
+        if isinstance(doc, list) and path[-1] == "+":
+            doc.append(value)
+        else:
+            doc[path[-1]] = value
+    return edit
+
+
+# (file, edit, the field the error names, a word the error says)
+REFUSED = {
+    "summary-over-140": ("wording.json", _setting(["variants", "test-b12", "summary"], "x" * 141),
+                         "variants.test-b12.summary", ""),
+    "unknown-concept": ("rule.json", _setting(["symptoms", "concepts", "+"], "hiccups"), "", "hiccups"),
+    "threshold-unit": ("rule.json", _setting(["labSigns", 1, "unit"], "g/L"), "", "g/dL"),
+    "valueset-display": ("valuesets/myalgia.json", _without(["compose", "include", 0, "concept", 0, "display"]),
+                         "", "display"),
+    "wording-key": ("wording.json", _without(["notRedundant", "noTherapy"]), "notRedundant", "noTherapy"),
+    "unknown-override-reason": ("wording.json",
+                                _setting(["variants", "duplicate-order", "overrideReasons", "+"], "felt-like-it"),
+                                "", "felt-like-it"),
+    "no-override-reasons": ("wording.json", _without(["variants", "untreated-low", "overrideReasons"]),
+                            "variants.untreated-low.overrideReasons", ""),
+    "missing-variant": ("wording.json", _without(["variants", "test-active-b12"]), "variants", "test-active-b12"),
+    "missing-service": ("wording.json", _without(["services", "b12-myalgia-order-sign"]), "services",
+                        "b12-myalgia-order-sign"),
+    "missing-bands": ("rule.json", _without(["b12Result", "bands", "holotc-result"]),
+                      "b12Result.bands.holotc-result", ""),
+    "bands-unit": ("rule.json", _setting(["b12Result", "bands", "b12-result", "unit"], "pmol/L"), "", "pg/mL"),
+    "follow-up-not-a-sign": ("rule.json", _setting(["b12Result", "indeterminateFollowUp"], "raised-mmx"),
+                             "b12Result.indeterminateFollowUp", ""),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_broken_knowledge_is_refused_naming_file_and_field(tmp_path: Path, case: str) -> None:
+    name, edit, field, word = REFUSED[case]
     cards = _copy_cards(tmp_path)
-    wording = json.loads((cards / "wording.json").read_text())
-    del wording["notRedundant"]["noTherapy"]
-    (cards / "wording.json").write_text(json.dumps(wording))
+    doc = json.loads((cards / name).read_text())
+    edit(doc)
+    (cards / name).write_text(json.dumps(doc))
     with pytest.raises(KnowledgeError) as err:
         load_knowledge(cards)
-    assert err.value.file == "wording.json" and "notRedundant" in err.value.field and "noTherapy" in str(err.value)
-
-
-def test_override_reason_not_in_the_list_is_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    wording = json.loads((cards / "wording.json").read_text())
-    wording["variants"]["duplicate-order"]["overrideReasons"].append("felt-like-it")
-    (cards / "wording.json").write_text(json.dumps(wording))
-    with pytest.raises(KnowledgeError, match="felt-like-it") as err:
-        load_knowledge(cards)
-    assert err.value.file == "wording.json"
-
-
-def test_a_card_without_override_reasons_is_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    wording = json.loads((cards / "wording.json").read_text())
-    del wording["variants"]["untreated-low"]["overrideReasons"]
-    (cards / "wording.json").write_text(json.dumps(wording))
-    with pytest.raises(KnowledgeError) as err:
-        load_knowledge(cards)
-    assert err.value.field == "variants.untreated-low.overrideReasons"
-
-
-def test_wording_without_a_card_variant_is_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    wording = json.loads((cards / "wording.json").read_text())
-    del wording["variants"]["test-active-b12"]
-    (cards / "wording.json").write_text(json.dumps(wording))
-    with pytest.raises(KnowledgeError, match="test-active-b12") as err:
-        load_knowledge(cards)
-    assert err.value.field == "variants"
-
-
-def test_a_result_concept_without_bands_is_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    rule = json.loads((cards / "rule.json").read_text())
-    del rule["b12Result"]["bands"]["holotc-result"]
-    (cards / "rule.json").write_text(json.dumps(rule))
-    with pytest.raises(KnowledgeError) as err:
-        load_knowledge(cards)
-    assert err.value.file == "rule.json" and err.value.field == "b12Result.bands.holotc-result"
-
-
-def test_result_bands_in_a_non_canonical_unit_are_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    rule = json.loads((cards / "rule.json").read_text())
-    rule["b12Result"]["bands"]["b12-result"]["unit"] = "pmol/L"
-    (cards / "rule.json").write_text(json.dumps(rule))
-    with pytest.raises(KnowledgeError, match="pg/mL"):
-        load_knowledge(cards)
-
-
-def test_wording_without_a_service_description_is_refused(tmp_path: Path) -> None:
-    cards = _copy_cards(tmp_path)
-    wording = json.loads((cards / "wording.json").read_text())
-    del wording["services"]["b12-myalgia-order-sign"]
-    (cards / "wording.json").write_text(json.dumps(wording))
-    with pytest.raises(KnowledgeError, match="b12-myalgia-order-sign") as err:
-        load_knowledge(cards)
-    assert err.value.field == "services"
+    assert err.value.file == name
+    assert field in err.value.field
+    assert word in str(err.value)
