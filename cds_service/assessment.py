@@ -151,12 +151,15 @@ def _indeterminate_sign(last: Fact) -> Evidence:
 def _follow_up_since(
     facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date
 ) -> tuple[bool, Evidence] | None:
-    """The latest follow-up result (methylmalonic acid) taken on or after an indeterminate B12:
-    (whether it crosses its lab sign's threshold, the evidence), or None when there is none."""
+    """The latest follow-up result (methylmalonic acid) taken on or after an indeterminate B12 and
+    current (inside the untreated-low look-back, as a low B12 must be): (whether it crosses its lab
+    sign's threshold, the evidence), or None when there is none."""
     sign = next(s for s in knowledge.rule.lab_signs if s.id == knowledge.rule.b12_result.indeterminate_follow_up)
     if indeterminate.when is None:
         return None
-    since = [f for f in facts.of(sign.lab) if f.value is not None and f.when is not None and f.when >= indeterminate.when]
+    current = knowledge.rule.untreated_low.lookback_days
+    since = [f for f in facts.of(sign.lab) if f.value is not None and f.when is not None
+             and f.when >= indeterminate.when and within(f, current, today)]
     latest = _latest(since)
     if latest is None or latest.value is None:
         return None

@@ -140,3 +140,28 @@ def test_untreated_low_is_for_results_within_a_year(knowledge: Knowledge) -> Non
                                               (6.2, "6.2"), (12.0, "12"), (250.0, "250")])
 def test_lab_values_keep_the_precision_their_thresholds_need(value: float, shown: str) -> None:
     assert format_value(value) == shown
+
+
+@pytest.mark.parametrize(("b12_days", "mma_days", "mma", "outcome", "variant"), [
+    (120, 90, 0.62, "card", "untreated-mma"),            # raised MMA since: treat, do not re-test
+    (120, 90, 0.45, "suppressed:normal-follow-up", None),  # at the threshold is not raised: answered
+    (120, 200, 0.62, "card", "test-mma"),                 # MMA before the B12 does not answer it
+    (450, 400, 0.62, "card", "test-mma"),                 # an answer older than a year is not current
+], ids=["raised-since", "normal-since", "before", "over-a-year"])
+def test_methylmalonic_acid_after_an_indeterminate_b12(
+    knowledge: Knowledge, b12_days: int, mma_days: int, mma: float, outcome: str, variant: str | None
+) -> None:
+    b12 = fact("b12-result", b12_days, "Observation", value=250.0, unit="pg/mL")
+    mma_result = fact("mma", mma_days, "Observation", value=mma, unit="umol/L")
+    a = assess(patient(64, MYALGIA, FATIGUE, b12, mma_result), knowledge, TODAY)
+    assert (a.outcome, a.variant) == (outcome, variant)
+    if variant == "untreated-mma":
+        assert a.indicator == Indicator.CRITICAL
+        assert {"raised-mma", "indeterminate-b12"} <= {s.id for s in a.signs}
+
+
+@pytest.mark.parametrize(("value", "variant"), [(18.0, "untreated-low"), (50.0, "test-mma"), (95.0, None)])
+def test_active_b12_is_read_against_its_own_bands(knowledge: Knowledge, value: float, variant: str | None) -> None:
+    holotc = fact("holotc-result", 120, "Observation", value=value, unit="pmol/L")
+    a = assess(patient(64, MYALGIA, FATIGUE, holotc), knowledge, TODAY)
+    assert a.variant == variant
