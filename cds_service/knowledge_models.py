@@ -1,8 +1,9 @@
 """Pydantic models of the knowledge files in cards/ (their format, version 1)."""
 
-from typing import Literal, TypeVar
+from functools import cached_property
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 FORMAT_VERSION = 1
@@ -274,25 +275,10 @@ class WordingFile(_File):
     order_reason_source: str  # where a complaint named as a draft order's reason comes from
     remove_duplicate_label: str
 
-    @field_validator("services")
+    @field_validator("services", "headings", "not_redundant", "variants")
     @classmethod
-    def _all_services(cls, value: dict[str, ServiceWording]) -> dict[str, ServiceWording]:
-        return _require_keys(value, SERVICE_IDS)
-
-    @field_validator("headings")
-    @classmethod
-    def _all_headings(cls, value: dict[str, str]) -> dict[str, str]:
-        return _require_keys(value, HEADINGS)
-
-    @field_validator("not_redundant")
-    @classmethod
-    def _all_reasons(cls, value: dict[str, str]) -> dict[str, str]:
-        return _require_keys(value, NOT_REDUNDANT)
-
-    @field_validator("variants")
-    @classmethod
-    def _all_variants(cls, value: dict[str, Variant]) -> dict[str, Variant]:
-        return _require_keys(value, VARIANTS)
+    def _all_keys(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _require_keys(value, REQUIRED_KEYS[str(info.field_name)])
 
     @model_validator(mode="after")
     def _override_reasons_defined(self) -> "WordingFile":
@@ -305,9 +291,12 @@ class WordingFile(_File):
                 raise ValueError(f"variants.{name}.overrideReasons: not in overrideReasons: {', '.join(unknown)}")
         return self
 
+    @cached_property
+    def _override_reasons_by_code(self) -> dict[str, CodingDef]:
+        return {c.code: c for c in self.override_reasons}
+
     def override_reasons_for(self, variant: Variant) -> list[CodingDef]:
-        by_code = {c.code: c for c in self.override_reasons}
-        return [by_code[code] for code in variant.override_reasons]
+        return [self._override_reasons_by_code[code] for code in variant.override_reasons]
 
 
 _V = TypeVar("_V")
@@ -321,6 +310,7 @@ NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
+REQUIRED_KEYS = {"services": SERVICE_IDS, "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "variants": VARIANTS}
 
 
 def _require_keys(value: dict[str, _V], keys: tuple[str, ...]) -> dict[str, _V]:
