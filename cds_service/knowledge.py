@@ -31,6 +31,10 @@ from cds_service.valueset import (
 _Model = TypeVar("_Model", bound=BaseModel)
 _MEMO_LIMIT = 100_000
 
+# Resource types the prefetch templates search by code. A FHIR token search cannot ask is-a, so a
+# value set read from these must list the codes under each of its is-a filters too.
+CODE_SEARCHED_TYPES = frozenset({"Observation", "Procedure", "MedicationAdministration", "ServiceRequest"})
+
 
 class KnowledgeError(Exception):
     """A knowledge file is missing or wrong; the message names the file and the field."""
@@ -141,6 +145,16 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             )
         if concept.value_set is None and not concept.text_terms:
             raise KnowledgeError("concepts.json", f"concepts.{i}", "needs valueSet or textTerms")
+        searched = sorted(CODE_SEARCHED_TYPES.intersection(concept.applies_to))
+        if concept.value_set is not None and searched:
+            vs = valuesets[concept.value_set]
+            for system, prefix in sorted(vs.prefixes):
+                if not any(s == system and c.startswith(prefix) for s, c in vs.codes):
+                    raise KnowledgeError(
+                        f"valuesets/{vs.id}.json", "compose.include",
+                        f"is-a {prefix} needs its codes listed as well: {concept.id} is searched by code "
+                        f"in {', '.join(searched)}, and a FHIR search cannot ask is-a",
+                    )
     _check_rule(rule, concepts, units.labs)
 
     code_index: dict[tuple[str, str], list[str]] = {}

@@ -95,6 +95,8 @@ REFUSED = {
     "missing-bands": ("rule.json", _without(["b12Result", "bands", "holotc-result"]),
                       "b12Result.bands.holotc-result", ""),
     "bands-unit": ("rule.json", _setting(["b12Result", "bands", "b12-result", "unit"], "pmol/L"), "", "pg/mL"),
+    "is-a-searched-without-codes": ("valuesets/viral-illness.json", _without(["compose", "include", 2]),
+                                    "compose.include", "is-a J10 needs its codes listed"),
     "follow-up-not-a-sign": ("rule.json", _setting(["b12Result", "indeterminateFollowUp"], "raised-mmx"),
                              "b12Result.indeterminateFollowUp", ""),
 }
