@@ -82,6 +82,9 @@ def _texts(concept: Any) -> list[str]:
     return texts
 
 
+_NO_CONCEPTS: frozenset[str] = frozenset()
+
+
 class ConceptScreen:
     """Finds which concepts a raw resource names, by code first and by text as a fallback."""
 
@@ -89,23 +92,23 @@ class ConceptScreen:
         self.k = knowledge
         self.data = data
 
-    def coded(self, concept: Any, rtype: str) -> set[str]:
+    def coded(self, concept: Any, rtype: str) -> frozenset[str]:
         return self._coded(concept, rtype)[0]
 
-    def _coded(self, concept: Any, rtype: str) -> tuple[set[str], bool]:
+    def _coded(self, concept: Any, rtype: str) -> tuple[frozenset[str], bool]:
         """(concepts named by the codings, whether any coding is in a standard terminology)."""
-        found: set[str] = set()
+        found = _NO_CONCEPTS  # most codings name nothing: no set is built for them
         standard = False
         if not isinstance(concept, dict):
             return found, standard
-        lookup = self.k.lookup
+        codings = self.k.codings
         for coding in concept.get("coding") or ():
             if isinstance(coding, dict):
                 code, system = coding.get("code"), coding.get("system")
                 if isinstance(code, str) and (system is None or isinstance(system, str)):
-                    hit, is_standard = lookup(rtype, system or "", code)
+                    hit, is_standard = codings[rtype, system or "", code]
                     if hit:
-                        found.update(hit)
+                        found = found.union(hit)
                     standard = standard or is_standard
         return found, standard
 

@@ -2,7 +2,7 @@
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +44,37 @@ class KnowledgeError(Exception):
         self.file, self.field, self.problem = file, field, problem
 
 
+class CodingLookup(dict[tuple[str, str, str], tuple[tuple[str, ...], bool]]):
+    """(resource type, system, code) as sent -> (concepts read from that resource type that the
+    coding names, whether its system is a standard terminology).
+
+    A dict filled on first use: charts repeat the same few codes thousands of times, and a hit is
+    one C-level subscript. Bounded, so hostile input cannot grow it forever."""
+
+    def __init__(
+        self, code_index: dict[tuple[str, str], tuple[str, ...]], prefix_index: tuple[tuple[str, str, str], ...],
+        applies_to: dict[str, frozenset[str]],
+    ) -> None:
+        super().__init__()
+        self.code_index, self.prefix_index, self.applies_to = code_index, prefix_index, applies_to
+
+    def __missing__(self, key: tuple[str, str, str]) -> tuple[tuple[str, ...], bool]:
+        resource_type, system, code = key
+        sys = canonical_system(system)
+        concepts = tuple(c for c in self.concepts_for_code(sys, canonical_code(sys, code))
+                         if resource_type in self.applies_to[c])
+        hit = (concepts, sys in STANDARD_SYSTEMS)
+        if len(self) < _MEMO_LIMIT:
+            self[key] = hit
+        return hit
+
+    def concepts_for_code(self, system: str, code: str) -> tuple[str, ...]:
+        """Concept ids whose value set holds (canonical system, canonical code)."""
+        direct = self.code_index.get((system, code), ())
+        by_prefix = tuple(c for s, p, c in self.prefix_index if s == system and code.startswith(p))
+        return direct + by_prefix if by_prefix else direct
+
+
 @dataclass(frozen=True)
 class Knowledge:
     """Everything the engine and the renderer read, compiled for fast lookups."""
@@ -55,35 +86,12 @@ class Knowledge:
     rule: RuleFile
     wording: WordingFile
     text: TextMatcher
-    code_index: dict[tuple[str, str], tuple[str, ...]]
-    prefix_index: tuple[tuple[str, str, str], ...]
-    _memo: dict[tuple[str, str, str], tuple[tuple[str, ...], bool]] = field(default_factory=dict, repr=False)
+    codings: CodingLookup
 
     def lookup(self, resource_type: str, system: str, code: str) -> tuple[tuple[str, ...], bool]:
         """(concepts read from `resource_type` that a coding as sent names, whether its system is a
-        standard terminology); memoised, since charts repeat the same few codes thousands of times."""
-        key = (resource_type, system, code)
-        hit = self._memo.get(key)
-        if hit is None:
-            sys = canonical_system(system)
-            concepts = tuple(
-                c for c in self.concepts_for_code(sys, canonical_code(sys, code))
-                if resource_type in self.concepts[c].applies_to
-            )
-            hit = (concepts, sys in STANDARD_SYSTEMS)
-            if len(self._memo) < _MEMO_LIMIT:  # bounded: hostile input cannot grow it forever
-                self._memo[key] = hit
-        return hit
-
-    def concepts_for_code(self, system: str, code: str) -> tuple[str, ...]:
-        """Concept ids whose value set holds (canonical system, canonical code)."""
-        direct = self.code_index.get((system, code), ())
-        if not self.prefix_index:
-            return direct
-        by_prefix = tuple(
-            c for s, p, c in self.prefix_index if s == system and code.startswith(p)
-        )
-        return direct + by_prefix if by_prefix else direct
+        standard terminology)."""
+        return self.codings[resource_type, system, code]
 
 
 def default_cards_dir() -> Path:
@@ -184,8 +192,10 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         rule=rule,
         wording=wording,
         text=text,
-        code_index={k: tuple(v) for k, v in code_index.items()},
-        prefix_index=tuple(prefix_index),
+        codings=CodingLookup(
+            {k: tuple(v) for k, v in code_index.items()}, tuple(prefix_index),
+            {c.id: frozenset(c.applies_to) for c in concepts.values()},
+        ),
     )
 
 

@@ -1,6 +1,5 @@
 """PatientData: the patient's FHIR resources as raw JSON, gathered from prefetch (and later fetches)."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +31,11 @@ class PatientData:
     other_patient: int = 0
     foreign_patient: bool = False  # a Patient resource with another id was sent
     _seen: set[tuple[str, str]] = field(default_factory=set)
+    _own_reference: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.patient_id is not None:
+            self._own_reference = "Patient/" + self.patient_id
 
     def add(self, resource: Any) -> None:
         """Add one resource or Bundle; anything that is not a JSON object is counted and skipped."""
@@ -40,13 +44,14 @@ class PatientData:
             return
         rtype = resource.get("resourceType")
         if rtype == "Bundle":
-            for entry in self._entries(resource):
-                self.add(entry)
+            self._add_entries(resource.get("entry"))
             return
         if not isinstance(rtype, str):
             self.malformed += 1
             return
-        if self.patient_id is not None and _names_other_patient(resource, rtype, self.patient_id):
+        subject = resource.get("subject")
+        own = type(subject) is dict and subject.get("reference") == self._own_reference  # the usual case
+        if not own and self.patient_id is not None and _names_other_patient(resource, rtype, self.patient_id):
             self.other_patient += 1
             self.foreign_patient = self.foreign_patient or rtype == "Patient"
             return
@@ -64,10 +69,9 @@ class PatientData:
         else:
             self.resources.setdefault(rtype, []).append(resource)
 
-    def _entries(self, bundle: dict[str, Any]) -> Iterator[Any]:
-        """The resources of a Bundle; entries that are not objects, or an `entry` that is not a
-        list, are counted as malformed."""
-        entries = bundle.get("entry")
+    def _add_entries(self, entries: Any) -> None:
+        """A Bundle's resources; entries that are not objects, or an `entry` that is not a list,
+        are counted as malformed."""
         if entries is None:
             return
         if not isinstance(entries, list):
@@ -75,7 +79,7 @@ class PatientData:
             return
         for entry in entries:
             if isinstance(entry, dict) and "resource" in entry:
-                yield entry["resource"]
+                self.add(entry["resource"])
             elif not isinstance(entry, dict) or entry:  # {} carries nothing to lose
                 self.malformed += 1
 
@@ -90,10 +94,7 @@ def _names_other_patient(resource: dict[str, Any], rtype: str, patient_id: str) 
     if rtype == "Patient":
         rid = resource.get("id")
         return isinstance(rid, str) and rid != patient_id
-    subject = resource.get("subject")
-    if isinstance(subject, dict) and subject.get("reference") == "Patient/" + patient_id:
-        return False  # the usual case, without parsing
-    named = patient_of(subject)
+    named = patient_of(resource.get("subject"))
     return named is not None and named != patient_id
 
 

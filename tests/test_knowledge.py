@@ -114,3 +114,19 @@ def test_broken_knowledge_is_refused_naming_file_and_field(tmp_path: Path, case:
     assert err.value.file == name
     assert field in err.value.field
     assert word in str(err.value)
+
+
+def test_coding_lookup_answers_listed_is_a_and_unknown_codes_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    codings = load_knowledge().codings
+    icd = "http://hl7.org/fhir/sid/icd-10-cm"
+    assert codings["Condition", "http://snomed.info/sct", "68962001"] == (("myalgia",), True)
+    assert codings["Condition", "urn:oid:2.16.840.1.113883.6.90", "m79.1"] == codings["Condition", icd, "M79.1"]
+    assert "viral-illness" in codings["Observation", icd, "J10.1"][0]  # listed
+    assert "viral-illness" in codings["Condition", icd, "J11.9X"][0]  # only by is-a
+    assert codings["Observation", "http://loinc.org", "2345-7"] == ((), True)  # a standard code the rule does not know
+    assert codings["Observation", "urn:local", "x"] == ((), False)
+    limit = len(codings) + 5
+    monkeypatch.setattr("cds_service.knowledge._MEMO_LIMIT", limit)
+    for i in range(50):
+        assert codings["Observation", "urn:local", f"hostile-{i}"] == ((), False)  # answered, not kept
+    assert len(codings) == limit

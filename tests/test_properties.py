@@ -28,7 +28,7 @@ NOW = datetime.now(UTC)  # the fixtures' relative dates resolve against today
 FIRING = json.loads(json.dumps(
     load_scenario(FIXTURES / "patient-view" / "01-metformin-paresthesia-critical.json")["request"]["prefetch"]
 ).replace('"pt-01"', '"p1"').replace("Patient/pt-01", "Patient/p1"))
-CODES = sorted(KNOWLEDGE.code_index)
+CODES = sorted(KNOWLEDGE.codings.code_index)
 SYSTEMS = sorted({s for s, _ in CODES}) + ["urn:junk", ""]
 HOSTILE_TEXT = ["myalgia", "muscle pain", "no myalgia", "<img src=x onerror=alert(1)>", "[x](javascript:1)", "💥", ""]
 
