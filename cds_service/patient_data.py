@@ -50,7 +50,7 @@ class PatientData:
             self.malformed += 1
             return
         subject = resource.get("subject")
-        own = type(subject) is dict and subject.get("reference") == self._own_reference  # the usual case
+        own = rtype != "Patient" and type(subject) is dict and subject.get("reference") == self._own_reference
         if not own and self.patient_id is not None and _names_other_patient(resource, rtype, self.patient_id):
             self.other_patient += 1
             self.foreign_patient = self.foreign_patient or rtype == "Patient"

@@ -205,3 +205,9 @@ def test_resources_for_another_patient_are_left_out_and_counted() -> None:
     assert [r["id"] for r in data.of_type("Condition")] == ["c-1", "c-3"]
     assert data.patient is None and data.other_patient == 2
     assert from_prefetch({"conditions": bundle(mine, theirs)}).other_patient == 0  # no patient id: no check
+
+
+def test_a_patient_with_another_id_is_left_out_even_when_it_claims_our_patient_as_subject() -> None:
+    impostor = {"resourceType": "Patient", "id": "p2", "birthDate": "1950-01-01", "subject": {"reference": "Patient/p1"}}
+    data = from_prefetch({"patient": impostor}, "p1")
+    assert data.patient is None and data.other_patient == 1 and data.foreign_patient
