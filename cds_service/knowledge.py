@@ -88,11 +88,6 @@ class Knowledge:
     text: TextMatcher
     codings: CodingLookup
 
-    def lookup(self, resource_type: str, system: str, code: str) -> tuple[tuple[str, ...], bool]:
-        """(concepts read from `resource_type` that a coding as sent names, whether its system is a
-        standard terminology)."""
-        return self.codings[resource_type, system, code]
-
 
 def default_cards_dir() -> Path:
     """cards/ inside an installed wheel, else the checkout's top-level cards/."""

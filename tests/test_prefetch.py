@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import httpx
 import pytest
 
-from cds_service.knowledge import Knowledge
+from cds_service.knowledge import CODE_SEARCHED_TYPES, Knowledge
 from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, missing_keys, render, unchecked
 from cds_service.services import prefetch_templates, service_definitions
 from cds_service.valueset import canonical_code
@@ -247,3 +247,9 @@ def test_unchecked_names_the_checks_whose_data_was_not_sent(templates: dict[str,
     partial = {**everything, "b12Administrations": None, "b12Orders": failed}
     assert unchecked(templates, partial) == {"therapy", "orders"}
     assert unchecked(templates, {"patient": everything["patient"]}) == {"results", "therapy", "orders"}
+
+
+def test_every_code_search_is_of_a_type_whose_is_a_filters_must_list_codes(templates: dict[str, str]) -> None:
+    """Knowledge refuses an unlisted is-a filter only for CODE_SEARCHED_TYPES: it must name every type searched by code."""
+    searched = {urlsplit(t).path for t in templates.values() if "code=" in t}
+    assert searched == {"Observation", "Procedure", "MedicationAdministration", "ServiceRequest"} <= CODE_SEARCHED_TYPES
