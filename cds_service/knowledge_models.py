@@ -6,6 +6,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from cds_service.patient_data import ResourceType
+
 FORMAT_VERSION = 1
 
 
@@ -24,17 +26,7 @@ class ConceptDef(_Knowledge):
     id: str
     label: str
     value_set: str | None = None
-    applies_to: list[
-        Literal[
-            "Condition",
-            "Observation",
-            "MedicationRequest",
-            "MedicationStatement",
-            "MedicationAdministration",
-            "Procedure",
-            "ServiceRequest",
-        ]
-    ]
+    applies_to: list[ResourceType]
     text_terms: list[str] = Field(default_factory=list)
     text_pre_negation: list[str] = Field(default_factory=list)
 

@@ -1,9 +1,9 @@
 """PatientData: the patient's FHIR resources as raw JSON, gathered from prefetch (and later fetches)."""
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-RESOURCE_TYPES = (
+ResourceType = Literal[
     "Condition",
     "Observation",
     "MedicationRequest",
@@ -11,7 +11,9 @@ RESOURCE_TYPES = (
     "MedicationAdministration",
     "Procedure",
     "ServiceRequest",
-)
+]
+"""The resource types the rule reads; concepts in cards/ name the ones they apply to."""
+RESOURCE_TYPES: tuple[ResourceType, ...] = get_args(ResourceType)
 
 
 @dataclass
