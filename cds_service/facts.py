@@ -224,7 +224,7 @@ def _raw_observation_date(raw: dict[str, Any]) -> str:
 ELEMENTS_READ = frozenset({
     "id", "status", "clinicalStatus", "verificationStatus", "onset[x]", "recordedDate",
     "effective[x]", "issued", "value[x]", "doNotPerform", "dispenseRequest", "authoredOn",
-    "dateAsserted", "performed[x]",
+    "dateAsserted", "performed[x]", "abatement[x]", "interpretation",
 })
 
 
@@ -251,6 +251,8 @@ def _add_facts(
         if _status_code(m.verificationStatus) in status.condition_verification_ignored:
             return False
         active = clinical in status.condition_clinical_active
+        if not active and _abated(m):  # FHIR con-4: an abated condition is not current
+            return False
         when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
         st = clinical
     elif rtype == "Observation":
@@ -288,12 +290,16 @@ def _add_facts(
         c_value, c_unit = value, unit
         lab = units.get(concept)
         if lab is not None and value is not None:
-            factor = lab.factors.get(unit or "")
+            factor = lab.factor(unit)
             c_value, c_unit = (value * factor, lab.canonical_unit) if factor is not None else (None, unit)
         facts.by_concept[concept].append(
             Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st)
         )
     return True
+
+
+def _abated(condition: Any) -> bool:
+    return any(getattr(condition, f"abatement{kind}") is not None for kind in ("DateTime", "Age", "Period", "Range", "String"))
 
 
 def _status_code(concept: Any) -> str | None:

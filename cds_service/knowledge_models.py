@@ -46,6 +46,24 @@ class LabUnits(_Knowledge):
     def shown(self) -> str:
         return self.display_unit or self.canonical_unit
 
+    @field_validator("factors")
+    @classmethod
+    def _no_case_clash(cls, factors: dict[str, float]) -> dict[str, float]:
+        folded: dict[str, float] = {}
+        for unit, factor in factors.items():
+            if folded.setdefault(unit.casefold(), factor) != factor:
+                raise ValueError(f"units {unit!r} and another spelling differ only in case but not in factor")
+        return factors
+
+    @cached_property
+    def _folded(self) -> dict[str, float]:
+        return {unit.casefold(): factor for unit, factor in self.factors.items()}
+
+    def factor(self, unit: str | None) -> float | None:
+        """The factor to the canonical unit; case-insensitive, since UCUM writes the litre `l` or `L`
+        and free-text units vary in case (pg/ml, PMOL/L)."""
+        return self._folded.get((unit or "").casefold())
+
 
 class UnitsFile(_File):
     labs: dict[str, LabUnits]

@@ -151,6 +151,18 @@ def test_conditions_that_count(knowledge: Knowledge, clinical: str | None, activ
     assert f.active is active
 
 
+@pytest.mark.parametrize("abatement", [{"abatementDateTime": ago(20)}, {"abatementString": "settled"},
+                                       {"abatementPeriod": {"start": ago(30), "end": ago(20)}}])
+def test_an_abated_condition_without_an_active_status_does_not_count(knowledge: Knowledge, abatement: dict[str, Any]) -> None:
+    """FHIR con-4: abatement means inactive, resolved or remission, even when the EHR left the status out."""
+    assert concepts(facts_of(knowledge, condition(MYALGIA, ago(30), clinical=None, **abatement))) == set()
+
+
+def test_an_abated_condition_marked_recurrence_still_counts(knowledge: Knowledge) -> None:
+    [f] = facts_of(knowledge, condition(MYALGIA, ago(30), clinical="recurrence", abatementDateTime=ago(400))).of("myalgia")
+    assert f.active
+
+
 def test_symptom_observation_counts_and_is_not_active(knowledge: Knowledge) -> None:
     [f] = facts_of(knowledge, observation(MYALGIA, ago(3))).of("myalgia")
     assert (f.resource_type, f.when, f.active) == ("Observation", TODAY - timedelta(days=3), False)
@@ -235,6 +247,13 @@ def test_haemoglobin_in_grams_per_litre_is_converted_to_grams_per_decilitre(know
     [f] = facts_of(knowledge, lab(HB, 118, "g/L", ago(5))).of("hemoglobin")
     assert f.unit == units.canonical_unit == "g/dL"
     assert f.value == pytest.approx(118 * units.factors["g/L"])
+
+
+@pytest.mark.parametrize(("lab_code", "unit", "factor_of"), [(B12, "pg/ml", "pg/mL"), (B12, "PMOL/L", "pmol/L"), (HB, "g/l", "g/L")])
+def test_units_are_matched_whatever_their_case(knowledge: Knowledge, lab_code: str, unit: str, factor_of: str) -> None:
+    concept = "b12-result" if lab_code == B12 else "hemoglobin"
+    [f] = facts_of(knowledge, lab(lab_code, 100, unit, ago(5))).of(concept)
+    assert f.value == pytest.approx(100 * knowledge.units[concept].factors[factor_of])
 
 
 def test_unit_is_read_from_the_code_before_the_display_unit(knowledge: Knowledge) -> None:

@@ -97,6 +97,8 @@ REFUSED = {
     "bands-unit": ("rule.json", _setting(["b12Result", "bands", "b12-result", "unit"], "pmol/L"), "", "pg/mL"),
     "is-a-searched-without-codes": ("valuesets/viral-illness.json", _without(["compose", "include", 2]),
                                     "compose.include", "is-a J10 needs its codes listed"),
+    "unit-case-clash": ("units.json", _setting(["labs", "b12-result", "factors", "PG/ML"], 2),
+                        "labs.b12-result.factors", "differ only in case"),
     "follow-up-not-a-sign": ("rule.json", _setting(["b12Result", "indeterminateFollowUp"], "raised-mmx"),
                              "b12Result.indeterminateFollowUp", ""),
 }
