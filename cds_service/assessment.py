@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
-from cds_service.knowledge_models import LabThreshold
+from cds_service.knowledge_models import LabThreshold, ResultBands
 from cds_service.protocol import Indicator
 
 Variant = Literal["test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma"]
@@ -113,8 +113,40 @@ def age_in_years(birth: date | None, today: date) -> int | None:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
-def _compare(value: float, comparator: str, threshold: float) -> bool:
-    return value > threshold if comparator == ">" else value < threshold
+def crosses(fact: Fact, comparator: str, threshold: float) -> bool:
+    """Whether a result is above (">") or below ("<") a threshold. A censored result (<0.5, >100)
+    crosses only when every value it allows does; an unknown comparator never does."""
+    value, censored = fact.value, fact.comparator or ""
+    if value is None:
+        return False
+    if comparator == ">":
+        return {"": value > threshold, ">=": value > threshold, ">": value >= threshold}.get(censored, False)
+    return {"": value < threshold, "<=": value < threshold, "<": value <= threshold}.get(censored, False)
+
+
+def stays_within(fact: Fact, comparator: str, threshold: float) -> bool:
+    """Whether every value a result allows fails to cross the threshold (the negation of `crosses`
+    only for uncensored values: <0.5 neither crosses nor stays within 0.45)."""
+    value, censored = fact.value, fact.comparator or ""
+    if value is None:
+        return False
+    if comparator == ">":
+        return censored in ("", "<", "<=") and value <= threshold
+    return censored in ("", ">", ">=") and value >= threshold
+
+
+def b12_band(fact: Fact, bands: ResultBands) -> Band:
+    """A B12 result against its NICE bands. The lab's low flag reads as deficient whatever the
+    value (cut-offs are assay-dependent); a censored value that spans bands is indeterminate."""
+    if fact.flagged_low:
+        return "deficient"
+    if fact.value is None:
+        return "unknown"
+    if crosses(fact, "<", bands.deficient_below):
+        return "deficient"
+    if crosses(fact, ">", bands.normal_above):
+        return "normal"
+    return "indeterminate"
 
 
 def _lab_evidence(
@@ -124,7 +156,7 @@ def _lab_evidence(
     """The latest result within the look-back, if it crosses the threshold."""
     recent = [f for f in facts.of(lab) if f.value is not None and within(f, lookback, today)]
     latest = _latest(recent)
-    if latest is None or latest.value is None or not _compare(latest.value, comparator, threshold):
+    if latest is None or not crosses(latest, comparator, threshold):
         return None
     return Evidence(ev_id, label, (latest,), comparator=comparator, threshold=threshold)
 
@@ -165,7 +197,11 @@ def _follow_up_since(
         return None
     threshold = _threshold(sign, _group(facts, knowledge, today))
     evidence = Evidence(sign.id, sign.label, (latest,), comparator=sign.comparator, threshold=threshold)
-    return _compare(latest.value, sign.comparator, threshold), evidence
+    if crosses(latest, sign.comparator, threshold):
+        return True, evidence
+    if stays_within(latest, sign.comparator, threshold):
+        return False, evidence
+    return None  # a censored value that spans the threshold answers nothing
 
 
 def orders_active_b12(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
@@ -198,16 +234,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 
     b12 = rule.b12_result
     last = _latest([f for c in b12.result_concepts for f in facts.of(c)])
-    band: Band | None = None
-    if last is not None:
-        if last.value is None:
-            band = "unknown"
-        elif last.value < b12.bands[last.concept].deficient_below:
-            band = "deficient"
-        elif last.value <= b12.bands[last.concept].normal_above:
-            band = "indeterminate"
-        else:
-            band = "normal"
+    band: Band | None = b12_band(last, b12.bands[last.concept]) if last is not None else None
 
     risks = _risk_factors(facts, knowledge, today, age)
     confounders = _confounders(facts, knowledge, today, trigger[0])

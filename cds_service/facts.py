@@ -32,6 +32,8 @@ class Fact:
     value: float | None = None
     unit: str | None = None
     status: str | None = None
+    comparator: str | None = None  # a censored lab value: <, <=, >= or > (FHIR Quantity.comparator)
+    flagged_low: bool = False  # the lab's interpretation says below its reference range
 
     @property
     def reference(self) -> str | None:
@@ -243,6 +245,8 @@ def _add_facts(
     active = False
     value: float | None = None
     unit: str | None = None
+    comparator: str | None = None
+    flagged_low = False
     st: str | None = getattr(m, "status", None)
     if rtype == "Condition":
         clinical = _status_code(m.clinicalStatus)
@@ -262,6 +266,8 @@ def _add_facts(
         if m.valueQuantity is not None and m.valueQuantity.value is not None:
             value = float(m.valueQuantity.value)
             unit = (m.valueQuantity.code or m.valueQuantity.unit or "").strip() or None
+            comparator = m.valueQuantity.comparator
+        flagged_low = _flagged_low(m.interpretation, screen.k)
     elif rtype == "MedicationRequest":
         if st not in status.medication_active or m.doNotPerform:
             return False
@@ -293,9 +299,17 @@ def _add_facts(
             factor = lab.factor(unit)
             c_value, c_unit = (value * factor, lab.canonical_unit) if factor is not None else (None, unit)
         facts.by_concept[concept].append(
-            Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st)
+            Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st, comparator, flagged_low)
         )
     return True
+
+
+def _flagged_low(interpretation: Any, k: Knowledge) -> bool:
+    flags = k.rule.b12_result.low_flags
+    return any(
+        c.code in flags.low and (c.system or "") in flags.systems
+        for concept in interpretation or () for c in concept.coding or ()
+    )
 
 
 def _abated(condition: Any) -> bool:

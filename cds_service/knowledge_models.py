@@ -123,9 +123,19 @@ class ResultBands(_Knowledge):
     source: str = ""
 
 
+class LabFlags(_Knowledge):
+    """Observation.interpretation codes that mark a result as below the lab's own reference range."""
+
+    systems: list[str]
+    low: list[str]
+    remark: str = ""
+
+
 class B12Result(_Knowledge):
     # results read for their value (banded); each needs its bands
     result_concepts: list[str]
+    # a lab's low flag reads as deficient whatever the value: cut-offs are assay-dependent
+    low_flags: LabFlags
     # results that make a new test redundant when recent
     recent_result_concepts: list[str]
     bands: dict[str, ResultBands]
@@ -256,6 +266,14 @@ class ServiceWording(_Knowledge):
     description: str
 
 
+class ResultWording(_Knowledge):
+    """How a lab result reads on a card when it has no value, a censored value or the lab's low flag."""
+
+    no_value: str
+    flagged_low: str
+    censored: dict[Literal["<", "<=", ">=", ">"], str]
+
+
 class WordingFile(_File):
     source: SourceDef
     # discovery's title and description per service id (ids and hooks are the fixed contract)
@@ -270,6 +288,7 @@ class WordingFile(_File):
     ]
     headings: dict[str, str]
     not_redundant: dict[str, str]
+    result: ResultWording
     criteria: dict[
         Literal[
             "info", "warning", "critical", "untreated-low", "untreated-mma", "measure-before-treat", "duplicate",

@@ -3,7 +3,6 @@
 from collections.abc import Callable
 from datetime import datetime
 
-from cds_service.assessment import format_value
 from cds_service.facts import Fact
 from cds_service.knowledge import Knowledge
 from cds_service.order_rules import OrderAssessment
@@ -15,14 +14,14 @@ from cds_service.rendering import (
     new_uuid,
     order_suggestion,
     render_card,
+    result_text,
     when_text,
 )
 
 
 def _earlier_line(fact: Fact, k: Knowledge) -> str:
     if fact.resource_type == "Observation":
-        value = f"{format_value(fact.value)} {k.units[fact.concept].shown}" if fact.value is not None else "a result"
-        return f"- **{k.concepts[fact.concept].label}**: {value} on {when_text(fact)}"
+        return f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact)}"
     status = f", {fact.status}" if fact.status else ""
     return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact, k)}{escape_text(status)}"
 

@@ -46,6 +46,18 @@ def when_text(fact: Fact) -> str:
     return fact.when.isoformat() if fact.when else "undated"
 
 
+def result_text(fact: Fact, k: Knowledge) -> str:
+    """A lab result as the card shows it: "below 200.5 pg/mL (flagged low by the lab)". Comparators
+    are written as words, so no `<` reaches markdown that renders raw HTML."""
+    words = k.wording.result
+    if fact.value is None:
+        text = words.no_value
+    else:
+        censored = words.censored.get(fact.comparator or "", "")  # type: ignore[call-overload]
+        text = f"{censored} {format_value(fact.value)} {k.units[fact.concept].shown}".lstrip()
+    return f"{text} ({words.flagged_low})" if fact.flagged_low else text
+
+
 def fact_line(fact: Fact, k: Knowledge) -> str:
     origin = "" if fact.matched_by == "code" else ", matched in free text"
     source = k.wording.order_reason_source if fact.status == ORDER_REASON else fact.resource_type
@@ -56,7 +68,7 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
     first = ev.facts[0] if ev.facts else None
     if first is not None and first.value is not None and first.concept in k.units:
         unit = k.units[first.concept].shown  # a converted lab value: canonical unit
-        line = f"- **{ev.label}**: {format_value(first.value)} {unit} on {when_text(first)}"
+        line = f"- **{ev.label}**: {result_text(first, k)} on {when_text(first)}"
         if ev.threshold is not None:
             line += f" ({ev.comparator} {ev.threshold:g} {unit})"
         return f"{line}. {ev.note}" if ev.note else line
@@ -83,8 +95,7 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         if last is None:
             lines.append(words["noResultOnRecord"])
         else:
-            value = f"{format_value(last.value)} {k.units[last.concept].shown}" if last.value is not None else "a result"
-            lines.append(words["lastResult"].format(value=value, date=when_text(last)))
+            lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last)))
             if assessment.new_risk_since_normal:
                 lines.append(words["newRiskSinceNormal"].format(date=when_text(last)))
     lines.append(words["therapyNotChecked"] if "therapy" in unchecked else words["noTherapy"])
@@ -107,11 +118,11 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     out += [f"- {fact_line(f, k)}" for f in assessment.trigger[:3]]
     if assessment.last_b12 is not None and assessment.variant == "untreated-low":
         last = assessment.last_b12
-        value = format_value(last.value) if last.value is not None else "?"
         unit = k.units[last.concept].shown
         threshold = f"{k.rule.b12_result.bands[last.concept].deficient_below:g} {unit}"
         label = k.concepts[last.concept].label  # total or active B12
-        out += ["", f"**{h['latestB12']}**", f"- **{label}**: {value} {unit} on {when_text(last)} (below {threshold})"]
+        out += ["", f"**{h['latestB12']}**",
+                f"- **{label}**: {result_text(last, k)} on {when_text(last)} (deficient below {threshold})"]
     if assessment.signs:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e, k) for e in assessment.signs]
     if assessment.risk_factors:

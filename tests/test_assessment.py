@@ -1,10 +1,11 @@
 """The engine alone: facts in, assessment out, today fixed. Boundaries of each threshold."""
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
 
-from cds_service.assessment import assess, format_value
+from cds_service.assessment import assess, b12_band, crosses, format_value, stays_within
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import Indicator
@@ -165,3 +166,50 @@ def test_active_b12_is_read_against_its_own_bands(knowledge: Knowledge, value: f
     holotc = fact("holotc-result", 120, "Observation", value=value, unit="pmol/L")
     a = assess(patient(64, MYALGIA, FATIGUE, holotc), knowledge, TODAY)
     assert a.variant == variant
+
+
+def censored(concept: str, days: int, comparator: str | None, value: float | None, unit: str,
+             flagged_low: bool = False) -> Fact:
+    return replace(fact(concept, days, "Observation", value=value, unit=unit), comparator=comparator, flagged_low=flagged_low)
+
+
+@pytest.mark.parametrize(("comparator", "value", "flagged_low", "band"), [
+    (None, 179.9, False, "deficient"), (None, 180.0, False, "indeterminate"), (None, 350.0, False, "indeterminate"),
+    (None, 350.1, False, "normal"),
+    ("<", 180.0, False, "deficient"), ("<=", 180.0, False, "indeterminate"), ("<", 200.5, False, "indeterminate"),
+    (">", 350.0, False, "normal"), (">=", 350.0, False, "indeterminate"), (">", 100.0, False, "indeterminate"),
+    ("ad", 100.0, False, "indeterminate"),
+    ("<", 200.5, True, "deficient"), (None, 250.0, True, "deficient"), (None, None, True, "deficient"),
+    (None, None, False, "unknown"),
+])
+def test_b12_band_reads_censored_values_and_the_labs_low_flag(
+    knowledge: Knowledge, comparator: str | None, value: float | None, flagged_low: bool, band: str
+) -> None:
+    result = censored("b12-result", 30, comparator, value, "pg/mL", flagged_low)
+    assert b12_band(result, knowledge.rule.b12_result.bands["b12-result"]) == band
+
+
+@pytest.mark.parametrize(("comparator", "value", "above", "below"), [
+    (None, 0.5, True, False), ("<", 0.5, False, False), ("<", 0.45, False, True), ("<=", 0.45, False, True),
+    (">", 0.45, True, False), (">", 0.3, False, False), (">=", 0.45, False, False), ("ad", 0.9, False, False),
+])
+def test_a_censored_result_crosses_a_threshold_only_when_every_value_it_allows_does(
+    comparator: str | None, value: float, above: bool, below: bool
+) -> None:
+    mma = censored("mma", 10, comparator, value, "umol/L")
+    assert crosses(mma, ">", 0.45) is above
+    assert stays_within(mma, ">", 0.45) is below
+
+
+def test_a_censored_mma_that_spans_the_threshold_does_not_answer_an_indeterminate_b12(knowledge: Knowledge) -> None:
+    b12 = fact("b12-result", 200, "Observation", value=250.0, unit="pg/mL")
+    spans = censored("mma", 100, "<", 0.5, "umol/L")
+    below = censored("mma", 100, "<", 0.2, "umol/L")
+    assert assess(patient(64, MYALGIA, FATIGUE, b12, spans), knowledge, TODAY).variant == "test-mma"
+    assert assess(patient(64, MYALGIA, FATIGUE, b12, below), knowledge, TODAY).outcome == "suppressed:normal-follow-up"
+
+
+def test_a_b12_the_lab_flags_low_with_no_value_is_an_untreated_low_result(knowledge: Knowledge) -> None:
+    flagged = censored("b12-result", 40, None, None, "pg/mL", flagged_low=True)
+    a = assess(patient(64, MYALGIA, FATIGUE, flagged), knowledge, TODAY)
+    assert (a.variant, a.indicator) == ("untreated-low", Indicator.CRITICAL)

@@ -256,6 +256,26 @@ def test_units_are_matched_whatever_their_case(knowledge: Knowledge, lab_code: s
     assert f.value == pytest.approx(100 * knowledge.units[concept].factors[factor_of])
 
 
+V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+
+@pytest.mark.parametrize(("system", "flag", "flagged"), [
+    (V3_INTERPRETATION, "L", True), (V3_INTERPRETATION, "LL", True), ("http://terminology.hl7.org/CodeSystem/v2-0078", "<", True),
+    (V3_INTERPRETATION, "N", False), (V3_INTERPRETATION, "H", False), ("urn:local-flags", "L", False),
+])
+def test_the_labs_low_flag_and_a_censored_value_are_read(knowledge: Knowledge, system: str, flag: str, flagged: bool) -> None:
+    quantity = {"value": 148, "comparator": "<", "unit": "pmol/L", "system": "http://unitsofmeasure.org", "code": "pmol/L"}
+    raw = observation(B12, ago(30), valueQuantity=quantity, interpretation=[code(system, flag)])
+    [f] = facts_of(knowledge, raw).of("b12-result")
+    assert (f.comparator, f.flagged_low) == ("<", flagged)
+    assert f.value == pytest.approx(148 * knowledge.units["b12-result"].factors["pmol/L"])
+
+
+def test_a_flag_with_no_value_is_kept(knowledge: Knowledge) -> None:
+    [f] = facts_of(knowledge, observation(B12, ago(30), interpretation=[code(V3_INTERPRETATION, "L")])).of("b12-result")
+    assert (f.value, f.flagged_low) == (None, True)
+
+
 def test_unit_is_read_from_the_code_before_the_display_unit(knowledge: Knowledge) -> None:
     raw = observation(B12, ago(5), valueQuantity={"value": 200, "unit": "picomoles per litre", "code": "pmol/L"})
     [f] = facts_of(knowledge, raw).of("b12-result")
