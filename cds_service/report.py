@@ -1,15 +1,21 @@
 """`cds-service report`: cards shown and their feedback, per service and card variant.
 
-Cards shown are counted by the time they were shown; feedback by its outcomeTimestamp.
-Feedback whose card was never audited (another deployment, or lost audit) is reported
-under the variant `unknown-card`. The acceptance rate is accepted / shown.
+One card, one outcome: a card's latest feedback (by outcomeTimestamp, then by when it was
+received) decides whether it counts as accepted or overridden, and under which override
+reason, so retries and changed minds never count a card twice and the rate stays within 100%.
+
+A card in the audit is reported under the service and variant that returned it (whatever
+service the feedback was posted to) and in the period it was shown, so its outcome always
+counts against the same cards shown. Feedback whose card was never audited (another
+deployment, or lost audit) is reported under the posted service, the variant `unknown-card`
+and the period of its outcomeTimestamp. The acceptance rate is accepted / shown.
 """
 
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Engine, and_, func, select, true
+from sqlalchemy import ColumnElement, Engine, Subquery, and_, func, null, select, true
 
 from cds_service.tables import card_audit, card_feedback
 
@@ -43,25 +49,39 @@ def _period(column: Any, since: date | None, until: date | None) -> ColumnElemen
     return and_(true(), *conditions)
 
 
+def _latest_feedback() -> Subquery:
+    """Each card's latest feedback item: the one that decides its outcome."""
+    newest_first = func.row_number().over(
+        partition_by=card_feedback.c.card_uuid,
+        order_by=(card_feedback.c.outcome_at.desc(), card_feedback.c.received_at.desc(), card_feedback.c.id.desc()),
+    )
+    ranked = select(
+        card_feedback.c.card_uuid, card_feedback.c.service_id, card_feedback.c.outcome,
+        card_feedback.c.override_system, card_feedback.c.override_code, card_feedback.c.outcome_at,
+        newest_first.label("newest_first"),
+    ).subquery()
+    return select(ranked).where(ranked.c.newest_first == 1).subquery("latest")
+
+
 def build_report(engine: Engine, since: date | None = None, until: date | None = None) -> Report:
     shown_query = (
         select(card_audit.c.service_id, card_audit.c.variant, func.count())
         .where(_period(card_audit.c.shown_at, since, until))
         .group_by(card_audit.c.service_id, card_audit.c.variant)
     )
-    joined = card_feedback.outerjoin(card_audit, card_feedback.c.card_uuid == card_audit.c.card_uuid)
-    feedback_query = (
-        select(
-            card_feedback.c.service_id, card_audit.c.variant, card_feedback.c.outcome,
-            card_feedback.c.override_system, card_feedback.c.override_code,
-            func.count(func.distinct(card_feedback.c.card_uuid)),  # an EHR's retry is not a second outcome
-        )
-        .select_from(joined)
-        .where(_period(card_feedback.c.outcome_at, since, until))
-        .group_by(
-            card_feedback.c.service_id, card_audit.c.variant, card_feedback.c.outcome,
-            card_feedback.c.override_system, card_feedback.c.override_code,
-        )
+    latest = _latest_feedback()
+    outcome = (latest.c.outcome, latest.c.override_system, latest.c.override_code)
+    audited_query = (
+        select(card_audit.c.service_id, card_audit.c.variant, *outcome, func.count())
+        .select_from(card_audit.join(latest, latest.c.card_uuid == card_audit.c.card_uuid))
+        .where(_period(card_audit.c.shown_at, since, until))
+        .group_by(card_audit.c.service_id, card_audit.c.variant, *outcome)
+    )
+    unaudited_query = (
+        select(latest.c.service_id, null(), *outcome, func.count())
+        .select_from(latest.outerjoin(card_audit, latest.c.card_uuid == card_audit.c.card_uuid))
+        .where(card_audit.c.id.is_(None), _period(latest.c.outcome_at, since, until))
+        .group_by(latest.c.service_id, *outcome)
     )
     rows: dict[tuple[str, str], ReportRow] = {}
 
@@ -72,9 +92,10 @@ def build_report(engine: Engine, since: date | None = None, until: date | None =
     with engine.connect() as connection:
         for service, variant, count in connection.execute(shown_query):
             row(service, variant).shown += count
-        for service, variant, outcome, system, code, count in connection.execute(feedback_query):
+        feedback = [*connection.execute(audited_query), *connection.execute(unaudited_query)]
+        for service, variant, result, system, code, count in feedback:
             target = row(service, variant)
-            if outcome == "accepted":
+            if result == "accepted":
                 target.accepted += count
             else:
                 target.overridden += count

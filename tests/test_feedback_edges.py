@@ -96,6 +96,48 @@ def test_timestamp_out_of_range_after_conversion_is_400(client: httpx.Client, se
     assert rows(settings, good["card"], bad["card"]) == []
 
 
+@pytest.mark.parametrize("when", [
+    1764120000, "1764120000", 1764120000.5, "2026-11-26", "2026-11-26T", "2026-11-26 02:00:14Z", "20261126T020014Z",
+    "2026-11-26T02Z", "2026-11-26T02:00:14+01", "2026-11-26T02:00:14 Z", " 2026-11-26T02:00:14Z",
+    "2026-11-26T02:00:14Z\n", "\u0662\u0660\u0662\u0666-11-26T02:00:14Z", "2026-02-30T02:00:14Z",
+    "2026-11-26T24:00:00Z", "2026-11-26T23:59:60Z", "0000-01-01T00:00:00Z", "", None, True, [], {},
+])
+def test_outcome_timestamp_must_be_an_iso_8601_date_time(client: httpx.Client, settings: Settings, when: Any) -> None:
+    """Unix seconds, bare dates and impossible times are 400 naming the field; the valid item
+    beside them is not stored either."""
+    good, bad = item(), item(when=when)
+    response = post(client, good, bad)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    assert [d["loc"] for d in body["details"]] == ["feedback.1.outcomeTimestamp"]
+    assert rows(settings, good["card"], bad["card"]) == []
+
+
+@pytest.mark.parametrize(("sent", "stored"), [
+    ("0001-01-01T00:00:00Z", "0001-01-01 00:00:00"),
+    ("9999-12-31T23:59:59.999999Z", "9999-12-31 23:59:59.999999"),
+    ("2026-11-26T02:00Z", "2026-11-26 02:00:00"),                     # minutes only: ISO 8601 reduced precision
+    ("2026-11-26T02:00:14,5Z", "2026-11-26 02:00:14.500000"),         # ISO 8601 decimal comma
+    ("2026-11-26T02:00:14+0100", "2026-11-26 01:00:14"),
+])
+def test_iso_8601_date_times_at_the_edges_are_kept(
+    client: httpx.Client, settings: Settings, sent: str, stored: str
+) -> None:
+    sent_item = item(when=sent)
+    assert post(client, sent_item).status_code == 200
+    [row] = rows(settings, sent_item["card"])
+    assert str(row["outcome_at"]) == stored
+
+
+def test_every_bad_field_is_named_once(client: httpx.Client) -> None:
+    bad = {"card": "not-a-uuid", "outcome": "maybe", "outcomeTimestamp": "yesterday"}
+    response = post(client, item(), bad, item(when="2026-11-26"))
+    assert response.status_code == 400
+    assert sorted(d["loc"] for d in response.json()["details"]) == [
+        "feedback.1.card", "feedback.1.outcome", "feedback.1.outcomeTimestamp", "feedback.2.outcomeTimestamp"]
+
+
 def test_override_reason_shapes(client: httpx.Client, settings: Settings) -> None:
     comment_only = item("overridden", overrideReason={"userComment": "patient tested at the GP"})
     empty = item("overridden", overrideReason={})
@@ -368,7 +410,10 @@ def test_one_hostile_hook_instance_does_not_stop_the_report_counting_cards(
     request = load_scenario(FIRES)["request"]
     with LiveServer(create_app(pg_settings, knowledge)) as server, httpx.Client(base_url=server.url) as client:
         hostile = {**request, "hookInstance": "a\u0000b"}
-        assert len(client.post(f"/cds-services/{SERVICE}", json=hostile).json()["cards"]) == 1
+        answer = client.post(f"/cds-services/{SERVICE}", json=hostile)
+        # Refused up front (a hookInstance with control characters), or answered and then its
+        # audit row refused by PostgreSQL: either way the next card must still be counted.
+        assert answer.status_code == 400 or len(answer.json()["cards"]) == 1, answer.text
         wait_for_audit(client, 1, timeout=0.3)
         assert len(client.post(f"/cds-services/{SERVICE}", json=request).json()["cards"]) == 1
         stats = wait_for_audit(client, 1, timeout=1.0)

@@ -67,6 +67,66 @@ def test_report_counts_shown_accepted_overridden(
     assert code == 0 and variant in text and "25%" in text and "already-tested x1" in text
 
 
+def test_each_card_counts_once_by_its_latest_feedback(
+    db_settings: Settings, knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Changed minds and retries: the latest outcomeTimestamp decides (a tie: the later received),
+    and the card counts in the period it was shown, whenever the feedback came."""
+    system = "http://example.org/override"
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+
+    def reason(code: str) -> dict[str, Any]:
+        return {"overrideReason": {"reason": {"system": system, "code": code}}}
+
+    def rows(*args: str) -> list[tuple[Any, ...]]:
+        out = run(db_settings, monkeypatch, capsys, "report", "--json", *args)[1]
+        return [(r["shown"], r["accepted"], r["overridden"], r["overrideReasons"], r["acceptanceRate"])
+                for r in json.loads(out)["rows"]]
+
+    with LiveServer(create_app(db_settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
+        card = client.post(f"/cds-services/{SERVICE}", json=load_scenario(FIRES)["request"]).json()["cards"][0]
+        wait_for_audit(client, 1)
+        url, uuid = f"/cds-services/{SERVICE}/feedback", card["uuid"]
+        posts = [
+            feedback(uuid, "accepted", f"{tomorrow}T10:00:00Z"),
+            feedback(uuid, "accepted", f"{tomorrow}T10:01:00Z", **reason("ignored")),
+            feedback(uuid, "overridden", f"{tomorrow}T10:02:00Z", **reason("first-reason")),
+            feedback(uuid, "overridden", f"{tomorrow}T10:03:00Z", **reason("latest-reason")),
+            feedback(uuid, "accepted", f"{today}T00:00:00Z"),  # arrives last, but is the oldest
+        ]
+        assert [client.post(url, json=p).status_code for p in posts] == [200] * 5
+        overridden = (1, 0, 1, {f"{system}|latest-reason": 1}, 0.0)
+        assert rows() == rows("--since", today, "--until", today) == [overridden]
+        assert rows("--since", tomorrow) == []
+
+        same_time = f"{tomorrow}T10:03:00Z"  # a tie on outcomeTimestamp: the one received later wins
+        assert client.post(url, json=feedback(uuid, "accepted", same_time)).status_code == 200
+        assert rows() == [(1, 1, 0, {}, 1.0)]
+        assert client.post(url, json=feedback(uuid, "overridden", same_time, **reason("again"))).status_code == 200
+        assert rows() == [(1, 0, 1, {f"{system}|again": 1}, 0.0)]
+
+
+def test_feedback_counts_under_the_service_that_returned_the_card(
+    db_settings: Settings, knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Feedback posted to another service's endpoint is attributed through the audit; feedback
+    for a card never audited is still kept, under the service it was posted to."""
+    other = "b12-myalgia-order-sign"
+    unknown = "00000000-0000-4000-8000-000000000000"
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    with LiveServer(create_app(db_settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
+        card = client.post(f"/cds-services/{SERVICE}", json=load_scenario(FIRES)["request"]).json()["cards"][0]
+        wait_for_audit(client, 1)
+        for body in (feedback(card["uuid"], "accepted", f"{today}T10:00:00Z"),
+                     feedback(unknown, "overridden", f"{today}T10:00:00Z")):
+            assert client.post(f"/cds-services/{other}/feedback", json=body).status_code == 200
+    out = run(db_settings, monkeypatch, capsys, "report", "--json")[1]
+    found = [(r["service"], r["variant"] == "unknown-card", r["shown"], r["accepted"], r["overridden"])
+             for r in json.loads(out)["rows"]]
+    assert found == [(other, True, 0, 0, 1), (SERVICE, False, 1, 1, 0)]
+
+
 def test_report_on_a_database_never_upgraded_says_so(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
