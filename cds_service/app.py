@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
@@ -40,6 +41,31 @@ def error_response(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+# what a refused preflight asked for, by Starlette's failure word -> the request header naming it
+CORS_FAILURES = {
+    "origin": "Origin",
+    "method": "Access-Control-Request-Method",
+    "headers": "Access-Control-Request-Headers",
+    "private-network": "Access-Control-Request-Private-Network",
+}
+
+
+class JsonCorsMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in JSON like every other error here."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ").split(", ")
+        details = [{"loc": CORS_FAILURES.get(word, word), "msg": "not allowed"} for word in refused]
+        headers = {k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")}
+        names = ", ".join(d["loc"] for d in details)
+        return error_response(response.status_code, "cors_not_allowed",
+                              f"The CORS preflight asks for what this service does not allow: {names}.",
+                              details, headers)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Storage and one pooled HTTP client (FHIR fetches, JWKS loads), both closed at shutdown."""
@@ -59,7 +85,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None) -> FastAPI:
     settings = settings or get_settings()
     knowledge = knowledge or load_knowledge(settings.cards_dir)
-    app = FastAPI(title="b12-cds", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan)
+    app = FastAPI(title="b12-cds", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan,
+                  redirect_slashes=False)  # never a 307: routes take a trailing slash, other paths get a JSON 404
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)
     if not app.state.authenticator.enabled:
@@ -100,9 +127,9 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=error_response)
     app.add_middleware(ClientJwtMiddleware, authenticator=app.state.authenticator, on_error=error_response)
     app.add_middleware(
-        CORSMiddleware, allow_origins=settings.cors_origins,
+        JsonCorsMiddleware, allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type", REQUEST_ID_HEADER.lower()],
-        expose_headers=[REQUEST_ID_HEADER],
+        expose_headers=[REQUEST_ID_HEADER, "WWW-Authenticate"],  # a browser client reads why a 401 happened
     )
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, tagged with the request id, hookInstance and service.
+"""Structured logs: one JSON object per line, tagged with the request id, hookInstance and service
+(or, with CDS_LOG_FORMAT=text, one plain line per record with non-printable characters escaped).
 
 Log lines carry identifiers of the call, never of the patient. httpx and httpcore are held at
 WARNING because their INFO lines print request URLs, and FHIR query URLs hold the patient id.
@@ -37,6 +38,39 @@ def bind_call(service: str, hook_instance_value: object) -> None:
     hook_instance.set(safe_id(hook_instance_value))
 
 
+def one_line(text: str) -> str:
+    """Control and other non-printable characters as escapes: text from a caller (a path, an id)
+    cannot start a forged line in the plain-text log. JSON lines escape them already."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _frames(record: logging.LogRecord) -> list[str]:
+    """file:line of the innermost frames of the record's exception."""
+    tb = record.exc_info[2] if record.exc_info else None
+    frames = []
+    while tb is not None:
+        frames.append(f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}")
+        tb = tb.tb_next
+    return frames[-8:]
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger message` on one line, escaped; exceptions by type and place only, as in JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{self.formatTime(record)} {record.levelname} {record.name} {record.getMessage()}"
+        if record.exc_info and record.exc_info[0] is not None:
+            line += f" exception={record.exc_info[0].__name__} frames={','.join(_frames(record))}"
+        return one_line(line)
+
+
 class JsonFormatter(logging.Formatter):
     """time, level, logger, message, requestId, hookInstance, service; exceptions by type and place only."""
 
@@ -53,12 +87,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The type and the frames, not the exception text: that text may quote input.
             entry["exception"] = record.exc_info[0].__name__
-            tb = record.exc_info[2]
-            frames = []
-            while tb is not None:
-                frames.append(f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}")
-                tb = tb.tb_next
-            entry["frames"] = frames[-8:]
+            entry["frames"] = _frames(record)
         return orjson.dumps(entry).decode()
 
 
@@ -68,7 +97,7 @@ def configure_logging(level: str, fmt: str = "json", stream: IO[str] | None = No
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

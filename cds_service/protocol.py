@@ -39,15 +39,27 @@ class FhirAuthorization(_Lenient):
     patient: str | None = None
 
 
+HOOK_INSTANCE_MAX = 128  # the audit column hook_instance is VARCHAR(128)
+
+
 class HookRequest(_Lenient):
     """https://cds-hooks.hl7.org/2.0/#http-request-1 -- the envelope every hook call carries."""
 
     hook: str = Field(min_length=1)
-    hookInstance: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1, max_length=HOOK_INSTANCE_MAX)
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
+
+    @field_validator("hookInstance")
+    @classmethod
+    def _hook_instance_is_printable(cls, value: str) -> str:
+        """The spec says a UUID; any printable text is taken (real EHRs deviate), control characters
+        are not: the value goes into logs and the audit. The error names no part of the value."""
+        if not value.isprintable():
+            raise ValueError("hookInstance must be printable text without control characters (a UUID)")
+        return value
 
     @field_validator("prefetch")
     @classmethod

@@ -50,25 +50,37 @@ def _json(body: bytes, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+async def _json_body(request: Request) -> bytes:
+    """The body without a leading UTF-8 byte-order mark, which RFC 8259 lets parsers ignore."""
+    return (await request.body()).removeprefix(UTF8_BOM)
+
+
 def _require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType("Send the request body as application/json.")
 
 
+# Each route also answers with a trailing slash (out of the schema): a redirect of a POST helps
+# no EHR client, and the JWT aud is still checked against the URL as called.
 @router.get("/cds-services", responses=DISCOVERY_RESPONSES)
+@router.get("/cds-services/", include_in_schema=False)
 async def discovery(services: ServicesDep) -> Response:
     body = DiscoveryResponse(services=[s.describe() for s in services.values()])
     return _json(response_bytes(body))
 
 
 @router.post("/cds-services/{service_id}", responses=HOOK_RESPONSES, openapi_extra=json_body(HookRequest))
+@router.post("/cds-services/{service_id}/", include_in_schema=False)
 async def call_service(service_id: str, request: Request, services: ServicesDep, knowledge: KnowledgeDep) -> Response:
     service = find_service(services, service_id)
     _require_json(request)
     started = time.perf_counter()
     async with deadline(request.app.state.settings.request_deadline_seconds):
-        data = parse_json_object(await request.body())
+        data = parse_json_object(await _json_body(request))
         bind_call(service.id, data.get("hookInstance"))
         now = datetime.now(UTC)
         data = await complete_prefetch(service, data, request.app.state.fetcher, now.date(), caller_servers(request))
@@ -90,17 +102,19 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
 @router.post(
     "/cds-services/{service_id}/feedback", responses=FEEDBACK_RESPONSES, openapi_extra=json_body(FeedbackRequest)
 )
+@router.post("/cds-services/{service_id}/feedback/", include_in_schema=False)
 async def feedback(service_id: str, request: Request, services: ServicesDep) -> Response:
     service = find_service(services, service_id)
     _require_json(request)
     async with deadline(request.app.state.settings.request_deadline_seconds):
-        body = parse_feedback(await request.body())
+        body = parse_feedback(await _json_body(request))
     await store_feedback(request.app.state.storage, feedback_rows(service.id, body))
     log.info("feedback stored service=%s items=%d", service.id, len(body.feedback))
     return _json(b"{}")
 
 
 @router.get("/healthz", responses=HEALTH_RESPONSES)
+@router.get("/healthz/", include_in_schema=False)
 async def healthz(request: Request, knowledge: KnowledgeDep) -> Response:
     return _json(response_bytes_plain(
         {"status": "ok", "knowledgeVersion": knowledge.version, "audit": request.app.state.audit.stats()}

@@ -169,3 +169,45 @@ def test_a_card_says_which_checks_it_made_without_data(client: httpx.Client) -> 
                           json={**request, "prefetch": {**request["prefetch"], "b12Orders": failed}})
     assert refused.status_code == 412 and refused.json()["details"] == [
         {"key": "b12Orders", "reason": "prefetch failed (OperationOutcome)"}]
+
+
+FORGED = "abc\n2026-11-26 10:00:00,000 ERROR cds_service patient=Arthur Pendle"
+
+
+def test_hook_instance_with_control_characters_or_too_long_is_400_naming_it(client: httpx.Client) -> None:
+    for bad in (FORGED, "a\u0000b", "a\rb", "a\u2028b", "x" * 129, ""):
+        response = client.post(SERVICE, json={**_sandbox("patient-view.json"), "hookInstance": bad})
+        assert response.status_code == 400, repr(bad)
+        body = response.json()
+        assert body["error"] == "invalid_request"
+        assert [d["loc"] for d in body["details"]] == ["hookInstance"], repr(bad)
+        assert "Arthur" not in response.text
+
+
+def test_hook_instance_that_is_plain_text_but_not_a_uuid_is_accepted(client: httpx.Client) -> None:
+    """The spec says UUID; real EHRs deviate, so any printable id up to the audit column's 128 passes."""
+    for good in ("h-1", "Epic 2026/11 #42", "é" * 128):
+        response = client.post(SERVICE, json={**_sandbox("patient-view.json"), "hookInstance": good})
+        assert response.status_code == 200 and response.json() == {"cards": []}, good
+
+
+def test_a_trailing_slash_is_served_not_redirected(client: httpx.Client) -> None:
+    response = client.post(SERVICE + "/", json=_sandbox("patient-view.json"))
+    assert response.status_code == 200 and response.json() == {"cards": []}
+    assert client.get("/cds-services/").json() == client.get("/cds-services").json()
+    feedback = client.post(SERVICE + "/feedback/", json={})
+    assert feedback.status_code == 400 and feedback.json()["details"][0]["loc"] == "feedback"
+    other = client.post("/openapi.json/", json={})
+    assert other.status_code == 404 and other.json()["error"] == "not_found"
+
+
+def test_a_utf8_byte_order_mark_is_ignored(client: httpx.Client) -> None:
+    bom = b"\xef\xbb\xbf"
+    hook = client.post(SERVICE, content=bom + json.dumps(_sandbox("patient-view.json")).encode(),
+                       headers={"content-type": "application/json"})
+    assert hook.status_code == 200 and hook.json() == {"cards": []}
+    feedback = client.post(SERVICE + "/feedback", content=bom + b"{}",
+                           headers={"content-type": "application/json"})
+    assert feedback.status_code == 400 and feedback.json()["details"][0]["loc"] == "feedback"  # parsed, then checked
+    twice = client.post(SERVICE, content=bom + bom + b"{}", headers={"content-type": "application/json"})
+    assert twice.status_code == 400 and twice.json()["message"] == "The request body is not valid JSON."

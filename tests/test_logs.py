@@ -8,7 +8,9 @@ the error bodies are scanned for the patients' names, MRNs, ids and birth dates.
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.knowledge import Knowledge
-from cds_service.logs import JsonFormatter, configure_logging
+from cds_service.logs import JsonFormatter, TextFormatter, configure_logging
 from cds_service.settings import Settings
 from tests.conftest import LiveServer, load_scenario
 from tests.fhir_server import FhirState, make_app
@@ -39,19 +41,25 @@ def patient_data(request: dict[str, Any]) -> set[str]:
     return {v for v in found if isinstance(v, str) and len(v) >= 3}
 
 
-@pytest.fixture()
-def captured() -> Iterator[io.StringIO]:
+@contextmanager
+def logging_into_buffer(fmt: str) -> Iterator[io.StringIO]:
     """The service's own logging set-up (as `serve` does it) at DEBUG, into a buffer."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("httpx", "httpcore")}
     buffer = io.StringIO()
-    configure_logging("DEBUG", "json", buffer)
+    configure_logging("DEBUG", fmt, buffer)
     try:
         yield buffer
     finally:
         root.handlers[:], root.level = saved[0], saved[1]
         for name, level in saved[2].items():
             logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture()
+def captured() -> Iterator[io.StringIO]:
+    with logging_into_buffer("json") as buffer:
+        yield buffer
 
 
 def test_no_patient_data_in_logs_or_error_bodies(
@@ -108,3 +116,39 @@ def test_exceptions_are_logged_by_type_and_place_not_text() -> None:
     entry = json.loads(JsonFormatter().format(record))
     assert entry["exception"] == "ValueError" and entry["frames"]
     assert "Maria" not in json.dumps(entry)
+
+
+FORGED = "abc\n2026-11-26 10:00:00,000 ERROR cds_service patient=Arthur Pendle"
+TEXT_LINE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} [A-Z]+ \S+ ")
+
+
+def test_text_format_escapes_control_characters_so_no_line_is_forged() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "seen %s and %s", (FORGED, "a\rb\u2028c\x00"), None)
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "\r" not in line and "\u2028" not in line and "\x00" not in line
+    assert line.endswith("seen abc\\x0a2026-11-26 10:00:00,000 ERROR cds_service patient=Arthur Pendle "
+                         "and a\\x0db\\u2028c\\x00")
+
+
+def test_text_format_logs_exceptions_by_type_and_place_on_one_line() -> None:
+    try:
+        raise ValueError("Maria Metformin\nMRN-123")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, exc_info=__import__("sys").exc_info())
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "Maria" not in line and " exception=ValueError frames=" in line
+
+
+def test_text_logs_of_a_live_service_cannot_be_forged(knowledge: Knowledge, tmp_path: Path) -> None:
+    """A forged hookInstance is refused (400) and never logged; every line written is a real one."""
+    request = load_scenario(ALL[0])["request"]
+    url = f"/cds-services/{SERVICE[request['hook']]}"
+    with logging_into_buffer("text") as buffer:
+        with LiveServer(create_app(Settings(data_dir=tmp_path, patient_hash_key="k"), knowledge)) as live, \
+                httpx.Client(base_url=live.url, timeout=30) as client:
+            assert client.post(url, json={**request, "hookInstance": FORGED}).status_code == 400
+            assert client.post(url, json={**request, "hookInstance": "Epic 42"}).status_code == 200
+        text = buffer.getvalue()
+    assert "hookInstance=Epic 42 " in text and "Arthur" not in text
+    for line in text.splitlines():
+        assert TEXT_LINE.match(line), line
