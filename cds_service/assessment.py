@@ -28,6 +28,13 @@ class Evidence:
     # for a lab criterion: the threshold its latest result crossed, in the lab's canonical unit
     comparator: str = ""
     threshold: float | None = None
+    # for a medicine: when its current use began (earlier courses renewed into the active order)
+    since: date | None = None
+
+    def started_after(self, day: date) -> bool:
+        if self.since is not None:
+            return self.since > day
+        return any(f.when is not None and f.when > day for f in self.facts)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class Assessment:
     recent_result_days: int = 0
     new_risk_since_normal: bool = False
     lapsed_orders: tuple[Fact, ...] = ()  # open B12 orders too old to count as pending
+    past_therapy: tuple[Fact, ...] = ()  # B12 replacement recorded after the last result, none current
     unchecked: frozenset[str] = frozenset()  # suppressor checks made without data (shown as "not checked")
 
     @property
@@ -96,6 +104,26 @@ def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bo
         f.active or (f.resource_type == "MedicationAdministration" and within(f, sup.therapy_administration_days, today))
         for concept in sup.therapy_concepts for f in facts.of(concept)
     )
+
+
+def treated_since(facts: PatientFacts, knowledge: Knowledge, day: date) -> tuple[Fact, ...]:
+    """B12 replacement recorded on or after `day`, current or past, newest first: a low result it
+    followed is no longer untreated."""
+    given = [f for c in knowledge.rule.suppressors.therapy_concepts for f in facts.of(c) if f.when is not None and f.when >= day]
+    return tuple(sorted(given, key=lambda f: f.when or date.min, reverse=True))
+
+
+def course_start(found: list[Fact], knowledge: Knowledge) -> date | None:
+    """When current use of a medicine began: the earliest start among its active orders and the
+    earlier courses renewed into them (completed, not stopped); None when unknown (an undated order)."""
+    active = [f for f in found if f.active]
+    if not active or any(f.when is None for f in active):
+        return None
+    first = min(f.when for f in active if f.when is not None)
+    renewal = knowledge.rule.record_status.medication_renewal
+    earlier = [f.when for f in found if not f.active and f.status in renewal and f.when is not None
+               and f.resource_type in ("MedicationRequest", "MedicationStatement")]
+    return min([first, *earlier])
 
 
 def _current(fact: Fact, lookback: int, today: date) -> bool:
@@ -245,7 +273,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     }
 
     low = rule.untreated_low
-    if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today):
+    treated = treated_since(facts, knowledge, last.when) if last is not None and last.when is not None else ()
+    base["past_therapy"] = treated
+    if band == "deficient" and last is not None and not treated and low.enabled and within(last, low.lookback_days, today):
         return Assessment("card", "untreated-low", Indicator.CRITICAL, **base)
     if band == "indeterminate" and last is not None:
         answer = _follow_up_since(facts, knowledge, last, today)
@@ -253,6 +283,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             raised, evidence = answer
             if not raised:
                 return Assessment("suppressed:normal-follow-up", **base)
+        if answer is not None and not treated:
             signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last))
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
@@ -261,8 +292,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if recent:
         return Assessment("suppressed:recent-result", **base)
     if band == "normal" and last is not None and within(last, sup.normal_result_days, today):
-        started_since = any(f.when is not None and last.when is not None and f.when > last.when for e in risks for f in e.facts)
-        if not started_since:
+        if last.when is None or not any(e.started_after(last.when) for e in risks):
             return Assessment("suppressed:recent-normal-result", **base)
 
         base["new_risk_since_normal"] = True
@@ -270,7 +300,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if band == "indeterminate" and last is not None:
         signs += (_indeterminate_sign(last),)
     elif band == "deficient" and last is not None:
-        signs += (Evidence("earlier-low-b12", f"Low B12 more than {low.lookback_days} days ago", (last,)),)
+        words = knowledge.wording.result
+        label = words.treated_low if treated else words.earlier_low.format(days=low.lookback_days)
+        signs += (Evidence("earlier-low-b12", label, (last,)),)
     if not signs:
         return Assessment("no-sign", **base)
 
@@ -316,8 +348,13 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
             continue
         found = facts.of(rf.concept or "")
         if rf.kind == "medication":
-            found = [f for f in found if f.active and (rf.min_duration_days is None or f.when is None or _days(f.when, today) >= rf.min_duration_days)]
-        elif rf.kind == "condition":
+            start = course_start(found, knowledge)
+            if start is None or rf.min_duration_days is None or _days(start, today) >= rf.min_duration_days:
+                found = [f for f in found if f.active]
+                if found:
+                    out.append(Evidence(rf.id, rf.label, tuple(found), since=start))
+            continue
+        if rf.kind == "condition":
             found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
         if found:
             out.append(Evidence(rf.id, rf.label, tuple(found)))
@@ -333,7 +370,7 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
             if ev:
                 out.append(replace(ev, note=cf.advice))
             continue
-        found = facts.of(cf.concept or "")
+        everything = found = facts.of(cf.concept or "")
         if cf.kind == "medication":
             found = [f for f in found if f.active]
         elif cf.kind == "condition":
@@ -345,8 +382,9 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
         note = cf.advice
         if cf.recent_start_days is not None:
             anchor = complaint.when or today
-            recent = [f for f in found if f.when is not None and 0 <= _days(f.when, anchor) <= cf.recent_start_days]
+            starts = [course_start(everything, knowledge)] if cf.kind == "medication" else [f.when for f in found]
+            recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
             if recent:
-                note = f"Started {_days(recent[0].when or anchor, anchor)} days before the muscle complaint. {cf.advice}"
+                note = f"Started {_days(recent[0], anchor)} days before the muscle complaint. {cf.advice}"
         out.append(Evidence(cf.id, cf.label, tuple(found), note))
     return tuple(out)

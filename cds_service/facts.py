@@ -269,14 +269,14 @@ def _add_facts(
             comparator = m.valueQuantity.comparator
         flagged_low = _flagged_low(m.interpretation, screen.k)
     elif rtype == "MedicationRequest":
-        if st not in status.medication_active or m.doNotPerform:
+        if m.doNotPerform or st not in (*status.medication_active, *status.medication_past):
             return False
-        active = True
+        active = st in status.medication_active
         when = as_date(m.dispenseRequest and m.dispenseRequest.validityPeriod and m.dispenseRequest.validityPeriod.start) or as_date(m.authoredOn)
     elif rtype == "MedicationStatement":
-        if st not in status.medication_statement_active:
+        if st not in (*status.medication_statement_active, *status.medication_past):
             return False
-        active = True
+        active = st in status.medication_statement_active
         when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime) or as_date(m.dateAsserted)
     elif rtype == "MedicationAdministration":
         if st not in status.administration_counted:

@@ -89,6 +89,11 @@ class RecordStatus(_Knowledge):
     observation_status: list[str]
     medication_active: list[str]
     medication_statement_active: list[str]
+    # orders and statements kept as past treatment (never active): B12 given after a low result,
+    # and the earlier courses a long-term medicine is counted from
+    medication_past: list[str]
+    # past statuses that continue into a later course of the same medicine (a renewal)
+    medication_renewal: list[str]
     administration_counted: list[str]
     procedure_counted: list[str]
     pending_order_status: list[str]
@@ -271,6 +276,9 @@ class ResultWording(_Knowledge):
 
     no_value: str
     flagged_low: str
+    # the sign an earlier low B12 becomes when it no longer calls for treatment review
+    earlier_low: str
+    treated_low: str
     censored: dict[Literal["<", "<=", ">=", ">"], str]
 
 
@@ -289,6 +297,8 @@ class WordingFile(_File):
     headings: dict[str, str]
     not_redundant: dict[str, str]
     result: ResultWording
+    # a medicine whose current order renews earlier courses: when its use began
+    medicine_since: str
     criteria: dict[
         Literal[
             "info", "warning", "critical", "untreated-low", "untreated-mma", "measure-before-treat", "duplicate",
@@ -337,7 +347,7 @@ HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", 
             "latestB12")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
+    "pastTherapy", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 REQUIRED_KEYS = {"services": SERVICE_IDS, "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "variants": VARIANTS}
 

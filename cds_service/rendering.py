@@ -77,6 +77,8 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
         parts.append(": " + "; ".join(fact_line(f, k) for f in ev.facts[:3]))
         if len(ev.facts) > 3:
             parts.append(f"; and {len(ev.facts) - 3} more")
+    if ev.since is not None and all(f.when != ev.since for f in ev.facts):
+        parts.append(f" — {k.wording.medicine_since.format(date=ev.since.isoformat())}")
     if ev.note:
         parts.append(f" — {ev.note}")
     return "".join(parts)
@@ -98,7 +100,12 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
             lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last)))
             if assessment.new_risk_since_normal:
                 lines.append(words["newRiskSinceNormal"].format(date=when_text(last)))
-    lines.append(words["therapyNotChecked"] if "therapy" in unchecked else words["noTherapy"])
+    if "therapy" in unchecked:
+        lines.append(words["therapyNotChecked"])
+    elif assessment.past_therapy:
+        lines.append(words["pastTherapy"].format(treatment=fact_line(assessment.past_therapy[0], k)))
+    else:
+        lines.append(words["noTherapy"])
     if "orders" in unchecked:
         lines.append(words["ordersNotChecked"])
     elif assessment.lapsed_orders:

@@ -43,6 +43,10 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
     """FHIR searches for everything the rule reads, generated from the value sets so they never drift."""
     lookback = max(k.rule.suppressors.normal_result_days, k.rule.symptoms.lookback_days) * 2
     therapy = k.rule.suppressors
+    status = k.rule.record_status
+    # past courses too: the start of long-term use, and B12 given after a low result
+    medication_status = ",".join(status.medication_active + status.medication_past)
+    statement_status = ",".join(status.medication_statement_active + status.medication_past)
     return {
         "patient": f"Patient/{PATIENT}",
         "conditions": f"Condition?patient={PATIENT}",
@@ -55,10 +59,10 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
             f"&code={_token_list(k, k.rule.b12_result.result_concepts + k.rule.b12_result.recent_result_concepts)}"
         ),
         "medications": (
-            f"MedicationRequest?patient={PATIENT}&status=active,on-hold"
+            f"MedicationRequest?patient={PATIENT}&status={medication_status}"
             "&_include=MedicationRequest:medication"
         ),
-        "medicationStatements": f"MedicationStatement?patient={PATIENT}&status=active,intended",
+        "medicationStatements": f"MedicationStatement?patient={PATIENT}&status={statement_status}",
         # few rows, so no date bound: no today() token a client might leave unfilled (the
         # administration window is applied when evaluating)
         "b12Administrations": (
@@ -67,7 +71,7 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
         "procedures": f"Procedure?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Procedure'))}",
         "b12Orders": (
             f"ServiceRequest?patient={PATIENT}&code={_token_list(k, therapy.pending_order_concepts)}"
-            "&status=draft,active,on-hold"
+            f"&status={','.join(status.pending_order_status)}"
         ),
     }
 

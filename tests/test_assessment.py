@@ -213,3 +213,66 @@ def test_a_b12_the_lab_flags_low_with_no_value_is_an_untreated_low_result(knowle
     flagged = censored("b12-result", 40, None, None, "pg/mL", flagged_low=True)
     a = assess(patient(64, MYALGIA, FATIGUE, flagged), knowledge, TODAY)
     assert (a.variant, a.indicator) == ("untreated-low", Indicator.CRITICAL)
+
+
+def med(concept: str, days: int | None, status: str) -> Fact:
+    return replace(fact(concept, days, "MedicationRequest", active=status in ("active", "on-hold")), status=status)
+
+
+@pytest.mark.parametrize(("earlier", "counted"), [(None, False), ("completed", True), ("stopped", False)])
+def test_long_term_use_counts_from_the_first_course_renewed_into_the_active_order(
+    knowledge: Knowledge, earlier: str | None, counted: bool
+) -> None:
+    current = med("acid-suppressant", 60, "active")
+    history = (med("acid-suppressant", 3 * 365, earlier),) if earlier else ()
+    a = assess(patient(50, MYALGIA, FATIGUE, current, *history), knowledge, TODAY)
+    assert ("acid-suppression" in {e.id for e in a.risk_factors}) is counted
+    if counted:
+        (risk,) = a.risk_factors
+        assert risk.since == ago(3 * 365)
+
+
+def test_a_past_course_alone_is_no_risk_factor(knowledge: Knowledge) -> None:
+    a = assess(patient(50, MYALGIA, FATIGUE, med("metformin", 3 * 365, "completed")), knowledge, TODAY)
+    assert a.risk_factors == ()
+
+
+def test_a_renewal_is_not_a_new_risk_factor_since_a_normal_result(knowledge: Knowledge) -> None:
+    normal = fact("b12-result", 180, "Observation", value=480.0, unit="pg/mL")
+    renewed = (med("metformin", 90, "active"), med("metformin", 5 * 365, "completed"))
+    assert assess(patient(50, MYALGIA, FATIGUE, normal, *renewed), knowledge, TODAY).outcome == "suppressed:recent-normal-result"
+    new = med("metformin", 90, "active")
+    a = assess(patient(50, MYALGIA, FATIGUE, normal, new, med("metformin", 5 * 365, "stopped")), knowledge, TODAY)
+    assert a.fires is False  # 90 days of metformin is not yet a risk factor: the normal result still holds
+
+
+def test_a_statin_renewed_recently_is_not_started_recently(knowledge: Knowledge) -> None:
+    renewed = (med("statin", 20, "active"), med("statin", 2 * 365, "completed"))
+    (statin,) = assess(patient(50, MYALGIA, FATIGUE, *renewed), knowledge, TODAY).confounders
+    assert not statin.note.startswith("Started")
+    (statin,) = assess(patient(50, MYALGIA, FATIGUE, med("statin", 20, "active")), knowledge, TODAY).confounders
+    assert statin.note.startswith("Started")
+
+
+@pytest.mark.parametrize(("given", "variant"), [
+    (None, "untreated-low"),
+    (replace(med("b12-therapy", 150, "completed")), "test-b12"),
+    (replace(med("b12-therapy", 150, "stopped")), "test-b12"),
+    (replace(med("b12-therapy", 400, "completed")), "untreated-low"),  # before the low result: it did not treat it
+    (replace(fact("b12-therapy", 120, "MedicationAdministration"), status="completed"), "test-b12"),
+])
+def test_a_low_result_treated_since_is_not_untreated(knowledge: Knowledge, given: Fact | None, variant: str) -> None:
+    low = fact("b12-result", 200, "Observation", value=120.0, unit="pg/mL")
+    a = assess(patient(50, MYALGIA, FATIGUE, low, *((given,) if given else ())), knowledge, TODAY)
+    assert a.variant == variant
+    if variant == "test-b12":
+        assert a.past_therapy == (given,)
+        assert "earlier-low-b12" in {s.id for s in a.signs}
+
+
+def test_a_raised_mma_treated_since_is_not_untreated(knowledge: Knowledge) -> None:
+    b12 = fact("b12-result", 200, "Observation", value=250.0, unit="pg/mL")
+    mma = fact("mma", 190, "Observation", value=0.8, unit="umol/L")
+    assert assess(patient(64, MYALGIA, FATIGUE, b12, mma), knowledge, TODAY).variant == "untreated-mma"
+    treated = med("b12-therapy", 150, "completed")
+    assert assess(patient(64, MYALGIA, FATIGUE, b12, mma, treated), knowledge, TODAY).variant == "test-mma"

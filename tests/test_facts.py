@@ -168,9 +168,15 @@ def test_symptom_observation_counts_and_is_not_active(knowledge: Knowledge) -> N
     assert (f.resource_type, f.when, f.active) == ("Observation", TODAY - timedelta(days=3), False)
 
 
-@pytest.mark.parametrize("state", ["stopped", "completed", "cancelled", "entered-in-error", "draft"])
-def test_stopped_medication_requests_do_not_count(knowledge: Knowledge, state: str) -> None:
+@pytest.mark.parametrize("state", ["cancelled", "entered-in-error", "draft"])
+def test_cancelled_and_draft_medication_requests_do_not_count(knowledge: Knowledge, state: str) -> None:
     assert facts_of(knowledge, med_request(state)).of("metformin") == []
+
+
+@pytest.mark.parametrize("state", ["stopped", "completed"])
+def test_stopped_and_completed_medication_requests_are_past_treatment(knowledge: Knowledge, state: str) -> None:
+    [f] = facts_of(knowledge, med_request(state)).of("metformin")
+    assert (f.active, f.status) == (False, state)
 
 
 def test_active_and_on_hold_medication_requests_count(knowledge: Knowledge) -> None:
@@ -183,12 +189,12 @@ def test_do_not_perform_medication_request_does_not_count(knowledge: Knowledge) 
     assert facts_of(knowledge, med_request(doNotPerform=True)).of("metformin") == []
 
 
-@pytest.mark.parametrize(("state", "counted"), [("active", True), ("intended", True), ("stopped", False),
-                                                 ("completed", False), ("not-taken", False)])
-def test_medication_statement_status(knowledge: Knowledge, state: str, counted: bool) -> None:
+@pytest.mark.parametrize(("state", "active"), [("active", True), ("intended", True), ("stopped", False),
+                                                ("completed", False), ("not-taken", None)])
+def test_medication_statement_status(knowledge: Knowledge, state: str, active: bool | None) -> None:
     raw = {"resourceType": "MedicationStatement", "id": "ms-1", "status": state, "subject": {"reference": "Patient/p"},
            "medicationCodeableConcept": METFORMIN, "effectivePeriod": {"start": ago(300)}}
-    assert bool(facts_of(knowledge, raw).of("metformin")) is counted
+    assert [f.active for f in facts_of(knowledge, raw).of("metformin")] == ([] if active is None else [active])
 
 
 @pytest.mark.parametrize(("state", "counted"), [("active", True), ("draft", True), ("completed", False),

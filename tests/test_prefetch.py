@@ -210,9 +210,10 @@ def test_status_and_include_parameters(templates: dict[str, str]) -> None:
     def params(key: str) -> dict[str, str]:
         return dict(_params(render(templates[key], CONTEXT, TODAY)))
 
-    assert params("medications")["status"] == "active,on-hold"
+    # past courses too: long-term use counts from the first, and B12 given after a low result treats it
+    assert params("medications")["status"] == "active,on-hold,completed,stopped"
     assert params("medications")["_include"] == "MedicationRequest:medication"  # for medicationReference
-    assert params("medicationStatements")["status"] == "active,intended"
+    assert params("medicationStatements")["status"] == "active,intended,completed,stopped"
     assert params("b12Orders")["status"] == "draft,active,on-hold"
     assert render(templates["conditions"], CONTEXT, TODAY) == "Condition?patient=pt-1"
 
