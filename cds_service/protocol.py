@@ -4,12 +4,17 @@ Request models are lenient: unknown fields are ignored. Response models are exac
 forbid extras and only carry what the spec defines. No model invents ids or values.
 """
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# An ISO 8601 date-time in the extended form: a date, `T`, a time to at least the minute and an
+# optional zone (`Z` or an offset).
+ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}([.,]\d+)?)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII)
 
 
 class Indicator(StrEnum):
@@ -205,6 +210,15 @@ class Feedback(_Lenient):
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: datetime
 
+    @field_validator("outcomeTimestamp", mode="before")
+    @classmethod
+    def _timestamp_is_iso_8601(cls, value: Any) -> Any:
+        """The spec asks for an ISO 8601 date-time; pydantic alone would also take Unix seconds and
+        bare dates. Calendar values are checked by the datetime parse that follows."""
+        if isinstance(value, str) and ISO_DATE_TIME.fullmatch(value):
+            return value
+        raise ValueError("outcomeTimestamp must be an ISO 8601 date-time string, e.g. 2026-11-25T02:00:14Z")
+
     @field_validator("card")
     @classmethod
     def _card_is_uuid(cls, value: str) -> str:
@@ -218,7 +232,8 @@ class Feedback(_Lenient):
 class FeedbackRequest(_Lenient):
     """https://cds-hooks.hl7.org/2.0/#feedback -- the body of POST .../feedback."""
 
-    feedback: list[Feedback] = Field(min_length=1, max_length=1000)
+    # an empty list stores nothing, and the spec's answer to feedback is 200
+    feedback: list[Feedback] = Field(max_length=1000)
 
 
 class ErrorBody(_Exact):

@@ -79,7 +79,7 @@ def calls() -> list[tuple[str, dict[str, Any], int, int | None]]:
         ("/cds-services/nope", {"json": {}}, 404, None),
         (hook, {"content": b'{"a": "' + b"x" * LIMIT + b'"}', "headers": json_type}, 413, None),
         (hook, {"json": {"hook": "patient-view"}}, 400, None),
-        (hook + "/feedback", {"json": {"feedback": []}}, 400, None),
+        (hook + "/feedback", {"json": {"feedback": [{}]}}, 400, None),
     ]
     return out
 
