@@ -52,7 +52,8 @@ class Assessment:
     new_risk_since_normal: bool = False
     lapsed_orders: tuple[Fact, ...] = ()  # open B12 orders too old to count as pending
     past_therapy: tuple[Fact, ...] = ()  # B12 replacement recorded after the last result, none current
-    unchecked: frozenset[str] = frozenset()  # suppressor checks made without data (shown as "not checked")
+    unchecked: frozenset[str] = frozenset()  # checks made without data (shown as "not checked"); "age" too
+    unreadable: int = 0  # records sent that could not be read
 
     @property
     def fires(self) -> bool:
@@ -268,7 +269,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     confounders = _confounders(facts, knowledge, today, trigger[0])
     base: dict[str, Any] = {
         "trigger": trigger, "risk_factors": risks, "confounders": confounders, "last_b12": last,
-        "b12_band": band, "recent_result_days": sup.recent_result_days, "unchecked": facts.unchecked,
+        "b12_band": band, "recent_result_days": sup.recent_result_days,
+        "unchecked": facts.unchecked | ({"age"} if age is None else set()), "unreadable": facts.unreadable,
         "lapsed_orders": lapsed_orders(facts, sup.pending_order_concepts, knowledge, today),
     }
 

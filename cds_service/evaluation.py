@@ -102,7 +102,7 @@ def evaluate(
     facts.unchecked = unchecked(service.prefetch, request.prefetch)
     today = now.date()
     who = (context.patientId, now, context.encounterId, context.userId)
-    skipped = patient_data.malformed + facts.skipped_invalid
+    skipped = facts.unreadable
     cards = []
     if isinstance(context, OrderSelectContext | OrderSignContext):
         all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today)

@@ -46,10 +46,16 @@ class PatientFacts:
     sex: str = "unknown"
     by_concept: dict[str, list[Fact]] = field(default_factory=lambda: defaultdict(list))
     skipped_invalid: int = 0  # invalid, or carrying a modifier extension we cannot understand
+    malformed: int = 0  # prefetch entries that were not resources at all
     unchecked: frozenset[str] = frozenset()  # checks ("results", "therapy", "orders") the EHR sent no data for
 
     def of(self, concept: str) -> list[Fact]:
         return self.by_concept.get(concept, [])
+
+    @property
+    def unreadable(self) -> int:
+        """Records sent that could not be read: any of them might have held a finding."""
+        return self.malformed + self.skipped_invalid
 
 
 def as_date(value: Any) -> date | None:
@@ -187,7 +193,7 @@ def record_label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
 
 def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
     """Every concept mention that passes the status rules, as Facts."""
-    facts = PatientFacts()
+    facts = PatientFacts(malformed=data.malformed)
     if data.patient:
         facts.birth_date = as_date(data.patient.get("birthDate"))
         gender = data.patient.get("gender")

@@ -344,10 +344,10 @@ VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "untreat
             "measure-active-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
-            "latestB12")
+            "latestB12", "caveats")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "pastTherapy", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
+    "pastTherapy", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 REQUIRED_KEYS = {"services": SERVICE_IDS, "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "variants": VARIANTS}
 

@@ -45,7 +45,7 @@ class PatientData:
             self.malformed += 1
             return
         rtype = resource.get("resourceType")
-        if rtype == "Bundle":
+        if rtype == "Bundle" or (rtype is None and isinstance(resource.get("entry"), list | dict)):
             self._add_entries(resource.get("entry"))
             return
         if not isinstance(rtype, str):
@@ -76,6 +76,8 @@ class PatientData:
         are counted as malformed."""
         if entries is None:
             return
+        if isinstance(entries, dict):  # one entry sent as an object, as real clients bend arrays
+            entries = [entries]
         if not isinstance(entries, list):
             self.malformed += 1
             return
@@ -90,6 +92,15 @@ class PatientData:
 
     def count(self) -> int:
         return sum(len(v) for v in self.resources.values()) + (1 if self.patient else 0)
+
+
+def readable(value: Any) -> bool:
+    """Whether a prefetch value can be read at all: a resource, or a Bundle (even one that left out
+    its resourceType). Anything else says nothing about the patient, not "nothing on record"."""
+    if not isinstance(value, dict):
+        return False
+    rtype = value.get("resourceType")
+    return isinstance(rtype, str) if rtype is not None else isinstance(value.get("entry"), list | dict)
 
 
 def _names_other_patient(resource: dict[str, Any], rtype: str, patient_id: str) -> bool:

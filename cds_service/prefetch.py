@@ -10,6 +10,8 @@ from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from cds_service.patient_data import readable
+
 # Keys whose absence could make a card fire wrongly (suppressors, the under-16 exclusion) or
 # could never let it fire (the trigger). Missing one of these and unable to fetch it => 412.
 # `procedures` only holds risk factors (and the surgery that re-opens a normal result), so
@@ -60,10 +62,11 @@ def render(template: str, context: dict[str, Any], today: date) -> str:
 
 
 def missing_keys(templates: dict[str, str], prefetch: dict[str, Any] | None) -> list[str]:
-    """Template keys the client left absent or null (both mean: the service may fetch itself), or
-    answered with an OperationOutcome (CDS Hooks 2.0: the client could not prefetch that key)."""
+    """Template keys the client left absent or null (both mean: the service may fetch itself),
+    answered with an OperationOutcome (CDS Hooks 2.0: the client could not prefetch that key), or
+    sent in a shape that cannot be read (a string, an object with no resourceType)."""
     given = prefetch or {}
-    return [key for key in templates if given.get(key) is None or failed_prefetch(given.get(key))]
+    return [key for key in templates if (value := given.get(key)) is None or failed_prefetch(value) or not readable(value)]
 
 
 def failed_prefetch(value: Any) -> bool:

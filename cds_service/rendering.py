@@ -117,6 +117,17 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
     return [f"- {line}" for line in lines]
 
 
+def _caveats(assessment: Assessment, k: Knowledge) -> list[str]:
+    """What the data sent did not let the rule check: the age limit, records that could not be read."""
+    words = k.wording.not_redundant
+    lines = []
+    if "age" in assessment.unchecked:
+        lines.append(words["ageNotChecked"].format(age=k.rule.population.min_age_years))
+    if assessment.unreadable:
+        lines.append(words["unreadableRecords"].format(count=assessment.unreadable))
+    return ["", f"**{k.wording.headings['caveats']}**"] + [f"- {line}" for line in lines] if lines else []
+
+
 def render_detail(assessment: Assessment, k: Knowledge) -> str:
     w = k.wording
     assert assessment.variant is not None and assessment.indicator is not None
@@ -141,6 +152,7 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     else:
         out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)
         criteria = w.criteria[assessment.indicator.value]
+    out += _caveats(assessment, k)
     out += ["", f"**{h['criteria']}**: {criteria} (knowledge {k.version})"]
     return "\n".join(out)
 

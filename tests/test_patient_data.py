@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.patient_data import RESOURCE_TYPES, PatientData, from_prefetch, patient_of
+from cds_service.patient_data import RESOURCE_TYPES, PatientData, from_prefetch, patient_of, readable
 
 PATIENT = {"resourceType": "Patient", "id": "pt-1", "birthDate": "1950-01-01"}
 
@@ -161,10 +161,25 @@ def test_a_bundle_without_usable_entries_adds_nothing() -> None:
         assert data.patient is None
 
 
-@pytest.mark.parametrize("entry", [[42], ["Condition/c-1"], [None], {"resource": {"resourceType": "Condition"}}])
+@pytest.mark.parametrize("entry", [[42], ["Condition/c-1"], [None], "Condition/c-1"])
 def test_a_bundle_entry_that_is_not_an_object_is_counted(entry: Any) -> None:
     data = from_prefetch({"conditions": {"resourceType": "Bundle", "type": "searchset", "entry": entry}})
     assert data.malformed == 1
+
+
+@pytest.mark.parametrize("bent", [
+    {"resourceType": "Bundle", "entry": {"resource": {"resourceType": "Condition", "id": "c-1"}}},  # entry as an object
+    {"type": "searchset", "entry": [{"resource": {"resourceType": "Condition", "id": "c-1"}}]},  # no resourceType
+])
+def test_a_bundle_bent_as_real_clients_bend_it_is_read(bent: dict[str, Any]) -> None:
+    data = from_prefetch({"conditions": bent})
+    assert [r["id"] for r in data.of_type("Condition")] == ["c-1"] and data.malformed == 0
+    assert readable(bent)
+
+
+@pytest.mark.parametrize("value", ["Bundle", 42, [], {"type": "searchset"}, {"resourceType": 7}, {"id": "c-1"}])
+def test_a_value_that_is_neither_a_resource_nor_a_bundle_is_not_readable(value: Any) -> None:
+    assert not readable(value)
 
 
 def test_the_input_is_not_modified() -> None:

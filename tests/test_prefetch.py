@@ -248,6 +248,15 @@ def test_unchecked_names_the_checks_whose_data_was_not_sent(templates: dict[str,
     partial = {**everything, "b12Administrations": None, "b12Orders": failed}
     assert unchecked(templates, partial) == {"therapy", "orders"}
     assert unchecked(templates, {"patient": everything["patient"]}) == {"results", "therapy", "orders"}
+    unreadable = {**everything, "medications": "Bundle", "b12Orders": {"entry": "none"}}
+    assert unchecked(templates, unreadable) == {"therapy", "orders"}  # not "none on record"
+
+
+def test_a_key_sent_in_a_shape_that_cannot_be_read_is_missing(templates: dict[str, str]) -> None:
+    """It is fetched again when fetching is allowed, and otherwise its checks say "not checked"."""
+    prefetch = {key: {"resourceType": "Bundle", "type": "searchset"} for key in templates}
+    prefetch |= {"medications": [], "b12Orders": {"id": "x"}, "conditions": 7}
+    assert missing_keys(templates, prefetch) == [k for k in templates if k in ("medications", "b12Orders", "conditions")]
 
 
 def test_every_code_search_is_of_a_type_whose_is_a_filters_must_list_codes(templates: dict[str, str]) -> None:
