@@ -19,6 +19,15 @@ from tests import fixture_files, postgres
 from tests.fhir_server import FhirState, make_app
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_operator_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Settings() built without a data_dir, and servers the tests start, write to a throwaway
+    folder, never into ./data or an operator's CDS_DATA_DIR (it would pollute their report)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CDS_DATA_DIR", str(tmp_path_factory.mktemp("default-data-dir")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def knowledge() -> Knowledge:
     return load_knowledge()
