@@ -198,11 +198,15 @@ def _threshold(sign: LabThreshold, group: str) -> float:
     return by_group.get(group, by_group.get("unknown", 0.0))
 
 
-def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
+def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list[Fact]:
+    """Current pregnancies: no pregnancy outlasts the window, whatever status an EHR left on it;
+    an active one with no date still counts."""
     rule = knowledge.rule.pregnancy
-    if any(_current(f, rule.lookback_days, today) for f in facts.of(rule.concept)):
-        return "pregnant"
-    return facts.sex
+    return [f for f in facts.of(rule.concept) if within(f, rule.lookback_days, today) or (f.active and f.when is None)]
+
+
+def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
+    return "pregnant" if _pregnancies(facts, knowledge, today) else facts.sex
 
 
 def _indeterminate_sign(last: Fact) -> Evidence:
@@ -377,6 +381,8 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
             found = [f for f in found if f.active]
         elif cf.kind == "condition":
             found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
+        elif cf.kind == "pregnancy":
+            found = _pregnancies(facts, knowledge, today)
         else:
             found = [f for f in found if within(f, cf.within_days or 0, today)]
         if not found:

@@ -245,6 +245,8 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
             need_concept(f"confounders.{i}.concept", cf.concept)
         if cf.kind == "recent" and cf.within_days is None:
             raise KnowledgeError("rule.json", f"confounders.{i}.withinDays", "required for recent")
+        if cf.kind == "pregnancy" and cf.concept != rule.pregnancy.concept:
+            raise KnowledgeError("rule.json", f"confounders.{i}.concept", "a pregnancy confounder names pregnancy.concept")
     need_concept("pregnancy.concept", rule.pregnancy.concept)
     orders = rule.orders
     for i, c in enumerate(orders.muscle_order_concepts + orders.b12_product_concepts + orders.b12_test_concepts

@@ -29,6 +29,7 @@ class ConceptDef(_Knowledge):
     applies_to: list[ResourceType]
     text_terms: list[str] = Field(default_factory=list)
     text_pre_negation: list[str] = Field(default_factory=list)
+    remark: str = ""
 
 
 class ConceptsFile(_File):
@@ -179,7 +180,8 @@ class UntreatedLow(_Knowledge):
 
 class Confounder(_Knowledge):
     id: str
-    kind: Literal["medication", "condition", "lab", "recent"]
+    # pregnancy: read as the pregnancy rule reads it (dated in its window, or active and undated)
+    kind: Literal["medication", "condition", "lab", "recent", "pregnancy"]
     label: str
     advice: str
     downgrade: bool

@@ -127,6 +127,16 @@ def test_standard_code_the_rule_does_not_know_is_not_matched_by_its_text(knowled
     assert [f.matched_by for f in facts_of(knowledge, condition(local_only)).of("myalgia")] == ["text"]
 
 
+@pytest.mark.parametrize(("text", "is_therapy"), [
+    ("Hydroxocobalamin 1 MG/ML Injectable Solution", True), ("Cyanocobalamin 1000 MCG Oral Tablet", True),
+    ("Multivitamin with cyanocobalamin 6 MCG Oral Tablet", False), ("Vitamin B complex with vitamin B12", False),
+    ("Prenatal vitamin (contains cyanocobalamin)", False),
+])
+def test_a_multivitamin_listing_b12_is_not_b12_replacement(knowledge: Knowledge, text: str, is_therapy: bool) -> None:
+    raw = med_request(medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "999999", "display": text}]})
+    assert bool(facts_of(knowledge, raw).of("b12-therapy")) is is_therapy
+
+
 def test_unknown_medication_code_falls_back_to_the_ingredient_name(knowledge: Knowledge) -> None:
     product = {"coding": [{"system": RXNORM, "code": "999999", "display": "Metformin 1000 MG Oral Tablet"}]}
     [f] = facts_of(knowledge, med_request(medicationCodeableConcept=product)).of("metformin")
