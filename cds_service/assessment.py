@@ -94,6 +94,11 @@ def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, 
     return [f for c in concepts for f in facts.of(c) if not _lapsed(f, knowledge, today)]
 
 
+def tests_in_progress(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:
+    """Lab tests of `concepts` registered with no result yet, inside the pending-order window."""
+    return [f for f in facts.in_progress if f.concept in concepts and not _lapsed(f, knowledge, today)]
+
+
 def lapsed_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> tuple[Fact, ...]:
     return tuple(f for c in concepts for f in facts.of(c) if _lapsed(f, knowledge, today))
 
@@ -264,8 +269,10 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         return Assessment("suppressed:on-b12-therapy", trigger=trigger)
     if open_orders(facts, sup.pending_order_concepts, knowledge, today):
         return Assessment("suppressed:pending-order", trigger=trigger)
-
     b12 = rule.b12_result
+    if tests_in_progress(facts, b12.recent_result_concepts, knowledge, today):
+        return Assessment("suppressed:result-pending", trigger=trigger)
+
     last = _latest([f for c in b12.result_concepts for f in facts.of(c)])
     band: Band | None = b12_band(last, b12.bands[last.concept]) if last is not None else None
 

@@ -48,6 +48,7 @@ class PatientFacts:
     skipped_invalid: int = 0  # invalid, or carrying a modifier extension we cannot understand
     malformed: int = 0  # prefetch entries that were not resources at all
     unchecked: frozenset[str] = frozenset()  # checks ("results", "therapy", "orders") the EHR sent no data for
+    in_progress: list[Fact] = field(default_factory=list)  # lab tests registered, no result yet
 
     def of(self, concept: str) -> list[Fact]:
         return self.by_concept.get(concept, [])
@@ -266,6 +267,11 @@ def _add_facts(
         when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
         st = clinical
     elif rtype == "Observation":
+        if st in status.observation_in_progress:
+            when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.issued)
+            label = record_label(raw, screen, rtype)
+            facts.in_progress += [Fact(c, rtype, m.id, label, when, True, how, status=st) for c, how in hits.items()]
+            return False  # not a result: an older result is still read
         if st not in status.observation_status or _is_negative(m, screen):
             return False
         when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveInstant) or as_date(m.issued)

@@ -88,6 +88,8 @@ class RecordStatus(_Knowledge):
     condition_clinical_ignored: list[str]
     condition_verification_ignored: list[str]
     observation_status: list[str]
+    # a lab Observation with one of these has no result yet: the test is in progress
+    observation_in_progress: list[str]
     medication_active: list[str]
     medication_statement_active: list[str]
     # orders and statements kept as past treatment (never active): B12 given after a low result,

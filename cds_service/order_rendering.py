@@ -20,7 +20,7 @@ from cds_service.rendering import (
 
 
 def _earlier_line(fact: Fact, k: Knowledge) -> str:
-    if fact.resource_type == "Observation":
+    if fact.resource_type == "Observation" and fact.status not in k.rule.record_status.observation_in_progress:
         return f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact)}"
     status = f", {fact.status}" if fact.status else ""
     return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact, k)}{escape_text(status)}"

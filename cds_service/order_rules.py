@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-from cds_service.assessment import Assessment, assess, on_b12_therapy, open_orders, orders_active_b12, within
+from cds_service.assessment import (
+    Assessment,
+    assess,
+    on_b12_therapy,
+    open_orders,
+    orders_active_b12,
+    tests_in_progress,
+    within,
+)
 from cds_service.draft_orders import DraftOrders
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
@@ -68,7 +76,9 @@ def assess_order_select(
         results = rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts
         if any(within(f, rule.orders.level_on_file_days, today) for c in results for f in facts.of(c)):
             return OrderAssessment("b12-level-on-file", ordered=tuple(products))
-        if open_orders(facts, rule.suppressors.pending_order_concepts, k, today):
+        if open_orders(facts, rule.suppressors.pending_order_concepts, k, today) or tests_in_progress(
+            facts, rule.b12_result.recent_result_concepts, k, today
+        ):
             return OrderAssessment("b12-test-pending", ordered=tuple(products))
         card: OrderCard = "measure-active-before-treat" if orders_active_b12(facts, k, today) else "measure-before-treat"
         return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products))
@@ -94,7 +104,8 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     if recent:
         return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent))
     pending = _distinct(
-        f for f in open_orders(facts, rule.orders.duplicate_test_concepts, k, today)
+        f for f in (*open_orders(facts, rule.orders.duplicate_test_concepts, k, today),
+                    *tests_in_progress(facts, rule.b12_result.recent_result_concepts, k, today))
         if f.reference not in drafts.references
     )
     if pending:

@@ -287,6 +287,14 @@ def test_the_labs_low_flag_and_a_censored_value_are_read(knowledge: Knowledge, s
     assert f.value == pytest.approx(148 * knowledge.units["b12-result"].factors["pmol/L"])
 
 
+def test_a_registered_b12_is_a_test_in_progress_and_an_older_result_is_still_read(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, observation(B12, ago(3), state="registered"), lab(B12, 410, "pg/mL", ago(400)))
+    [pending] = pf.in_progress
+    assert (pending.concept, pending.status, pending.when) == ("b12-result", "registered", TODAY - timedelta(days=3))
+    [result] = pf.of("b12-result")
+    assert result.value == 410
+
+
 def test_a_flag_with_no_value_is_kept(knowledge: Knowledge) -> None:
     [f] = facts_of(knowledge, observation(B12, ago(30), interpretation=[code(V3_INTERPRETATION, "L")])).of("b12-result")
     assert (f.value, f.flagged_low) == (None, True)
