@@ -52,9 +52,13 @@ def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str,
     ]
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object from a body; a leading UTF-8 byte-order mark is ignored, as RFC 8259 allows."""
     try:
-        data = orjson.loads(body)
+        data = orjson.loads(body.removeprefix(UTF8_BOM))
     except orjson.JSONDecodeError:
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(data, dict):

@@ -50,14 +50,6 @@ def _json(body: bytes, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-UTF8_BOM = b"\xef\xbb\xbf"
-
-
-async def _json_body(request: Request) -> bytes:
-    """The body without a leading UTF-8 byte-order mark, which RFC 8259 lets parsers ignore."""
-    return (await request.body()).removeprefix(UTF8_BOM)
-
-
 def _require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
@@ -80,7 +72,7 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
     _require_json(request)
     started = time.perf_counter()
     async with deadline(request.app.state.settings.request_deadline_seconds):
-        data = parse_json_object(await _json_body(request))
+        data = parse_json_object(await request.body())
         bind_call(service.id, data.get("hookInstance"))
         now = datetime.now(UTC)
         data = await complete_prefetch(service, data, request.app.state.fetcher, now.date(), caller_servers(request))
@@ -107,7 +99,7 @@ async def feedback(service_id: str, request: Request, services: ServicesDep) -> 
     service = find_service(services, service_id)
     _require_json(request)
     async with deadline(request.app.state.settings.request_deadline_seconds):
-        body = parse_feedback(await _json_body(request))
+        body = parse_feedback(await request.body())
     await store_feedback(request.app.state.storage, feedback_rows(service.id, body))
     log.info("feedback stored service=%s items=%d", service.id, len(body.feedback))
     return _json(b"{}")

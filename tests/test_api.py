@@ -1,6 +1,8 @@
 """The HTTP contract: discovery, errors as JSON 4xx, the sandbox's real request."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -211,3 +213,12 @@ def test_a_utf8_byte_order_mark_is_ignored(client: httpx.Client) -> None:
     assert feedback.status_code == 400 and feedback.json()["details"][0]["loc"] == "feedback"  # parsed, then checked
     twice = client.post(SERVICE, content=bom + bom + b"{}", headers={"content-type": "application/json"})
     assert twice.status_code == 400 and twice.json()["message"] == "The request body is not valid JSON."
+
+
+def test_the_command_line_also_ignores_a_byte_order_mark(tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_bytes(b"\xef\xbb\xbf" + json.dumps(_sandbox("patient-view.json")).encode())
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", str(request)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"cards": []}
