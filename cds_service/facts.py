@@ -233,8 +233,9 @@ def _raw_observation_date(raw: dict[str, Any]) -> str:
 ELEMENTS_READ = frozenset({
     "id", "status", "clinicalStatus", "verificationStatus", "onset[x]", "recordedDate",
     "effective[x]", "issued", "value[x]", "doNotPerform", "dispenseRequest", "authoredOn",
-    "dateAsserted", "performed[x]", "abatement[x]", "interpretation",
+    "dateAsserted", "performed[x]",
 })
+# Read from the raw JSON instead, leniently: a malformed flag or abatement must not cost the record.
 
 
 def _add_facts(
@@ -262,7 +263,7 @@ def _add_facts(
         if _status_code(m.verificationStatus) in status.condition_verification_ignored:
             return False
         active = clinical in status.condition_clinical_active
-        if not active and _abated(m):  # FHIR con-4: an abated condition is not current
+        if not active and _abated(raw):  # FHIR con-4: an abated condition is not current
             return False
         when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
         st = clinical
@@ -279,7 +280,7 @@ def _add_facts(
             value = float(m.valueQuantity.value)
             unit = (m.valueQuantity.code or m.valueQuantity.unit or "").strip() or None
             comparator = m.valueQuantity.comparator
-        flagged_low = _flagged_low(m.interpretation, screen.k)
+        flagged_low = _flagged_low(raw.get("interpretation"), screen.k)
     elif rtype == "MedicationRequest":
         if m.doNotPerform or st not in (*status.medication_active, *status.medication_past):
             return False
@@ -317,15 +318,22 @@ def _add_facts(
 
 
 def _flagged_low(interpretation: Any, k: Knowledge) -> bool:
+    """Whether raw Observation.interpretation holds a low flag; junk in it is ignored."""
     flags = k.rule.b12_result.low_flags
-    return any(
-        c.code in flags.low and (c.system or "") in flags.systems
-        for concept in interpretation or () for c in concept.coding or ()
+    concepts = interpretation if isinstance(interpretation, list) else [interpretation]
+    return any(code in flags.low and system in flags.systems for c in concepts for system, code, _ in _codings(c))
+
+
+def _abated(raw: dict[str, Any]) -> bool:
+    """Whether raw Condition.abatement[x] says the condition ended; a value that cannot be read
+    (an unparseable date, an empty string) says nothing."""
+    period, text = raw.get("abatementPeriod"), raw.get("abatementString")
+    return (
+        as_date(raw.get("abatementDateTime")) is not None
+        or (isinstance(period, dict) and any(as_date(period.get(k)) for k in ("start", "end")))
+        or any(isinstance(raw.get(k), dict) and raw[k] for k in ("abatementAge", "abatementRange"))
+        or (isinstance(text, str) and bool(text.strip()))
     )
-
-
-def _abated(condition: Any) -> bool:
-    return any(getattr(condition, f"abatement{kind}") is not None for kind in ("DateTime", "Age", "Period", "Range", "String"))
 
 
 def _status_code(concept: Any) -> str | None:

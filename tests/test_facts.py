@@ -168,6 +168,18 @@ def test_an_abated_condition_without_an_active_status_does_not_count(knowledge: 
     assert concepts(facts_of(knowledge, condition(MYALGIA, ago(30), clinical=None, **abatement))) == set()
 
 
+@pytest.mark.parametrize("junk", [{"abatementDateTime": "unknown"}, {"abatementString": " "}, {"abatementAge": 7}])
+def test_an_abatement_that_cannot_be_read_neither_ends_the_condition_nor_loses_it(knowledge: Knowledge, junk: dict[str, Any]) -> None:
+    [f] = facts_of(knowledge, condition(MYALGIA, ago(30), clinical=None, **junk)).of("myalgia")
+    assert f.when == TODAY - timedelta(days=30)
+
+
+@pytest.mark.parametrize("junk", ["N", ["N"], [{"coding": "L"}], {"text": "low"}])
+def test_a_malformed_interpretation_is_ignored_not_the_result(knowledge: Knowledge, junk: Any) -> None:
+    [f] = facts_of(knowledge, lab(B12, 410, "pg/mL", ago(60), interpretation=junk)).of("b12-result")
+    assert (f.value, f.flagged_low) == (410, False)
+
+
 def test_an_abated_condition_marked_recurrence_still_counts(knowledge: Knowledge) -> None:
     [f] = facts_of(knowledge, condition(MYALGIA, ago(30), clinical="recurrence", abatementDateTime=ago(400))).of("myalgia")
     assert f.active
