@@ -95,8 +95,14 @@ def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, 
 
 
 def tests_in_progress(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:
-    """Lab tests of `concepts` registered with no result yet, inside the pending-order window."""
-    return [f for f in facts.in_progress if f.concept in concepts and not _lapsed(f, knowledge, today)]
+    """Lab tests of `concepts` registered with no result yet, inside the pending-order window, and
+    not overtaken by a result of any of those kinds dated on or after them."""
+    latest = _latest([f for c in concepts for f in facts.of(c)])
+    return [
+        f for f in facts.in_progress
+        if f.concept in concepts and not _lapsed(f, knowledge, today)
+        and (latest is None or latest.when is None or f.when is None or f.when > latest.when)
+    ]
 
 
 def lapsed_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> tuple[Fact, ...]:

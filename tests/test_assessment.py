@@ -276,3 +276,16 @@ def test_a_raised_mma_treated_since_is_not_untreated(knowledge: Knowledge) -> No
     assert assess(patient(64, MYALGIA, FATIGUE, b12, mma), knowledge, TODAY).variant == "untreated-mma"
     treated = med("b12-therapy", 150, "completed")
     assert assess(patient(64, MYALGIA, FATIGUE, b12, mma, treated), knowledge, TODAY).variant == "test-mma"
+
+
+def registered(concept: str, days: int) -> Fact:
+    return replace(fact(concept, days, "Observation", active=True), status="registered")
+
+
+def test_a_test_in_progress_silences_the_card_until_a_result_overtakes_it(knowledge: Knowledge) -> None:
+    pf = patient(50, MYALGIA, FATIGUE)
+    pf.in_progress.append(registered("b12-result", 10))
+    assert assess(pf, knowledge, TODAY).outcome == "suppressed:result-pending"
+    low_active_b12 = fact("holotc-result", 3, "Observation", value=15.0, unit="pmol/L")
+    pf.by_concept["holotc-result"].append(low_active_b12)  # a newer result of the other kind
+    assert assess(pf, knowledge, TODAY).variant == "untreated-low"
