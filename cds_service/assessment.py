@@ -109,33 +109,50 @@ def lapsed_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge
     return tuple(f for c in concepts for f in facts.of(c) if _lapsed(f, knowledge, today))
 
 
+def _ended(course: Fact) -> date | None:
+    """When a past course ended: its recorded end, else (unknown) its start."""
+    return course.until or course.when
+
+
 def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
-    """B12 replacement active now, or given within the administration window."""
+    """B12 replacement active now, or given within the administration window: administered, or a
+    completed course that ended (or began, with no end recorded) inside it."""
     sup = knowledge.rule.suppressors
-    return any(
-        f.active or (f.resource_type == "MedicationAdministration" and within(f, sup.therapy_administration_days, today))
-        for concept in sup.therapy_concepts for f in facts.of(concept)
-    )
+    window = sup.therapy_administration_days
+    for f in (f for concept in sup.therapy_concepts for f in facts.of(concept)):
+        if f.active or (f.resource_type == "MedicationAdministration" and within(f, window, today)):
+            return True
+        ended = _ended(f)
+        if f.resource_type != "MedicationAdministration" and ended is not None and -1 <= _days(ended, today) <= window:
+            return True
+    return False
 
 
 def treated_since(facts: PatientFacts, knowledge: Knowledge, day: date) -> tuple[Fact, ...]:
-    """B12 replacement recorded on or after `day`, current or past, newest first: a low result it
-    followed is no longer untreated."""
-    given = [f for c in knowledge.rule.suppressors.therapy_concepts for f in facts.of(c) if f.when is not None and f.when >= day]
-    return tuple(sorted(given, key=lambda f: f.when or date.min, reverse=True))
+    """B12 replacement given on or after `day` (administered, or a course begun or ended since),
+    newest first: a low result it followed is no longer untreated."""
+    given = [f for c in knowledge.rule.suppressors.therapy_concepts for f in facts.of(c)
+             if (ended := _ended(f)) is not None and ended >= day]
+    return tuple(sorted(given, key=lambda f: _ended(f) or date.min, reverse=True))
 
 
 def course_start(found: list[Fact], knowledge: Knowledge) -> date | None:
-    """When current use of a medicine began: the earliest start among its active orders and the
-    earlier courses renewed into them (completed, not stopped); None when unknown (an undated order)."""
+    """When current use of a medicine began: the earliest start of its active orders, carried back
+    through past courses that each ended at most renewalGapDays before the next began (renewals);
+    None when unknown (an undated active order)."""
     active = [f for f in found if f.active]
     if not active or any(f.when is None for f in active):
         return None
-    first = min(f.when for f in active if f.when is not None)
-    renewal = knowledge.rule.record_status.medication_renewal
-    earlier = [f.when for f in found if not f.active and f.status in renewal and f.when is not None
-               and f.resource_type in ("MedicationRequest", "MedicationStatement")]
-    return min([first, *earlier])
+    start = min(f.when for f in active if f.when is not None)
+    gap = knowledge.rule.record_status.renewal_gap_days
+    past = sorted((f for f in found if not f.active and f.when is not None
+                   and f.resource_type in ("MedicationRequest", "MedicationStatement")),
+                  key=lambda f: f.when or date.min, reverse=True)
+    for course in past:
+        ended = _ended(course)
+        if course.when is not None and ended is not None and course.when < start and _days(ended, start) <= gap:
+            start = course.when
+    return start
 
 
 def _current(fact: Fact, lookback: int, today: date) -> bool:

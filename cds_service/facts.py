@@ -33,6 +33,7 @@ class Fact:
     unit: str | None = None
     status: str | None = None
     comparator: str | None = None  # a censored lab value: <, <=, >= or > (FHIR Quantity.comparator)
+    until: date | None = None  # when a medicine course ended, if recorded
     flagged_low: bool = False  # the lab's interpretation says below its reference range
 
     @property
@@ -255,6 +256,7 @@ def _add_facts(
     unit: str | None = None
     comparator: str | None = None
     flagged_low = False
+    until: date | None = None
     st: str | None = getattr(m, "status", None)
     if rtype == "Condition":
         clinical = _status_code(m.clinicalStatus)
@@ -285,12 +287,15 @@ def _add_facts(
         if m.doNotPerform or st not in (*status.medication_active, *status.medication_past):
             return False
         active = st in status.medication_active
-        when = as_date(m.dispenseRequest and m.dispenseRequest.validityPeriod and m.dispenseRequest.validityPeriod.start) or as_date(m.authoredOn)
+        validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
+        when = as_date(validity and validity.start) or as_date(m.authoredOn)
+        until = as_date(validity and validity.end)
     elif rtype == "MedicationStatement":
         if st not in (*status.medication_statement_active, *status.medication_past):
             return False
         active = st in status.medication_statement_active
         when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime) or as_date(m.dateAsserted)
+        until = as_date(m.effectivePeriod and m.effectivePeriod.end)
     elif rtype == "MedicationAdministration":
         if st not in status.administration_counted:
             return False
@@ -312,7 +317,7 @@ def _add_facts(
             factor = lab.factor(unit)
             c_value, c_unit = (value * factor, lab.canonical_unit) if factor is not None else (None, unit)
         facts.by_concept[concept].append(
-            Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st, comparator, flagged_low)
+            Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st, comparator, until, flagged_low)
         )
     return True
 

@@ -92,11 +92,12 @@ class RecordStatus(_Knowledge):
     observation_in_progress: list[str]
     medication_active: list[str]
     medication_statement_active: list[str]
-    # orders and statements kept as past treatment (never active): B12 given after a low result,
+    # orders and statements kept as past courses (never active): B12 given after a low result,
     # and the earlier courses a long-term medicine is counted from
     medication_past: list[str]
-    # past statuses that continue into a later course of the same medicine (a renewal)
-    medication_renewal: list[str]
+    # a past course that ended (or, with no end recorded, began) at most this long before the next
+    # one began is a renewal of it: long-term use is counted across it
+    renewal_gap_days: int = Field(ge=0)
     administration_counted: list[str]
     procedure_counted: list[str]
     pending_order_status: list[str]

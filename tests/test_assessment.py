@@ -219,17 +219,31 @@ def med(concept: str, days: int | None, status: str) -> Fact:
     return replace(fact(concept, days, "MedicationRequest", active=status in ("active", "on-hold")), status=status)
 
 
-@pytest.mark.parametrize(("earlier", "counted"), [(None, False), ("completed", True), ("stopped", False)])
-def test_long_term_use_counts_from_the_first_course_renewed_into_the_active_order(
-    knowledge: Knowledge, earlier: str | None, counted: bool
+@pytest.mark.parametrize(("earlier", "counted"), [
+    ((), False),
+    ((3 * 365, 2 * 365, 365), True),  # yearly renewals: an unbroken chain
+    ((3 * 365, 300), False),  # a gap of over two years breaks it: 300 days of use is short of 365
+    ((10 * 365,), False),  # a course ten years ago is not today's prescription
+])
+def test_long_term_use_counts_from_the_first_course_of_an_unbroken_chain(
+    knowledge: Knowledge, earlier: tuple[int, ...], counted: bool
 ) -> None:
     current = med("acid-suppressant", 60, "active")
-    history = (med("acid-suppressant", 3 * 365, earlier),) if earlier else ()
+    history = tuple(med("acid-suppressant", days, "completed") for days in earlier)
     a = assess(patient(50, MYALGIA, FATIGUE, current, *history), knowledge, TODAY)
     assert ("acid-suppression" in {e.id for e in a.risk_factors}) is counted
     if counted:
         (risk,) = a.risk_factors
         assert risk.since == ago(3 * 365)
+
+
+def test_a_past_course_chains_by_its_recorded_end(knowledge: Knowledge) -> None:
+    current = med("acid-suppressant", 60, "active")
+    ended_long_ago = replace(med("acid-suppressant", 2 * 365, "completed"), until=ago(6 * 30 + 365))
+    ended_recently = replace(med("acid-suppressant", 2 * 365, "completed"), until=ago(61))
+    assert assess(patient(50, MYALGIA, FATIGUE, current, ended_long_ago), knowledge, TODAY).risk_factors == ()
+    (risk,) = assess(patient(50, MYALGIA, FATIGUE, current, ended_recently), knowledge, TODAY).risk_factors
+    assert risk.since == ago(2 * 365)
 
 
 def test_a_past_course_alone_is_no_risk_factor(knowledge: Knowledge) -> None:
@@ -239,7 +253,7 @@ def test_a_past_course_alone_is_no_risk_factor(knowledge: Knowledge) -> None:
 
 def test_a_renewal_is_not_a_new_risk_factor_since_a_normal_result(knowledge: Knowledge) -> None:
     normal = fact("b12-result", 180, "Observation", value=480.0, unit="pg/mL")
-    renewed = (med("metformin", 90, "active"), med("metformin", 5 * 365, "completed"))
+    renewed = (med("metformin", 90, "active"), med("metformin", 400, "completed"), med("metformin", 5 * 365, "completed"))
     assert assess(patient(50, MYALGIA, FATIGUE, normal, *renewed), knowledge, TODAY).outcome == "suppressed:recent-normal-result"
     new = med("metformin", 90, "active")
     a = assess(patient(50, MYALGIA, FATIGUE, normal, new, med("metformin", 5 * 365, "stopped")), knowledge, TODAY)
@@ -247,7 +261,7 @@ def test_a_renewal_is_not_a_new_risk_factor_since_a_normal_result(knowledge: Kno
 
 
 def test_a_statin_renewed_recently_is_not_started_recently(knowledge: Knowledge) -> None:
-    renewed = (med("statin", 20, "active"), med("statin", 2 * 365, "completed"))
+    renewed = (med("statin", 20, "active"), med("statin", 300, "completed"))
     (statin,) = assess(patient(50, MYALGIA, FATIGUE, *renewed), knowledge, TODAY).confounders
     assert not statin.note.startswith("Started")
     (statin,) = assess(patient(50, MYALGIA, FATIGUE, med("statin", 20, "active")), knowledge, TODAY).confounders
@@ -257,7 +271,6 @@ def test_a_statin_renewed_recently_is_not_started_recently(knowledge: Knowledge)
 @pytest.mark.parametrize(("given", "variant"), [
     (None, "untreated-low"),
     (replace(med("b12-therapy", 150, "completed")), "test-b12"),
-    (replace(med("b12-therapy", 150, "stopped")), "test-b12"),
     (replace(med("b12-therapy", 400, "completed")), "untreated-low"),  # before the low result: it did not treat it
     (replace(fact("b12-therapy", 120, "MedicationAdministration"), status="completed"), "test-b12"),
 ])

@@ -190,15 +190,15 @@ def test_symptom_observation_counts_and_is_not_active(knowledge: Knowledge) -> N
     assert (f.resource_type, f.when, f.active) == ("Observation", TODAY - timedelta(days=3), False)
 
 
-@pytest.mark.parametrize("state", ["cancelled", "entered-in-error", "draft"])
-def test_cancelled_and_draft_medication_requests_do_not_count(knowledge: Knowledge, state: str) -> None:
+@pytest.mark.parametrize("state", ["stopped", "cancelled", "entered-in-error", "draft"])
+def test_stopped_cancelled_and_draft_medication_requests_do_not_count(knowledge: Knowledge, state: str) -> None:
     assert facts_of(knowledge, med_request(state)).of("metformin") == []
 
 
-@pytest.mark.parametrize("state", ["stopped", "completed"])
-def test_stopped_and_completed_medication_requests_are_past_treatment(knowledge: Knowledge, state: str) -> None:
-    [f] = facts_of(knowledge, med_request(state)).of("metformin")
-    assert (f.active, f.status) == (False, state)
+def test_a_completed_medication_request_is_a_past_course_with_its_end(knowledge: Knowledge) -> None:
+    validity = {"validityPeriod": {"start": ago(400), "end": ago(300)}}
+    [f] = facts_of(knowledge, med_request("completed", dispenseRequest=validity)).of("metformin")
+    assert (f.active, f.status, f.when, f.until) == (False, "completed", TODAY - timedelta(days=400), TODAY - timedelta(days=300))
 
 
 def test_active_and_on_hold_medication_requests_count(knowledge: Knowledge) -> None:
@@ -211,7 +211,7 @@ def test_do_not_perform_medication_request_does_not_count(knowledge: Knowledge) 
     assert facts_of(knowledge, med_request(doNotPerform=True)).of("metformin") == []
 
 
-@pytest.mark.parametrize(("state", "active"), [("active", True), ("intended", True), ("stopped", False),
+@pytest.mark.parametrize(("state", "active"), [("active", True), ("intended", True), ("stopped", None),
                                                 ("completed", False), ("not-taken", None)])
 def test_medication_statement_status(knowledge: Knowledge, state: str, active: bool | None) -> None:
     raw = {"resourceType": "MedicationStatement", "id": "ms-1", "status": state, "subject": {"reference": "Patient/p"},
