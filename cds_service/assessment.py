@@ -13,7 +13,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import LabThreshold, ResultBands
 from cds_service.protocol import Indicator
 
-Variant = Literal["test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma"]
+Variant = Literal["test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "lapsed-treatment"]
 Band = Literal["deficient", "indeterminate", "normal", "unknown"]
 
 
@@ -311,7 +311,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     low = rule.untreated_low
     treated = treated_since(facts, knowledge, last.when) if last is not None and last.when is not None else ()
     base["past_therapy"] = treated
-    if band == "deficient" and last is not None and not treated and low.enabled and within(last, low.lookback_days, today):
+    if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today):
+        if treated:
+            return _lapsed_treatment(facts, knowledge, today, (), base)
         return Assessment("card", "untreated-low", Indicator.CRITICAL, **base)
     if band == "indeterminate" and last is not None:
         answer = _follow_up_since(facts, knowledge, last, today)
@@ -319,7 +321,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             raised, evidence = answer
             if not raised:
                 return Assessment("suppressed:normal-follow-up", **base)
-        if answer is not None and not treated:
+        if answer is not None and treated:
+            return _lapsed_treatment(facts, knowledge, today, (_indeterminate_sign(last), answer[1]), base)
+        if answer is not None:
             signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last))
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
@@ -356,6 +360,17 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if variant == "test-b12" and orders_active_b12(facts, knowledge, today):
         variant = "test-active-b12"
     return Assessment("card", variant, indicator, signs=signs, **base)
+
+
+def _lapsed_treatment(
+    facts: PatientFacts, knowledge: Knowledge, today: date, evidence: tuple[Evidence, ...], base: dict[str, Any]
+) -> Assessment:
+    """Deficiency found, treated since, nothing current: a treatment review, critical when a
+    neurological or cognitive sign is present (BSH: do not delay)."""
+    signs = _signs(facts, knowledge, today)
+    signs += tuple(e for e in evidence if e.id not in {s.id for s in signs})
+    critical = {s.id for s in signs} & set(knowledge.rule.indicator.critical_symptoms)
+    return Assessment("card", "lapsed-treatment", Indicator.CRITICAL if critical else Indicator.WARNING, signs=signs, **base)
 
 
 def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evidence, ...]:

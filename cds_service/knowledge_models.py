@@ -293,7 +293,7 @@ class WordingFile(_File):
     services: dict[str, ServiceWording]
     variants: dict[
         Literal[
-            "test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma",
+            "test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "lapsed-treatment",
             "measure-before-treat", "measure-active-before-treat", "duplicate-result", "duplicate-order",
             "duplicate-in-draft",
         ],
@@ -306,7 +306,8 @@ class WordingFile(_File):
     medicine_since: str
     criteria: dict[
         Literal[
-            "info", "warning", "critical", "untreated-low", "untreated-mma", "measure-before-treat", "duplicate",
+            "info", "warning", "critical", "untreated-low", "untreated-mma", "lapsed-treatment", "measure-before-treat",
+            "duplicate",
             "duplicate-in-draft",
         ],
         str,
@@ -345,11 +346,11 @@ class WordingFile(_File):
 
 _V = TypeVar("_V")
 SERVICE_IDS = ("b12-myalgia-patient-view", "b12-myalgia-order-select", "b12-myalgia-order-sign")
-VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "measure-before-treat",
+VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "lapsed-treatment", "measure-before-treat",
             "measure-active-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
-            "latestB12", "caveats")
+            "latestB12", "caveats", "treatmentSince")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",

@@ -134,20 +134,24 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     h = w.headings
     out = [w.variants[assessment.variant].intro, "", f"**{h['complaint']}**"]
     out += [f"- {fact_line(f, k)}" for f in assessment.trigger[:3]]
-    if assessment.last_b12 is not None and assessment.variant == "untreated-low":
+    if assessment.last_b12 is not None and (
+        assessment.variant == "untreated-low" or (assessment.variant == "lapsed-treatment" and assessment.b12_band == "deficient")
+    ):
         last = assessment.last_b12
         unit = k.units[last.concept].shown
         threshold = f"{k.rule.b12_result.bands[last.concept].deficient_below:g} {unit}"
         label = k.concepts[last.concept].label  # total or active B12
         out += ["", f"**{h['latestB12']}**",
                 f"- **{label}**: {result_text(last, k)} on {when_text(last)} (deficient below {threshold})"]
+    if assessment.variant == "lapsed-treatment":
+        out += ["", f"**{h['treatmentSince']}**"] + [f"- {fact_line(f, k)}" for f in assessment.past_therapy[:3]]
     if assessment.signs:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e, k) for e in assessment.signs]
     if assessment.risk_factors:
         out += ["", f"**{h['riskFactors']}**"] + [_evidence_line(e, k) for e in assessment.risk_factors]
     if assessment.confounders:
         out += ["", f"**{h['confounders']}**"] + [_evidence_line(e, k) for e in assessment.confounders]
-    if assessment.variant == "untreated-low" or assessment.variant == "untreated-mma":  # noqa: PLR1714 (narrows for mypy)
+    if assessment.variant in ("untreated-low", "untreated-mma", "lapsed-treatment"):
         criteria = w.criteria[assessment.variant]  # no test to justify: no "not redundant" section
     else:
         out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)

@@ -164,7 +164,7 @@ def test_a_card_says_which_checks_it_made_without_data(client: httpx.Client) -> 
     (card,) = response.json()["cards"]
     for line in ("B12 replacement not fully checked", "Pending B12 orders not checked", "Earlier B12 results not checked"):
         assert line in card["detail"]
-    for claim in ("No B12 replacement on record", "No pending B12 order", "No earlier B12 result on record"):
+    for claim in ("No current B12 replacement on record", "No pending B12 order", "No earlier B12 result on record"):
         assert claim not in card["detail"]
     failed = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
     refused = client.post("/cds-services/b12-myalgia-patient-view",

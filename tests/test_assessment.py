@@ -268,19 +268,30 @@ def test_a_statin_renewed_recently_is_not_started_recently(knowledge: Knowledge)
     assert statin.note.startswith("Started")
 
 
-@pytest.mark.parametrize(("given", "variant"), [
-    (None, "untreated-low"),
-    (replace(med("b12-therapy", 150, "completed")), "test-b12"),
-    (replace(med("b12-therapy", 400, "completed")), "untreated-low"),  # before the low result: it did not treat it
-    (replace(fact("b12-therapy", 120, "MedicationAdministration"), status="completed"), "test-b12"),
+@pytest.mark.parametrize(("low_days", "given", "variant"), [
+    (200, None, "untreated-low"),
+    (200, med("b12-therapy", 150, "completed"), "lapsed-treatment"),
+    (200, med("b12-therapy", 400, "completed"), "untreated-low"),  # before the low result: it did not treat it
+    (200, replace(fact("b12-therapy", 120, "MedicationAdministration"), status="completed"), "lapsed-treatment"),
+    (200, med("b12-therapy", 60, "completed"), None),  # a course ending in the last 90 days is B12 given
+    (500, med("b12-therapy", 450, "completed"), "test-b12"),  # over a year old: evidence, re-test
 ])
-def test_a_low_result_treated_since_is_not_untreated(knowledge: Knowledge, given: Fact | None, variant: str) -> None:
-    low = fact("b12-result", 200, "Observation", value=120.0, unit="pg/mL")
+def test_a_low_result_treated_since_asks_for_a_treatment_review_not_a_test(
+    knowledge: Knowledge, low_days: int, given: Fact | None, variant: str | None
+) -> None:
+    low = fact("b12-result", low_days, "Observation", value=120.0, unit="pg/mL")
     a = assess(patient(50, MYALGIA, FATIGUE, low, *((given,) if given else ())), knowledge, TODAY)
     assert a.variant == variant
+    if variant == "lapsed-treatment":
+        assert a.past_therapy == (given,) and a.indicator == Indicator.WARNING
     if variant == "test-b12":
-        assert a.past_therapy == (given,)
-        assert "earlier-low-b12" in {s.id for s in a.signs}
+        assert {s.label for s in a.signs} >= {"Low B12, replacement given since"}
+
+
+def test_a_lapsed_treatment_review_is_critical_with_a_neurological_sign(knowledge: Knowledge) -> None:
+    low = fact("b12-result", 200, "Observation", value=120.0, unit="pg/mL")
+    a = assess(patient(50, MYALGIA, fact("paresthesia", 5), low, med("b12-therapy", 150, "completed")), knowledge, TODAY)
+    assert (a.variant, a.indicator) == ("lapsed-treatment", Indicator.CRITICAL)
 
 
 def test_a_raised_mma_treated_since_is_not_untreated(knowledge: Knowledge) -> None:
@@ -288,7 +299,9 @@ def test_a_raised_mma_treated_since_is_not_untreated(knowledge: Knowledge) -> No
     mma = fact("mma", 190, "Observation", value=0.8, unit="umol/L")
     assert assess(patient(64, MYALGIA, FATIGUE, b12, mma), knowledge, TODAY).variant == "untreated-mma"
     treated = med("b12-therapy", 150, "completed")
-    assert assess(patient(64, MYALGIA, FATIGUE, b12, mma, treated), knowledge, TODAY).variant == "test-mma"
+    a = assess(patient(64, MYALGIA, FATIGUE, b12, mma, treated), knowledge, TODAY)
+    assert a.variant == "lapsed-treatment"  # never MMA again
+    assert {"indeterminate-b12", "raised-mma"} <= {s.id for s in a.signs}
 
 
 def registered(concept: str, days: int) -> Fact:

@@ -478,7 +478,8 @@ def test_rule_line_matches_the_indicator(answers: dict[str, Any], knowledge: Kno
             continue  # order cards state their own criterion
         key = card["indicator"]
         if "suggestions" not in card:  # a treatment-review card: its own rule line
-            key = "untreated-mma" if "methylmalonic" in card["summary"] else "untreated-low"
+            key = ("lapsed-treatment" if "treated B12 deficiency" in card["summary"]
+                   else "untreated-mma" if "methylmalonic" in card["summary"] else "untreated-low")
         assert f"**Rule**: {criteria[key]}" in detail
         others = {k: v for k, v in criteria.items() if k != key}
         assert not any(v in detail for v in others.values())
@@ -560,7 +561,7 @@ def test_card_does_not_assert_absence_of_data_it_never_received(client: httpx.Cl
         return  # refusing to advise without the data is also correct
     assert response.status_code == 200
     for card in response.json()["cards"]:
-        for claim in ("No B12 replacement on record", "No earlier B12 result on record", "No pending B12 order",
+        for claim in ("No current B12 replacement on record", "No earlier B12 result on record", "No pending B12 order",
                       "No B12 or active-B12 result in the last"):
             assert claim not in card["detail"], claim
 
