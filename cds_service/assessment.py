@@ -348,6 +348,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 
     ind = rule.indicator
     sign_ids = {s.id for s in signs}
+    sign_ids |= {ind.stands_for[i] for i in sign_ids if i in ind.stands_for}
     critical_feature = bool(sign_ids & set(ind.critical_symptoms)) or set(ind.critical_lab_signs_all) <= sign_ids
     if risks:
         indicator = Indicator.CRITICAL if critical_feature else Indicator.WARNING
@@ -428,8 +429,10 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
             found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
         elif cf.kind == "pregnancy":
             found = _pregnancies(facts, knowledge, today)
-        else:
-            found = [f for f in found if within(f, cf.within_days or 0, today)]
+        else:  # recent: an illness or injury that began, or ended, inside the window
+            ended = facts.ended.get(cf.concept or "", [])
+            found = [f for f in (*found, *ended) if within(f, cf.within_days or 0, today)
+                     or (f.until is not None and -1 <= _days(f.until, today) <= (cf.within_days or 0))]
         if not found:
             continue
         note = cf.advice

@@ -50,6 +50,7 @@ class PatientFacts:
     malformed: int = 0  # prefetch entries that were not resources at all
     unchecked: frozenset[str] = frozenset()  # checks ("results", "therapy", "orders") the EHR sent no data for
     in_progress: list[Fact] = field(default_factory=list)  # lab tests registered, no result yet
+    ended: dict[str, list[Fact]] = field(default_factory=dict)  # resolved or abated Conditions, by concept
 
     def of(self, concept: str) -> list[Fact]:
         return self.by_concept.get(concept, [])
@@ -260,14 +261,17 @@ def _add_facts(
     st: str | None = getattr(m, "status", None)
     if rtype == "Condition":
         clinical = _status_code(m.clinicalStatus)
-        if clinical in status.condition_clinical_ignored:
-            return False
         if _status_code(m.verificationStatus) in status.condition_verification_ignored:
             return False
         active = clinical in status.condition_clinical_active
-        if not active and _abated(raw):  # FHIR con-4: an abated condition is not current
-            return False
         when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
+        # FHIR con-4: an abated condition is not current, whatever status was left off
+        if clinical in status.condition_clinical_ignored or (not active and _abated(raw)):
+            label = record_label(raw, screen, rtype)
+            ended = _abatement_date(raw)
+            for concept, how in hits.items():  # kept apart: only "recent" confounders read them
+                facts.ended.setdefault(concept, []).append(Fact(concept, rtype, m.id, label, when, False, how, status=clinical, until=ended))
+            return False
         st = clinical
     elif rtype == "Observation":
         if st in status.observation_in_progress:
@@ -327,6 +331,13 @@ def _flagged_low(interpretation: Any, k: Knowledge) -> bool:
     flags = k.rule.b12_result.low_flags
     concepts = interpretation if isinstance(interpretation, list) else [interpretation]
     return any(code in flags.low and system in flags.systems for c in concepts for system, code, _ in _codings(c))
+
+
+def _abatement_date(raw: dict[str, Any]) -> date | None:
+    period = raw.get("abatementPeriod")
+    return as_date(raw.get("abatementDateTime")) or (
+        (as_date(period.get("end")) or as_date(period.get("start"))) if isinstance(period, dict) else None
+    )
 
 
 def _abated(raw: dict[str, Any]) -> bool:

@@ -255,6 +255,10 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
     sign_ids = {s.id for s in rule.lab_signs}
     for i, c in enumerate(rule.indicator.critical_symptoms):
         need_concept(f"indicator.criticalSymptoms.{i}", c)
-    for i, s in enumerate(rule.indicator.critical_lab_signs_all):
-        if s not in sign_ids:
-            raise KnowledgeError("rule.json", f"indicator.criticalLabSignsAll.{i}", f"unknown lab sign {s!r}")
+    for i, lab_sign in enumerate(rule.indicator.critical_lab_signs_all):
+        if lab_sign not in sign_ids:
+            raise KnowledgeError("rule.json", f"indicator.criticalLabSignsAll.{i}", f"unknown lab sign {lab_sign!r}")
+    for concept, stands_for in rule.indicator.stands_for.items():
+        if concept not in rule.symptoms.concepts or stands_for not in rule.indicator.critical_lab_signs_all:
+            raise KnowledgeError("rule.json", f"indicator.standsFor.{concept}",
+                                 "must map a symptom concept to a sign in criticalLabSignsAll")

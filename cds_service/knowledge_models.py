@@ -196,11 +196,14 @@ class Confounder(_Knowledge):
     value: float | None = None
     unit: str | None = None
     lookback_days: int | None = None
+    remark: str = ""
 
 
 class IndicatorRule(_Knowledge):
     critical_symptoms: list[str]
     critical_lab_signs_all: list[str]
+    # a sign that stands for another in criticalLabSignsAll (a recorded anaemia for a low Hb)
+    stands_for: dict[str, str] = Field(default_factory=dict)
     remark: str = ""
 
 

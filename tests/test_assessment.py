@@ -315,3 +315,20 @@ def test_a_test_in_progress_silences_the_card_until_a_result_overtakes_it(knowle
     low_active_b12 = fact("holotc-result", 3, "Observation", value=15.0, unit="pmol/L")
     pf.by_concept["holotc-result"].append(low_active_b12)  # a newer result of the other kind
     assert assess(pf, knowledge, TODAY).variant == "untreated-low"
+
+
+def test_a_recorded_anaemia_with_macrocytosis_is_macrocytic_anaemia(knowledge: Knowledge) -> None:
+    anaemia = fact("anaemia-diagnosis", 30, active=True)
+    mcv = fact("mcv", 10, "Observation", value=104.0, unit="fL")
+    metformin = fact("metformin", 400, "MedicationRequest", active=True)
+    assert assess(patient(50, MYALGIA, anaemia, metformin), knowledge, TODAY).indicator == Indicator.WARNING
+    assert assess(patient(50, MYALGIA, anaemia, mcv, metformin), knowledge, TODAY).indicator == Indicator.CRITICAL
+
+
+def test_an_illness_that_ended_in_the_last_14_days_still_explains_the_aches(knowledge: Knowledge) -> None:
+    metformin = fact("metformin", 400, "MedicationRequest", active=True)
+    pf = patient(50, MYALGIA, FATIGUE, metformin)
+    assert assess(pf, knowledge, TODAY).indicator == Indicator.WARNING
+    pf.ended["viral-illness"] = [replace(fact("viral-illness", 20), until=ago(3))]
+    a = assess(pf, knowledge, TODAY)
+    assert a.indicator == Indicator.INFO and "viral-illness" in {c.id for c in a.confounders}
