@@ -177,6 +177,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         clause_breaks=text_file.clause_breaks,
         window_words=text_file.window_words,
         concept_pre_negation={c.id: c.text_pre_negation for c in concepts.values()},
+        concept_exclusions={c.id: c.text_exclusions for c in concepts.values() if c.text_exclusions},
         negative_answers=text_file.negative_answers,
     )
     return Knowledge(

@@ -29,6 +29,9 @@ class ConceptDef(_Knowledge):
     applies_to: list[ResourceType]
     text_terms: list[str] = Field(default_factory=list)
     text_pre_negation: list[str] = Field(default_factory=list)
+    # words that anywhere in the same text mean the mention is something else (a multivitamin
+    # product that lists B12 among its ingredients)
+    text_exclusions: list[str] = Field(default_factory=list)
     remark: str = ""
 
 

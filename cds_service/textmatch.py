@@ -1,7 +1,7 @@
 """Conservative free-text matching: whole-word terms, cancelled by nearby negation cues."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _WORD = re.compile(r"[a-z0-9'/-]+")
 _POST_WINDOW_WORDS = 3
@@ -31,6 +31,7 @@ class TextMatcher:
     clause_break: re.Pattern[str]
     window_words: int
     negative_answers: frozenset[tuple[str, ...]] = frozenset()
+    concept_exclusions: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -42,6 +43,7 @@ class TextMatcher:
         window_words: int,
         concept_pre_negation: dict[str, list[str]] | None = None,
         negative_answers: list[str] | None = None,
+        concept_exclusions: dict[str, list[str]] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -70,6 +72,7 @@ class TextMatcher:
             clause_break=clause_break,
             window_words=window_words,
             negative_answers=frozenset(phrases(negative_answers or [])),
+            concept_exclusions={c: phrases(cues) for c, cues in (concept_exclusions or {}).items()},
         )
 
     def is_negative_answer(self, text: str | None) -> bool:
@@ -111,4 +114,7 @@ class TextMatcher:
                 cues = self.pre_negation + self.concept_pre_negation.get(concept, ())
                 if not any(_has_phrase(before, cue) for cue in cues):
                     found.add(concept)
+        if found and self.concept_exclusions:
+            words = _words(lowered)
+            found = {c for c in found if not any(_has_phrase(words, cue) for cue in self.concept_exclusions.get(c, ()))}
         return found

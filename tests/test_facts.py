@@ -131,6 +131,8 @@ def test_standard_code_the_rule_does_not_know_is_not_matched_by_its_text(knowled
     ("Hydroxocobalamin 1 MG/ML Injectable Solution", True), ("Cyanocobalamin 1000 MCG Oral Tablet", True),
     ("Multivitamin with cyanocobalamin 6 MCG Oral Tablet", False), ("Vitamin B complex with vitamin B12", False),
     ("Prenatal vitamin (contains cyanocobalamin)", False),
+    ("Multivitamin with minerals, iron, zinc, folic acid and vitamin B12", False),
+    ("Cyanocobalamin 1 MG / Folic Acid 2.5 MG / Pyridoxine 25 MG Oral Tablet", True),
 ])
 def test_a_multivitamin_listing_b12_is_not_b12_replacement(knowledge: Knowledge, text: str, is_therapy: bool) -> None:
     raw = med_request(medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "999999", "display": text}]})
