@@ -109,9 +109,10 @@ def lapsed_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge
     return tuple(f for c in concepts for f in facts.of(c) if _lapsed(f, knowledge, today))
 
 
-def _ended(course: Fact) -> date | None:
-    """When a past course ended: its recorded end, else (unknown) its start."""
-    return course.until or course.when
+def _ended(course: Fact, today: date) -> date | None:
+    """When a past course ended: its recorded end, else (unknown) its start. An end still to come
+    on a completed course is a validity period's, not when it ended: the start is used then."""
+    return course.until if course.until is not None and course.until <= today else course.when
 
 
 def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
@@ -122,21 +123,21 @@ def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bo
     for f in (f for concept in sup.therapy_concepts for f in facts.of(concept)):
         if f.active or (f.resource_type == "MedicationAdministration" and within(f, window, today)):
             return True
-        ended = _ended(f)
+        ended = _ended(f, today)
         if f.resource_type != "MedicationAdministration" and ended is not None and -1 <= _days(ended, today) <= window:
             return True
     return False
 
 
-def treated_since(facts: PatientFacts, knowledge: Knowledge, day: date) -> tuple[Fact, ...]:
+def treated_since(facts: PatientFacts, knowledge: Knowledge, day: date, today: date) -> tuple[Fact, ...]:
     """B12 replacement given on or after `day` (administered, or a course begun or ended since),
     newest first: a low result it followed is no longer untreated."""
     given = [f for c in knowledge.rule.suppressors.therapy_concepts for f in facts.of(c)
-             if (ended := _ended(f)) is not None and ended >= day]
-    return tuple(sorted(given, key=lambda f: _ended(f) or date.min, reverse=True))
+             if (ended := _ended(f, today)) is not None and ended >= day]
+    return tuple(sorted(given, key=lambda f: _ended(f, today) or date.min, reverse=True))
 
 
-def course_start(found: list[Fact], knowledge: Knowledge) -> date | None:
+def course_start(found: list[Fact], knowledge: Knowledge, today: date) -> date | None:
     """When current use of a medicine began: the earliest start of its active orders, carried back
     through past courses that each ended at most renewalGapDays before the next began (renewals);
     None when unknown (an undated active order)."""
@@ -149,7 +150,7 @@ def course_start(found: list[Fact], knowledge: Knowledge) -> date | None:
                    and f.resource_type in ("MedicationRequest", "MedicationStatement")),
                   key=lambda f: f.when or date.min, reverse=True)
     for course in past:
-        ended = _ended(course)
+        ended = _ended(course, today)
         if course.when is not None and ended is not None and course.when < start and _days(ended, start) <= gap:
             start = course.when
     return start
@@ -309,7 +310,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     }
 
     low = rule.untreated_low
-    treated = treated_since(facts, knowledge, last.when) if last is not None and last.when is not None else ()
+    treated = treated_since(facts, knowledge, last.when, today) if last is not None and last.when is not None else ()
     base["past_therapy"] = treated
     if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today):
         if treated:
@@ -400,7 +401,7 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
             continue
         found = facts.of(rf.concept or "")
         if rf.kind == "medication":
-            start = course_start(found, knowledge)
+            start = course_start(found, knowledge, today)
             if start is None or rf.min_duration_days is None or _days(start, today) >= rf.min_duration_days:
                 found = [f for f in found if f.active]
                 if found:
@@ -438,7 +439,7 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
         note = cf.advice
         if cf.recent_start_days is not None:
             anchor = complaint.when or today
-            starts = [course_start(everything, knowledge)] if cf.kind == "medication" else [f.when for f in found]
+            starts = [course_start(everything, knowledge, today)] if cf.kind == "medication" else [f.when for f in found]
             recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
             if recent:
                 note = f"Started {_days(recent[0], anchor)} days before the muscle complaint. {cf.advice}"

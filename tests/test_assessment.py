@@ -332,3 +332,10 @@ def test_an_illness_that_ended_in_the_last_14_days_still_explains_the_aches(know
     pf.ended["viral-illness"] = [replace(fact("viral-illness", 20), until=ago(3))]
     a = assess(pf, knowledge, TODAY)
     assert a.indicator == Indicator.INFO and "viral-illness" in {c.id for c in a.confounders}
+
+
+def test_a_completed_b12_course_whose_validity_runs_on_is_b12_given_now(knowledge: Knowledge) -> None:
+    course = replace(med("b12-therapy", 30, "completed"), until=TODAY + timedelta(days=300))
+    assert assess(patient(50, MYALGIA, FATIGUE, course), knowledge, TODAY).outcome == "suppressed:on-b12-therapy"
+    long_ago = replace(med("b12-therapy", 3 * 365, "completed"), until=ago(2 * 365))
+    assert assess(patient(50, MYALGIA, FATIGUE, long_ago), knowledge, TODAY).fires
