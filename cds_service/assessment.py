@@ -145,13 +145,16 @@ def course_start(found: list[Fact], knowledge: Knowledge, today: date) -> date |
     if not active or any(f.when is None for f in active):
         return None
     start = min(f.when for f in active if f.when is not None)
-    gap = knowledge.rule.record_status.renewal_gap_days
+    status = knowledge.rule.record_status
     past = sorted((f for f in found if not f.active and f.when is not None
                    and f.resource_type in ("MedicationRequest", "MedicationStatement")),
                   key=lambda f: f.when or date.min, reverse=True)
     for course in past:
-        ended = _ended(course, today)
-        if course.when is not None and ended is not None and course.when < start and _days(ended, start) <= gap:
+        if course.when is None or course.when >= start:
+            continue
+        ended = course.until if course.until is not None and course.until <= today else None
+        gap = _days(ended, start) <= status.renewal_gap_days if ended else _days(course.when, start) <= status.renewal_start_gap_days
+        if gap:
             start = course.when
     return start
 

@@ -295,10 +295,12 @@ def _add_facts(
         when = as_date(validity and validity.start) or as_date(m.authoredOn)
         until = as_date(validity and validity.end)
     elif rtype == "MedicationStatement":
-        if st not in (*status.medication_statement_active, *status.medication_past):
+        if st not in (*status.medication_statement_active, *status.medication_statement_past):
             return False
         active = st in status.medication_statement_active
-        when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime) or as_date(m.dateAsserted)
+        when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime)
+        if active and when is None:  # when it was asserted: a later start, so a shorter use
+            when = as_date(m.dateAsserted)
         until = as_date(m.effectivePeriod and m.effectivePeriod.end)
     elif rtype == "MedicationAdministration":
         if st not in status.administration_counted:

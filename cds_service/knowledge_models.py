@@ -98,9 +98,12 @@ class RecordStatus(_Knowledge):
     # orders and statements kept as past courses (never active): B12 given after a low result,
     # and the earlier courses a long-term medicine is counted from
     medication_past: list[str]
-    # a past course that ended (or, with no end recorded, began) at most this long before the next
-    # one began is a renewal of it: long-term use is counted across it
+    # the same for statements: a stopped statement says the patient took it, then stopped
+    medication_statement_past: list[str]
+    # a past course that ended at most renewal_gap_days before the next began, or with no end
+    # recorded began at most renewal_start_gap_days before it, is a renewal of it
     renewal_gap_days: int = Field(ge=0)
+    renewal_start_gap_days: int = Field(ge=0)
     administration_counted: list[str]
     procedure_counted: list[str]
     pending_order_status: list[str]

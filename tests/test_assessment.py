@@ -339,3 +339,10 @@ def test_a_completed_b12_course_whose_validity_runs_on_is_b12_given_now(knowledg
     assert assess(patient(50, MYALGIA, FATIGUE, course), knowledge, TODAY).outcome == "suppressed:on-b12-therapy"
     long_ago = replace(med("b12-therapy", 3 * 365, "completed"), until=ago(2 * 365))
     assert assess(patient(50, MYALGIA, FATIGUE, long_ago), knowledge, TODAY).fires
+
+
+def test_a_course_that_ended_months_before_the_next_began_is_not_renewed(knowledge: Knowledge) -> None:
+    restarted = med("statin", 20, "active")
+    break_of_ten_months = replace(med("statin", 700, "completed"), until=ago(330))
+    (statin,) = assess(patient(50, MYALGIA, FATIGUE, restarted, break_of_ten_months), knowledge, TODAY).confounders
+    assert statin.note.startswith("Started")

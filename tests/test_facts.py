@@ -213,7 +213,7 @@ def test_do_not_perform_medication_request_does_not_count(knowledge: Knowledge) 
     assert facts_of(knowledge, med_request(doNotPerform=True)).of("metformin") == []
 
 
-@pytest.mark.parametrize(("state", "active"), [("active", True), ("intended", True), ("stopped", None),
+@pytest.mark.parametrize(("state", "active"), [("active", True), ("intended", True), ("stopped", False),
                                                 ("completed", False), ("not-taken", None)])
 def test_medication_statement_status(knowledge: Knowledge, state: str, active: bool | None) -> None:
     raw = {"resourceType": "MedicationStatement", "id": "ms-1", "status": state, "subject": {"reference": "Patient/p"},
@@ -421,3 +421,13 @@ def test_note_on_a_record_the_rule_knows_is_read(knowledge: Knowledge) -> None:
 def test_answer_to_an_unknown_question_code_is_read(knowledge: Knowledge) -> None:
     chief_complaint = code(LOINC, "8661-1", "Chief complaint - Reported")
     assert concepts(facts_of(knowledge, observation(chief_complaint, valueString="Muscle aches for 3 weeks"))) == {"myalgia"}
+
+
+def test_a_past_statement_is_dated_by_when_it_was_taken_never_by_when_it_was_asserted(knowledge: Knowledge) -> None:
+    def statement(state: str, **dates: Any) -> dict[str, Any]:
+        return {"resourceType": "MedicationStatement", "id": f"ms-{next(_ids)}", "status": state,
+                "subject": {"reference": "Patient/p"}, "medicationCodeableConcept": METFORMIN, **dates}
+    [past] = facts_of(knowledge, statement("completed", dateAsserted=ago(10))).of("metformin")
+    assert past.when is None
+    [current] = facts_of(knowledge, statement("active", dateAsserted=ago(10))).of("metformin")
+    assert current.when == TODAY - timedelta(days=10)
