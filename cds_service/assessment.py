@@ -350,10 +350,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if not signs:
         return Assessment("no-sign", **base)
 
-    ind = rule.indicator
-    sign_ids = {s.id for s in signs}
-    sign_ids |= {ind.stands_for[i] for i in sign_ids if i in ind.stands_for}
-    critical_feature = bool(sign_ids & set(ind.critical_symptoms)) or set(ind.critical_lab_signs_all) <= sign_ids
+    critical_feature = _critical_feature(signs, facts, knowledge)
     if risks:
         indicator = Indicator.CRITICAL if critical_feature else Indicator.WARNING
     else:
@@ -361,7 +358,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     downgrading = {c.id for c in rule.confounders if c.downgrade}
     if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
         indicator = Indicator.INFO
-    variant: Variant = "test-mma" if band == "indeterminate" else "test-b12"
+    # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
+    mma_done = band == "indeterminate" and last is not None and _follow_up_taken_since(facts, knowledge, last, today)
+    variant: Variant = "test-mma" if band == "indeterminate" and not mma_done else "test-b12"
     if variant == "test-b12" and orders_active_b12(facts, knowledge, today):
         variant = "test-active-b12"
     return Assessment("card", variant, indicator, signs=signs, **base)
@@ -370,12 +369,44 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 def _lapsed_treatment(
     facts: PatientFacts, knowledge: Knowledge, today: date, evidence: tuple[Evidence, ...], base: dict[str, Any]
 ) -> Assessment:
-    """Deficiency found, treated since, nothing current: a treatment review, critical when a
-    neurological or cognitive sign is present (BSH: do not delay)."""
+    """Deficiency found, treated since, nothing current: a treatment review, critical with a
+    neurological or cognitive sign or macrocytic anaemia (BSH: do not delay)."""
     signs = _signs(facts, knowledge, today)
     signs += tuple(e for e in evidence if e.id not in {s.id for s in signs})
-    critical = {s.id for s in signs} & set(knowledge.rule.indicator.critical_symptoms)
-    return Assessment("card", "lapsed-treatment", Indicator.CRITICAL if critical else Indicator.WARNING, signs=signs, **base)
+    indicator = Indicator.CRITICAL if _critical_feature(signs, facts, knowledge) else Indicator.WARNING
+    return Assessment("card", "lapsed-treatment", indicator, signs=signs, **base)
+
+
+def _critical_feature(signs: tuple[Evidence, ...], facts: PatientFacts, knowledge: Knowledge) -> bool:
+    """A neurological or cognitive sign, or every lab sign of macrocytic anaemia; a recorded
+    diagnosis stands for its lab sign (standsFor) unless that lab was measured since it."""
+    ind = knowledge.rule.indicator
+    ids = {s.id for s in signs}
+    for s in signs:
+        target = ind.stands_for.get(s.id)
+        if target is not None and not _measured_since(facts, knowledge, target, s):
+            ids.add(target)
+    return bool(ids & set(ind.critical_symptoms)) or set(ind.critical_lab_signs_all) <= ids
+
+
+def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evidence: Evidence) -> bool:
+    """Whether the lab behind a lab sign has a result dated on or after the evidence standing in for it."""
+    lab = next(s.lab for s in knowledge.rule.lab_signs if s.id == sign_id)
+    dated = [f.when for f in evidence.facts if f.when is not None]
+    since = max(dated) if dated else None
+    return any(f.value is not None and f.when is not None and (since is None or f.when >= since) for f in facts.of(lab))
+
+
+def _follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date) -> bool:
+    """Whether the follow-up lab (MMA) answered an indeterminate B12, however long ago: taken on or
+    after it, with a value that is clearly raised or clearly not (a censored one may be neither)."""
+    sign = next(s for s in knowledge.rule.lab_signs if s.id == knowledge.rule.b12_result.indeterminate_follow_up)
+    threshold = _threshold(sign, _group(facts, knowledge, today))
+    return indeterminate.when is not None and any(
+        f.when is not None and f.when >= indeterminate.when
+        and (crosses(f, sign.comparator, threshold) or stays_within(f, sign.comparator, threshold))
+        for f in facts.of(sign.lab)
+    )
 
 
 def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evidence, ...]:

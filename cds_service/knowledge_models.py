@@ -313,6 +313,8 @@ class WordingFile(_File):
     result: ResultWording
     # a medicine whose current order renews earlier courses: when its use began
     medicine_since: str
+    # a past course with a recorded end
+    course_ended: str
     criteria: dict[
         Literal[
             "info", "warning", "critical", "untreated-low", "untreated-mma", "lapsed-treatment", "measure-before-treat",

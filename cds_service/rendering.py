@@ -144,7 +144,10 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         out += ["", f"**{h['latestB12']}**",
                 f"- **{label}**: {result_text(last, k)} on {when_text(last)} (deficient below {threshold})"]
     if assessment.variant == "lapsed-treatment":
-        out += ["", f"**{h['treatmentSince']}**"] + [f"- {fact_line(f, k)}" for f in assessment.past_therapy[:3]]
+        out += ["", f"**{h['treatmentSince']}**"] + [
+            f"- {fact_line(f, k)}" + (f" — {k.wording.course_ended.format(date=f.until.isoformat())}" if f.until else "")
+            for f in assessment.past_therapy[:3]
+        ]
     if assessment.signs:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e, k) for e in assessment.signs]
     if assessment.risk_factors:

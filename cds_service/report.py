@@ -112,11 +112,12 @@ def format_report(report: Report, reason_labels: dict[str, str] | None = None) -
     labels = reason_labels or {}
     period = f"{report.since or 'start'} .. {report.until or 'now'}"
     lines = [f"Cards and feedback, {period} (UTC)"]
-    header = f"{'service':<28} {'variant':<14} {'shown':>6} {'accepted':>8} {'overridden':>10} {'rate':>6}"
+    width = max([len("variant"), *(len(r.variant) for r in report.rows)])  # the longest variant name sets the column
+    header = f"{'service':<28} {'variant':<{width}} {'shown':>6} {'accepted':>8} {'overridden':>10} {'rate':>6}"
     lines += [header, "-" * len(header)]
     for r in report.rows:
         rate = f"{r.acceptanceRate:.0%}" if r.acceptanceRate is not None else "-"
-        lines.append(f"{r.service:<28} {r.variant:<14} {r.shown:>6} {r.accepted:>8} {r.overridden:>10} {rate:>6}")
+        lines.append(f"{r.service:<28} {r.variant:<{width}} {r.shown:>6} {r.accepted:>8} {r.overridden:>10} {rate:>6}")
         for reason, count in sorted(r.overrideReasons.items()):
             shown = f"{labels[reason]} ({reason})" if reason in labels else reason
             lines.append(f"{'':<28}   overridden: {shown} x{count}")

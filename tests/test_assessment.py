@@ -147,7 +147,7 @@ def test_lab_values_keep_the_precision_their_thresholds_need(value: float, shown
     (120, 90, 0.62, "card", "untreated-mma"),            # raised MMA since: treat, do not re-test
     (120, 90, 0.45, "suppressed:normal-follow-up", None),  # at the threshold is not raised: answered
     (120, 200, 0.62, "card", "test-mma"),                 # MMA before the B12 does not answer it
-    (450, 400, 0.62, "card", "test-mma"),                 # an answer older than a year is not current
+    (450, 400, 0.62, "card", "test-b12"),                 # an answer older than a year is not current: re-test B12, never MMA twice
 ], ids=["raised-since", "normal-since", "before", "over-a-year"])
 def test_methylmalonic_acid_after_an_indeterminate_b12(
     knowledge: Knowledge, b12_days: int, mma_days: int, mma: float, outcome: str, variant: str | None
@@ -346,3 +346,28 @@ def test_a_course_that_ended_months_before_the_next_began_is_not_renewed(knowled
     break_of_ten_months = replace(med("statin", 700, "completed"), until=ago(330))
     (statin,) = assess(patient(50, MYALGIA, FATIGUE, restarted, break_of_ten_months), knowledge, TODAY).confounders
     assert statin.note.startswith("Started")
+
+
+def test_a_lapsed_treatment_review_is_critical_with_macrocytic_anaemia(knowledge: Knowledge) -> None:
+    low = fact("b12-result", 200, "Observation", value=120.0, unit="pg/mL")
+    mcv = fact("mcv", 5, "Observation", value=104.0, unit="fL")
+    hb = fact("hemoglobin", 5, "Observation", value=10.9, unit="g/dL")
+    a = assess(patient(50, MYALGIA, low, mcv, hb, med("b12-therapy", 150, "completed")), knowledge, TODAY)
+    assert (a.variant, a.indicator) == ("lapsed-treatment", Indicator.CRITICAL)
+
+
+def test_a_normal_hb_measured_after_the_anaemia_diagnosis_decides(knowledge: Knowledge) -> None:
+    anaemia = fact("anaemia-diagnosis", 30, active=True)
+    mcv = fact("mcv", 10, "Observation", value=104.0, unit="fL")
+    metformin = fact("metformin", 400, "MedicationRequest", active=True)
+    normal_hb = fact("hemoglobin", 3, "Observation", value=14.2, unit="g/dL")
+    assert assess(patient(50, MYALGIA, anaemia, mcv, metformin, normal_hb), knowledge, TODAY).indicator == Indicator.WARNING
+    older_hb = fact("hemoglobin", 60, "Observation", value=14.2, unit="g/dL")
+    assert assess(patient(50, MYALGIA, anaemia, mcv, metformin, older_hb), knowledge, TODAY).indicator == Indicator.CRITICAL
+
+
+def test_mma_is_never_suggested_twice_even_past_the_look_back(knowledge: Knowledge) -> None:
+    b12 = fact("b12-result", 400, "Observation", value=250.0, unit="pg/mL")
+    mma = fact("mma", 390, "Observation", value=0.62, unit="umol/L")
+    assert assess(patient(64, MYALGIA, FATIGUE, b12), knowledge, TODAY).variant == "test-mma"
+    assert assess(patient(64, MYALGIA, FATIGUE, b12, mma), knowledge, TODAY).variant == "test-b12"

@@ -723,5 +723,7 @@ def test_summary_shows_urgency_only_on_critical_test_cards(answers: dict[str, An
         has_order = bool(card.get("suggestions")) and card["suggestions"][0]["actions"][0]["type"] == "create"
         if card["indicator"] == "critical" and has_order:
             assert urgent and "neurological or cognitive signs or macrocytic anaemia" in card["summary"], card["summary"]
+        elif card["indicator"] == "critical" and "treated B12 deficiency" in card["summary"]:  # a lapsed treatment
+            assert urgent and "neurological signs or macrocytic anaemia" in card["summary"], card["summary"]
         else:
             assert not urgent, card["summary"]
