@@ -349,7 +349,8 @@ def _abated(raw: dict[str, Any]) -> bool:
     return (
         as_date(raw.get("abatementDateTime")) is not None
         or (isinstance(period, dict) and any(as_date(period.get(k)) for k in ("start", "end")))
-        or any(isinstance(raw.get(k), dict) and raw[k] for k in ("abatementAge", "abatementRange"))
+        or (isinstance(age := raw.get("abatementAge"), dict) and isinstance(age.get("value"), int | float))
+        or (isinstance(span := raw.get("abatementRange"), dict) and any(isinstance(span.get(k), dict) for k in ("low", "high")))
         or (isinstance(text, str) and bool(text.strip()))
     )
 

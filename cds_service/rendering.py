@@ -121,6 +121,9 @@ def _caveats(assessment: Assessment, k: Knowledge) -> list[str]:
     """What the data sent did not let the rule check: the age limit, records that could not be read."""
     words = k.wording.not_redundant
     lines = []
+    if assessment.variant in ("untreated-low", "untreated-mma", "lapsed-treatment"):  # no "not redundant" section
+        lines += [words[key] for check, key in (("therapy", "therapyNotChecked"), ("orders", "ordersNotChecked"))
+                  if check in assessment.unchecked]
     if "age" in assessment.unchecked:
         lines.append(words["ageNotChecked"].format(age=k.rule.population.min_age_years))
     if assessment.unreadable:

@@ -133,6 +133,7 @@ def test_standard_code_the_rule_does_not_know_is_not_matched_by_its_text(knowled
     ("Prenatal vitamin (contains cyanocobalamin)", False),
     ("Multivitamin with minerals, iron, zinc, folic acid and vitamin B12", False),
     ("Cyanocobalamin 1 MG / Folic Acid 2.5 MG / Pyridoxine 25 MG Oral Tablet", True),
+    ("Vitamin B-12 1000 mcg injection", True), ("B12 injection monthly", True), ("Vit B12 1 mg tablet", True),
 ])
 def test_a_multivitamin_listing_b12_is_not_b12_replacement(knowledge: Knowledge, text: str, is_therapy: bool) -> None:
     raw = med_request(medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "999999", "display": text}]})
@@ -170,7 +171,8 @@ def test_an_abated_condition_without_an_active_status_does_not_count(knowledge: 
     assert concepts(facts_of(knowledge, condition(MYALGIA, ago(30), clinical=None, **abatement))) == set()
 
 
-@pytest.mark.parametrize("junk", [{"abatementDateTime": "unknown"}, {"abatementString": " "}, {"abatementAge": 7}])
+@pytest.mark.parametrize("junk", [{"abatementDateTime": "unknown"}, {"abatementString": " "}, {"abatementAge": 7},
+                                  {"abatementAge": {"value": "x"}}, {"abatementRange": {"text": "?"}}])
 def test_an_abatement_that_cannot_be_read_neither_ends_the_condition_nor_loses_it(knowledge: Knowledge, junk: dict[str, Any]) -> None:
     [f] = facts_of(knowledge, condition(MYALGIA, ago(30), clinical=None, **junk)).of("myalgia")
     assert f.when == TODAY - timedelta(days=30)

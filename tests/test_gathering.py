@@ -63,6 +63,7 @@ TEMPLATE_GAPS = {
 PREFETCH_SHAPE = {
     "63-bundle-without-resourcetype-entry-as-object-no-card",
     "64-unreadable-medications-key-not-checked-warning",
+    "81-untreated-low-without-medication-data-says-not-checked",  # an absent key: fetched, it is no longer absent
 }
 
 
