@@ -47,6 +47,8 @@ class FhirState:
 
     def load(self, prefetch: dict[str, Any]) -> None:
         for value in prefetch.values():
+            if not isinstance(value, dict):
+                continue  # a key sent as null: nothing to serve
             for res in [e["resource"] for e in value.get("entry", [])] if value.get("resourceType") == "Bundle" else [value]:
                 if isinstance(res, dict) and isinstance(res.get("id"), str):
                     self.resources[(res["resourceType"], res["id"])] = res
