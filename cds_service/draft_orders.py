@@ -56,14 +56,15 @@ def draft_resources(bundle: Any) -> list[Any]:
 
 
 def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
-    """The drafts named in `selections` (by Type/id; by Type when ids are missing)."""
+    """The drafts named in `selections` (by Type/id; by Type for drafts that carry no id). A draft
+    whose id is not named was not selected, even when the selections name nothing in the draft."""
     drafts = draft_resources(draft_orders)
     chosen = set(selections)
     by_ref = [d for d in drafts if isinstance(d, dict) and f"{d.get('resourceType')}/{d.get('id')}" in chosen]
     if by_ref:
         return by_ref
     types = {s.split("/")[0] for s in selections}
-    return [d for d in drafts if isinstance(d, dict) and d.get("resourceType") in types]
+    return [d for d in drafts if isinstance(d, dict) and d.get("resourceType") in types and not d.get("id")]
 
 
 def read_drafts(resources: list[Any], knowledge: Knowledge, today: date) -> DraftOrders:

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.draft_orders import DraftOrders, read_drafts
+from cds_service.draft_orders import DraftOrders, read_drafts, selected_only
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.order_rules import OrderAssessment, assess_order_select, assess_order_sign
@@ -348,3 +348,13 @@ def test_a_future_dated_open_order_is_pending_not_lapsed(knowledge: Knowledge) -
     """An order authored 'tomorrow' (clock skew, or a date entered ahead) is still pending."""
     ahead = fact("b12-level-order", -3, "ServiceRequest", active=True, rid="sr-1", status="active")
     assert sign(patient(60, ahead), drafts(B12_TEST), knowledge).card == "duplicate-order"
+
+
+def test_selections_pick_drafts_by_reference_and_never_an_unselected_draft_with_an_id() -> None:
+    ibuprofen = {"resourceType": "MedicationRequest", "id": "rx-1"}
+    no_id = {"resourceType": "MedicationRequest"}
+    referral = {"resourceType": "ServiceRequest", "id": "sr-1"}
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": r} for r in (ibuprofen, no_id, referral)]}
+    assert selected_only(bundle, ["MedicationRequest/rx-1"]) == [ibuprofen]
+    assert selected_only(bundle, ["MedicationRequest/nope"]) == [no_id]  # only a draft with no id can be it
+    assert selected_only(bundle, ["ServiceRequest/nope"]) == []
