@@ -61,7 +61,8 @@ def result_text(fact: Fact, k: Knowledge) -> str:
 def fact_line(fact: Fact, k: Knowledge) -> str:
     origin = "" if fact.matched_by == "code" else ", matched in free text"
     source = k.wording.order_reason_source if fact.status == ORDER_REASON else fact.resource_type
-    return f"“{escape_text(fact.text)}” ({source}, {when_text(fact)}{origin})"
+    ended = f", {k.wording.course_ended.format(date=fact.until.isoformat())}" if fact.resource_type == "Condition" and fact.until else ""
+    return f"“{escape_text(fact.text)}” ({source}, {when_text(fact)}{ended}{origin})"
 
 
 def _evidence_line(ev: Evidence, k: Knowledge) -> str:
