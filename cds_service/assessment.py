@@ -120,13 +120,10 @@ def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bo
     completed course that ended (or began, with no end recorded) inside it."""
     sup = knowledge.rule.suppressors
     window = sup.therapy_administration_days
-    for f in (f for concept in sup.therapy_concepts for f in facts.of(concept)):
-        if f.active or (f.resource_type == "MedicationAdministration" and within(f, window, today)):
-            return True
-        ended = _ended(f, today)
-        if f.resource_type != "MedicationAdministration" and ended is not None and -1 <= _days(ended, today) <= window:
-            return True
-    return False
+    return any(
+        f.active or ((ended := _ended(f, today)) is not None and -1 <= _days(ended, today) <= window)
+        for concept in sup.therapy_concepts for f in facts.of(concept)
+    )
 
 
 def treated_since(facts: PatientFacts, knowledge: Knowledge, day: date, today: date) -> tuple[Fact, ...]:
@@ -251,7 +248,7 @@ def _follow_up_since(
     """The latest follow-up result (methylmalonic acid) taken on or after an indeterminate B12 and
     current (inside the untreated-low look-back, as a low B12 must be): (whether it crosses its lab
     sign's threshold, the evidence), or None when there is none."""
-    sign = next(s for s in knowledge.rule.lab_signs if s.id == knowledge.rule.b12_result.indeterminate_follow_up)
+    sign = knowledge.rule.lab_sign(knowledge.rule.b12_result.indeterminate_follow_up)
     if indeterminate.when is None:
         return None
     current = knowledge.rule.untreated_low.lookback_days
@@ -261,12 +258,18 @@ def _follow_up_since(
     if latest is None or latest.value is None:
         return None
     threshold = _threshold(sign, _group(facts, knowledge, today))
-    evidence = Evidence(sign.id, sign.label, (latest,), comparator=sign.comparator, threshold=threshold)
-    if crosses(latest, sign.comparator, threshold):
-        return True, evidence
-    if stays_within(latest, sign.comparator, threshold):
-        return False, evidence
-    return None  # a censored value that spans the threshold answers nothing
+    raised = _answer(latest, sign, threshold)
+    if raised is None:
+        return None  # a censored value that spans the threshold answers nothing
+    return raised, Evidence(sign.id, sign.label, (latest,), comparator=sign.comparator, threshold=threshold)
+
+
+def _answer(result: Fact, sign: LabThreshold, threshold: float) -> bool | None:
+    """Whether a result clearly crosses its sign's threshold (True), clearly does not (False), or,
+    censored across it, says neither (None)."""
+    if crosses(result, sign.comparator, threshold):
+        return True
+    return False if stays_within(result, sign.comparator, threshold) else None
 
 
 def orders_active_b12(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
@@ -391,7 +394,7 @@ def _critical_feature(signs: tuple[Evidence, ...], facts: PatientFacts, knowledg
 
 def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evidence: Evidence) -> bool:
     """Whether the lab behind a lab sign has a result dated on or after the evidence standing in for it."""
-    lab = next(s.lab for s in knowledge.rule.lab_signs if s.id == sign_id)
+    lab = knowledge.rule.lab_sign(sign_id).lab
     dated = [f.when for f in evidence.facts if f.when is not None]
     since = max(dated) if dated else None
     return any(f.value is not None and f.when is not None and (since is None or f.when >= since) for f in facts.of(lab))
@@ -400,11 +403,10 @@ def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evi
 def _follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date) -> bool:
     """Whether the follow-up lab (MMA) answered an indeterminate B12, however long ago: taken on or
     after it, with a value that is clearly raised or clearly not (a censored one may be neither)."""
-    sign = next(s for s in knowledge.rule.lab_signs if s.id == knowledge.rule.b12_result.indeterminate_follow_up)
+    sign = knowledge.rule.lab_sign(knowledge.rule.b12_result.indeterminate_follow_up)
     threshold = _threshold(sign, _group(facts, knowledge, today))
     return indeterminate.when is not None and any(
-        f.when is not None and f.when >= indeterminate.when
-        and (crosses(f, sign.comparator, threshold) or stays_within(f, sign.comparator, threshold))
+        f.when is not None and f.when >= indeterminate.when and _answer(f, sign, threshold) is not None
         for f in facts.of(sign.lab)
     )
 

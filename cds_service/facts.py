@@ -275,13 +275,13 @@ def _add_facts(
         st = clinical
     elif rtype == "Observation":
         if st in status.observation_in_progress:
-            when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.issued)
+            when = _observation_date(m)
             label = record_label(raw, screen, rtype)
             facts.in_progress += [Fact(c, rtype, m.id, label, when, True, how, status=st) for c, how in hits.items()]
             return False  # not a result: an older result is still read
         if st not in status.observation_status or _is_negative(m, screen):
             return False
-        when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveInstant) or as_date(m.issued)
+        when = _observation_date(m)
         if m.valueQuantity is not None and m.valueQuantity.value is not None:
             value = float(m.valueQuantity.value)
             unit = (m.valueQuantity.code or m.valueQuantity.unit or "").strip() or None
@@ -328,6 +328,11 @@ def _add_facts(
     return True
 
 
+def _observation_date(obs: Any) -> date | None:
+    return (as_date(obs.effectiveDateTime) or as_date(obs.effectivePeriod and obs.effectivePeriod.start)
+            or as_date(obs.effectiveInstant) or as_date(obs.issued))
+
+
 def _flagged_low(interpretation: Any, k: Knowledge) -> bool:
     """Whether raw Observation.interpretation holds a low flag; junk in it is ignored."""
     flags = k.rule.b12_result.low_flags
@@ -345,10 +350,9 @@ def _abatement_date(raw: dict[str, Any]) -> date | None:
 def _abated(raw: dict[str, Any]) -> bool:
     """Whether raw Condition.abatement[x] says the condition ended; a value that cannot be read
     (an unparseable date, an empty string) says nothing."""
-    period, text = raw.get("abatementPeriod"), raw.get("abatementString")
+    text = raw.get("abatementString")
     return (
-        as_date(raw.get("abatementDateTime")) is not None
-        or (isinstance(period, dict) and any(as_date(period.get(k)) for k in ("start", "end")))
+        _abatement_date(raw) is not None
         or (isinstance(age := raw.get("abatementAge"), dict) and isinstance(age.get("value"), int | float))
         or (isinstance(span := raw.get("abatementRange"), dict) and any(isinstance(span.get(k), dict) for k in ("low", "high")))
         or (isinstance(text, str) and bool(text.strip()))

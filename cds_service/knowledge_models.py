@@ -248,6 +248,10 @@ class RuleFile(_File):
     orders: OrderRule
     pregnancy: PregnancyRule
 
+    def lab_sign(self, sign_id: str) -> LabThreshold:
+        """A lab sign by id (ids are checked at load, so it exists)."""
+        return next(s for s in self.lab_signs if s.id == sign_id)
+
 
 class CodingDef(_Knowledge):
     system: str

@@ -45,7 +45,7 @@ class PatientData:
             self.malformed += 1
             return
         rtype = resource.get("resourceType")
-        if rtype == "Bundle" or (rtype is None and isinstance(resource.get("entry"), list | dict)):
+        if rtype == "Bundle" or (rtype is None and _typeless_bundle(resource)):
             self._add_entries(resource.get("entry"))
             return
         if not isinstance(rtype, str):
@@ -100,7 +100,12 @@ def readable(value: Any) -> bool:
     if not isinstance(value, dict):
         return False
     rtype = value.get("resourceType")
-    return isinstance(rtype, str) if rtype is not None else isinstance(value.get("entry"), list | dict)
+    return isinstance(rtype, str) if rtype is not None else _typeless_bundle(value)
+
+
+def _typeless_bundle(value: dict[str, Any]) -> bool:
+    """A Bundle that left out its resourceType: it still carries entries (a list, or one object)."""
+    return isinstance(value.get("entry"), list | dict)
 
 
 def _names_other_patient(resource: dict[str, Any], rtype: str, patient_id: str) -> bool:

@@ -5,7 +5,7 @@ import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 
 from cds_service.assessment import Assessment, Evidence, format_value
 from cds_service.draft_orders import ORDER_REASON
@@ -23,6 +23,8 @@ _MARKUP = re.compile(
     r"[\\`*_~<>&|]|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[])|!(?=\[)|(?<=\b[wW]{3})\."
 )
 _MAX_RECORD_TEXT = 120
+# cards that review treatment instead of ordering a test: no "not redundant" section
+TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", "lapsed-treatment")
 
 
 def plain_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
@@ -122,7 +124,7 @@ def _caveats(assessment: Assessment, k: Knowledge) -> list[str]:
     """What the data sent did not let the rule check: the age limit, records that could not be read."""
     words = k.wording.not_redundant
     lines = []
-    if assessment.variant in ("untreated-low", "untreated-mma", "lapsed-treatment"):  # no "not redundant" section
+    if assessment.variant in TREATMENT_REVIEW:  # the not-checked lines have no other section
         lines += [words[key] for check, key in (("therapy", "therapyNotChecked"), ("orders", "ordersNotChecked"))
                   if check in assessment.unchecked]
     if "age" in assessment.unchecked:
@@ -158,7 +160,7 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         out += ["", f"**{h['riskFactors']}**"] + [_evidence_line(e, k) for e in assessment.risk_factors]
     if assessment.confounders:
         out += ["", f"**{h['confounders']}**"] + [_evidence_line(e, k) for e in assessment.confounders]
-    if assessment.variant in ("untreated-low", "untreated-mma", "lapsed-treatment"):
+    if assessment.variant in TREATMENT_REVIEW:
         criteria = w.criteria[assessment.variant]  # no test to justify: no "not redundant" section
     else:
         out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)
