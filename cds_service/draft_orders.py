@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from cds_service import fhir_models
-from cds_service.facts import ConceptScreen, Fact, record_label
+from cds_service.facts import ConceptScreen, Fact, items, record_label
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData
 
@@ -64,7 +64,8 @@ def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
     if by_ref:
         return by_ref
     types = {s.split("/")[0] for s in selections}
-    return [d for d in drafts if isinstance(d, dict) and d.get("resourceType") in types and not d.get("id")]
+    return [d for d in drafts if isinstance(d, dict) and isinstance(d.get("resourceType"), str)
+            and d["resourceType"] in types and not d.get("id")]
 
 
 def read_drafts(resources: list[Any], knowledge: Knowledge, today: date) -> DraftOrders:
@@ -78,7 +79,7 @@ def read_drafts(resources: list[Any], knowledge: Knowledge, today: date) -> Draf
         if raw.get("resourceType") == "MedicationOrder":
             raw = _from_dstu2(raw)
         rtype = raw.get("resourceType")
-        if rtype not in ORDER_TYPES:
+        if not isinstance(rtype, str) or rtype not in ORDER_TYPES:
             continue
         hits = screen.concepts(raw, rtype)
         reason_hits = _reason_concepts(raw, screen)
@@ -107,7 +108,9 @@ def _reason_concepts(raw: dict[str, Any], screen: ConceptScreen) -> dict[str, st
     for reason in reasons if isinstance(reasons, list) else []:
         if not isinstance(reason, dict):
             continue
-        text = str(reason.get("text") or next((c.get("display") for c in reason.get("coding") or [] if isinstance(c, dict) and c.get("display")), "") or "reason on the order")
-        for concept in screen.coded(reason, "Condition") or screen.text([reason.get("text") or ""], "Condition"):
+        own_text: str = reason["text"] if isinstance(reason.get("text"), str) else ""
+        displays = [c["display"] for c in items(reason.get("coding")) if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"]]
+        text = own_text or (displays[0] if displays else "reason on the order")
+        for concept in screen.coded(reason, "Condition") or screen.text([own_text], "Condition"):
             found[concept] = text
     return found

@@ -74,12 +74,17 @@ def as_date(value: Any) -> date | None:
     return None
 
 
+def items(value: Any) -> list[Any]:
+    """A raw JSON array as a list; anything else sent in its place (an object, a number) as none."""
+    return value if isinstance(value, list) else []
+
+
 def _codings(concept: Any) -> list[tuple[str, str, str]]:
     """(system, code, display) from a raw CodeableConcept dict; tolerant of junk."""
     if not isinstance(concept, dict):
         return []
     out = []
-    for coding in concept.get("coding") or []:
+    for coding in items(concept.get("coding")):
         if isinstance(coding, dict) and isinstance(coding.get("code"), str):
             out.append((str(coding.get("system") or ""), coding["code"], str(coding.get("display") or "")))
     return out
@@ -113,7 +118,7 @@ class ConceptScreen:
         if not isinstance(concept, dict):
             return found, standard
         codings = self.k.codings
-        for coding in concept.get("coding") or ():
+        for coding in items(concept.get("coding")):
             if isinstance(coding, dict):
                 code, system = coding.get("code"), coding.get("system")
                 if isinstance(code, str) and (system is None or isinstance(system, str)):
@@ -132,11 +137,12 @@ class ConceptScreen:
     def medication_concept(self, raw: dict[str, Any]) -> Any:
         if "medicationCodeableConcept" in raw:
             return raw["medicationCodeableConcept"]
-        ref = (raw.get("medicationReference") or {}).get("reference")
+        reference = raw.get("medicationReference")
+        ref = reference.get("reference") if isinstance(reference, dict) else None
         if not isinstance(ref, str):
             return None
         if ref.startswith("#"):
-            for contained in raw.get("contained") or []:
+            for contained in items(raw.get("contained")):
                 if isinstance(contained, dict) and contained.get("id") == ref[1:]:
                     return contained.get("code")
             return None
@@ -174,7 +180,7 @@ class ConceptScreen:
 def _free_texts(raw: dict[str, Any], notes_too: bool) -> list[str]:
     """The free text beside a record's code: its valueString, and its notes when `notes_too`."""
     notes, value = raw.get("note") if notes_too else None, raw.get("valueString")
-    texts = [n["text"] for n in notes if isinstance(n, dict) and isinstance(n.get("text"), str)] if isinstance(notes, list) else []
+    texts = [n["text"] for n in items(notes) if isinstance(n, dict) and isinstance(n.get("text"), str)]
     if isinstance(value, str):
         texts.append(value)
     return texts

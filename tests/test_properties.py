@@ -42,7 +42,7 @@ coding = st.one_of(
     st.fixed_dictionaries({"system": st.sampled_from(SYSTEMS), "code": st.one_of(st.text(max_size=10), junk)}),
     junk,
 )
-concept = st.one_of(st.fixed_dictionaries({"coding": st.lists(coding, max_size=3)},
+concept = st.one_of(st.fixed_dictionaries({"coding": st.one_of(st.lists(coding, max_size=3), st.lists(coding, max_size=3), junk)},
                                           optional={"text": st.sampled_from(HOSTILE_TEXT)}), junk)
 status_cc = st.sampled_from(["active", "resolved", "inactive", "confirmed", "refuted", "entered-in-error", "x"]).map(
     lambda c: {"coding": [{"code": c}]})
@@ -66,6 +66,9 @@ observation = resource(
     valueCodeableConcept=concept,
 )
 medication = resource("MedicationRequest", medicationCodeableConcept=concept, authoredOn=dates,
+                      medicationReference=st.one_of(st.just({"reference": "#m"}), junk), contained=st.one_of(
+                          st.just([{"resourceType": "Medication", "id": "m", "code": {"text": "cyanocobalamin"}}]), junk),
+                      reasonCode=st.one_of(concept, st.lists(concept, max_size=2)),
                       status=st.sampled_from(["active", "stopped", "draft", "completed", "entered-in-error", "x"]),
                       intent=st.sampled_from(["order", "plan", "proposal"]))
 procedure = resource("Procedure", code=concept, performedDateTime=dates, status=st.sampled_from(["completed", "x"]))
@@ -141,8 +144,8 @@ def test_engine_never_crashes_and_is_deterministic(prefetch: dict[str, Any], dra
     if hook != "patient-view":
         context["draftOrders"] = drafts
         if hook == "order-select":
-            ids = [e["resource"]["id"] for e in drafts["entry"] if isinstance(e["resource"], dict) and "id" in e["resource"]]
-            context["selections"] = [f"{e}" for e in ids[:1]]
+            named = [e["resource"] for e in drafts["entry"] if isinstance(e["resource"], dict) and "id" in e["resource"]]
+            context["selections"] = [f"{r['resourceType']}/{r['id']}" for r in named[:1]]
     request = {"hook": hook, "hookInstance": "h-1", "context": context, "prefetch": prefetch}
     before = copy.deepcopy(request)
     first = answer(hook, request)
@@ -151,3 +154,36 @@ def test_engine_never_crashes_and_is_deterministic(prefetch: dict[str, Any], dra
     event(f"{hook}: {first[0]}, {len(first[1]['cards'])} card(s)")
     for card in first[1]["cards"]:
         assert "<" not in card["detail"] and len(card["summary"]) <= 140
+
+
+def _fixture_requests() -> list[tuple[str, dict[str, Any]]]:
+    scenarios = [load_scenario(path) for path in sorted(FIXTURES.glob("order-*/*.json")) + sorted(FIXTURES.glob("patient-view/*.json"))]
+    return [(sc["request"]["hook"], sc["request"]) for sc in scenarios if isinstance(sc["request"].get("hook"), str)]
+
+
+FIXTURE_REQUESTS = _fixture_requests()
+
+
+def _nodes(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON value, the value itself included."""
+    found = [path]
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        found += _nodes(child, (*path, key))
+    return found
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(which=st.integers(0, len(FIXTURE_REQUESTS) - 1), where=st.integers(0, 10**6), replacement=junk)
+def test_any_element_of_a_fixture_replaced_by_junk_never_crashes(which: int, where: int, replacement: Any) -> None:
+    """Real records with one element, anywhere below `prefetch` or `context`, swapped for another JSON type."""
+    hook, original = FIXTURE_REQUESTS[which]
+    request = copy.deepcopy(original)
+    paths = [p for p in _nodes(request) if len(p) > 1 and p[0] in ("prefetch", "context")]
+    path = paths[where % len(paths)]
+    parent = request
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = replacement
+    event(str(path[0]) + "/" + "/".join(k for k in path[1:] if isinstance(k, str))[:60])
+    assert answer(hook, request) == answer(hook, copy.deepcopy(request))
