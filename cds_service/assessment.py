@@ -335,9 +335,15 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
             return Assessment("card", "untreated-mma", Indicator.CRITICAL, signs=signs, **base)
+    # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
+    mma_due = band == "indeterminate" and last is not None and not _follow_up_taken_since(facts, knowledge, last, today)
     recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if within(f, sup.recent_result_days, today)]
-    if recent:
+    # a recent result makes a repeat B12 redundant, not the MMA NG239 advises after an indeterminate one
+    if recent and not mma_due:
         return Assessment("suppressed:recent-result", **base)
+    follow_up_lab = rule.lab_sign(b12.indeterminate_follow_up).lab
+    if mma_due and tests_in_progress(facts, [follow_up_lab], knowledge, today):
+        return Assessment("suppressed:result-pending", **base)
     if band == "normal" and last is not None and within(last, sup.normal_result_days, today):
         if last.when is None or not any(e.started_after(last.when) for e in risks):
             return Assessment("suppressed:recent-normal-result", **base)
@@ -361,9 +367,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     downgrading = {c.id for c in rule.confounders if c.downgrade}
     if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
         indicator = Indicator.INFO
-    # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
-    mma_done = band == "indeterminate" and last is not None and _follow_up_taken_since(facts, knowledge, last, today)
-    variant: Variant = "test-mma" if band == "indeterminate" and not mma_done else "test-b12"
+    variant: Variant = "test-mma" if mma_due else "test-b12"
     if variant == "test-b12" and orders_active_b12(facts, knowledge, today):
         variant = "test-active-b12"
     return Assessment("card", variant, indicator, signs=signs, **base)

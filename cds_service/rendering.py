@@ -95,6 +95,10 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
     last = assessment.last_b12
     if "results" in unchecked and last is None:
         lines.append(words["resultsNotChecked"])
+    elif assessment.variant == "test-mma" and last is not None:
+        # the result may be recent: what makes the card not redundant is the follow-up not yet taken
+        lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last)))
+        lines.append(words["noFollowUpSince"])
     else:
         lines.append(words["noRecentResult"].format(days=assessment.recent_result_days))
         if last is None:
