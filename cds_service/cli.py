@@ -15,7 +15,7 @@ import orjson
 from cds_service.errors import CdsError
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
 from cds_service.gathering import Fetcher, complete_prefetch
-from cds_service.knowledge import KnowledgeError, load_knowledge
+from cds_service.knowledge import Knowledge, KnowledgeError, load_knowledge
 from cds_service.logs import configure_logging
 from cds_service.protocol import ErrorBody
 from cds_service.services import ServiceDefinition, service_definitions
@@ -73,7 +73,7 @@ def _evaluate(path: str, service_id: str | None) -> int:
         data = parse_json_object(body)
         chosen = service_id or HOOK_SERVICES.get(str(data.get("hook")), str(data.get("hook")))
         service, now = find_service(services, chosen), datetime.now(UTC)
-        data = asyncio.run(_complete(settings, service, data, now))
+        data = asyncio.run(_complete(settings, service, knowledge, data, now))
         result = evaluate(service, data, knowledge, now)
     except CdsError as exc:
         err = ErrorBody(error=exc.code, message=exc.message, details=exc.details)
@@ -129,11 +129,13 @@ def _codes(unverified_only: bool, as_json: bool) -> int:
     return 0
 
 
-async def _complete(settings: Settings, service: ServiceDefinition, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+async def _complete(
+    settings: Settings, service: ServiceDefinition, knowledge: Knowledge, data: dict[str, Any], now: datetime
+) -> dict[str, Any]:
     """The server's gather step; the client opens a connection only if a fetch is needed."""
     fetcher = Fetcher.from_settings(settings)
     async with fetcher.reader.client:
-        return await complete_prefetch(service, data, fetcher, now.date())
+        return await complete_prefetch(service, data, fetcher, knowledge, now.date())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """One hook call from raw body to CDS response: the path shared by `serve` and `evaluate`."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -13,7 +13,13 @@ from cds_service.errors import BadRequest, NotFound, PreconditionFailed
 from cds_service.facts import extract_facts
 from cds_service.knowledge import Knowledge
 from cds_service.order_rendering import render_order_card
-from cds_service.order_rules import OrderAssessment, assess_order_select, assess_order_sign
+from cds_service.order_rules import (
+    OrderAssessment,
+    assess_order_select,
+    assess_order_sign,
+    order_select_cannot_fire,
+    order_sign_cannot_fire,
+)
 from cds_service.patient_data import from_prefetch
 from cds_service.prefetch import unchecked
 from cds_service.protocol import (
@@ -88,6 +94,17 @@ def find_service(services: dict[str, ServiceDefinition], service_id: str) -> Ser
     if service is None:
         raise NotFound("No CDS service with this id; GET /cds-services lists them.")  # the id is not echoed
     return service
+
+
+def ruled_out_by_drafts(context: PatientViewContext, knowledge: Knowledge, today: date) -> str | None:
+    """For the order hooks: why the draft orders alone mean no card, so nothing need be fetched."""
+    if isinstance(context, OrderSelectContext):
+        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today)
+        selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today)
+        return order_select_cannot_fire(selected, all_drafts, knowledge)
+    if isinstance(context, OrderSignContext):
+        return order_sign_cannot_fire(read_drafts(draft_resources(context.draftOrders), knowledge, today), knowledge)
+    return None
 
 
 def evaluate(

@@ -19,8 +19,9 @@ import httpx
 
 from cds_service.allowlist import FhirAllowList
 from cds_service.errors import PreconditionFailed
-from cds_service.evaluation import parse_request
+from cds_service.evaluation import parse_request, ruled_out_by_drafts
 from cds_service.fhir_fetch import FhirReader, new_client
+from cds_service.knowledge import Knowledge
 from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, failed_prefetch, missing_keys, render
 from cds_service.services import ServiceDefinition
 from cds_service.settings import Settings
@@ -55,13 +56,16 @@ async def complete_prefetch(
     service: ServiceDefinition,
     data: dict[str, Any],
     fetcher: Fetcher,
+    knowledge: Knowledge,
     today: date,
     caller_servers: FhirAllowList | None = None,
 ) -> dict[str, Any]:
     """The request with absent/null prefetch keys filled from fhirServer; no network if none are."""
-    request, _ = parse_request(service, data)
+    request, context = parse_request(service, data)
     missing = missing_keys(service.prefetch, request.prefetch)
-    if not missing:
+    # An order the rule has nothing to say about (the sandbox's empty Rx View draft, an ibuprofen
+    # order at signing) needs no patient data: answered without a fetch, never 412.
+    if not missing or ruled_out_by_drafts(context, knowledge, today):
         return data
     if not fetcher.enabled:
         # Prefetch-only: absent keys are evaluated as sent, but a key the EHR says it failed to

@@ -63,12 +63,28 @@ def _with_complaints(facts: PatientFacts, reasons: list[Fact]) -> PatientFacts:
     return merged
 
 
+def order_select_cannot_fire(selected: DraftOrders, all_drafts: DraftOrders, k: Knowledge) -> str | None:
+    """Why the drafts alone rule out an order-select card (the patient's record cannot change it), or None."""
+    orders = k.rule.orders
+    if all_drafts.of(orders.b12_test_concepts):
+        return "draft-has-b12-test"
+    if not selected.of(orders.b12_product_concepts) and not selected.of(orders.muscle_order_concepts):
+        return "unrelated-order"
+    return None
+
+
+def order_sign_cannot_fire(drafts: DraftOrders, k: Knowledge) -> str | None:
+    """Why the drafts alone rule out an order-sign card, or None."""
+    return None if drafts.of(k.rule.orders.duplicate_test_concepts) else "no-b12-test"
+
+
 def assess_order_select(
     facts: PatientFacts, selected: DraftOrders, all_drafts: DraftOrders, k: Knowledge, today: date
 ) -> OrderAssessment:
     rule = k.rule
-    if all_drafts.of(rule.orders.b12_test_concepts):
-        return OrderAssessment("draft-has-b12-test")
+    ruled_out = order_select_cannot_fire(selected, all_drafts, k)
+    if ruled_out:
+        return OrderAssessment(ruled_out)
     products = selected.of(rule.orders.b12_product_concepts)
     if products:
         if on_b12_therapy(facts, k, today):
@@ -83,8 +99,6 @@ def assess_order_select(
         card: OrderCard = "measure-active-before-treat" if orders_active_b12(facts, k, today) else "measure-before-treat"
         return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products))
     muscle = selected.of(rule.orders.muscle_order_concepts)
-    if not muscle:
-        return OrderAssessment("unrelated-order")
     pattern = assess(_with_complaints(facts, selected.reasons), k, today)
     if not pattern.fires:
         return OrderAssessment(f"pattern:{pattern.outcome}", ordered=tuple(muscle), pattern=pattern)
@@ -93,9 +107,10 @@ def assess_order_select(
 
 def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, today: date) -> OrderAssessment:
     rule = k.rule
+    ruled_out = order_sign_cannot_fire(drafts, k)
+    if ruled_out:
+        return OrderAssessment(ruled_out)
     tests = _distinct(drafts.of(rule.orders.duplicate_test_concepts))
-    if not tests:
-        return OrderAssessment("no-b12-test")
     window = rule.suppressors.recent_result_days
     recent = sorted(
         (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c) if within(f, window, today)),

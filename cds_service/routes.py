@@ -75,7 +75,7 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
         data = parse_json_object(await request.body())
         bind_call(service.id, data.get("hookInstance"))
         now = datetime.now(UTC)
-        data = await complete_prefetch(service, data, request.app.state.fetcher, now.date(), caller_servers(request))
+        data = await complete_prefetch(service, data, request.app.state.fetcher, knowledge, now.date(), caller_servers(request))
     result = evaluate(service, data, knowledge, now)
     request.app.state.audit.record(service.id, data, result)
     if result.other_patient:

@@ -53,11 +53,6 @@ def test_card_appears_with_no_prefetch_at_all(fetching: httpx.Client, fhir_base:
     assert all(auth is None for _, _, auth in fhir_state.log)  # no fhirAuthorization: no header
 
 
-# Found by this test, left for the owners of services.py (prefetch templates):
-TEMPLATE_GAPS = {
-}
-
-
 # Scenarios about the shape of a prefetch value: fetched, there is no such value (see
 # test_a_key_sent_in_a_shape_that_cannot_be_read_is_fetched_again).
 PREFETCH_SHAPE = {
@@ -68,11 +63,7 @@ PREFETCH_SHAPE = {
 
 
 def _scenarios() -> list[Any]:
-    return [
-        pytest.param(p, marks=pytest.mark.xfail(reason=TEMPLATE_GAPS[p.stem], strict=True))
-        if p.stem in TEMPLATE_GAPS else p
-        for p in scenario_files("patient-view") if p.stem not in PREFETCH_SHAPE
-    ]
+    return [p for p in scenario_files("patient-view") if p.stem not in PREFETCH_SHAPE]
 
 
 def test_a_key_sent_in_a_shape_that_cannot_be_read_is_fetched_again(
@@ -298,3 +289,42 @@ def test_many_pages_stop_at_the_cap(capped: httpx.Client, fhir_base: str, fhir_s
         del fhir_state.resources[("Condition", f"extra-{n:04}")]
     again = capped.post(SERVICE, json=scenario["request"])
     assert again.status_code == 200 and again.json()["cards"]
+
+
+SANDBOX = Path(__file__).parent / "sandbox"
+ORDER_SERVICES = {"order-select": "/cds-services/b12-myalgia-order-select", "order-sign": "/cds-services/b12-myalgia-order-sign"}
+
+
+@pytest.mark.parametrize("name", ["order-select-1-on-entering-rx-view.json", "order-select-pama-on-entering-view.json",
+                                  "order-select-3-metformin-chosen.json", "order-sign-on-sign-button.json"])
+@pytest.mark.parametrize("server", ["allowed", "not allowed", "none"])
+def test_drafts_the_rule_has_nothing_to_say_about_need_no_fetch(
+    name: str, server: str, fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """The sandbox's empty drafts and unrelated orders get [] without patient data, wherever fhirServer points."""
+    request = json.loads((SANDBOX / name).read_text())
+    request.pop("prefetch", None)
+    if server == "allowed":
+        request["fhirServer"] = fhir_base
+    elif server == "none":
+        request.pop("fhirServer", None)
+    response = fetching.post(ORDER_SERVICES[request["hook"]], json=request)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
+    assert fhir_state.log == []
+
+
+def test_a_draft_the_rule_reads_still_needs_its_data(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    """A B12 test at signing with nothing prefetched and no fhirServer: the duplicate check cannot be made, 412;
+    with the allowed server named, the data is fetched."""
+    scenario = load_scenario(FIXTURES / "order-sign" / "01-b12-test-with-recent-result-warning.json")
+    request = scenario["request"]
+    fhir_state.load(request.pop("prefetch"))
+    request.pop("fhirServer", None)
+    response = fetching.post(ORDER_SERVICES["order-sign"], json=request)
+    assert response.status_code == 412, response.text
+    request["fhirServer"] = fhir_base
+    response = fetching.post(ORDER_SERVICES["order-sign"], json=request)
+    assert response.status_code == 200, response.text
+    check_cards(response.json()["cards"], scenario["expect"], request["context"]["patientId"])
+    assert fhir_state.log

@@ -108,11 +108,19 @@ def test_pattern_suppressed_by_a_recent_result_stays_silent_at_ordering(knowledg
 ], ids=["day-before-boundary", "boundary-day", "day-after-boundary"])
 def test_select_recent_result_window_boundary(knowledge: Knowledge, offset: int, outcome: str) -> None:
     window = knowledge.rule.suppressors.recent_result_days
-    indeterminate = fact("b12-result", window + offset, "Observation", value=250.0, unit="pg/mL")
-    a = select(patient(70, MYALGIA, FATIGUE, indeterminate), drafts(ordered("analgesic")), knowledge)
+    unbanded = fact("b12-result", window + offset, "Observation")  # a result with no readable value
+    a = select(patient(70, MYALGIA, FATIGUE, unbanded), drafts(ordered("analgesic")), knowledge)
     assert a.outcome == outcome
     if a.fires:
-        assert a.variant == "test-mma"  # an indeterminate earlier B12 switches the order to MMA
+        assert a.variant == "test-b12"
+
+
+@pytest.mark.parametrize("days_ago", [1, 30, 200])
+def test_select_indeterminate_result_asks_for_mma_inside_the_window_too(knowledge: Knowledge, days_ago: int) -> None:
+    """The re-test window holds back a repeat B12, not the MMA NG239 advises after an indeterminate one."""
+    indeterminate = fact("b12-result", days_ago, "Observation", value=250.0, unit="pg/mL")
+    a = select(patient(70, MYALGIA, FATIGUE, indeterminate), drafts(ordered("analgesic")), knowledge)
+    assert a.fires and a.variant == "test-mma"
 
 
 def test_myalgia_named_as_the_orders_reason_counts_as_the_complaint(knowledge: Knowledge) -> None:
