@@ -5,6 +5,7 @@ codes and text (cheap, no validation); only resources that name a concept are va
 with fhir.resources, so a 10,000-Observation chart costs little more than reading it.
 """
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -15,6 +16,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.patient_data import RESOURCE_TYPES, PatientData
 
 NEGATIVE_ANSWER = "negative-answer"
+MAX_LAB_VALUE = 1e12  # no concentration or count is negative or this large in any unit: a corrupt value
 HL7_TERMINOLOGY = "http://terminology.hl7.org/CodeSystem/"
 
 
@@ -75,8 +77,11 @@ def as_date(value: Any) -> date | None:
 
 
 def items(value: Any) -> list[Any]:
-    """A raw JSON array as a list; anything else sent in its place (an object, a number) as none."""
-    return value if isinstance(value, list) else []
+    """A raw JSON array as a list; a single object sent in its place (as real clients bend arrays)
+    as a list of one; anything else (a number, a string) as none."""
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, dict) else []
 
 
 def _codings(concept: Any) -> list[tuple[str, str, str]]:
@@ -289,7 +294,10 @@ def _add_facts(
             return False
         when = _observation_date(m)
         if m.valueQuantity is not None and m.valueQuantity.value is not None:
-            value = float(m.valueQuantity.value)
+            value = float(m.valueQuantity.value) + 0.0  # + 0.0: a -0 reads as 0
+            if not math.isfinite(value) or not 0 <= value <= MAX_LAB_VALUE:
+                facts.skipped_invalid += 1
+                return False
             unit = (m.valueQuantity.code or m.valueQuantity.unit or "").strip() or None
             comparator = m.valueQuantity.comparator
         flagged_low = _flagged_low(raw.get("interpretation"), screen.k)

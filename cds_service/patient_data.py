@@ -14,6 +14,7 @@ ResourceType = Literal[
 ]
 """The resource types the rule reads; concepts in cards/ name the ones they apply to."""
 RESOURCE_TYPES: tuple[ResourceType, ...] = get_args(ResourceType)
+MAX_BUNDLE_DEPTH = 8  # a Bundle inside a Bundle (a batch response) is read; deeper nesting is refused
 
 
 @dataclass
@@ -39,14 +40,17 @@ class PatientData:
         if self.patient_id is not None:
             self._own_reference = "Patient/" + self.patient_id
 
-    def add(self, resource: Any) -> None:
+    def add(self, resource: Any, depth: int = 0) -> None:
         """Add one resource or Bundle; anything that is not a JSON object is counted and skipped."""
         if not isinstance(resource, dict):
             self.malformed += 1
             return
         rtype = resource.get("resourceType")
         if rtype == "Bundle" or (rtype is None and _typeless_bundle(resource)):
-            self._add_entries(resource.get("entry"))
+            if depth >= MAX_BUNDLE_DEPTH:  # no EHR nests searchsets this deep: refuse, don't recurse
+                self.malformed += 1
+                return
+            self._add_entries(resource.get("entry"), depth + 1)
             return
         if not isinstance(rtype, str):
             self.malformed += 1
@@ -71,7 +75,7 @@ class PatientData:
         else:
             self.resources.setdefault(rtype, []).append(resource)
 
-    def _add_entries(self, entries: Any) -> None:
+    def _add_entries(self, entries: Any, depth: int) -> None:
         """A Bundle's resources; entries that are not objects, or an `entry` that is not a list,
         are counted as malformed."""
         if entries is None:
@@ -83,7 +87,7 @@ class PatientData:
             return
         for entry in entries:
             if isinstance(entry, dict) and "resource" in entry:
-                self.add(entry["resource"])
+                self.add(entry["resource"], depth)
             elif not isinstance(entry, dict) or entry:  # {} carries nothing to lose
                 self.malformed += 1
 

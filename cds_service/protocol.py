@@ -73,7 +73,9 @@ class HookRequest(_Lenient):
             return None
         for key, item in value.items():
             if item is not None and not isinstance(item, dict):
-                raise ValueError(f"prefetch[{key!r}] must be a FHIR resource object or null")
+                # the key is named only when it is a plain key name: a caller's key may hold anything
+                named = f"prefetch[{key!r}]" if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key) else "a prefetch value"
+                raise ValueError(f"{named} must be a FHIR resource object or null")
         return value
 
 

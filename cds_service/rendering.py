@@ -16,13 +16,15 @@ from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, 
 
 # What can open markup mid-line: emphasis, code, strikethrough, tables, escapes, HTML and entities;
 # autolinks and schemes (a `:` between a letter and a non-space as in `javascript:x` or `http://`,
-# an `@` inside a word, the `.` of `www.`); and a link or image, which needs `](`, `][` or `![`.
+# an `@` inside a word, the `.` of `www.`, the second `/` of a protocol-relative `//host` that
+# linkify-style renderers link); and a link or image, which needs `](`, `][` or `![`.
 # Cards put record text only between quotes or before `,`, `.` or a line end, never before `(`/`[`.
 # "Symptom: dyspnea", "10:30", "Ouch!" and "[Mass/volume]" stay as written.
 _MARKUP = re.compile(
-    r"[\\`*_~<>&|]|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[])|!(?=\[)|(?<=\b[wW]{3})\."
+    r"[\\`*_~<>&|]|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[])|!(?=\[)|(?<=\b[wW]{3})\.|(?<=/)/"
 )
 _MAX_RECORD_TEXT = 120
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype
 # cards that review treatment instead of ordering a test: no "not redundant" section
 TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", "lapsed-treatment")
 
@@ -198,9 +200,11 @@ def build_order(
     refs = [{"reference": f.reference} for f in reasons if f.reference and f.resource_type in ("Condition", "Observation")]
     if refs:
         resource["reasonReference"] = refs
-    if encounter_id:
+    # context ids become references only when they are FHIR ids: anything else would make the order invalid
+    if encounter_id and _FHIR_ID.fullmatch(encounter_id):
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
-    if user_id and user_id.split("/")[0] in ("Practitioner", "PractitionerRole"):
+    user_type, _, user = (user_id or "").partition("/")
+    if user_type in ("Practitioner", "PractitionerRole") and _FHIR_ID.fullmatch(user):
         resource["requester"] = {"reference": user_id}
     return resource  # its shape is validated against the R4B model by the scenario tests
 

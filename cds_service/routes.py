@@ -16,7 +16,7 @@ from cds_service.feedback import feedback_rows, parse_feedback, store_feedback
 from cds_service.gathering import complete_prefetch
 from cds_service.knowledge import Knowledge
 from cds_service.limits import deadline
-from cds_service.logs import bind_call
+from cds_service.logs import bind_call, safe_id
 from cds_service.openapi import (
     DISCOVERY_RESPONSES,
     FEEDBACK_RESPONSES,
@@ -58,6 +58,7 @@ def _require_json(request: Request) -> None:
 
 # Each route also answers with a trailing slash (out of the schema): a redirect of a POST helps
 # no EHR client, and the JWT aud is still checked against the URL as called.
+@router.head("/cds-services", include_in_schema=False)  # listed first, registered last: a 405 allows GET
 @router.get("/cds-services", responses=DISCOVERY_RESPONSES)
 @router.get("/cds-services/", include_in_schema=False)
 async def discovery(services: ServicesDep) -> Response:
@@ -83,7 +84,7 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
                     "queries) service=%s", result.other_patient, service.id)
     log.info(
         "hook answered service=%s hookInstance=%s outcome=%s cards=%d resources=%d skipped=%d ms=%.1f",
-        service.id, str(data.get("hookInstance"))[:64],
+        service.id, safe_id(data.get("hookInstance")) or "(not a plain id)",
         result.assessment.outcome if result.assessment else "-",
         len(result.response.cards), result.resources, result.skipped,
         (time.perf_counter() - started) * 1000,
@@ -105,6 +106,7 @@ async def feedback(service_id: str, request: Request, services: ServicesDep) -> 
     return _json(b"{}")
 
 
+@router.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD
 @router.get("/healthz", responses=HEALTH_RESPONSES)
 @router.get("/healthz/", include_in_schema=False)
 async def healthz(request: Request, knowledge: KnowledgeDep) -> Response:

@@ -1,6 +1,7 @@
 """Conservative free-text matching: whole-word terms, cancelled by nearby negation cues."""
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 _WORD = re.compile(r"[a-z0-9'/-]+")
@@ -8,6 +9,9 @@ _POST_WINDOW_WORDS = 3
 # A term set out as a question with its answer, as review-of-systems templates write it:
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
 _ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–][ \t]+")
+# Only this much text either side of a mention is read for its cues and answer (the cue window
+# is a few words), so a long text without clause breaks costs time in proportion to its length.
+_CONTEXT_CHARS = 128
 
 
 def _words(text: str) -> list[str]:
@@ -83,13 +87,14 @@ class TextMatcher:
         words = tuple(_words(text.lower()))
         return words in self.negative_answers or any(words[: len(cue)] == cue for cue in self.pre_negation)
 
-    def _answered_no(self, lowered: str, end: int) -> bool:
+    def _answered_no(self, lowered: str, end: int, break_starts: list[int]) -> bool:
         """The term is a question ("Myalgia:", "Muscle pain?") whose answer records absence."""
         mark = _ANSWER_MARK.match(lowered, end)
         if mark is None:
             return False
-        answer_end = self.clause_break.search(lowered, mark.end())
-        answer = lowered[mark.end() : answer_end.start() if answer_end else len(lowered)]
+        i = bisect_left(break_starts, mark.end())
+        answer_end = break_starts[i] if i < len(break_starts) else len(lowered)
+        answer = lowered[mark.end() : min(answer_end, mark.end() + _CONTEXT_CHARS)]
         first = _words(answer)[:_POST_WINDOW_WORDS]
         return self.is_negative_answer(answer) or any(_has_phrase(first, cue) for cue in self.post_negation)
 
@@ -98,19 +103,24 @@ class TextMatcher:
         if self.pattern is None or not text:
             return set()
         lowered = text.lower()
+        breaks = [m.span() for m in self.clause_break.finditer(lowered)]
+        break_starts = [b[0] for b in breaks]
+        break_ends = [b[1] for b in breaks]
         found: set[str] = set()
         for match in self.pattern.finditer(lowered):
+            concepts = self.term_concepts[match.group(0)]
+            if found.issuperset(concepts):
+                continue  # already found affirmed: another mention changes nothing
             start, end = match.span()
-            clause_start = max(
-                (m.end() for m in self.clause_break.finditer(lowered, 0, start)), default=0
-            )
-            next_break = self.clause_break.search(lowered, end)
-            clause_end = next_break.start() if next_break else len(lowered)
+            i = bisect_right(break_ends, start)
+            clause_start = max(break_ends[i - 1] if i else 0, start - _CONTEXT_CHARS)
+            j = bisect_left(break_starts, end)
+            clause_end = min(break_starts[j] if j < len(break_starts) else len(lowered), end + _CONTEXT_CHARS)
             before = _words(lowered[clause_start:start])[-self.window_words :]
             after = _words(lowered[end:clause_end])[:_POST_WINDOW_WORDS]
-            if any(_has_phrase(after, cue) for cue in self.post_negation) or self._answered_no(lowered, end):
+            if any(_has_phrase(after, cue) for cue in self.post_negation) or self._answered_no(lowered, end, break_starts):
                 continue
-            for concept in self.term_concepts[match.group(0)]:
+            for concept in concepts:
                 cues = self.pre_negation + self.concept_pre_negation.get(concept, ())
                 if not any(_has_phrase(before, cue) for cue in cues):
                     found.add(concept)

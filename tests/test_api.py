@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import load_scenario
 from tests.fixture_files import FIXTURES
@@ -108,6 +109,25 @@ def test_unknown_route_and_method_are_json(client: httpx.Client) -> None:
     assert client.get("/nowhere").json()["error"] == "not_found"
     response = client.get(SERVICE)
     assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+    assert response.headers["allow"] == "POST"  # RFC 9110: a 405 names the methods allowed
+    assert client.delete("/healthz").headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/cds-services"])
+def test_head_is_answered_like_get_without_a_body(client: httpx.Client, path: str) -> None:
+    """Load balancers probe with HEAD."""
+    response = client.head(path)
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_a_prefetch_key_is_echoed_only_when_it_is_a_plain_name(client: httpx.Client) -> None:
+    body = {"hook": "patient-view", "hookInstance": "h-1", "context": {"patientId": "p1"}}
+    plain = client.post(SERVICE, json=body | {"prefetch": {"patient": 5}}).json()
+    assert "prefetch['patient']" in json.dumps(plain)
+    named = "Brenda Oakes DOB 1968-01-01 MRN-0303417" + "x" * 10_000
+    refused = client.post(SERVICE, json=body | {"prefetch": {named: 5}})
+    assert refused.status_code == 400 and "Brenda" not in refused.text and len(refused.text) < 2_000
 
 
 def test_healthz(client: httpx.Client) -> None:

@@ -433,3 +433,49 @@ def test_a_past_statement_is_dated_by_when_it_was_taken_never_by_when_it_was_ass
     assert past.when is None
     [current] = facts_of(knowledge, statement("active", dateAsserted=ago(10))).of("metformin")
     assert current.when == TODAY - timedelta(days=10)
+
+
+@pytest.mark.parametrize("value", [-5, -1.7e308, 1.7e308, 1e13])
+def test_an_impossible_lab_value_makes_the_result_unreadable(knowledge: Knowledge, value: float) -> None:
+    """A negative or astronomically large concentration is corrupt: never a low or a normal B12."""
+    pf = facts_of(knowledge, lab(B12, value, "pg/mL", ago(30)), lab(B12, 420, "pg/mL", ago(400)))
+    assert [f.value for f in pf.of("b12-result")] == [420]
+    assert pf.unreadable == 1
+
+
+def test_minus_zero_reads_as_zero(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, lab(B12, -0.0, "pg/mL", ago(30)))
+    assert [str(f.value) for f in pf.of("b12-result")] == ["0.0"]
+
+
+def test_coding_sent_as_a_single_object_is_read_as_a_list_of_one(knowledge: Knowledge) -> None:
+    """As real clients bend arrays (the sandbox's reasonCode): a pending order coded this way still silences."""
+    order = {"resourceType": "ServiceRequest", "id": "sr-1", "status": "active", "intent": "order",
+             "subject": {"reference": "Patient/p"}, "authoredOn": ago(3),
+             "code": {"coding": {"system": LOINC, "code": "2132-9"}}}
+    assert concepts(facts_of(knowledge, order, condition({"coding": {"system": SNOMED, "code": "68962001"}}))) >= {
+        "b12-order", "myalgia"}
+
+
+@pytest.mark.parametrize("junk", [5, True, "x", ["x"], None])
+def test_arrays_and_references_sent_as_the_wrong_json_type_are_read_as_absent(knowledge: Knowledge, junk: Any) -> None:
+    """One bent field never costs the call (it once answered 500) nor the rest of the record."""
+    records = [
+        condition({"coding": junk, "text": "Myalgia"}),
+        lab({"coding": [{"system": LOINC, "code": "2132-9"}], "text": "B12"}, 250, "pg/mL", ago(30), interpretation=[{"coding": junk}]),
+        {"resourceType": "MedicationRequest", "id": "m-1", "status": "active", "intent": "order",
+         "subject": {"reference": "Patient/p"}, "medicationReference": junk, "contained": junk},
+        {"resourceType": "MedicationRequest", "id": "m-2", "status": "active", "intent": "order",
+         "subject": {"reference": "Patient/p"}, "medicationReference": {"reference": "#x"}, "contained": junk},
+        condition({"text": "Fatigue"}, note=junk),
+    ]
+    pf = facts_of(knowledge, *records)
+    assert {"myalgia", "b12-result", "fatigue"} <= concepts(pf)
+
+
+def test_bundles_nested_past_the_limit_are_refused_not_recursed(knowledge: Knowledge) -> None:
+    inner: dict[str, Any] = {"resourceType": "Bundle", "entry": [{"resource": condition(MYALGIA)}]}
+    for _ in range(2000):
+        inner = {"resourceType": "Bundle", "entry": [{"resource": inner}]}
+    data = from_prefetch({"deep": inner, "records": {"resourceType": "Bundle", "entry": [{"resource": condition(MYALGIA)}]}})
+    assert data.malformed == 1 and len(data.of_type("Condition")) == 1

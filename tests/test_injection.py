@@ -18,9 +18,10 @@ from tests.test_rendering import gfm
 from tests.test_scenarios import SERVICE
 
 HOSTILE = (" <img src=x onerror=alert(1)> [x](javascript:alert(1)) <script>alert(2)</script>"
-           " <a href='javascript:alert(3)'>a</a> www.evil.example http://evil.example/p ![i](http://evil.example/i.png)")
+           " <a href='javascript:alert(3)'>a</a> www.evil.example http://evil.example/p ![i](http://evil.example/i.png)"
+           " details //evil.example/login?next=chart")
 # `onerror=` may stay: with `<` escaped it is text, not an attribute
-DANGEROUS = ("<img", "<script", "<a ", "javascript:", "](", "www.evil", "http://evil", "![")
+DANGEROUS = ("<img", "<script", "<a ", "javascript:", "](", "www.evil", "http://evil", "![", "//evil")
 MARKDOWN_TAGS = re.compile(r"</?(p|ul|li|strong)>")
 TEXT_KEYS = {"text", "display", "valueString", "div"}
 FIRING = [p for p in scenario_files("patient-view") + scenario_files("order-select") + scenario_files("order-sign")
@@ -88,3 +89,17 @@ def test_hostile_ids_and_context_do_not_reach_cards_live(client: httpx.Client) -
             for suggestion in card.get("suggestions", []):
                 assert "<" not in suggestion["label"]
                 assert all("<" not in a["description"] for a in suggestion["actions"])
+
+
+def test_context_ids_that_are_not_fhir_ids_never_become_references(client: httpx.Client) -> None:
+    (path,) = [p for p in FIRING if p.stem.startswith("01-metformin")]
+    request = load_scenario(path)["request"]
+    request["context"]["encounterId"] = "../../Patient/other?x=<b>"
+    request["context"]["userId"] = 'Practitioner/x"><img src=x onerror=alert(1)>'
+    (card,) = client.post(f"/cds-services/{SERVICE['patient-view']}", json=request).json()["cards"]
+    order = card["suggestions"][0]["actions"][0]["resource"]
+    assert "encounter" not in order and "requester" not in order
+    request["context"]["encounterId"], request["context"]["userId"] = "enc-1.a", "PractitionerRole/pr-9"
+    (card,) = client.post(f"/cds-services/{SERVICE['patient-view']}", json=request).json()["cards"]
+    order = card["suggestions"][0]["actions"][0]["resource"]
+    assert order["encounter"] == {"reference": "Encounter/enc-1.a"} and order["requester"] == {"reference": "PractitionerRole/pr-9"}
