@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=error_response)
     app.add_middleware(ClientJwtMiddleware, authenticator=app.state.authenticator, on_error=error_response)
     app.add_middleware(
-        JsonCorsMiddleware, allow_origins=settings.cors_origins,
+        JsonCorsMiddleware, allow_origins=settings.cors_origins, allow_private_network=settings.cors_private_network,
         allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type", REQUEST_ID_HEADER.lower()],
         expose_headers=[REQUEST_ID_HEADER, "WWW-Authenticate"],  # a browser client reads why a 401 happened
     )

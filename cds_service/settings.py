@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: float = Field(default=5.0, ge=0, le=60, description="Clock skew allowed on iat/exp/nbf.")
     jwks_refresh_seconds: float = Field(default=60.0, ge=0, description="Least time between JWKS reloads on an unknown kid.")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins browsers may call from.")
+    cors_private_network: bool = Field(
+        default=True,
+        description="Answer Chrome's Private Network Access preflight, so a public page (the CDS Hooks "
+        "sandbox) may call this service on a private or loopback address.",
+    )
 
     # Hardening (docs/security.md)
     max_body_bytes: int = Field(

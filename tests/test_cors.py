@@ -86,3 +86,21 @@ def test_configured_origins_only(knowledge: object) -> None:
         other = httpx.get(live.url + "/cds-services", headers={"Origin": "https://evil.example.org"})
     assert ok.headers["access-control-allow-origin"] == "https://ehr.example.org"
     assert "access-control-allow-origin" not in other.headers
+
+
+PNA_PREFLIGHT = {"Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization", "Access-Control-Request-Private-Network": "true"}
+
+
+def test_private_network_preflight_from_the_public_sandbox_is_allowed(server: LiveServer) -> None:
+    """Chrome asks before a public page (the sandbox) calls loopback or a private address."""
+    response = httpx.options(server.url + "/cds-services", headers=PNA_PREFLIGHT)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-private-network"] == "true"
+
+
+def test_private_network_access_can_be_refused(knowledge: Knowledge) -> None:
+    with LiveServer(create_app(Settings(cors_private_network=False), knowledge)) as live:
+        response = httpx.options(live.url + "/cds-services", headers=PNA_PREFLIGHT)
+    assert response.status_code == 400
+    assert response.json()["details"] == [{"loc": "Access-Control-Request-Private-Network", "msg": "not allowed"}]
