@@ -58,6 +58,14 @@ class InvalidToken(Unauthorized):
         return {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{self.message}"'}
 
 
+class MissingToken(InvalidToken):
+    """No Bearer token at all: RFC 6750 section 3.1 says the challenge then carries no error code."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="cds-services"'}
+
+
 @dataclass
 class JwksSource:
     """One issuer's public keys by kid, from a file or URL, reloaded at most every `refresh` s."""
@@ -254,7 +262,7 @@ class ClientJwtMiddleware:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         try:
             if scheme.lower() != "bearer" or not token.strip():
-                raise InvalidToken("a Bearer token is required")
+                raise MissingToken("a Bearer token is required")
             if len(token) > MAX_TOKEN_CHARS:
                 raise InvalidToken("token is too large")
             request.state.caller = await self.auth.verify(token.strip(), self.auth.audience(request))
