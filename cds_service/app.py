@@ -89,6 +89,8 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
                   redirect_slashes=False)  # never a 307: routes take a trailing slash, other paths get a JSON 404
     app.state.settings = settings
     app.state.authenticator = Authenticator(settings)
+    for problem in app.state.authenticator.jwks_file_problems():
+        log.error("CDS_TRUSTED_ISSUERS %s; every call from that issuer will be refused", problem)
     if not app.state.authenticator.enabled:
         log.warning("JWT verification is OFF: no CDS_TRUSTED_ISSUERS configured; any caller is accepted")
     elif not settings.public_base_url:

@@ -98,25 +98,43 @@ class JwksSource:
         try:
             async with asyncio.timeout(JWKS_FETCH_TIMEOUT):  # in all, not per read
                 raw = await self._read(client)
-            keys: dict[str, jwt.PyJWK] = {}
-            algs: dict[str, str] = {}
-            for k in raw.get("keys", []) if isinstance(raw.get("keys"), list) else []:
-                if isinstance(k, dict) and "kid" in k and k.get("kty") in ("EC", "RSA") and k.get("use", "sig") == "sig":
-                    try:  # one malformed key must not take the issuer's other keys with it
-                        jwk = jwt.PyJWK.from_dict(k)
-                        if k["kty"] == "RSA" and jwk.key.key_size < MIN_RSA_BITS:
-                            raise ValueError("RSA key too short")
-                        keys[str(k["kid"])] = jwk
-                        if isinstance(k.get("alg"), str):
-                            algs[str(k["kid"])] = k["alg"]
-                    except (ValueError, TypeError, KeyError, AttributeError, jwt.PyJWTError):
-                        log.warning("JWKS %s: skipped an unusable key", self.location)
+            keys, algs = self._usable_keys(raw)
             if keys or not self.keys:
                 self.keys, self.algs = keys, algs
             else:  # an empty answer is far likelier a publishing fault than a revocation of every key
                 log.warning("JWKS %s returned no usable keys; keeping %d cached keys", self.location, len(self.keys))
         except (OSError, ValueError, TypeError, httpx.HTTPError, jwt.PyJWTError, TimeoutError) as exc:
             log.warning("could not load JWKS %s: %s (keeping %d cached keys)", self.location, type(exc).__name__, len(self.keys))
+
+    def _usable_keys(self, raw: dict[str, Any]) -> tuple[dict[str, jwt.PyJWK], dict[str, str]]:
+        """The signing keys (EC or RSA of a safe size) by kid, and the alg each declares."""
+        keys: dict[str, jwt.PyJWK] = {}
+        algs: dict[str, str] = {}
+        for k in raw.get("keys", []) if isinstance(raw, dict) and isinstance(raw.get("keys"), list) else []:
+            if isinstance(k, dict) and "kid" in k and k.get("kty") in ("EC", "RSA") and k.get("use", "sig") == "sig":
+                try:  # one malformed key must not take the issuer's other keys with it
+                    jwk = jwt.PyJWK.from_dict(k)
+                    if k["kty"] == "RSA" and jwk.key.key_size < MIN_RSA_BITS:
+                        raise ValueError("RSA key too short")
+                    keys[str(k["kid"])] = jwk
+                    if isinstance(k.get("alg"), str):
+                        algs[str(k["kid"])] = k["alg"]
+                except (ValueError, TypeError, KeyError, AttributeError, jwt.PyJWTError):
+                    log.warning("JWKS %s: skipped an unusable key", self.location)
+        return keys, algs
+
+    def file_problem(self) -> str | None:
+        """For a JWKS given as a local file: why it gives no usable key (checked at start, so a wrong
+        path is a start-up error, not a 401 on every call); None when it is fine or a URL."""
+        if self.is_url:
+            return None
+        try:
+            raw = json.loads(Path(self.location).read_text(encoding="utf-8"))
+        except OSError as exc:
+            return exc.strerror or type(exc).__name__
+        except ValueError:
+            return "not a JSON file"
+        return None if self._usable_keys(raw)[0] else "no usable signing key (EC or RSA with a kid)"
 
     async def _read(self, client: httpx.AsyncClient | None) -> dict[str, Any]:
         if not self.is_url:
@@ -177,6 +195,11 @@ class Authenticator:
     @property
     def enabled(self) -> bool:
         return bool(self.issuers)
+
+    def jwks_file_problems(self) -> list[str]:
+        """One line per issuer whose JWKS file cannot give a key; empty when all can."""
+        return [f"{iss}: JWKS file {src.location}: {problem}"
+                for iss, src in self.sources.items() if (problem := src.file_problem())]
 
     def audience(self, request: Request) -> str:
         if self.public_base_url:

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
+from cds_service.auth import Authenticator
 from cds_service.errors import CdsError
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
 from cds_service.gathering import Fetcher, complete_prefetch
@@ -57,6 +60,9 @@ def _serve(host: str, port: int, workers: int) -> int:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     load_knowledge(settings.cards_dir)  # fail fast, naming the file, before any worker starts
+    problems = Authenticator(settings).jwks_file_problems()
+    if problems:  # a wrong path would otherwise surface only as a 401 on every call
+        raise ConfigurationError("CDS_TRUSTED_ISSUERS " + "; ".join(problems))
     uvicorn.run(
         "cds_service.app:serve_app", factory=True, host=host, port=port, workers=workers,
         log_level=settings.log_level.lower(), access_log=False, log_config=None,
@@ -138,6 +144,18 @@ async def _complete(
         return await complete_prefetch(service, data, fetcher, knowledge, now.date())
 
 
+class ConfigurationError(Exception):
+    """A CDS_ setting that parses but cannot work (a JWKS file that gives no key)."""
+
+
+def _settings_problem(exc: ValidationError | SettingsError) -> str:
+    """Which CDS_ setting is wrong and why, without echoing its value (it may be a secret)."""
+    if isinstance(exc, SettingsError):  # a value that is not the JSON the setting needs
+        return str(exc).split(" from source")[0].replace('error parsing value for field "', "CDS_").replace('"', "").upper() \
+            + ": not valid JSON (lists and objects are written in JSON)"
+    return "; ".join(f"CDS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+
+
 def main(argv: list[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -152,6 +170,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "codes":
             return _codes(args.unverified, args.json)
         return _evaluate(args.request, args.service)
+    except ConfigurationError as exc:
+        print(f"cds-service: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (ValidationError, SettingsError) as exc:
+        print(f"cds-service: configuration error: {_settings_problem(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `cds-service codes | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
     except SQLAlchemyError as exc:
         print(f"cds-service: database error ({type(exc).__name__}); is it up and upgraded "
               "(cds-service db upgrade)?", file=sys.stderr)

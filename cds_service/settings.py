@@ -24,7 +24,10 @@ class Settings(BaseSettings):
         default=None,
         description="Directory of knowledge files; defaults to the cards/ shipped with the package.",
     )
-    log_level: str = Field(default="INFO", description="Python logging level.")
+    log_level: str = Field(
+        default="INFO", pattern="(?i)^(debug|info|warning|error|critical)$",
+        description="Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+    )
     data_dir: Path = Field(
         default=Path("data"),
         description="Directory for the SQLite database and the generated patient-hash key.",
@@ -34,8 +37,8 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the audit/feedback database; unset means SQLite in data_dir.",
     )
     patient_hash_key: SecretStr | None = Field(
-        default=None,
-        description="HMAC key for patient ids in the audit; unset means a key file in data_dir.",
+        default=None, min_length=16,
+        description="HMAC key for patient ids in the audit (16 characters or more); unset means a key file in data_dir.",
     )
     db_timeout: float = Field(
         default=2.0, gt=0, description="Seconds a feedback write may wait for the database."

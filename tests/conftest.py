@@ -89,7 +89,7 @@ def pg_server() -> Iterator[postgres.PostgresServer]:
 def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings for a fresh, empty database of each kind (PostgreSQL started by the suite)."""
     url = request.getfixturevalue("pg_server").new_database() if request.param == "postgresql" else None
-    return Settings(data_dir=tmp_path, database_url=url, patient_hash_key="test-hash-key")
+    return Settings(data_dir=tmp_path, database_url=url, patient_hash_key="test-patient-hash-key")
 
 
 def load_scenario(path: Path) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def test_database_outage_never_fails_a_hook_call(
     """PostgreSQL stops: hooks still answer at once, feedback says 503, the audit buffers up to
     its bound and counts what it drops; PostgreSQL returns: the buffer is written."""
     settings = Settings(data_dir=tmp_path, database_url=pg_server.new_database(), audit_queue_size=3,
-                        patient_hash_key="k", db_timeout=1)
+                        patient_hash_key="test-patient-hash-key", db_timeout=1)
     with LiveServer(create_app(settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
         hook(client, FIRES)
         wait_for_audit(client, 1)
@@ -128,7 +128,7 @@ def test_read_only_database_never_fails_a_hook_call(tmp_path: Path, knowledge: K
     says 503 within CDS_DB_TIMEOUT + 1 s; reopened writable, the retried feedback is kept and
     reported."""
     db = tmp_path / "cds.sqlite3"
-    writable = Settings(data_dir=tmp_path, patient_hash_key="k", db_timeout=1)
+    writable = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key", db_timeout=1)
     storage = Storage(writable)
     storage.ensure_schema()
     storage.close()
@@ -150,7 +150,7 @@ def test_read_only_database_never_fails_a_hook_call(tmp_path: Path, knowledge: K
     with LiveServer(create_app(writable, knowledge)) as live, httpx.Client(base_url=live.url, timeout=30) as client:
         stored = client.post(f"/cds-services/{SERVICE}/feedback", json=_feedback(cards[0][0]["uuid"]))
         assert stored.status_code == 200 and stored.json() == {}
-    env = {**os.environ, "CDS_DATA_DIR": str(tmp_path), "CDS_PATIENT_HASH_KEY": "k"}
+    env = {**os.environ, "CDS_DATA_DIR": str(tmp_path), "CDS_PATIENT_HASH_KEY": "test-patient-hash-key"}
     env.pop("CDS_DATABASE_URL", None)
     proc = subprocess.run([sys.executable, "-m", "cds_service", "report", "--json"], env=env, timeout=60,
                           check=False, capture_output=True)
@@ -167,7 +167,7 @@ def _feedback(card: str) -> dict[str, Any]:
 def test_a_record_the_database_refuses_as_data_is_dropped_alone(pg_server: PostgresServer, tmp_path: Path) -> None:
     """A row PostgreSQL refuses (a NUL in text, put straight on the queue past record()'s cleaning)
     is dropped and counted; the rest of its batch is written and the writer carries on."""
-    settings = Settings(data_dir=tmp_path, database_url=pg_server.new_database(), patient_hash_key="k")
+    settings = Settings(data_dir=tmp_path, database_url=pg_server.new_database(), patient_hash_key="test-patient-hash-key")
     storage = Storage(settings)
     audit = AuditLog(storage, b"k", "test", 100)
     row = {"service_id": "b12-myalgia-patient-view", "shown_at": naive_utc(datetime.now(UTC)), "variant": "test-b12",

@@ -472,10 +472,3 @@ def test_arrays_and_references_sent_as_the_wrong_json_type_are_read_as_absent(kn
     pf = facts_of(knowledge, *records)
     assert {"myalgia", "b12-result", "fatigue"} <= concepts(pf)
 
-
-def test_bundles_nested_past_the_limit_are_refused_not_recursed(knowledge: Knowledge) -> None:
-    inner: dict[str, Any] = {"resourceType": "Bundle", "entry": [{"resource": condition(MYALGIA)}]}
-    for _ in range(2000):
-        inner = {"resourceType": "Bundle", "entry": [{"resource": inner}]}
-    data = from_prefetch({"deep": inner, "records": {"resourceType": "Bundle", "entry": [{"resource": condition(MYALGIA)}]}})
-    assert data.malformed == 1 and len(data.of_type("Condition")) == 1

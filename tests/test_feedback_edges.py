@@ -36,7 +36,7 @@ def item(outcome: str = "accepted", when: str = "2026-11-25T02:00:14.216Z", **ex
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(data_dir=tmp_path_factory.mktemp("feedback"), patient_hash_key="k", max_body_bytes=LIMIT,
+    return Settings(data_dir=tmp_path_factory.mktemp("feedback"), patient_hash_key="test-patient-hash-key", max_body_bytes=LIMIT,
                     request_deadline_seconds=DEADLINE)
 
 
@@ -285,7 +285,7 @@ def test_the_hook_route_cuts_the_same_slow_body(live: LiveServer) -> None:
 
 @pytest.fixture()
 def fresh(tmp_path: Path, knowledge: Knowledge) -> Iterator[tuple[Settings, httpx.Client]]:
-    settings = Settings(data_dir=tmp_path, patient_hash_key="k")
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key")
     with LiveServer(create_app(settings, knowledge)) as server, httpx.Client(base_url=server.url, timeout=10) as c:
         yield settings, c
 
@@ -384,7 +384,7 @@ def test_a_retried_feedback_is_counted_once(
 
 @pytest.fixture()
 def pg_settings(pg_server: PostgresServer, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=pg_server.new_database(), patient_hash_key="k")
+    return Settings(data_dir=tmp_path, database_url=pg_server.new_database(), patient_hash_key="test-patient-hash-key")
 
 
 def test_nul_in_a_comment_is_dropped_the_same_way_on_every_database(client: httpx.Client, settings: Settings) -> None:

@@ -114,12 +114,16 @@ def test_nested_bundles_are_unpacked() -> None:
     assert "Bundle" not in data.resources
 
 
-def test_a_deeply_nested_bundle_is_not_fatal() -> None:
+def test_a_deeply_nested_bundle_is_refused_not_recursed() -> None:
+    """A Bundle in a Bundle (a batch response) is read; nesting past any EHR's is counted as malformed
+    (2,000 levels once overflowed the stack: a 500)."""
+    shallow: dict[str, Any] = bundle(bundle(resource("Condition", "c-shallow")))
     deep: dict[str, Any] = bundle(resource("Condition", "c-deep"))
-    for _ in range(300):
+    for _ in range(2000):
         deep = bundle(deep)
-    data = from_prefetch({"conditions": deep})
-    assert [r["id"] for r in data.of_type("Condition")] == ["c-deep"]
+    data = from_prefetch({"conditions": shallow, "deep": deep})
+    assert [r["id"] for r in data.of_type("Condition")] == ["c-shallow"]
+    assert data.malformed == 1
 
 
 @pytest.mark.parametrize("bad", [

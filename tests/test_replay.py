@@ -29,7 +29,7 @@ def _settings(tmp_path: Path, database_url: str | None, key: ec.EllipticCurvePri
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**jwk, "kid": KID, "alg": "ES384", "use": "sig"}]}))
-    return Settings(data_dir=tmp_path, database_url=database_url, patient_hash_key="k", db_timeout=1,
+    return Settings(data_dir=tmp_path, database_url=database_url, patient_hash_key="test-patient-hash-key", db_timeout=1,
                     trusted_issuers={ISS: str(jwks)}, public_base_url=PUBLIC)  # type: ignore[arg-type]
 
 

@@ -1,6 +1,12 @@
-"""Every setting is documented in the README with its CDS_ name."""
+"""Every setting is documented in the README with its CDS_ name; a wrong one stops the command with one clear line."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from cds_service.settings import Settings
 
@@ -11,3 +17,30 @@ def test_every_setting_is_in_the_readme() -> None:
     text = README.read_text()
     missing = [f"CDS_{name.upper()}" for name in Settings.model_fields if f"`CDS_{name.upper()}`" not in text]
     assert missing == []
+
+
+def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    return subprocess.run([sys.executable, "-m", "cds_service", *args], env=base | {"CDS_DATA_DIR": str(tmp_path)} | env,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"CDS_FHIR_ALLOWED_SERVERS": "http://fhir.example.org/fhir"}, "CDS_FHIR_ALLOWED_SERVERS"),
+    ({"CDS_LOG_LEVEL": "bogus"}, "CDS_LOG_LEVEL"),
+    ({"CDS_MAX_BODY_BYTES": "5"}, "CDS_MAX_BODY_BYTES"),
+    ({"CDS_PATIENT_HASH_KEY": "short-secret"}, "CDS_PATIENT_HASH_KEY"),
+])
+def test_a_wrong_setting_is_one_line_naming_it_not_a_traceback(env: dict[str, str], named: str, tmp_path: Path) -> None:
+    done = run_cli(["report"], env, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"cds-service: configuration error: {named}") and "Traceback" not in done.stderr
+    assert "short-secret" not in done.stderr  # a value may be a secret: never echoed
+
+
+def test_serve_refuses_to_start_with_a_jwks_file_that_gives_no_key(tmp_path: Path) -> None:
+    (tmp_path / "empty.json").write_text('{"keys": []}')
+    for jwks, why in ((str(tmp_path / "missing.json"), "No such file"), (str(tmp_path / "empty.json"), "no usable signing key")):
+        done = run_cli(["serve", "--port", "0"], {"CDS_TRUSTED_ISSUERS": json.dumps({"https://ehr.example.org": jwks})}, tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "CDS_TRUSTED_ISSUERS https://ehr.example.org: JWKS file" in done.stderr and why in done.stderr

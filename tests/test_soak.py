@@ -44,7 +44,7 @@ def rss_kib(pid: int) -> int:
 def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = _free_port()
     env = {**os.environ, "CDS_DATA_DIR": str(tmp_path), "CDS_LOG_LEVEL": "WARNING", "CDS_MAX_BODY_BYTES": str(LIMIT),
-           "CDS_PATIENT_HASH_KEY": "soak"}
+           "CDS_PATIENT_HASH_KEY": "soak-test-patient-hash-key"}
     process = subprocess.Popen([sys.executable, "-m", "cds_service", "serve", "--port", str(port)], env=env,
                                stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
