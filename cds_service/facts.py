@@ -8,7 +8,7 @@ with fhir.resources, so a 10,000-Observation chart costs little more than readin
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from cds_service import fhir_models
@@ -82,6 +82,24 @@ def items(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     return [value] if isinstance(value, dict) else []
+
+
+def latest_birth_date(value: Any) -> date | None:
+    """The last day a FHIR birthDate (YYYY, YYYY-MM or YYYY-MM-DD) allows: a partial date never
+    makes a patient older than they may be (65 or over is a risk factor; under 16 is out of scope)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        if len(value) == 4:
+            return date(int(value), 12, 31)
+        if len(value) == 7 and value[4] == "-":
+            year, month = int(value[:4]), int(value[5:])
+            if not 1 <= month <= 12:
+                return None
+            return date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+    except ValueError:
+        return None
+    return as_date(value)
 
 
 def _codings(concept: Any) -> list[tuple[str, str, str]]:
@@ -209,7 +227,7 @@ def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
     """Every concept mention that passes the status rules, as Facts."""
     facts = PatientFacts(malformed=data.malformed)
     if data.patient:
-        facts.birth_date = as_date(data.patient.get("birthDate"))
+        facts.birth_date = latest_birth_date(data.patient.get("birthDate"))
         gender = data.patient.get("gender")
         facts.sex = gender if gender in ("male", "female", "other") else "unknown"
     screen = ConceptScreen(knowledge, data)

@@ -472,3 +472,13 @@ def test_arrays_and_references_sent_as_the_wrong_json_type_are_read_as_absent(kn
     pf = facts_of(knowledge, *records)
     assert {"myalgia", "b12-result", "fatigue"} <= concepts(pf)
 
+
+
+@pytest.mark.parametrize(("birth", "latest"), [
+    ("1961", date(1961, 12, 31)), ("1961-12", date(1961, 12, 31)), ("1961-02", date(1961, 2, 28)),
+    ("2000-02", date(2000, 2, 29)), ("1961-12-05", date(1961, 12, 5)), ("1961-13", None), ("19x1", None), (1961, None),
+])
+def test_a_partial_birth_date_reads_as_its_last_possible_day(knowledge: Knowledge, birth: Any, latest: date | None) -> None:
+    """Never older than the patient may be: born 'December 1961' is 64 on 2026-11-25, not 65."""
+    pf = facts_of(knowledge, patient={"resourceType": "Patient", "id": "p", "birthDate": birth})
+    assert pf.birth_date == latest
