@@ -37,6 +37,9 @@ class Fact:
     comparator: str | None = None  # a censored lab value: <, <=, >= or > (FHIR Quantity.comparator)
     until: date | None = None  # when a medicine course ended, if recorded
     flagged_low: bool = False  # the lab's interpretation says below its reference range
+    # the value and unit as the lab reported them, shown beside the converted value
+    reported_value: float | None = None
+    reported_unit: str | None = None
 
     @property
     def reference(self) -> str | None:
@@ -355,7 +358,8 @@ def _add_facts(
             factor = lab.factor(unit)
             c_value, c_unit = (value * factor, lab.canonical_unit) if factor is not None else (None, unit)
         facts.by_concept[concept].append(
-            Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st, comparator, until, flagged_low)
+            Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st, comparator, until, flagged_low,
+                 value, unit)
         )
     return True
 

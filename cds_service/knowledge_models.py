@@ -293,6 +293,11 @@ class ResultWording(_Knowledge):
     """How a lab result reads on a card when it has no value, a censored value or the lab's low flag."""
 
     no_value: str
+    # a value whose unit the rule cannot convert (or that has none): shown, never compared
+    unconverted: str
+    no_unit: str
+    # a value reported in another unit than the rule's: "{reported} ({converted})"
+    converted: str
     flagged_low: str
     # the sign an earlier low B12 becomes when it no longer calls for treatment review
     earlier_low: str

@@ -54,11 +54,24 @@ def result_text(fact: Fact, k: Knowledge) -> str:
     """A lab result as the card shows it: "below 200.5 pg/mL (flagged low by the lab)". Comparators
     are written as words, so no `<` reaches markdown that renders raw HTML."""
     words = k.wording.result
+    censored = words.censored.get(fact.comparator or "", "")  # type: ignore[call-overload]
+    reported = None
+    if fact.reported_value is not None:  # as the lab wrote it: the unit is record text
+        unit = escape_text(fact.reported_unit, 24) if fact.reported_unit else ""
+        reported = f"{censored} {format_value(fact.reported_value)} {unit}".strip()
     if fact.value is None:
-        text = words.no_value
+        if reported is None:
+            text = words.no_value
+        else:
+            text = (words.unconverted if fact.reported_unit else words.no_unit).format(value=reported)
     else:
-        censored = words.censored.get(fact.comparator or "", "")  # type: ignore[call-overload]
-        text = f"{censored} {format_value(fact.value)} {k.units[fact.concept].shown}".lstrip()
+        shown = k.units[fact.concept].shown
+        text = f"{censored} {format_value(fact.value)} {shown}".lstrip()
+        same_unit = (fact.reported_unit or "").casefold() in (shown.casefold(), k.units[fact.concept].canonical_unit.casefold())
+        if reported and not same_unit:
+            if fact.flagged_low:  # one parenthesis: "95 pmol/L (128.7 pg/mL; flagged low by the lab)"
+                return words.converted.format(reported=reported, converted=f"{text}; {words.flagged_low}")
+            text = words.converted.format(reported=reported, converted=text)
     return f"{text} ({words.flagged_low})" if fact.flagged_low else text
 
 

@@ -707,8 +707,9 @@ def test_prefetch_tokens_are_cds_hooks_tokens_or_date_bounds(discovery: dict[str
 @pytest.mark.parametrize(("fixture", "lines"), [
     ("patient-view/09-macrocytic-anaemia-critical", [r"- \*\*Macrocytosis\*\*: 104 fL on {d} \(> 100 fL\)",
                                                       r"- \*\*Anaemia\*\*: 10\.9 g/dL on {d} \(< 12 g/dL\)"]),
-    ("patient-view/26-hb-in-g-per-l-critical", [r"- \*\*Anaemia\*\*: 11\.8 g/dL on {d} \(< 13 g/dL\)"]),
-    ("patient-view/16-indeterminate-b12-suggests-mma", [r"- \*\*Indeterminate earlier B12\*\*: 250 pg/mL on {d}$"]),
+    # a value reported in another unit shows as reported, then converted to the rule's unit
+    ("patient-view/26-hb-in-g-per-l-critical", [r"- \*\*Anaemia\*\*: 118 g/L \(11\.8 g/dL\) on {d} \(< 13 g/dL\)"]),
+    ("patient-view/16-indeterminate-b12-suggests-mma", [r"- \*\*Indeterminate earlier B12\*\*: 250 ng/L \(250 pg/mL\) on {d}$"]),
 ])
 def test_lab_evidence_reads_value_unit_date_and_threshold(answers: dict[str, Any], fixture: str, lines: list[str]) -> None:
     (card,) = answers[fixture][1]["cards"]
