@@ -120,10 +120,19 @@ def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bo
     completed course that ended (or began, with no end recorded) inside it."""
     sup = knowledge.rule.suppressors
     window = sup.therapy_administration_days
-    return any(
-        f.active or ((ended := _ended(f, today)) is not None and -1 <= _days(ended, today) <= window)
-        for concept in sup.therapy_concepts for f in facts.of(concept)
-    )
+    given = [f for concept in sup.therapy_concepts for f in facts.of(concept)]
+    if any(f.active or ((ended := _ended(f, today)) is not None and -1 <= _days(ended, today) <= window) for f in given):
+        return True
+    return on_maintenance(given, knowledge, today)
+
+
+def on_maintenance(given: list[Fact], knowledge: Knowledge, today: date) -> bool:
+    """An established series of B12 injections (pernicious anaemia maintenance, every 2-3 months):
+    a patient a little overdue for the next dose is still on replacement, not one to re-test."""
+    sup = knowledge.rule.suppressors
+    doses = sorted((f.when for f in given if f.resource_type == "MedicationAdministration" and f.when is not None
+                    and 0 <= _days(f.when, today) <= sup.maintenance_window_days), reverse=True)
+    return len(doses) >= sup.maintenance_doses and _days(doses[0], today) <= sup.maintenance_latest_days
 
 
 def treated_since(facts: PatientFacts, knowledge: Knowledge, day: date, today: date) -> tuple[Fact, ...]:

@@ -174,6 +174,10 @@ class Suppressors(_Knowledge):
     recent_result_days: int = Field(ge=0)
     normal_result_days: int = Field(ge=0)
     therapy_administration_days: int = Field(ge=0)
+    # an established injection series (maintenance): this many doses in the window, the latest recent
+    maintenance_doses: int = Field(ge=2)
+    maintenance_window_days: int = Field(ge=1)
+    maintenance_latest_days: int = Field(ge=1)
     # an open order older than this is lapsed: it no longer silences the card (undated ones still do)
     pending_order_days: int = Field(ge=1)
     pending_order_concepts: list[str]
