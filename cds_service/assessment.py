@@ -330,7 +330,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today):
         if treated:
             return _lapsed_treatment(facts, knowledge, today, (), base)
-        return Assessment("card", "untreated-low", Indicator.CRITICAL, **base)
+        # the signs decide how urgent treatment is (neurological features: do not delay), so show them
+        return Assessment("card", "untreated-low", Indicator.CRITICAL, signs=_signs(facts, knowledge, today), **base)
     if band == "indeterminate" and last is not None:
         answer = _follow_up_since(facts, knowledge, last, today)
         if answer is not None:  # the follow-up NG239 advises was done: it answers the question
