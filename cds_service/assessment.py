@@ -455,12 +455,12 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
             if start is None or rf.min_duration_days is None or _days(start, today) >= rf.min_duration_days:
                 found = [f for f in found if f.active]
                 if found:
-                    out.append(Evidence(rf.id, rf.label, tuple(found), since=start))
+                    out.append(Evidence(rf.id, rf.label, tuple(found), rf.advice, since=start))
             continue
         if rf.kind == "condition":
             found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
         if found:
-            out.append(Evidence(rf.id, rf.label, tuple(found)))
+            out.append(Evidence(rf.id, rf.label, tuple(found), rf.advice))
     return tuple(out)
 
 

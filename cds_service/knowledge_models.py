@@ -166,6 +166,8 @@ class RiskFactor(_Knowledge):
     concept: str | None = None
     min_age_years: int | None = None
     min_duration_days: int | None = None
+    # shown on the card beside the risk factor, when it changes how to test
+    advice: str = ""
     source: str = ""
     remark: str = ""
 
