@@ -233,7 +233,7 @@ def _threshold(sign: LabThreshold, group: str) -> float:
     if sign.value is not None:
         return sign.value
     by_group: dict[str, float] = {str(k): v for k, v in (sign.value_by_sex or {}).items()}
-    return by_group.get(group, by_group.get("unknown", 0.0))
+    return by_group.get(group, by_group["unknown"])  # "unknown" is required at load
 
 
 def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list[Fact]:

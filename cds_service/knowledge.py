@@ -218,6 +218,8 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
         need_lab(f"labSigns.{i}", sign.lab, sign.unit)
         if (sign.value is None) == (sign.value_by_sex is None):
             raise KnowledgeError("rule.json", f"labSigns.{i}", "give exactly one of value, valueBySex")
+        if sign.value_by_sex is not None and "unknown" not in sign.value_by_sex:
+            raise KnowledgeError("rule.json", f"labSigns.{i}.valueBySex", "needs 'unknown', used when sex is not recorded")
     for i, c in enumerate(rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts):
         need_concept(f"b12Result.concepts.{i}", c)
     for c in rule.b12_result.result_concepts:
@@ -229,6 +231,16 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
             raise KnowledgeError("rule.json", f"b12Result.bands.{c}", "deficientBelow must not exceed normalAbove")
     if rule.b12_result.indeterminate_follow_up not in {sign.id for sign in rule.lab_signs}:
         raise KnowledgeError("rule.json", "b12Result.indeterminateFollowUp", "must be the id of a labSigns entry")
+    windows = {
+        "trigger.lookbackDays": rule.trigger.lookback_days, "symptoms.lookbackDays": rule.symptoms.lookback_days,
+        "suppressors.normalResultDays": rule.suppressors.normal_result_days,
+        "untreatedLow.lookbackDays": rule.untreated_low.lookback_days,
+        **{f"labSigns.{i}.lookbackDays": sign.lookback_days for i, sign in enumerate(rule.lab_signs)},
+        **{f"confounders.{i}.lookbackDays": cf.lookback_days for i, cf in enumerate(rule.confounders) if cf.lookback_days},
+    }
+    for field, days in windows.items():
+        if days > rule.prefetch.observation_lookback_days:  # the EHR would never send what the rule reads
+            raise KnowledgeError("rule.json", "prefetch.observationLookbackDays", f"shorter than {field} ({days})")
     for i, rf in enumerate(rule.risk_factors):
         if rf.kind == "age":
             if rf.min_age_years is None:

@@ -236,6 +236,11 @@ class PregnancyRule(_Knowledge):
     remark: str = ""
 
 
+class PrefetchRule(_Knowledge):
+    observation_lookback_days: int = Field(ge=1)
+    remark: str = ""
+
+
 class RuleFile(_File):
     id: str
     version: str
@@ -253,6 +258,7 @@ class RuleFile(_File):
     indicator: IndicatorRule
     orders: OrderRule
     pregnancy: PregnancyRule
+    prefetch: PrefetchRule
 
     def lab_sign(self, sign_id: str) -> LabThreshold:
         """A lab sign by id (ids are checked at load, so it exists)."""

@@ -41,7 +41,7 @@ def _concepts_for(k: Knowledge, resource_type: str) -> list[str]:
 
 def prefetch_templates(k: Knowledge) -> dict[str, str]:
     """FHIR searches for everything the rule reads, generated from the value sets so they never drift."""
-    lookback = max(k.rule.suppressors.normal_result_days, k.rule.symptoms.lookback_days) * 2
+    lookback = k.rule.prefetch.observation_lookback_days
     therapy = k.rule.suppressors
     status = k.rule.record_status
     # past courses too: the start of long-term use, and B12 given after a low result

@@ -99,6 +99,10 @@ REFUSED = {
                                     "compose.include", "is-a J10 needs its codes listed"),
     "unit-case-clash": ("units.json", _setting(["labs", "b12-result", "factors", "PG/ML"], 2),
                         "labs.b12-result.factors", "differ only in case"),
+    "prefetch-window-too-short": ("rule.json", _setting(["prefetch", "observationLookbackDays"], 300),
+                                  "prefetch.observationLookbackDays", "365"),
+    "threshold-without-unknown-sex": ("rule.json", _without(["labSigns", 1, "valueBySex", "unknown"]),
+                                      "labSigns.1.valueBySex", "unknown"),
     "follow-up-not-a-sign": ("rule.json", _setting(["b12Result", "indeterminateFollowUp"], "raised-mmx"),
                              "b12Result.indeterminateFollowUp", ""),
 }
