@@ -247,8 +247,8 @@ def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
     return "pregnant" if _pregnancies(facts, knowledge, today) else facts.sex
 
 
-def _indeterminate_sign(last: Fact) -> Evidence:
-    return Evidence("indeterminate-b12", "Indeterminate earlier B12", (last,))
+def _indeterminate_sign(last: Fact, knowledge: Knowledge) -> Evidence:
+    return Evidence("indeterminate-b12", knowledge.wording.phrases["indeterminateB12"], (last,))
 
 
 def _follow_up_since(
@@ -339,9 +339,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             if not raised:
                 return Assessment("suppressed:normal-follow-up", **base)
         if answer is not None and treated:
-            return _lapsed_treatment(facts, knowledge, today, (_indeterminate_sign(last), answer[1]), base)
+            return _lapsed_treatment(facts, knowledge, today, (_indeterminate_sign(last, knowledge), answer[1]), base)
         if answer is not None:
-            signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last))
+            signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last, knowledge))
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
             return Assessment("card", "untreated-mma", Indicator.CRITICAL, signs=signs, **base)
@@ -361,7 +361,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         base["new_risk_since_normal"] = True
     signs = _signs(facts, knowledge, today)
     if band == "indeterminate" and last is not None:
-        signs += (_indeterminate_sign(last),)
+        signs += (_indeterminate_sign(last, knowledge),)
     elif band == "deficient" and last is not None:
         words = knowledge.wording.result
         label = words.treated_low if treated else words.earlier_low.format(days=low.lookback_days)
@@ -447,7 +447,7 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
     for rf in knowledge.rule.risk_factors:
         if rf.kind == "age":
             if age is not None and rf.min_age_years is not None and age >= rf.min_age_years:
-                out.append(Evidence(rf.id, rf.label, (), f"age {age}"))
+                out.append(Evidence(rf.id, rf.label, (), knowledge.wording.phrases["age"].format(age=age)))
             continue
         found = facts.of(rf.concept or "")
         if rf.kind == "medication":
@@ -492,6 +492,7 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
             starts = [course_start(everything, knowledge, today)] if cf.kind == "medication" else [f.when for f in found]
             recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
             if recent:
-                note = f"Started {_days(recent[0], anchor)} days before the muscle complaint. {cf.advice}"
+                started = knowledge.wording.phrases["startedBefore"].format(days=_days(recent[0], anchor))
+                note = f"{started} {cf.advice}"
         out.append(Evidence(cf.id, cf.label, tuple(found), note))
     return tuple(out)

@@ -110,7 +110,7 @@ def _reason_concepts(raw: dict[str, Any], screen: ConceptScreen) -> dict[str, st
             continue
         own_text: str = reason["text"] if isinstance(reason.get("text"), str) else ""
         displays = [c["display"] for c in items(reason.get("coding")) if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"]]
-        text = own_text or (displays[0] if displays else "reason on the order")
+        text = own_text or (displays[0] if displays else screen.k.wording.phrases["reasonOnOrder"])
         for concept in screen.coded(reason, "Condition") or screen.text([own_text], "Condition"):
             found[concept] = text
     return found

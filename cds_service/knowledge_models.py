@@ -331,6 +331,8 @@ class WordingFile(_File):
     ]
     headings: dict[str, str]
     not_redundant: dict[str, str]
+    # short pieces of card text the code assembles (labels, dates, counts)
+    phrases: dict[str, str]
     result: ResultWording
     # a medicine whose current order renews earlier courses: when its use began
     medicine_since: str
@@ -352,7 +354,7 @@ class WordingFile(_File):
     order_reason_source: str  # where a complaint named as a draft order's reason comes from
     remove_duplicate_label: str
 
-    @field_validator("services", "headings", "not_redundant", "variants")
+    @field_validator("services", "headings", "not_redundant", "phrases", "variants")
     @classmethod
     def _all_keys(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         return _require_keys(value, REQUIRED_KEYS[str(info.field_name)])
@@ -387,7 +389,10 @@ NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "noFollowUpSince", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
-REQUIRED_KEYS = {"services": SERVICE_IDS, "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "variants": VARIANTS}
+PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",
+           "orderAction", "orderedNow", "reasonOnOrder")
+REQUIRED_KEYS = {"services": SERVICE_IDS, "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
+                 "variants": VARIANTS}
 
 
 def _require_keys(value: dict[str, _V], keys: tuple[str, ...]) -> dict[str, _V]:

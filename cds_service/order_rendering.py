@@ -21,7 +21,7 @@ from cds_service.rendering import (
 
 def _earlier_line(fact: Fact, k: Knowledge) -> str:
     if fact.resource_type == "Observation" and fact.status not in k.rule.record_status.observation_in_progress:
-        return f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact)}"
+        return f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact, k)}"
     status = f", {fact.status}" if fact.status else ""
     return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact, k)}{escape_text(status)}"
 
@@ -40,7 +40,7 @@ def render_order_card(
         return render_card(oa.pattern, k, patient_id, now, encounter_id, user_id, new_id, preface)
 
     variant = w.variants[oa.card]
-    lines = [variant.intro, "", f"**Ordered now**: {ordered}"]
+    lines = [variant.intro, "", f"**{w.phrases['orderedNow']}**: {ordered}"]
     if oa.card in ("measure-before-treat", "measure-active-before-treat"):
         recent = w.not_redundant["noRecentLevel"].format(days=k.rule.orders.level_on_file_days)
         lines += ["", f"**{w.headings['earlier']}**", f"- {recent}",

@@ -46,8 +46,8 @@ def escape_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
     return _MARKUP.sub(lambda m: f"&#{ord(m.group(0))};", plain_text(text, limit))
 
 
-def when_text(fact: Fact) -> str:
-    return fact.when.isoformat() if fact.when else "undated"
+def when_text(fact: Fact, k: Knowledge) -> str:
+    return fact.when.isoformat() if fact.when else k.wording.phrases["undated"]
 
 
 def result_text(fact: Fact, k: Knowledge) -> str:
@@ -76,17 +76,17 @@ def result_text(fact: Fact, k: Knowledge) -> str:
 
 
 def fact_line(fact: Fact, k: Knowledge) -> str:
-    origin = "" if fact.matched_by == "code" else ", matched in free text"
+    origin = "" if fact.matched_by == "code" else f", {k.wording.phrases['matchedInText']}"
     source = k.wording.order_reason_source if fact.status == ORDER_REASON else fact.resource_type
     ended = f", {k.wording.course_ended.format(date=fact.until.isoformat())}" if fact.resource_type == "Condition" and fact.until else ""
-    return f"“{escape_text(fact.text)}” ({source}, {when_text(fact)}{ended}{origin})"
+    return f"“{escape_text(fact.text)}” ({source}, {when_text(fact, k)}{ended}{origin})"
 
 
 def _evidence_line(ev: Evidence, k: Knowledge) -> str:
     first = ev.facts[0] if ev.facts else None
     if first is not None and first.value is not None and first.concept in k.units:
         unit = k.units[first.concept].shown  # a converted lab value: canonical unit
-        line = f"- **{ev.label}**: {result_text(first, k)} on {when_text(first)}"
+        line = f"- **{ev.label}**: {result_text(first, k)} on {when_text(first, k)}"
         if ev.threshold is not None:
             line += f" ({ev.comparator} {ev.threshold:g} {unit})"
         return f"{line}. {ev.note}" if ev.note else line
@@ -94,7 +94,7 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
     if ev.facts:
         parts.append(": " + "; ".join(fact_line(f, k) for f in ev.facts[:3]))
         if len(ev.facts) > 3:
-            parts.append(f"; and {len(ev.facts) - 3} more")
+            parts.append("; " + k.wording.phrases["andMore"].format(count=len(ev.facts) - 3))
     if ev.since is not None and all(f.when != ev.since for f in ev.facts):
         parts.append(f" — {k.wording.medicine_since.format(date=ev.since.isoformat())}")
     if ev.note:
@@ -112,16 +112,16 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         lines.append(words["resultsNotChecked"])
     elif assessment.variant == "test-mma" and last is not None:
         # the result may be recent: what makes the card not redundant is the follow-up not yet taken
-        lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last)))
+        lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
         lines.append(words["noFollowUpSince"])
     else:
         lines.append(words["noRecentResult"].format(days=assessment.recent_result_days))
         if last is None:
             lines.append(words["noResultOnRecord"])
         else:
-            lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last)))
+            lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
             if assessment.new_risk_since_normal:
-                lines.append(words["newRiskSinceNormal"].format(date=when_text(last)))
+                lines.append(words["newRiskSinceNormal"].format(date=when_text(last, k)))
     if "therapy" in unchecked:
         lines.append(words["therapyNotChecked"])
     elif assessment.past_therapy:
@@ -133,7 +133,7 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
     elif assessment.lapsed_orders:
         latest = max(assessment.lapsed_orders, key=lambda f: f.when or date.min)
         days = k.rule.suppressors.pending_order_days
-        lines.append(words["lapsedOrder"].format(date=when_text(latest), days=days))
+        lines.append(words["lapsedOrder"].format(date=when_text(latest, k), days=days))
     else:
         lines.append(words["noPendingOrder"])
     return [f"- {line}" for line in lines]
@@ -166,8 +166,8 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         unit = k.units[last.concept].shown
         threshold = f"{k.rule.b12_result.bands[last.concept].deficient_below:g} {unit}"
         label = k.concepts[last.concept].label  # total or active B12
-        out += ["", f"**{h['latestB12']}**",
-                f"- **{label}**: {result_text(last, k)} on {when_text(last)} (deficient below {threshold})"]
+        below = w.phrases["deficientBelow"].format(threshold=threshold)
+        out += ["", f"**{h['latestB12']}**", f"- **{label}**: {result_text(last, k)} on {when_text(last, k)} ({below})"]
     if assessment.variant == "lapsed-treatment":
         out += ["", f"**{h['treatmentSince']}**"] + [
             f"- {fact_line(f, k)}" + (f" — {k.wording.course_ended.format(date=f.until.isoformat())}" if f.until else "")
@@ -235,7 +235,8 @@ def order_suggestion(
         return None
     order = build_order(variant.order, k, patient_id, now, reasons, encounter_id, user_id,
                         variant.order_reason_is_complaint)
-    action = Action(type="create", description=f"Order {variant.order.display}", resource=order)
+    action = Action(type="create", description=k.wording.phrases["orderAction"].format(display=variant.order.display),
+                    resource=order)
     return [Suggestion(label=variant.suggestion_label, uuid=new_id(), isRecommended=True, actions=[action])]
 
 
