@@ -27,7 +27,6 @@ class DraftOrders:
     by_concept: dict[str, list[Fact]] = field(default_factory=lambda: defaultdict(list))
     reasons: list[Fact] = field(default_factory=list)
     references: set[str] = field(default_factory=set)
-    count: int = 0
     skipped: int = 0
 
     def of(self, concepts: list[str]) -> list[Fact]:
@@ -72,7 +71,6 @@ def read_drafts(resources: list[Any], knowledge: Knowledge, today: date) -> Draf
     drafts = DraftOrders()
     screen = ConceptScreen(knowledge, PatientData())
     for raw in resources:
-        drafts.count += 1
         if not isinstance(raw, dict):
             drafts.skipped += 1
             continue

@@ -80,16 +80,6 @@ class ValueSet:
     listed: tuple[tuple[str, str], ...] = ()
     review: tuple[CodeReview, ...] = ()
 
-    def contains(self, system: str | None, code: str | None) -> bool:
-        if not code:
-            return False
-        sys = canonical_system(system)
-        norm = canonical_code(sys, code)
-        if (sys, norm) in self.codes:
-            return True
-        return any(sys == p_sys and norm.startswith(p) for p_sys, p in self.prefixes)
-
-
 
 def compile_valueset(resource: dict[str, Any]) -> ValueSet:
     """Compile a ValueSet resource; raises ValueSetError naming the field at fault."""

@@ -47,7 +47,7 @@ def ordered(concept: str, rid: str | None = None) -> Fact:
 
 
 def drafts(*orders: Fact, reasons: tuple[Fact, ...] = ()) -> DraftOrders:
-    d = DraftOrders(reasons=list(reasons), count=len(orders))
+    d = DraftOrders(reasons=list(reasons))
     for f in orders:
         d.by_concept[f.concept].append(f)
         if f.reference:
@@ -222,7 +222,18 @@ def test_b12_product_with_a_b12_test_in_the_same_draft_is_silent(knowledge: Know
 def test_b12_product_after_a_recent_b12_injection_is_silent(knowledge: Knowledge) -> None:
     injected = fact("b12-therapy", 10, "MedicationAdministration", status="completed")
     a = select(patient(50, injected), drafts(ordered("b12-therapy")), knowledge)
-    assert not a.fires
+    assert a.outcome == "already-on-b12-therapy" and not a.fires
+
+
+@pytest.mark.parametrize(("doses", "outcome"), [
+    ((100, 190, 280), "already-on-b12-therapy"),  # maintenance, next dose overdue
+    ((100,), "card"),  # one dose 100 days ago: outside the 90-day window, no series
+    ((200, 290), "card"),  # a series that stopped over 180 days ago
+    ((150, 500), "card"),  # only one dose inside the 365-day window
+])
+def test_b12_product_after_an_injection_series(knowledge: Knowledge, doses: tuple[int, ...], outcome: str) -> None:
+    given = [fact("b12-therapy", d, "MedicationAdministration", rid=f"adm-{d}", status="completed") for d in doses]
+    assert select(patient(50, *given), drafts(ordered("b12-therapy")), knowledge).outcome == outcome
 
 
 # order-select with drafts read from real codes: the value sets reach the rule
