@@ -1,5 +1,6 @@
 """Shared fixtures: a real server on loopback, the knowledge, and the scenario loader."""
 
+import os
 import socket
 import threading
 import time
@@ -79,6 +80,8 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[postgres.PostgresServer]:
     reason = postgres.unavailable_reason()
+    if reason and os.environ.get("B12_CDS_REQUIRE_POSTGRES"):  # set by .ci/run: CI is never green without it
+        pytest.fail(f"PostgreSQL is required here: {reason}")
     if reason:
         pytest.skip(reason)
     with postgres.PostgresServer() as pg:
