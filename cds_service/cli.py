@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from cds_service.auth import Authenticator
-from cds_service.errors import CdsError
+from cds_service.errors import BadRequest, CdsError
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
 from cds_service.gathering import Fetcher, complete_prefetch
 from cds_service.knowledge import Knowledge, KnowledgeError, load_knowledge
@@ -77,6 +77,9 @@ def _evaluate(path: str, service_id: str | None) -> int:
     body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     try:
         data = parse_json_object(body)
+        if "hook" not in data and isinstance(data.get("request"), dict) and "expect" in data:
+            raise BadRequest("This is a scenario file (description, expect, request), not a hook request: run it "
+                             "through `python -m tests.fixture_files FILE | cds-service evaluate -`, which also fills in its dates.")
         chosen = service_id or HOOK_SERVICES.get(str(data.get("hook")), str(data.get("hook")))
         service, now = find_service(services, chosen), datetime.now(UTC)
         data = asyncio.run(_complete(settings, service, knowledge, data, now))

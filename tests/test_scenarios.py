@@ -98,3 +98,12 @@ def test_scenarios_through_evaluate_command(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, (path.name, proc.stderr.decode())
         check_cards(json.loads(proc.stdout)["cards"], scenario["expect"], scenario["request"]["context"]["patientId"])
+
+
+def test_evaluate_given_a_scenario_file_says_how_to_run_it() -> None:
+    path = ALL[0]
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", str(path)], check=False,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 2
+    body = json.loads(proc.stdout)
+    assert body["error"] == "invalid_request" and "tests.fixture_files" in body["message"]
