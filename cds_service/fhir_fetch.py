@@ -8,6 +8,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import orjson
@@ -15,6 +16,7 @@ import orjson
 from cds_service.allowlist import FhirAllowList
 
 FHIR_JSON = "application/fhir+json, application/json;q=0.9"
+MAX_GET_URL_CHARS = 2000  # longer searches go by POST _search (servers and proxies cap URLs near 2 KB)
 
 
 class FetchFailed(Exception):
@@ -80,14 +82,21 @@ class FhirReader:
         same_server = FhirAllowList([base])
         path = query.split("?", 1)[0]
         expected = path.split("/", 1)[0] if "/" in path else "Bundle"
-        url: str | None = base.rstrip("/") + "/" + query.lstrip("/")
+        search = base.rstrip("/") + "/" + query.lstrip("/")
+        url: str | None = search
+        form: list[tuple[str, str]] | None = None
+        if expected == "Bundle" and len(search) > MAX_GET_URL_CHARS:
+            # FHIR search by POST [type]/_search: the long code lists would pass many servers' and
+            # proxies' URL limits (IIS: 2,048) as a GET. Next links are followed by GET as given.
+            url, form = base.rstrip("/") + "/" + path.strip("/") + "/_search", parse_qsl(query.split("?", 1)[1], keep_blank_values=True)
         first: dict[str, Any] | None = None
         pages = 0
         try:
             while url is not None:
                 if pages == self.max_pages:
                     raise FetchFailed(f"more than {self.max_pages} pages")
-                body = await self._get_json(url, headers)
+                body = await self._get_json(url, headers, form)
+                form = None
                 pages += 1
                 if body.get("resourceType") != expected:
                     raise FetchFailed("malformed response")
@@ -114,8 +123,13 @@ class FhirReader:
             first.pop("link", None)
         return Fetched(resource=first, pages=pages)
 
-    async def _get_json(self, url: str, headers: dict[str, str]) -> dict[str, Any]:
-        async with self.client.stream("GET", url, headers=headers) as response:
+    async def _get_json(self, url: str, headers: dict[str, str], form: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+        if form is not None:  # a repeated parameter (date=ge…&date=le…) stays repeated
+            fields = {name: [v for n, v in form if n == name] for name, _ in form}
+            request = self.client.stream("POST", url, headers=headers, data=fields)
+        else:
+            request = self.client.stream("GET", url, headers=headers)
+        async with request as response:
             if response.status_code != 200:
                 raise FetchFailed(f"HTTP {response.status_code}")
             declared = response.headers.get("content-length", "")

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -137,7 +137,7 @@ def make_app(state: FhirState) -> Starlette:
             return failed
         params = dict(request.query_params)
         if request.method == "POST":
-            params.update({k: str(v) for k, v in (await request.form()).items()})
+            params.update(parse_qsl((await request.body()).decode(), keep_blank_values=True))
         offset = int(params.pop("_offset", "0"))
         count = int(params.pop("_count", str(state.page_size)))
         include = params.pop("_include", None)

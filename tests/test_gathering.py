@@ -328,3 +328,15 @@ def test_a_draft_the_rule_reads_still_needs_its_data(fetching: httpx.Client, fhi
     assert response.status_code == 200, response.text
     check_cards(response.json()["cards"], scenario["expect"], request["context"]["patientId"])
     assert fhir_state.log
+
+
+def test_a_search_too_long_for_a_url_goes_by_post(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    """The observations template lists every code the rule reads (about 4 KB): sent as POST _search
+    with a form body, as FHIR allows, since servers and proxies cap URLs near 2 KB; short ones stay GETs."""
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 200, response.text
+    check_cards(response.json()["cards"], scenario["expect"], "pt-01")
+    sent = {(method, path.split("?")[0]) for method, path, _ in fhir_state.log}
+    assert ("POST", "/fhir/Observation/_search") in sent and ("GET", "/fhir/Condition") in sent
+    assert all(len(path) <= 2000 for _, path, _ in fhir_state.log)
