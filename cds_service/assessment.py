@@ -8,12 +8,12 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Literal
 
+from cds_service.contract import PatternVariant
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import LabThreshold, ResultBands
 from cds_service.protocol import Indicator
 
-Variant = Literal["test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "lapsed-treatment"]
 Band = Literal["deficient", "indeterminate", "normal", "unknown"]
 
 
@@ -40,7 +40,7 @@ class Evidence:
 @dataclass(frozen=True)
 class Assessment:
     outcome: str
-    variant: Variant | None = None
+    variant: PatternVariant | None = None
     indicator: Indicator | None = None
     trigger: tuple[Fact, ...] = ()
     signs: tuple[Evidence, ...] = ()
@@ -377,7 +377,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     downgrading = {c.id for c in rule.confounders if c.downgrade}
     if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
         indicator = Indicator.INFO
-    variant: Variant = "test-mma" if mma_due else "test-b12"
+    variant: PatternVariant = "test-mma" if mma_due else "test-b12"
     if variant == "test-b12" and orders_active_b12(facts, knowledge, today):
         variant = "test-active-b12"
     return Assessment("card", variant, indicator, signs=signs, **base)

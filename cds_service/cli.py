@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from cds_service.auth import Authenticator
+from cds_service.contract import HOOK_SERVICES
 from cds_service.errors import BadRequest, CdsError
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
 from cds_service.gathering import Fetcher, complete_prefetch
@@ -24,12 +25,6 @@ from cds_service.protocol import ErrorBody
 from cds_service.services import ServiceDefinition, service_definitions
 from cds_service.settings import Settings, get_settings
 from cds_service.valueset import VERIFICATION_STATUSES
-
-HOOK_SERVICES = {
-    "patient-view": "b12-myalgia-patient-view",
-    "order-select": "b12-myalgia-order-select",
-    "order-sign": "b12-myalgia-order-sign",
-}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from cds_service.contract import CARD_VARIANTS, SERVICE_HOOKS
 from cds_service.patient_data import ResourceType
 
 FORMAT_VERSION = 1
@@ -271,7 +272,9 @@ class CodingDef(_Knowledge):
     display: str
 
 
-class Variant(_Knowledge):
+class VariantWording(_Knowledge):
+    """How one card reads: its summary, intro, suggestion and override reasons."""
+
     summary: str = Field(max_length=140)
     # the summary of a critical card, when urgency should show in the one line every EHR displays
     summary_critical: str | None = Field(default=None, max_length=140)
@@ -321,14 +324,7 @@ class WordingFile(_File):
     source: SourceDef
     # discovery's title and description per service id (ids and hooks are the fixed contract)
     services: dict[str, ServiceWording]
-    variants: dict[
-        Literal[
-            "test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "lapsed-treatment",
-            "measure-before-treat", "measure-active-before-treat", "duplicate-result", "duplicate-order",
-            "duplicate-in-draft",
-        ],
-        Variant,
-    ]
+    variants: dict[str, VariantWording]  # one per card the service returns (contract.CARD_VARIANTS), checked at load
     headings: dict[str, str]
     not_redundant: dict[str, str]
     # short pieces of card text the code assembles (labels, dates, counts)
@@ -374,14 +370,11 @@ class WordingFile(_File):
     def _override_reasons_by_code(self) -> dict[str, CodingDef]:
         return {c.code: c for c in self.override_reasons}
 
-    def override_reasons_for(self, variant: Variant) -> list[CodingDef]:
+    def override_reasons_for(self, variant: VariantWording) -> list[CodingDef]:
         return [self._override_reasons_by_code[code] for code in variant.override_reasons]
 
 
 _V = TypeVar("_V")
-SERVICE_IDS = ("b12-myalgia-patient-view", "b12-myalgia-order-select", "b12-myalgia-order-sign")
-VARIANTS = ("test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "lapsed-treatment", "measure-before-treat",
-            "measure-active-before-treat", "duplicate-result", "duplicate-order", "duplicate-in-draft")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
             "latestB12", "caveats", "treatmentSince")
@@ -391,12 +384,16 @@ NOT_REDUNDANT = (
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",
            "orderAction", "orderedNow", "reasonOnOrder")
-REQUIRED_KEYS = {"services": SERVICE_IDS, "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
-                 "variants": VARIANTS}
+REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
+                 "variants": CARD_VARIANTS}
 
 
 def _require_keys(value: dict[str, _V], keys: tuple[str, ...]) -> dict[str, _V]:
+    """Exactly these keys: a missing one would fail at the first card, an unknown one (a typo) is never read."""
     missing = [k for k in keys if k not in value]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
+    unknown = [k for k in value if k not in keys]
+    if unknown:
+        raise ValueError(f"unknown {', '.join(unknown)} (the code reads only {', '.join(keys)})")
     return value

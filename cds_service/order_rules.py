@@ -4,7 +4,6 @@ import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
 
 from cds_service.assessment import (
     Assessment,
@@ -15,15 +14,11 @@ from cds_service.assessment import (
     tests_in_progress,
     within,
 )
+from cds_service.contract import OrderCard
 from cds_service.draft_orders import DraftOrders
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import Indicator
-
-OrderCard = Literal[
-    "pattern", "measure-before-treat", "measure-active-before-treat", "duplicate-result", "duplicate-order",
-    "duplicate-in-draft",
-]
 
 
 @dataclass(frozen=True)

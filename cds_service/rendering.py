@@ -11,7 +11,7 @@ from cds_service.assessment import Assessment, Evidence, format_value
 from cds_service.draft_orders import ORDER_REASON
 from cds_service.facts import Fact
 from cds_service.knowledge import Knowledge
-from cds_service.knowledge_models import CodingDef, Variant
+from cds_service.knowledge_models import CodingDef, VariantWording
 from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, Suggestion
 
 # What can open markup mid-line: emphasis, code, strikethrough, tables, escapes, HTML and entities;
@@ -227,7 +227,7 @@ def new_uuid() -> str:
 
 
 def order_suggestion(
-    variant: Variant, k: Knowledge, patient_id: str, now: datetime, reasons: list[Fact],
+    variant: VariantWording, k: Knowledge, patient_id: str, now: datetime, reasons: list[Fact],
     encounter_id: str | None, user_id: str | None, new_id: Callable[[], str],
 ) -> list[Suggestion] | None:
     """The one-click order of the variant's test, or None when the variant orders nothing."""
@@ -241,7 +241,7 @@ def order_suggestion(
 
 
 def card_frame(
-    k: Knowledge, variant: Variant, detail: str, indicator: Indicator,
+    k: Knowledge, variant: VariantWording, detail: str, indicator: Indicator,
     suggestions: list[Suggestion] | None, new_id: Callable[[], str],
 ) -> Card:
     """What every card of this service shares: source and links; its variant's summary and override

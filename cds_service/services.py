@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from cds_service.contract import SERVICE_HOOKS
 from cds_service.facts import NEGATIVE_ANSWER
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import ServiceDescription
@@ -85,13 +86,10 @@ def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
     }
     sign_prefetch = {key: prefetch[key] for key in ("patient", "b12Results", "b12Orders")}
     words = k.wording.services
+    by_hook = {"patient-view": prefetch, "order-select": order_prefetch, "order-sign": sign_prefetch}
     services = [
         ServiceDefinition(id=sid, hook=hook, title=words[sid].title, description=words[sid].description,
-                          prefetch=templates)
-        for sid, hook, templates in (
-            ("b12-myalgia-patient-view", "patient-view", prefetch),
-            ("b12-myalgia-order-select", "order-select", order_prefetch),
-            ("b12-myalgia-order-sign", "order-sign", sign_prefetch),
-        )
+                          prefetch=by_hook[hook])
+        for sid, hook in SERVICE_HOOKS.items()
     ]
     return {s.id: s for s in services}

@@ -84,6 +84,7 @@ REFUSED = {
     "valueset-display": ("valuesets/myalgia.json", _without(["compose", "include", 0, "concept", 0, "display"]),
                          "", "display"),
     "wording-key": ("wording.json", _without(["notRedundant", "noTherapy"]), "notRedundant", "noTherapy"),
+    "phrase-typo": ("wording.json", _setting(["phrases", "orderedNoww"], "Ordered now"), "phrases", "orderedNoww"),
     "phrase-key": ("wording.json", _without(["phrases", "orderedNow"]), "phrases", "orderedNow"),
     "unknown-override-reason": ("wording.json",
                                 _setting(["variants", "duplicate-order", "overrideReasons", "+"], "felt-like-it"),
