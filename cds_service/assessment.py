@@ -346,7 +346,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
                 signs = (*signs, evidence)
             return Assessment("card", "untreated-mma", Indicator.CRITICAL, signs=signs, **base)
     # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
-    mma_due = band == "indeterminate" and last is not None and not _follow_up_taken_since(facts, knowledge, last, today)
+    mma_due = band == "indeterminate" and last is not None and not follow_up_taken_since(facts, knowledge, last, today)
     recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if within(f, sup.recent_result_days, today)]
     # a recent result makes a repeat B12 redundant, not the MMA NG239 advises after an indeterminate one
     if recent and not mma_due:
@@ -414,7 +414,7 @@ def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evi
     return any(f.value is not None and f.when is not None and (since is None or f.when >= since) for f in facts.of(lab))
 
 
-def _follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date) -> bool:
+def follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date) -> bool:
     """Whether the follow-up lab (MMA) answered an indeterminate B12, however long ago: taken on or
     after it, with a value that is clearly raised or clearly not (a censored one may be neither)."""
     sign = knowledge.rule.lab_sign(knowledge.rule.b12_result.indeterminate_follow_up)

@@ -50,6 +50,10 @@ def render_order_card(
 
     heading = w.headings["sameOrder"] if oa.card == "duplicate-in-draft" else w.headings["earlier"]
     lines += ["", f"**{heading}**"] + [_earlier_line(f, k) for f in oa.earlier[:3]]
+    if oa.next_step == "treat":
+        lines += ["", w.phrases["nextStepTreat"]]
+    elif oa.next_step == "mma":
+        lines += ["", w.phrases["nextStepMma"]]
     window = k.rule.suppressors.recent_result_days
     criteria = w.criteria["duplicate-in-draft"] if oa.card == "duplicate-in-draft" else w.criteria["duplicate"].format(days=window)
     lines += ["", f"**{w.headings['criteria']}**: {criteria}"]
@@ -58,4 +62,10 @@ def render_order_card(
     if drafts:
         removals = [Action(type="delete", description=w.remove_duplicate_label, resourceId=ref) for ref in drafts]
         suggestions = [Suggestion(label=w.remove_duplicate_label, uuid=new_id(), isRecommended=False, actions=removals)]
+        if oa.next_step == "mma":  # one click: the repeat out, the follow-up NG239 advises in
+            mma = order_suggestion(w.variants["test-mma"], k, patient_id, now, [], encounter_id, user_id, new_id)
+            if mma:
+                swap = Suggestion(label=w.phrases["replaceWithMma"], uuid=new_id(), isRecommended=False,
+                                  actions=[*removals, *mma[0].actions])
+                suggestions.append(swap)
     return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)

@@ -4,14 +4,18 @@ import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal
 
 from cds_service.assessment import (
     Assessment,
     assess,
+    b12_band,
+    follow_up_taken_since,
     on_b12_therapy,
     open_orders,
     orders_active_b12,
     tests_in_progress,
+    treated_since,
     within,
 )
 from cds_service.contract import OrderCard
@@ -29,6 +33,8 @@ class OrderAssessment:
     pattern: Assessment | None = None
     ordered: tuple[Fact, ...] = ()
     earlier: tuple[Fact, ...] = ()
+    # what the earlier result calls for instead of a repeat: treatment (low, untreated) or MMA (indeterminate)
+    next_step: Literal["treat", "mma"] | None = None
 
     @property
     def fires(self) -> bool:
@@ -112,7 +118,8 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
         key=lambda f: f.when or date.min, reverse=True,
     )
     if recent:
-        return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent))
+        return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
+                               next_step=_instead_of_a_repeat(recent[0], facts, k, today))
     pending = _distinct(
         f for f in (*open_orders(facts, rule.orders.duplicate_test_concepts, k, today),
                     *tests_in_progress(facts, rule.b12_result.recent_result_concepts, k, today))
@@ -123,6 +130,15 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     if len(tests) > 1:  # the same order holds two B12 level tests: keep the first, offer to drop the rest
         return OrderAssessment("card", "duplicate-in-draft", Indicator.WARNING, ordered=tests[1:], earlier=tests[:1])
     return OrderAssessment("not-a-duplicate", ordered=tests)
+
+
+def _instead_of_a_repeat(latest: Fact, facts: PatientFacts, k: Knowledge, today: date) -> Literal["treat", "mma"] | None:
+    """What NG239 and BSH advise after the latest result, when it is not a repeat: a low result
+    with no replacement since calls for treatment; an indeterminate one, for methylmalonic acid."""
+    band = b12_band(latest, k.rule.b12_result.bands[latest.concept])
+    if band == "deficient" and latest.when is not None and not treated_since(facts, k, latest.when, today):
+        return "treat"
+    return "mma" if band == "indeterminate" and not follow_up_taken_since(facts, k, latest, today) else None
 
 
 def _distinct(facts: Iterable[Fact]) -> tuple[Fact, ...]:

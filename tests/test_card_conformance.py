@@ -363,17 +363,18 @@ def test_delete_targets_only_drafts_being_signed(answers: dict[str, Any], path: 
         for e in request["context"]["draftOrders"]["entry"] if e["resource"].get("id")
     }
     (card,) = response["cards"]
-    (action,) = suggestion_actions(card)
-    ids = action["resourceId"] if isinstance(action["resourceId"], list) else [action["resourceId"]]
-    assert ids and set(ids) <= drafts
+    deletes = [a for a in suggestion_actions(card) if a["type"] == "delete"]
+    ids = [a["resourceId"] for a in deletes]
+    assert ids and set(ids) <= drafts and all(isinstance(i, str) for i in ids)
 
 
 @pytest.mark.parametrize("path", DELETE_FIXTURES, ids=_name)
 def test_delete_action_resource_id_is_one_relative_reference(answers: dict[str, Any], path: Path) -> None:
     (card,) = cards_of(answers, path)
     for action in suggestion_actions(card):
-        assert action["type"] == "delete"
-        assert isinstance(action["resourceId"], str) and RELATIVE_REFERENCE.match(action["resourceId"])
+        assert action["type"] in ("delete", "create")  # a swap for the follow-up test creates one order
+        if action["type"] == "delete":
+            assert isinstance(action["resourceId"], str) and RELATIVE_REFERENCE.match(action["resourceId"])
 
 
 @pytest.mark.parametrize(("fixture", "expected"), [

@@ -47,10 +47,18 @@ def check_cards(cards: list[dict[str, Any]], expect: dict[str, Any], patient_id:
             assert text not in json.dumps(card), text
         suggestions = card.get("suggestions") or []
         if "deletes" in want:
-            (suggestion,) = suggestions
+            suggestion, *others = suggestions
             assert [a["type"] for a in suggestion["actions"]] == ["delete"] * len(want["deletes"])
             assert [a["resourceId"] for a in suggestion["actions"]] == want["deletes"]
             assert all(a["description"] == suggestion["label"] for a in suggestion["actions"])
+            if want.get("swapCode"):  # a second suggestion: the repeat out, the follow-up test in
+                (swap,) = others
+                *removed, created = swap["actions"]
+                assert [a["resourceId"] for a in removed] == want["deletes"] and created["type"] == "create"
+                assert created["resource"]["code"]["coding"][0]["code"] == want["swapCode"]
+                ServiceRequest.model_validate(created["resource"])
+            else:
+                assert others == []
             continue
         if want["orderCode"] is None:
             assert suggestions == []
