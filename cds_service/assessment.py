@@ -30,6 +30,9 @@ class Evidence:
     threshold: float | None = None
     # for a medicine: when its current use began (earlier courses renewed into the active order)
     since: date | None = None
+    # for a diagnosis that stands for a lab sign: the latest result of that lab taken since it,
+    # which decides instead of the diagnosis (shown, so the card does not hide it)
+    measured_since: Fact | None = None
 
     def started_after(self, day: date) -> bool:
         if self.since is not None:
@@ -401,17 +404,17 @@ def _critical_feature(signs: tuple[Evidence, ...], facts: PatientFacts, knowledg
     ids = {s.id for s in signs}
     for s in signs:
         target = ind.stands_for.get(s.id)
-        if target is not None and not _measured_since(facts, knowledge, target, s):
+        if target is not None and s.measured_since is None:
             ids.add(target)
     return bool(ids & set(ind.critical_symptoms)) or set(ind.critical_lab_signs_all) <= ids
 
 
-def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evidence: Evidence) -> bool:
-    """Whether the lab behind a lab sign has a result dated on or after the evidence standing in for it."""
+def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evidence: Evidence) -> Fact | None:
+    """The latest result of the lab behind a lab sign dated on or after the evidence standing in for it."""
     lab = knowledge.rule.lab_sign(sign_id).lab
     dated = [f.when for f in evidence.facts if f.when is not None]
     since = max(dated) if dated else None
-    return any(f.value is not None and f.when is not None and (since is None or f.when >= since) for f in facts.of(lab))
+    return _latest([f for f in facts.of(lab) if f.value is not None and f.when is not None and (since is None or f.when >= since)])
 
 
 def follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date) -> bool:
@@ -433,12 +436,16 @@ def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evid
         found = [f for f in facts.of(concept) if _current(f, rule.symptoms.lookback_days, today)]
         if found:
             found.sort(key=lambda f: f.when or date.min, reverse=True)
-            out.append(Evidence(concept, knowledge.concepts[concept].label, tuple(found)))
-    for sign in rule.lab_signs:
-        ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, group),
-                           sign.lookback_days, today, sign.id, sign.label)
-        if ev:
+            ev = Evidence(concept, knowledge.concepts[concept].label, tuple(found))
+            target = rule.indicator.stands_for.get(concept)
+            if target is not None:
+                ev = replace(ev, measured_since=_measured_since(facts, knowledge, target, ev))
             out.append(ev)
+    for sign in rule.lab_signs:
+        lab_ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, group),
+                               sign.lookback_days, today, sign.id, sign.label)
+        if lab_ev:
+            out.append(lab_ev)
     return tuple(out)
 
 

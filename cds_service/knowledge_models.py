@@ -383,7 +383,8 @@ NOT_REDUNDANT = (
     "pastTherapy", "noFollowUpSince", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",
-           "orderAction", "orderedNow", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma")
+           "orderAction", "orderedNow", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma",
+           "measuredSince")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
                  "variants": CARD_VARIANTS}
 

@@ -99,6 +99,10 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
         parts.append(f" — {k.wording.medicine_since.format(date=ev.since.isoformat())}")
     if ev.note:
         parts.append(f" — {ev.note}")
+    if ev.measured_since is not None:  # the lab result that decides instead of the diagnosis
+        lab = ev.measured_since
+        parts.append(" — " + k.wording.phrases["measuredSince"].format(
+            lab=k.concepts[lab.concept].label, result=result_text(lab, k), date=when_text(lab, k)))
     return "".join(parts)
 
 
