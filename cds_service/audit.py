@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from cds_service.evaluation import Evaluation
 from cds_service.settings import Settings
 from cds_service.storage import Storage, storable
+from cds_service.tables import naive_utc
 
 log = logging.getLogger("cds_service.audit")
 KEY_FILE = "patient-hash.key"
@@ -51,13 +52,6 @@ def hash_key(settings: Settings) -> bytes:
 
 def patient_hash(key: bytes, patient_id: str) -> str:
     return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()
-
-
-def naive_utc(moment: datetime) -> datetime:
-    """The storage form of a time: UTC without tzinfo (a naive input is taken as UTC)."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 class AuditLog:

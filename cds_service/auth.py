@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,14 @@ from typing import Any
 import httpx
 import jwt
 from fastapi import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds_service.allowlist import FhirAllowList, is_loopback_url
-from cds_service.errors import Unauthorized
+from cds_service.errors import ErrorResponder, Unauthorized
 from cds_service.replay import TokenLedger
 from cds_service.settings import Settings, TrustedIssuer
 
 log = logging.getLogger("cds_service.auth")
-ErrorResponder = Callable[[int, str, str, list[dict[str, Any]] | None, dict[str, str] | None], Response]
 
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}

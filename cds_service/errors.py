@@ -1,6 +1,12 @@
 """Exceptions that become 4xx answers with a JSON body naming the problem (never patient data)."""
 
+from collections.abc import Callable
 from typing import Any
+
+from starlette.responses import Response
+
+# builds the JSON error response (status, code, message, details, headers); middleware is given one
+ErrorResponder = Callable[[int, str, str, list[dict[str, Any]] | None, dict[str, str] | None], Response]
 
 
 class CdsError(Exception):

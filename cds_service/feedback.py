@@ -12,11 +12,11 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
-from cds_service.audit import naive_utc
 from cds_service.errors import BadRequest, ServiceUnavailable
 from cds_service.evaluation import parse_json_object, validation_details
 from cds_service.protocol import FeedbackRequest
 from cds_service.storage import Storage, storable
+from cds_service.tables import naive_utc
 
 log = logging.getLogger("cds_service.feedback")
 

@@ -14,8 +14,7 @@ from contextlib import asynccontextmanager
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cds_service.auth import ErrorResponder
-from cds_service.errors import DeadlineExceeded, PayloadTooLarge
+from cds_service.errors import DeadlineExceeded, ErrorResponder, PayloadTooLarge
 
 
 def too_large(limit: int) -> PayloadTooLarge:

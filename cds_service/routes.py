@@ -3,7 +3,7 @@
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -110,10 +110,7 @@ async def feedback(service_id: str, request: Request, services: ServicesDep) -> 
 @router.get("/healthz", responses=HEALTH_RESPONSES)
 @router.get("/healthz/", include_in_schema=False)
 async def healthz(request: Request, knowledge: KnowledgeDep) -> Response:
-    return _json(response_bytes_plain(
+    return _json(orjson.dumps(
         {"status": "ok", "knowledgeVersion": knowledge.version, "audit": request.app.state.audit.stats()}
     ))
 
-
-def response_bytes_plain(data: dict[str, Any]) -> bytes:
-    return orjson.dumps(data)

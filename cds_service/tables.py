@@ -4,6 +4,8 @@ Times are stored as naive UTC so SQLite and PostgreSQL compare them the same way
 No column holds a patient identifier in clear: `patient_hash` is an HMAC.
 """
 
+from datetime import UTC, datetime
+
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
@@ -45,3 +47,10 @@ token_use = Table(
     Column("token_hash", String(64), primary_key=True),
     Column("expires_at", DateTime, nullable=False, index=True),
 )
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """The storage form of a time: UTC without tzinfo (a naive input is taken as UTC)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -15,11 +15,11 @@ import httpx
 from sqlalchemy import select
 
 from cds_service.app import create_app
-from cds_service.audit import AuditLog, naive_utc
+from cds_service.audit import AuditLog
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from cds_service.storage import Storage, create_db_engine
-from cds_service.tables import card_audit
+from cds_service.tables import card_audit, naive_utc
 from tests.conftest import LiveServer, load_scenario
 from tests.fixture_files import FIXTURES
 from tests.postgres import PostgresServer
