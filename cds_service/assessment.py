@@ -15,6 +15,7 @@ from cds_service.knowledge_models import LabThreshold, ResultBands
 from cds_service.protocol import Indicator
 
 Band = Literal["deficient", "indeterminate", "normal", "unknown"]
+CriticalFeature = Literal["neurological", "macrocytic-anaemia", "both"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Assessment:
     new_risk_since_normal: bool = False
     lapsed_orders: tuple[Fact, ...] = ()  # open B12 orders too old to count as pending
     past_therapy: tuple[Fact, ...] = ()  # B12 replacement recorded after the last result, none current
+    critical_feature: CriticalFeature | None = None  # what made the card critical, named in its summary
     unchecked: frozenset[str] = frozenset()  # checks made without data (shown as "not checked"); "age" too
     unreadable: int = 0  # records sent that could not be read
 
@@ -372,9 +374,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if not signs:
         return Assessment("no-sign", **base)
 
-    critical_feature = _critical_feature(signs, facts, knowledge)
+    critical = _critical_feature(signs, facts, knowledge)
     if risks:
-        indicator = Indicator.CRITICAL if critical_feature else Indicator.WARNING
+        indicator = Indicator.CRITICAL if critical else Indicator.WARNING
     else:
         indicator = Indicator.INFO
     downgrading = {c.id for c in rule.confounders if c.downgrade}
@@ -383,7 +385,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     variant: PatternVariant = "test-mma" if mma_due else "test-b12"
     if variant == "test-b12" and orders_active_b12(facts, knowledge, today):
         variant = "test-active-b12"
-    return Assessment("card", variant, indicator, signs=signs, **base)
+    return Assessment("card", variant, indicator, signs=signs,
+                      critical_feature=critical if indicator == Indicator.CRITICAL else None, **base)
 
 
 def _lapsed_treatment(
@@ -393,20 +396,25 @@ def _lapsed_treatment(
     neurological or cognitive sign or macrocytic anaemia (BSH: do not delay)."""
     signs = _signs(facts, knowledge, today)
     signs += tuple(e for e in evidence if e.id not in {s.id for s in signs})
-    indicator = Indicator.CRITICAL if _critical_feature(signs, facts, knowledge) else Indicator.WARNING
-    return Assessment("card", "lapsed-treatment", indicator, signs=signs, **base)
+    critical = _critical_feature(signs, facts, knowledge)
+    indicator = Indicator.CRITICAL if critical else Indicator.WARNING
+    return Assessment("card", "lapsed-treatment", indicator, signs=signs, critical_feature=critical, **base)
 
 
-def _critical_feature(signs: tuple[Evidence, ...], facts: PatientFacts, knowledge: Knowledge) -> bool:
-    """A neurological or cognitive sign, or every lab sign of macrocytic anaemia; a recorded
-    diagnosis stands for its lab sign (standsFor) unless that lab was measured since it."""
+def _critical_feature(signs: tuple[Evidence, ...], facts: PatientFacts, knowledge: Knowledge) -> CriticalFeature | None:
+    """A neurological or cognitive sign, and/or macrocytic anaemia (a recorded diagnosis, or every lab
+    sign of it; a diagnosis stands for its lab sign (standsFor) unless that lab was measured since it)."""
     ind = knowledge.rule.indicator
     ids = {s.id for s in signs}
     for s in signs:
         target = ind.stands_for.get(s.id)
         if target is not None and s.measured_since is None:
             ids.add(target)
-    return bool(ids & set(ind.critical_symptoms)) or set(ind.critical_lab_signs_all) <= ids
+    neurological = bool(ids & set(ind.critical_neurological))
+    anaemia = bool(ids & set(ind.critical_anaemia_diagnoses)) or set(ind.critical_lab_signs_all) <= ids
+    if neurological and anaemia:
+        return "both"
+    return "neurological" if neurological else "macrocytic-anaemia" if anaemia else None
 
 
 def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evidence: Evidence) -> Fact | None:

@@ -266,8 +266,10 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
                               + orders.duplicate_test_concepts):
         need_concept(f"orders.concepts.{i}", c)
     sign_ids = {s.id for s in rule.lab_signs}
-    for i, c in enumerate(rule.indicator.critical_symptoms):
-        need_concept(f"indicator.criticalSymptoms.{i}", c)
+    for i, c in enumerate(rule.indicator.critical_neurological):
+        need_concept(f"indicator.criticalNeurological.{i}", c)
+    for i, c in enumerate(rule.indicator.critical_anaemia_diagnoses):
+        need_concept(f"indicator.criticalAnaemiaDiagnoses.{i}", c)
     for i, lab_sign in enumerate(rule.indicator.critical_lab_signs_all):
         if lab_sign not in sign_ids:
             raise KnowledgeError("rule.json", f"indicator.criticalLabSignsAll.{i}", f"unknown lab sign {lab_sign!r}")

@@ -213,7 +213,10 @@ class Confounder(_Knowledge):
 
 
 class IndicatorRule(_Knowledge):
-    critical_symptoms: list[str]
+    # signs that make a warning critical: neurological or cognitive ones, or macrocytic anaemia
+    # (a recorded diagnosis, or every lab sign in criticalLabSignsAll); the summary says which
+    critical_neurological: list[str]
+    critical_anaemia_diagnoses: list[str]
     critical_lab_signs_all: list[str]
     # a sign that stands for another in criticalLabSignsAll (a recorded anaemia for a low Hb)
     stands_for: dict[str, str] = Field(default_factory=dict)
@@ -356,6 +359,21 @@ class WordingFile(_File):
         return _require_keys(value, REQUIRED_KEYS[str(info.field_name)])
 
     @model_validator(mode="after")
+    def _critical_summaries_fit(self) -> "WordingFile":
+        """A critical summary names the critical feature ({critical}): at most 140 characters with any."""
+        features = [self.phrases[k] for k in ("criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth")]
+        for name, variant in self.variants.items():
+            template = variant.summary_critical
+            if template is None:
+                continue
+            if "{critical}" not in template:
+                raise ValueError(f"variants.{name}.summaryCritical: must name the feature with {{critical}}")
+            longest = max(len(template.replace("{critical}", f)) for f in features)
+            if longest > 140:
+                raise ValueError(f"variants.{name}.summaryCritical: {longest} characters with the longest feature (max 140)")
+        return self
+
+    @model_validator(mode="after")
     def _override_reasons_defined(self) -> "WordingFile":
         defined = [c.code for c in self.override_reasons]
         if len(set(defined)) != len(defined):
@@ -384,7 +402,7 @@ NOT_REDUNDANT = (
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",
            "orderAction", "orderedNow", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma",
-           "measuredSince")
+           "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
                  "variants": CARD_VARIANTS}
 

@@ -21,7 +21,7 @@ from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, 
 # Cards put record text only between quotes or before `,`, `.` or a line end, never before `(`/`[`.
 # "Symptom: dyspnea", "10:30", "Ouch!" and "[Mass/volume]" stay as written.
 _MARKUP = re.compile(
-    r"[\\`*_~<>&|]|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[])|!(?=\[)|(?<=\b[wW]{3})\.|(?<=/)/"
+    r"[\\`*_~<>&|]|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[])|!(?=\[)|(?<=(?<![A-Za-z0-9])[wW]{3})\.|(?<=/)/"
 )
 _MAX_RECORD_TEXT = 120
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype
@@ -244,17 +244,24 @@ def order_suggestion(
     return [Suggestion(label=variant.suggestion_label, uuid=new_id(), isRecommended=True, actions=[action])]
 
 
+_CRITICAL_PHRASES: Final = {"neurological": "criticalNeurological", "macrocytic-anaemia": "criticalMacrocyticAnaemia",
+                             "both": "criticalBoth"}
+
+
 def card_frame(
     k: Knowledge, variant: VariantWording, detail: str, indicator: Indicator,
-    suggestions: list[Suggestion] | None, new_id: Callable[[], str],
+    suggestions: list[Suggestion] | None, new_id: Callable[[], str], critical_feature: str | None = None,
 ) -> Card:
-    """What every card of this service shares: source and links; its variant's summary and override
-    reasons; a fresh uuid."""
+    """What every card of this service shares: source and links; its variant's summary (a critical
+    one names what made it critical) and override reasons; a fresh uuid."""
     w = k.wording
     topic = Coding(**_coding(w.source.topic)) if w.source.topic else None
+    summary = variant.summary
+    if indicator == Indicator.CRITICAL and variant.summary_critical and critical_feature:
+        summary = variant.summary_critical.replace("{critical}", w.phrases[_CRITICAL_PHRASES[critical_feature]])
     return Card(
         uuid=new_id(),
-        summary=variant.summary_critical if indicator == Indicator.CRITICAL and variant.summary_critical else variant.summary,
+        summary=summary,
         detail=detail,
         indicator=indicator,
         source=Source(label=w.source.label, url=w.source.url, topic=topic),
@@ -279,4 +286,4 @@ def render_card(
     detail = render_detail(assessment, k)
     if preface:
         detail = f"{preface}\n\n{detail}"
-    return card_frame(k, variant, detail, assessment.indicator, suggestions, new_id)
+    return card_frame(k, variant, detail, assessment.indicator, suggestions, new_id, assessment.critical_feature)
