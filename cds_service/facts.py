@@ -7,6 +7,7 @@ with fhir.resources, so a 10,000-Observation chart costs little more than readin
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -272,95 +273,139 @@ ELEMENTS_READ = frozenset({
 # Read from the raw JSON instead, leniently: a malformed flag or abatement must not cost the record.
 
 
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one validated resource says, before it is attached to concepts. `use` decides where it
+    goes: a current or past record (counts), a resolved condition (ended: only "recent" confounders
+    read it), a test not yet resulted (in-progress), or nothing (skip; invalid is counted)."""
+
+    use: Literal["counts", "ended", "in-progress", "skip", "invalid"]
+    when: date | None = None
+    active: bool = False
+    status: str | None = None
+    until: date | None = None
+    value: float | None = None
+    unit: str | None = None
+    comparator: str | None = None
+    flagged_low: bool = False
+
+
+_SKIP = Reading("skip")
+
+
+def _read_condition(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
+    k = screen.k
+    status = k.rule.record_status
+    clinical = _status_code(m.clinicalStatus)
+    if _status_code(m.verificationStatus) in status.condition_verification_ignored:
+        return _SKIP
+    active = clinical in status.condition_clinical_active
+    when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
+    # FHIR con-4: an abated condition is not current, whatever status was left off
+    if clinical in status.condition_clinical_ignored or (not active and _abated(raw)):
+        return Reading("ended", when, False, clinical, _abatement_date(raw))
+    return Reading("counts", when, active, clinical)
+
+
+def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
+    k = screen.k
+    status = k.rule.record_status
+    if m.status in status.observation_in_progress:  # not a result: an older result is still read
+        return Reading("in-progress", _observation_date(m), True, m.status)
+    if m.status not in status.observation_status or _is_negative(m, screen):
+        return _SKIP
+    quantity = m.valueQuantity
+    if quantity is None or quantity.value is None:
+        return Reading("counts", _observation_date(m), status=m.status, flagged_low=_flagged_low(raw.get("interpretation"), k))
+    value = float(quantity.value) + 0.0  # + 0.0: a -0 reads as 0
+    if not math.isfinite(value) or not 0 <= value <= MAX_LAB_VALUE:
+        return Reading("invalid")
+    return Reading("counts", _observation_date(m), status=m.status, value=value,
+                   unit=(quantity.code or quantity.unit or "").strip() or None, comparator=quantity.comparator,
+                   flagged_low=_flagged_low(raw.get("interpretation"), k))
+
+
+def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
+    k = screen.k
+    status = k.rule.record_status
+    if m.doNotPerform or m.status not in (*status.medication_active, *status.medication_past):
+        return _SKIP
+    validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
+    return Reading("counts", as_date(validity and validity.start) or as_date(m.authoredOn),
+                   m.status in status.medication_active, m.status, as_date(validity and validity.end))
+
+
+def _read_medication_statement(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
+    k = screen.k
+    status = k.rule.record_status
+    if m.status not in (*status.medication_statement_active, *status.medication_statement_past):
+        return _SKIP
+    active = m.status in status.medication_statement_active
+    when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime)
+    if active and when is None:  # when it was asserted: a later start, so a shorter use
+        when = as_date(m.dateAsserted)
+    return Reading("counts", when, active, m.status, as_date(m.effectivePeriod and m.effectivePeriod.end))
+
+
+def _read_administration(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
+    k = screen.k
+    if m.status not in k.rule.record_status.administration_counted:
+        return _SKIP
+    return Reading("counts", as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start),
+                   status=m.status)
+
+
+def _read_procedure(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
+    k = screen.k
+    if m.status not in k.rule.record_status.procedure_counted:
+        return _SKIP
+    return Reading("counts", as_date(m.performedDateTime) or as_date(m.performedPeriod and m.performedPeriod.start),
+                   status=m.status)
+
+
+def _read_service_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
+    k = screen.k
+    if m.status not in k.rule.record_status.pending_order_status or m.doNotPerform:
+        return _SKIP
+    return Reading("counts", as_date(m.authoredOn), True, m.status)
+
+
+# which records count, per resource type: the status rules of cards/rule.json recordStatus
+READERS: dict[str, Callable[[Any, dict[str, Any], ConceptScreen], Reading]] = {
+    "Condition": _read_condition, "Observation": _read_observation, "MedicationRequest": _read_medication_request,
+    "MedicationStatement": _read_medication_statement, "MedicationAdministration": _read_administration,
+    "Procedure": _read_procedure, "ServiceRequest": _read_service_request,
+}
+
+
 def _add_facts(
     facts: PatientFacts, raw: dict[str, Any], rtype: str, hits: dict[str, Literal["code", "text"]],
     screen: ConceptScreen,
 ) -> bool:
     """Validate one resource and record its facts; False when it is invalid or does not count."""
-    status = screen.k.rule.record_status
-    units = screen.k.units
     model = None if fhir_models.has_modifier_extension(raw) else fhir_models.parse(raw, ELEMENTS_READ)
-    if model is None:
+    r = READERS[rtype](model, raw, screen) if model is not None else Reading("invalid")
+    if r.use == "invalid" or model is None:
         facts.skipped_invalid += 1
         return False
-    m: Any = model
-    active = False
-    value: float | None = None
-    unit: str | None = None
-    comparator: str | None = None
-    flagged_low = False
-    until: date | None = None
-    st: str | None = getattr(m, "status", None)
-    if rtype == "Condition":
-        clinical = _status_code(m.clinicalStatus)
-        if _status_code(m.verificationStatus) in status.condition_verification_ignored:
-            return False
-        active = clinical in status.condition_clinical_active
-        when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
-        # FHIR con-4: an abated condition is not current, whatever status was left off
-        if clinical in status.condition_clinical_ignored or (not active and _abated(raw)):
-            label = record_label(raw, screen, rtype)
-            ended = _abatement_date(raw)
-            for concept, how in hits.items():  # kept apart: only "recent" confounders read them
-                facts.ended.setdefault(concept, []).append(Fact(concept, rtype, m.id, label, when, False, how, status=clinical, until=ended))
-            return False
-        st = clinical
-    elif rtype == "Observation":
-        if st in status.observation_in_progress:
-            when = _observation_date(m)
-            label = record_label(raw, screen, rtype)
-            facts.in_progress += [Fact(c, rtype, m.id, label, when, True, how, status=st) for c, how in hits.items()]
-            return False  # not a result: an older result is still read
-        if st not in status.observation_status or _is_negative(m, screen):
-            return False
-        when = _observation_date(m)
-        if m.valueQuantity is not None and m.valueQuantity.value is not None:
-            value = float(m.valueQuantity.value) + 0.0  # + 0.0: a -0 reads as 0
-            if not math.isfinite(value) or not 0 <= value <= MAX_LAB_VALUE:
-                facts.skipped_invalid += 1
-                return False
-            unit = (m.valueQuantity.code or m.valueQuantity.unit or "").strip() or None
-            comparator = m.valueQuantity.comparator
-        flagged_low = _flagged_low(raw.get("interpretation"), screen.k)
-    elif rtype == "MedicationRequest":
-        if m.doNotPerform or st not in (*status.medication_active, *status.medication_past):
-            return False
-        active = st in status.medication_active
-        validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
-        when = as_date(validity and validity.start) or as_date(m.authoredOn)
-        until = as_date(validity and validity.end)
-    elif rtype == "MedicationStatement":
-        if st not in (*status.medication_statement_active, *status.medication_statement_past):
-            return False
-        active = st in status.medication_statement_active
-        when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime)
-        if active and when is None:  # when it was asserted: a later start, so a shorter use
-            when = as_date(m.dateAsserted)
-        until = as_date(m.effectivePeriod and m.effectivePeriod.end)
-    elif rtype == "MedicationAdministration":
-        if st not in status.administration_counted:
-            return False
-        when = as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start)
-    elif rtype == "Procedure":
-        if st not in status.procedure_counted:
-            return False
-        when = as_date(m.performedDateTime) or as_date(m.performedPeriod and m.performedPeriod.start)
-    else:  # ServiceRequest
-        if st not in status.pending_order_status or m.doNotPerform:
-            return False
-        active = True
-        when = as_date(m.authoredOn)
-    label = record_label(raw, screen, rtype)
+    if r.use == "skip":
+        return False
+    rid, label = model.id, record_label(raw, screen, rtype)
+    if r.use == "ended":  # kept apart: only "recent" confounders read them
+        for concept, how in hits.items():
+            facts.ended.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
+        return False
+    if r.use == "in-progress":
+        facts.in_progress += [Fact(c, rtype, rid, label, r.when, True, how, status=r.status) for c, how in hits.items()]
+        return False
     for concept, how in hits.items():
-        c_value, c_unit = value, unit
-        lab = units.get(concept)
-        if lab is not None and value is not None:
-            factor = lab.factor(unit)
-            c_value, c_unit = (value * factor, lab.canonical_unit) if factor is not None else (None, unit)
-        facts.by_concept[concept].append(
-            Fact(concept, rtype, m.id, label, when, active, how, c_value, c_unit, st, comparator, until, flagged_low,
-                 value, unit)
-        )
+        value, unit = r.value, r.unit
+        lab = screen.k.units.get(concept)
+        if lab is not None and r.value is not None:
+            factor = lab.factor(r.unit)
+            value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, r.unit)
+        facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, r.active, how, value, unit, r.status,
+                                              r.comparator, r.until, r.flagged_low, r.value, r.unit))
     return True
 
 
