@@ -739,9 +739,8 @@ def test_summary_shows_urgency_only_on_critical_test_cards(answers: dict[str, An
         urgent = "now" in card["summary"].split(": ")[-1].split()
         has_order = bool(card.get("suggestions")) and card["suggestions"][0]["actions"][0]["type"] == "create"
         names_the_feature = any(f in card["summary"] for f in FEATURES)
-        if card["indicator"] == "critical" and has_order:
-            assert urgent and names_the_feature, card["summary"]
-        elif card["indicator"] == "critical" and "treated B12 deficiency" in card["summary"]:  # a lapsed treatment
+        lapsed_treatment = "treated B12 deficiency" in card["summary"]
+        if card["indicator"] == "critical" and (has_order or lapsed_treatment):
             assert urgent and names_the_feature, card["summary"]
         else:
             assert not urgent, card["summary"]
