@@ -209,6 +209,7 @@ class Confounder(_Knowledge):
     value: float | None = None
     unit: str | None = None
     lookback_days: int | None = None
+    source: str = ""
     remark: str = ""
 
 
