@@ -138,3 +138,12 @@ def test_coding_lookup_answers_listed_is_a_and_unknown_codes_and_stays_bounded(m
     for i in range(50):
         assert codings["Observation", "urn:local", f"hostile-{i}"] == ((), False)  # answered, not kept
     assert len(codings) == limit
+
+
+def test_every_threshold_and_confounder_names_its_source(knowledge: Knowledge) -> None:
+    """A clinician reviewing cards/ can trace each number and each 'also consider' to its evidence."""
+    rule = knowledge.rule
+    assert [s.id for s in rule.lab_signs if not s.source] == []
+    assert [c.id for c in rule.confounders if not c.source] == []
+    assert [c for c, bands in rule.b12_result.bands.items() if not bands.source] == []
+    assert [r.id for r in rule.risk_factors if not r.source] == []
