@@ -9,9 +9,36 @@ _POST_WINDOW_WORDS = 3
 # A term set out as a question with its answer, as review-of-systems templates write it:
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
 _ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–][ \t]+")
-# Only this much text either side of a mention is read for its cues and answer (the cue window
-# is a few words), so a long text without clause breaks costs time in proportion to its length.
-_CONTEXT_CHARS = 128
+# At most this much text either side of a mention is read for its cues and answer (the cue window
+# is a few words, but one "word" can be a long slash list: "No fever/chills/…/myalgia"), so a long
+# text without clause breaks costs time in proportion to its length. A word cut at the edge is dropped.
+_CONTEXT_CHARS = 1024
+_SHORT_CONTEXT_CHARS = 96
+
+
+def _words_before(text: str, start: int, clause_start: int, wanted: int) -> list[str]:
+    """The last `wanted` words of the clause before `start`, read from at most _CONTEXT_CHARS back
+    (a short stretch first: usually enough, and what keeps negated lists cheap)."""
+    for span in (_SHORT_CONTEXT_CHARS, _CONTEXT_CHARS):
+        lo = max(clause_start, start - span)
+        words = _words(text[lo:start])
+        if lo > clause_start and _WORD.match(text[lo - 1]):
+            words = words[1:]  # cut mid-word
+        if lo == clause_start or len(words) >= wanted:
+            break
+    return words[-wanted:]
+
+
+def _words_after(text: str, end: int, clause_end: int, wanted: int) -> list[str]:
+    """The first `wanted` words of the clause after `end`, read up to _CONTEXT_CHARS on."""
+    for span in (_SHORT_CONTEXT_CHARS, _CONTEXT_CHARS):
+        hi = min(clause_end, end + span)
+        words = _words(text[end:hi])
+        if hi < clause_end and _WORD.match(text[hi]):
+            words = words[:-1]  # cut mid-word
+        if hi == clause_end or len(words) >= wanted:
+            break
+    return words[:wanted]
 
 
 def _words(text: str) -> list[str]:
@@ -94,7 +121,11 @@ class TextMatcher:
             return False
         i = bisect_left(break_starts, mark.end())
         answer_end = break_starts[i] if i < len(break_starts) else len(lowered)
-        answer = lowered[mark.end() : min(answer_end, mark.end() + _CONTEXT_CHARS)]
+        if answer_end - mark.end() > _CONTEXT_CHARS:  # too long to be one of the short negative answers
+            first = _words_after(lowered, mark.end(), answer_end, _POST_WINDOW_WORDS)
+            return any(first[: len(cue)] == list(cue) for cue in self.pre_negation) or any(
+                _has_phrase(first, cue) for cue in self.post_negation)
+        answer = lowered[mark.end() : answer_end]
         first = _words(answer)[:_POST_WINDOW_WORDS]
         return self.is_negative_answer(answer) or any(_has_phrase(first, cue) for cue in self.post_negation)
 
@@ -113,11 +144,11 @@ class TextMatcher:
                 continue  # already found affirmed: another mention changes nothing
             start, end = match.span()
             i = bisect_right(break_ends, start)
-            clause_start = max(break_ends[i - 1] if i else 0, start - _CONTEXT_CHARS)
+            clause_start = break_ends[i - 1] if i else 0
             j = bisect_left(break_starts, end)
-            clause_end = min(break_starts[j] if j < len(break_starts) else len(lowered), end + _CONTEXT_CHARS)
-            before = _words(lowered[clause_start:start])[-self.window_words :]
-            after = _words(lowered[end:clause_end])[:_POST_WINDOW_WORDS]
+            clause_end = break_starts[j] if j < len(break_starts) else len(lowered)
+            before = _words_before(lowered, start, clause_start, self.window_words)
+            after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
             if any(_has_phrase(after, cue) for cue in self.post_negation) or self._answered_no(lowered, end, break_starts):
                 continue
             for concept in concepts:

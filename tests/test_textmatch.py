@@ -1,8 +1,14 @@
 """Conservative free-text matching and negation."""
 
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cds_service.knowledge import Knowledge
+from cds_service.textmatch import _ANSWER_MARK as ANSWER_MARK
+from cds_service.textmatch import _has_phrase, _words
 
 
 @pytest.mark.parametrize(
@@ -49,3 +55,54 @@ def test_medication_names_match_inside_product_text(knowledge: Knowledge) -> Non
 ])
 def test_question_and_answer_form_for_other_symptoms(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     assert knowledge.text.find(text) & {"fatigue", "paresthesia"} == expected
+
+
+def _reference_find(m: Any, text: str) -> set[str]:
+    """The plain reading, quadratic in the worst case: whole clause before, whole answer after."""
+    lowered = text.lower()
+    found: set[str] = set()
+    for match in m.pattern.finditer(lowered):
+        start, end = match.span()
+        clause_start = max((b.end() for b in m.clause_break.finditer(lowered, 0, start)), default=0)
+        nxt = m.clause_break.search(lowered, end)
+        before = _words(lowered[clause_start:start])[-m.window_words:]
+        after = _words(lowered[end:nxt.start() if nxt else len(lowered)])[:3]
+        mark = ANSWER_MARK.match(lowered, end)
+        answered_no = False
+        if mark is not None:
+            answer_end = m.clause_break.search(lowered, mark.end())
+            answer = lowered[mark.end():answer_end.start() if answer_end else len(lowered)]
+            first = _words(answer)[:3]
+            answered_no = m.is_negative_answer(answer) or any(_has_phrase(first, c) for c in m.post_negation)
+        if any(_has_phrase(after, c) for c in m.post_negation) or answered_no:
+            continue
+        for concept in m.term_concepts[match.group(0)]:
+            if not any(_has_phrase(before, c) for c in m.pre_negation + m.concept_pre_negation.get(concept, ())):
+                found.add(concept)
+    words = _words(lowered)
+    return {c for c in found if not any(_has_phrase(words, cue) for cue in m.concept_exclusions.get(c, ()))}
+
+
+PIECES = ["myalgia", "muscle pain", "muscle aches", "fatigue", "tired", "pins and needles", "no", "denies", "not",
+          "family history of", "resolved", "negative", "none", "yes", "but", ".", ";", ":", "?", " - ", "\n",
+          "worse on exertion", "marathon", "fever/chills/night-sweats/myalgia", "mild", "for months", "the", "x" * 40]
+
+
+@settings(max_examples=3000, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(PIECES), max_size=40))
+def test_matching_reads_as_the_plain_clause_by_clause_reading(knowledge: Knowledge, pieces: list[str]) -> None:
+    """The linear matcher (bounded context, found mentions skipped) answers as the plain reading does
+    on texts whose cue windows fit its context."""
+    text = " ".join(pieces)
+    assert knowledge.text.find(text) == _reference_find(knowledge.text, text)
+
+
+@pytest.mark.parametrize("text", [
+    ("ROS: No fever/chills/night-sweats/weight-loss/headache/vision-changes/chest-pain/palpitations/"
+     "shortness-of-breath/nausea/vomiting/diarrhea/rash/myalgia/arthralgia."),
+    "denies " + "a" * 130 + " myalgia",
+    "Myalgia: " + "not " + "present " * 200,
+])
+def test_a_cue_far_back_in_characters_but_near_in_words_still_negates(knowledge: Knowledge, text: str) -> None:
+    """Once missed when the context was cut at 128 characters: a slash list is one long word."""
+    assert knowledge.text.find(text) == set()
