@@ -229,6 +229,8 @@ class OrderRule(_Knowledge):
     b12_product_concepts: list[str]
     b12_test_concepts: list[str]
     duplicate_test_concepts: list[str]
+    # the follow-up NG239 advises after an indeterminate result (MMA), as an order
+    follow_up_order_concepts: list[str]
     level_on_file_days: int = Field(ge=1)
     remark: str = ""
 

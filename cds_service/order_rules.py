@@ -119,7 +119,7 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     )
     if recent:
         return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
-                               next_step=_instead_of_a_repeat(recent[0], facts, k, today))
+                               next_step=_instead_of_a_repeat(recent[0], facts, drafts, k, today))
     pending = _distinct(
         f for f in (*open_orders(facts, rule.orders.duplicate_test_concepts, k, today),
                     *tests_in_progress(facts, rule.b12_result.recent_result_concepts, k, today))
@@ -132,13 +132,23 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     return OrderAssessment("not-a-duplicate", ordered=tests)
 
 
-def _instead_of_a_repeat(latest: Fact, facts: PatientFacts, k: Knowledge, today: date) -> Literal["treat", "mma"] | None:
+def _instead_of_a_repeat(
+    latest: Fact, facts: PatientFacts, drafts: DraftOrders, k: Knowledge, today: date
+) -> Literal["treat", "mma"] | None:
     """What NG239 and BSH advise after the latest result, when it is not a repeat: a low result
-    with no replacement since calls for treatment; an indeterminate one, for methylmalonic acid."""
+    with no replacement since (nor under way) calls for treatment; an indeterminate one, for
+    methylmalonic acid, unless one is already taken since, pending, registered or in this order."""
     band = b12_band(latest, k.rule.b12_result.bands[latest.concept])
-    if band == "deficient" and latest.when is not None and not treated_since(facts, k, latest.when, today):
-        return "treat"
-    return "mma" if band == "indeterminate" and not follow_up_taken_since(facts, k, latest, today) else None
+    if band == "deficient":
+        treated = on_b12_therapy(facts, k, today) or (latest.when is not None and treated_since(facts, k, latest.when, today))
+        return None if treated else "treat"
+    if band != "indeterminate" or follow_up_taken_since(facts, k, latest, today):
+        return None
+    follow_up = k.rule.orders.follow_up_order_concepts
+    lab = k.rule.lab_sign(k.rule.b12_result.indeterminate_follow_up).lab
+    if drafts.of(follow_up) or open_orders(facts, follow_up, k, today) or tests_in_progress(facts, [lab], k, today):
+        return None
+    return "mma"
 
 
 def _distinct(facts: Iterable[Fact]) -> tuple[Fact, ...]:

@@ -38,7 +38,7 @@ def patient(age: int, *facts: Fact, sex: str = "female") -> PatientFacts:
 ORDER_TYPES = {"analgesic": "MedicationRequest", "muscle-relaxant": "MedicationRequest",
                "b12-therapy": "MedicationRequest", "muscle-lab": "ServiceRequest",
                "muscle-referral": "ServiceRequest", "b12-order": "ServiceRequest",
-               "b12-level-order": "ServiceRequest"}
+               "b12-level-order": "ServiceRequest", "mma-order": "ServiceRequest"}
 
 
 def ordered(concept: str, rid: str | None = None) -> Fact:
@@ -377,3 +377,31 @@ def test_selections_pick_drafts_by_reference_and_never_an_unselected_draft_with_
     assert selected_only(bundle, ["MedicationRequest/rx-1"]) == [ibuprofen]
     assert selected_only(bundle, ["MedicationRequest/nope"]) == [no_id]  # only a draft with no id can be it
     assert selected_only(bundle, ["ServiceRequest/nope"]) == []
+
+
+EXTRA: dict[str, tuple[Fact, ...]] = {
+    "nothing": (),
+    "mma pending": (fact("mma-order", 5, "ServiceRequest", active=True, rid="sr-mma", status="active"),),
+    "replacement under way": (fact("b12-therapy", 200, "MedicationRequest", active=True, rid="rx-b12", status="active"),),
+}
+
+
+@pytest.mark.parametrize(("value", "extra", "draft_mma", "next_step"), [
+    (250.0, "nothing", False, "mma"),
+    (250.0, "nothing", True, None),  # an MMA already in the order being signed
+    (250.0, "mma pending", False, None),
+    (250.0, "mma registered", False, None),  # a sample at the lab, no result yet
+    (120.0, "nothing", False, "treat"),
+    (120.0, "replacement under way", False, None),
+    (420.0, "nothing", False, None),
+])
+def test_a_duplicate_says_what_the_earlier_result_calls_for(
+    knowledge: Knowledge, value: float, extra: str, draft_mma: bool, next_step: str | None
+) -> None:
+    result = fact("b12-result", 30, "Observation", value=value, unit="pg/mL", rid="obs-b12")
+    signed = drafts(ordered("b12-level-order", "draft-b12"), *([ordered("mma-order", "draft-mma")] if draft_mma else []))
+    facts = patient(60, result, *EXTRA.get(extra, ()))
+    if extra == "mma registered":
+        facts.in_progress.append(fact("mma", 5, "Observation", active=True, rid="obs-mma", status="registered"))
+    a = assess_order_sign(facts, signed, knowledge, TODAY)
+    assert a.card == "duplicate-result" and a.next_step == next_step
