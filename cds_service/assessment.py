@@ -137,7 +137,8 @@ def on_maintenance(given: list[Fact], knowledge: Knowledge, today: date) -> bool
     sup = knowledge.rule.suppressors
     doses = sorted((f.when for f in given if f.resource_type == "MedicationAdministration" and f.when is not None
                     and 0 <= _days(f.when, today) <= sup.maintenance_window_days), reverse=True)
-    return len(doses) >= sup.maintenance_doses and _days(doses[0], today) <= sup.maintenance_latest_days
+    return (len(doses) >= sup.maintenance_doses and _days(doses[0], today) <= sup.maintenance_latest_days
+            and _days(doses[-1], doses[0]) >= sup.maintenance_min_span_days)  # a series, not one stay's doses
 
 
 def treated_since(facts: PatientFacts, knowledge: Knowledge, day: date, today: date) -> tuple[Fact, ...]:

@@ -4,6 +4,7 @@
 
 import argparse
 import asyncio
+import re
 import sys
 from dataclasses import asdict
 from datetime import UTC, date, datetime
@@ -151,7 +152,13 @@ def _settings_problem(exc: ValidationError | SettingsError) -> str:
     if isinstance(exc, SettingsError):  # a value that is not the JSON the setting needs
         return str(exc).split(" from source")[0].replace('error parsing value for field "', "CDS_").replace('"', "").upper() \
             + ": not valid JSON (lists and objects are written in JSON)"
-    return "; ".join(f"CDS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+    problems = []
+    for e in exc.errors():
+        name, *inner = map(str, e["loc"])
+        where = f" ({' / '.join(inner)})" if inner else ""
+        # ", not 5" would tell the length of a secret
+        problems.append(f"CDS_{name.upper()}{where}: {re.sub(r', not [^,]*$', '', e['msg'])}")
+    return "; ".join(problems)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -181,6 +181,7 @@ class Suppressors(_Knowledge):
     maintenance_doses: int = Field(ge=2)
     maintenance_window_days: int = Field(ge=1)
     maintenance_latest_days: int = Field(ge=1)
+    maintenance_min_span_days: int = Field(ge=0)
     # an open order older than this is lapsed: it no longer silences the card (undated ones still do)
     pending_order_days: int = Field(ge=1)
     pending_order_concepts: list[str]

@@ -72,6 +72,8 @@ def result_text(fact: Fact, k: Knowledge) -> str:
             if fact.flagged_low:  # one parenthesis: "95 pmol/L (128.7 pg/mL; flagged low by the lab)"
                 return words.converted.format(reported=reported, converted=f"{text}; {words.flagged_low}")
             text = words.converted.format(reported=reported, converted=text)
+    if fact.flagged_low and text.endswith(")"):  # one parenthesis: "95 (no unit given: …; flagged low by the lab)"
+        return f"{text[:-1]}; {words.flagged_low})"
     return f"{text} ({words.flagged_low})" if fact.flagged_low else text
 
 

@@ -230,6 +230,7 @@ def test_b12_product_after_a_recent_b12_injection_is_silent(knowledge: Knowledge
     ((100,), "card"),  # one dose 100 days ago: outside the 90-day window, no series
     ((200, 290), "card"),  # a series that stopped over 180 days ago
     ((150, 500), "card"),  # only one dose inside the 365-day window
+    ((149, 150), "card"),  # two doses a day apart: one stay or a loading course, not a series
 ])
 def test_b12_product_after_an_injection_series(knowledge: Knowledge, doses: tuple[int, ...], outcome: str) -> None:
     given = [fact("b12-therapy", d, "MedicationAdministration", rid=f"adm-{d}", status="completed") for d in doses]

@@ -2,7 +2,7 @@
 
 import html
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
+from cds_service.facts import Fact
 from cds_service.knowledge import Knowledge
-from cds_service.rendering import build_order, escape_text, plain_text
+from cds_service.rendering import build_order, escape_text, plain_text, result_text
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))", "![i](http://evil.example/i.png)",
@@ -97,3 +98,18 @@ def test_order_is_authored_at_an_instant_in_utc(knowledge: Knowledge) -> None:
     order = build_order(test, knowledge, "p1", evening_in_chicago, [], None, None)
     assert order["authoredOn"] == "2026-11-26T02:30:05Z"  # the clinic's 25th, not a bare date of the 26th
     ServiceRequest.model_validate(order)
+
+
+@pytest.mark.parametrize(("value", "unit", "reported", "reported_unit", "shown"), [
+    (None, None, 95.0, None, "95 (no unit given: not compared with the rule's thresholds; flagged low by the lab)"),
+    (95 * 1.355, "pg/mL", 95.0, "pmol/L", "95 pmol/L (128.7 pg/mL; flagged low by the lab)"),
+    (150.0, "pg/mL", 150.0, "pg/mL", "150 pg/mL (flagged low by the lab)"),
+    (None, None, 7.0, "mmol/mol", ("7 mmol/mol (a unit this rule cannot convert: not compared with its thresholds; "
+                                  "flagged low by the lab)")),
+])
+def test_a_flagged_low_result_reads_as_reported_with_one_parenthesis(
+    knowledge: Knowledge, value: float | None, unit: str | None, reported: float, reported_unit: str | None, shown: str
+) -> None:
+    fact = Fact("b12-result", "Observation", "o-1", "B12", date(2026, 1, 1), False, "code", value, unit,
+                flagged_low=True, reported_value=reported, reported_unit=reported_unit)
+    assert result_text(fact, knowledge) == shown
