@@ -30,8 +30,9 @@ class ConceptDef(_Knowledge):
     applies_to: list[ResourceType]
     text_terms: list[str] = Field(default_factory=list)
     text_pre_negation: list[str] = Field(default_factory=list)
-    # words that anywhere in the same text mean the mention is something else (a multivitamin
-    # product that lists B12 among its ingredients)
+    # words that mean the mention is something else: anywhere in the same text (a multivitamin
+    # product that lists B12 among its ingredients), or, for a phrase that holds one of the terms
+    # ("on exertion"), only the mention inside it
     text_exclusions: list[str] = Field(default_factory=list)
     remark: str = ""
 

@@ -41,6 +41,12 @@ def _words_after(text: str, end: int, clause_end: int, wanted: int) -> list[str]
     return words[:wanted]
 
 
+def _phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
+    """Whole-word occurrences of any of the phrases, in lowered text."""
+    alternatives = "|".join(re.escape(p.lower().strip()) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
+
+
 def _words(text: str) -> list[str]:
     return _WORD.findall(text)
 
@@ -62,7 +68,10 @@ class TextMatcher:
     clause_break: re.Pattern[str]
     window_words: int
     negative_answers: frozenset[tuple[str, ...]] = frozenset()
+    # words anywhere in the text that make every mention something else (a multivitamin's name)
     concept_exclusions: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    # phrases that hold one of the concept's terms ("on exertion"): they cancel only the mention inside them
+    local_exclusions: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -89,6 +98,9 @@ class TextMatcher:
         breaks = "|".join(re.escape(b) for b in clause_breaks)
         clause_break = re.compile(r"[.;:!?\n]" + (rf"|\b(?:{breaks})\b" if breaks else ""))
 
+        def holds_term(concept: str, cue: str) -> bool:
+            return any(_phrase_pattern([term]).search(cue.lower()) for term in terms.get(concept, []))
+
         def phrases(cues: list[str]) -> tuple[tuple[str, ...], ...]:
             return tuple(tuple(_words(c.lower())) for c in cues if _words(c.lower()))
 
@@ -103,7 +115,10 @@ class TextMatcher:
             clause_break=clause_break,
             window_words=window_words,
             negative_answers=frozenset(phrases(negative_answers or [])),
-            concept_exclusions={c: phrases(cues) for c, cues in (concept_exclusions or {}).items()},
+            concept_exclusions={c: phrases([cue for cue in cues if not holds_term(c, cue)])
+                                for c, cues in (concept_exclusions or {}).items()},
+            local_exclusions={c: _phrase_pattern(local) for c, cues in (concept_exclusions or {}).items()
+                              if (local := [cue for cue in cues if holds_term(c, cue)])},
         )
 
     def is_negative_answer(self, text: str | None) -> bool:
@@ -129,6 +144,18 @@ class TextMatcher:
         first = _words(answer)[:_POST_WINDOW_WORDS]
         return self.is_negative_answer(answer) or any(_has_phrase(first, cue) for cue in self.post_negation)
 
+    def _inside_exclusion(self, concept: str, lowered: str, start: int, end: int,
+                          spans: dict[str, list[tuple[int, int]]]) -> bool:
+        """Whether the mention at [start, end) lies inside a phrase that makes it something else."""
+        pattern = self.local_exclusions.get(concept)
+        if pattern is None:
+            return False
+        if concept not in spans:
+            spans[concept] = [m.span() for m in pattern.finditer(lowered)]
+        found = spans[concept]
+        i = bisect_right(found, (start, len(lowered)))  # the last phrase starting at or before the mention
+        return i > 0 and found[i - 1][1] >= end
+
     def find(self, text: str) -> set[str]:
         """Concepts mentioned affirmatively in `text` (a negated mention is no mention)."""
         if self.pattern is None or not text:
@@ -138,6 +165,7 @@ class TextMatcher:
         break_starts = [b[0] for b in breaks]
         break_ends = [b[1] for b in breaks]
         found: set[str] = set()
+        spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
         for match in self.pattern.finditer(lowered):
             concepts = self.term_concepts[match.group(0)]
             if found.issuperset(concepts):
@@ -153,7 +181,8 @@ class TextMatcher:
                 continue
             for concept in concepts:
                 cues = self.pre_negation + self.concept_pre_negation.get(concept, ())
-                if not any(_has_phrase(before, cue) for cue in cues):
+                if not any(_has_phrase(before, cue) for cue in cues) and not self._inside_exclusion(
+                        concept, lowered, start, end, spans):
                     found.add(concept)
         if found and self.concept_exclusions:
             words = _words(lowered)

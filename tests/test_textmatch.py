@@ -77,7 +77,9 @@ def _reference_find(m: Any, text: str) -> set[str]:
         if any(_has_phrase(after, c) for c in m.post_negation) or answered_no:
             continue
         for concept in m.term_concepts[match.group(0)]:
-            if not any(_has_phrase(before, c) for c in m.pre_negation + m.concept_pre_negation.get(concept, ())):
+            local = m.local_exclusions.get(concept)
+            inside = local is not None and any(x.start() <= start and end <= x.end() for x in local.finditer(lowered))
+            if not inside and not any(_has_phrase(before, c) for c in m.pre_negation + m.concept_pre_negation.get(concept, ())):
                 found.add(concept)
     words = _words(lowered)
     return {c for c in found if not any(_has_phrase(words, cue) for cue in m.concept_exclusions.get(c, ()))}
@@ -106,3 +108,16 @@ def test_matching_reads_as_the_plain_clause_by_clause_reading(knowledge: Knowled
 def test_a_cue_far_back_in_characters_but_near_in_words_still_negates(knowledge: Knowledge, text: str) -> None:
     """Once missed when the context was cut at 128 characters: a slash list is one long word."""
     assert knowledge.text.find(text) == set()
+
+
+@pytest.mark.parametrize(("text", "exertion"), [
+    ("Ran a marathon on Sunday; since then muscles ache, worse on exertion.", True),
+    ("Muscle strain lifting boxes. Breathless on exertion.", True),
+    ("Shortness of breath on exertion", False),
+    ("Aches worse on exertion for months", False),
+])
+def test_a_phrase_holding_the_term_cancels_only_that_mention(knowledge: Knowledge, text: str, exertion: bool) -> None:
+    """'on exertion' is a symptom's trigger, not an event: it cancels the mention inside it, not a
+    marathon or a strain elsewhere in the note (a multivitamin's name still cancels B12 anywhere)."""
+    assert ("exertion-or-injury" in knowledge.text.find(text)) is exertion
+    assert "b12-therapy" not in knowledge.text.find("Multivitamin with vitamin B12")
