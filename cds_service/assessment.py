@@ -353,14 +353,19 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             return Assessment("card", "untreated-mma", Indicator.CRITICAL, signs=signs, **base)
     # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
     mma_due = band == "indeterminate" and last is not None and not follow_up_taken_since(facts, knowledge, last, today)
+    follow_up_lab = rule.lab_sign(b12.indeterminate_follow_up).lab
+    # nitrous oxide: a normal serum B12 says little, so MMA is asked for whatever B12 shows
+    unreliable = {rf.id for rf in rule.risk_factors if rf.serum_b12_unreliable} & {e.id for e in risks}
+    functional_due = bool(unreliable) and not mma_due
+    if functional_due and any(within(f, sup.recent_result_days, today) for f in facts.of(follow_up_lab)):
+        return Assessment("suppressed:recent-result", **base)
     recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if within(f, sup.recent_result_days, today)]
     # a recent result makes a repeat B12 redundant, not the MMA NG239 advises after an indeterminate one
-    if recent and not mma_due:
+    if recent and not mma_due and not functional_due:
         return Assessment("suppressed:recent-result", **base)
-    follow_up_lab = rule.lab_sign(b12.indeterminate_follow_up).lab
-    if mma_due and tests_in_progress(facts, [follow_up_lab], knowledge, today):
+    if (mma_due or functional_due) and tests_in_progress(facts, [follow_up_lab], knowledge, today):
         return Assessment("suppressed:result-pending", **base)
-    if band == "normal" and last is not None and within(last, sup.normal_result_days, today):
+    if band == "normal" and last is not None and within(last, sup.normal_result_days, today) and not functional_due:
         if last.when is None or not any(e.started_after(last.when) for e in risks):
             return Assessment("suppressed:recent-normal-result", **base)
 
@@ -383,7 +388,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     downgrading = {c.id for c in rule.confounders if c.downgrade}
     if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
         indicator = Indicator.INFO
-    variant: PatternVariant = "test-mma" if mma_due else "test-b12"
+    variant: PatternVariant = "test-mma" if mma_due else "test-mma-after-nitrous-oxide" if functional_due else "test-b12"
     if variant == "test-b12" and orders_active_b12(facts, knowledge, today):
         variant = "test-active-b12"
     return Assessment("card", variant, indicator, signs=signs,

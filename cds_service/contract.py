@@ -11,7 +11,10 @@ SERVICE_HOOKS: dict[str, str] = {
 HOOK_SERVICES: dict[str, str] = {hook: sid for sid, hook in SERVICE_HOOKS.items()}
 
 # the cards of the pattern rule (patient-view, and order-select when the pattern fires)
-PatternVariant = Literal["test-b12", "test-active-b12", "test-mma", "untreated-low", "untreated-mma", "lapsed-treatment"]
+PatternVariant = Literal[
+    "test-b12", "test-active-b12", "test-mma", "test-mma-after-nitrous-oxide", "untreated-low", "untreated-mma",
+    "lapsed-treatment",
+]
 # the cards of the ordering rules; "pattern" shows the pattern rule's card
 OrderCard = Literal[
     "pattern", "measure-before-treat", "measure-active-before-treat", "duplicate-result", "duplicate-order",

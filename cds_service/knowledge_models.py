@@ -170,6 +170,9 @@ class RiskFactor(_Knowledge):
     min_duration_days: int | None = None
     # shown on the card beside the risk factor, when it changes how to test
     advice: str = ""
+    # serum B12 can look normal with this risk factor (nitrous oxide): a normal or recent result
+    # does not silence the card, which asks for methylmalonic acid instead
+    serum_b12_unreliable: bool = False
     source: str = ""
     remark: str = ""
 
@@ -403,7 +406,7 @@ HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", 
             "latestB12", "caveats", "treatmentSince")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "pastTherapy", "noFollowUpSince", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
+    "pastTherapy", "noFollowUpSince", "noRecentMma", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",
            "orderAction", "orderedNow", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma",
