@@ -347,20 +347,21 @@ def _read_medication_statement(m: Any, raw: dict[str, Any], screen: ConceptScree
     return Reading("counts", when, active, m.status, as_date(m.effectivePeriod and m.effectivePeriod.end))
 
 
-def _read_administration(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
-    k = screen.k
-    if m.status not in k.rule.record_status.administration_counted:
+def _dated_event(m: Any, counted: list[str], element: str) -> Reading:
+    """Something done (a dose given, a procedure): counted by status, dated by element[x]."""
+    if m.status not in counted:
         return _SKIP
-    return Reading("counts", as_date(m.effectiveDateTime) or as_date(m.effectivePeriod and m.effectivePeriod.start),
+    period = getattr(m, f"{element}Period")
+    return Reading("counts", as_date(getattr(m, f"{element}DateTime")) or as_date(period and period.start),
                    status=m.status)
+
+
+def _read_administration(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
+    return _dated_event(m, screen.k.rule.record_status.administration_counted, "effective")
 
 
 def _read_procedure(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
-    k = screen.k
-    if m.status not in k.rule.record_status.procedure_counted:
-        return _SKIP
-    return Reading("counts", as_date(m.performedDateTime) or as_date(m.performedPeriod and m.performedPeriod.start),
-                   status=m.status)
+    return _dated_event(m, screen.k.rule.record_status.procedure_counted, "performed")
 
 
 def _read_service_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
