@@ -263,7 +263,7 @@ def _follow_up_since(
     """The latest follow-up result (methylmalonic acid) taken on or after an indeterminate B12 and
     current (inside the untreated-low look-back, as a low B12 must be): (whether it crosses its lab
     sign's threshold, the evidence), or None when there is none."""
-    sign = knowledge.rule.lab_sign(knowledge.rule.b12_result.indeterminate_follow_up)
+    sign = knowledge.rule.follow_up_sign
     if indeterminate.when is None:
         return None
     current = knowledge.rule.untreated_low.lookback_days
@@ -353,7 +353,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             return Assessment("card", "untreated-mma", Indicator.CRITICAL, signs=signs, **base)
     # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
     mma_due = band == "indeterminate" and last is not None and not follow_up_taken_since(facts, knowledge, last, today)
-    follow_up_lab = rule.lab_sign(b12.indeterminate_follow_up).lab
+    follow_up_lab = rule.follow_up_sign.lab
     # nitrous oxide: a normal serum B12 says little, so MMA is asked for whatever B12 shows
     unreliable = {rf.id for rf in rule.risk_factors if rf.serum_b12_unreliable} & {e.id for e in risks}
     functional_due = bool(unreliable) and not mma_due
@@ -380,7 +380,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if not signs:
         return Assessment("no-sign", **base)
 
-    critical = _critical_feature(signs, facts, knowledge)
+    critical = _critical_feature(signs, knowledge)
     if risks:
         indicator = Indicator.CRITICAL if critical else Indicator.WARNING
     else:
@@ -402,12 +402,12 @@ def _lapsed_treatment(
     neurological or cognitive sign or macrocytic anaemia (BSH: do not delay)."""
     signs = _signs(facts, knowledge, today)
     signs += tuple(e for e in evidence if e.id not in {s.id for s in signs})
-    critical = _critical_feature(signs, facts, knowledge)
+    critical = _critical_feature(signs, knowledge)
     indicator = Indicator.CRITICAL if critical else Indicator.WARNING
     return Assessment("card", "lapsed-treatment", indicator, signs=signs, critical_feature=critical, **base)
 
 
-def _critical_feature(signs: tuple[Evidence, ...], facts: PatientFacts, knowledge: Knowledge) -> CriticalFeature | None:
+def _critical_feature(signs: tuple[Evidence, ...], knowledge: Knowledge) -> CriticalFeature | None:
     """A neurological or cognitive sign, and/or macrocytic anaemia (a recorded diagnosis, or every lab
     sign of it; a diagnosis stands for its lab sign (standsFor) unless that lab was measured since it)."""
     ind = knowledge.rule.indicator
@@ -434,7 +434,7 @@ def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evi
 def follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date) -> bool:
     """Whether the follow-up lab (MMA) answered an indeterminate B12, however long ago: taken on or
     after it, with a value that is clearly raised or clearly not (a censored one may be neither)."""
-    sign = knowledge.rule.lab_sign(knowledge.rule.b12_result.indeterminate_follow_up)
+    sign = knowledge.rule.follow_up_sign
     threshold = _threshold(sign, _group(facts, knowledge, today))
     return indeterminate.when is not None and any(
         f.when is not None and f.when >= indeterminate.when and _answer(f, sign, threshold) is not None

@@ -8,7 +8,7 @@ with fhir.resources, so a 10,000-Observation chart costs little more than readin
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -315,14 +315,14 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     if m.status not in status.observation_status or _is_negative(m, screen):
         return _SKIP
     quantity = m.valueQuantity
+    result = Reading("counts", _observation_date(m), status=m.status, flagged_low=_flagged_low(raw.get("interpretation"), k))
     if quantity is None or quantity.value is None:
-        return Reading("counts", _observation_date(m), status=m.status, flagged_low=_flagged_low(raw.get("interpretation"), k))
+        return result
     value = float(quantity.value) + 0.0  # + 0.0: a -0 reads as 0
     if not math.isfinite(value) or not 0 <= value <= MAX_LAB_VALUE:
         return Reading("invalid")
-    return Reading("counts", _observation_date(m), status=m.status, value=value,
-                   unit=(quantity.code or quantity.unit or "").strip() or None, comparator=quantity.comparator,
-                   flagged_low=_flagged_low(raw.get("interpretation"), k))
+    return replace(result, value=value, unit=(quantity.code or quantity.unit or "").strip() or None,
+                   comparator=quantity.comparator)
 
 
 def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:

@@ -63,19 +63,22 @@ async def complete_prefetch(
     """The request with absent/null prefetch keys filled from fhirServer; no network if none are."""
     request, context = parse_request(service, data)
     missing = missing_keys(service.prefetch, request.prefetch)
-    # An order the rule has nothing to say about (the sandbox's empty Rx View draft, an ibuprofen
-    # order at signing) needs no patient data: answered without a fetch, never 412.
-    if not missing or ruled_out_by_drafts(context, knowledge, today):
+    if not missing:
         return data
+    # An order the rule has nothing to say about (the sandbox's empty Rx View draft, an ibuprofen
+    # order at signing) needs no patient data: answered without a fetch, never 412. The drafts are
+    # read for this only where a fetch or a 412 would follow.
     if not fetcher.enabled:
         # Prefetch-only: absent keys are evaluated as sent, but a key the EHR says it failed to
         # prefetch is not "nothing found": without an essential one the answer could be wrong.
         reported = sorted(k for k in missing if k in ESSENTIAL_KEYS and failed_prefetch((request.prefetch or {}).get(k)))
-        if reported:
+        if reported and not ruled_out_by_drafts(context, knowledge, today):
             raise PreconditionFailed(
                 f"The EHR reported that prefetching failed for needed data: {', '.join(reported)}.",
                 [{"key": k, "reason": "prefetch failed (OperationOutcome)"} for k in reported],
             )
+        return data
+    if ruled_out_by_drafts(context, knowledge, today):
         return data
     essential = sorted(k for k in missing if k in ESSENTIAL_KEYS)
     allow = fetcher.allow + caller_servers if caller_servers else fetcher.allow

@@ -276,6 +276,11 @@ class RuleFile(_File):
         """A lab sign by id (ids are checked at load, so it exists)."""
         return next(s for s in self.lab_signs if s.id == sign_id)
 
+    @property
+    def follow_up_sign(self) -> LabThreshold:
+        """The lab sign of the follow-up NG239 advises after an indeterminate B12 (raised MMA)."""
+        return self.lab_sign(self.b12_result.indeterminate_follow_up)
+
 
 class CodingDef(_Knowledge):
     system: str

@@ -145,7 +145,7 @@ def _instead_of_a_repeat(
     if band != "indeterminate" or follow_up_taken_since(facts, k, latest, today):
         return None
     follow_up = k.rule.orders.follow_up_order_concepts
-    lab = k.rule.lab_sign(k.rule.b12_result.indeterminate_follow_up).lab
+    lab = k.rule.follow_up_sign.lab
     if drafts.of(follow_up) or open_orders(facts, follow_up, k, today) or tests_in_progress(facts, [lab], k, today):
         return None
     return "mma"

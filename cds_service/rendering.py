@@ -69,10 +69,8 @@ def result_text(fact: Fact, k: Knowledge) -> str:
         text = f"{censored} {format_value(fact.value)} {shown}".lstrip()
         same_unit = (fact.reported_unit or "").casefold() in (shown.casefold(), k.units[fact.concept].canonical_unit.casefold())
         if reported and not same_unit:
-            if fact.flagged_low:  # one parenthesis: "95 pmol/L (128.7 pg/mL; flagged low by the lab)"
-                return words.converted.format(reported=reported, converted=f"{text}; {words.flagged_low}")
             text = words.converted.format(reported=reported, converted=text)
-    if fact.flagged_low and text.endswith(")"):  # one parenthesis: "95 (no unit given: …; flagged low by the lab)"
+    if fact.flagged_low and text.endswith(")"):  # one parenthesis: "95 pmol/L (128.7 pg/mL; flagged low by the lab)"
         return f"{text[:-1]}; {words.flagged_low})"
     return f"{text} ({words.flagged_low})" if fact.flagged_low else text
 
