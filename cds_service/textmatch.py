@@ -57,6 +57,24 @@ def _has_phrase(words: list[str], phrase: tuple[str, ...]) -> bool:
 
 
 @dataclass(frozen=True)
+class PhraseSet:
+    """Cue phrases as one set per length: a window of words is looked up once per position and
+    length, not once per cue (a negated list is read cue window by cue window)."""
+
+    phrases: frozenset[tuple[str, ...]]
+    lengths: tuple[int, ...]
+
+    @classmethod
+    def of(cls, phrases: tuple[tuple[str, ...], ...]) -> "PhraseSet":
+        return cls(frozenset(phrases), tuple(sorted({len(p) for p in phrases})))
+
+    def within(self, words: list[str]) -> bool:
+        """Whether any phrase occurs in `words`."""
+        phrases = self.phrases
+        return any(tuple(words[i : i + n]) in phrases for n in self.lengths for i in range(len(words) - n + 1))
+
+
+@dataclass(frozen=True)
 class TextMatcher:
     """Finds concept mentions in free text; built once from cards/ at start."""
 
@@ -72,6 +90,17 @@ class TextMatcher:
     concept_exclusions: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     # phrases that hold one of the concept's terms ("on exertion"): they cancel only the mention inside them
     local_exclusions: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # the cues above compiled for lookup: post-negation, and pre-negation per concept (general + its own)
+    post_cues: PhraseSet = field(init=False)
+    pre_cues: dict[str, PhraseSet] = field(init=False)
+    general_pre_cues: PhraseSet = field(init=False)
+
+    def __post_init__(self) -> None:
+        set_field = object.__setattr__  # frozen: derived once, here
+        set_field(self, "post_cues", PhraseSet.of(self.post_negation))
+        set_field(self, "general_pre_cues", PhraseSet.of(self.pre_negation))
+        set_field(self, "pre_cues", {c: PhraseSet.of(self.pre_negation + own)
+                                     for c, own in self.concept_pre_negation.items() if own})
 
     @classmethod
     def build(
@@ -138,11 +167,10 @@ class TextMatcher:
         answer_end = break_starts[i] if i < len(break_starts) else len(lowered)
         if answer_end - mark.end() > _CONTEXT_CHARS:  # too long to be one of the short negative answers
             first = _words_after(lowered, mark.end(), answer_end, _POST_WINDOW_WORDS)
-            return any(first[: len(cue)] == list(cue) for cue in self.pre_negation) or any(
-                _has_phrase(first, cue) for cue in self.post_negation)
+            return any(first[: len(cue)] == list(cue) for cue in self.pre_negation) or self.post_cues.within(first)
         answer = lowered[mark.end() : answer_end]
         first = _words(answer)[:_POST_WINDOW_WORDS]
-        return self.is_negative_answer(answer) or any(_has_phrase(first, cue) for cue in self.post_negation)
+        return self.is_negative_answer(answer) or self.post_cues.within(first)
 
     def _inside_exclusion(self, concept: str, lowered: str, start: int, end: int,
                           spans: dict[str, list[tuple[int, int]]]) -> bool:
@@ -177,12 +205,11 @@ class TextMatcher:
             clause_end = break_starts[j] if j < len(break_starts) else len(lowered)
             before = _words_before(lowered, start, clause_start, self.window_words)
             after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
-            if any(_has_phrase(after, cue) for cue in self.post_negation) or self._answered_no(lowered, end, break_starts):
+            if self.post_cues.within(after) or self._answered_no(lowered, end, break_starts):
                 continue
             for concept in concepts:
-                cues = self.pre_negation + self.concept_pre_negation.get(concept, ())
-                if not any(_has_phrase(before, cue) for cue in cues) and not self._inside_exclusion(
-                        concept, lowered, start, end, spans):
+                cues = self.pre_cues.get(concept, self.general_pre_cues)
+                if not cues.within(before) and not self._inside_exclusion(concept, lowered, start, end, spans):
                     found.add(concept)
         if found and self.concept_exclusions:
             words = _words(lowered)
