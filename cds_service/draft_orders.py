@@ -11,9 +11,10 @@ from datetime import date
 from typing import Any
 
 from cds_service import fhir_models
-from cds_service.facts import ConceptScreen, Fact, items, record_label
+from cds_service.facts import RECORDS_PER_CHECK, ConceptScreen, Fact, items, record_label
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData
+from cds_service.textmatch import TimeCheck, no_time_limit
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
 
@@ -67,10 +68,13 @@ def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
             and d["resourceType"] in types and not d.get("id")]
 
 
-def read_drafts(resources: list[Any], knowledge: Knowledge, today: date) -> DraftOrders:
+def read_drafts(resources: list[Any], knowledge: Knowledge, today: date,
+                check: TimeCheck = no_time_limit) -> DraftOrders:
     drafts = DraftOrders()
-    screen = ConceptScreen(knowledge, PatientData())
-    for raw in resources:
+    screen = ConceptScreen(knowledge, PatientData(), check)
+    for n, raw in enumerate(resources, 1):
+        if n % RECORDS_PER_CHECK == 0:
+            check()
         if not isinstance(raw, dict):
             drafts.skipped += 1
             continue

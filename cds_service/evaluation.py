@@ -31,6 +31,7 @@ from cds_service.protocol import (
 )
 from cds_service.rendering import render_card
 from cds_service.services import ServiceDefinition
+from cds_service.textmatch import TimeCheck, no_time_limit
 
 CONTEXT_MODELS: dict[str, type[PatientViewContext]] = {
     "patient-view": PatientViewContext,
@@ -96,21 +97,25 @@ def find_service(services: dict[str, ServiceDefinition], service_id: str) -> Ser
     return service
 
 
-def ruled_out_by_drafts(context: PatientViewContext, knowledge: Knowledge, today: date) -> str | None:
+def ruled_out_by_drafts(
+    context: PatientViewContext, knowledge: Knowledge, today: date, check: TimeCheck = no_time_limit
+) -> str | None:
     """For the order hooks: why the draft orders alone mean no card, so nothing need be fetched."""
     if isinstance(context, OrderSelectContext):
-        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today)
-        selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today)
+        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check)
+        selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today, check)
         return order_select_cannot_fire(selected, all_drafts, knowledge)
     if isinstance(context, OrderSignContext):
-        return order_sign_cannot_fire(read_drafts(draft_resources(context.draftOrders), knowledge, today), knowledge)
+        return order_sign_cannot_fire(read_drafts(draft_resources(context.draftOrders), knowledge, today, check), knowledge)
     return None
 
 
 def evaluate(
-    service: ServiceDefinition, data: dict[str, Any], knowledge: Knowledge, now: datetime
+    service: ServiceDefinition, data: dict[str, Any], knowledge: Knowledge, now: datetime,
+    check: TimeCheck = no_time_limit,
 ) -> Evaluation:
-    """Validate, gather facts, assess, render. Pure apart from the uuids on the cards."""
+    """Validate, gather facts, assess, render. Pure apart from the uuids on the cards; `check`
+    raises DeadlineExceeded once the call's time is up (it is called between records)."""
     request, context = parse_request(service, data)
     patient_data = from_prefetch(request.prefetch, context.patientId)
     if patient_data.patient is None and patient_data.foreign_patient:
@@ -119,16 +124,16 @@ def evaluate(
             "The Patient resource sent or fetched is not the patient in context.",
             [{"key": "patient", "reason": "another patient's record"}],
         )
-    facts = extract_facts(patient_data, knowledge)
+    facts = extract_facts(patient_data, knowledge, check)
     facts.unchecked = unchecked(service.prefetch, request.prefetch)
     today = now.date()
     who = (context.patientId, now, context.encounterId, context.userId)
     skipped = facts.unreadable
     cards = []
     if isinstance(context, OrderSelectContext | OrderSignContext):
-        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today)
+        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check)
         if isinstance(context, OrderSelectContext):
-            selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today)
+            selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today, check)
             order_assessment = assess_order_select(facts, selected, all_drafts, knowledge, today)
         else:
             order_assessment = assess_order_sign(facts, all_drafts, knowledge, today)

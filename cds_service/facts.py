@@ -15,6 +15,7 @@ from typing import Any, Literal
 from cds_service import fhir_models
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import RESOURCE_TYPES, PatientData
+from cds_service.textmatch import TimeCheck, no_time_limit
 
 NEGATIVE_ANSWER = "negative-answer"
 MAX_LAB_VALUE = 1e12  # no concentration or count is negative or this large in any unit: a corrupt value
@@ -131,9 +132,10 @@ _NO_CONCEPTS: frozenset[str] = frozenset()
 class ConceptScreen:
     """Finds which concepts a raw resource names, by code first and by text as a fallback."""
 
-    def __init__(self, knowledge: Knowledge, data: PatientData) -> None:
+    def __init__(self, knowledge: Knowledge, data: PatientData, check: TimeCheck = no_time_limit) -> None:
         self.k = knowledge
         self.data = data
+        self.check = check
 
     def coded(self, concept: Any, rtype: str) -> frozenset[str]:
         return self._coded(concept, rtype)[0]
@@ -158,7 +160,7 @@ class ConceptScreen:
     def text(self, texts: list[str], rtype: str) -> set[str]:
         found: set[str] = set()
         for t in texts:
-            found |= {c for c in self.k.text.find(t) if rtype in self.k.concepts[c].applies_to}
+            found |= {c for c in self.k.text.find(t, self.check) if rtype in self.k.concepts[c].applies_to}
         return found
 
     def medication_concept(self, raw: dict[str, Any]) -> Any:
@@ -227,19 +229,25 @@ def record_label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
     return label
 
 
-def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
-    """Every concept mention that passes the status rules, as Facts."""
+RECORDS_PER_CHECK = 32  # validating this many costs about a millisecond
+
+
+def extract_facts(data: PatientData, knowledge: Knowledge, check: TimeCheck = no_time_limit) -> PatientFacts:
+    """Every concept mention that passes the status rules, as Facts; `check` is called every few
+    records (and by the text matcher), so no record set outlasts the call's deadline."""
     facts = PatientFacts(malformed=data.malformed)
     if data.patient:
         facts.birth_date = latest_birth_date(data.patient.get("birthDate"))
         gender = data.patient.get("gender")
         facts.sex = gender if gender in ("male", "female", "other") else "unknown"
-    screen = ConceptScreen(knowledge, data)
+    screen = ConceptScreen(knowledge, data, check)
     # Lab rules read only the latest valid result per lab, so lab Observations are validated
     # newest first and the rest are never parsed: large charts cost little more than reading.
     labs: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for rtype in RESOURCE_TYPES:
-        for raw in data.of_type(rtype):
+        for n, raw in enumerate(data.of_type(rtype), 1):
+            if n % RECORDS_PER_CHECK == 0:
+                check()
             hits = screen.concepts(raw, rtype)
             if not hits:
                 continue
@@ -249,7 +257,9 @@ def extract_facts(data: PatientData, knowledge: Knowledge) -> PatientFacts:
             _add_facts(facts, raw, rtype, hits, screen)
     for concept, candidates in labs.items():
         candidates.sort(key=lambda c: c[0], reverse=True)
-        for _, raw in candidates:
+        for n, (_, raw) in enumerate(candidates, 1):
+            if n % RECORDS_PER_CHECK == 0:  # a long run of invalid results, each validated
+                check()
             if _add_facts(facts, raw, "Observation", {concept: "code"}, screen):
                 break
     return facts

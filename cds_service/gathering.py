@@ -25,6 +25,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, failed_prefetch, missing_keys, render
 from cds_service.services import ServiceDefinition
 from cds_service.settings import Settings
+from cds_service.textmatch import TimeCheck, no_time_limit
 
 log = logging.getLogger("cds_service.fetch")
 
@@ -59,6 +60,7 @@ async def complete_prefetch(
     knowledge: Knowledge,
     today: date,
     caller_servers: FhirAllowList | None = None,
+    check: TimeCheck = no_time_limit,
 ) -> dict[str, Any]:
     """The request with absent/null prefetch keys filled from fhirServer; no network if none are."""
     request, context = parse_request(service, data)
@@ -72,13 +74,13 @@ async def complete_prefetch(
         # Prefetch-only: absent keys are evaluated as sent, but a key the EHR says it failed to
         # prefetch is not "nothing found": without an essential one the answer could be wrong.
         reported = sorted(k for k in missing if k in ESSENTIAL_KEYS and failed_prefetch((request.prefetch or {}).get(k)))
-        if reported and not ruled_out_by_drafts(context, knowledge, today):
+        if reported and not ruled_out_by_drafts(context, knowledge, today, check):
             raise PreconditionFailed(
                 f"The EHR reported that prefetching failed for needed data: {', '.join(reported)}.",
                 [{"key": k, "reason": "prefetch failed (OperationOutcome)"} for k in reported],
             )
         return data
-    if ruled_out_by_drafts(context, knowledge, today):
+    if ruled_out_by_drafts(context, knowledge, today, check):
         return data
     essential = sorted(k for k in missing if k in ESSENTIAL_KEYS)
     allow = fetcher.allow + caller_servers if caller_servers else fetcher.allow

@@ -2,12 +2,14 @@
 
 The body limit is an ASGI middleware so that it holds for every route, whether the client sends
 an honest Content-Length, a false one, or none at all (chunked): the bytes are counted as they
-arrive and the read fails with 413 the moment the limit is passed. The deadline bounds the async
-part of a hook call (reading the body, fetching from fhirServer) and the body read of a feedback
-call; past it the call answers 503, never a made-up empty card list.
+arrive and the read fails with 413 the moment the limit is passed. The deadline bounds a whole hook
+call: its async part (reading the body, fetching from fhirServer) by cancellation, its evaluation
+by a check the evaluation calls as it goes; and the body read of a feedback call. Past it the call
+answers 503, never a made-up empty card list.
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +17,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service.errors import DeadlineExceeded, ErrorResponder, PayloadTooLarge
+from cds_service.textmatch import TimeCheck
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -52,6 +55,10 @@ class BodyLimitMiddleware:
         await self.app(scope, counted, send)
 
 
+def _late(seconds: float) -> DeadlineExceeded:
+    return DeadlineExceeded(f"The call did not finish within {seconds:g} s; try again.")
+
+
 @asynccontextmanager
 async def deadline(seconds: float) -> AsyncIterator[None]:
     """Cancel the enclosed awaits after `seconds` and answer 503 (other TimeoutErrors pass through)."""
@@ -62,4 +69,17 @@ async def deadline(seconds: float) -> AsyncIterator[None]:
     except TimeoutError:
         if not scope.expired():
             raise
-        raise DeadlineExceeded(f"The call did not finish within {seconds:g} s; try again.") from None
+        raise _late(seconds) from None
+
+
+def time_limit(seconds: float) -> TimeCheck:
+    """A check that raises DeadlineExceeded (503) once `seconds` have passed from now. The
+    evaluation is CPU work no await can cancel: it calls the check between records and text
+    mentions, so one hostile request cannot hold a worker past the call's deadline."""
+    stop_at = time.monotonic() + seconds
+
+    def check() -> None:
+        if time.monotonic() > stop_at:
+            raise _late(seconds)
+
+    return check

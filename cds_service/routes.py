@@ -15,7 +15,7 @@ from cds_service.evaluation import evaluate, find_service, parse_json_object, re
 from cds_service.feedback import feedback_rows, parse_feedback, store_feedback
 from cds_service.gathering import complete_prefetch
 from cds_service.knowledge import Knowledge
-from cds_service.limits import deadline
+from cds_service.limits import deadline, time_limit
 from cds_service.logs import bind_call, safe_id
 from cds_service.openapi import (
     DISCOVERY_RESPONSES,
@@ -72,12 +72,15 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
     service = find_service(services, service_id)
     _require_json(request)
     started = time.perf_counter()
-    async with deadline(request.app.state.settings.request_deadline_seconds):
+    seconds = request.app.state.settings.request_deadline_seconds
+    check = time_limit(seconds)  # one budget: the awaits below are cancelled, the CPU work checks it
+    async with deadline(seconds):
         data = parse_json_object(await request.body())
         bind_call(service.id, data.get("hookInstance"))
         now = datetime.now(UTC)
-        data = await complete_prefetch(service, data, request.app.state.fetcher, knowledge, now.date(), caller_servers(request))
-    result = evaluate(service, data, knowledge, now)
+        data = await complete_prefetch(service, data, request.app.state.fetcher, knowledge, now.date(),
+                                       caller_servers(request), check)
+    result = evaluate(service, data, knowledge, now, check)
     request.app.state.audit.record(service.id, data, result)
     if result.other_patient:
         log.warning("prefetch held %d resources for another patient; left out (check the EHR's prefetch "

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         default=10_000_000, ge=1024, description="Largest request body accepted; larger answers 413."
     )
     request_deadline_seconds: float = Field(
-        default=10.0, gt=0, le=300, description="Budget for reading and gathering one hook call; past it, 503."
+        default=10.0, gt=0, le=300, description="Budget for one hook call: reading, gathering, evaluating; past it, 503."
     )
     log_format: str = Field(default="json", pattern="^(json|text)$", description="json: one JSON object per line.")
 

@@ -2,7 +2,16 @@
 
 import re
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+TimeCheck = Callable[[], None]
+"""Raises when the call's time is up; long work calls it now and then (limits.time_limit)."""
+
+
+def no_time_limit() -> None:
+    """The check for work with no deadline (the `evaluate` command, tests)."""
+
 
 _WORD = re.compile(r"[a-z0-9'/-]+")
 _POST_WINDOW_WORDS = 3
@@ -14,6 +23,7 @@ _ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–][ \t]+")
 # text without clause breaks costs time in proportion to its length. A word cut at the edge is dropped.
 _CONTEXT_CHARS = 1024
 _SHORT_CONTEXT_CHARS = 96
+_MENTIONS_PER_CHECK = 256  # a few milliseconds of the slowest (every mention negated) text
 
 
 def _words_before(text: str, start: int, clause_start: int, wanted: int) -> list[str]:
@@ -184,8 +194,9 @@ class TextMatcher:
         i = bisect_right(found, (start, len(lowered)))  # the last phrase starting at or before the mention
         return i > 0 and found[i - 1][1] >= end
 
-    def find(self, text: str) -> set[str]:
-        """Concepts mentioned affirmatively in `text` (a negated mention is no mention)."""
+    def find(self, text: str, check: TimeCheck = no_time_limit) -> set[str]:
+        """Concepts mentioned affirmatively in `text` (a negated mention is no mention); `check` is
+        called every few hundred mentions, so a hostile text cannot outlast the call's deadline."""
         if self.pattern is None or not text:
             return set()
         lowered = text.lower()
@@ -194,7 +205,9 @@ class TextMatcher:
         break_ends = [b[1] for b in breaks]
         found: set[str] = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
-        for match in self.pattern.finditer(lowered):
+        for n, match in enumerate(self.pattern.finditer(lowered), 1):
+            if n % _MENTIONS_PER_CHECK == 0:
+                check()
             concepts = self.term_concepts[match.group(0)]
             if found.issuperset(concepts):
                 continue  # already found affirmed: another mention changes nothing

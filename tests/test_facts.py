@@ -482,3 +482,19 @@ def test_a_partial_birth_date_reads_as_its_last_possible_day(knowledge: Knowledg
     """Never older than the patient may be: born 'December 1961' is 64 on 2026-11-25, not 65."""
     pf = facts_of(knowledge, patient={"resourceType": "Patient", "id": "p", "birthDate": birth})
     assert pf.birth_date == latest
+
+
+def test_reading_many_records_calls_the_time_check_every_few_records(knowledge: Knowledge) -> None:
+    """The evaluation is CPU work no await can cancel: it checks the call's deadline as it goes."""
+    calls = 0
+
+    def check() -> None:
+        nonlocal calls
+        calls += 1
+
+    records = [dict(condition(code(SNOMED, "38341003", "Hypertension")), id=f"h{i}") for i in range(100)]
+    labs = [dict(lab(HB, 13.5, "g/dL", ago(i)), status="bogus-status", id=f"hb{i}") for i in range(64)]
+    bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in records + labs]}
+    facts = extract_facts(from_prefetch({"records": bundle}), knowledge, check)
+    assert not facts.of("hemoglobin")
+    assert calls == 100 // 32 + 64 // 32 + 64 // 32  # the records, the labs screened, the invalid labs validated

@@ -180,3 +180,33 @@ def test_every_answer_carries_a_request_id(client: httpx.Client) -> None:
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
     assert client.get("/healthz", headers={"X-Request-ID": "<script>"}).headers["x-request-id"] != "<script>"
     assert client.post(SERVICE, content=b"[", headers=JSON).headers["x-request-id"]
+
+
+@pytest.fixture(scope="module")
+def roomy(knowledge: Knowledge, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Bodies up to 8 MB, and a 0.3 s call deadline."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("roomy"), max_body_bytes=8_000_000, request_deadline_seconds=0.3)
+    with LiveServer(create_app(settings, knowledge)) as live:
+        yield live
+
+
+def negated_text_request(chars: int, records: int) -> dict[str, Any]:
+    """Records whose only text negates every mention: the costliest text to read, per character."""
+    text = "denies myalgia. " * (chars // records // 16)
+    request = load_scenario(FIRES)["request"]
+    patient_id = request["context"]["patientId"]
+    request["prefetch"]["conditions"] = {"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"resource": {"resourceType": "Condition", "id": f"n{i}", "subject": {"reference": f"Patient/{patient_id}"},
+                      "code": {"text": text}}} for i in range(records)]}
+    return request
+
+
+@pytest.mark.parametrize("records", [1, 2_000], ids=["one long text", "many records"])
+def test_evaluation_past_the_deadline_is_503(roomy: LiveServer, records: int) -> None:
+    """Reading 6 MB of negated mentions takes seconds of CPU that no await can cancel; the
+    evaluation checks the call's deadline as it reads, so the call ends with a 503 at the deadline
+    instead of holding the worker, and the next call is answered as usual."""
+    with httpx.Client(base_url=roomy.url, timeout=30) as c:
+        error(c.post(SERVICE, json=negated_text_request(6_000_000, records)), 503, "deadline_exceeded")
+        healthy = c.post(SERVICE, json=load_scenario(FIRES)["request"])
+        assert healthy.status_code == 200 and len(healthy.json()["cards"]) == 1

@@ -121,3 +121,22 @@ def test_a_phrase_holding_the_term_cancels_only_that_mention(knowledge: Knowledg
     marathon or a strain elsewhere in the note (a multivitamin's name still cancels B12 anywhere)."""
     assert ("exertion-or-injury" in knowledge.text.find(text)) is exertion
     assert "b12-therapy" not in knowledge.text.find("Multivitamin with vitamin B12")
+
+
+class TimeUp(Exception):
+    pass
+
+
+def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowledge: Knowledge) -> None:
+    calls = 0
+
+    def check() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise TimeUp
+
+    with pytest.raises(TimeUp):
+        knowledge.text.find("no myalgia. " * 10_000, check)
+    assert calls == 3
+    assert knowledge.text.find("no myalgia. " * 100, check) == set()  # a short text is read between checks
