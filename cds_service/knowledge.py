@@ -33,7 +33,7 @@ _MEMO_LIMIT = 100_000
 
 # Resource types the prefetch templates search by code. A FHIR token search cannot ask is-a, so a
 # value set read from these must list the codes under each of its is-a filters too.
-CODE_SEARCHED_TYPES = frozenset({"Observation", "Procedure", "MedicationAdministration", "ServiceRequest"})
+CODE_SEARCHED_TYPES = frozenset({"Observation", "Procedure", "ServiceRequest"})
 
 
 class KnowledgeError(Exception):
@@ -241,6 +241,14 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
     for field, days in windows.items():
         if days > rule.prefetch.observation_lookback_days:  # the EHR would never send what the rule reads
             raise KnowledgeError("rule.json", "prefetch.observationLookbackDays", f"shorter than {field} ({days})")
+    given_windows = {
+        "suppressors.therapyAdministrationDays": rule.suppressors.therapy_administration_days,
+        "suppressors.maintenanceWindowDays": rule.suppressors.maintenance_window_days,
+        "untreatedLow.lookbackDays": rule.untreated_low.lookback_days,  # B12 given since a current low result
+    }
+    for field, days in given_windows.items():
+        if days > rule.prefetch.administration_lookback_days:
+            raise KnowledgeError("rule.json", "prefetch.administrationLookbackDays", f"shorter than {field} ({days})")
     for i, rf in enumerate(rule.risk_factors):
         if rf.kind == "age":
             if rf.min_age_years is None:

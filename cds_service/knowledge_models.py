@@ -250,6 +250,7 @@ class PregnancyRule(_Knowledge):
 
 class PrefetchRule(_Knowledge):
     observation_lookback_days: int = Field(ge=1)
+    administration_lookback_days: int = Field(ge=1)
     remark: str = ""
 
 

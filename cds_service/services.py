@@ -64,10 +64,12 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
             "&_include=MedicationRequest:medication"
         ),
         "medicationStatements": f"MedicationStatement?patient={PATIENT}&status={statement_status}",
-        # few rows, so no date bound: no today() token a client might leave unfilled (the
-        # administration window is applied when evaluating)
+        # Every dose given in the look-back, whatever its code: EHRs record administrations under the
+        # product given (an RxNorm SCD such as a cyanocobalamin injectable solution), which a token
+        # search for the listed codes would miss; the rule finds B12 by code, else by the product's name.
         "b12Administrations": (
-            f"MedicationAdministration?patient={PATIENT}&code={_token_list(k, therapy.therapy_concepts)}"
+            f"MedicationAdministration?patient={PATIENT}&_include=MedicationAdministration:medication"
+            f"&effective-time=ge{{{{today() - {k.rule.prefetch.administration_lookback_days} days}}}}"
         ),
         "procedures": f"Procedure?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Procedure'))}",
         "b12Orders": (

@@ -144,7 +144,7 @@ def make_app(state: FhirState) -> Starlette:
         hits = [r for (t, _), r in sorted(state.resources.items()) if t == rtype and _matches(r, rtype, params)]
         page = hits[offset:offset + count]
         entries = [{"resource": r, "search": {"mode": "match"}} for r in page]
-        if include == "MedicationRequest:medication":
+        if include in ("MedicationRequest:medication", "MedicationAdministration:medication"):
             for r in page:
                 ref = _get(r, "medicationReference.reference") or ""
                 if (med := state.resources.get(tuple(ref.split("/", 1)))) is not None:  # type: ignore[arg-type]

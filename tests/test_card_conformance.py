@@ -60,7 +60,7 @@ SEARCH_PARAMS = {
     "Observation": {"patient", "code", "date", "status", "category"},
     "MedicationRequest": {"patient", "status", "code", "_include", "authoredon"},
     "MedicationStatement": {"patient", "status", "code", "effective"},
-    "MedicationAdministration": {"patient", "code", "effective-time", "status"},
+    "MedicationAdministration": {"patient", "code", "effective-time", "status", "_include"},
     "Procedure": {"patient", "code", "date", "status"},
     "ServiceRequest": {"patient", "code", "status", "authored"},
 }
@@ -689,10 +689,11 @@ def test_order_services_prefetch_what_their_rules_read(discovery: dict[str, Any]
 
 
 def test_prefetch_tokens_are_cds_hooks_tokens_or_date_bounds(discovery: dict[str, Any]) -> None:
-    """CDS Hooks 2.0 defines context and user tokens only. The observations look-back uses `today() - N days`,
-    which the sandbox fills and other clients may not: such a client leaves the key out, and the
-    service fetches it itself (tests/test_gathering.py) or says the check was not made. The date
-    token appears nowhere else, so no client ever gets a half-filled query."""
+    """CDS Hooks 2.0 defines context and user tokens only. The look-backs of observations and of
+    administrations (every product given, so it needs a bound) use `today() - N days`, which the
+    sandbox fills and other clients may not: such a client leaves the key out, and the service
+    fetches it itself (tests/test_gathering.py) or says the check was not made. The date token is
+    always the last parameter, and appears nowhere else."""
     allowed = re.compile(r"context\.[A-Za-z]+|user(Practitioner|PractitionerRole|Patient|RelatedPerson)Id")
     date_bounded = set()
     for service in discovery["services"]:
@@ -702,7 +703,7 @@ def test_prefetch_tokens_are_cds_hooks_tokens_or_date_bounds(discovery: dict[str
                     assert re.fullmatch(r"today\(\) - \d+ days", token), token
                     assert re.search(r"&(date|effective-time)=ge\{\{today\(\) - \d+ days\}\}$", template), template
                     date_bounded.add(key)
-    assert date_bounded == {"observations"}
+    assert date_bounded == {"observations", "b12Administrations"}
 
 
 @pytest.mark.parametrize(("fixture", "lines"), [

@@ -103,6 +103,8 @@ REFUSED = {
                         "labs.b12-result.factors", "differ only in case"),
     "prefetch-window-too-short": ("rule.json", _setting(["prefetch", "observationLookbackDays"], 300),
                                   "prefetch.observationLookbackDays", "365"),
+    "administration-window-too-short": ("rule.json", _setting(["prefetch", "administrationLookbackDays"], 180),
+                                        "prefetch.administrationLookbackDays", "maintenanceWindowDays (365)"),
     "threshold-without-unknown-sex": ("rule.json", _without(["labSigns", 1, "valueBySex", "unknown"]),
                                       "labSigns.1.valueBySex", "unknown"),
     "follow-up-not-a-sign": ("rule.json", _setting(["b12Result", "indeterminateFollowUp"], "raised-mmx"),

@@ -155,7 +155,7 @@ def test_code_searches_are_system_bar_code_tokens_ored_with_commas(
             assert sep and system in systems and code, (key, token)
             assert re.fullmatch(r"[A-Za-z0-9.\-]+", code), (key, token)
             assert "|" not in code
-    assert coded == {"observations", "b12Results", "b12Administrations", "procedures", "b12Orders"}
+    assert coded == {"observations", "b12Results", "procedures", "b12Orders"}
 
 
 def test_searches_carry_the_codes_the_rule_reads(templates: dict[str, str]) -> None:
@@ -166,7 +166,7 @@ def test_searches_carry_the_codes_the_rule_reads(templates: dict[str, str]) -> N
     assert serum_b12 in tokens("b12Results")
     assert serum_b12 in tokens("b12Orders")
     assert "http://snomed.info/sct|68962001" in tokens("observations")  # myalgia as an observation
-    assert tokens("b12Administrations")
+    assert not tokens("b12Administrations")  # every product given: SCD-coded doses must not be missed
     assert tokens("procedures")
 
 
@@ -200,8 +200,12 @@ def test_date_bounds_are_computed_from_the_injected_date(templates: dict[str, st
     observations = dict(_params(render(templates["observations"], CONTEXT, TODAY)))
     lookback = 2 * max(knowledge.rule.suppressors.normal_result_days, knowledge.rule.symptoms.lookback_days)
     assert observations["date"] == "ge" + (TODAY - timedelta(days=lookback)).isoformat()
-    # B12 administrations are few: fetched whole, with no token a client might leave unfilled
-    assert "effective-time" not in dict(_params(render(templates["b12Administrations"], CONTEXT, TODAY)))
+    # administrations of every product, so bounded in time: as far back as any rule reads a dose given
+    given = dict(_params(render(templates["b12Administrations"], CONTEXT, TODAY)))
+    sup = knowledge.rule.suppressors
+    reads = max(sup.therapy_administration_days, sup.maintenance_window_days, knowledge.rule.untreated_low.lookback_days)
+    assert given["effective-time"] == "ge" + (TODAY - timedelta(days=reads)).isoformat()
+    assert given["_include"] == "MedicationAdministration:medication"  # for medicationReference
     later = dict(_params(render(templates["observations"], CONTEXT, TODAY + timedelta(days=10))))
     assert later["date"] == "ge" + (TODAY + timedelta(days=10 - lookback)).isoformat()
 
@@ -262,4 +266,4 @@ def test_a_key_sent_in_a_shape_that_cannot_be_read_is_missing(templates: dict[st
 def test_every_code_search_is_of_a_type_whose_is_a_filters_must_list_codes(templates: dict[str, str]) -> None:
     """Knowledge refuses an unlisted is-a filter only for CODE_SEARCHED_TYPES: it must name every type searched by code."""
     searched = {urlsplit(t).path for t in templates.values() if "code=" in t}
-    assert searched == {"Observation", "Procedure", "MedicationAdministration", "ServiceRequest"} <= CODE_SEARCHED_TYPES
+    assert searched == CODE_SEARCHED_TYPES
