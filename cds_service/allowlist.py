@@ -41,6 +41,11 @@ def parse_base(url: str) -> Base | None:
     return Base(scheme, host, port or _DEFAULT_PORTS[scheme], parts.path.rstrip("/"))
 
 
+def is_usable_base(url: str) -> bool:
+    """An http(s) base URL with no query: what an allow-list entry must be."""
+    return parse_base(url) is not None and not urlsplit(url).query
+
+
 def is_loopback_url(url: str) -> bool:
     base = parse_base(url)
     return base is not None and base.host in LOOPBACK_HOSTS
@@ -50,11 +55,10 @@ class FhirAllowList:
     """Parsed allow-list; `allows(url)` answers for a fhirServer or any URL derived from it."""
 
     def __init__(self, bases: list[str]) -> None:
-        parsed = [parse_base(b) for b in bases]
-        bad = [b for b, p in zip(bases, parsed, strict=True) if p is None or urlsplit(b).query]
+        bad = [b for b in bases if not is_usable_base(b)]
         if bad:
             raise ValueError(f"not a usable FHIR base URL: {bad[0]!r}")
-        self.bases = [p for p in parsed if p is not None]
+        self.bases = [p for p in map(parse_base, bases) if p is not None]
 
     def __bool__(self) -> bool:
         return bool(self.bases)

@@ -63,7 +63,9 @@ def render_order_card(
         removals = [Action(type="delete", description=w.remove_duplicate_label, resourceId=ref) for ref in drafts]
         suggestions = [Suggestion(label=w.remove_duplicate_label, uuid=new_id(), isRecommended=False, actions=removals)]
         if oa.next_step == "mma":  # one click: the repeat out, the follow-up NG239 advises in
-            mma = order_suggestion(w.variants["test-mma"], k, patient_id, now, [], encounter_id, user_id, new_id)
+            # order-sign reads no complaint: the new order states no reason it cannot vouch for
+            mma = order_suggestion(w.variants["test-mma"], k, patient_id, now, [], encounter_id, user_id, new_id,
+                                   complaint_reason=False)
             if mma:
                 swap = Suggestion(label=w.phrases["replaceWithMma"], uuid=new_id(), isRecommended=False,
                                   actions=[*removals, *mma[0].actions])

@@ -236,13 +236,15 @@ def new_uuid() -> str:
 
 def order_suggestion(
     variant: VariantWording, k: Knowledge, patient_id: str, now: datetime, reasons: list[Fact],
-    encounter_id: str | None, user_id: str | None, new_id: Callable[[], str],
+    encounter_id: str | None, user_id: str | None, new_id: Callable[[], str], complaint_reason: bool | None = None,
 ) -> list[Suggestion] | None:
-    """The one-click order of the variant's test, or None when the variant orders nothing."""
+    """The one-click order of the variant's test, or None when the variant orders nothing. The
+    order names the muscle complaint as its reason when the variant says so, unless the caller
+    knows nothing of the complaint (`complaint_reason=False`)."""
     if variant.order is None or not variant.suggestion_label:
         return None
-    order = build_order(variant.order, k, patient_id, now, reasons, encounter_id, user_id,
-                        variant.order_reason_is_complaint)
+    reason = variant.order_reason_is_complaint if complaint_reason is None else complaint_reason
+    order = build_order(variant.order, k, patient_id, now, reasons, encounter_id, user_id, reason)
     action = Action(type="create", description=k.wording.phrases["orderAction"].format(display=variant.order.display),
                     resource=order)
     return [Suggestion(label=variant.suggestion_label, uuid=new_id(), isRecommended=True, actions=[action])]

@@ -5,6 +5,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cds_service.allowlist import is_loopback_url, is_usable_base
+
+
+def _fhir_bases(urls: list[str]) -> list[str]:
+    """Checked at start, so a typo stops the service with one line rather than at its first call."""
+    for i, url in enumerate(urls):
+        if not is_usable_base(url):
+            raise ValueError(f"entry {i + 1} is not an http(s) FHIR base URL without a query")
+    return urls
+
 
 class TrustedIssuer(BaseModel):
     """One EHR allowed to call: where its public keys are, and which FHIR servers it may name."""
@@ -13,6 +23,16 @@ class TrustedIssuer(BaseModel):
 
     jwks: str = Field(min_length=1, description="https URL (http only for loopback) or local file path of a JWKS.")
     fhir_servers: list[str] = Field(default_factory=list, alias="fhirServers")
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks_url_is_https(cls, value: str) -> str:
+        """Keys fetched over plain http could be swapped in transit: http is for loopback only."""
+        if value.lower().startswith("http://") and not is_loopback_url(value):
+            raise ValueError("a JWKS URL must be https (http only on loopback)")
+        return value
+
+    _servers = field_validator("fhir_servers")(_fhir_bases)
 
 
 class Settings(BaseSettings):
@@ -78,6 +98,8 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=300, description="Budget for one hook call: reading, gathering, evaluating; past it, 503."
     )
     log_format: str = Field(default="json", pattern="^(json|text)$", description="json: one JSON object per line.")
+
+    _allowed = field_validator("fhir_allowed_servers")(_fhir_bases)
 
     @field_validator("trusted_issuers", mode="before")
     @classmethod
