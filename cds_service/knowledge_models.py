@@ -81,6 +81,8 @@ class TextMatchingFile(_File):
     post_negation: list[str]
     clause_breaks: list[str]
     negative_answers: list[str]
+    list_negation: list[str] = Field(default_factory=list)
+    list_scope_ends: list[str] = Field(default_factory=list)
 
 
 class Population(_Knowledge):

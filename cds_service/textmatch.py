@@ -85,6 +85,24 @@ class PhraseSet:
 
 
 @dataclass(frozen=True)
+class _Spans:
+    """Where a pattern occurs in a text, found once: the last occurrence before a point, in log time."""
+
+    spans: list[tuple[int, int]]
+    ends: list[int]
+
+    @classmethod
+    def of(cls, pattern: re.Pattern[str] | None, text: str) -> "_Spans":
+        spans = [m.span() for m in pattern.finditer(text)] if pattern is not None else []
+        return cls(spans, [e for _, e in spans])
+
+    def last_before(self, point: int) -> tuple[int, int] | None:
+        """The last occurrence that ends at or before `point`."""
+        i = bisect_right(self.ends, point)
+        return self.spans[i - 1] if i else None
+
+
+@dataclass(frozen=True)
 class TextMatcher:
     """Finds concept mentions in free text; built once from cards/ at start."""
 
@@ -100,6 +118,10 @@ class TextMatcher:
     concept_exclusions: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     # phrases that hold one of the concept's terms ("on exertion"): they cancel only the mention inside them
     local_exclusions: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # cues that negate a whole list ("Negative for fever, chills and myalgias"): to the clause's end,
+    # or to the first scope end after them ("reports", "positive for"), which also ends a cue window
+    list_negation: re.Pattern[str] | None = None
+    list_scope_ends: re.Pattern[str] | None = None
     # the cues above compiled for lookup: post-negation, and pre-negation per concept (general + its own)
     post_cues: PhraseSet = field(init=False)
     pre_cues: dict[str, PhraseSet] = field(init=False)
@@ -123,6 +145,8 @@ class TextMatcher:
         concept_pre_negation: dict[str, list[str]] | None = None,
         negative_answers: list[str] | None = None,
         concept_exclusions: dict[str, list[str]] | None = None,
+        list_negation: list[str] | None = None,
+        list_scope_ends: list[str] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -158,6 +182,8 @@ class TextMatcher:
                                 for c, cues in (concept_exclusions or {}).items()},
             local_exclusions={c: _phrase_pattern(local) for c, cues in (concept_exclusions or {}).items()
                               if (local := [cue for cue in cues if holds_term(c, cue)])},
+            list_negation=_phrase_pattern(list_negation) if list_negation else None,
+            list_scope_ends=_phrase_pattern(list_scope_ends) if list_scope_ends else None,
         )
 
     def is_negative_answer(self, text: str | None) -> bool:
@@ -205,6 +231,8 @@ class TextMatcher:
         break_ends = [b[1] for b in breaks]
         found: set[str] = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
+        list_cues = _Spans.of(self.list_negation, lowered)
+        scope_ends = _Spans.of(self.list_scope_ends, lowered)
         for n, match in enumerate(self.pattern.finditer(lowered), 1):
             if n % _MENTIONS_PER_CHECK == 0:
                 check()
@@ -216,10 +244,16 @@ class TextMatcher:
             clause_start = break_ends[i - 1] if i else 0
             j = bisect_left(break_starts, end)
             clause_end = break_starts[j] if j < len(break_starts) else len(lowered)
-            before = _words_before(lowered, start, clause_start, self.window_words)
+            # a scope end ("reports", "positive for") closes every negation before it, as a clause break does
+            scope_end = scope_ends.last_before(start)
+            scope_start = max(clause_start, scope_end[1]) if scope_end is not None else clause_start
+            before = _words_before(lowered, start, scope_start, self.window_words)
             after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
             if self.post_cues.within(after) or self._answered_no(lowered, end, break_starts):
                 continue
+            cue = list_cues.last_before(start)
+            if cue is not None and cue[0] >= scope_start:
+                continue  # one item of a negated list
             for concept in concepts:
                 cues = self.pre_cues.get(concept, self.general_pre_cues)
                 if not cues.within(before) and not self._inside_exclusion(concept, lowered, start, end, spans):

@@ -65,7 +65,11 @@ def _reference_find(m: Any, text: str) -> set[str]:
         start, end = match.span()
         clause_start = max((b.end() for b in m.clause_break.finditer(lowered, 0, start)), default=0)
         nxt = m.clause_break.search(lowered, end)
-        before = _words(lowered[clause_start:start])[-m.window_words:]
+        ends = [x.end() for x in m.list_scope_ends.finditer(lowered) if x.end() <= start] if m.list_scope_ends else []
+        scope_start = max([clause_start, *ends])
+        before = _words(lowered[scope_start:start])[-m.window_words:]
+        in_list = bool(m.list_negation) and any(
+            x.start() >= scope_start and x.end() <= start for x in m.list_negation.finditer(lowered))
         after = _words(lowered[end:nxt.start() if nxt else len(lowered)])[:3]
         mark = ANSWER_MARK.match(lowered, end)
         answered_no = False
@@ -74,7 +78,7 @@ def _reference_find(m: Any, text: str) -> set[str]:
             answer = lowered[mark.end():answer_end.start() if answer_end else len(lowered)]
             first = _words(answer)[:3]
             answered_no = m.is_negative_answer(answer) or any(_has_phrase(first, c) for c in m.post_negation)
-        if any(_has_phrase(after, c) for c in m.post_negation) or answered_no:
+        if any(_has_phrase(after, c) for c in m.post_negation) or answered_no or in_list:
             continue
         for concept in m.term_concepts[match.group(0)]:
             local = m.local_exclusions.get(concept)
@@ -87,7 +91,8 @@ def _reference_find(m: Any, text: str) -> set[str]:
 
 PIECES = ["myalgia", "muscle pain", "muscle aches", "fatigue", "tired", "pins and needles", "no", "denies", "not",
           "family history of", "resolved", "negative", "none", "yes", "but", ".", ";", ":", "?", " - ", "\n",
-          "worse on exertion", "marathon", "fever/chills/night-sweats/myalgia", "mild", "for months", "the", "x" * 40]
+          "worse on exertion", "marathon", "fever/chills/night-sweats/myalgia", "mild", "for months", "the", "x" * 40,
+          "negative for", "reports", ",", "except", "no relief of", "positive for", "fever", "chills", "weight loss"]
 
 
 @settings(max_examples=3000, deadline=None, derandomize=True)
@@ -140,3 +145,19 @@ def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowl
         knowledge.text.find("no myalgia. " * 10_000, check)
     assert calls == 3
     assert knowledge.text.find("no myalgia. " * 100, check) == set()  # a short text is read between checks
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Review of systems - Positive for fatigue. Negative for fever, chills, weight loss and myalgias.", {"fatigue"}),
+    ("Denies fever, chills, night sweats, weight loss or muscle aches", set()),
+    ("Musculoskeletal: Negative for back pain, joint swelling and myalgias.", set()),
+    ("Neurological: Negative for dizziness, tremors, seizures, weakness, numbness and headaches.", set()),
+    ("Denies fever, reports muscle aches for 3 weeks", {"myalgia"}),  # a new statement ends the list
+    ("Negative for all except myalgia", {"myalgia"}),
+    ("No improvement in her widespread muscle aches", {"myalgia"}),  # opens with a cue, negates nothing after it
+    ("Negative for fever. Positive for myalgia and fatigue", {"myalgia", "fatigue"}),
+    ("no longer has muscle aches", set()),
+])
+def test_a_negated_list_negates_every_item_to_the_end_of_its_clause(knowledge: Knowledge, text: str, expected: set[str]) -> None:
+    """Review-of-systems lists put the cue many words before the last items (found in clinical review)."""
+    assert knowledge.text.find(text) & {"myalgia", "fatigue", "paresthesia", "dizziness"} == expected
