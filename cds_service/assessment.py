@@ -121,12 +121,14 @@ def _ended(course: Fact, today: date) -> date | None:
 
 
 def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
-    """B12 replacement active now, or given within the administration window: administered, or a
-    completed course that ended (or began, with no end recorded) inside it."""
+    """B12 replacement active now (and not past its recorded end), or given within the administration
+    window: administered, or a course that ended (or began, with no end recorded) inside it."""
     sup = knowledge.rule.suppressors
     window = sup.therapy_administration_days
     given = [f for concept in sup.therapy_concepts for f in facts.of(concept)]
-    if any(f.active or ((ended := _ended(f, today)) is not None and -1 <= _days(ended, today) <= window) for f in given):
+    # an "active" record whose recorded end has passed (a statement nobody closed) ended then
+    current = [f for f in given if f.active and (f.until is None or f.until >= today)]
+    if current or any((ended := _ended(f, today)) is not None and -1 <= _days(ended, today) <= window for f in given):
         return True
     return on_maintenance(given, knowledge, today)
 

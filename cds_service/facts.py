@@ -324,6 +324,8 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
         return Reading("in-progress", _observation_date(m), True, m.status)
     if m.status not in status.observation_status or _is_negative(m, screen):
         return _SKIP
+    if raw.get("dataAbsentReason"):  # no value, and why (not performed, sample lost): no result, no finding
+        return _SKIP
     quantity = m.valueQuantity
     result = Reading("counts", _observation_date(m), status=m.status, flagged_low=_flagged_low(raw.get("interpretation"), k))
     if quantity is None or quantity.value is None:
