@@ -54,6 +54,7 @@ class Assessment:
     b12_band: Band | None = None
     recent_result_days: int = 0
     new_risk_since_normal: bool = False
+    low_in_pregnancy: bool = False  # the latest result is a low total B12 taken while pregnant
     lapsed_orders: tuple[Fact, ...] = ()  # open B12 orders too old to count as pending
     past_therapy: tuple[Fact, ...] = ()  # B12 replacement recorded after the last result, none current
     critical_feature: CriticalFeature | None = None  # what made the card critical, named in its summary
@@ -335,7 +336,11 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     low = rule.untreated_low
     treated = treated_since(facts, knowledge, last.when, today) if last is not None and last.when is not None else ()
     base["past_therapy"] = treated
-    if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today):
+    # total B12 falls in pregnancy: a low one asks for active B12, it proves no deficiency
+    low_in_pregnancy = (band == "deficient" and last is not None and last.concept in rule.pregnancy.low_unreliable_concepts
+                        and orders_active_b12(facts, knowledge, today))
+    base["low_in_pregnancy"] = low_in_pregnancy
+    if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today) and not low_in_pregnancy:
         if treated:
             return _lapsed_treatment(facts, knowledge, today, (), base)
         # the signs decide how urgent treatment is (neurological features: do not delay), so show them
@@ -363,7 +368,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         return Assessment("suppressed:recent-result", **base)
     recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if within(f, sup.recent_result_days, today)]
     # a recent result makes a repeat B12 redundant, not the MMA NG239 advises after an indeterminate one
-    if recent and not mma_due and not functional_due:
+    if recent and not mma_due and not functional_due and not low_in_pregnancy:
         return Assessment("suppressed:recent-result", **base)
     if (mma_due or functional_due) and tests_in_progress(facts, [follow_up_lab], knowledge, today):
         return Assessment("suppressed:result-pending", **base)
@@ -377,7 +382,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         signs += (_indeterminate_sign(last, knowledge),)
     elif band == "deficient" and last is not None:
         words = knowledge.wording.result
-        label = words.treated_low if treated else words.earlier_low.format(days=low.lookback_days)
+        label = (words.low_in_pregnancy if low_in_pregnancy else words.treated_low if treated
+                 else words.earlier_low.format(days=low.lookback_days))
         signs += (Evidence("earlier-low-b12", label, (last,)),)
     if not signs:
         return Assessment("no-sign", **base)

@@ -271,6 +271,9 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
         if cf.kind == "pregnancy" and cf.concept != rule.pregnancy.concept:
             raise KnowledgeError("rule.json", f"confounders.{i}.concept", "a pregnancy confounder names pregnancy.concept")
     need_concept("pregnancy.concept", rule.pregnancy.concept)
+    for i, c in enumerate(rule.pregnancy.low_unreliable_concepts):
+        if c not in rule.b12_result.result_concepts:
+            raise KnowledgeError("rule.json", f"pregnancy.lowUnreliableConcepts.{i}", "must be one of b12Result.resultConcepts")
     orders = rule.orders
     for i, c in enumerate(orders.muscle_order_concepts + orders.b12_product_concepts + orders.b12_test_concepts
                               + orders.duplicate_test_concepts + orders.follow_up_order_concepts):

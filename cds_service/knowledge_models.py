@@ -247,6 +247,9 @@ class PregnancyRule(_Knowledge):
     lookback_days: int = Field(ge=1)
     # total B12 falls in pregnancy: the first test offered is active B12 (variant test-active-b12)
     order_active_b12: bool
+    # results a pregnancy makes unreliable when low: such a low result is no untreated deficiency
+    # and no reason to stay silent; the card shows it and asks for active B12
+    low_unreliable_concepts: list[str] = Field(default_factory=list)
     remark: str = ""
 
 
@@ -336,6 +339,7 @@ class ResultWording(_Knowledge):
     # the sign an earlier low B12 becomes when it no longer calls for treatment review
     earlier_low: str
     treated_low: str
+    low_in_pregnancy: str
     censored: dict[Literal["<", "<=", ">=", ">"], str]
 
 
@@ -414,7 +418,7 @@ HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", 
             "latestB12", "caveats", "treatmentSince")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "pastTherapy", "noFollowUpSince", "noRecentMma", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
+    "pastTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",
            "orderAction", "orderedNow", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma",

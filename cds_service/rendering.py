@@ -118,6 +118,9 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         if last is not None:
             lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
         lines.append(words["noRecentMma"].format(days=assessment.recent_result_days))
+    elif assessment.low_in_pregnancy and last is not None:
+        lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
+        lines.append(words["lowTotalInPregnancy"])
     elif assessment.variant == "test-mma" and last is not None:
         # the result may be recent: what makes the card not redundant is the follow-up not yet taken
         lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
