@@ -360,10 +360,15 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             return Assessment("card", "untreated-mma", Indicator.CRITICAL, signs=signs, **base)
     # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
     mma_due = band == "indeterminate" and last is not None and not follow_up_taken_since(facts, knowledge, last, today)
+    # BSH: a normal B12 does not rule deficiency out when the picture is strong (falsely normal results
+    # with intrinsic-factor antibodies): neurological signs or macrocytic anaemia ask for MMA instead
+    discordant = (band == "normal" and last is not None and b12.discordant_normal_follow_up
+                  and _critical_feature(_signs(facts, knowledge, today), knowledge) is not None
+                  and not follow_up_taken_since(facts, knowledge, last, today))
     follow_up_lab = rule.follow_up_sign.lab
     # nitrous oxide: a normal serum B12 says little, so MMA is asked for whatever B12 shows
     unreliable = {rf.id for rf in rule.risk_factors if rf.serum_b12_unreliable} & {e.id for e in risks}
-    functional_due = bool(unreliable) and not mma_due
+    functional_due = (bool(unreliable) or discordant) and not mma_due
     if functional_due and any(within(f, sup.recent_result_days, today) for f in facts.of(follow_up_lab)):
         return Assessment("suppressed:recent-result", **base)
     recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if within(f, sup.recent_result_days, today)]
@@ -396,7 +401,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     downgrading = {c.id for c in rule.confounders if c.downgrade}
     if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
         indicator = Indicator.INFO
-    variant: PatternVariant = "test-mma" if mma_due else "test-mma-after-nitrous-oxide" if functional_due else "test-b12"
+    variant: PatternVariant = ("test-mma" if mma_due else "test-mma-after-nitrous-oxide" if functional_due and unreliable
+                               else "test-mma-after-normal-b12" if functional_due else "test-b12")
     if variant == "test-b12" and orders_active_b12(facts, knowledge, today):
         variant = "test-active-b12"
     return Assessment("card", variant, indicator, signs=signs,

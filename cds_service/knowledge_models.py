@@ -160,6 +160,8 @@ class B12Result(_Knowledge):
     bands: dict[str, ResultBands]
     # the lab sign (an id in labSigns) whose result, taken after an indeterminate B12, answers it
     indeterminate_follow_up: str
+    # a normal B12 beside neurological signs or macrocytic anaemia is discordant: ask for that follow-up
+    discordant_normal_follow_up: bool = False
     remark: str = ""
 
 
@@ -418,7 +420,7 @@ HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", 
             "latestB12", "caveats", "treatmentSince")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "pastTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
+    "pastTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",
            "orderAction", "orderedNow", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma",

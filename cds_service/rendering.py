@@ -118,6 +118,9 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         if last is not None:
             lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
         lines.append(words["noRecentMma"].format(days=assessment.recent_result_days))
+    elif assessment.variant == "test-mma-after-normal-b12" and last is not None:
+        lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
+        lines.append(words["discordantNormal"])
     elif assessment.low_in_pregnancy and last is not None:
         lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
         lines.append(words["lowTotalInPregnancy"])
