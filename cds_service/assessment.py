@@ -519,6 +519,8 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
             ended = facts.ended.get(cf.concept or "", [])
             found = [f for f in (*found, *ended) if within(f, cf.within_days or 0, today)
                      or (f.until is not None and -1 <= _days(f.until, today) <= (cf.within_days or 0))]
+            if cf.max_days_after_complaint is not None and complaint.when is not None:  # aches before it
+                found = [f for f in found if f.when is None or _days(complaint.when, f.when) <= cf.max_days_after_complaint]
         if not found:
             continue
         note = cf.advice

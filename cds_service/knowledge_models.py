@@ -213,6 +213,8 @@ class Confounder(_Knowledge):
     concept: str | None = None
     recent_start_days: int | None = None
     within_days: int | None = None
+    # recent kind: an event that began more than this many days after the complaint explains nothing of it
+    max_days_after_complaint: int | None = None
     lab: str | None = None
     comparator: Literal["<", ">"] | None = None
     value: float | None = None
