@@ -161,3 +161,14 @@ def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowl
 def test_a_negated_list_negates_every_item_to_the_end_of_its_clause(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Review-of-systems lists put the cue many words before the last items (found in clinical review)."""
     assert knowledge.text.find(text) & {"myalgia", "fatigue", "paresthesia", "dizziness"} == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Return if muscle aches develop", set()),
+    ("Possible myalgia", set()),
+    ("muscle aches improved, now gone", set()),
+    ("Muscle aches since March", {"myalgia"}),
+    ("Myalgia, worse if walking far", {"myalgia"}),  # the cue after the term negates nothing
+])
+def test_hypothetical_uncertain_or_passed_aches_are_no_complaint(knowledge: Knowledge, text: str, expected: set[str]) -> None:
+    assert knowledge.text.find(text) & {"myalgia"} == expected
