@@ -4,6 +4,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 
 TimeCheck = Callable[[], None]
 """Raises when the call's time is up; long work calls it now and then (limits.time_limit)."""
@@ -226,6 +227,10 @@ class TextMatcher:
         if self.pattern is None or not text:
             return set()
         lowered = text.lower()
+        mentions = self.pattern.finditer(lowered)
+        first = next(mentions, None)
+        if first is None:  # most texts (a product's name, a code's display) name nothing: no more passes
+            return set()
         breaks = [m.span() for m in self.clause_break.finditer(lowered)]
         break_starts = [b[0] for b in breaks]
         break_ends = [b[1] for b in breaks]
@@ -233,7 +238,7 @@ class TextMatcher:
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
         list_cues = _Spans.of(self.list_negation, lowered)
         scope_ends = _Spans.of(self.list_scope_ends, lowered)
-        for n, match in enumerate(self.pattern.finditer(lowered), 1):
+        for n, match in enumerate(chain((first,), mentions), 1):
             if n % _MENTIONS_PER_CHECK == 0:
                 check()
             concepts = self.term_concepts[match.group(0)]
