@@ -33,6 +33,16 @@ GC_YOUNG_THRESHOLD = 10_000
 log = logging.getLogger("cds_service")
 
 
+def tune_gc() -> None:
+    """Garbage-collector settings for a process that parses large JSON bodies, applied once started."""
+    # Everything loaded so far (knowledge, models, libraries) lives for the whole process:
+    # keep it out of the cyclic GC, which otherwise rescans it while large requests parse.
+    gc.freeze()
+    # One request parses thousands of short-lived JSON containers; at the default threshold
+    # (700) the collector runs several times per call for garbage that is freed anyway.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def error_response(
     status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
@@ -73,12 +83,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with storage_lifespan(app), new_client(settings.fhir_deadline_seconds) as client:
         app.state.fetcher = Fetcher.from_settings(settings, client)
         app.state.authenticator.client = client
-        # Everything loaded so far (knowledge, models, libraries) lives for the whole process:
-        # keep it out of the cyclic GC, which otherwise rescans it while large requests parse.
-        gc.freeze()
-        # One request parses thousands of short-lived JSON containers; at the default threshold
-        # (700) the collector runs several times per call for garbage that is freed anyway.
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        tune_gc()
         yield
 
 

@@ -3,8 +3,9 @@
 Run: .venv/bin/python -m tests.benchmarks.bench_http [--duration 5] [--rounds 3] [--workers 1]
 Needs wrk (Debian package `wrk`). Prints numbers; asserts nothing.
 
-Service and bare endpoint run in alternating rounds and the median round of each is shown: on a
-shared 2-core machine one long run of each drifts with whatever else the machine is doing.
+Service and the two bare endpoints (tests/benchmarks/bare_app.py) run in alternating rounds and
+the median round of each is shown: on a shared 2-core machine one long run of each drifts with
+whatever else the machine is doing.
 """
 
 import argparse
@@ -103,33 +104,37 @@ def main() -> None:
         script.write_text(LUA.format(body=body))
         scripts[name] = (script, body.stat().st_size)
 
-    service_port, bare_port = _port(), _port()
     py = sys.executable
-    service = _start([py, "-m", "cds_service", "serve", "--port", str(service_port), "--workers", str(args.workers)], service_port)
-    bare = _start([py, "-m", "uvicorn", "tests.benchmarks.bare_app:app", "--port", str(bare_port),
-                   "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], bare_port)
+    ports = {"service": _port(), "bare": _port(), "bare-gc": _port()}
+    service = _start([py, "-m", "cds_service", "serve", "--port", str(ports["service"]), "--workers", str(args.workers)],
+                     ports["service"])
+    # the floors: FastAPI's defaults, and the same with the service's garbage-collector settings
+    floors = [_start([py, "-m", "uvicorn", f"tests.benchmarks.bare_app:{app}", "--port", str(ports[label]),
+                      "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], ports[label])
+              for label, app in (("bare", "app"), ("bare-gc", "tuned_app"))]
     try:
         print(f"wrk: {args.connections} connections, {args.rounds} alternating rounds of {args.duration}s, "
               f"{args.workers} worker(s), 2 cores; the median round of each is shown")
+        print("ratio: the service's req/s over this floor's (bare: FastAPI defaults; bare-gc: the same with the "
+              "garbage-collector settings the service applies, the like-for-like floor)")
         print(f"{'request':<26} {'bytes':>9} {'server':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'ratio':>6}")
         for name, (script, size) in scripts.items():
-            rounds: dict[str, list[dict[str, float]]] = {"service": [], "bare": []}
-            ports = {"service": service_port, "bare": bare_port}
+            rounds: dict[str, list[dict[str, float]]] = {label: [] for label in ports}
             for port in ports.values():
                 _wrk(f"http://127.0.0.1:{port}{SERVICE_PATH}", script, 2, args.connections)  # warm-up
             for _ in range(args.rounds):
                 for label, port in ports.items():
                     rounds[label].append(_wrk(f"http://127.0.0.1:{port}{SERVICE_PATH}", script, args.duration, args.connections))
             results = {label: _median_round(runs) for label, runs in rounds.items()}
-            ratio = results["service"]["rps"] / results["bare"]["rps"]
             for label, r in results.items():
-                shown = f"{ratio:>6.2f}" if label == "service" else ""
+                shown = f"{results['service']['rps'] / r['rps']:>6.2f}" if label != "service" else ""
                 print(f"{name:<26} {size:>9} {label:<8} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>8.0f} {shown}")
-            spread = {label: f"{min(x['rps'] for x in runs):.0f}-{max(x['rps'] for x in runs):.0f}" for label, runs in rounds.items()}
-            print(f"{'':<26} {'':>9} req/s range over rounds: service {spread['service']}, bare {spread['bare']}")
+            spread = ", ".join(f"{label} {min(x['rps'] for x in runs):.0f}-{max(x['rps'] for x in runs):.0f}"
+                               for label, runs in rounds.items())
+            print(f"{'':<26} {'':>9} req/s range over rounds: {spread}")
         print(f"peak RSS of the service after the heavy run: {_peak_rss_mb(service.pid):.0f} MB")
     finally:
-        for proc in (service, bare):
+        for proc in (service, *floors):
             proc.terminate()
             proc.wait(timeout=10)
 
