@@ -486,7 +486,7 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
             continue
         found = facts.of(rf.concept or "")
         if rf.kind == "medication":
-            start = course_start(found, knowledge, today)
+            start = course_start([*found, *facts.renewals.get(rf.concept or "", [])], knowledge, today)
             if start is None or rf.min_duration_days is None or _days(start, today) >= rf.min_duration_days:
                 found = [f for f in found if f.active]
                 if found:
@@ -526,7 +526,9 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
         note = cf.advice
         if cf.recent_start_days is not None:
             anchor = complaint.when or today
-            starts = [course_start(everything, knowledge, today)] if cf.kind == "medication" else [f.when for f in found]
+            renewals = facts.renewals.get(cf.concept or "", [])
+            starts = ([course_start([*everything, *renewals], knowledge, today)] if cf.kind == "medication"
+                      else [f.when for f in found])
             recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
             if recent:
                 started = knowledge.wording.phrases["startedBefore"].format(days=_days(recent[0], anchor))

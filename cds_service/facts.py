@@ -58,6 +58,8 @@ class PatientFacts:
     unchecked: frozenset[str] = frozenset()  # checks ("results", "therapy", "orders") the EHR sent no data for
     in_progress: list[Fact] = field(default_factory=list)  # lab tests registered, no result yet
     ended: dict[str, list[Fact]] = field(default_factory=dict)  # resolved or abated Conditions, by concept
+    # stopped orders, by concept: read only to date the start of a medicine still taken
+    renewals: dict[str, list[Fact]] = field(default_factory=dict)
 
     def of(self, concept: str) -> list[Fact]:
         return self.by_concept.get(concept, [])
@@ -289,7 +291,7 @@ class Reading:
     goes: a current or past record (counts), a resolved condition (ended: only "recent" confounders
     read it), a test not yet resulted (in-progress), or nothing (skip; invalid is counted)."""
 
-    use: Literal["counts", "ended", "in-progress", "skip", "invalid"]
+    use: Literal["counts", "ended", "in-progress", "renewal", "skip", "invalid"]
     when: date | None = None
     active: bool = False
     status: str | None = None
@@ -340,10 +342,12 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
 def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
     k = screen.k
     status = k.rule.record_status
-    if m.doNotPerform or m.status not in (*status.medication_active, *status.medication_past):
+    if m.doNotPerform or m.status not in (*status.medication_active, *status.medication_past,
+                                          *status.medication_renewal_only):
         return _SKIP
     validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
-    return Reading("counts", as_date(validity and validity.start) or as_date(m.authoredOn),
+    use: Literal["counts", "renewal"] = "renewal" if m.status in status.medication_renewal_only else "counts"
+    return Reading(use, as_date(validity and validity.start) or as_date(m.authoredOn),
                    m.status in status.medication_active, m.status, as_date(validity and validity.end))
 
 
@@ -407,6 +411,10 @@ def _add_facts(
     if r.use == "ended":  # kept apart: only "recent" confounders read them
         for concept, how in hits.items():
             facts.ended.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
+        return False
+    if r.use == "renewal":  # kept apart: only the start of a medicine still taken reads them
+        for concept, how in hits.items():
+            facts.renewals.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
         return False
     if r.use == "in-progress":
         facts.in_progress += [Fact(c, rtype, rid, label, r.when, True, how, status=r.status) for c, how in hits.items()]

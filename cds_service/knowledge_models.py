@@ -104,6 +104,9 @@ class RecordStatus(_Knowledge):
     medication_past: list[str]
     # the same for statements: a stopped statement says the patient took it, then stopped
     medication_statement_past: list[str]
+    # orders read only as an earlier course of a medicine still taken (a dose change stops the old
+    # order and starts a new one): never current use, never a dose given
+    medication_renewal_only: list[str] = Field(default_factory=list)
     # a past course that ended at most renewal_gap_days before the next began, or with no end
     # recorded began at most renewal_start_gap_days before it, is a renewal of it
     renewal_gap_days: int = Field(ge=0)

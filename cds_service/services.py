@@ -46,7 +46,7 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
     therapy = k.rule.suppressors
     status = k.rule.record_status
     # past courses too: the start of long-term use, and B12 given after a low result
-    medication_status = ",".join(status.medication_active + status.medication_past)
+    medication_status = ",".join(status.medication_active + status.medication_past + status.medication_renewal_only)
     statement_status = ",".join(status.medication_statement_active + status.medication_statement_past)
     return {
         "patient": f"Patient/{PATIENT}",

@@ -215,7 +215,7 @@ def test_status_and_include_parameters(templates: dict[str, str]) -> None:
         return dict(_params(render(templates[key], CONTEXT, TODAY)))
 
     # past courses too: long-term use counts from the first, and B12 given after a low result treats it
-    assert params("medications")["status"] == "active,on-hold,completed"
+    assert params("medications")["status"] == "active,on-hold,completed,stopped"  # stopped: a dose change
     assert params("medications")["_include"] == "MedicationRequest:medication"  # for medicationReference
     assert params("medicationStatements")["status"] == "active,intended,completed,stopped"  # taken, then stopped
     assert params("b12Orders")["status"] == "draft,active,on-hold"
