@@ -345,6 +345,8 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
     if m.doNotPerform or m.status not in (*status.medication_active, *status.medication_past,
                                           *status.medication_renewal_only):
         return _SKIP
+    if m.intent in status.medication_intent_ignored:
+        return _SKIP
     validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
     use: Literal["counts", "renewal"] = "renewal" if m.status in status.medication_renewal_only else "counts"
     return Reading(use, as_date(validity and validity.start) or as_date(m.authoredOn),

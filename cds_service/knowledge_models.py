@@ -107,6 +107,8 @@ class RecordStatus(_Knowledge):
     # orders read only as an earlier course of a medicine still taken (a dose change stops the old
     # order and starts a new one): never current use, never a dose given
     medication_renewal_only: list[str] = Field(default_factory=list)
+    # MedicationRequest intents that are no prescription (a suggestion, one option of several)
+    medication_intent_ignored: list[str] = Field(default_factory=list)
     # a past course that ended at most renewal_gap_days before the next began, or with no end
     # recorded began at most renewal_start_gap_days before it, is a renewal of it
     renewal_gap_days: int = Field(ge=0)
