@@ -252,6 +252,14 @@ def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list
     return [f for f in facts.of(rule.concept) if within(f, rule.lookback_days, today) or (f.active and f.when is None)]
 
 
+def _taken_in_pregnancy(result: Fact, facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
+    """Whether a result was taken during a current pregnancy: on or after its date (an undated one:
+    inside the pregnancy window). A low result from before the pregnancy is what it always was."""
+    window = knowledge.rule.pregnancy.lookback_days
+    return result.when is not None and within(result, window, today) and any(
+        p.when is None or result.when >= p.when for p in _pregnancies(facts, knowledge, today))
+
+
 def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
     return "pregnant" if _pregnancies(facts, knowledge, today) else facts.sex
 
@@ -323,9 +331,20 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 
     last = _latest([f for c in b12.result_concepts for f in facts.of(c)])
     band: Band | None = b12_band(last, b12.bands[last.concept]) if last is not None else None
+    # total B12 falls in pregnancy: a low one taken then proves no deficiency. An active B12 taken in
+    # the same pregnancy is the result that tells; without one, the card asks for it.
+    preg = rule.pregnancy
+    low_in_pregnancy = (band == "deficient" and last is not None and last.concept in preg.low_unreliable_concepts
+                        and orders_active_b12(facts, knowledge, today) and _taken_in_pregnancy(last, facts, knowledge, today))
+    if low_in_pregnancy:
+        reliable = _latest([f for c in b12.result_concepts if c not in preg.low_unreliable_concepts for f in facts.of(c)
+                            if _taken_in_pregnancy(f, facts, knowledge, today)])
+        if reliable is not None:
+            last, band, low_in_pregnancy = reliable, b12_band(reliable, b12.bands[reliable.concept]), False
 
     risks = _risk_factors(facts, knowledge, today, age)
-    confounders = _confounders(facts, knowledge, today, trigger[0])
+    first = min((f.when for f in trigger if f.when is not None), default=None)
+    confounders = _confounders(facts, knowledge, today, trigger[0], first)
     base: dict[str, Any] = {
         "trigger": trigger, "risk_factors": risks, "confounders": confounders, "last_b12": last,
         "b12_band": band, "recent_result_days": sup.recent_result_days,
@@ -336,9 +355,6 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     low = rule.untreated_low
     treated = treated_since(facts, knowledge, last.when, today) if last is not None and last.when is not None else ()
     base["past_therapy"] = treated
-    # total B12 falls in pregnancy: a low one asks for active B12, it proves no deficiency
-    low_in_pregnancy = (band == "deficient" and last is not None and last.concept in rule.pregnancy.low_unreliable_concepts
-                        and orders_active_b12(facts, knowledge, today))
     base["low_in_pregnancy"] = low_in_pregnancy
     if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today) and not low_in_pregnancy:
         if treated:
@@ -363,6 +379,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     # BSH: a normal B12 does not rule deficiency out when the picture is strong (falsely normal results
     # with intrinsic-factor antibodies): neurological signs or macrocytic anaemia ask for MMA instead
     discordant = (band == "normal" and last is not None and b12.discordant_normal_follow_up
+                  and within(last, sup.normal_result_days, today)  # older: no longer silences, test again
                   and _critical_feature(_signs(facts, knowledge, today), knowledge) is not None
                   and not follow_up_taken_since(facts, knowledge, last, today))
     follow_up_lab = rule.follow_up_sign.lab
@@ -499,7 +516,11 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
     return tuple(out)
 
 
-def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complaint: Fact) -> tuple[Evidence, ...]:
+def _confounders(
+    facts: PatientFacts, knowledge: Knowledge, today: date, complaint: Fact, first_complaint: date | None
+) -> tuple[Evidence, ...]:
+    """What else may explain the aches; `complaint` is the newest complaint, `first_complaint` the
+    date of the earliest (aches recorded before an illness are not explained by it)."""
     out: list[Evidence] = []
     for cf in knowledge.rule.confounders:
         if cf.kind == "lab":
@@ -519,8 +540,8 @@ def _confounders(facts: PatientFacts, knowledge: Knowledge, today: date, complai
             ended = facts.ended.get(cf.concept or "", [])
             found = [f for f in (*found, *ended) if within(f, cf.within_days or 0, today)
                      or (f.until is not None and -1 <= _days(f.until, today) <= (cf.within_days or 0))]
-            if cf.max_days_after_complaint is not None and complaint.when is not None:  # aches before it
-                found = [f for f in found if f.when is None or _days(complaint.when, f.when) <= cf.max_days_after_complaint]
+            if cf.max_days_after_complaint is not None and first_complaint is not None:  # aches before it
+                found = [f for f in found if f.when is None or _days(first_complaint, f.when) <= cf.max_days_after_complaint]
         if not found:
             continue
         note = cf.advice

@@ -180,7 +180,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         concept_exclusions={c.id: c.text_exclusions for c in concepts.values() if c.text_exclusions},
         negative_answers=text_file.negative_answers,
         list_negation=text_file.list_negation,
-        list_scope_ends=text_file.list_scope_ends,
+        list_breaks=text_file.list_breaks,
     )
     return Knowledge(
         version=f"{rule.version}+{digest.hexdigest()[:12]}",

@@ -82,7 +82,7 @@ class TextMatchingFile(_File):
     clause_breaks: list[str]
     negative_answers: list[str]
     list_negation: list[str] = Field(default_factory=list)
-    list_scope_ends: list[str] = Field(default_factory=list)
+    list_breaks: list[str] = Field(default_factory=list)
 
 
 class Population(_Knowledge):

@@ -52,6 +52,23 @@ def _words_after(text: str, end: int, clause_end: int, wanted: int) -> list[str]
     return words[:wanted]
 
 
+_LIST_SEPARATOR = re.compile(r"[,/]|(?<![a-z0-9])(?:and|or|nor)(?![a-z0-9])")
+_LIST_ITEM_WORDS = 3  # "weight loss", "shortness of breath"
+
+
+def _list_item(text: str, cue_end: int, start: int, breaks: frozenset[str]) -> bool:
+    """Whether the term at `start` is an item of a list that opens at `cue_end`: every item before
+    it is a few words ('fever, joint swelling and myalgias') with none of `breaks` ('has',
+    'reports': a new statement), and the term begins its own item."""
+    if start - cue_end > _CONTEXT_CHARS:
+        return False
+    *items, last = _LIST_SEPARATOR.split(text[cue_end:start])
+    if _words(last):
+        return False
+    words = [_words(item) for item in items]
+    return all(len(w) <= _LIST_ITEM_WORDS and breaks.isdisjoint(w) for w in words)
+
+
 def _phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
     """Whole-word occurrences of any of the phrases, in lowered text."""
     alternatives = "|".join(re.escape(p.lower().strip()) for p in sorted(phrases, key=len, reverse=True))
@@ -119,10 +136,10 @@ class TextMatcher:
     concept_exclusions: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     # phrases that hold one of the concept's terms ("on exertion"): they cancel only the mention inside them
     local_exclusions: dict[str, re.Pattern[str]] = field(default_factory=dict)
-    # cues that negate a whole list ("Negative for fever, chills and myalgias"): to the clause's end,
-    # or to the first scope end after them ("reports", "positive for"), which also ends a cue window
+    # cues that negate every item of the list after them ("Negative for fever, chills and myalgias"),
+    # and words that make an item a new statement instead ("has", "reports")
     list_negation: re.Pattern[str] | None = None
-    list_scope_ends: re.Pattern[str] | None = None
+    list_breaks: frozenset[str] = frozenset()
     # the cues above compiled for lookup: post-negation, and pre-negation per concept (general + its own)
     post_cues: PhraseSet = field(init=False)
     pre_cues: dict[str, PhraseSet] = field(init=False)
@@ -147,7 +164,7 @@ class TextMatcher:
         negative_answers: list[str] | None = None,
         concept_exclusions: dict[str, list[str]] | None = None,
         list_negation: list[str] | None = None,
-        list_scope_ends: list[str] | None = None,
+        list_breaks: list[str] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -184,7 +201,7 @@ class TextMatcher:
             local_exclusions={c: _phrase_pattern(local) for c, cues in (concept_exclusions or {}).items()
                               if (local := [cue for cue in cues if holds_term(c, cue)])},
             list_negation=_phrase_pattern(list_negation) if list_negation else None,
-            list_scope_ends=_phrase_pattern(list_scope_ends) if list_scope_ends else None,
+            list_breaks=frozenset(w.lower() for w in list_breaks or []),
         )
 
     def is_negative_answer(self, text: str | None) -> bool:
@@ -237,7 +254,6 @@ class TextMatcher:
         found: set[str] = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
         list_cues = _Spans.of(self.list_negation, lowered)
-        scope_ends = _Spans.of(self.list_scope_ends, lowered)
         for n, match in enumerate(chain((first,), mentions), 1):
             if n % _MENTIONS_PER_CHECK == 0:
                 check()
@@ -249,15 +265,12 @@ class TextMatcher:
             clause_start = break_ends[i - 1] if i else 0
             j = bisect_left(break_starts, end)
             clause_end = break_starts[j] if j < len(break_starts) else len(lowered)
-            # a scope end ("reports", "positive for") closes every negation before it, as a clause break does
-            scope_end = scope_ends.last_before(start)
-            scope_start = max(clause_start, scope_end[1]) if scope_end is not None else clause_start
-            before = _words_before(lowered, start, scope_start, self.window_words)
+            before = _words_before(lowered, start, clause_start, self.window_words)
             after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
             if self.post_cues.within(after) or self._answered_no(lowered, end, break_starts):
                 continue
             cue = list_cues.last_before(start)
-            if cue is not None and cue[0] >= scope_start:
+            if cue is not None and cue[0] >= clause_start and _list_item(lowered, cue[1], start, self.list_breaks):
                 continue  # one item of a negated list
             for concept in concepts:
                 cues = self.pre_cues.get(concept, self.general_pre_cues)
