@@ -54,19 +54,34 @@ def _words_after(text: str, end: int, clause_end: int, wanted: int) -> list[str]
 
 _LIST_SEPARATOR = re.compile(r"[,/]|(?<![a-z0-9])(?:and|or|nor)(?![a-z0-9])")
 _LIST_ITEM_WORDS = 3  # "weight loss", "shortness of breath"
+# a review-of-systems list rarely runs past a dozen items (about 200 characters): reading at most
+# this far back from each mention keeps a text of nothing but list items linear
+_LIST_CHARS = 320
 
 
-def _list_item(text: str, cue_end: int, start: int, breaks: frozenset[str]) -> bool:
-    """Whether the term at `start` is an item of a list that opens at `cue_end`: every item before
-    it is a few words ('fever, joint swelling and myalgias') with none of `breaks` ('has',
-    'reports': a new statement), and the term begins its own item."""
-    if start - cue_end > _CONTEXT_CHARS:
-        return False
-    *items, last = _LIST_SEPARATOR.split(text[cue_end:start])
-    if _words(last):
-        return False
-    words = [_words(item) for item in items]
-    return all(len(w) <= _LIST_ITEM_WORDS and breaks.isdisjoint(w) for w in words)
+class _ListScope:
+    """Whether a term is an item of the list a negation cue opens: every item before it is a few
+    words ('fever, joint swelling and myalgias') with none of `breaks` ('has', 'reports': a new
+    statement), and the term begins its own item. Mentions come in order, so each stretch of the
+    list is read once, however many of its items are terms."""
+
+    def __init__(self, text: str, breaks: frozenset[str]) -> None:
+        self.text, self.breaks = text, breaks
+        self.cue, self.until, self.intact = -1, 0, False
+
+    def holds(self, cue: tuple[int, int], start: int) -> bool:
+        if start - cue[1] > _LIST_CHARS:
+            return False
+        if cue[0] != self.cue or start < self.until:  # a new list: read from its cue
+            self.cue, self.until, self.intact = cue[0], cue[1], True
+        if not self.intact:
+            return False
+        *items, last = _LIST_SEPARATOR.split(self.text[self.until:start])
+        if not all(len(w) <= _LIST_ITEM_WORDS and self.breaks.isdisjoint(w) for w in map(_words, items)):
+            self.intact = False  # a long or statement item: no term after it is in the list
+            return False
+        self.until = start - len(last)  # the term's own item is read with the next stretch
+        return not _words(last)
 
 
 def _phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
@@ -254,6 +269,7 @@ class TextMatcher:
         found: set[str] = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
         list_cues = _Spans.of(self.list_negation, lowered)
+        in_list = _ListScope(lowered, self.list_breaks)
         for n, match in enumerate(chain((first,), mentions), 1):
             if n % _MENTIONS_PER_CHECK == 0:
                 check()
@@ -270,7 +286,7 @@ class TextMatcher:
             if self.post_cues.within(after) or self._answered_no(lowered, end, break_starts):
                 continue
             cue = list_cues.last_before(start)
-            if cue is not None and cue[0] >= clause_start and _list_item(lowered, cue[1], start, self.list_breaks):
+            if cue is not None and cue[0] >= clause_start and in_list.holds(cue, start):
                 continue  # one item of a negated list
             for concept in concepts:
                 cues = self.pre_cues.get(concept, self.general_pre_cues)
