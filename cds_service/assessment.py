@@ -503,7 +503,7 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
             continue
         found = facts.of(rf.concept or "")
         if rf.kind == "medication":
-            start = course_start([*found, *facts.renewals.get(rf.concept or "", [])], knowledge, today)
+            start = course_start(facts.courses(rf.concept or ""), knowledge, today)
             if start is None or rf.min_duration_days is None or _days(start, today) >= rf.min_duration_days:
                 found = [f for f in found if f.active]
                 if found:
@@ -529,7 +529,7 @@ def _confounders(
             if ev:
                 out.append(replace(ev, note=cf.advice))
             continue
-        everything = found = facts.of(cf.concept or "")
+        found = facts.of(cf.concept or "")
         if cf.kind == "medication":
             found = [f for f in found if f.active]
         elif cf.kind == "condition":
@@ -547,8 +547,7 @@ def _confounders(
         note = cf.advice
         if cf.recent_start_days is not None:
             anchor = complaint.when or today
-            renewals = facts.renewals.get(cf.concept or "", [])
-            starts = ([course_start([*everything, *renewals], knowledge, today)] if cf.kind == "medication"
+            starts = ([course_start(facts.courses(cf.concept or ""), knowledge, today)] if cf.kind == "medication"
                       else [f.when for f in found])
             recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
             if recent:

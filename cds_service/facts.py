@@ -64,6 +64,10 @@ class PatientFacts:
     def of(self, concept: str) -> list[Fact]:
         return self.by_concept.get(concept, [])
 
+    def courses(self, concept: str) -> list[Fact]:
+        """Every course of a medicine, stopped orders too: what dates the start of current use."""
+        return [*self.of(concept), *self.renewals.get(concept, [])]
+
     @property
     def unreadable(self) -> int:
         """Records sent that could not be read: any of them might have held a finding."""
