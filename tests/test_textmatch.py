@@ -165,6 +165,13 @@ def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowl
     ("No reported myalgia", set()),
     ("Not presenting with muscle aches", set()),
     ("Never complains of muscle aches", set()),
+    # found in review: words that carve an exception out of a negative review end its clause
+    ("Negative for all except myalgia", {"myalgia"}),
+    ("No complaints other than muscle aches", {"myalgia"}),
+    ("Myalgia, otherwise negative", {"myalgia"}),
+    ("Denies fever, chills, myalgia, except fatigue", {"fatigue"}),
+    ("No muscle aches other than at the injection site", set()),
+    ("Negative for fever, chills and myalgias, otherwise well apart from tiredness", {"fatigue"}),
 ])
 def test_a_negated_list_negates_every_item_to_the_end_of_its_clause(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Review-of-systems lists put the cue many words before the last items (found in clinical review)."""
