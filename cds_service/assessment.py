@@ -303,6 +303,15 @@ def orders_active_b12(facts: PatientFacts, knowledge: Knowledge, today: date) ->
     return knowledge.rule.pregnancy.order_active_b12 and _group(facts, knowledge, today) == "pregnant"
 
 
+def low_in_current_pregnancy(result: Fact, facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
+    """A low total B12 taken in the current pregnancy, when total B12 falls: no proof of deficiency,
+    and no reason a test of active B12 would be redundant (NG239)."""
+    preg = knowledge.rule.pregnancy
+    return (result.concept in preg.low_unreliable_concepts
+            and b12_band(result, knowledge.rule.b12_result.bands[result.concept]) == "deficient"
+            and orders_active_b12(facts, knowledge, today) and _taken_in_pregnancy(result, facts, knowledge, today))
+
+
 def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment:
     """Decide whether the B12 card fires, which variant, and how urgently."""
     rule = knowledge.rule
@@ -334,8 +343,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     # total B12 falls in pregnancy: a low one taken then proves no deficiency. An active B12 taken in
     # the same pregnancy is the result that tells; without one, the card asks for it.
     preg = rule.pregnancy
-    low_in_pregnancy = (band == "deficient" and last is not None and last.concept in preg.low_unreliable_concepts
-                        and orders_active_b12(facts, knowledge, today) and _taken_in_pregnancy(last, facts, knowledge, today))
+    low_in_pregnancy = last is not None and low_in_current_pregnancy(last, facts, knowledge, today)
     if low_in_pregnancy:
         reliable = _latest([f for c in b12.result_concepts if c not in preg.low_unreliable_concepts for f in facts.of(c)
                             if _taken_in_pregnancy(f, facts, knowledge, today)])

@@ -247,6 +247,8 @@ class OrderRule(_Knowledge):
     duplicate_test_concepts: list[str]
     # the follow-up NG239 advises after an indeterminate result (MMA), as an order
     follow_up_order_concepts: list[str]
+    # the level tests that measure active B12: a low total B12 in pregnancy does not make them redundant
+    active_b12_test_concepts: list[str] = Field(default_factory=list)
     level_on_file_days: int = Field(ge=1)
     remark: str = ""
 
@@ -430,7 +432,7 @@ NOT_REDUNDANT = (
     "pastTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",
-           "orderAction", "orderedNow", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma",
+           "orderAction", "orderedNow", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
            "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
                  "variants": CARD_VARIANTS}

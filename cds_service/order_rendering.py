@@ -54,6 +54,8 @@ def render_order_card(
         lines += ["", w.phrases["nextStepTreat"]]
     elif oa.next_step == "mma":
         lines += ["", w.phrases["nextStepMma"]]
+    elif oa.next_step == "active-b12":
+        lines += ["", w.phrases["nextStepActiveB12"]]
     window = k.rule.suppressors.recent_result_days
     criteria = w.criteria["duplicate-in-draft"] if oa.card == "duplicate-in-draft" else w.criteria["duplicate"].format(days=window)
     lines += ["", f"**{w.headings['criteria']}**: {criteria}"]
@@ -62,12 +64,14 @@ def render_order_card(
     if drafts:
         removals = [Action(type="delete", description=w.remove_duplicate_label, resourceId=ref) for ref in drafts]
         suggestions = [Suggestion(label=w.remove_duplicate_label, uuid=new_id(), isRecommended=False, actions=removals)]
-        if oa.next_step == "mma":  # one click: the repeat out, the follow-up NG239 advises in
+        swaps = {"mma": ("test-mma", "replaceWithMma"), "active-b12": ("test-active-b12", "replaceWithActiveB12")}
+        if oa.next_step in swaps:  # one click: the repeat out, the test NG239 advises in
+            variant_id, label = swaps[oa.next_step]
             # order-sign reads no complaint: the new order states no reason it cannot vouch for
-            mma = order_suggestion(w.variants["test-mma"], k, patient_id, now, [], encounter_id, user_id, new_id,
-                                   complaint_reason=False)
-            if mma:
-                swap = Suggestion(label=w.phrases["replaceWithMma"], uuid=new_id(), isRecommended=False,
-                                  actions=[*removals, *mma[0].actions])
+            instead = order_suggestion(w.variants[variant_id], k, patient_id, now, [], encounter_id, user_id, new_id,
+                                       complaint_reason=False)
+            if instead:
+                swap = Suggestion(label=w.phrases[label], uuid=new_id(), isRecommended=False,
+                                  actions=[*removals, *instead[0].actions])
                 suggestions.append(swap)
     return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)

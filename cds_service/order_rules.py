@@ -11,6 +11,7 @@ from cds_service.assessment import (
     assess,
     b12_band,
     follow_up_taken_since,
+    low_in_current_pregnancy,
     on_b12_therapy,
     open_orders,
     orders_active_b12,
@@ -33,8 +34,9 @@ class OrderAssessment:
     pattern: Assessment | None = None
     ordered: tuple[Fact, ...] = ()
     earlier: tuple[Fact, ...] = ()
-    # what the earlier result calls for instead of a repeat: treatment (low, untreated) or MMA (indeterminate)
-    next_step: Literal["treat", "mma"] | None = None
+    # what the earlier result calls for instead of a repeat: treatment (low, untreated), MMA
+    # (indeterminate), or active B12 (a low total B12 taken in the current pregnancy)
+    next_step: Literal["treat", "mma", "active-b12"] | None = None
 
     @property
     def fires(self) -> bool:
@@ -117,9 +119,13 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
         (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c) if within(f, window, today)),
         key=lambda f: f.when or date.min, reverse=True,
     )
+    reliable = [f for f in recent if not low_in_current_pregnancy(f, facts, k, today)]
+    if drafts.of(rule.orders.active_b12_test_concepts):  # the test a low total B12 in pregnancy calls for
+        recent = reliable
     if recent:
+        deciding = (reliable or recent)[0]
         return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
-                               next_step=_instead_of_a_repeat(recent[0], facts, drafts, k, today))
+                               next_step=_instead_of_a_repeat(deciding, facts, drafts, k, today))
     pending = _distinct(
         f for f in (*open_orders(facts, rule.orders.duplicate_test_concepts, k, today),
                     *tests_in_progress(facts, rule.b12_result.recent_result_concepts, k, today))
@@ -134,10 +140,14 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
 
 def _instead_of_a_repeat(
     latest: Fact, facts: PatientFacts, drafts: DraftOrders, k: Knowledge, today: date
-) -> Literal["treat", "mma"] | None:
+) -> Literal["treat", "mma", "active-b12"] | None:
     """What NG239 and BSH advise after the latest result, when it is not a repeat: a low result
-    with no replacement since (nor under way) calls for treatment; an indeterminate one, for
-    methylmalonic acid, unless one is already taken since, pending, registered or in this order."""
+    with no replacement since (nor under way) calls for treatment, unless it is a total B12 taken in
+    the current pregnancy (then active B12); an indeterminate one, for methylmalonic acid, unless
+    one is already taken since, pending, registered or in this order."""
+    if low_in_current_pregnancy(latest, facts, k, today):
+        pending = open_orders(facts, k.rule.orders.active_b12_test_concepts, k, today)
+        return None if pending or on_b12_therapy(facts, k, today) else "active-b12"
     band = b12_band(latest, k.rule.b12_result.bands[latest.concept])
     if band == "deficient":
         treated = on_b12_therapy(facts, k, today) or (latest.when is not None and treated_since(facts, k, latest.when, today))

@@ -86,7 +86,8 @@ def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
         for key in ("patient", "conditions", "observations", "medications", "medicationStatements",
                     "b12Administrations", "procedures", "b12Orders", "b12Results")
     }
-    sign_prefetch = {key: prefetch[key] for key in ("patient", "b12Results", "b12Orders")}
+    # conditions: only for a current pregnancy, in which a low total B12 makes no active B12 test redundant
+    sign_prefetch = {key: prefetch[key] for key in ("patient", "conditions", "b12Results", "b12Orders")}
     words = k.wording.services
     by_hook = {"patient-view": prefetch, "order-select": order_prefetch, "order-sign": sign_prefetch}
     services = [

@@ -38,7 +38,8 @@ def patient(age: int, *facts: Fact, sex: str = "female") -> PatientFacts:
 ORDER_TYPES = {"analgesic": "MedicationRequest", "muscle-relaxant": "MedicationRequest",
                "b12-therapy": "MedicationRequest", "muscle-lab": "ServiceRequest",
                "muscle-referral": "ServiceRequest", "b12-order": "ServiceRequest",
-               "b12-level-order": "ServiceRequest", "mma-order": "ServiceRequest"}
+               "b12-level-order": "ServiceRequest", "mma-order": "ServiceRequest",
+               "holotc-order": "ServiceRequest"}
 
 
 def ordered(concept: str, rid: str | None = None) -> Fact:
@@ -406,3 +407,33 @@ def test_a_duplicate_says_what_the_earlier_result_calls_for(
         facts.in_progress.append(fact("mma", 5, "Observation", active=True, rid="obs-mma", status="registered"))
     a = assess_order_sign(facts, signed, knowledge, TODAY)
     assert a.card == "duplicate-result" and a.next_step == next_step
+
+
+
+HOLOTC_PENDING = fact("holotc-order", 3, "ServiceRequest", active=True, rid="sr-holo", status="active")
+HOLOTC_NORMAL = fact("holotc-result", 25, "Observation", value=80.0, unit="pmol/L", rid="obs-holo")
+
+
+@pytest.mark.parametrize(("signed", "pregnant_since", "low_taken", "extra", "card", "next_step"), [
+    # a low total B12 taken in this pregnancy is no duplicate of the active B12 patient-view asks for
+    ("active", 120, 20, (), None, None),
+    # a repeat total B12 after it is: the advice is active B12, not treatment
+    ("total", 120, 20, (), "duplicate-result", "active-b12"),
+    ("total", 120, 20, (HOLOTC_PENDING,), "duplicate-result", None),  # active B12 already ordered
+    # an active B12 already measured in this pregnancy decides: a plain duplicate, nothing to advise
+    ("active", 120, 20, (HOLOTC_NORMAL,), "duplicate-result", None),
+    ("total", 120, 20, (HOLOTC_NORMAL,), "duplicate-result", None),
+    # a low total B12 from before the pregnancy is what it always was: a duplicate that calls for treatment
+    ("active", 40, 50, (), "duplicate-result", "treat"),
+])
+def test_a_low_total_b12_taken_in_pregnancy_makes_no_active_b12_test_redundant(
+    knowledge: Knowledge, signed: str, pregnant_since: int, low_taken: int, extra: tuple[Fact, ...],
+    card: str | None, next_step: str | None,
+) -> None:
+    low = fact("b12-result", low_taken, "Observation", value=150.0, unit="pg/mL", rid="obs-b12")
+    pregnancy = fact("pregnancy", pregnant_since, "Condition", active=True, rid="cond-preg")
+    # a holotranscobalamin order matches the level-test concept too, as its codes are in both value sets
+    tests = ["holotc-order", "b12-level-order"] if signed == "active" else ["b12-level-order"]
+    a = assess_order_sign(patient(30, low, pregnancy, *extra), drafts(*(ordered(c, "draft-b12") for c in tests)),
+                          knowledge, TODAY)
+    assert (a.card, a.next_step) == (card, next_step)
