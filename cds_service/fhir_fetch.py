@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from cds_service.allowlist import FhirAllowList
+from cds_service.prefetch import next_link
 
 FHIR_JSON = "application/fhir+json, application/json;q=0.9"
 MAX_GET_URL_CHARS = 2000  # longer searches go by POST _search (servers and proxies cap URLs near 2 KB)
@@ -108,7 +109,7 @@ class FhirReader:
                     if not isinstance(first.get("entry"), list):
                         first["entry"] = []
                     first["entry"].extend(entries)
-                url = _next_link(body) if expected == "Bundle" else None
+                url = next_link(body) if expected == "Bundle" else None
                 if url is not None and not same_server.allows(url):
                     raise FetchFailed("next link leaves the FHIR server")
         except FetchFailed as exc:
@@ -163,14 +164,3 @@ def _has_error_outcome(bundle: dict[str, Any]) -> bool:
             if any(isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in (issues if isinstance(issues, list) else ())):
                 return True
     return False
-
-
-def _next_link(bundle: dict[str, Any]) -> str | None:
-    links = bundle.get("link")
-    if not isinstance(links, list):
-        return None
-    for link in links:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            url: str = link["url"]
-            return url
-    return None

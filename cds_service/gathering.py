@@ -22,7 +22,14 @@ from cds_service.errors import PreconditionFailed
 from cds_service.evaluation import parse_request, ruled_out_by_drafts
 from cds_service.fhir_fetch import FhirReader, new_client
 from cds_service.knowledge import Knowledge
-from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, failed_prefetch, missing_keys, render
+from cds_service.prefetch import (
+    ESSENTIAL_KEYS,
+    UnresolvedToken,
+    failed_prefetch,
+    first_page_only,
+    missing_keys,
+    render,
+)
 from cds_service.services import ServiceDefinition
 from cds_service.settings import Settings
 from cds_service.textmatch import TimeCheck, no_time_limit
@@ -67,6 +74,10 @@ async def complete_prefetch(
     missing = missing_keys(service.prefetch, request.prefetch)
     if not missing:
         return data
+    partial = sorted(k for k in missing if first_page_only((request.prefetch or {}).get(k)))
+    if partial:
+        log.warning("prefetch sent only the first page of %s (a next link; CDS Hooks 2.0 wants whole results): %s",
+                    ",".join(partial), "to be fetched whole" if fetcher.enabled else "read as sent, not fully checked")
     # An order the rule has nothing to say about (the sandbox's empty Rx View draft, an ibuprofen
     # order at signing) needs no patient data: answered without a fetch, never 412. The drafts are
     # read for this only where a fetch or a 412 would follow.

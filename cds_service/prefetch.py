@@ -63,10 +63,30 @@ def render(template: str, context: dict[str, Any], today: date) -> str:
 
 def missing_keys(templates: dict[str, str], prefetch: dict[str, Any] | None) -> list[str]:
     """Template keys the client left absent or null (both mean: the service may fetch itself),
-    answered with an OperationOutcome (CDS Hooks 2.0: the client could not prefetch that key), or
-    sent in a shape that cannot be read (a string, an object with no resourceType)."""
+    answered with an OperationOutcome (CDS Hooks 2.0: the client could not prefetch that key),
+    sent in a shape that cannot be read (a string, an object with no resourceType), or sent as
+    the first page of a search only."""
     given = prefetch or {}
-    return [key for key in templates if (value := given.get(key)) is None or failed_prefetch(value) or not readable(value)]
+    return [key for key in templates
+            if (value := given.get(key)) is None or failed_prefetch(value) or not readable(value) or first_page_only(value)]
+
+
+def next_link(bundle: dict[str, Any]) -> str | None:
+    """The URL of a searchset Bundle's next page, if it has one."""
+    links = bundle.get("link")
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            url: str = link["url"]
+            return url
+    return None
+
+
+def first_page_only(value: Any) -> bool:
+    """A prefetched Bundle with a next link: CDS Hooks 2.0 wants the whole result at once, and what
+    the rule needs (the B12 result, the B12 order) may be on a page the client did not send."""
+    return isinstance(value, dict) and next_link(value) is not None
 
 
 def failed_prefetch(value: Any) -> bool:

@@ -95,6 +95,43 @@ def test_every_scenario_gives_the_same_answer_when_fetched(
     check_cards(response.json()["cards"], scenario["expect"], scenario["request"]["context"]["patientId"])
 
 
+RECENT_RESULT = FIXTURES / "patient-view" / "05-b12-tested-2-months-ago-no-card.json"
+
+
+def _first_page_only(bundle: dict[str, Any], fhir_base: str) -> dict[str, Any]:
+    """What a client that does not page sends: the first page (here empty) and a link to the rest."""
+    return {**bundle, "entry": [], "link": [{"relation": "next", "url": f"{fhir_base}/Observation?page=2"}]}
+
+
+def test_a_key_sent_as_its_first_page_only_is_fetched_whole(
+    fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """Fixture 05 (B12 tested 2 months ago: no card) with the B12 result on a page the client did not
+    send: fetched whole, the result is found and the card stays silent (read as sent, it fired)."""
+    scenario = load_scenario(RECENT_RESULT)
+    request = scenario["request"]
+    fhir_state.load(request["prefetch"])
+    request["fhirServer"] = fhir_base
+    request["prefetch"]["b12Results"] = _first_page_only(request["prefetch"]["b12Results"], fhir_base)
+    request["prefetch"]["observations"] = _first_page_only(request["prefetch"]["observations"], fhir_base)
+    response = fetching.post(SERVICE, json=request)
+    assert response.status_code == 200, response.text
+    assert response.json()["cards"] == []
+    assert {p.split("?")[0].split("/")[2] for _, p, _ in fhir_state.log} == {"Observation"}  # nothing else
+
+
+def test_a_first_page_only_is_read_as_not_fully_checked_when_nothing_may_be_fetched(knowledge: Knowledge) -> None:
+    scenario = load_scenario(RECENT_RESULT)
+    request = scenario["request"]
+    request["prefetch"]["b12Results"] = _first_page_only(request["prefetch"]["b12Results"], "http://fhir.example.org/fhir")
+    request["prefetch"]["observations"] = _first_page_only(request["prefetch"]["observations"], "http://fhir.example.org/fhir")
+    with cds(knowledge) as client:
+        response = client.post(SERVICE, json=request)
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    assert len(cards) == 1 and knowledge.wording.not_redundant["resultsNotChecked"] in cards[0]["detail"]
+
+
 def test_only_absent_and_null_keys_are_fetched(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
     scenario = stripped(POSITIVE, fhir_base, fhir_state, keep=("patient", "conditions", "observations"))
     scenario["request"]["prefetch"]["observations"] = None

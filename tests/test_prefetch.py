@@ -263,6 +263,19 @@ def test_a_key_sent_in_a_shape_that_cannot_be_read_is_missing(templates: dict[st
     assert missing_keys(templates, prefetch) == [k for k in templates if k in ("medications", "b12Orders", "conditions")]
 
 
+def test_a_bundle_sent_as_its_first_page_only_is_missing(templates: dict[str, str]) -> None:
+    """CDS Hooks 2.0 wants whole results in prefetch; a next link says the rest was not sent."""
+    whole = {key: {"resourceType": "Bundle", "type": "searchset"} for key in templates}
+    first_page = {"resourceType": "Bundle", "type": "searchset", "entry": [],
+                  "link": [{"relation": "self", "url": "Observation?patient=1"},
+                           {"relation": "next", "url": "Observation?patient=1&page=2"}]}
+    last_page = {**first_page, "link": [{"relation": "previous", "url": "Observation?patient=1&page=1"}]}
+    prefetch = {**whole, "b12Results": first_page, "observations": last_page}
+    assert missing_keys(templates, prefetch) == ["b12Results"]
+    assert unchecked(templates, prefetch) == {"results"}
+    assert missing_keys(templates, {**whole, "b12Results": {**first_page, "link": [{"relation": "next"}]}}) == []
+
+
 def test_every_code_search_is_of_a_type_whose_is_a_filters_must_list_codes(templates: dict[str, str]) -> None:
     """Knowledge refuses an unlisted is-a filter only for CODE_SEARCHED_TYPES: it must name every type searched by code."""
     searched = {urlsplit(t).path for t in templates.values() if "code=" in t}
