@@ -51,6 +51,7 @@ class Assessment:
     risk_factors: tuple[Evidence, ...] = ()
     confounders: tuple[Evidence, ...] = ()
     last_b12: Fact | None = None
+    undated_b12: Fact | None = None  # a result with no date at all: on record, its age unknown
     b12_band: Band | None = None
     recent_result_days: int = 0
     new_risk_since_normal: bool = False
@@ -316,7 +317,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     """Decide whether the B12 card fires, which variant, and how urgently."""
     rule = knowledge.rule
     age = age_in_years(facts.birth_date, today)
-    if age is not None and age < rule.population.min_age_years:
+    if (age is not None and age < rule.population.min_age_years) or (facts.deceased and rule.population.exclude_deceased):
         return Assessment("out-of-population")
 
     trigger = tuple(
@@ -364,6 +365,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     treated = treated_since(facts, knowledge, last.when, today) if last is not None and last.when is not None else ()
     base["past_therapy"] = treated
     base["low_in_pregnancy"] = low_in_pregnancy
+    base["undated_b12"] = next((f for c in b12.result_concepts for f in facts.of(c) if f.when is None), None)
     if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today) and not low_in_pregnancy:
         if treated:
             return _lapsed_treatment(facts, knowledge, today, (), base)

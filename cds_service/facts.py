@@ -6,6 +6,7 @@ with fhir.resources, so a 10,000-Observation chart costs little more than readin
 """
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -52,6 +53,7 @@ class Fact:
 class PatientFacts:
     birth_date: date | None = None
     sex: str = "unknown"
+    deceased: bool = False
     by_concept: dict[str, list[Fact]] = field(default_factory=lambda: defaultdict(list))
     skipped_invalid: int = 0  # invalid, or carrying a modifier extension we cannot understand
     malformed: int = 0  # prefetch entries that were not resources at all
@@ -81,7 +83,10 @@ def as_date(value: Any) -> date | None:
         return value
     if isinstance(value, str) and len(value) >= 4:
         try:
-            return date.fromisoformat(value[:10]) if len(value) >= 10 else date(int(value[:4]), 1, 1)
+            if len(value) >= 10:
+                return date.fromisoformat(value[:10])
+            # a partial FHIR date (YYYY-MM, YYYY) reads as the first day it allows
+            return date(int(value[:4]), int(value[5:7]) if len(value) >= 7 else 1, 1)
         except ValueError:
             return None
     return None
@@ -170,18 +175,25 @@ class ConceptScreen:
         return found
 
     def medication_concept(self, raw: dict[str, Any]) -> Any:
+        """The medicine's CodeableConcept: given inline, or the code of the Medication referenced
+        (contained, or included in the search); else the reference's display as its text, as EHRs
+        name the product there when the Medication itself was not sent."""
         if "medicationCodeableConcept" in raw:
             return raw["medicationCodeableConcept"]
         reference = raw.get("medicationReference")
-        ref = reference.get("reference") if isinstance(reference, dict) else None
-        if not isinstance(ref, str):
+        if not isinstance(reference, dict):
             return None
-        if ref.startswith("#"):
-            for contained in items(raw.get("contained")):
-                if isinstance(contained, dict) and contained.get("id") == ref[1:]:
-                    return contained.get("code")
-            return None
-        return (self.data.medications.get(ref.rsplit("/", 1)[-1]) or {}).get("code")
+        ref, display = reference.get("reference"), reference.get("display")
+        medication: Any = None
+        if isinstance(ref, str) and ref.startswith("#"):
+            medication = next((c for c in items(raw.get("contained"))
+                               if isinstance(c, dict) and c.get("id") == ref[1:]), None)
+        elif isinstance(ref, str):
+            medication = self.data.medications.get(ref.rsplit("/", 1)[-1])
+        code = medication.get("code") if isinstance(medication, dict) else None
+        if code is None and isinstance(display, str) and display.strip():
+            return {"text": display}
+        return code
 
     def concepts(self, raw: dict[str, Any], rtype: str) -> dict[str, Literal["code", "text"]]:
         medication = rtype.startswith("Medication")
@@ -246,6 +258,7 @@ def extract_facts(data: PatientData, knowledge: Knowledge, check: TimeCheck = no
         facts.birth_date = latest_birth_date(data.patient.get("birthDate"))
         gender = data.patient.get("gender")
         facts.sex = gender if gender in ("male", "female", "other") else "unknown"
+        facts.deceased = data.patient.get("deceasedBoolean") is True or isinstance(data.patient.get("deceasedDateTime"), str)
     screen = ConceptScreen(knowledge, data, check)
     # Lab rules read only the latest valid result per lab, so lab Observations are validated
     # newest first and the rest are never parsed: large charts cost little more than reading.
@@ -334,13 +347,22 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
         return _SKIP
     quantity = m.valueQuantity
     result = Reading("counts", _observation_date(m), status=m.status, flagged_low=_flagged_low(raw.get("interpretation"), k))
-    if quantity is None or quantity.value is None:
+    if quantity is not None and quantity.value is not None:
+        value = float(quantity.value)
+        unit, comparator = (quantity.code or quantity.unit or "").strip() or None, quantity.comparator
+    elif (written := _QUANTITY_TEXT.fullmatch(m.valueString or "")) is not None:
+        # a result some labs send as text ("<150 pg/mL", "129 pg/mL"): read when it is only that
+        value, unit, comparator = float(written["value"]), written["unit"], written["comparator"]
+    else:
         return result
-    value = float(quantity.value) + 0.0  # + 0.0: a -0 reads as 0
+    value += 0.0  # a -0 reads as 0
     if not math.isfinite(value) or not 0 <= value <= MAX_LAB_VALUE:
         return Reading("invalid")
-    return replace(result, value=value, unit=(quantity.code or quantity.unit or "").strip() or None,
-                   comparator=quantity.comparator)
+    return replace(result, value=value, unit=unit, comparator=comparator)
+
+
+# a value with an optional comparator and unit, and nothing else: "<150 pg/mL", "129", ">= 0.5 umol/L"
+_QUANTITY_TEXT = re.compile(r"\s*(?P<comparator><=|>=|<|>)?\s*(?P<value>\d{1,12}(?:\.\d{1,12})?)\s*(?P<unit>[^\s\d.,;:][^\s,;:]*)?\s*")
 
 
 def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
@@ -353,8 +375,9 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
         return _SKIP
     validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
     use: Literal["counts", "renewal"] = "renewal" if m.status in status.medication_renewal_only else "counts"
-    return Reading(use, as_date(validity and validity.start) or as_date(m.authoredOn),
-                   m.status in status.medication_active, m.status, as_date(validity and validity.end))
+    # the order began when it was written, or earlier when its validity says so (a backdated order)
+    began = min((d for d in (as_date(validity and validity.start), as_date(m.authoredOn)) if d), default=None)
+    return Reading(use, began, m.status in status.medication_active, m.status, as_date(validity and validity.end))
 
 
 def _read_medication_statement(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
@@ -388,7 +411,8 @@ def _read_procedure(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Readi
 
 def _read_service_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
     k = screen.k
-    if m.status not in k.rule.record_status.pending_order_status or m.doNotPerform:
+    status = k.rule.record_status
+    if m.status not in status.pending_order_status or m.doNotPerform or m.intent in status.order_intent_ignored:
         return _SKIP
     return Reading("counts", as_date(m.authoredOn), True, m.status)
 
@@ -411,8 +435,8 @@ def _add_facts(
     if r.use == "invalid" or model is None:
         facts.skipped_invalid += 1
         return False
-    if r.use == "skip":
-        return False
+    if r.use == "skip" or (rtype == "Observation" and _scored_zero(raw) and not set(hits) & set(screen.k.units)):
+        return False  # a symptom scored 0 ("muscle pain score: 0") is a symptom absent
     rid, label = model.id, record_label(raw, screen, rtype)
     if r.use == "ended":  # kept apart: only "recent" confounders read them
         for concept, how in hits.items():
@@ -475,6 +499,12 @@ def _status_code(concept: Any) -> str | None:
     hl7 = next((c for c in concept.coding if (c.system or "").startswith(HL7_TERMINOLOGY)), concept.coding[0])
     code: str | None = hl7.code
     return code
+
+
+def _scored_zero(raw: dict[str, Any]) -> bool:
+    quantity = raw.get("valueQuantity")
+    value = quantity.get("value") if isinstance(quantity, dict) else raw.get("valueInteger")
+    return type(value) in (int, float) and value == 0
 
 
 def _is_negative(obs: Any, screen: ConceptScreen) -> bool:

@@ -14,7 +14,7 @@ import httpx
 import orjson
 
 from cds_service.allowlist import FhirAllowList
-from cds_service.prefetch import next_link
+from cds_service.prefetch import has_error_outcome, next_link
 
 FHIR_JSON = "application/fhir+json, application/json;q=0.9"
 MAX_GET_URL_CHARS = 2000  # longer searches go by POST _search (servers and proxies cap URLs near 2 KB)
@@ -101,7 +101,7 @@ class FhirReader:
                 pages += 1
                 if body.get("resourceType") != expected:
                     raise FetchFailed("malformed response")
-                if expected == "Bundle" and _has_error_outcome(body):
+                if expected == "Bundle" and has_error_outcome(body):
                     raise FetchFailed("search reported an error")  # an incomplete result is not "nothing found"
                 if first is None:
                     first = body
@@ -152,15 +152,3 @@ class FhirReader:
         if not isinstance(body, dict):
             raise FetchFailed("malformed response")
         return body
-
-
-def _has_error_outcome(bundle: dict[str, Any]) -> bool:
-    """A search Bundle carrying an OperationOutcome with an error or fatal issue (search.mode outcome)."""
-    entries = bundle.get("entry")
-    for entry in entries if isinstance(entries, list) else ():
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
-            issues = resource.get("issue")
-            if any(isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in (issues if isinstance(issues, list) else ())):
-                return True
-    return False

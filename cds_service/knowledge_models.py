@@ -87,6 +87,8 @@ class TextMatchingFile(_File):
 
 class Population(_Knowledge):
     min_age_years: int = Field(ge=0)
+    # a chart opened after death (a review, an audit) asks for no test
+    exclude_deceased: bool = True
     remark: str = ""
 
 
@@ -109,6 +111,8 @@ class RecordStatus(_Knowledge):
     medication_renewal_only: list[str] = Field(default_factory=list)
     # MedicationRequest intents that are no prescription (a suggestion, one option of several)
     medication_intent_ignored: list[str] = Field(default_factory=list)
+    # the same for a ServiceRequest on record: a proposed test is no pending order
+    order_intent_ignored: list[str] = Field(default_factory=list)
     # a past course that ended at most renewal_gap_days before the next began, or with no end
     # recorded began at most renewal_start_gap_days before it, is a renewal of it
     renewal_gap_days: int = Field(ge=0)
@@ -428,7 +432,7 @@ _V = TypeVar("_V")
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
             "latestB12", "caveats", "treatmentSince")
 NOT_REDUNDANT = (
-    "noRecentResult", "lastResult", "noResultOnRecord", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
+    "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",

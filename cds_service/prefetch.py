@@ -90,7 +90,22 @@ def first_page_only(value: Any) -> bool:
 
 
 def failed_prefetch(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
+    """An OperationOutcome in place of the result (CDS Hooks 2.0: the client could not prefetch the
+    key), or a search Bundle reporting an error beside what it found: an incomplete result."""
+    return isinstance(value, dict) and (value.get("resourceType") == "OperationOutcome" or has_error_outcome(value))
+
+
+def has_error_outcome(bundle: dict[str, Any]) -> bool:
+    """A search Bundle carrying an OperationOutcome with an error or fatal issue (search.mode outcome);
+    the warnings servers add to an empty result ("no matches") are not errors."""
+    entries = bundle.get("entry")
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+            issues = resource.get("issue")
+            if any(isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in (issues if isinstance(issues, list) else ())):
+                return True
+    return False
 
 
 def unchecked(templates: dict[str, str], prefetch: dict[str, Any] | None) -> frozenset[str]:

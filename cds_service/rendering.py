@@ -130,7 +130,9 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         lines.append(words["noFollowUpSince"])
     else:
         lines.append(words["noRecentResult"].format(days=assessment.recent_result_days))
-        if last is None:
+        if last is None and assessment.undated_b12 is not None:
+            lines.append(words["undatedResult"].format(value=result_text(assessment.undated_b12, k)))
+        elif last is None:
             lines.append(words["noResultOnRecord"])
         else:
             lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))

@@ -54,7 +54,13 @@ def canonical_system(system: str | None) -> str:
     """The canonical URI for a coding system ('' when absent)."""
     if not system:
         return ""
-    return SYSTEM_ALIASES.get(system.strip(), system.strip())
+    given = system.strip()
+    if given in SYSTEM_ALIASES:
+        return SYSTEM_ALIASES[given]
+    # hand-typed spellings of the same URI: https, a trailing slash ("https://snomed.info/sct/")
+    loose = given.rstrip("/")
+    loose = "http://" + loose.removeprefix("https://") if loose.startswith("https://") else loose
+    return SYSTEM_ALIASES.get(loose, given)
 
 
 def canonical_code(system: str, code: str) -> str:

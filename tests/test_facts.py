@@ -399,6 +399,60 @@ def test_medication_reference_that_resolves_to_nothing_names_no_concept(knowledg
     assert concepts(facts_of(knowledge, missing, wrong_contained)) == set()
 
 
+def test_a_reference_to_a_medication_not_sent_is_named_by_its_display(knowledge: Knowledge) -> None:
+    """EHRs name the product in the reference's display when the Medication is not included."""
+    raw = med_request(medicationReference={"reference": "Medication/absent", "display": "metFORMIN 500 mg tablet"})
+    [f] = facts_of(knowledge, raw).of("metformin")
+    assert (f.matched_by, f.text) == ("text", "metFORMIN 500 mg tablet")
+    included = {"resourceType": "Medication", "id": "med-42", "code": METFORMIN}
+    named = med_request(medicationReference={"reference": "Medication/med-42", "display": "something else"})
+    assert [f.matched_by for f in facts_of(knowledge, named, included).of("metformin")] == ["code"]  # the code decides
+
+
+@pytest.mark.parametrize(("written", "value", "comparator"), [
+    ("<150 pg/mL", 150.0, "<"), ("129 pg/mL", 129.0, None), (" 95 pmol/L ", 95 * 1.355, None), (">= 400 ng/L", 400.0, ">="),
+])
+def test_a_result_sent_as_text_is_read_when_it_is_only_a_value_and_unit(
+    knowledge: Knowledge, written: str, value: float, comparator: str | None
+) -> None:
+    [f] = facts_of(knowledge, observation(B12, ago(30), valueString=written)).of("b12-result")
+    assert f.value == pytest.approx(value, rel=0.01) and f.comparator == comparator
+
+
+@pytest.mark.parametrize("written", ["Low", "see comment", "150-200 pg/mL", "1,234 pg/mL", "129"])
+def test_a_result_sent_as_other_text_has_no_value(knowledge: Knowledge, written: str) -> None:
+    [f] = facts_of(knowledge, observation(B12, ago(30), valueString=written)).of("b12-result")
+    assert f.value is None  # "129" without a unit: pg/mL and pmol/L differ by a third
+
+
+@pytest.mark.parametrize(("when", "day"), [("2026-10", date(2026, 10, 1)), ("2026", date(2026, 1, 1)),
+                                          ("2026-10-17T23:30:00+10:00", date(2026, 10, 17))])
+def test_a_partial_date_reads_as_the_first_day_it_allows(knowledge: Knowledge, when: str, day: date) -> None:
+    [f] = facts_of(knowledge, lab(B12, 410, "pg/mL", when)).of("b12-result")
+    assert f.when == day
+
+
+@pytest.mark.parametrize(("value", "counts"), [({"valueInteger": 0}, False), ({"valueInteger": 4}, True),
+                                               ({"valueQuantity": {"value": 0, "unit": "{score}"}}, False),
+                                               ({"valueQuantity": {"value": 0.0}}, False), ({"valueBoolean": True}, True)])
+def test_a_symptom_scored_zero_is_absent(knowledge: Knowledge, value: dict[str, Any], counts: bool) -> None:
+    assert bool(facts_of(knowledge, observation(MYALGIA, ago(3), **value)).of("myalgia")) is counts
+
+
+def test_a_medication_request_begins_at_the_earlier_of_its_authoring_and_validity(knowledge: Knowledge) -> None:
+    raw = med_request(authoredOn=ago(1000), dispenseRequest={"validityPeriod": {"start": ago(100)}})
+    backdated = med_request(authoredOn=ago(10), dispenseRequest={"validityPeriod": {"start": ago(50)}})
+    assert sorted(f.when for f in facts_of(knowledge, raw, backdated).of("metformin")) == [
+        TODAY - timedelta(days=1000), TODAY - timedelta(days=50)]
+
+
+@pytest.mark.parametrize(("deceased", "expected"), [({"deceasedBoolean": True}, True), ({"deceasedDateTime": ago(3)}, True),
+                                                    ({"deceasedBoolean": False}, False), ({}, False)])
+def test_a_deceased_patient_is_recorded(knowledge: Knowledge, deceased: dict[str, Any], expected: bool) -> None:
+    patient = {"resourceType": "Patient", "id": "p", "birthDate": "1950-01-01"} | deceased
+    assert facts_of(knowledge, patient=patient).deceased is expected
+
+
 @pytest.mark.parametrize("answer", ["none.", "Not present", "No pain", "Denies", "NO"])
 def test_free_text_answers_that_record_absence(knowledge: Knowledge, answer: str) -> None:
     assert concepts(facts_of(knowledge, observation(MYALGIA, valueString=answer))) == set()

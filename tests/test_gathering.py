@@ -132,6 +132,20 @@ def test_a_first_page_only_is_read_as_not_fully_checked_when_nothing_may_be_fetc
     assert len(cards) == 1 and knowledge.wording.not_redundant["resultsNotChecked"] in cards[0]["detail"]
 
 
+def test_a_search_reporting_an_error_is_a_failed_prefetch_412_when_nothing_may_be_fetched(knowledge: Knowledge) -> None:
+    """Fixture 14 (a pending B12 order: no card) with the orders search sent empty beside an error
+    OperationOutcome: the order may be what the error hid, so no answer is safe without it."""
+    scenario = load_scenario(FIXTURES / "patient-view" / "14-pending-b12-order-no-card.json")
+    request = scenario["request"]
+    request["prefetch"]["b12Orders"] = {"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]},
+         "search": {"mode": "outcome"}}]}
+    with cds(knowledge) as client:
+        response = client.post(SERVICE, json=request)
+    assert response.status_code == 412, response.text
+    assert response.json()["details"] == [{"key": "b12Orders", "reason": "prefetch failed (OperationOutcome)"}]
+
+
 def test_only_absent_and_null_keys_are_fetched(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
     scenario = stripped(POSITIVE, fhir_base, fhir_state, keep=("patient", "conditions", "observations"))
     scenario["request"]["prefetch"]["observations"] = None

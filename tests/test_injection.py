@@ -28,18 +28,22 @@ FIRING = [p for p in scenario_files("patient-view") + scenario_files("order-sele
           if load_scenario(p)["expect"]["cards"]]
 
 
-def poison(node: Any) -> int:
+# scenarios whose card reads a lab value sent as text ("<150 pg/mL"): text around it makes it no value
+VALUE_AS_TEXT = {"122-b12-result-sent-as-text-untreated-low"}
+
+
+def poison(node: Any, keys: frozenset[str] | set[str] = TEXT_KEYS) -> int:
     """Append HOSTILE to every free-text string (code.text, coding.display, note.text, ...); count them."""
     count = 0
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in TEXT_KEYS and isinstance(value, str):
+            if key in keys and isinstance(value, str):
                 node[key] = value + HOSTILE
                 count += 1
             else:
-                count += poison(value)
+                count += poison(value, keys)
     elif isinstance(node, list):
-        count += sum(poison(item) for item in node)
+        count += sum(poison(item, keys) for item in node)
     return count
 
 
@@ -57,7 +61,8 @@ def assert_inert(cards: list[dict[str, Any]]) -> None:
 def test_hostile_record_text_is_inert_in_every_card_field(client: httpx.Client, path: Path) -> None:
     scenario = load_scenario(path)
     request = scenario["request"]
-    assert poison(request.get("prefetch")) + poison(request["context"].get("draftOrders")) > 0
+    keys = TEXT_KEYS - {"valueString"} if path.stem in VALUE_AS_TEXT else TEXT_KEYS
+    assert poison(request.get("prefetch"), keys) + poison(request["context"].get("draftOrders"), keys) > 0
     response = client.post(f"/cds-services/{SERVICE[request['hook']]}", json=request)
     assert response.status_code == 200
     cards = response.json()["cards"]

@@ -7,13 +7,14 @@ that stays one value of one parameter (or one path segment) whatever it contains
 
 import re
 from datetime import date, timedelta
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 import pytest
 
 from cds_service.knowledge import CODE_SEARCHED_TYPES, Knowledge
-from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, missing_keys, render, unchecked
+from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, failed_prefetch, missing_keys, render, unchecked
 from cds_service.services import prefetch_templates, service_definitions
 from cds_service.valueset import canonical_code
 
@@ -261,6 +262,19 @@ def test_a_key_sent_in_a_shape_that_cannot_be_read_is_missing(templates: dict[st
     prefetch = {key: {"resourceType": "Bundle", "type": "searchset"} for key in templates}
     prefetch |= {"medications": [], "b12Orders": {"id": "x"}, "conditions": 7}
     assert missing_keys(templates, prefetch) == [k for k in templates if k in ("medications", "b12Orders", "conditions")]
+
+
+def test_a_search_bundle_reporting_an_error_is_a_failed_prefetch(templates: dict[str, str]) -> None:
+    """An OperationOutcome entry with an error beside the matches: an incomplete result, as when fetched;
+    the warning servers add to an empty result is no failure."""
+    def outcome(severity: str) -> dict[str, Any]:
+        return {"resource": {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": "processing"}]},
+                "search": {"mode": "outcome"}}
+    whole = {key: {"resourceType": "Bundle", "type": "searchset"} for key in templates}
+    errored = {"resourceType": "Bundle", "type": "searchset", "entry": [outcome("error")]}
+    warned = {"resourceType": "Bundle", "type": "searchset", "entry": [outcome("warning")]}
+    assert failed_prefetch(errored) and not failed_prefetch(warned)
+    assert missing_keys(templates, {**whole, "b12Orders": errored, "medications": warned}) == ["b12Orders"]
 
 
 def test_a_bundle_sent_as_its_first_page_only_is_missing(templates: dict[str, str]) -> None:

@@ -7,7 +7,13 @@ import sys
 import pytest
 
 from cds_service.knowledge import Knowledge
-from cds_service.valueset import VERIFICATION_STATUSES, VERIFICATION_URL, ValueSetError, compile_valueset
+from cds_service.valueset import (
+    VERIFICATION_STATUSES,
+    VERIFICATION_URL,
+    ValueSetError,
+    canonical_system,
+    compile_valueset,
+)
 
 
 def named(k: Knowledge, system: str, code: str) -> tuple[str, ...]:
@@ -86,3 +92,12 @@ def test_codes_command_lists_what_is_left_to_verify(knowledge: Knowledge) -> Non
     table = subprocess.run([sys.executable, "-m", "cds_service", "codes"], capture_output=True, check=True,
                            timeout=60, text=True).stdout
     assert "2132-9" in table and "loinc-table" in table
+
+
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("https://snomed.info/sct", "http://snomed.info/sct"), ("http://snomed.info/sct/", "http://snomed.info/sct"),
+    ("https://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10-cm"), (" http://loinc.org ", "http://loinc.org"),
+    ("urn:oid:2.16.840.1.113883.6.96", "http://snomed.info/sct"), ("https://ehr.example.org/codes/", "https://ehr.example.org/codes/"),
+])
+def test_hand_typed_spellings_of_a_known_system_are_that_system(given: str, canonical: str) -> None:
+    assert canonical_system(given) == canonical
