@@ -18,7 +18,7 @@ _WORD = re.compile(r"[a-z0-9'/-]+")
 _POST_WINDOW_WORDS = 3
 # A term set out as a question with its answer, as review-of-systems templates write it:
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
-_ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–][ \t]+")
+_ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–—][ \t]+|[ \t]+(?=minus-answer )")  # "Myalgias (-)" too
 # At most this much text either side of a mention is read for its cues and answer (the cue window
 # is a few words, but one "word" can be a long slash list: "No fever/chills/…/myalgia"), so a long
 # text without clause breaks costs time in proportion to its length. A word cut at the edge is dropped.
@@ -94,6 +94,25 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+# Review-of-systems signs, read as words. A minus sign before a word opens a negated list, as
+# "negative for" does ("(-) fever, chills, myalgias"); one after its item, before a comma or the
+# end, answers that item alone ("Myalgias (-), fatigue (+)"); a plus sign starts a new statement.
+_SIGN = re.compile(r"\(\s*([+-])\s*\)(?=(\s*[a-z0-9])?)")
+_MINUS_BEFORE, _MINUS_AFTER, _PLUS = "minus-sign", "minus-answer", "plus-sign"
+
+
+def _signs_as_words(text: str) -> str:
+    if "(" not in text:
+        return text
+
+    def word(m: re.Match[str]) -> str:
+        if m.group(1) == "+":
+            return f" {_PLUS} "
+        return f" {_MINUS_BEFORE} " if m.group(2) else f" {_MINUS_AFTER} "
+
+    return _SIGN.sub(word, text)
+
+
 def _has_phrase(words: list[str], phrase: tuple[str, ...]) -> bool:
     n = len(phrase)
     return any(tuple(words[i : i + n]) == phrase for i in range(len(words) - n + 1))
@@ -155,6 +174,8 @@ class TextMatcher:
     # and words that make an item a new statement instead ("has", "reports")
     list_negation: re.Pattern[str] | None = None
     list_breaks: frozenset[str] = frozenset()
+    # a list cue followed by a colon ("Denies: fever, myalgias"): that colon does not end the clause
+    list_colon: re.Pattern[str] | None = None
     # the cues above compiled for lookup: post-negation, and pre-negation per concept (general + its own)
     post_cues: PhraseSet = field(init=False)
     pre_cues: dict[str, PhraseSet] = field(init=False)
@@ -191,14 +212,15 @@ class TextMatcher:
             if ordered
             else None
         )
-        breaks = "|".join(re.escape(b) for b in clause_breaks)
-        clause_break = re.compile(r"[.;:!?\n]" + (rf"|\b(?:{breaks})\b" if breaks else ""))
+        breaks = "|".join(re.escape(b.lower().strip()) for b in [*clause_breaks, _PLUS])
+        clause_break = re.compile(rf"[.;:!?\n]|\b(?:{breaks})\b")
+        list_cues = [c.lower().strip() for c in list_negation or []] + [_MINUS_BEFORE]
 
         def holds_term(concept: str, cue: str) -> bool:
             return any(_phrase_pattern([term]).search(cue.lower()) for term in terms.get(concept, []))
 
         def phrases(cues: list[str]) -> tuple[tuple[str, ...], ...]:
-            return tuple(tuple(_words(c.lower())) for c in cues if _words(c.lower()))
+            return tuple(tuple(words) for c in cues if (words := _words(c.lower())))
 
         return cls(
             pattern=pattern,
@@ -215,8 +237,9 @@ class TextMatcher:
                                 for c, cues in (concept_exclusions or {}).items()},
             local_exclusions={c: _phrase_pattern(local) for c, cues in (concept_exclusions or {}).items()
                               if (local := [cue for cue in cues if holds_term(c, cue)])},
-            list_negation=_phrase_pattern(list_negation) if list_negation else None,
+            list_negation=_phrase_pattern(list_cues) if list_cues else None,
             list_breaks=frozenset(w.lower() for w in list_breaks or []),
+            list_colon=re.compile(_phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
         )
 
     def is_negative_answer(self, text: str | None) -> bool:
@@ -224,7 +247,9 @@ class TextMatcher:
         "none.", "Not present"), or an answer that opens with a negation cue ("No pain", "Denies")."""
         if text is None:
             return False
-        words = tuple(_words(text.lower()))
+        words = tuple(_words(_signs_as_words(text.lower())))
+        if words[:1] in ((_MINUS_AFTER,), (_MINUS_BEFORE,)):  # "(-)", "(-) present"
+            return True
         return words in self.negative_answers or any(words[: len(cue)] == cue for cue in self.pre_negation)
 
     def _answered_no(self, lowered: str, end: int, break_starts: list[int]) -> bool:
@@ -258,12 +283,15 @@ class TextMatcher:
         called every few hundred mentions, so a hostile text cannot outlast the call's deadline."""
         if self.pattern is None or not text:
             return set()
-        lowered = text.lower()
+        lowered = _signs_as_words(text.lower())
         mentions = self.pattern.finditer(lowered)
         first = next(mentions, None)
         if first is None:  # most texts (a product's name, a code's display) name nothing: no more passes
             return set()
         breaks = [m.span() for m in self.clause_break.finditer(lowered)]
+        if self.list_colon is not None and ":" in lowered:
+            opened = {m.end() - 1 for m in self.list_colon.finditer(lowered)}
+            breaks = [b for b in breaks if b[0] not in opened]
         break_starts = [b[0] for b in breaks]
         break_ends = [b[1] for b in breaks]
         found: set[str] = set()
