@@ -281,10 +281,15 @@ def test_haemoglobin_in_grams_per_litre_is_converted_to_grams_per_decilitre(know
     assert f.value == pytest.approx(118 * units.factors["g/L"])
 
 
-@pytest.mark.parametrize(("lab_code", "unit", "factor_of"), [(B12, "pg/ml", "pg/mL"), (B12, "PMOL/L", "pmol/L"), (HB, "g/l", "g/L")])
+@pytest.mark.parametrize(("lab_code", "unit", "factor_of"), [
+    (B12, "pg/ml", "pg/mL"), (B12, "PMOL/L", "pmol/L"), (HB, "g/l", "g/L"),
+    # the unit names EHRs print (found in review: a critical anaemia read as no value in "gm/dL")
+    (B12, "picogram per milliliter", "pg/mL"), (B12, "Picomoles per litre", "pmol/L"), (HB, "gm/dL", "g/dL"),
+])
 def test_units_are_matched_whatever_their_case(knowledge: Knowledge, lab_code: str, unit: str, factor_of: str) -> None:
     concept = "b12-result" if lab_code == B12 else "hemoglobin"
-    [f] = facts_of(knowledge, lab(lab_code, 100, unit, ago(5))).of(concept)
+    raw = observation(lab_code, ago(5), valueQuantity={"value": 100, "unit": unit})  # the unit as text only
+    [f] = facts_of(knowledge, raw).of(concept)
     assert f.value == pytest.approx(100 * knowledge.units[concept].factors[factor_of])
 
 
