@@ -9,6 +9,7 @@ validated. A malformed element the rule never reads (a performer, a reference ra
 narrative) does not cost the patient a finding, and validating less is faster.
 """
 
+import re
 import typing
 from functools import cache
 from importlib import import_module
@@ -77,9 +78,14 @@ def _kept_elements(resource_type: str, elements: frozenset[str]) -> frozenset[st
     return frozenset(kept)
 
 
+# FHIR R4 id: some EHRs write ids outside it (an underscore); the record is still read, without an id
+# to point at, so nothing this service sends carries an invalid reference
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
 def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[str, Any]:
-    """A copy with single objects wrapped into lists and unknown top-level fields dropped
-    (and, when `elements` is given, every element not read or required)."""
+    """A copy with single objects wrapped into lists, unknown top-level fields dropped (and, when
+    `elements` is given, every element not read or required), and an id FHIR does not allow left out."""
     rtype = str(raw.get("resourceType"))
     names, lists = _field_shapes(rtype)
     if elements is not None:
@@ -87,6 +93,8 @@ def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[
     fixed: dict[str, Any] = {"resourceType": rtype}
     for key, value in raw.items():
         if key == "resourceType" or value is None:
+            continue
+        if key == "id" and isinstance(value, str) and not _FHIR_ID.fullmatch(value):
             continue
         if key not in names and (elements is not None or not key.startswith("_")):
             continue

@@ -557,3 +557,10 @@ def test_reading_many_records_calls_the_time_check_every_few_records(knowledge: 
     facts = extract_facts(from_prefetch({"records": bundle}), knowledge, check)
     assert not facts.of("hemoglobin")
     assert calls == 100 // 32 + 64 // 32 + 64 // 32  # the records, the labs screened, the invalid labs validated
+
+
+def test_a_record_with_an_id_fhir_does_not_allow_is_read_without_it(knowledge: Knowledge) -> None:
+    """Some EHRs write ids outside FHIR's pattern (an underscore): the complaint still counts, but
+    nothing sent back may point at an id that is not one."""
+    [f] = facts_of(knowledge, condition(MYALGIA, id="a1b2c3_d4")).of("myalgia")
+    assert (f.resource_id, f.reference) == (None, None)
