@@ -238,6 +238,9 @@ FOCUS = {"myalgia", "fatigue", "paresthesia", "dyspnea", "dizziness", "depressio
     # terms notes use
     ("Paraesthesias in both feet", {"paresthesia"}), ("Breathless and tired", {"dyspnea"}),
     ("Lightheadedness on standing", {"dizziness"}),
+    ("c/o body aches x3 wks", {"myalgia"}), ("Fatique and myalgia", {"fatigue", "myalgia"}),
+    ("SOB and fatigue", {"dyspnea", "fatigue"}), ("More forgetful lately per wife", {"memory-impairment"}),
+    ("Denies SOB", set()),
 ])
 def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Found in a review of 305 realistic notes (chief complaints, HPI, review-of-systems templates)."""
