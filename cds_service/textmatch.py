@@ -130,6 +130,10 @@ class PhraseSet:
     def of(cls, phrases: tuple[tuple[str, ...], ...]) -> "PhraseSet":
         return cls(frozenset(phrases), tuple(sorted({len(p) for p in phrases})))
 
+    def ends(self, words: list[str]) -> bool:
+        """Whether `words` end with one of the phrases."""
+        return any(tuple(words[-n:]) in self.phrases for n in self.lengths if n <= len(words))
+
     def within(self, words: list[str]) -> bool:
         """Whether any phrase occurs in `words`."""
         phrases = self.phrases
@@ -266,6 +270,23 @@ class TextMatcher:
         first = _words(answer)[:_POST_WINDOW_WORDS]
         return self.is_negative_answer(answer) or self.post_cues.within(first)
 
+    def _post_negated(self, lowered: str, end: int, clause_end: int) -> bool:
+        """Whether a cue in the few words after the term negates it. Past a comma a cue must end its
+        item: "Myalgia, resolved" and "Myalgias, fever, chills denied" negate the myalgia, but
+        "Muscle aches, denied fever" and "Positive for myalgia, negative for fever" open a new
+        statement about something else."""
+        seen = 0
+        stretch = lowered[end : min(clause_end, end + _CONTEXT_CHARS)]
+        for n, item in enumerate(stretch.split(",")):
+            words = _words(item)
+            window = words[: _POST_WINDOW_WORDS - seen]
+            if (self.post_cues.within(window) if n == 0 else window == words and self.post_cues.ends(words)):
+                return True
+            seen += len(window)
+            if seen >= _POST_WINDOW_WORDS:
+                return False
+        return False
+
     def _inside_exclusion(self, concept: str, lowered: str, start: int, end: int,
                           spans: dict[str, list[tuple[int, int]]]) -> bool:
         """Whether the mention at [start, end) lies inside a phrase that makes it something else."""
@@ -311,7 +332,8 @@ class TextMatcher:
             clause_end = break_starts[j] if j < len(break_starts) else len(lowered)
             before = _words_before(lowered, start, clause_start, self.window_words)
             after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
-            if self.post_cues.within(after) or self._answered_no(lowered, end, break_starts):
+            if (self.post_cues.within(after) and self._post_negated(lowered, end, clause_end)) \
+                    or self._answered_no(lowered, end, break_starts):
                 continue
             cue = list_cues.last_before(start)
             if cue is not None and cue[0] >= clause_start and in_list.holds(cue, start):
