@@ -181,6 +181,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         negative_answers=text_file.negative_answers,
         list_negation=text_file.list_negation,
         list_breaks=text_file.list_breaks,
+        statement_words=text_file.statement_words,
     )
     return Knowledge(
         version=f"{rule.version}+{digest.hexdigest()[:12]}",

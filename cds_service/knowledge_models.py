@@ -83,6 +83,7 @@ class TextMatchingFile(_File):
     negative_answers: list[str]
     list_negation: list[str] = Field(default_factory=list)
     list_breaks: list[str] = Field(default_factory=list)
+    statement_words: list[str] = Field(default_factory=list)
 
 
 class Population(_Knowledge):

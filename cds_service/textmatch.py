@@ -178,6 +178,9 @@ class TextMatcher:
     # and words that make an item a new statement instead ("has", "reports")
     list_negation: re.Pattern[str] | None = None
     list_breaks: frozenset[str] = frozenset()
+    # words that open a new statement ("No fever, reports muscle aches"): a cue before one does
+    # not reach past it, unless the cue negates the statement itself ("no reports of", "denies c/o")
+    statement_words: frozenset[str] = frozenset()
     # a list cue followed by a colon ("Denies: fever, myalgias"): that colon does not end the clause
     list_colon: re.Pattern[str] | None = None
     # the cues above compiled for lookup: post-negation, and pre-negation per concept (general + its own)
@@ -205,6 +208,7 @@ class TextMatcher:
         concept_exclusions: dict[str, list[str]] | None = None,
         list_negation: list[str] | None = None,
         list_breaks: list[str] | None = None,
+        statement_words: list[str] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -243,6 +247,7 @@ class TextMatcher:
                               if (local := [cue for cue in cues if holds_term(c, cue)])},
             list_negation=_phrase_pattern(list_cues) if list_cues else None,
             list_breaks=frozenset(w.lower() for w in list_breaks or []),
+            statement_words=frozenset(w.lower() for w in statement_words or []),
             list_colon=re.compile(_phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
         )
 
@@ -269,6 +274,15 @@ class TextMatcher:
         answer = lowered[mark.end() : answer_end]
         first = _words(answer)[:_POST_WINDOW_WORDS]
         return self.is_negative_answer(answer) or self.post_cues.within(first)
+
+    def _since_statement(self, before: list[str]) -> list[str]:
+        """The cue window from the last word that opens a new statement, when no cue negates that word."""
+        if not self.statement_words or self.statement_words.isdisjoint(before):
+            return before
+        for i in range(len(before) - 1, -1, -1):
+            if before[i] in self.statement_words and not self.general_pre_cues.ends(before[:i]):
+                return before[i + 1 :]
+        return before
 
     def _post_negated(self, lowered: str, end: int, clause_end: int) -> bool:
         """Whether a cue in the few words after the term negates it. Past a comma a cue must end its
@@ -330,7 +344,7 @@ class TextMatcher:
             clause_start = break_ends[i - 1] if i else 0
             j = bisect_left(break_starts, end)
             clause_end = break_starts[j] if j < len(break_starts) else len(lowered)
-            before = _words_before(lowered, start, clause_start, self.window_words)
+            before = self._since_statement(_words_before(lowered, start, clause_start, self.window_words))
             after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
             if (self.post_cues.within(after) and self._post_negated(lowered, end, clause_end)) \
                     or self._answered_no(lowered, end, break_starts):

@@ -69,6 +69,10 @@ def _reference_find(m: Any, text: str) -> set[str]:
         clause_start = max((b.end() for b in breaks if b.end() <= start), default=0)
         clause_end = min((b.start() for b in breaks if b.start() >= end), default=len(lowered))
         before = _words(lowered[clause_start:start])[-m.window_words:]
+        for i in range(len(before) - 1, -1, -1):  # a cue does not reach past a new statement ("no fever, reports")
+            if before[i] in m.statement_words and not any(tuple(before[:i][-len(c):]) == c for c in m.pre_negation):
+                before = before[i + 1:]
+                break
         cues = [x for x in m.list_negation.finditer(lowered) if x.end() <= start] if m.list_negation else []
         in_list = False
         if cues and cues[-1].start() >= clause_start:  # the items between the last cue and the term
@@ -259,6 +263,9 @@ FOCUS = {"myalgia", "fatigue", "paresthesia", "dyspnea", "dizziness", "depressio
     ("Pt c/o muscle aches, denied fever or chills", {"myalgia"}),
     ("Positive for myalgia, negative for fever", {"myalgia"}),
     ("Muscle aches, unlikely statin-related given timing", {"myalgia"}),
+    # a cue does not reach past a word that opens a new statement, unless it negates that word
+    ("No fever, reports muscle aches", {"myalgia"}), ("No fever or chills, c/o muscle aches for 3 wks", {"myalgia"}),
+    ("No reports of muscle aches", set()), ("Denies c/o muscle aches", set()), ("Never reported muscle aches", set()),
 ])
 def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Found in a review of 305 realistic notes (chief complaints, HPI, review-of-systems templates)."""
