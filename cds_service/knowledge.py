@@ -182,6 +182,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         list_negation=text_file.list_negation,
         list_breaks=text_file.list_breaks,
         statement_words=text_file.statement_words,
+        abbreviations=text_file.abbreviations,
     )
     return Knowledge(
         version=f"{rule.version}+{digest.hexdigest()[:12]}",

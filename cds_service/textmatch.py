@@ -181,6 +181,8 @@ class TextMatcher:
     # words that open a new statement ("No fever, reports muscle aches"): a cue before one does
     # not reach past it, unless the cue negates the statement itself ("no reports of", "denies c/o")
     statement_words: frozenset[str] = frozenset()
+    # abbreviations whose full stop does not end a clause ("Neg. for myalgia")
+    abbreviation: re.Pattern[str] | None = None
     # a list cue followed by a colon ("Denies: fever, myalgias"): that colon does not end the clause
     list_colon: re.Pattern[str] | None = None
     # the cues above compiled for lookup: post-negation, and pre-negation per concept (general + its own)
@@ -209,6 +211,7 @@ class TextMatcher:
         list_negation: list[str] | None = None,
         list_breaks: list[str] | None = None,
         statement_words: list[str] | None = None,
+        abbreviations: list[str] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -248,6 +251,9 @@ class TextMatcher:
             list_negation=_phrase_pattern(list_cues) if list_cues else None,
             list_breaks=frozenset(w.lower() for w in list_breaks or []),
             statement_words=frozenset(w.lower() for w in statement_words or []),
+            abbreviation=re.compile(
+                r"(?<![a-z0-9.])(?:" + "|".join(re.escape(a.lower().rstrip(".")) for a in abbreviations) + r")\.(?= )"
+            ) if abbreviations else None,
             list_colon=re.compile(_phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
         )
 
@@ -319,6 +325,8 @@ class TextMatcher:
         if self.pattern is None or not text:
             return set()
         lowered = _signs_as_words(text.lower())
+        if self.abbreviation is not None and "." in lowered:  # same length: the full stop becomes a space
+            lowered = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", lowered)
         mentions = self.pattern.finditer(lowered)
         first = next(mentions, None)
         if first is None:  # most texts (a product's name, a code's display) name nothing: no more passes

@@ -61,6 +61,8 @@ def test_question_and_answer_form_for_other_symptoms(knowledge: Knowledge, text:
 def _reference_find(m: Any, text: str) -> set[str]:
     """The plain reading, quadratic in the worst case: whole clause before, whole answer after."""
     lowered = text.lower()
+    if m.abbreviation is not None:  # "neg. for": the abbreviation's full stop ends nothing
+        lowered = m.abbreviation.sub(lambda x: x.group(0)[:-1] + " ", lowered)
     opened = {x.end() - 1 for x in m.list_colon.finditer(lowered)} if m.list_colon else set()
     breaks = [b for b in m.clause_break.finditer(lowered) if b.start() not in opened]  # "Denies: fever, ..." reads on
     found: set[str] = set()
@@ -111,7 +113,7 @@ PIECES = ["myalgia", "muscle pain", "muscle aches", "fatigue", "tired", "pins an
           "family history of", "resolved", "negative", "none", "yes", "but", ".", ";", ":", "?", " - ", "\n",
           "worse on exertion", "marathon", "fever/chills/night-sweats/myalgia", "mild", "for months", "the", "x" * 40,
           "negative for", "reports", ",", "except", "no relief of", "positive for", "fever", "chills", "weight loss",
-          "denies:", "now"]
+          "denies:", "now", "neg.", "c/o", "no reports of"]
 
 
 @settings(max_examples=3000, deadline=None, derandomize=True)
@@ -211,7 +213,7 @@ def test_hypothetical_uncertain_or_passed_aches_are_no_complaint(knowledge: Know
     assert knowledge.text.find(text) & {"myalgia", "paresthesia"} == expected
 
 
-FOCUS = {"myalgia", "fatigue", "paresthesia", "dyspnea", "dizziness", "depression", "irritability", "confusion",
+FOCUS = {"pregnancy", "viral-illness", "myalgia", "fatigue", "paresthesia", "dyspnea", "dizziness", "depression", "irritability", "confusion",
          "exertion-or-injury", "gastric-ileal-surgery", "malabsorption-autoimmune", "b12-deficiency-diagnosis",
          "plant-based-diet", "memory-impairment"}
 
@@ -266,6 +268,11 @@ FOCUS = {"myalgia", "fatigue", "paresthesia", "dyspnea", "dizziness", "depressio
     # a cue does not reach past a word that opens a new statement, unless it negates that word
     ("No fever, reports muscle aches", {"myalgia"}), ("No fever or chills, c/o muscle aches for 3 wks", {"myalgia"}),
     ("No reports of muscle aches", set()), ("Denies c/o muscle aches", set()), ("Never reported muscle aches", set()),
+    # an abbreviation's full stop ends no clause; tests, contacts and exclusions are no illness
+    ("Neg. for myalgia", set()), ("No fever, chills, sweats, wt. loss or myalgias", set()),
+    ("Urine pregnancy test: negative", set()), ("Pregnancy status: pregnant", {"pregnancy"}),
+    ("COVID PCR: not detected", set()), ("Wife has influenza", set()), ("Coeliac disease excluded", set()),
+    ("Muscle aches, statin excluded as cause", {"myalgia"}), ("Hx myalgias on statin", set()),
 ])
 def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Found in a review of 305 realistic notes (chief complaints, HPI, review-of-systems templates)."""
