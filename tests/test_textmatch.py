@@ -273,6 +273,11 @@ FOCUS = {"pregnancy", "viral-illness", "myalgia", "fatigue", "paresthesia", "dys
     ("Urine pregnancy test: negative", set()), ("Pregnancy status: pregnant", {"pregnancy"}),
     ("COVID PCR: not detected", set()), ("Wife has influenza", set()), ("Coeliac disease excluded", set()),
     ("Muscle aches, statin excluded as cause", {"myalgia"}), ("Hx myalgias on statin", set()),
+    # problem-list displays as local codes carry them (their text is read when no standard code is sent)
+    ("Crohn disease of small intestine without complications", {"malabsorption-autoimmune"}),
+    ("Autoimmune gastritis", {"malabsorption-autoimmune"}),
+    ("Major depressive disorder, single episode, unspecified", {"depression"}),
+    ("Family history of pernicious anemia", set()), ("Personal history of gastric bypass", {"gastric-ileal-surgery"}),
 ])
 def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Found in a review of 305 realistic notes (chief complaints, HPI, review-of-systems templates)."""
