@@ -19,6 +19,7 @@ from cds_service.textmatch import TimeCheck, no_time_limit
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
 
 ORDER_REASON = "order-reason"  # Fact.status of a complaint named as a draft order's reason
+NOT_ORDERED = ("entered-in-error", "cancelled", "revoked")
 
 
 @dataclass
@@ -46,26 +47,40 @@ def _from_dstu2(raw: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def draft_resources(bundle: Any) -> list[Any]:
+def _draft_entries(bundle: Any) -> list[tuple[str | None, Any]]:
+    """(fullUrl, resource) of each draft; a single resource stands for itself. Bundles bent as
+    prefetch Bundles are (no resourceType, `entry` as one object) are read the same way."""
     if not isinstance(bundle, dict):
         return []
-    if bundle.get("resourceType") != "Bundle":
-        return [bundle]
-    entries = bundle.get("entry")
-    return [e.get("resource") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    if bundle.get("resourceType") not in ("Bundle", None) or (bundle.get("resourceType") is None and "entry" not in bundle):
+        return [(None, bundle)]
+    return [(e.get("fullUrl") if isinstance(e.get("fullUrl"), str) else None, e.get("resource"))
+            for e in items(bundle.get("entry")) if isinstance(e, dict)]
+
+
+def draft_resources(bundle: Any) -> list[Any]:
+    return [resource for _, resource in _draft_entries(bundle)]
+
+
+def _reference(selection: str) -> str:
+    """`Type/id` of a selection written as a full URL or with a version (`.../MedicationRequest/1/_history/2`)."""
+    parts = selection.split("?", 1)[0].rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return "/".join(parts[-2:])
 
 
 def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
-    """The drafts named in `selections` (by Type/id; by Type for drafts that carry no id). A draft
-    whose id is not named was not selected, even when the selections name nothing in the draft."""
-    drafts = draft_resources(draft_orders)
-    chosen = set(selections)
-    by_ref = [d for d in drafts if isinstance(d, dict) and f"{d.get('resourceType')}/{d.get('id')}" in chosen]
+    """The drafts named in `selections` (by Type/id, as the hook defines it, or by a full URL or the
+    entry's fullUrl, as some clients write it; by Type for drafts that carry no id). A draft whose
+    id is not named was not selected, even when the selections name nothing in the draft."""
+    entries = [(url, d) for url, d in _draft_entries(draft_orders) if isinstance(d, dict)]
+    chosen = {_reference(s) for s in selections} | set(selections)
+    by_ref = [d for url, d in entries if f"{d.get('resourceType')}/{d.get('id')}" in chosen or url in chosen]
     if by_ref:
         return by_ref
     types = {s.split("/")[0] for s in selections}
-    return [d for d in drafts if isinstance(d, dict) and isinstance(d.get("resourceType"), str)
-            and d["resourceType"] in types and not d.get("id")]
+    return [d for _, d in entries if isinstance(d.get("resourceType"), str) and d["resourceType"] in types and not d.get("id")]
 
 
 def read_drafts(resources: list[Any], knowledge: Knowledge, today: date,
@@ -83,6 +98,10 @@ def read_drafts(resources: list[Any], knowledge: Knowledge, today: date,
         rtype = raw.get("resourceType")
         if not isinstance(rtype, str) or rtype not in ORDER_TYPES:
             continue
+        if raw.get("doNotPerform") is True or raw.get("status") in NOT_ORDERED:
+            continue  # an order not to do something, or one withdrawn: nothing is being ordered
+        # a draft is a draft: a client that leaves out the required status or intent loses no order
+        raw = {"status": "draft", "intent": "order", **raw}
         hits = screen.concepts(raw, rtype)
         reason_hits = _reason_concepts(raw, screen)
         if not hits and not reason_hits:

@@ -267,6 +267,42 @@ def test_coded_muscle_orders_show_the_card(knowledge: Knowledge, raw: dict[str, 
     assert a.card == "pattern" and [f.resource_id for f in a.ordered] == [raw["id"]]
 
 
+LOCAL_LAB = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.31"  # an EHR's own lab codes
+
+
+def local_draft(rid: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "ServiceRequest", "id": rid, "status": "draft", "intent": "order", "subject": {"reference": "Patient/p"},
+            "code": {"coding": [{"system": LOCAL_LAB, "code": "LAB123", "display": text}], "text": text}} | extra
+
+
+@pytest.mark.parametrize(("text", "concepts"), [
+    ("Vitamin B12 level", {"b12-order", "b12-level-order"}), ("VITAMIN B12 AND FOLATE", {"b12-order", "b12-level-order"}),
+    ("Holotranscobalamin (active B12)", {"b12-order", "b12-level-order", "holotc-order"}),
+    ("MMA, serum", {"b12-order", "mma-order"}), ("Vitamin B12 injection", set()), ("CK total", {"muscle-lab"}),
+    ("Sed Rate", {"muscle-lab"}), ("C reactive protein", {"muscle-lab"}),
+])
+def test_orders_under_an_ehrs_own_codes_are_read_by_their_name(knowledge: Knowledge, text: str, concepts: set[str]) -> None:
+    """Found in review: a locally coded B12 test in the drafts was not seen, and the card added a second one."""
+    d = read_drafts([local_draft("draft-1", text)], knowledge, TODAY)
+    assert {c for c, fs in d.by_concept.items() if fs} == concepts
+
+
+def test_a_locally_coded_b12_test_in_the_drafts_silences_the_pattern_card(knowledge: Knowledge) -> None:
+    d = read_drafts([med_draft("ibuprofen", "5640"), local_draft("b12", "Vitamin B12 level")], knowledge, TODAY)
+    assert assess_order_select(PATTERN_70, d, d, knowledge, TODAY).card is None
+
+
+@pytest.mark.parametrize("change", [{"doNotPerform": True}, {"status": "entered-in-error"}, {"status": "cancelled"}])
+def test_a_draft_not_to_be_done_orders_nothing(knowledge: Knowledge, change: dict[str, Any]) -> None:
+    d = read_drafts([med_draft("ibuprofen", "5640") | change], knowledge, TODAY)
+    assert assess_order_select(PATTERN_70, d, d, knowledge, TODAY).card is None
+
+
+def test_a_draft_without_status_or_intent_is_still_read(knowledge: Knowledge) -> None:
+    raw = {k: v for k, v in service_draft("b12", LOINC, "2132-9").items() if k not in ("status", "intent")}
+    assert [f.resource_id for f in read_drafts([raw], knowledge, TODAY).of(["b12-level-order"])] == ["b12"]
+
+
 def test_coded_b12_product_without_a_level_says_measure_first(knowledge: Knowledge) -> None:
     d = read_drafts([med_draft("b12", "309593")], knowledge, TODAY)
     assert assess_order_select(patient(50), d, d, knowledge, TODAY).card == "measure-before-treat"
@@ -379,6 +415,13 @@ def test_selections_pick_drafts_by_reference_and_never_an_unselected_draft_with_
     assert selected_only(bundle, ["MedicationRequest/rx-1"]) == [ibuprofen]
     assert selected_only(bundle, ["MedicationRequest/nope"]) == [no_id]  # only a draft with no id can be it
     assert selected_only(bundle, ["ServiceRequest/nope"]) == []
+    # as some clients write them: a full URL, a version, the entry's fullUrl
+    assert selected_only(bundle, ["https://ehr.example.org/fhir/MedicationRequest/rx-1"]) == [ibuprofen]
+    assert selected_only(bundle, ["MedicationRequest/rx-1/_history/3"]) == [ibuprofen]
+    with_urls = {"resourceType": "Bundle", "entry": [{"fullUrl": "urn:uuid:5b1f", "resource": referral}]}
+    assert selected_only(with_urls, ["urn:uuid:5b1f"]) == [referral]
+    # a Bundle bent as prefetch Bundles are: no resourceType, one entry as an object
+    assert selected_only({"entry": {"resource": ibuprofen}}, ["MedicationRequest/rx-1"]) == [ibuprofen]
 
 
 EXTRA: dict[str, tuple[Fact, ...]] = {
