@@ -435,7 +435,7 @@ def _add_facts(
     if r.use == "invalid" or model is None:
         facts.skipped_invalid += 1
         return False
-    if r.use == "skip" or (rtype == "Observation" and _scored_zero(raw) and not set(hits) & set(screen.k.units)):
+    if r.use == "skip" or (rtype == "Observation" and (r.value == 0 or _scored_zero(raw)) and not set(hits) & set(screen.k.units)):
         return False  # a symptom scored 0 ("muscle pain score: 0") is a symptom absent
     rid, label = model.id, record_label(raw, screen, rtype)
     if r.use == "ended":  # kept apart: only "recent" confounders read them
@@ -502,9 +502,9 @@ def _status_code(concept: Any) -> str | None:
 
 
 def _scored_zero(raw: dict[str, Any]) -> bool:
-    quantity = raw.get("valueQuantity")
-    value = quantity.get("value") if isinstance(quantity, dict) else raw.get("valueInteger")
-    return type(value) in (int, float) and value == 0
+    """A valueInteger of 0 (a Quantity or a text "0" is read into the Reading's value)."""
+    value = raw.get("valueInteger")
+    return type(value) is int and value == 0
 
 
 def _is_negative(obs: Any, screen: ConceptScreen) -> bool:

@@ -439,7 +439,8 @@ def test_a_partial_date_reads_as_the_first_day_it_allows(knowledge: Knowledge, w
 
 @pytest.mark.parametrize(("value", "counts"), [({"valueInteger": 0}, False), ({"valueInteger": 4}, True),
                                                ({"valueQuantity": {"value": 0, "unit": "{score}"}}, False),
-                                               ({"valueQuantity": {"value": 0.0}}, False), ({"valueBoolean": True}, True)])
+                                               ({"valueQuantity": {"value": 0.0}}, False), ({"valueBoolean": True}, True),
+                                               ({"valueString": "0"}, False), ({"valueString": "0/10"}, False), ({"valueString": "3/10"}, True)])
 def test_a_symptom_scored_zero_is_absent(knowledge: Knowledge, value: dict[str, Any], counts: bool) -> None:
     assert bool(facts_of(knowledge, observation(MYALGIA, ago(3), **value)).of("myalgia")) is counts
 
