@@ -94,21 +94,25 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
-# Review-of-systems signs, read as words. A minus sign before a word opens a negated list, as
-# "negative for" does ("(-) fever, chills, myalgias"); one after its item, before a comma or the
-# end, answers that item alone ("Myalgias (-), fatigue (+)"); a plus sign starts a new statement.
+# Review-of-systems signs, read as words. A text writes them before its items or after them, and
+# its first sign tells which. Before: a minus sign opens a negated list, as "negative for" does
+# ("(-) fever, chills, myalgias"; one with no word after it answers the item before it). After:
+# each minus sign answers the item before it ("Fever (-) Myalgia (+) Fatigue (+)"). A plus sign
+# starts a new statement.
 _SIGN = re.compile(r"\(\s*([+-])\s*\)(?=(\s*[a-z0-9])?)")
 _MINUS_BEFORE, _MINUS_AFTER, _PLUS = "minus-sign", "minus-answer", "plus-sign"
 
 
 def _signs_as_words(text: str) -> str:
-    if "(" not in text:
+    first = _SIGN.search(text) if "(" in text else None
+    if first is None:
         return text
+    signs_follow_items = bool(re.search(r"[a-z0-9]\s*$", text[: first.start()]))
 
     def word(m: re.Match[str]) -> str:
         if m.group(1) == "+":
             return f" {_PLUS} "
-        return f" {_MINUS_BEFORE} " if m.group(2) else f" {_MINUS_AFTER} "
+        return f" {_MINUS_BEFORE} " if m.group(2) and not signs_follow_items else f" {_MINUS_AFTER} "
 
     return _SIGN.sub(word, text)
 
@@ -185,17 +189,37 @@ class TextMatcher:
     abbreviation: re.Pattern[str] | None = None
     # a list cue followed by a colon ("Denies: fever, myalgias"): that colon does not end the clause
     list_colon: re.Pattern[str] | None = None
-    # the cues above compiled for lookup: post-negation, and pre-negation per concept (general + its own)
+    # the cues above compiled for lookup: post-negation, general pre-negation, and each concept's own
     post_cues: PhraseSet = field(init=False)
-    pre_cues: dict[str, PhraseSet] = field(init=False)
     general_pre_cues: PhraseSet = field(init=False)
+    own_pre_cues: dict[str, PhraseSet] = field(init=False)
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # frozen: derived once, here
         set_field(self, "post_cues", PhraseSet.of(self.post_negation))
         set_field(self, "general_pre_cues", PhraseSet.of(self.pre_negation))
-        set_field(self, "pre_cues", {c: PhraseSet.of(self.pre_negation + own)
-                                     for c, own in self.concept_pre_negation.items() if own})
+        set_field(self, "own_pre_cues", {c: PhraseSet.of(own) for c, own in self.concept_pre_negation.items() if own})
+
+    def _own_cue_reaches(self, concept: str, lowered: str, clause_start: int, start: int, before: list[str]) -> bool:
+        """A concept's own cue ('h/o', 'planned', 'check for') negates a mention in its own comma item, or
+        past commas only over items that are themselves mentions read with that cue ('h/o myalgia,
+        fatigue'), never over another subject ('h/o hypothyroidism, fatigue x 6 months')."""
+        own = self.own_pre_cues.get(concept)
+        if own is None or self.pattern is None or not own.within(before):
+            return False
+        pattern = self.pattern
+        *items, last = lowered[max(clause_start, start - _CONTEXT_CHARS):start].split(",")
+        if own.within(_words(last)):
+            return True
+        for item in reversed(items):
+            shared = [c for m in pattern.finditer(item) for c in self.term_concepts[m.group(0)]
+                      if c in self.own_pre_cues and not own.phrases.isdisjoint(self.own_pre_cues[c].phrases)]
+            if not shared:
+                return False
+            words = _words(item)
+            if own.within(words) and any(self.own_pre_cues[c].within(words) for c in shared):
+                return True
+        return False
 
     @classmethod
     def build(
@@ -251,8 +275,11 @@ class TextMatcher:
             list_negation=_phrase_pattern(list_cues) if list_cues else None,
             list_breaks=frozenset(w.lower() for w in list_breaks or []),
             statement_words=frozenset(w.lower() for w in statement_words or []),
+            # the full stop ends nothing when the text goes on in lower case ("Neg. for myalgia"); before
+            # a capital it ends the sentence ("No other sx. Tingling in both feet")
             abbreviation=re.compile(
-                r"(?<![a-z0-9.])(?:" + "|".join(re.escape(a.lower().rstrip(".")) for a in abbreviations) + r")\.(?= )"
+                r"(?<![A-Za-z0-9.])(?:" + "|".join(re.escape(a.lower().rstrip(".")) for a in abbreviations) + r")\.(?= +[a-z0-9])",
+                re.IGNORECASE,
             ) if abbreviations else None,
             list_colon=re.compile(_phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
         )
@@ -324,9 +351,9 @@ class TextMatcher:
         called every few hundred mentions, so a hostile text cannot outlast the call's deadline."""
         if self.pattern is None or not text:
             return set()
+        if self.abbreviation is not None and "." in text:  # the full stop becomes a space
+            text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text)
         lowered = _signs_as_words(text.lower())
-        if self.abbreviation is not None and "." in lowered:  # same length: the full stop becomes a space
-            lowered = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", lowered)
         mentions = self.pattern.finditer(lowered)
         first = next(mentions, None)
         if first is None:  # most texts (a product's name, a code's display) name nothing: no more passes
@@ -360,9 +387,10 @@ class TextMatcher:
             cue = list_cues.last_before(start)
             if cue is not None and cue[0] >= clause_start and in_list.holds(cue, start):
                 continue  # one item of a negated list
+            general = self.general_pre_cues.within(before)
             for concept in concepts:
-                cues = self.pre_cues.get(concept, self.general_pre_cues)
-                if not cues.within(before) and not self._inside_exclusion(concept, lowered, start, end, spans):
+                negated = general or self._own_cue_reaches(concept, lowered, clause_start, start, before)
+                if not negated and not self._inside_exclusion(concept, lowered, start, end, spans):
                     found.add(concept)
         if found and self.concept_exclusions:
             words = _words(lowered)
