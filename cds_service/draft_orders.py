@@ -13,7 +13,7 @@ from typing import Any
 from cds_service import fhir_models
 from cds_service.facts import RECORDS_PER_CHECK, ConceptScreen, Fact, items, record_label
 from cds_service.knowledge import Knowledge
-from cds_service.patient_data import PatientData
+from cds_service.patient_data import PatientData, is_bundle
 from cds_service.textmatch import TimeCheck, no_time_limit
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
@@ -52,7 +52,7 @@ def _draft_entries(bundle: Any) -> list[tuple[str | None, Any]]:
     prefetch Bundles are (no resourceType, `entry` as one object) are read the same way."""
     if not isinstance(bundle, dict):
         return []
-    if bundle.get("resourceType") not in ("Bundle", None) or (bundle.get("resourceType") is None and "entry" not in bundle):
+    if not is_bundle(bundle):
         return [(None, bundle)]
     return [(e.get("fullUrl") if isinstance(e.get("fullUrl"), str) else None, e.get("resource"))
             for e in items(bundle.get("entry")) if isinstance(e, dict)]

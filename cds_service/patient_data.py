@@ -46,7 +46,7 @@ class PatientData:
             self.malformed += 1
             return
         rtype = resource.get("resourceType")
-        if rtype == "Bundle" or (rtype is None and _typeless_bundle(resource)):
+        if is_bundle(resource):
             if depth >= MAX_BUNDLE_DEPTH:  # no EHR nests searchsets this deep: refuse, don't recurse
                 self.malformed += 1
                 return
@@ -105,6 +105,12 @@ def readable(value: Any) -> bool:
         return False
     rtype = value.get("resourceType")
     return isinstance(rtype, str) if rtype is not None else _typeless_bundle(value)
+
+
+def is_bundle(value: dict[str, Any]) -> bool:
+    """A Bundle, or one that left out its resourceType (as real clients send them)."""
+    rtype = value.get("resourceType")
+    return rtype == "Bundle" or (rtype is None and _typeless_bundle(value))
 
 
 def _typeless_bundle(value: dict[str, Any]) -> bool:
