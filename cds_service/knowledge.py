@@ -183,6 +183,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         list_breaks=text_file.list_breaks,
         statement_words=text_file.statement_words,
         abbreviations=text_file.abbreviations,
+        pseudo_negation=text_file.pseudo_negation,
     )
     return Knowledge(
         version=f"{rule.version}+{digest.hexdigest()[:12]}",

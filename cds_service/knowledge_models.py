@@ -85,6 +85,7 @@ class TextMatchingFile(_File):
     list_breaks: list[str] = Field(default_factory=list)
     statement_words: list[str] = Field(default_factory=list)
     abbreviations: list[str] = Field(default_factory=list)
+    pseudo_negation: list[str] = Field(default_factory=list)
 
 
 class Population(_Knowledge):

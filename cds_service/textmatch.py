@@ -138,6 +138,10 @@ class PhraseSet:
         """Whether `words` end with one of the phrases."""
         return any(tuple(words[-n:]) in self.phrases for n in self.lengths if n <= len(words))
 
+    def starts(self, words: list[str]) -> bool:
+        """Whether `words` start with one of the phrases."""
+        return any(tuple(words[:n]) in self.phrases for n in self.lengths if n <= len(words))
+
     def within(self, words: list[str]) -> bool:
         """Whether any phrase occurs in `words`."""
         phrases = self.phrases
@@ -189,13 +193,18 @@ class TextMatcher:
     abbreviation: re.Pattern[str] | None = None
     # a list cue followed by a colon ("Denies: fever, myalgias"): that colon does not end the clause
     list_colon: re.Pattern[str] | None = None
+    # phrases that hold a cue but negate nothing ("no change in", "no obvious cause for"): a cue
+    # inside one does not count before a term, nor as an answer's first words
+    pseudo_negation: tuple[tuple[str, ...], ...] = ()
     # the cues above compiled for lookup: post-negation, general pre-negation, and each concept's own
     post_cues: PhraseSet = field(init=False)
     general_pre_cues: PhraseSet = field(init=False)
     own_pre_cues: dict[str, PhraseSet] = field(init=False)
+    pseudo_cues: PhraseSet = field(init=False)
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # frozen: derived once, here
+        set_field(self, "pseudo_cues", PhraseSet.of(self.pseudo_negation))
         set_field(self, "post_cues", PhraseSet.of(self.post_negation))
         set_field(self, "general_pre_cues", PhraseSet.of(self.pre_negation))
         set_field(self, "own_pre_cues", {c: PhraseSet.of(own) for c, own in self.concept_pre_negation.items() if own})
@@ -236,6 +245,7 @@ class TextMatcher:
         list_breaks: list[str] | None = None,
         statement_words: list[str] | None = None,
         abbreviations: list[str] | None = None,
+        pseudo_negation: list[str] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -276,12 +286,12 @@ class TextMatcher:
             list_breaks=frozenset(w.lower() for w in list_breaks or []),
             statement_words=frozenset(w.lower() for w in statement_words or []),
             # the full stop ends nothing when the text goes on in lower case ("Neg. for myalgia"); before
-            # a capital it ends the sentence ("No other sx. Tingling in both feet")
+            # a capital it ends the sentence ("No change in wt. Muscle aches since June")
             abbreviation=re.compile(
-                r"(?<![A-Za-z0-9.])(?:" + "|".join(re.escape(a.lower().rstrip(".")) for a in abbreviations) + r")\.(?= +[a-z0-9])",
-                re.IGNORECASE,
+                r"(?<![A-Za-z0-9.])(?i:" + "|".join(re.escape(a.lower().rstrip(".")) for a in abbreviations) + r")\.(?= +[a-z0-9])",
             ) if abbreviations else None,
             list_colon=re.compile(_phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
+            pseudo_negation=phrases(pseudo_negation or []),
         )
 
     def is_negative_answer(self, text: str | None) -> bool:
@@ -292,7 +302,29 @@ class TextMatcher:
         words = tuple(_words(_signs_as_words(text.lower())))
         if words[:1] in ((_MINUS_AFTER,), (_MINUS_BEFORE,)):  # "(-)", "(-) present"
             return True
-        return words in self.negative_answers or any(words[: len(cue)] == cue for cue in self.pre_negation)
+        if words in self.negative_answers:
+            return True
+        return self._opens_with_cue(list(words))
+
+    def _opens_with_cue(self, words: list[str]) -> bool:
+        """Whether the words open with a negation cue that is no part of a pseudo-negation
+        ("No pain" does; "No change", "No better off statin" do not)."""
+        return any(words[: len(cue)] == list(cue) for cue in self.pre_negation) \
+            and not self.pseudo_cues.starts(words)
+
+    def _without_pseudo(self, words: list[str]) -> list[str]:
+        """The cue window with every pseudo-negation phrase left out."""
+        pseudo = self.pseudo_cues
+        if not pseudo.phrases:
+            return words
+        kept: list[str] = []
+        i = 0
+        while i < len(words):
+            n = next((n for n in reversed(pseudo.lengths) if tuple(words[i : i + n]) in pseudo.phrases), 0)
+            if n == 0:
+                kept.append(words[i])
+            i += n or 1
+        return kept
 
     def _answered_no(self, lowered: str, end: int, break_starts: list[int]) -> bool:
         """The term is a question ("Myalgia:", "Muscle pain?") whose answer records absence."""
@@ -302,8 +334,8 @@ class TextMatcher:
         i = bisect_left(break_starts, mark.end())
         answer_end = break_starts[i] if i < len(break_starts) else len(lowered)
         if answer_end - mark.end() > _CONTEXT_CHARS:  # too long to be one of the short negative answers
-            first = _words_after(lowered, mark.end(), answer_end, _POST_WINDOW_WORDS)
-            return any(first[: len(cue)] == list(cue) for cue in self.pre_negation) or self.post_cues.within(first)
+            first = _words_after(lowered, mark.end(), answer_end, max(_POST_WINDOW_WORDS, *self.pseudo_cues.lengths, 0))
+            return self._opens_with_cue(first) or self.post_cues.within(first[:_POST_WINDOW_WORDS])
         answer = lowered[mark.end() : answer_end]
         first = _words(answer)[:_POST_WINDOW_WORDS]
         return self.is_negative_answer(answer) or self.post_cues.within(first)
@@ -352,7 +384,8 @@ class TextMatcher:
         if self.pattern is None or not text:
             return set()
         if self.abbreviation is not None and "." in text:  # the full stop becomes a space
-            text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text)
+            # a text in capitals throughout says nothing by its case: read as if in lower case
+            text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text.lower() if text.isupper() else text)
         lowered = _signs_as_words(text.lower())
         mentions = self.pattern.finditer(lowered)
         first = next(mentions, None)
@@ -379,7 +412,8 @@ class TextMatcher:
             clause_start = break_ends[i - 1] if i else 0
             j = bisect_left(break_starts, end)
             clause_end = break_starts[j] if j < len(break_starts) else len(lowered)
-            before = self._since_statement(_words_before(lowered, start, clause_start, self.window_words))
+            before = self._without_pseudo(
+                self._since_statement(_words_before(lowered, start, clause_start, self.window_words)))
             after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
             if (self.post_cues.within(after) and self._post_negated(lowered, end, clause_end)) \
                     or self._answered_no(lowered, end, break_starts):

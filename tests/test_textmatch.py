@@ -75,6 +75,12 @@ def _reference_find(m: Any, text: str) -> set[str]:
             if before[i] in m.statement_words and not any(tuple(before[:i][-len(c):]) == c for c in m.pre_negation):
                 before = before[i + 1:]
                 break
+        i, kept = 0, []  # a cue inside a pseudo-negation ("no change in") negates nothing
+        while i < len(before):
+            n = max((len(p) for p in m.pseudo_negation if tuple(before[i:i + len(p)]) == p), default=0)
+            kept += [] if n else [before[i]]
+            i += n or 1
+        before = kept
         cues = [x for x in m.list_negation.finditer(lowered) if x.end() <= start] if m.list_negation else []
         in_list = False
         if cues and cues[-1].start() >= clause_start:  # the items between the last cue and the term
@@ -113,7 +119,8 @@ PIECES = ["myalgia", "muscle pain", "muscle aches", "fatigue", "tired", "pins an
           "family history of", "resolved", "negative", "none", "yes", "but", ".", ";", ":", "?", " - ", "\n",
           "worse on exertion", "marathon", "fever/chills/night-sweats/myalgia", "mild", "for months", "the", "x" * 40,
           "negative for", "reports", ",", "except", "no relief of", "positive for", "fever", "chills", "weight loss",
-          "denies:", "now", "neg.", "c/o", "no reports of"]
+          "denies:", "now", "neg.", "c/o", "no reports of", "no change in", "no obvious cause for", "just",
+          "and has", "not only"]
 
 
 @settings(max_examples=3000, deadline=None, derandomize=True)
