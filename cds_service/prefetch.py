@@ -28,7 +28,7 @@ ESSENTIAL_KEYS = frozenset({
 })
 
 # The suppressor checks a card reports on, and the prefetch keys each one reads. When the client
-# sends a key as absent, null or an OperationOutcome, the card says "not fully checked".
+# leaves a key out or sends an OperationOutcome, the card says "not fully checked".
 CHECK_KEYS = {
     "results": ("b12Results",),
     "therapy": ("medications", "medicationStatements", "b12Administrations"),
@@ -62,13 +62,14 @@ def render(template: str, context: dict[str, Any], today: date) -> str:
 
 
 def missing_keys(templates: dict[str, str], prefetch: dict[str, Any] | None) -> list[str]:
-    """Template keys the client left absent or null (both mean: the service may fetch itself),
-    answered with an OperationOutcome (CDS Hooks 2.0: the client could not prefetch that key),
-    sent in a shape that cannot be read (a string, an object with no resourceType), or sent as
-    the first page of a search only."""
+    """Template keys the client left out (it chose not to, or could not, prefetch them: the service
+    may fetch them itself), answered with an OperationOutcome, sent in a shape that cannot be read
+    (a string, an object with no resourceType), or sent as the first page of a search only. A key
+    sent as `null` is not missing: CDS Hooks 2.0 has the client send null when it found no data."""
     given = prefetch or {}
     return [key for key in templates
-            if (value := given.get(key)) is None or failed_prefetch(value) or not readable(value) or first_page_only(value)]
+            if key not in given or ((value := given[key]) is not None
+                                    and (failed_prefetch(value) or not readable(value) or first_page_only(value)))]
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
@@ -84,7 +85,7 @@ def next_link(bundle: dict[str, Any]) -> str | None:
 
 
 def first_page_only(value: Any) -> bool:
-    """A prefetched Bundle with a next link: CDS Hooks 2.0 wants the whole result at once, and what
+    """A prefetched Bundle with a next link: only the first page of its search, and what
     the rule needs (the B12 result, the B12 order) may be on a page the client did not send."""
     return isinstance(value, dict) and next_link(value) is not None
 

@@ -146,13 +146,17 @@ def test_a_search_reporting_an_error_is_a_failed_prefetch_412_when_nothing_may_b
     assert response.json()["details"] == [{"key": "b12Orders", "reason": "prefetch failed (OperationOutcome)"}]
 
 
-def test_only_absent_and_null_keys_are_fetched(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+def test_only_absent_keys_are_fetched_null_is_no_data(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+    """CDS Hooks 2.0: the client sends null for a key it found no data for, and leaves out one it
+    could not prefetch; only the left-out keys are fetched."""
     scenario = stripped(POSITIVE, fhir_base, fhir_state, keep=("patient", "conditions", "observations"))
-    scenario["request"]["prefetch"]["observations"] = None
     assert fetching.post(SERVICE, json=scenario["request"]).status_code == 200
-    fetched = {p.split("?")[0].split("/")[2] for _, p, _ in fhir_state.log}
-    assert fetched == {"Observation", "MedicationRequest", "MedicationStatement", "MedicationAdministration",
-                       "Procedure", "ServiceRequest"}
+    assert sum(p.split("?")[0].split("/")[2] == "Observation" for _, p, _ in fhir_state.log) == 1  # b12Results
+    fhir_state.log.clear()
+    scenario["request"]["prefetch"] |= {"b12Results": None, "medicationStatements": None}
+    assert fetching.post(SERVICE, json=scenario["request"]).json()["cards"]
+    fetched = sorted(p.split("?")[0].split("/")[2] for _, p, _ in fhir_state.log)
+    assert fetched == ["MedicationAdministration", "MedicationRequest", "Procedure", "ServiceRequest"]
 
 
 def test_bearer_token_is_sent_and_checked(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:

@@ -234,13 +234,14 @@ def test_essential_keys_are_templates_of_the_patient_view_service(knowledge: Kno
         assert "patient" in service.prefetch and "b12Results" in service.prefetch, service.id
 
 
-def test_missing_keys_are_the_absent_and_null_ones(templates: dict[str, str]) -> None:
+def test_missing_keys_are_the_absent_ones_and_null_is_no_data(templates: dict[str, str]) -> None:
+    """CDS Hooks 2.0: a key the client could not or chose not to prefetch is left out; a key it found
+    no data for is sent as null, which says as much as an empty Bundle."""
     empty_bundle = {"resourceType": "Bundle", "type": "searchset", "total": 0}
     prefetch = {"patient": {"resourceType": "Patient", "id": "pt-1"}, "conditions": None,
                 "observations": empty_bundle, "unknown": empty_bundle}
     missing = missing_keys(templates, prefetch)
-    assert missing == [k for k in templates if k not in ("patient", "observations")]
-    assert "conditions" in missing
+    assert missing == [k for k in templates if k not in ("patient", "conditions", "observations")]
     assert missing_keys(templates, None) == list(templates)
     assert missing_keys(templates, {}) == list(templates)
     assert missing_keys({}, prefetch) == []
@@ -250,8 +251,10 @@ def test_unchecked_names_the_checks_whose_data_was_not_sent(templates: dict[str,
     everything = {key: {"resourceType": "Bundle", "type": "searchset"} for key in templates}
     assert unchecked(templates, everything) == frozenset()
     failed = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
-    partial = {**everything, "b12Administrations": None, "b12Orders": failed}
-    assert unchecked(templates, partial) == {"therapy", "orders"}
+    partial = {**everything, "b12Administrations": failed, "b12Orders": None}
+    assert unchecked(templates, partial) == {"therapy"}  # null: the client found no pending order
+    partial = {k: v for k, v in everything.items() if k != "b12Orders"}
+    assert unchecked(templates, partial) == {"orders"}
     assert unchecked(templates, {"patient": everything["patient"]}) == {"results", "therapy", "orders"}
     unreadable = {**everything, "medications": "Bundle", "b12Orders": {"entry": "none"}}
     assert unchecked(templates, unreadable) == {"therapy", "orders"}  # not "none on record"
@@ -278,7 +281,7 @@ def test_a_search_bundle_reporting_an_error_is_a_failed_prefetch(templates: dict
 
 
 def test_a_bundle_sent_as_its_first_page_only_is_missing(templates: dict[str, str]) -> None:
-    """CDS Hooks 2.0 wants whole results in prefetch; a next link says the rest was not sent."""
+    """A next link says the rest of the search was not sent; the rule needs the whole result."""
     whole = {key: {"resourceType": "Bundle", "type": "searchset"} for key in templates}
     first_page = {"resourceType": "Bundle", "type": "searchset", "entry": [],
                   "link": [{"relation": "self", "url": "Observation?patient=1"},
