@@ -195,6 +195,16 @@ class ConceptScreen:
             return {"text": display}
         return code
 
+    def _laboratory(self, raw: dict[str, Any], coded: frozenset[str]) -> bool:
+        """A lab result (a lab the rule reads, or category laboratory): its notes and text value are
+        the laboratory's comment or result ("B12 deficiency can present with fatigue, paresthesia"),
+        never the patient's symptoms."""
+        if not coded.isdisjoint(self.k.units):
+            return True
+        return any(isinstance(coding, dict) and coding.get("code") == "laboratory"
+                   for category in items(raw.get("category")) if isinstance(category, dict)
+                   for coding in items(category.get("coding")))
+
     def concepts(self, raw: dict[str, Any], rtype: str) -> dict[str, Literal["code", "text"]]:
         medication = rtype.startswith("Medication")
         main = self.medication_concept(raw) if medication else raw.get("code")
@@ -211,6 +221,7 @@ class ConceptScreen:
         read_notes = not standard or bool(coded)
         extra_texts = (
             None if medication or (("note" not in raw or not read_notes) and "valueString" not in raw)
+            or (rtype == "Observation" and self._laboratory(raw, coded))
             else _free_texts(raw, read_notes)
         )
         if not coded and not read_text and not extra_texts:

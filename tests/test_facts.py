@@ -480,6 +480,21 @@ def test_note_on_a_record_the_rule_knows_is_read(knowledge: Knowledge) -> None:
     assert concepts(facts_of(knowledge, noted)) == {"myalgia", "viral-illness"}
 
 
+LAB_CATEGORY = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}]
+
+
+def test_a_lab_results_comment_is_the_laboratorys_words_not_symptoms(knowledge: Knowledge) -> None:
+    """Found in interop review: an interpretive comment on a normal MCV raised a critical card."""
+    comment = [{"text": "B12 deficiency can present with fatigue, paresthesia and peripheral neuropathy."}]
+    mcv = code(LOINC, "787-2", "MCV [Entitic volume] by Automated count")
+    assert concepts(facts_of(knowledge, lab(mcv, 92, "fL", ago(5), note=comment))) == {"mcv"}
+    unknown_lab = code(LOCAL, "LABCMT", "Lab comment")
+    assert concepts(facts_of(knowledge, observation(unknown_lab, category=LAB_CATEGORY, valueString=comment[0]["text"]))) == set()
+    # a symptom question's answer is still the patient's own
+    survey = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}]
+    assert concepts(facts_of(knowledge, observation(unknown_lab, category=survey, valueString="Tired all the time"))) == {"fatigue"}
+
+
 def test_answer_to_an_unknown_question_code_is_read(knowledge: Knowledge) -> None:
     chief_complaint = code(LOINC, "8661-1", "Chief complaint - Reported")
     assert concepts(facts_of(knowledge, observation(chief_complaint, valueString="Muscle aches for 3 weeks"))) == {"myalgia"}
