@@ -527,5 +527,6 @@ def _is_negative(obs: Any, screen: ConceptScreen) -> bool:
         raw = obs.valueCodeableConcept.model_dump(mode="json", exclude_none=True)
         if NEGATIVE_ANSWER in screen.coded(raw, "Observation"):
             return True
-        return screen.k.text.is_negative_answer(obs.valueCodeableConcept.text)
+        # a local answer code says "No" in its display
+        return any(screen.k.text.is_negative_answer(text) for text in _texts(raw))
     return screen.k.text.is_negative_answer(obs.valueString)

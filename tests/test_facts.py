@@ -343,10 +343,20 @@ def test_symptom_answered_false_is_not_a_finding(knowledge: Knowledge) -> None:
 @pytest.mark.parametrize("answer", [
     code(SNOMED, "373067005", "No"), code(SNOMED, "2667000", "Absent"),
     code("http://terminology.hl7.org/CodeSystem/v2-0136", "N", "No"),
-], ids=["snomed-no", "snomed-absent", "v2-no"])
+    # found in interop review: the LOINC and v2-0532 "No", the DSTU2 URL, a local code displayed "No"
+    code(LOINC, "LA32-8", "No"), code("http://terminology.hl7.org/CodeSystem/v2-0532", "N", "No"),
+    code("http://hl7.org/fhir/v2/0136", "N"), code("urn:oid:2.16.840.1.113883.12.136", "N"),
+    code("http://ehr.example.org/answers", "2", "No"),
+], ids=["snomed-no", "snomed-absent", "v2-no", "loinc-no", "v2-0532-no", "v2-dstu2-url", "v2-oid", "local-display-no"])
 def test_symptom_answered_no_is_not_a_finding(knowledge: Knowledge, answer: dict[str, Any]) -> None:
     pf = facts_of(knowledge, observation(MYALGIA, valueCodeableConcept=answer))
     assert concepts(pf) == set() and pf.skipped_invalid == 0
+
+
+@pytest.mark.parametrize("answer", [code(LOINC, "LA33-6", "Yes"), code("http://terminology.hl7.org/CodeSystem/v2-0532", "Y", "Yes"),
+                                    code("http://ehr.example.org/answers", "1", "Yes")], ids=["loinc-yes", "v2-yes", "local-yes"])
+def test_symptom_answered_yes_is_a_finding(knowledge: Knowledge, answer: dict[str, Any]) -> None:
+    assert concepts(facts_of(knowledge, observation(MYALGIA, valueCodeableConcept=answer))) == {"myalgia"}
 
 
 @pytest.mark.parametrize("answer", [{"valueString": "No"}, {"valueCodeableConcept": {"text": "No"}}],
