@@ -379,7 +379,7 @@ class WordingFile(_File):
     course_ended: str
     criteria: dict[
         Literal[
-            "info", "warning", "critical", "untreated-low", "untreated-mma", "lapsed-treatment", "measure-before-treat",
+            "info", "info-explained", "warning", "critical", "untreated-low", "untreated-mma", "lapsed-treatment", "measure-before-treat",
             "duplicate",
             "duplicate-in-draft",
         ],

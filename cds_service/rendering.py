@@ -199,7 +199,9 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         criteria = w.criteria[assessment.variant]  # no test to justify: no "not redundant" section
     else:
         out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)
-        criteria = w.criteria[assessment.indicator.value]
+        # an info card with a risk factor was lowered by an event that may explain the aches: say so
+        criteria = w.criteria["info-explained" if assessment.indicator == Indicator.INFO and assessment.risk_factors
+                              else assessment.indicator.value]
     out += _caveats(assessment, k)
     out += ["", f"**{h['criteria']}**: {criteria} (knowledge {k.version})"]
     return "\n".join(out)

@@ -490,6 +490,12 @@ def test_note_on_a_record_the_rule_knows_is_read(knowledge: Knowledge) -> None:
     assert concepts(facts_of(knowledge, noted)) == {"myalgia", "viral-illness"}
 
 
+@pytest.mark.parametrize("injury", ["T14.8XXA", "S39.012A", "S16.1XXA", "S76.311A", "S86.011A", "X50.0XXA", "T73.3XXA", "s39012a"])
+def test_a_strain_or_overexertion_coded_with_its_seventh_character_is_an_injury(knowledge: Knowledge, injury: str) -> None:
+    """Found in clinical review: only T14.8, which EHRs never send without a 7th character, was known."""
+    assert concepts(facts_of(knowledge, condition(code(ICD10CM, injury)))) == {"exertion-or-injury"}
+
+
 LAB_CATEGORY = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}]
 
 
