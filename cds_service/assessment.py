@@ -15,7 +15,7 @@ from cds_service.knowledge_models import LabThreshold, ResultBands
 from cds_service.protocol import Indicator
 
 Band = Literal["deficient", "indeterminate", "normal", "unknown"]
-CriticalFeature = Literal["neurological", "macrocytic-anaemia", "both"]
+CriticalFeature = Literal["neurological", "macrocytic-anaemia", "both", "untreated-low"]
 
 
 @dataclass(frozen=True)
@@ -414,14 +414,18 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         signs += (_indeterminate_sign(last, knowledge),)
     elif band == "deficient" and last is not None:
         words = knowledge.wording.result
-        label = (words.low_in_pregnancy if low_in_pregnancy else words.treated_low if treated
-                 else words.earlier_low.format(days=low.lookback_days))
-        signs += (Evidence("earlier-low-b12", label, (last,)),)
+        sign_id, label = (("low-b12-in-pregnancy", words.low_in_pregnancy) if low_in_pregnancy
+                          else ("earlier-treated-low-b12", words.treated_low) if treated
+                          else ("earlier-low-b12", words.earlier_low.format(days=low.lookback_days)))
+        signs += (Evidence(sign_id, label, (last,)),)
     if not signs:
         return Assessment("no-sign", **base)
 
     critical = _critical_feature(signs, knowledge)
-    if risks:
+    if not (risks and critical) and {s.id for s in signs} & set(rule.indicator.critical_without_risk_factor):
+        critical = "untreated-low"  # a deficiency found and never treated (clinical reference: critical)
+        indicator = Indicator.CRITICAL
+    elif risks:
         indicator = Indicator.CRITICAL if critical else Indicator.WARNING
     else:
         indicator = Indicator.INFO

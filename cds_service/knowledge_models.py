@@ -244,6 +244,8 @@ class IndicatorRule(_Knowledge):
     critical_lab_signs_all: list[str]
     # a sign that stands for another in criticalLabSignsAll (a recorded anaemia for a low Hb)
     stands_for: dict[str, str] = Field(default_factory=dict)
+    # evidence that makes a card critical with or without a risk factor (an earlier low B12 never treated)
+    critical_without_risk_factor: list[Literal["earlier-low-b12"]] = Field(default_factory=list)
     remark: str = ""
 
 
@@ -320,6 +322,8 @@ class VariantWording(_Knowledge):
     summary: str = Field(max_length=140)
     # the summary of a critical card, when urgency should show in the one line every EHR displays
     summary_critical: str | None = Field(default=None, max_length=140)
+    # the summary of a card made critical by an earlier low B12 never treated (no risk factor needed)
+    summary_untreated_low: str | None = Field(default=None, max_length=140)
     intro: str
     suggestion_label: str | None = None
     order: CodingDef | None = None
@@ -379,7 +383,7 @@ class WordingFile(_File):
     course_ended: str
     criteria: dict[
         Literal[
-            "info", "info-explained", "warning", "critical", "untreated-low", "untreated-mma", "lapsed-treatment", "measure-before-treat",
+            "info", "info-explained", "warning", "critical", "critical-untreated-low", "untreated-low", "untreated-mma", "lapsed-treatment", "measure-before-treat",
             "duplicate",
             "duplicate-in-draft",
         ],
@@ -442,7 +446,7 @@ NOT_REDUNDANT = (
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",
            "orderAction", "orderedNow", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
-           "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth")
+           "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
                  "variants": CARD_VARIANTS}
 

@@ -201,6 +201,7 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)
         # an info card with a risk factor was lowered by an event that may explain the aches: say so
         criteria = w.criteria["info-explained" if assessment.indicator == Indicator.INFO and assessment.risk_factors
+                              else "critical-untreated-low" if assessment.critical_feature == "untreated-low"
                               else assessment.indicator.value]
     out += _caveats(assessment, k)
     out += ["", f"**{h['criteria']}**: {criteria} (knowledge {k.version})"]
@@ -261,7 +262,7 @@ def order_suggestion(
 
 
 _CRITICAL_PHRASES: Final = {"neurological": "criticalNeurological", "macrocytic-anaemia": "criticalMacrocyticAnaemia",
-                             "both": "criticalBoth"}
+                             "both": "criticalBoth", "untreated-low": "criticalUntreatedLow"}
 
 
 def card_frame(
@@ -273,7 +274,9 @@ def card_frame(
     w = k.wording
     topic = Coding(**_coding(w.source.topic)) if w.source.topic else None
     summary = variant.summary
-    if indicator == Indicator.CRITICAL and variant.summary_critical and critical_feature:
+    if indicator == Indicator.CRITICAL and critical_feature == "untreated-low" and variant.summary_untreated_low:
+        summary = variant.summary_untreated_low
+    elif indicator == Indicator.CRITICAL and variant.summary_critical and critical_feature:
         summary = variant.summary_critical.replace("{critical}", w.phrases[_CRITICAL_PHRASES[critical_feature]])
     return Card(
         uuid=new_id(),

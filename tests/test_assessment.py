@@ -137,6 +137,19 @@ def test_untreated_low_is_for_results_within_a_year(knowledge: Knowledge) -> Non
     assert a.variant == "test-b12" and [s.id for s in a.signs] == ["earlier-low-b12"]
 
 
+def test_an_older_low_never_treated_is_critical_with_or_without_a_risk_factor(knowledge: Knowledge) -> None:
+    """The clinical reference: critical when a prior B12 is below 180 pg/mL with no treatment recorded."""
+    older = fact("b12-result", 700, "Observation", value=150.0, unit="pg/mL")
+    for age in (50, 70):  # no risk factor; older age
+        a = assess(patient(age, MYALGIA, older), knowledge, TODAY)
+        assert a.indicator == Indicator.CRITICAL and a.critical_feature == "untreated-low"
+    given = fact("b12-therapy", 600, "MedicationAdministration")
+    a = assess(patient(50, MYALGIA, older, given), knowledge, TODAY)
+    assert [s.id for s in a.signs] == ["earlier-treated-low-b12"] and a.indicator != Indicator.CRITICAL
+    with_neuro = assess(patient(70, MYALGIA, older, fact("paresthesia", 5)), knowledge, TODAY)
+    assert with_neuro.indicator == Indicator.CRITICAL and with_neuro.critical_feature == "neurological"
+
+
 @pytest.mark.parametrize(("value", "shown"), [(128.74, "128.7"), (10.6, "10.6"), (0.62, "0.62"), (0.456, "0.46"),
                                               (6.2, "6.2"), (12.0, "12"), (250.0, "250")])
 def test_lab_values_keep_the_precision_their_thresholds_need(value: float, shown: str) -> None:

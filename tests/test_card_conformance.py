@@ -480,14 +480,16 @@ def test_rule_line_matches_the_indicator(answers: dict[str, Any], knowledge: Kno
         key = card["indicator"]
         if key == "info" and "**Risk factors**" in detail:  # lowered by an event that may explain the aches
             key = "info-explained"
+        if key == "critical" and "never treated" in card["summary"]:  # an earlier low B12, with or without a risk
+            key = "critical-untreated-low"
         if "suggestions" not in card:  # a treatment-review card: its own rule line
             key = ("lapsed-treatment" if "treated B12 deficiency" in card["summary"]
                    else "untreated-mma" if "methylmalonic" in card["summary"] else "untreated-low")
         assert f"**Rule**: {criteria[key]}" in detail
         others = {k: v for k, v in criteria.items() if k != key}
         assert not any(v in detail for v in others.values())
-        if "suggestions" not in card:
-            continue  # a treatment review is urgent by the low result itself, risk factor or not
+        if "suggestions" not in card or key == "critical-untreated-low":
+            continue  # urgent by the low result itself, risk factor or not
         if card["indicator"] in {"warning", "critical"}:
             assert "**Risk factors**" in detail
         elif "**Risk factors**" in detail:  # info with a risk factor only when a confounder lowered it
@@ -727,7 +729,7 @@ def test_lab_evidence_reads_value_unit_date_and_threshold(answers: dict[str, Any
 FEATURES = ("with neurological or cognitive signs and", "with macrocytic anaemia and", "with macrocytic anaemia after",
             "with neurological or cognitive signs and macrocytic anaemia", "with neurological or cognitive signs after",
             "with macrocytic anaemia in", "with neurological or cognitive signs in", "with neurological or cognitive signs despite",
-            "with macrocytic anaemia despite")
+            "with macrocytic anaemia despite", "a low B12 on record that was never treated")
 
 
 @pytest.mark.parametrize(("fixture", "feature"), [
