@@ -117,7 +117,7 @@ def evaluate(
     """Validate, gather facts, assess, render. Pure apart from the uuids on the cards; `check`
     raises DeadlineExceeded once the call's time is up (it is called between records)."""
     request, context = parse_request(service, data)
-    patient_data = from_prefetch(request.prefetch, context.patientId)
+    patient_data = from_prefetch(request.prefetch, context.patientId, service.prefetch.keys())
     if patient_data.patient is None and patient_data.foreign_patient:
         # Age and sex would be unknown, so the age exclusion could not hold: do not guess.
         raise PreconditionFailed(

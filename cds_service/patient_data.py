@@ -1,5 +1,6 @@
 """PatientData: the patient's FHIR resources as raw JSON, gathered from prefetch (and later fetches)."""
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -138,10 +139,21 @@ def patient_of(reference: Any) -> str | None:
     return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] else None
 
 
-def from_prefetch(prefetch: dict[str, Any] | None, patient_id: str | None = None) -> PatientData:
-    """Gather every prefetched resource; null and absent keys simply add nothing."""
+def from_prefetch(
+    prefetch: dict[str, Any] | None, patient_id: str | None = None, asked: Collection[str] | None = None
+) -> PatientData:
+    """Gather every prefetched resource; null and absent keys simply add nothing.
+
+    With `asked` (the service's template keys), what cannot be read under any other key is not
+    counted as a record left out: the client sent it unasked (the spec's example `"user": "123"`),
+    so it was never one of the records the card reports on. Resources found there are still read,
+    as before: order-sign reads medications it does not declare when a client sends them."""
     data = PatientData(patient_id=patient_id)
-    for value in (prefetch or {}).values():
-        if value is not None:
-            data.add(value)
+    for key, value in (prefetch or {}).items():
+        if value is None:
+            continue
+        malformed = data.malformed
+        data.add(value)
+        if asked is not None and key not in asked:
+            data.malformed = malformed
     return data

@@ -55,6 +55,9 @@ class HookRequest(_Lenient):
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
+    # Any value is taken, never a 400: a value that is not a resource or Bundle under a key the service
+    # did not ask for is ignored (the spec's own example sends "user": "123"; patient_data.from_prefetch),
+    # and under one of its own keys it is that key missing (prefetch.missing_keys).
     prefetch: dict[str, Any] | None = None
 
     @field_validator("hookInstance")
@@ -64,18 +67,6 @@ class HookRequest(_Lenient):
         are not: the value goes into logs and the audit. The error names no part of the value."""
         if not value.isprintable():
             raise ValueError("hookInstance must be printable text without control characters (a UUID)")
-        return value
-
-    @field_validator("prefetch")
-    @classmethod
-    def _prefetch_values_are_objects(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        for key, item in value.items():
-            if item is not None and not isinstance(item, dict):
-                # the key is named only when it is a plain key name: a caller's key may hold anything
-                named = f"prefetch[{key!r}]" if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key) else "a prefetch value"
-                raise ValueError(f"{named} must be a FHIR resource object or null")
         return value
 
 

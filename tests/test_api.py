@@ -84,11 +84,12 @@ def test_missing_envelope_fields_are_400(client: httpx.Client) -> None:
         assert any(d["loc"] == field for d in response.json()["details"])
 
 
-def test_prefetch_value_that_is_not_an_object_is_400(client: httpx.Client) -> None:
+def test_prefetch_value_that_is_not_an_object_is_no_400(client: httpx.Client) -> None:
+    """A reference where the resource belongs is that key missing (see the tests below), not a bad request."""
     request = _sandbox("patient-view.json")
     request["prefetch"]["patient"] = "Patient/pt-b12"
     response = client.post(SERVICE, json=request)
-    assert response.status_code == 400
+    assert response.status_code == 200 and response.json() == {"cards": []}
 
 
 def test_null_and_absent_prefetch_are_fine(client: httpx.Client) -> None:
@@ -121,13 +122,37 @@ def test_head_is_answered_like_get_without_a_body(client: httpx.Client, path: st
     assert response.headers["content-type"] == "application/json"
 
 
-def test_a_prefetch_key_is_echoed_only_when_it_is_a_plain_name(client: httpx.Client) -> None:
+POSITIVE = FIXTURES / "patient-view" / "01-metformin-paresthesia-critical.json"
+UNREADABLE = "could not be read"
+
+
+def _details(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [card["detail"] for card in response.json()["cards"]]
+
+
+def test_a_value_under_a_key_not_asked_for_is_ignored(client: httpx.Client) -> None:
+    """CDS Hooks 2.0's own example prefetches `"user": "123"`: neither a 400 nor a record left out."""
+    request = load_scenario(POSITIVE)["request"]
+    plain = _details(client.post(SERVICE, json=request))
+    for extra in ("123", 5, ["x"], {"id": "no resourceType"}, True):
+        odd = _details(client.post(SERVICE, json=request | {"prefetch": request["prefetch"] | {"user": extra}}))
+        assert len(odd) == len(plain) == 1 and UNREADABLE not in odd[0] and "Not checked" not in odd[0]
+
+
+def test_a_value_that_is_no_resource_under_an_asked_key_is_that_key_missing(client: httpx.Client) -> None:
+    """Not a 400: the key cannot be read, so its check says "not checked" (with fetching off)."""
+    request = load_scenario(POSITIVE)["request"]
+    for value in ("Bundle", 7, ["x"]):
+        [detail] = _details(client.post(SERVICE, json=request | {"prefetch": request["prefetch"] | {"b12Orders": value}}))
+        assert "Pending B12 orders not checked" in detail and UNREADABLE in detail
+
+
+def test_a_prefetch_that_is_not_an_object_is_still_a_400_naming_the_field(client: httpx.Client) -> None:
     body = {"hook": "patient-view", "hookInstance": "h-1", "context": {"patientId": "p1"}}
-    plain = client.post(SERVICE, json=body | {"prefetch": {"patient": 5}}).json()
-    assert "prefetch['patient']" in json.dumps(plain)
-    named = "Brenda Oakes DOB 1968-01-01 MRN-0303417" + "x" * 10_000
-    refused = client.post(SERVICE, json=body | {"prefetch": {named: 5}})
-    assert refused.status_code == 400 and "Brenda" not in refused.text and len(refused.text) < 2_000
+    for prefetch in ("Brenda Oakes", ["Brenda Oakes"], 5):
+        refused = client.post(SERVICE, json=body | {"prefetch": prefetch})
+        assert refused.status_code == 400 and "prefetch" in refused.text and "Brenda" not in refused.text
 
 
 def test_healthz(client: httpx.Client) -> None:

@@ -157,6 +157,17 @@ def test_malformed_counts_add_up_across_keys_and_calls() -> None:
     assert data.count() == 2
 
 
+def test_what_cannot_be_read_under_a_key_not_asked_for_is_not_counted() -> None:
+    """The spec's own example sends `"user": "123"`: not a record the card could report as left out.
+    Resources under such a key are still read; junk under an asked key is still counted."""
+    asked = ("patient", "conditions")
+    junk = {"user": "123", "hint": {"id": "x"}, "list": [1], "extra": bundle(None, resource("Condition", "c-9"))}
+    data = from_prefetch({"patient": PATIENT, **junk}, asked=asked)
+    assert data.malformed == 0 and [c["id"] for c in data.of_type("Condition")] == ["c-9"]
+    assert from_prefetch({"conditions": "123", "user": "123"}, asked=asked).malformed == 1
+    assert from_prefetch(junk).malformed == 4  # no template keys given: everything counts, as before
+
+
 def test_a_bundle_without_usable_entries_adds_nothing() -> None:
     for odd in [{"resourceType": "Bundle"}, {"resourceType": "Bundle", "entry": None},
                 {"resourceType": "Bundle", "entry": [{"fullUrl": "urn:uuid:1"}]}]:
