@@ -2,7 +2,8 @@
 
 Only issuers in CDS_TRUSTED_ISSUERS are accepted, only with asymmetric algorithms, only with a
 key from that issuer's configured JWKS (a `jku` header is never followed).
-`aud` must be the URL called, and `exp`, `iat` and a not-yet-seen `jti` are required.
+`aud` must be the URL called, and `exp`, `iat` and a not-yet-seen `jti` are required; `typ`, when
+present, must be `JWT`.
 """
 
 import asyncio
@@ -212,6 +213,12 @@ class Authenticator:
         alg, kid, issuer = header.get("alg"), header.get("kid"), claims.get("iss")
         if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS:
             raise InvalidToken("alg must be an asymmetric algorithm (ES*, RS*, PS*)")
+        # CDS Hooks 2.0 requires typ "JWT" (media types are case-insensitive, RFC 7515 4.1.9). Lenient on
+        # purpose: an absent typ is taken (RFC 7519 makes it optional; the token is still a signed JWT);
+        # any other type (an OAuth access token, at+jwt) is not a client's authentication JWT.
+        typ = header.get("typ", "JWT")
+        if not isinstance(typ, str) or typ.upper() != "JWT":
+            raise InvalidToken("typ must be JWT")
         if not isinstance(issuer, str) or issuer not in self.sources:
             raise InvalidToken("issuer is not trusted")
         source = self.sources[issuer]

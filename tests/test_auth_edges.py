@@ -331,6 +331,26 @@ def test_private_jwk_in_the_jwks_still_verifies_by_its_public_half(service: Live
     assert_refused(call(service, DISCOVERY, forged), forged)
 
 
+# --- typ -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("typ", ["JWT", "jwt", "Jwt", ""])  # "": PyJWT then leaves typ out of the header
+def test_typ_jwt_in_any_case_or_left_out_passes(typ: str, service: LiveServer, keys: dict[str, Any]) -> None:
+    """CDS Hooks 2.0 requires typ JWT; media types are case-insensitive, and an absent typ is taken (leniency)."""
+    tok = token(keys["ec"], service.url + DISCOVERY, headers={"typ": typ})
+    assert jwt.get_unverified_header(tok).get("typ", "") == typ
+    assert call(service, DISCOVERY, tok).status_code == 200
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "JOSE", "application/jwt", "JWT ", "dpop+jwt", 1, ["JWT"]])
+def test_another_typ_is_refused_though_signed_by_a_trusted_key(
+    typ: Any, service: LiveServer, keys: dict[str, Any]
+) -> None:
+    tok = token(keys["ec"], service.url + DISCOVERY, headers={"typ": typ})
+    response = call(service, DISCOVERY, tok)
+    assert_refused(response, tok)
+    assert 'error_description="typ must be JWT"' in response.headers["www-authenticate"]
+
+
 # --- claims ----------------------------------------------------------------------------------------
 
 def _now() -> int:
