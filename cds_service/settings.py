@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     )
     public_base_url: str | None = Field(default=None, description="External base URL, for the JWT aud behind a proxy.")
     jwt_leeway_seconds: float = Field(default=5.0, ge=0, le=60, description="Clock skew allowed on iat/exp/nbf.")
+    jwt_max_lifetime_seconds: float = Field(
+        default=300.0, gt=0, le=86_400,
+        description="Longest JWT lifetime (exp - iat) accepted: a local policy (SMART Backend Services' 5 minutes); "
+        "CDS Hooks 2.0 sets no cap.",
+    )
     jwks_refresh_seconds: float = Field(default=60.0, ge=0, description="Least time between JWKS reloads on an unknown kid.")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins browsers may call from.")
     cors_private_network: bool = Field(

@@ -427,9 +427,26 @@ def test_numeric_dates_as_strings_are_refused(service: LiveServer, keys: dict[st
 
 
 def test_lifetime_just_over_five_minutes_is_refused(service: LiveServer, keys: dict[str, Any]) -> None:
+    """CDS_JWT_MAX_LIFETIME_SECONDS defaults to 300 (a local policy; CDS Hooks 2.0 sets no cap)."""
     now = _now()
     tok = token(keys["ec"], service.url + DISCOVERY, iat=now, exp=now + 304)
-    assert_refused(call(service, DISCOVERY, tok), tok)
+    response = call(service, DISCOVERY, tok)
+    assert_refused(response, tok)
+    assert "lifetime (exp - iat) exceeds 300 seconds" in response.headers["www-authenticate"]
+
+
+def test_the_lifetime_cap_is_a_setting(knowledge: Knowledge, keys: dict[str, Any], tmp_path: Path) -> None:
+    """An EHR issuing hour-long tokens is served once CDS_JWT_MAX_LIFETIME_SECONDS allows them."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [_jwk(keys["ec"], "ec-1", "ES384")]}))
+    settings = Settings(data_dir=tmp_path, trusted_issuers={ISS: str(jwks)}, jwt_max_lifetime_seconds=3600)
+    with LiveServer(create_app(settings, knowledge)) as live:
+        aud, now = live.url + DISCOVERY, _now()
+        assert call(live, DISCOVERY, token(keys["ec"], aud, iat=now, exp=now + 3600)).status_code == 200
+        over = token(keys["ec"], aud, iat=now, exp=now + 3601)
+        response = call(live, DISCOVERY, over)
+        assert_refused(response, over)
+        assert "exceeds 3600 seconds" in response.headers["www-authenticate"]
 
 
 # --- the Authorization header ----------------------------------------------------------------------

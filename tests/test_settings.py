@@ -30,6 +30,7 @@ def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.
     ({"CDS_LOG_LEVEL": "bogus"}, "CDS_LOG_LEVEL"),
     ({"CDS_MAX_BODY_BYTES": "5"}, "CDS_MAX_BODY_BYTES"),
     ({"CDS_PATIENT_HASH_KEY": "short-secret"}, "CDS_PATIENT_HASH_KEY"),
+    ({"CDS_JWT_MAX_LIFETIME_SECONDS": "0"}, "CDS_JWT_MAX_LIFETIME_SECONDS"),
     ({"CDS_FHIR_ALLOWED_SERVERS": '["ftp://fhir.example.org"]'}, "CDS_FHIR_ALLOWED_SERVERS"),
     ({"CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": "http://ehr.example.org/jwks"}'}, "CDS_TRUSTED_ISSUERS"),
     ({"CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": {"jwks": "https://ehr.example.org/jwks", "fhirServers": ["fhir"]}}'},
