@@ -37,11 +37,20 @@ class FhirAuthorization(_Lenient):
     """https://cds-hooks.hl7.org/2.0/#passing-the-access-token-to-the-cds-service"""
 
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # REQUIRED by the spec; left out, it is taken as the one value allowed
     expires_in: int | None = None
     scope: str | None = None
     subject: str | None = None
     patient: str | None = None
+
+    @field_validator("token_type")
+    @classmethod
+    def _token_type_is_bearer(cls, value: str) -> str:
+        """The spec's fixed value, in any case (RFC 6749 5.1): the token is sent to fhirServer as
+        `Bearer <token>`, which would be wrong for any other type. The error names no part of the value."""
+        if value.lower() != "bearer":
+            raise ValueError("token_type must be Bearer")
+        return value
 
 
 HOOK_INSTANCE_MAX = 128  # the audit column hook_instance is VARCHAR(128)

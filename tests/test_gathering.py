@@ -172,6 +172,35 @@ def test_bearer_token_is_sent_and_checked(fetching: httpx.Client, fhir_base: str
     assert "secret-token-123" not in response.text
 
 
+@pytest.mark.parametrize("token_type", ["bearer", "BEARER"])
+def test_token_type_bearer_in_any_case_is_sent_as_bearer(
+    token_type: str, fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    fhir_state.token = "secret-token-123"
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    scenario["request"]["fhirAuthorization"] = {"access_token": "secret-token-123", "token_type": token_type,
+                                                "expires_in": 300, "scope": "patient/*.read", "subject": "ehr"}
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 200 and response.json()["cards"]
+
+
+@pytest.mark.parametrize("token_type", ["MAC", "DPoP", "Basic", "", "Bearer ", 5, None])
+def test_another_token_type_is_a_400_naming_the_field_and_nothing_is_fetched(
+    token_type: Any, fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """CDS Hooks 2.0: token_type is fixed to Bearer; the service would send the token as Bearer anyway."""
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    scenario["request"]["fhirAuthorization"] = {"access_token": "secret-token-123", "token_type": token_type,
+                                                "expires_in": 300, "scope": "patient/*.read", "subject": "ehr"}
+    response = fetching.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    assert [d["loc"] for d in body["details"]] == ["fhirAuthorization.token_type"]
+    assert "secret-token-123" not in response.text and (not token_type or str(token_type) not in response.text)
+    assert fhir_state.log == []
+
+
 @pytest.mark.parametrize("fault", ["401", "403", "404", "500", "503", "garbage", "wrong-type"])
 @pytest.mark.parametrize("rtype", ["Patient", "Condition", "Observation", "MedicationRequest", "ServiceRequest"])
 def test_essential_data_lost_is_412(
