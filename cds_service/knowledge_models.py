@@ -8,6 +8,7 @@ from pydantic.alias_generators import to_camel
 
 from cds_service.contract import CARD_VARIANTS, SERVICE_HOOKS
 from cds_service.patient_data import ResourceType
+from cds_service.protocol import SUMMARY_MAX
 
 FORMAT_VERSION = 1
 
@@ -319,11 +320,11 @@ class CodingDef(_Knowledge):
 class VariantWording(_Knowledge):
     """How one card reads: its summary, intro, suggestion and override reasons."""
 
-    summary: str = Field(max_length=140)
+    summary: str = Field(max_length=SUMMARY_MAX)
     # the summary of a critical card, when urgency should show in the one line every EHR displays
-    summary_critical: str | None = Field(default=None, max_length=140)
+    summary_critical: str | None = Field(default=None, max_length=SUMMARY_MAX)
     # the summary of a card made critical by an earlier low B12 never treated (no risk factor needed)
-    summary_untreated_low: str | None = Field(default=None, max_length=140)
+    summary_untreated_low: str | None = Field(default=None, max_length=SUMMARY_MAX)
     intro: str
     suggestion_label: str | None = None
     order: CodingDef | None = None
@@ -404,7 +405,7 @@ class WordingFile(_File):
 
     @model_validator(mode="after")
     def _critical_summaries_fit(self) -> "WordingFile":
-        """A critical summary names the critical feature ({critical}): at most 140 characters with any."""
+        """A critical summary names the critical feature ({critical}): under 140 characters with any."""
         features = [self.phrases[k] for k in ("criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth")]
         for name, variant in self.variants.items():
             template = variant.summary_critical
@@ -413,8 +414,10 @@ class WordingFile(_File):
             if "{critical}" not in template:
                 raise ValueError(f"variants.{name}.summaryCritical: must name the feature with {{critical}}")
             longest = max(len(template.replace("{critical}", f)) for f in features)
-            if longest > 140:
-                raise ValueError(f"variants.{name}.summaryCritical: {longest} characters with the longest feature (max 140)")
+            if longest > SUMMARY_MAX:
+                raise ValueError(
+                    f"variants.{name}.summaryCritical: {longest} characters with the longest feature (max {SUMMARY_MAX})"
+                )
         return self
 
     @model_validator(mode="after")

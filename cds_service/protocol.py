@@ -53,6 +53,7 @@ class FhirAuthorization(_Lenient):
         return value
 
 
+SUMMARY_MAX = 139  # CDS Hooks 2.0: a "<140-character summary"
 HOOK_INSTANCE_MAX = 128  # the audit column hook_instance is VARCHAR(128)
 
 
@@ -148,7 +149,7 @@ class Card(_Exact):
     """https://cds-hooks.hl7.org/2.0/#card-attributes"""
 
     uuid: str | None = None
-    summary: str = Field(max_length=140)
+    summary: str = Field(max_length=SUMMARY_MAX)
     detail: str | None = None
     indicator: Indicator
     source: Source

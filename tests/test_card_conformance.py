@@ -23,10 +23,12 @@ import httpx
 import orjson
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
 
 from cds_service.evaluation import evaluate, response_bytes
 from cds_service.knowledge import Knowledge
 from cds_service.prefetch import render
+from cds_service.protocol import Card, Indicator, Source
 from cds_service.services import service_definitions
 from tests.conftest import load_scenario
 from tests.fixture_files import ROOT, scenario_files
@@ -190,6 +192,14 @@ def test_card_has_the_required_fields_with_spec_types(answers: dict[str, Any], p
         if "topic" in source:
             assert set(source["topic"]) <= CODING_KEYS and source["topic"]["code"] and source["topic"]["system"]
         assert None not in all_values(card), "the wire form carries no nulls"
+
+
+def test_the_card_model_refuses_a_summary_of_140_characters() -> None:
+    """CDS Hooks 2.0 asks for a "<140-character summary": 139 is the most the service can send."""
+    source = Source(label="b12-cds")
+    assert Card(summary="x" * 139, indicator=Indicator.INFO, source=source).summary
+    with pytest.raises(ValidationError):
+        Card(summary="x" * 140, indicator=Indicator.INFO, source=source)
 
 
 @pytest.mark.parametrize("path", CARD_FIXTURES, ids=_name)
