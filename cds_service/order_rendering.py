@@ -72,6 +72,6 @@ def render_order_card(
                                        complaint_reason=False)
             if instead:
                 swap = Suggestion(label=w.phrases[label], uuid=new_id(), isRecommended=False,
-                                  actions=[*removals, *instead[0].actions])
+                                  actions=[*removals, *(instead[0].actions or [])])
                 suggestions.append(swap)
     return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)

@@ -7,10 +7,10 @@ forbid extras and only carry what the spec defines. No model invents ids or valu
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # An ISO 8601 date-time in the extended form: a date, `T`, a time to at least the minute and an
 # optional zone (`Z` or an offset).
@@ -31,6 +31,16 @@ class _Lenient(BaseModel):
 
 class _Exact(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _no_empty_optional_values(self) -> Self:
+        """CDS Hooks 2.0 prohibits null, "", [] and {} for an optional attribute without a value: an
+        empty one becomes None, which every response leaves out (exclude_none), so a wording file
+        with no links, say, never puts `"links": []` on the wire. Required fields are left as given."""
+        for name, field in type(self).model_fields.items():
+            if not field.is_required() and getattr(self, name) in ("", [], {}):
+                setattr(self, name, None)
+        return self
 
 
 class FhirAuthorization(_Lenient):
@@ -133,7 +143,7 @@ class Suggestion(_Exact):
     label: str
     uuid: str | None = None
     isRecommended: bool | None = None
-    actions: list[Action] = Field(default_factory=list)
+    actions: list[Action] | None = None
 
 
 class Link(_Exact):

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from cds_service.evaluation import evaluate, response_bytes
 from cds_service.knowledge import Knowledge
 from cds_service.prefetch import render
-from cds_service.protocol import Card, Indicator, Source
+from cds_service.protocol import Card, CdsResponse, Indicator, Source, Suggestion
 from cds_service.services import service_definitions
 from tests.conftest import load_scenario
 from tests.fixture_files import ROOT, scenario_files
@@ -192,6 +192,27 @@ def test_card_has_the_required_fields_with_spec_types(answers: dict[str, Any], p
         if "topic" in source:
             assert set(source["topic"]) <= CODING_KEYS and source["topic"]["code"] and source["topic"]["system"]
         assert None not in all_values(card), "the wire form carries no nulls"
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=_name)
+def test_no_card_carries_an_empty_value_anywhere(answers: dict[str, Any], path: Path) -> None:
+    """CDS Hooks 2.0: null, "", [] and {} are prohibited for an attribute without a value; this walks
+    every card of every fixture, the suggested FHIR resources included (FHIR forbids them too)."""
+    response = answers[_name(path)][1]
+    assert set(response) == {"cards"}  # no systemActions, not even an empty list
+    for card in response["cards"]:
+        empty = [v for v in [card, *all_values(card)] if v is None or v in ("", [], {})]
+        assert empty == [], f"empty values in a card: {empty}"
+
+
+def test_empty_optional_values_are_left_out_of_the_wire_form() -> None:
+    """A wording file with no links, say: the card then has no `links`, never `"links": []`."""
+    card = Card(summary="s", detail="", indicator=Indicator.INFO, source=Source(label="b12-cds", url=""),
+                suggestions=[Suggestion(label="Order", actions=[])], overrideReasons=[], links=[])
+    sent = orjson.loads(response_bytes(CdsResponse(cards=[card], systemActions=[])))
+    assert sent == {"cards": [{"summary": "s", "indicator": "info", "source": {"label": "b12-cds"},
+                               "suggestions": [{"label": "Order"}]}]}
+    assert orjson.loads(response_bytes(CdsResponse(cards=[]))) == {"cards": []}  # required: stays, even empty
 
 
 def test_the_card_model_refuses_a_summary_of_140_characters() -> None:
