@@ -65,6 +65,7 @@ class FhirAuthorization(_Lenient):
 
 SUMMARY_MAX = 139  # CDS Hooks 2.0: a "<140-character summary"
 HOOK_INSTANCE_MAX = 128  # the audit column hook_instance is VARCHAR(128)
+CARD_ID_MAX = 64  # the feedback column card_uuid is VARCHAR(64); this service's card uuids have 36
 
 
 class HookRequest(_Lenient):
@@ -217,7 +218,7 @@ class AcceptedSuggestion(_Lenient):
 class Feedback(_Lenient):
     """One item of a feedback call (https://cds-hooks.hl7.org/2.0/#feedback)."""
 
-    card: str
+    card: str = Field(min_length=1, max_length=CARD_ID_MAX)
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = None
     overrideReason: OverrideReason | None = None
@@ -234,12 +235,16 @@ class Feedback(_Lenient):
 
     @field_validator("card")
     @classmethod
-    def _card_is_uuid(cls, value: str) -> str:
-        """Canonical lower-case form; the error names no part of the value."""
+    def _card_is_printable_id(cls, value: str) -> str:
+        """CDS Hooks 2.0 only asks for a string (the card's uuid): any printable id is stored as sent
+        and counts as a card never audited; a UUID in any form is stored in its canonical lower-case
+        form, so it meets the audit's. The error names no part of the value."""
+        if not value.strip() or not value.isprintable():
+            raise ValueError("card must be the card's id: non-blank printable text (no control characters)")
         try:
             return str(UUID(value))
         except ValueError:
-            raise ValueError("card must be the uuid of a card") from None
+            return value
 
 
 class FeedbackRequest(_Lenient):

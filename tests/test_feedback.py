@@ -82,7 +82,9 @@ def test_concurrent_feedback_all_lands(db_settings: Settings, knowledge: Knowled
     (b"not json", None),
     (b"[]", None),
     (b"{}", "feedback"),
-    (b'{"feedback": [{"card": "Patient/secret-123", "outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]}',
+    (b'{"feedback": [{"card": "Patient/secret-123\\n", "outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]}',
+     "feedback.0.card"),
+    (b'{"feedback": [{"card": "secret-' + b"x" * 64 + b'", "outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]}',
      "feedback.0.card"),
     ((b'{"feedback": [{"card": "7e63f8ba-b143-40f8-9065-939f48997563", "outcome": "maybe-secret", '
       b'"outcomeTimestamp": "2026-01-01T00:00:00Z"}]}'), "feedback.0.outcome"),
@@ -98,6 +100,29 @@ def test_bad_feedback_is_400_without_echo(client: httpx.Client, body: bytes, whe
     assert "secret" not in response.text
     if where:
         assert where in [d["loc"] for d in response.json()["details"]]
+
+
+def test_a_card_id_that_is_no_uuid_is_stored_and_reported_as_never_audited(
+    db_settings: Settings, knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CDS Hooks 2.0 asks only for a string: one item with "card-1" no longer refuses the whole batch.
+    64 characters is the most the column holds (PostgreSQL's VARCHAR(64) enforces it)."""
+    odd = ["card-1", "urn:oid:1.2.3", "Ünïcödé card", "c" * 64]
+    items = [item(), *(item("overridden", card=card) for card in odd)]
+    with LiveServer(create_app(db_settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
+        response = client.post(URL, json={"feedback": items})
+        assert response.status_code == 200, response.text
+        for card in ("", "   ", "tab\there", 5, None, "c" * 65):
+            refused = client.post(URL, json={"feedback": [item(), item(card=card)]})
+            assert refused.status_code == 400 and [d["loc"] for d in refused.json()["details"]] == ["feedback.1.card"]
+    engine = create_db_engine(db_settings)
+    with engine.connect() as connection:
+        cards = connection.execute(select(card_feedback.c.card_uuid).order_by(card_feedback.c.id)).scalars().all()
+    engine.dispose()
+    assert cards == [items[0]["card"], *odd]  # the refused batches stored nothing
+    code, out = run(db_settings, monkeypatch, capsys, "report", "--json")
+    [row] = json.loads(out)["rows"]
+    assert code == 0 and row["variant"] == "unknown-card" and (row["accepted"], row["overridden"]) == (1, 4)
 
 
 def test_empty_feedback_is_200_and_stores_nothing(db_settings: Settings, knowledge: Knowledge) -> None:
