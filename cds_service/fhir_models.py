@@ -1,8 +1,9 @@
 """Lenient validation of R4 resources with the fhir.resources R4B models.
 
 Real clients bend R4: single objects where arrays belong (the sandbox's reasonCode and
-category), unknown fields, DSTU2 names. We repair the shapes we understand, drop unknown
-top-level fields, and report anything else as invalid so the caller can skip it.
+category), unknown fields, DSTU2 names, date-times without a time zone or seconds. We repair
+the shapes we understand, drop unknown top-level fields, and report anything else as invalid
+so the caller can skip it.
 
 A caller may name the elements it reads: then only those and the ones FHIR requires are
 validated. A malformed element the rule never reads (a performer, a reference range, the
@@ -15,8 +16,9 @@ from functools import cache
 from importlib import import_module
 from typing import Any
 
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 _MODULES = {
     "Condition": "condition",
@@ -78,6 +80,94 @@ def _kept_elements(resource_type: str, elements: frozenset[str]) -> frozenset[st
     return frozenset(kept)
 
 
+# A dateTime or instant as converters write it: a space for the T, no seconds, no time zone, an
+# offset without its colon ("2026-11-20 10:00", "2026-11-20T10:00:00", "...+0000").
+_LOOSE_DATE_TIME = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<minutes>\d{2}:\d{2})(?P<seconds>:\d{2}(?:\.\d+)?)?"
+    r"(?:(?P<utc>Z)|(?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2}))?"
+)
+# where date-times are looked for: resource.dispenseRequest.validityPeriod.start is the deepest the rule reads
+_DATE_TIME_DEPTH = 3
+_NOT_SEARCHED = frozenset({"extension", "modifierExtension", "contained"})
+
+
+def normalise_date_time(value: Any) -> Any:
+    """A date-time written as above, in the form FHIR requires; anything else as it was, for
+    validation to judge. The date stays as written: a missing zone is read as UTC, so the day
+    the rule reads is the day the record says (its time of day is never used)."""
+    if not isinstance(value, str) or len(value) <= 10:
+        return value
+    m = _LOOSE_DATE_TIME.fullmatch(value)
+    if m is None:
+        return value
+    zone = f"{m['offset']}:{m['offset_minutes']}" if m["offset"] else "Z"
+    fixed = f"{m['date']}T{m['minutes']}{m['seconds'] or ':00'}{zone}"
+    return value if fixed == value else fixed
+
+
+def _element_model(annotation: Any) -> type[BaseModel] | str | None:
+    """What a field holds: "date-time" (a dateTime or instant), a complex type's model, or None."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        kinds = {type(m).__name__ for m in annotation.__metadata__}
+        return "date-time" if kinds & {"DateTime", "Instant"} else None
+    for arg in typing.get_args(annotation):  # Optional[...], List[...], X | None
+        found = _element_model(arg)
+        if found is not None:
+            return found
+    name = getattr(annotation, "__name__", "")
+    if isinstance(annotation, type) and name.endswith("Type"):
+        try:
+            model: type[BaseModel] = get_fhir_model_class(name.removesuffix("Type"))
+        except ValueError:
+            return None
+        return model
+    return None
+
+
+@cache
+def _date_time_paths(model: type[BaseModel], depth: int) -> tuple[tuple[str, ...], ...]:
+    """The paths (aliases) from `model` to each dateTime and instant inside it, `depth` levels down."""
+    paths: list[tuple[str, ...]] = []
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        if alias in _NOT_SEARCHED or alias.startswith("_"):
+            continue
+        found = _element_model(info.annotation)
+        if found == "date-time":
+            paths.append((alias,))
+        elif isinstance(found, type) and depth > 1:
+            paths += [(alias, *path) for path in _date_time_paths(found, depth - 1)]
+    return tuple(paths)
+
+
+@cache
+def _dated_elements(resource_type: str, elements: frozenset[str] | None) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Each validated element that is or holds a date-time, with the paths below it to each."""
+    cls = model_class(resource_type)
+    if cls is None:
+        return {}
+    kept = _kept_elements(resource_type, elements) if elements is not None else None
+    dated: dict[str, list[tuple[str, ...]]] = {}
+    for first, *rest in _date_time_paths(cls, _DATE_TIME_DEPTH):
+        if kept is None or first in kept:
+            dated.setdefault(first, []).append(tuple(rest))
+    return {alias: tuple(paths) for alias, paths in dated.items()}
+
+
+def _normalised_at(value: Any, path: tuple[str, ...]) -> Any:
+    """`value` with the date-time at `path` normalised; what holds it is copied only when it changes,
+    so the raw resource is never altered."""
+    if not path:
+        return normalise_date_time(value)
+    if isinstance(value, list):
+        fixed = [_normalised_at(item, path) for item in value]
+        return fixed if any(a is not b for a, b in zip(fixed, value, strict=True)) else value
+    if isinstance(value, dict) and path[0] in value:
+        inner = _normalised_at(value[path[0]], path[1:])
+        return value if inner is value[path[0]] else {**value, path[0]: inner}
+    return value
+
+
 # FHIR R4 id: some EHRs write ids outside it (an underscore); the record is still read, without an id
 # to point at, so nothing this service sends carries an invalid reference
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -85,9 +175,11 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[str, Any]:
     """A copy with single objects wrapped into lists, unknown top-level fields dropped (and, when
-    `elements` is given, every element not read or required), and an id FHIR does not allow left out."""
+    `elements` is given, every element not read or required), an id FHIR does not allow left out,
+    and the date-times of the elements kept written as FHIR requires (normalise_date_time)."""
     rtype = str(raw.get("resourceType"))
     names, lists = _field_shapes(rtype)
+    dated = _dated_elements(rtype, elements)
     if elements is not None:
         names = _kept_elements(rtype, elements)
     fixed: dict[str, Any] = {"resourceType": rtype}
@@ -100,6 +192,8 @@ def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[
             continue
         if key in lists and isinstance(value, dict):
             value = [value]
+        for path in dated.get(key, ()):
+            value = _normalised_at(value, path)
         fixed[key] = value
     return fixed
 

@@ -447,6 +447,19 @@ def test_a_partial_date_reads_as_the_first_day_it_allows(knowledge: Knowledge, w
     assert f.when == day
 
 
+@pytest.mark.parametrize("when", ["2026-10-17T23:30:00", "2026-10-17T23:30:00.000+0000", "2026-10-17T23:30-0500",
+                                  "2026-10-17T23:30", "2026-10-17 23:30:00"])
+def test_a_date_time_as_converters_write_it_is_read_on_the_day_written(knowledge: Knowledge, when: str) -> None:
+    """No zone, an offset without its colon, no seconds: FHIR rejects them, real converters send them."""
+    ppi = code(RXNORM, "198051", "Omeprazole 20 MG Delayed Release Oral Capsule")
+    pf = facts_of(knowledge, condition(MYALGIA, onset=when), lab(B12, 410, "pg/mL", when),
+                  med_request(medicationCodeableConcept=ppi, authoredOn=when),
+                  med_request(authoredOn=None, dispenseRequest={"validityPeriod": {"start": when}}))
+    day = date(2026, 10, 17)
+    assert pf.skipped_invalid == 0
+    assert [f.when for c in ("myalgia", "b12-result", "acid-suppressant", "metformin") for f in pf.of(c)] == [day] * 4
+
+
 @pytest.mark.parametrize(("value", "counts"), [({"valueInteger": 0}, False), ({"valueInteger": 4}, True),
                                                ({"valueQuantity": {"value": 0, "unit": "{score}"}}, False),
                                                ({"valueQuantity": {"value": 0.0}}, False), ({"valueBoolean": True}, True),

@@ -1,5 +1,10 @@
 """Lenient R4 validation: repairs, and validation scoped to the elements the rule reads."""
 
+from datetime import date
+from typing import Any
+
+import pytest
+
 from cds_service import fhir_models
 from cds_service.facts import ELEMENTS_READ
 
@@ -50,3 +55,45 @@ def test_modifier_extension_marks_a_record_unsafe() -> None:
     assert fhir_models.has_modifier_extension(flagged)
     assert not fhir_models.has_modifier_extension({**OBSERVATION, "extension": [{"url": "http://x", "valueString": "y"}]})
     assert not fhir_models.has_modifier_extension({**OBSERVATION, "modifierExtension": []})
+
+
+@pytest.mark.parametrize(("written", "fhir"), [
+    ("2026-11-20T10:00:00", "2026-11-20T10:00:00Z"),  # no zone: read as written
+    ("2026-11-20T23:30:00.000+0000", "2026-11-20T23:30:00.000+00:00"),  # offset without its colon
+    ("2026-11-20T10:00-0530", "2026-11-20T10:00:00-05:30"),  # no seconds
+    ("2026-11-20T10:00", "2026-11-20T10:00:00Z"),
+    ("2026-11-20 10:00:00", "2026-11-20T10:00:00Z"),  # a space for the T
+])
+def test_a_date_time_as_converters_write_it_is_written_as_fhir_requires(written: str, fhir: str) -> None:
+    assert fhir_models.normalise_date_time(written) == fhir
+
+
+@pytest.mark.parametrize("value", ["2026-11-20T10:00:00Z", "2026-11-20T10:00:00+01:00", "2026-11-20", "2026-11",
+                                   "2026", "last week", "2026-11-20T10", "20261120T1000", "", 20261120, None])
+def test_a_valid_or_unreadable_date_time_is_left_as_it_was(value: object) -> None:
+    assert fhir_models.normalise_date_time(value) is value
+
+
+def test_the_date_times_of_the_elements_read_are_normalised_before_validation() -> None:
+    condition = {"resourceType": "Condition", "subject": {"reference": "Patient/p"}, "code": {"text": "Myalgia"},
+                 "onsetDateTime": "2026-11-20T23:30:00", "recordedDate": "2026-11-21T08:00+0100"}
+    model: Any = fhir_models.parse(condition, ELEMENTS_READ)
+    assert model is not None
+    assert (model.onsetDateTime.date(), model.recordedDate.date()) == (date(2026, 11, 20), date(2026, 11, 21))
+    observation = {**OBSERVATION, "effectiveDateTime": None, "effectivePeriod": {"start": "2026-11-01T09:15"},
+                   "issued": "2026-11-02T10:00:00.000-0500"}
+    model = fhir_models.parse(observation, ELEMENTS_READ)
+    assert model is not None
+    assert (model.effectivePeriod.start.date(), model.issued.date()) == (date(2026, 11, 1), date(2026, 11, 2))
+    request = {"resourceType": "MedicationRequest", "status": "active", "intent": "order", "subject": {"reference": "Patient/p"},
+               "medicationCodeableConcept": {"text": "omeprazole"}, "authoredOn": "2023-11-27T09:30:00.000+0000",
+               "dispenseRequest": {"validityPeriod": {"start": "2023-11-26 09:00", "end": "2024-11-26T09:00:00"}}}
+    model = fhir_models.parse(request, ELEMENTS_READ)
+    assert model is not None and model.dispenseRequest.validityPeriod.start.date() == date(2023, 11, 26)
+    assert request["authoredOn"] == "2023-11-27T09:30:00.000+0000"  # the raw resource is not altered
+    assert request["dispenseRequest"] == {"validityPeriod": {"start": "2023-11-26 09:00", "end": "2024-11-26T09:00:00"}}
+
+
+@pytest.mark.parametrize("when", ["2026-11-20T25:00:00", "2026-13-01T10:00:00", "2026-11-20T10:00:00+2500", "yesterday 10:00"])
+def test_a_date_time_that_is_no_date_still_fails_validation(when: str) -> None:
+    assert fhir_models.parse({**OBSERVATION, "effectiveDateTime": when}, ELEMENTS_READ) is None
