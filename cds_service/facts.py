@@ -296,11 +296,14 @@ def extract_facts(data: PatientData, knowledge: Knowledge, check: TimeCheck = no
 
 
 def _raw_observation_date(raw: dict[str, Any]) -> str:
-    for key in ("effectiveDateTime", "effectiveInstant", "issued"):
-        if isinstance(raw.get(key), str):
-            return str(raw[key])
+    """The date _observation_date reads, from the raw JSON, to sort results newest first."""
     period = raw.get("effectivePeriod")
-    return str(period.get("start") or "") if isinstance(period, dict) else ""
+    period = period if isinstance(period, dict) else {}
+    for value in (raw.get("effectiveDateTime"), period.get("start"), period.get("end"), raw.get("effectiveInstant"),
+                  raw.get("issued")):
+        if isinstance(value, str):
+            return value
+    return ""
 
 
 # The elements _add_facts reads from a validated model; validation is limited to these and
@@ -472,7 +475,10 @@ def _add_facts(
 
 
 def _observation_date(obs: Any) -> date | None:
-    return (as_date(obs.effectiveDateTime) or as_date(obs.effectivePeriod and obs.effectivePeriod.start)
+    """When the sample was taken; a period with only its end (some lab systems send the collection's
+    end) is dated by that end, not left undated."""
+    period = obs.effectivePeriod
+    return (as_date(obs.effectiveDateTime) or as_date(period and period.start) or as_date(period and period.end)
             or as_date(obs.effectiveInstant) or as_date(obs.issued))
 
 

@@ -460,6 +460,15 @@ def test_a_date_time_as_converters_write_it_is_read_on_the_day_written(knowledge
     assert [f.when for c in ("myalgia", "b12-result", "acid-suppressant", "metformin") for f in pf.of(c)] == [day] * 4
 
 
+def test_a_result_whose_period_has_only_an_end_is_dated_by_it_and_sorted_by_it(knowledge: Knowledge) -> None:
+    """Only the latest result per lab is read: an end-only period sorted as undated hid a newer result."""
+    end_only = lab(B12, 450, "pg/mL", ago(30)) | {"effectiveDateTime": None, "effectivePeriod": {"end": f"{ago(30)}T13:28:17Z"}}
+    [f] = facts_of(knowledge, lab(B12, 150, "pg/mL", ago(400)), end_only).of("b12-result")
+    assert (f.value, f.when) == (450, TODAY - timedelta(days=30))
+    both = lab(B12, 300, "pg/mL", ago(30)) | {"effectiveDateTime": None, "effectivePeriod": {"start": ago(31), "end": ago(30)}}
+    assert [f.when for f in facts_of(knowledge, both).of("b12-result")] == [TODAY - timedelta(days=31)]  # the start first
+
+
 @pytest.mark.parametrize(("value", "counts"), [({"valueInteger": 0}, False), ({"valueInteger": 4}, True),
                                                ({"valueQuantity": {"value": 0, "unit": "{score}"}}, False),
                                                ({"valueQuantity": {"value": 0.0}}, False), ({"valueBoolean": True}, True),
