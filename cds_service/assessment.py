@@ -52,6 +52,7 @@ class Assessment:
     confounders: tuple[Evidence, ...] = ()
     last_b12: Fact | None = None
     undated_b12: Fact | None = None  # a result with no date at all: on record, its age unknown
+    no_result_b12: Fact | None = None  # a recent B12 test that reported nothing ("Test not performed")
     b12_band: Band | None = None
     recent_result_days: int = 0
     new_risk_since_normal: bool = False
@@ -366,6 +367,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     base["past_therapy"] = treated
     base["low_in_pregnancy"] = low_in_pregnancy
     base["undated_b12"] = next((f for c in b12.result_concepts for f in facts.of(c) if f.when is None), None)
+    # named on the card, so a clinician who knows a sample was sent is not told nothing is on record
+    base["no_result_b12"] = _latest([f for f in facts.no_result if f.concept in b12.recent_result_concepts
+                                     and within(f, sup.recent_result_days, today)])
     if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today) and not low_in_pregnancy:
         if treated:
             return _lapsed_treatment(facts, knowledge, today, (), base)

@@ -59,6 +59,8 @@ class PatientFacts:
     malformed: int = 0  # prefetch entries that were not resources at all
     unchecked: frozenset[str] = frozenset()  # checks ("results", "therapy", "orders") the EHR sent no data for
     in_progress: list[Fact] = field(default_factory=list)  # lab tests registered, no result yet
+    # lab tests final with nothing reported ("Test not performed", no value): shown, never a result
+    no_result: list[Fact] = field(default_factory=list)
     ended: dict[str, list[Fact]] = field(default_factory=dict)  # resolved or abated Conditions, by concept
     # stopped orders, by concept: read only to date the start of a medicine still taken
     renewals: dict[str, list[Fact]] = field(default_factory=dict)
@@ -320,9 +322,11 @@ ELEMENTS_READ = frozenset({
 class Reading:
     """What one validated resource says, before it is attached to concepts. `use` decides where it
     goes: a current or past record (counts), a resolved condition (ended: only "recent" confounders
-    read it), a test not yet resulted (in-progress), or nothing (skip; invalid is counted)."""
+    read it), a test not yet resulted (in-progress), a test that reports no value and says why
+    (no-result), or nothing (skip; invalid is counted). `reports` is False for an Observation with
+    no number and no lab flag: as a lab test, no result (a symptom needs no value)."""
 
-    use: Literal["counts", "ended", "in-progress", "renewal", "skip", "invalid"]
+    use: Literal["counts", "ended", "in-progress", "renewal", "no-result", "skip", "invalid"]
     when: date | None = None
     active: bool = False
     status: str | None = None
@@ -331,6 +335,7 @@ class Reading:
     unit: str | None = None
     comparator: str | None = None
     flagged_low: bool = False
+    reports: bool = True
 
 
 _SKIP = Reading("skip")
@@ -358,9 +363,12 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     if m.status not in status.observation_status or _is_negative(m, screen):
         return _SKIP
     if raw.get("dataAbsentReason"):  # no value, and why (not performed, sample lost): no result, no finding
-        return _SKIP
+        return Reading("no-result", _observation_date(m), status=m.status)
     quantity = m.valueQuantity
-    result = Reading("counts", _observation_date(m), status=m.status, flagged_low=_flagged_low(raw.get("interpretation"), k))
+    flags = k.rule.b12_result.low_flags
+    lab_flags = _lab_flags(raw.get("interpretation"), flags.systems)
+    result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f in flags.low for f in lab_flags),
+                     reports=bool(lab_flags) or _holds_number(m))
     if quantity is not None and quantity.value is not None:
         value = float(quantity.value)
         unit, comparator = (quantity.code or quantity.unit or "").strip() or None, quantity.comparator
@@ -373,6 +381,20 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     if not math.isfinite(value) or not 0 <= value <= MAX_LAB_VALUE:
         return Reading("invalid")
     return replace(result, value=value, unit=unit, comparator=comparator)
+
+
+def _holds_number(obs: Any) -> bool:
+    """Whether an Observation's value holds a number: a Quantity with a value, an integer, a range or
+    ratio, or text that opens with one, even text this reader cannot convert ("1,234 pg/mL"). A lab
+    that writes "Test not performed", "QNS" or "Specimen hemolyzed, recollect x2", or sends no value,
+    reports no number."""
+    quantity = obs.valueQuantity
+    return ((quantity is not None and quantity.value is not None) or obs.valueInteger is not None
+            or obs.valueRange is not None or obs.valueRatio is not None
+            or _LEADING_NUMBER.match(obs.valueString or "") is not None)
+
+
+_LEADING_NUMBER = re.compile(r"\s*(?:<=|>=|<|>)?\s*\d")
 
 
 # a value with an optional comparator and unit, and nothing else: "<150 pg/mL", "129", ">= 0.5 umol/L"
@@ -452,6 +474,14 @@ def _add_facts(
     if r.use == "skip" or (rtype == "Observation" and (r.value == 0 or _scored_zero(raw)) and not set(hits) & set(screen.k.units)):
         return False  # a symptom scored 0 ("muscle pain score: 0") is a symptom absent
     rid, label = model.id, record_label(raw, screen, rtype)
+    if r.use == "no-result" or not r.reports:
+        # a lab test that reported nothing is no result: kept apart, to be named on the card, so it
+        # silences nothing and an older result of that lab is read instead; a symptom needs no value
+        labs = {c: how for c, how in hits.items() if c in screen.k.units}
+        facts.no_result += [Fact(c, rtype, rid, label, r.when, False, how, status=r.status) for c, how in labs.items()]
+        hits = {c: how for c, how in hits.items() if c not in labs}
+        if r.use == "no-result" or not hits:
+            return False
     if r.use == "ended":  # kept apart: only "recent" confounders read them
         for concept, how in hits.items():
             facts.ended.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
@@ -482,11 +512,11 @@ def _observation_date(obs: Any) -> date | None:
             or as_date(obs.effectiveInstant) or as_date(obs.issued))
 
 
-def _flagged_low(interpretation: Any, k: Knowledge) -> bool:
-    """Whether raw Observation.interpretation holds a low flag; junk in it is ignored."""
-    flags = k.rule.b12_result.low_flags
+def _lab_flags(interpretation: Any, systems: list[str]) -> list[str]:
+    """The codes in raw Observation.interpretation from the lab-flag code systems (low, normal, high:
+    each says the lab measured something); junk in it is ignored."""
     concepts = interpretation if isinstance(interpretation, list) else [interpretation]
-    return any(code in flags.low and system in flags.systems for c in concepts for system, code, _ in _codings(c))
+    return [code for c in concepts for system, code, _ in _codings(c) if system in systems]
 
 
 def _abatement_date(raw: dict[str, Any]) -> date | None:

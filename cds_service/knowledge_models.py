@@ -444,7 +444,7 @@ _V = TypeVar("_V")
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
             "latestB12", "caveats", "treatmentSince")
 NOT_REDUNDANT = (
-    "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
+    "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "undated", "matchedInText", "andMore", "deficientBelow",

@@ -130,6 +130,8 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         lines.append(words["noFollowUpSince"])
     else:
         lines.append(words["noRecentResult"].format(days=assessment.recent_result_days))
+        if assessment.no_result_b12 is not None:
+            lines.append(words["noResult"].format(record=fact_line(assessment.no_result_b12, k)))
         if last is None and assessment.undated_b12 is not None:
             lines.append(words["undatedResult"].format(value=result_text(assessment.undated_b12, k)))
         elif last is None:

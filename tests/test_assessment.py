@@ -384,3 +384,13 @@ def test_mma_is_never_suggested_twice_even_past_the_look_back(knowledge: Knowled
     mma = fact("mma", 390, "Observation", value=0.62, unit="umol/L")
     assert assess(patient(64, MYALGIA, FATIGUE, b12), knowledge, TODAY).variant == "test-mma"
     assert assess(patient(64, MYALGIA, FATIGUE, b12, mma), knowledge, TODAY).variant == "test-b12"
+
+
+def test_a_recent_b12_test_that_reported_nothing_silences_nothing_and_is_named(knowledge: Knowledge) -> None:
+    not_performed = fact("b12-result", 10, "Observation")
+    pf = patient(64, MYALGIA, FATIGUE)
+    pf.no_result.append(not_performed)
+    a = assess(pf, knowledge, TODAY)
+    assert (a.variant, a.last_b12, a.no_result_b12) == ("test-b12", None, not_performed)
+    pf.no_result[0] = fact("b12-result", 91, "Observation")  # outside the recent-result window: not named
+    assert assess(pf, knowledge, TODAY).no_result_b12 is None

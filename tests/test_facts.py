@@ -434,10 +434,45 @@ def test_a_result_sent_as_text_is_read_when_it_is_only_a_value_and_unit(
     assert f.value == pytest.approx(value, rel=0.01) and f.comparator == comparator
 
 
-@pytest.mark.parametrize("written", ["Low", "see comment", "150-200 pg/mL", "1,234 pg/mL", "129"])
+@pytest.mark.parametrize("written", ["150-200 pg/mL", "1,234 pg/mL", "129", " > 2,000 pg/mL (repeated)"])
 def test_a_result_sent_as_other_text_has_no_value(knowledge: Knowledge, written: str) -> None:
+    """A number this reader cannot convert is still a result: the test was done."""
     [f] = facts_of(knowledge, observation(B12, ago(30), valueString=written)).of("b12-result")
     assert f.value is None  # "129" without a unit: pg/mL and pmol/L differ by a third
+
+
+@pytest.mark.parametrize("reported", [
+    {"valueString": "Test not performed"}, {"valueString": "TNP"}, {"valueString": "QNS"},
+    {"valueString": "Specimen hemolyzed, test cancelled"}, {"valueString": "See comment"}, {"valueString": "Low"}, {},
+    {"valueString": "QNS, recollect x2"},  # a digit in the words is no number reported
+    {"valueCodeableConcept": {"text": "Test not performed"}}, {"valueQuantity": {"unit": "pg/mL"}},
+    {"interpretation": [code("urn:local-flags", "N")]},  # not a flag from the lab-flag code systems
+    {"dataAbsentReason": code("http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-performed")},
+], ids=["not-performed", "TNP", "QNS", "hemolyzed", "see-comment", "Low", "no-value", "recollect-x2", "coded-text", "unit-only",
+        "local-flag", "data-absent-reason"])
+def test_a_lab_test_that_reports_no_number_and_no_flag_is_no_result(knowledge: Knowledge, reported: dict[str, Any]) -> None:
+    """It silences nothing, the result before it is read instead, and it is kept to be named on the card."""
+    none = observation(B12, ago(10), **reported)
+    pf = facts_of(knowledge, none, lab(B12, 410, "pg/mL", ago(200)))
+    assert [f.when for f in pf.of("b12-result")] == [TODAY - timedelta(days=200)]
+    assert [(f.concept, f.resource_id, f.when) for f in pf.no_result] == [("b12-result", none["id"], TODAY - timedelta(days=10))]
+    assert pf.skipped_invalid == 0
+
+
+@pytest.mark.parametrize("reported", [{"valueQuantity": {"value": 410, "unit": "pg/mL"}}, {"valueInteger": 410},
+                                      {"interpretation": [code(V3_INTERPRETATION, "N")]},
+                                      {"interpretation": [code("http://terminology.hl7.org/CodeSystem/v2-0078", "H")]}])
+def test_a_number_or_a_lab_flag_is_a_result(knowledge: Knowledge, reported: dict[str, Any]) -> None:
+    pf = facts_of(knowledge, observation(B12, ago(10), **reported))
+    assert [f.when for f in pf.of("b12-result")] == [TODAY - timedelta(days=10)] and pf.no_result == []
+
+
+def test_no_result_applies_to_every_lab_and_never_to_a_symptom(knowledge: Knowledge) -> None:
+    mcv = code(LOINC, "787-2", "MCV [Entitic volume] by Automated count")
+    pf = facts_of(knowledge, observation(mcv, ago(5), valueString="QNS"), lab(mcv, 104, "fL", ago(60)),
+                  observation(MYALGIA, ago(5)))
+    assert [f.value for f in pf.of("mcv")] == [104] and [f.concept for f in pf.no_result] == ["mcv"]
+    assert len(pf.of("myalgia")) == 1  # a symptom recorded with no value is recorded
 
 
 @pytest.mark.parametrize(("when", "day"), [("2026-10", date(2026, 10, 1)), ("2026", date(2026, 1, 1)),

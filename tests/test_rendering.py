@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from cds_service.facts import Fact
+from cds_service.assessment import assess
+from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
-from cds_service.rendering import build_order, escape_text, plain_text, result_text
+from cds_service.rendering import build_order, escape_text, plain_text, render_detail, result_text
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))", "![i](http://evil.example/i.png)",
@@ -113,3 +114,14 @@ def test_a_flagged_low_result_reads_as_reported_with_one_parenthesis(
     fact = Fact("b12-result", "Observation", "o-1", "B12", date(2026, 1, 1), False, "code", value, unit,
                 flagged_low=True, reported_value=reported, reported_unit=reported_unit)
     assert result_text(fact, knowledge) == shown
+
+
+def test_a_b12_test_that_reported_nothing_is_named_under_why_a_test_is_not_redundant(knowledge: Knowledge) -> None:
+    today = date(2026, 11, 25)
+    pf = PatientFacts(birth_date=date(1960, 1, 1), sex="female")
+    for concept in ("myalgia", "fatigue"):
+        pf.by_concept[concept].append(Fact(concept, "Condition", f"{concept}-1", concept, today, True, "code"))
+    pf.no_result.append(Fact("b12-result", "Observation", "o-1", "Vitamin B12: Test not performed", date(2026, 11, 6), False, "code"))
+    detail = render_detail(assess(pf, knowledge, today), knowledge)
+    assert ("- A B12 test on record reported no result, so it makes no test redundant: "
+            "“Vitamin B12: Test not performed” (Observation, 2026-11-06).\n- No earlier B12 result on record.") in detail
