@@ -267,7 +267,13 @@ def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
 
 
 def _indeterminate_sign(last: Fact, knowledge: Knowledge) -> Evidence:
-    return Evidence("indeterminate-b12", knowledge.wording.phrases["indeterminateB12"], (last,))
+    return Evidence("indeterminate-b12", knowledge.wording.phrases["indeterminateB12"].format(test=result_test_label(last, knowledge)), (last,))
+
+
+def result_test_label(fact: Fact, knowledge: Knowledge) -> str:
+    """The test a result is of, as a label reads it ("serum vitamin B12", "active B12 (holotranscobalamin)")."""
+    label = knowledge.concepts[fact.concept].label
+    return label[:1].lower() + label[1:]
 
 
 def _follow_up_since(
@@ -419,8 +425,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     elif band == "deficient" and last is not None:
         words = knowledge.wording.result
         sign_id, label = (("low-b12-in-pregnancy", words.low_in_pregnancy) if low_in_pregnancy
-                          else ("earlier-treated-low-b12", words.treated_low) if treated
-                          else ("earlier-low-b12", words.earlier_low.format(days=low.lookback_days)))
+                          else ("earlier-treated-low-b12", words.treated_low.format(test=result_test_label(last, knowledge))) if treated
+                          else ("earlier-low-b12", words.earlier_low.format(days=low.lookback_days, test=result_test_label(last, knowledge))))
         signs += (Evidence(sign_id, label, (last,)),)
     if not signs:
         return Assessment("no-sign", **base)

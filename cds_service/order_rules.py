@@ -102,7 +102,10 @@ def assess_order_select(
         ):
             return OrderAssessment("b12-test-pending", ordered=tuple(products))
         card: OrderCard = "measure-active-before-treat" if orders_active_b12(facts, k, today) else "measure-before-treat"
-        return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products))
+        # an older level is no current value, but the clinician should see it (a low one never treated above all)
+        dated = [f for c in results for f in facts.of(c) if f.when is not None and f.resource_type == "Observation"]
+        last = max(dated, key=lambda f: f.when or today, default=None)
+        return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products), earlier=(last,) if last else ())
     muscle = selected.of(rule.orders.muscle_order_concepts)
     pattern = assess(_with_complaints(facts, selected.reasons), k, today)
     if not pattern.fires:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from cds_service.assessment import Assessment, Evidence, format_value
+from cds_service.assessment import Assessment, Evidence, format_value, result_test_label
 from cds_service.draft_orders import ORDER_REASON
 from cds_service.facts import Fact
 from cds_service.knowledge import Knowledge
@@ -48,6 +48,12 @@ def escape_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
 
 def when_text(fact: Fact, k: Knowledge) -> str:
     return fact.when.isoformat() if fact.when else k.wording.phrases["undated"]
+
+
+def _last_result(last: Fact, k: Knowledge) -> str:
+    """The line naming the latest B12 or active-B12 result: which test, its value and date."""
+    return k.wording.not_redundant["lastResult"].format(
+        test=result_test_label(last, k), value=result_text(last, k), date=when_text(last, k))
 
 
 def result_text(fact: Fact, k: Knowledge) -> str:
@@ -116,17 +122,17 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         lines.append(words["resultsNotChecked"])
     elif assessment.variant == "test-mma-after-nitrous-oxide":
         if last is not None:
-            lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
+            lines.append(_last_result(last, k))
         lines.append(words["noRecentMma"].format(days=assessment.recent_result_days))
     elif assessment.variant == "test-mma-after-normal-b12" and last is not None:
-        lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
+        lines.append(_last_result(last, k))
         lines.append(words["discordantNormal"])
     elif assessment.low_in_pregnancy and last is not None:
-        lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
+        lines.append(_last_result(last, k))
         lines.append(words["lowTotalInPregnancy"])
     elif assessment.variant == "test-mma" and last is not None:
         # the result may be recent: what makes the card not redundant is the follow-up not yet taken
-        lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
+        lines.append(_last_result(last, k))
         lines.append(words["noFollowUpSince"])
     else:
         lines.append(words["noRecentResult"].format(days=assessment.recent_result_days))
@@ -137,7 +143,7 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         elif last is None:
             lines.append(words["noResultOnRecord"])
         else:
-            lines.append(words["lastResult"].format(value=result_text(last, k), date=when_text(last, k)))
+            lines.append(_last_result(last, k))
             if assessment.new_risk_since_normal:
                 lines.append(words["newRiskSinceNormal"].format(date=when_text(last, k)))
     if "therapy" in unchecked:

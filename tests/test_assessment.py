@@ -298,7 +298,7 @@ def test_a_low_result_treated_since_asks_for_a_treatment_review_not_a_test(
     if variant == "lapsed-treatment":
         assert a.past_therapy == (given,) and a.indicator == Indicator.WARNING
     if variant == "test-b12":
-        assert {s.label for s in a.signs} >= {"Low B12, replacement given since"}
+        assert {s.label for s in a.signs} >= {"Low serum vitamin B12, replacement given since"}
 
 
 def test_a_lapsed_treatment_review_is_critical_with_a_neurological_sign(knowledge: Knowledge) -> None:

@@ -748,7 +748,7 @@ def test_prefetch_tokens_are_cds_hooks_tokens_or_date_bounds(discovery: dict[str
                                                       r"- \*\*Anaemia\*\*: 10\.9 g/dL on {d} \(< 12 g/dL\)"]),
     # a value reported in another unit shows as reported, then converted to the rule's unit
     ("patient-view/26-hb-in-g-per-l-critical", [r"- \*\*Anaemia\*\*: 118 g/L \(11\.8 g/dL\) on {d} \(< 13 g/dL\)"]),
-    ("patient-view/16-indeterminate-b12-suggests-mma", [r"- \*\*Indeterminate earlier B12\*\*: 250 ng/L \(250 pg/mL\) on {d}$"]),
+    ("patient-view/16-indeterminate-b12-suggests-mma", [r"- \*\*Indeterminate earlier serum vitamin B12\*\*: 250 ng/L \(250 pg/mL\) on {d}$"]),
 ])
 def test_lab_evidence_reads_value_unit_date_and_threshold(answers: dict[str, Any], fixture: str, lines: list[str]) -> None:
     (card,) = answers[fixture][1]["cards"]
