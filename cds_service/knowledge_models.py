@@ -325,6 +325,8 @@ class VariantWording(_Knowledge):
     summary_critical: str | None = Field(default=None, max_length=SUMMARY_MAX)
     # the summary of a card made critical by an earlier low B12 never treated (no risk factor needed)
     summary_untreated_low: str | None = Field(default=None, max_length=SUMMARY_MAX)
+    # a duplicate warning whose earlier result is low and untreated: the summary leads with that
+    summary_treat: str | None = Field(default=None, max_length=SUMMARY_MAX)
     intro: str
     suggestion_label: str | None = None
     order: CodingDef | None = None

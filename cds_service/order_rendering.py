@@ -74,4 +74,6 @@ def render_order_card(
                 swap = Suggestion(label=w.phrases[label], uuid=new_id(), isRecommended=False,
                                   actions=[*removals, *(instead[0].actions or [])])
                 suggestions.append(swap)
+    if oa.next_step == "treat" and variant.summary_treat:  # the low result matters more than the duplicate
+        variant = variant.model_copy(update={"summary": variant.summary_treat})
     return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)

@@ -39,6 +39,7 @@ def check_cards(cards: list[dict[str, Any]], expect: dict[str, Any], patient_id:
     for card, want in zip(cards, expect["cards"], strict=True):
         assert card["indicator"] == want["indicator"]
         assert len(card["summary"]) < 140
+        assert want.get("summaryIncludes", "") in card["summary"]
         assert card["source"]["label"] and card["uuid"]
         assert card["overrideReasons"] and card["links"]
         for text in want["detailIncludes"]:
