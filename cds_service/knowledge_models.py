@@ -88,6 +88,15 @@ class TextMatchingFile(_File):
     abbreviations: list[str] = Field(default_factory=list)
     pseudo_negation: list[str] = Field(default_factory=list)
 
+    @field_validator("pseudo_negation")
+    @classmethod
+    def _pseudo_phrases_are_phrases(cls, value: list[str]) -> list[str]:
+        """A pseudo-negation holds a cue and more ("no change"): a single word would be the cue itself."""
+        short = [p for p in value if len(p.split()) < 2]
+        if short:
+            raise ValueError(f"pseudoNegation entries need at least two words: {short}")
+        return value
+
 
 class Population(_Knowledge):
     min_age_years: int = Field(ge=0)

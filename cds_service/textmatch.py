@@ -201,10 +201,12 @@ class TextMatcher:
     general_pre_cues: PhraseSet = field(init=False)
     own_pre_cues: dict[str, PhraseSet] = field(init=False)
     pseudo_cues: PhraseSet = field(init=False)
+    pseudo_starts: frozenset[tuple[str, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # frozen: derived once, here
         set_field(self, "pseudo_cues", PhraseSet.of(self.pseudo_negation))
+        set_field(self, "pseudo_starts", frozenset(p[:2] for p in self.pseudo_negation))
         set_field(self, "post_cues", PhraseSet.of(self.post_negation))
         set_field(self, "general_pre_cues", PhraseSet.of(self.pre_negation))
         set_field(self, "own_pre_cues", {c: PhraseSet.of(own) for c, own in self.concept_pre_negation.items() if own})
@@ -315,7 +317,8 @@ class TextMatcher:
     def _without_pseudo(self, words: list[str]) -> list[str]:
         """The cue window with every pseudo-negation phrase left out."""
         pseudo = self.pseudo_cues
-        if not pseudo.phrases:
+        starts = self.pseudo_starts  # the first two words of each phrase: most windows hold none
+        if not any(pair in starts for pair in zip(words, words[1:], strict=False)):
             return words
         kept: list[str] = []
         i = 0

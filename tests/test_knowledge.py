@@ -35,6 +35,17 @@ def test_deliberately_broken_rule_names_file_and_field(tmp_path: Path) -> None:
     assert "trigger" in err.value.field
 
 
+def test_a_one_word_pseudo_negation_is_refused(tmp_path: Path) -> None:
+    """A pseudo-negation is a phrase holding a cue ("no change"); one word would be the cue itself."""
+    cards = _copy_cards(tmp_path)
+    text = json.loads((cards / "text-matching.json").read_text())
+    text["pseudoNegation"].append("no")
+    (cards / "text-matching.json").write_text(json.dumps(text))
+    with pytest.raises(KnowledgeError) as err:
+        load_knowledge(cards)
+    assert err.value.file == "text-matching.json" and "pseudoNegation" in str(err.value)
+
+
 def test_invalid_json_is_refused(tmp_path: Path) -> None:
     cards = _copy_cards(tmp_path)
     (cards / "units.json").write_text("{")
