@@ -515,7 +515,10 @@ def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evid
                                sign.lookback_days, today, sign.id, sign.label)
         if lab_ev:
             out.append(lab_ev)
-    return tuple(out)
+    # a diagnosis whose lab was measured since and no longer crosses (an anaemia, then a normal Hb)
+    # is disproved by that lab: no sign, not a line the clinician must discount
+    present = {e.id for e in out}
+    return tuple(e for e in out if e.measured_since is None or rule.indicator.stands_for[e.id] in present)
 
 
 def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: int | None) -> tuple[Evidence, ...]:
