@@ -524,7 +524,7 @@ def test_rule_line_matches_the_indicator(answers: dict[str, Any], knowledge: Kno
         if card["indicator"] in {"warning", "critical"}:
             assert "**Risk factors**" in detail
         elif "**Risk factors**" in detail:  # info with a risk factor only when a confounder lowered it
-            assert any(c in detail for c in ("Recent viral illness", "Recent exertion or injury", "Statin-attributed muscle"))
+            assert "Recent viral illness" in detail or "Recent exertion or injury" in detail
 
 
 @pytest.mark.parametrize("path", [p for p in CARD_FIXTURES if p.parent.name == "order-select"], ids=_name)
