@@ -432,7 +432,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         return Assessment("no-sign", **base)
 
     critical = _critical_feature(signs, knowledge)
-    if not (risks and critical) and {s.id for s in signs} & set(rule.indicator.critical_without_risk_factor):
+    untreated_old_low = {s.id for s in signs} & set(rule.indicator.critical_without_risk_factor)
+    # "never treated" is a claim only when the treatment records were all sent
+    if not (risks and critical) and untreated_old_low and "therapy" not in facts.unchecked:
         critical = "untreated-low"  # a deficiency found and never treated (clinical reference: critical)
         indicator = Indicator.CRITICAL
     elif risks:
@@ -515,10 +517,17 @@ def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evid
                                sign.lookback_days, today, sign.id, sign.label)
         if lab_ev:
             out.append(lab_ev)
-    # a diagnosis whose lab was measured since and no longer crosses (an anaemia, then a normal Hb)
-    # is disproved by that lab: no sign, not a line the clinician must discount
+    # a dated diagnosis whose lab was measured since, inside that lab sign's look-back, and does not
+    # cross (an anaemia, then a normal Hb) is disproved by it: no sign, not a line to discount
     present = {e.id for e in out}
-    return tuple(e for e in out if e.measured_since is None or rule.indicator.stands_for[e.id] in present)
+
+    def disproved(e: Evidence) -> bool:
+        target = rule.indicator.stands_for.get(e.id)
+        return (e.measured_since is not None and target is not None and target not in present
+                and all(f.when is not None for f in e.facts)
+                and within(e.measured_since, rule.lab_sign(target).lookback_days, today))
+
+    return tuple(e for e in out if not disproved(e))
 
 
 def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: int | None) -> tuple[Evidence, ...]:

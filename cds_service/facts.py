@@ -385,7 +385,7 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
 
 def _holds_number(obs: Any) -> bool:
     """Whether an Observation's value holds a number: a Quantity with a value, an integer, a range or
-    ratio, or text that opens with one, even text this reader cannot convert ("1,234 pg/mL"). A lab
+    ratio, or text that is one, with at most a unit, even text this reader cannot convert ("1,234 pg/mL"). A lab
     that writes "Test not performed", "QNS" or "Specimen hemolyzed, recollect x2", or sends no value,
     reports no number."""
     quantity = obs.valueQuantity
@@ -394,7 +394,14 @@ def _holds_number(obs: Any) -> bool:
             or _LEADING_NUMBER.match(obs.valueString or "") is not None)
 
 
-_LEADING_NUMBER = re.compile(r"\s*(?:<=|>=|<|>)?\s*\d")
+# a number or range (with an optional comparator, in signs or words), at most a unit and a remark in
+# brackets after it: "1,234 pg/mL", "150-200 pg/mL", "> 2,000 pg/mL (repeated)", "Greater than 2000";
+# not "2nd specimen hemolyzed" nor "1 tube clotted - QNS"
+_LEADING_NUMBER = re.compile(
+    r"\s*(?:<=|>=|<|>|(?:greater|more|less|lower) than)?\s*\d[\d,]*(?:\.\d+)?(?:\s*[-–]\s*\d[\d,]*(?:\.\d+)?)?"
+    r"(?:\s*[^\s\d.,;:(-][^\s,;:]*)?(?:\s*\(.*\))?\s*$",
+    re.IGNORECASE,
+)
 
 
 # a value with an optional comparator and unit, and nothing else: "<150 pg/mL", "129", ">= 0.5 umol/L"

@@ -287,10 +287,11 @@ class TextMatcher:
             list_negation=_phrase_pattern(list_cues) if list_cues else None,
             list_breaks=frozenset(w.lower() for w in list_breaks or []),
             statement_words=frozenset(w.lower() for w in statement_words or []),
-            # the full stop ends nothing when the text goes on in lower case ("Neg. for myalgia"); before
-            # a capital it ends the sentence ("No change in wt. Muscle aches since June")
+            # a listed abbreviation's full stop ends nothing when more text follows, in any case
+            # ("Neg. for myalgia", "Negative for: Fever, Wt. Loss, Myalgias": title-case lists are common)
             abbreviation=re.compile(
-                r"(?<![A-Za-z0-9.])(?i:" + "|".join(re.escape(a.lower().rstrip(".")) for a in abbreviations) + r")\.(?= +[a-z0-9])",
+                r"(?<![A-Za-z0-9.])(?:" + "|".join(re.escape(a.lower().rstrip(".")) for a in abbreviations) + r")\.(?= +[a-z0-9])",
+                re.IGNORECASE,
             ) if abbreviations else None,
             list_colon=re.compile(_phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
             pseudo_negation=phrases(pseudo_negation or []),
@@ -387,8 +388,7 @@ class TextMatcher:
         if self.pattern is None or not text:
             return set()
         if self.abbreviation is not None and "." in text:  # the full stop becomes a space
-            # a text in capitals throughout says nothing by its case: read as if in lower case
-            text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text.lower() if text.isupper() else text)
+            text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text)
         lowered = _signs_as_words(text.lower())
         mentions = self.pattern.finditer(lowered)
         first = next(mentions, None)

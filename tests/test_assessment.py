@@ -146,6 +146,9 @@ def test_an_older_low_never_treated_is_critical_with_or_without_a_risk_factor(kn
     given = fact("b12-therapy", 600, "MedicationAdministration")
     a = assess(patient(50, MYALGIA, older, given), knowledge, TODAY)
     assert [s.id for s in a.signs] == ["earlier-treated-low-b12"] and a.indicator != Indicator.CRITICAL
+    unsent = patient(70, MYALGIA, older)
+    unsent.unchecked = frozenset({"therapy"})  # treatment records not all sent: "never treated" would be a guess
+    assert assess(unsent, knowledge, TODAY).indicator == Indicator.WARNING
     with_neuro = assess(patient(70, MYALGIA, older, fact("paresthesia", 5)), knowledge, TODAY)
     assert with_neuro.indicator == Indicator.CRITICAL and with_neuro.critical_feature == "neurological"
 
@@ -394,3 +397,15 @@ def test_a_recent_b12_test_that_reported_nothing_silences_nothing_and_is_named(k
     assert (a.variant, a.last_b12, a.no_result_b12) == ("test-b12", None, not_performed)
     pf.no_result[0] = fact("b12-result", 91, "Observation")  # outside the recent-result window: not named
     assert assess(pf, knowledge, TODAY).no_result_b12 is None
+
+
+def test_an_anaemia_diagnosis_is_disproved_only_by_a_current_hb_after_a_dated_diagnosis(knowledge: Knowledge) -> None:
+    """Found in review: an undated diagnosis and a normal Hb from two years ago lost the only sign."""
+    normal_hb = fact("hemoglobin", 3, "Observation", value=14.2, unit="g/dL")
+    dated = fact("anaemia-diagnosis", 120, "Condition")
+    assert assess(patient(70, MYALGIA, dated, normal_hb), knowledge, TODAY).outcome == "no-sign"
+    undated = fact("anaemia-diagnosis", None, "Condition", active=True)
+    assert assess(patient(70, MYALGIA, undated, normal_hb), knowledge, TODAY).outcome == "card"
+    old_hb = fact("hemoglobin", 700, "Observation", value=14.2, unit="g/dL")
+    old_dx = fact("anaemia-diagnosis", 800, "Condition", active=True)
+    assert assess(patient(70, MYALGIA, old_dx, old_hb), knowledge, TODAY).outcome == "card"

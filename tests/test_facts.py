@@ -445,10 +445,13 @@ def test_a_result_sent_as_other_text_has_no_value(knowledge: Knowledge, written:
     {"valueString": "Test not performed"}, {"valueString": "TNP"}, {"valueString": "QNS"},
     {"valueString": "Specimen hemolyzed, test cancelled"}, {"valueString": "See comment"}, {"valueString": "Low"}, {},
     {"valueString": "QNS, recollect x2"},  # a digit in the words is no number reported
+    # found in review: a number that opens words is no result either
+    {"valueString": "2nd specimen hemolyzed, test cancelled"}, {"valueString": "1 tube clotted - QNS"},
     {"valueCodeableConcept": {"text": "Test not performed"}}, {"valueQuantity": {"unit": "pg/mL"}},
     {"interpretation": [code("urn:local-flags", "N")]},  # not a flag from the lab-flag code systems
     {"dataAbsentReason": code("http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-performed")},
-], ids=["not-performed", "TNP", "QNS", "hemolyzed", "see-comment", "Low", "no-value", "recollect-x2", "coded-text", "unit-only",
+], ids=["not-performed", "TNP", "QNS", "hemolyzed", "see-comment", "Low", "no-value", "recollect-x2", "2nd-specimen", "1-tube",
+        "coded-text", "unit-only",
         "local-flag", "data-absent-reason"])
 def test_a_lab_test_that_reports_no_number_and_no_flag_is_no_result(knowledge: Knowledge, reported: dict[str, Any]) -> None:
     """It silences nothing, the result before it is read instead, and it is kept to be named on the card."""
@@ -460,6 +463,7 @@ def test_a_lab_test_that_reports_no_number_and_no_flag_is_no_result(knowledge: K
 
 
 @pytest.mark.parametrize("reported", [{"valueQuantity": {"value": 410, "unit": "pg/mL"}}, {"valueInteger": 410},
+                                      {"valueString": "1,234 pg/mL"}, {"valueString": "Greater than 2000 pg/mL"},
                                       {"interpretation": [code(V3_INTERPRETATION, "N")]},
                                       {"interpretation": [code("http://terminology.hl7.org/CodeSystem/v2-0078", "H")]}])
 def test_a_number_or_a_lab_flag_is_a_result(knowledge: Knowledge, reported: dict[str, Any]) -> None:

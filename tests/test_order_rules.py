@@ -194,14 +194,14 @@ def test_b12_level_counts_as_on_file_only_inside_its_window(knowledge: Knowledge
     assert a.outcome == ("card" if fires else "b12-level-on-file")
 
 
-@pytest.mark.parametrize("diagnosis", ["pernicious-anaemia", "b12-deficiency-diagnosis"])
+@pytest.mark.parametrize("diagnosis", ["established-b12-deficiency"])
 def test_b12_product_when_the_deficiency_is_already_diagnosed_is_silent(knowledge: Knowledge, diagnosis: str) -> None:
     """The product restarts or continues a treatment: a level taken now answers nothing the diagnosis has not."""
     diagnosed = fact(diagnosis, 2000, "Condition")
     a = select(patient(50, diagnosed), drafts(ordered("b12-therapy")), knowledge)
     assert a.outcome == "deficiency-on-record" and not a.fires
-    unrelated = fact("malabsorption-autoimmune", 2000, "Condition")  # coeliac disease: a risk, not a diagnosis
-    assert select(patient(50, unrelated), drafts(ordered("b12-therapy")), knowledge).fires
+    for unrelated in ("malabsorption-autoimmune", "b12-deficiency-diagnosis"):  # coeliac disease; E53.8 (any B vitamin)
+        assert select(patient(50, fact(unrelated, 2000, "Condition")), drafts(ordered("b12-therapy")), knowledge).fires
 
 
 def test_b12_product_for_a_patient_already_on_b12_is_silent(knowledge: Knowledge) -> None:

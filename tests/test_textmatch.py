@@ -301,3 +301,32 @@ FOCUS = {"pregnancy", "viral-illness", "myalgia", "fatigue", "paresthesia", "dys
 def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Found in a review of 305 realistic notes (chief complaints, HPI, review-of-systems templates)."""
     assert knowledge.text.find(text) & FOCUS == expected
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("No change in muscle aches since last visit", True),
+    ("No obvious cause for the muscle aches", True),
+    ("Not sleeping well and has muscle aches", True),
+    ("Muscle pain: no better off the statin", True),
+    # found in the review of the pseudo-negation change: what must stay negated
+    ("Muscle aches just resolved", False),
+    ("Muscle aches and have resolved", False),
+    ("Negative for: Fever, Chills, Wt. Loss, Myalgias", False),
+    ("Denies fever, abd. Pain, myalgia", False),
+    ("Denies fever, chills, no change in appetite, or myalgias", False),
+])
+def test_pseudo_negations_and_what_stays_negated(knowledge: Knowledge, text: str, found: bool) -> None:
+    """A cue inside a pseudo-negation ('no change in') negates nothing; real negations stay."""
+    assert ("myalgia" in knowledge.text.find(text)) is found
+
+
+@pytest.mark.parametrize(("name", "is_b12_test"), [
+    ("B12 AND FOLATE", True), ("B12, SERUM", True), ("B-12 LEVEL", True), ("VITAMIN B12", True),
+    ("Vitamin B12 level before next dose", True),
+    # found in review: orders that only mention B12 are no B12 test
+    ("Referral to haematology: low B12", False), ("Intrinsic factor antibody (B12 malabsorption)", False),
+    ("Homocysteine (B12/folate workup)", False), ("Education: B12-rich foods", False),
+    ("Vitamin B12 injection, nurse visit", False),
+])
+def test_a_local_order_name_is_a_b12_test_only_when_it_names_one(knowledge: Knowledge, name: str, is_b12_test: bool) -> None:
+    assert ("b12-level-order" in knowledge.text.find(name)) is is_b12_test
