@@ -216,8 +216,9 @@ class Authenticator:
         # CDS Hooks 2.0 requires typ "JWT" (media types are case-insensitive, RFC 7515 4.1.9). Lenient on
         # purpose: an absent typ is taken (RFC 7519 makes it optional; the token is still a signed JWT);
         # any other type (an OAuth access token, at+jwt) is not a client's authentication JWT.
+        # "application/jwt" is the same media type written in full (RFC 7515 4.1.9 lets the prefix go)
         typ = header.get("typ", "JWT")
-        if not isinstance(typ, str) or typ.upper() != "JWT":
+        if not isinstance(typ, str) or typ.upper().removeprefix("APPLICATION/") != "JWT":
             raise InvalidToken("typ must be JWT")
         if not isinstance(issuer, str) or issuer not in self.sources:
             raise InvalidToken("issuer is not trusted")

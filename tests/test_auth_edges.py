@@ -333,15 +333,16 @@ def test_private_jwk_in_the_jwks_still_verifies_by_its_public_half(service: Live
 
 # --- typ -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("typ", ["JWT", "jwt", "Jwt", ""])  # "": PyJWT then leaves typ out of the header
+@pytest.mark.parametrize("typ", ["JWT", "jwt", "Jwt", "application/jwt", ""])  # "": PyJWT leaves typ out
 def test_typ_jwt_in_any_case_or_left_out_passes(typ: str, service: LiveServer, keys: dict[str, Any]) -> None:
-    """CDS Hooks 2.0 requires typ JWT; media types are case-insensitive, and an absent typ is taken (leniency)."""
+    """CDS Hooks 2.0 requires typ JWT; media types are case-insensitive and may be written in full
+    (application/jwt, RFC 7515), and an absent typ is taken (leniency)."""
     tok = token(keys["ec"], service.url + DISCOVERY, headers={"typ": typ})
     assert jwt.get_unverified_header(tok).get("typ", "") == typ
     assert call(service, DISCOVERY, tok).status_code == 200
 
 
-@pytest.mark.parametrize("typ", ["at+jwt", "JOSE", "application/jwt", "JWT ", "dpop+jwt", 1, ["JWT"]])
+@pytest.mark.parametrize("typ", ["at+jwt", "JOSE", "application/at+jwt", "JWT ", "dpop+jwt", 1, ["JWT"]])
 def test_another_typ_is_refused_though_signed_by_a_trusted_key(
     typ: Any, service: LiveServer, keys: dict[str, Any]
 ) -> None:
