@@ -105,7 +105,7 @@ def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, 
 def tests_in_progress(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:
     """Lab tests of `concepts` registered with no result yet, inside the pending-order window, and
     not overtaken by a result of any of those kinds dated on or after them."""
-    latest = _latest([f for c in concepts for f in facts.of(c)])
+    latest = newest([f for c in concepts for f in facts.of(c)])
     return [
         f for f in facts.in_progress
         if f.concept in concepts and not _lapsed(f, knowledge, today)
@@ -180,7 +180,8 @@ def _current(fact: Fact, lookback: int, today: date) -> bool:
     return fact.active or within(fact, lookback, today)
 
 
-def _latest(facts: list[Fact]) -> Fact | None:
+def newest(facts: list[Fact]) -> Fact | None:
+    """The newest dated fact, if any."""
     dated = [f for f in facts if f.when is not None]
     return max(dated, key=lambda f: f.when or date.min) if dated else None
 
@@ -233,7 +234,7 @@ def _lab_evidence(
 ) -> Evidence | None:
     """The latest result within the look-back, if it crosses the threshold."""
     recent = [f for f in facts.of(lab) if f.value is not None and within(f, lookback, today)]
-    latest = _latest(recent)
+    latest = newest(recent)
     if latest is None or not crosses(latest, comparator, threshold):
         return None
     return Evidence(ev_id, label, (latest,), comparator=comparator, threshold=threshold)
@@ -288,7 +289,7 @@ def _follow_up_since(
     current = knowledge.rule.untreated_low.lookback_days
     since = [f for f in facts.of(sign.lab) if f.value is not None and f.when is not None
              and f.when >= indeterminate.when and within(f, current, today)]
-    latest = _latest(since)
+    latest = newest(since)
     if latest is None or latest.value is None:
         return None
     threshold = _threshold(sign, _group(facts, knowledge, today))
@@ -346,14 +347,14 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if tests_in_progress(facts, b12.recent_result_concepts, knowledge, today):
         return Assessment("suppressed:result-pending", trigger=trigger)
 
-    last = _latest([f for c in b12.result_concepts for f in facts.of(c)])
+    last = newest([f for c in b12.result_concepts for f in facts.of(c)])
     band: Band | None = b12_band(last, b12.bands[last.concept]) if last is not None else None
     # total B12 falls in pregnancy: a low one taken then proves no deficiency. An active B12 taken in
     # the same pregnancy is the result that tells; without one, the card asks for it.
     preg = rule.pregnancy
     low_in_pregnancy = last is not None and low_in_current_pregnancy(last, facts, knowledge, today)
     if low_in_pregnancy:
-        reliable = _latest([f for c in b12.result_concepts if c not in preg.low_unreliable_concepts for f in facts.of(c)
+        reliable = newest([f for c in b12.result_concepts if c not in preg.low_unreliable_concepts for f in facts.of(c)
                             if _taken_in_pregnancy(f, facts, knowledge, today)])
         if reliable is not None:
             last, band, low_in_pregnancy = reliable, b12_band(reliable, b12.bands[reliable.concept]), False
@@ -374,7 +375,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     base["low_in_pregnancy"] = low_in_pregnancy
     base["undated_b12"] = next((f for c in b12.result_concepts for f in facts.of(c) if f.when is None), None)
     # named on the card, so a clinician who knows a sample was sent is not told nothing is on record
-    base["no_result_b12"] = _latest([f for f in facts.no_result if f.concept in b12.recent_result_concepts
+    base["no_result_b12"] = newest([f for f in facts.no_result if f.concept in b12.recent_result_concepts
                                      and within(f, sup.recent_result_days, today)])
     if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today) and not low_in_pregnancy:
         if treated:
@@ -485,7 +486,7 @@ def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evi
     lab = knowledge.rule.lab_sign(sign_id).lab
     dated = [f.when for f in evidence.facts if f.when is not None]
     since = max(dated) if dated else None
-    return _latest([f for f in facts.of(lab) if f.value is not None and f.when is not None and (since is None or f.when >= since)])
+    return newest([f for f in facts.of(lab) if f.value is not None and f.when is not None and (since is None or f.when >= since)])
 
 
 def follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date) -> bool:

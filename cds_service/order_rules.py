@@ -12,6 +12,7 @@ from cds_service.assessment import (
     b12_band,
     follow_up_taken_since,
     low_in_current_pregnancy,
+    newest,
     on_b12_therapy,
     open_orders,
     orders_active_b12,
@@ -103,8 +104,7 @@ def assess_order_select(
             return OrderAssessment("b12-test-pending", ordered=tuple(products))
         card: OrderCard = "measure-active-before-treat" if orders_active_b12(facts, k, today) else "measure-before-treat"
         # an older level is no current value, but the clinician should see it (a low one never treated above all)
-        dated = [f for c in results for f in facts.of(c) if f.when is not None and f.resource_type == "Observation"]
-        last = max(dated, key=lambda f: f.when or today, default=None)
+        last = newest([f for c in results for f in facts.of(c) if f.resource_type == "Observation"])
         return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products), earlier=(last,) if last else ())
     muscle = selected.of(rule.orders.muscle_order_concepts)
     pattern = assess(_with_complaints(facts, selected.reasons), k, today)

@@ -312,8 +312,7 @@ class TextMatcher:
     def _opens_with_cue(self, words: list[str]) -> bool:
         """Whether the words open with a negation cue that is no part of a pseudo-negation
         ("No pain" does; "No change", "No better off statin" do not)."""
-        return any(words[: len(cue)] == list(cue) for cue in self.pre_negation) \
-            and not self.pseudo_cues.starts(words)
+        return self.general_pre_cues.starts(words) and not self.pseudo_cues.starts(words)
 
     def _without_pseudo(self, words: list[str]) -> list[str]:
         """The cue window with every pseudo-negation phrase left out."""
