@@ -321,7 +321,7 @@ def test_pseudo_negations_and_what_stays_negated(knowledge: Knowledge, text: str
 
 
 @pytest.mark.parametrize(("name", "is_b12_test"), [
-    ("B12 AND FOLATE", True), ("B12, SERUM", True), ("B-12 LEVEL", True), ("VITAMIN B12", True),
+    ("B12 AND FOLATE", True), ("FOLATE AND B12", True), ("Folate & B12", True), ("B12, SERUM", True), ("B-12 LEVEL", True), ("VITAMIN B12", True),
     ("Vitamin B12 level before next dose", True),
     # found in review: orders that only mention B12 are no B12 test
     ("Referral to haematology: low B12", False), ("Intrinsic factor antibody (B12 malabsorption)", False),
