@@ -76,7 +76,8 @@ async def complete_prefetch(
         return data
     partial = sorted(k for k in missing if first_page_only((request.prefetch or {}).get(k)))
     if partial:
-        log.warning("prefetch sent only the first page of %s (a next link; the rule needs the whole result): %s",
+        log.warning("prefetch sent only part of %s (a next link, or a total above the matches sent; the rule "
+                    "needs the whole result): %s",
                     ",".join(partial), "to be fetched whole" if fetcher.enabled else "read as sent, not fully checked")
     # An order the rule has nothing to say about (the sandbox's empty Rx View draft, an ibuprofen
     # order at signing) needs no patient data: answered without a fetch, never 412. The drafts are

@@ -85,9 +85,22 @@ def next_link(bundle: dict[str, Any]) -> str | None:
 
 
 def first_page_only(value: Any) -> bool:
-    """A prefetched Bundle with a next link: only the first page of its search, and what
-    the rule needs (the B12 result, the B12 order) may be on a page the client did not send."""
-    return isinstance(value, dict) and next_link(value) is not None
+    """A prefetched Bundle with a next link, or whose `total` counts more matches than it holds (a
+    `_summary=count` or `_count=0` answer, or a page whose link was dropped): only part of its search,
+    and what the rule needs (the B12 result, the B12 order) may be in what the client did not send.
+    FHIR R4 Bundle.total counts the matches across all pages, never `include` or `outcome` entries."""
+    if not isinstance(value, dict):
+        return False
+    if next_link(value) is not None:
+        return True
+    total = value.get("total")
+    if type(total) is not int or value.get("resourceType", "Bundle") != "Bundle":
+        return False
+    entries = value.get("entry")
+    entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
+    matches = sum(1 for e in entries if not (isinstance(e, dict) and isinstance(e.get("search"), dict)
+                                             and e["search"].get("mode") in ("include", "outcome")))
+    return total > matches
 
 
 def failed_prefetch(value: Any) -> bool:

@@ -132,6 +132,45 @@ def test_a_first_page_only_is_read_as_not_fully_checked_when_nothing_may_be_fetc
     assert len(cards) == 1 and knowledge.wording.not_redundant["resultsNotChecked"] in cards[0]["detail"]
 
 
+PENDING_ORDER = FIXTURES / "patient-view" / "14-pending-b12-order-no-card.json"
+
+
+def _count_only(bundle: dict[str, Any]) -> dict[str, Any]:
+    """What a search answered as a count sends (`_summary=count`, `_count=0`): a total, no entries."""
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(bundle["entry"])}
+
+
+def test_a_key_whose_total_counts_more_than_it_holds_is_fetched_whole(
+    fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """Fixture 14 (a pending B12 order: no card) with the orders search sent as its count only: the
+    order the total counts is fetched and the card stays silent (read as sent, it fired and said
+    "No pending B12 order")."""
+    scenario = load_scenario(PENDING_ORDER)
+    request = scenario["request"]
+    fhir_state.load(request["prefetch"])
+    request["fhirServer"] = fhir_base
+    request["prefetch"]["b12Orders"] = _count_only(request["prefetch"]["b12Orders"])
+    response = fetching.post(SERVICE, json=request)
+    assert response.status_code == 200, response.text
+    assert response.json()["cards"] == []
+    assert [p.split("?")[0] for _, p, _ in fhir_state.log] == ["/fhir/ServiceRequest"]
+
+
+def test_a_total_above_the_matches_sent_is_read_as_not_checked_when_nothing_may_be_fetched(
+    knowledge: Knowledge,
+) -> None:
+    scenario = load_scenario(PENDING_ORDER)
+    request = scenario["request"]
+    request["prefetch"]["b12Orders"] = _count_only(request["prefetch"]["b12Orders"])
+    with cds(knowledge) as client:
+        response = client.post(SERVICE, json=request)
+    assert response.status_code == 200, response.text
+    (card,) = response.json()["cards"]
+    assert knowledge.wording.not_redundant["ordersNotChecked"] in card["detail"]
+    assert "No pending B12 order" not in card["detail"]
+
+
 def test_a_search_reporting_an_error_is_a_failed_prefetch_412_when_nothing_may_be_fetched(knowledge: Knowledge) -> None:
     """Fixture 14 (a pending B12 order: no card) with the orders search sent empty beside an error
     OperationOutcome: the order may be what the error hid, so no answer is safe without it."""

@@ -293,6 +293,22 @@ def test_a_bundle_sent_as_its_first_page_only_is_missing(templates: dict[str, st
     assert missing_keys(templates, {**whole, "b12Results": {**first_page, "link": [{"relation": "next"}]}}) == []
 
 
+def test_a_bundle_whose_total_counts_more_matches_than_it_holds_is_missing(templates: dict[str, str]) -> None:
+    """FHIR R4 Bundle.total counts the matches of every page, never include or outcome entries: a total
+    above the matches sent (a count-only answer, a page without its link) is part of the search."""
+    whole = {key: {"resourceType": "Bundle", "type": "searchset"} for key in templates}
+    order = {"resource": {"resourceType": "ServiceRequest", "id": "sr-1"}, "search": {"mode": "match"}}
+    medication = {"resource": {"resourceType": "Medication", "id": "m-1"}, "search": {"mode": "include"}}
+    count_only = {"resourceType": "Bundle", "type": "searchset", "total": 2}
+    assert missing_keys(templates, {**whole, "b12Orders": count_only}) == ["b12Orders"]
+    assert missing_keys(templates, {**whole, "b12Orders": {**count_only, "entry": [order]}}) == ["b12Orders"]
+    assert missing_keys(templates, {**whole, "medications": {**count_only, "total": 1, "entry": [order, medication]},
+                                    "b12Orders": {**count_only, "entry": [order, order | {"search": {}}]},
+                                    "b12Results": {**count_only, "total": 0}, "conditions": {"total": 0, "entry": []}}) == []
+    assert missing_keys(templates, {**whole, "medications": {**count_only, "entry": [order, medication]}}) == ["medications"]
+    assert unchecked(templates, {**whole, "b12Orders": count_only}) == {"orders"}
+
+
 def test_every_code_search_is_of_a_type_whose_is_a_filters_must_list_codes(templates: dict[str, str]) -> None:
     """Knowledge refuses an unlisted is-a filter only for CODE_SEARCHED_TYPES: it must name every type searched by code."""
     searched = {urlsplit(t).path for t in templates.values() if "code=" in t}
