@@ -83,10 +83,24 @@ def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
     return [d for _, d in entries if isinstance(d.get("resourceType"), str) and d["resourceType"] in types and not d.get("id")]
 
 
+def draft_medications(bundle: Any) -> PatientData:
+    """The Medications sent among the drafts, for a draft that names its medicine by a
+    medicationReference to one of them: by id (`Medication/id`), or by the entry's fullUrl (drafts
+    are not stored yet, so they may point at each other by `urn:uuid:` fullUrls)."""
+    data = PatientData()
+    for url, resource in _draft_entries(bundle):
+        if isinstance(resource, dict) and resource.get("resourceType") == "Medication":
+            data.add(resource)
+            if url is not None:
+                data.medications.setdefault(url.rsplit("/", 1)[-1], resource)
+    return data
+
+
 def read_drafts(resources: list[Any], knowledge: Knowledge, today: date,
-                check: TimeCheck = no_time_limit) -> DraftOrders:
+                check: TimeCheck = no_time_limit, medications: PatientData | None = None) -> DraftOrders:
+    """What the drafts order; `medications` (draft_medications) resolves a medicationReference."""
     drafts = DraftOrders()
-    screen = ConceptScreen(knowledge, PatientData(), check)
+    screen = ConceptScreen(knowledge, medications or PatientData(), check)
     for n, raw in enumerate(resources, 1):
         if n % RECORDS_PER_CHECK == 0:
             check()

@@ -8,7 +8,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from cds_service.assessment import Assessment, assess
-from cds_service.draft_orders import draft_resources, read_drafts, selected_only
+from cds_service.draft_orders import draft_medications, draft_resources, read_drafts, selected_only
 from cds_service.errors import BadRequest, NotFound, PreconditionFailed
 from cds_service.facts import extract_facts
 from cds_service.knowledge import Knowledge
@@ -102,11 +102,14 @@ def ruled_out_by_drafts(
 ) -> str | None:
     """For the order hooks: why the draft orders alone mean no card, so nothing need be fetched."""
     if isinstance(context, OrderSelectContext):
-        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check)
-        selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today, check)
+        medications = draft_medications(context.draftOrders)
+        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check, medications)
+        selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today, check, medications)
         return order_select_cannot_fire(selected, all_drafts, knowledge)
     if isinstance(context, OrderSignContext):
-        return order_sign_cannot_fire(read_drafts(draft_resources(context.draftOrders), knowledge, today, check), knowledge)
+        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check,
+                                 draft_medications(context.draftOrders))
+        return order_sign_cannot_fire(all_drafts, knowledge)
     return None
 
 
@@ -131,9 +134,11 @@ def evaluate(
     skipped = facts.unreadable
     cards = []
     if isinstance(context, OrderSelectContext | OrderSignContext):
-        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check)
+        medications = draft_medications(context.draftOrders)
+        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check, medications)
         if isinstance(context, OrderSelectContext):
-            selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today, check)
+            selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today, check,
+                                   medications)
             order_assessment = assess_order_select(facts, selected, all_drafts, knowledge, today)
         else:
             order_assessment = assess_order_sign(facts, all_drafts, knowledge, today)

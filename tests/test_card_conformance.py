@@ -532,8 +532,10 @@ def test_order_select_card_names_the_selected_order(answers: dict[str, Any], md:
     request, response = answers[_name(path)]
     (card,) = response["cards"]
     text = html.unescape(re.sub(r"<[^>]+>", "", md.render(card["detail"])))
-    selected = resources_in(request)[request["context"]["selections"][0]]
-    concept = selected.get("medicationCodeableConcept") or selected.get("code") or {}
+    resources = resources_in(request)
+    selected = resources[request["context"]["selections"][0]]
+    medication = resources.get((selected.get("medicationReference") or {}).get("reference", ""), {})  # sent beside it
+    concept = selected.get("medicationCodeableConcept") or selected.get("code") or medication.get("code") or {}
     names = [concept.get("text")] + [c.get("display") for c in concept.get("coding", [])]
     assert any(n and n in text.split("\n\n")[0] for n in names)
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.draft_orders import DraftOrders, read_drafts, selected_only
+from cds_service.draft_orders import DraftOrders, draft_medications, draft_resources, read_drafts, selected_only
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.order_rules import OrderAssessment, assess_order_select, assess_order_sign
@@ -432,6 +432,31 @@ def test_selections_pick_drafts_by_reference_and_never_an_unselected_draft_with_
     assert selected_only(with_urls, ["urn:uuid:5b1f"]) == [referral]
     # a Bundle bent as prefetch Bundles are: no resourceType, one entry as an object
     assert selected_only({"entry": {"resource": ibuprofen}}, ["MedicationRequest/rx-1"]) == [ibuprofen]
+
+
+@pytest.mark.parametrize(("full_url", "reference"), [
+    ("https://ehr.example.org/fhir/Medication/med-1", "Medication/med-1"),  # an entry with its id
+    (None, "Medication/med-1"),
+    ("urn:uuid:6f0c2b1e-9d3a-4c52-8a61-2f1e0b7d9c44", "urn:uuid:6f0c2b1e-9d3a-4c52-8a61-2f1e0b7d9c44"),  # not stored yet
+], ids=["full-url", "id", "urn-uuid"])
+def test_a_draft_names_its_medicine_by_reference_to_a_medication_in_the_drafts(
+    knowledge: Knowledge, full_url: str | None, reference: str
+) -> None:
+    """Found in EHR-integration review: the reference was resolved only in prefetch, so a B12 product or an
+    NSAID ordered from a formulary read as no medicine and the card never came."""
+    rx = {k: v for k, v in med_draft("rx-b12", "309593").items() if k != "medicationCodeableConcept"}
+    medication = {"resourceType": "Medication", "code": {"coding": [{"system": RXNORM, "code": "309593"}]}}
+    if reference.startswith("Medication/"):
+        medication["id"] = "med-1"
+    bundle = {"resourceType": "Bundle", "entry": [
+        {"resource": rx | {"medicationReference": {"reference": reference}}},
+        {"resource": medication} | ({"fullUrl": full_url} if full_url else {}),
+    ]}
+    medications = draft_medications(bundle)
+    selected = read_drafts(selected_only(bundle, ["MedicationRequest/rx-b12"]), knowledge, TODAY, medications=medications)
+    every = read_drafts(draft_resources(bundle), knowledge, TODAY, medications=medications)
+    assert assess_order_select(patient(50), selected, every, knowledge, TODAY).card == "measure-before-treat"
+    assert read_drafts(selected_only(bundle, ["MedicationRequest/rx-b12"]), knowledge, TODAY).of(["b12-therapy"]) == []
 
 
 EXTRA: dict[str, tuple[Fact, ...]] = {
