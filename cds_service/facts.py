@@ -191,7 +191,10 @@ class ConceptScreen:
             medication = next((c for c in items(raw.get("contained"))
                                if isinstance(c, dict) and c.get("id") == ref[1:]), None)
         elif isinstance(ref, str):
-            medication = self.data.medications.get(ref.rsplit("/", 1)[-1])
+            parts = ref.split("/")
+            if len(parts) >= 4 and parts[-2] == "_history":  # a version-specific reference (Medication/1/_history/2)
+                parts = parts[:-2]
+            medication = self.data.medications.get(parts[-1])
         code = medication.get("code") if isinstance(medication, dict) else None
         if code is None and isinstance(display, str) and display.strip():
             return {"text": display}

@@ -155,6 +155,32 @@ def test_a_prefetch_that_is_not_an_object_is_still_a_400_naming_the_field(client
         assert refused.status_code == 400 and "prefetch" in refused.text and "Brenda" not in refused.text
 
 
+ON_B12_INJECTIONS = FIXTURES / "patient-view" / "04-on-b12-injections-no-card.json"
+
+
+@pytest.mark.parametrize("reference", ["Medication/med-hx", "Medication/med-hx/_history/2",
+                                       "http://fhir.example.org/fhir/Medication/med-hx/_history/2"])
+def test_b12_therapy_named_by_a_version_specific_reference_to_an_included_medication_silences_the_card(
+    client: httpx.Client, reference: str
+) -> None:
+    """Fixture 04 (on hydroxocobalamin: no card) with the medicine as medicationReference to a Medication the
+    search included (search.mode include). Found in EHR-integration review: a version-specific reference was
+    looked up by its version number, the B12 went unseen and the card said "No current B12 replacement"."""
+    request = load_scenario(ON_B12_INJECTIONS)["request"]
+    bundle = request["prefetch"]["medications"]
+    order = bundle["entry"][0]["resource"]
+    medication = {"resourceType": "Medication", "id": "med-hx", "code": {
+        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1649963",
+                    "display": "hydroxocobalamin 1 MG/ML Injectable Solution"}]}}
+    order["medicationReference"] = {"reference": reference}
+    del order["medicationCodeableConcept"]
+    bundle["entry"] = [{**bundle["entry"][0], "search": {"mode": "match"}},
+                       {"fullUrl": "http://fhir.example.org/fhir/Medication/med-hx", "resource": medication,
+                        "search": {"mode": "include"}}]
+    response = client.post(SERVICE, json=request)
+    assert response.status_code == 200 and response.json() == {"cards": []}, response.text
+
+
 def test_healthz(client: httpx.Client) -> None:
     body = client.get("/healthz").json()
     assert body["status"] == "ok" and body["knowledgeVersion"].startswith("2026")

@@ -401,9 +401,14 @@ def test_medication_reference_to_a_contained_medication(knowledge: Knowledge) ->
     assert (f.matched_by, f.text, f.resource_id) == ("code", "Metformin hydrochloride 500 MG Oral Tablet", raw["id"])
 
 
-def test_medication_reference_to_a_medication_in_the_bundle(knowledge: Knowledge) -> None:
+@pytest.mark.parametrize("reference", [
+    "Medication/med-42", "https://fhir.example.org/r4/Medication/med-42", "Medication/med-42/_history/3",
+    "https://fhir.example.org/r4/Medication/med-42/_history/3",
+])
+def test_medication_reference_to_a_medication_in_the_bundle(knowledge: Knowledge, reference: str) -> None:
+    """Relative, absolute or version-specific (FHIR R4 allows all three); a version was read as the id."""
     medication = {"resourceType": "Medication", "id": "med-42", "code": METFORMIN}
-    raw = med_request(medicationReference={"reference": "Medication/med-42"})
+    raw = med_request(medicationReference={"reference": reference})
     assert [f.matched_by for f in facts_of(knowledge, raw, medication).of("metformin")] == ["code"]
 
 
