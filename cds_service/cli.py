@@ -194,3 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"cds-service: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":  # python -m cds_service.cli, as well as python -m cds_service
+    raise SystemExit(main())

@@ -13,7 +13,7 @@ from typing import Any
 from cds_service import fhir_models
 from cds_service.facts import RECORDS_PER_CHECK, ConceptScreen, Fact, items, record_label
 from cds_service.knowledge import Knowledge
-from cds_service.patient_data import PatientData, is_bundle
+from cds_service.patient_data import PatientData, is_bundle, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
@@ -64,10 +64,7 @@ def draft_resources(bundle: Any) -> list[Any]:
 
 def _reference(selection: str) -> str:
     """`Type/id` of a selection written as a full URL or with a version (`.../MedicationRequest/1/_history/2`)."""
-    parts = selection.split("?", 1)[0].rstrip("/").split("/")
-    if len(parts) >= 4 and parts[-2] == "_history":
-        parts = parts[:-2]
-    return "/".join(parts[-2:])
+    return "/".join(reference_parts(selection.split("?", 1)[0].rstrip("/"))[-2:])
 
 
 def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:

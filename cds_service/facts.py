@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from cds_service import fhir_models
 from cds_service.knowledge import Knowledge
-from cds_service.patient_data import RESOURCE_TYPES, PatientData
+from cds_service.patient_data import RESOURCE_TYPES, PatientData, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
 
 NEGATIVE_ANSWER = "negative-answer"
@@ -191,10 +191,7 @@ class ConceptScreen:
             medication = next((c for c in items(raw.get("contained"))
                                if isinstance(c, dict) and c.get("id") == ref[1:]), None)
         elif isinstance(ref, str):
-            parts = ref.split("/")
-            if len(parts) >= 4 and parts[-2] == "_history":  # a version-specific reference (Medication/1/_history/2)
-                parts = parts[:-2]
-            medication = self.data.medications.get(parts[-1])
+            medication = self.data.medications.get(reference_parts(ref)[-1])
         code = medication.get("code") if isinstance(medication, dict) else None
         if code is None and isinstance(display, str) and display.strip():
             return {"text": display}

@@ -133,10 +133,17 @@ def patient_of(reference: Any) -> str | None:
     ref = reference.get("reference") if isinstance(reference, dict) else None
     if not isinstance(ref, str):
         return None
+    parts = reference_parts(ref)
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] else None
+
+
+def reference_parts(ref: str) -> list[str]:
+    """A reference's path segments without its query or version: `…/Medication/1/_history/2` ends
+    `["Medication", "1"]`, as FHIR R4 lets any reference name a version."""
     parts = ref.split("?", 1)[0].split("/")
     if len(parts) >= 4 and parts[-2] == "_history":
         parts = parts[:-2]
-    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] else None
+    return parts
 
 
 def from_prefetch(
