@@ -2,8 +2,8 @@
 
 Real clients bend R4: single objects where arrays belong (the sandbox's reasonCode and
 category), unknown fields, DSTU2 names, date-times without a time zone or seconds. We repair
-the shapes we understand, drop unknown top-level fields, and report anything else as invalid
-so the caller can skip it.
+the shapes we understand, drop unknown fields (top-level ones before validation, nested ones
+when validation names them), and report anything else as invalid so the caller can skip it.
 
 A caller may name the elements it reads: then only those and the ones FHIR requires are
 validated. A malformed element the rule never reads (a performer, a reference range, the
@@ -204,10 +204,38 @@ def parse(raw: dict[str, Any], elements: frozenset[str] | None = None) -> Resour
     cls = model_class(str(raw.get("resourceType")))
     if cls is None:
         return None
+    fixed = repair(raw, elements)
     try:
-        return cls.model_validate(repair(raw, elements))
+        return cls.model_validate(fixed)
+    except ValidationError as exc:
+        unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if not unknown:
+            return None
+        # An unknown key inside an element (a vendor's field in a coding) is dropped as unknown
+        # top-level fields are; validated once more, so anything else wrong still rejects it.
+        for loc in unknown:
+            fixed = _without(fixed, loc)
+    except (ValueError, TypeError):
+        return None
+    try:
+        return cls.model_validate(fixed)
     except (ValidationError, ValueError, TypeError):
         return None
+
+
+def _without(value: Any, loc: tuple[int | str, ...]) -> Any:
+    """`value` without the key at `loc` (a validation error's location); what holds it is copied,
+    so the raw resource is never altered."""
+    if not loc:
+        return value
+    step, rest = loc[0], loc[1:]
+    if isinstance(value, dict) and isinstance(step, str) and step in value:
+        if not rest:
+            return {k: v for k, v in value.items() if k != step}
+        return {**value, step: _without(value[step], rest)}
+    if isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value):
+        return [*value[:step], _without(value[step], rest), *value[step + 1:]]
+    return value
 
 
 def has_modifier_extension(raw: dict[str, Any]) -> bool:

@@ -97,3 +97,19 @@ def test_the_date_times_of_the_elements_read_are_normalised_before_validation() 
 @pytest.mark.parametrize("when", ["2026-11-20T25:00:00", "2026-13-01T10:00:00", "2026-11-20T10:00:00+2500", "yesterday 10:00"])
 def test_a_date_time_that_is_no_date_still_fails_validation(when: str) -> None:
     assert fhir_models.parse({**OBSERVATION, "effectiveDateTime": when}, ELEMENTS_READ) is None
+
+
+def test_unknown_keys_inside_elements_are_dropped_and_the_raw_resource_is_untouched() -> None:
+    raw: dict[str, Any] = {
+        **OBSERVATION,
+        "code": {"coding": [{"system": "http://loinc.org", "code": "787-2", "primary": True}]},
+        "valueQuantity": {"value": 104, "unit": "fL", "vendorRange": "80-100"},
+    }
+    model = fhir_models.parse(raw, ELEMENTS_READ)
+    assert model is not None and model.code.coding[0].code == "787-2"  # type: ignore[attr-defined]
+    assert raw["code"]["coding"][0]["primary"] is True and raw["valueQuantity"]["vendorRange"] == "80-100"
+
+
+def test_an_unknown_key_does_not_excuse_another_error() -> None:
+    raw = {**OBSERVATION, "code": {"coding": [{"code": "787-2", "primary": True}]}, "effectiveDateTime": "last week"}
+    assert fhir_models.parse(raw, ELEMENTS_READ) is None
