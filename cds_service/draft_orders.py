@@ -76,7 +76,7 @@ def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
     by_ref = [d for url, d in entries if f"{d.get('resourceType')}/{d.get('id')}" in chosen or url in chosen]
     if by_ref:
         return by_ref
-    types = {s.split("/")[0] for s in selections}
+    types = {_reference(s).split("/")[0] for s in selections}  # of a full URL too
     return [d for _, d in entries if isinstance(d.get("resourceType"), str) and d["resourceType"] in types and not d.get("id")]
 
 

@@ -428,6 +428,7 @@ def test_selections_pick_drafts_by_reference_and_never_an_unselected_draft_with_
     # as some clients write them: a full URL, a version, the entry's fullUrl
     assert selected_only(bundle, ["https://ehr.example.org/fhir/MedicationRequest/rx-1"]) == [ibuprofen]
     assert selected_only(bundle, ["MedicationRequest/rx-1/_history/3"]) == [ibuprofen]
+    assert selected_only(bundle, ["https://ehr.example.org/fhir/MedicationRequest/new-9"]) == [no_id]
     with_urls = {"resourceType": "Bundle", "entry": [{"fullUrl": "urn:uuid:5b1f", "resource": referral}]}
     assert selected_only(with_urls, ["urn:uuid:5b1f"]) == [referral]
     # a Bundle bent as prefetch Bundles are: no resourceType, one entry as an object
