@@ -63,7 +63,12 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
             f"MedicationRequest?patient={PATIENT}&status={medication_status}"
             "&_include=MedicationRequest:medication"
         ),
-        "medicationStatements": f"MedicationStatement?patient={PATIENT}&status={statement_status}",
+        # the Medication a statement names by reference (EHRs record patient-reported B12, metformin
+        # and PPIs so): without it the statement has no drug, and B12 replacement goes unseen
+        "medicationStatements": (
+            f"MedicationStatement?patient={PATIENT}&status={statement_status}"
+            "&_include=MedicationStatement:medication"
+        ),
         # Every dose given in the look-back, whatever its code: EHRs record administrations under the
         # product given (an RxNorm SCD such as a cyanocobalamin injectable solution), which a token
         # search for the listed codes would miss; the rule finds B12 by code, else by the product's name.

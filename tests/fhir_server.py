@@ -1,7 +1,7 @@
 """A small FHIR server for the tests: serves fixture resources over real HTTP on loopback.
 
 It answers the searches our prefetch templates use (patient, code token OR with system|code,
-status, date/effective-time ge, _include MedicationRequest:medication, _count, paging through
+status, date/effective-time ge, _include of the Medication (requests, statements, administrations), _count, paging through
 `next` links) as GET and as POST /_search, checks a bearer token when told to, and can be told
 to be slow, to fail with a status, or to return garbage -- for every type or for one.
 """
@@ -144,7 +144,7 @@ def make_app(state: FhirState) -> Starlette:
         hits = [r for (t, _), r in sorted(state.resources.items()) if t == rtype and _matches(r, rtype, params)]
         page = hits[offset:offset + count]
         entries = [{"resource": r, "search": {"mode": "match"}} for r in page]
-        if include in ("MedicationRequest:medication", "MedicationAdministration:medication"):
+        if include in ("MedicationRequest:medication", "MedicationStatement:medication", "MedicationAdministration:medication"):
             for r in page:
                 ref = _get(r, "medicationReference.reference") or ""
                 if (med := state.resources.get(tuple(ref.split("/", 1)))) is not None:  # type: ignore[arg-type]

@@ -61,7 +61,7 @@ SEARCH_PARAMS = {
     "Condition": {"patient", "code", "clinical-status", "category", "onset-date"},
     "Observation": {"patient", "code", "date", "status", "category"},
     "MedicationRequest": {"patient", "status", "code", "_include", "authoredon"},
-    "MedicationStatement": {"patient", "status", "code", "effective"},
+    "MedicationStatement": {"patient", "status", "code", "effective", "_include"},
     "MedicationAdministration": {"patient", "code", "effective-time", "status", "_include"},
     "Procedure": {"patient", "code", "date", "status"},
     "ServiceRequest": {"patient", "code", "status", "authored"},

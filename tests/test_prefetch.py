@@ -219,6 +219,7 @@ def test_status_and_include_parameters(templates: dict[str, str]) -> None:
     assert params("medications")["status"] == "active,on-hold,completed,stopped"  # stopped: a dose change
     assert params("medications")["_include"] == "MedicationRequest:medication"  # for medicationReference
     assert params("medicationStatements")["status"] == "active,intended,completed,stopped"  # taken, then stopped
+    assert params("medicationStatements")["_include"] == "MedicationStatement:medication"  # for medicationReference
     assert params("b12Orders")["status"] == "draft,active,on-hold"
     assert render(templates["conditions"], CONTEXT, TODAY) == "Condition?patient=pt-1"
 
