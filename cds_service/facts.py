@@ -170,10 +170,16 @@ class ConceptScreen:
                     standard = standard or is_standard
         return found, standard
 
-    def text(self, texts: list[str], rtype: str) -> set[str]:
+    def text(self, texts: list[str], rtype: str, one_name: bool = False) -> set[str]:
+        """Concepts the texts mention. With `one_name` they are names of one thing (a code's text and
+        its codings' displays): a word that makes it something else in any of them holds for all, so
+        'Multivitamin' as the text cancels the cyanocobalamin in the coding's ingredient list."""
         found: set[str] = set()
         for t in texts:
             found |= {c for c in self.k.text.find(t, self.check) if rtype in self.k.concepts[c].applies_to}
+        if one_name and found and len(texts) > 1:
+            for t in texts:
+                found -= self.k.text.excluded(t)
         return found
 
     def medication_concept(self, raw: dict[str, Any]) -> Any:
@@ -228,7 +234,7 @@ class ConceptScreen:
         )
         if not coded and not read_text and not extra_texts:
             return {}  # most of a chart: a standard code the rule does not know, and no free text
-        main_text = self.text(_texts(main), rtype) if read_text else set()
+        main_text = self.text(_texts(main), rtype, one_name=True) if read_text else set()
         texts = self.text(extra_texts, rtype) - coded if extra_texts else set()
         if not coded and not main_text and not texts:
             return {}

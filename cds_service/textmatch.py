@@ -297,6 +297,14 @@ class TextMatcher:
             pseudo_negation=phrases(pseudo_negation or []),
         )
 
+    def excluded(self, text: str) -> frozenset[str]:
+        """Concepts a word anywhere in `text` makes something else (a multivitamin's name for B12
+        replacement): whole-text exclusions, not the phrases that cancel only the mention inside them."""
+        if not self.concept_exclusions or not text:
+            return frozenset()
+        words = _words(_signs_as_words(text.lower()))
+        return frozenset(c for c, cues in self.concept_exclusions.items() if any(_has_phrase(words, cue) for cue in cues))
+
     def is_negative_answer(self, text: str | None) -> bool:
         """A free-text answer that records absence: one of the negative answers in full ("No",
         "none.", "Not present"), or an answer that opens with a negation cue ("No pain", "Denies")."""

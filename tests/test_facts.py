@@ -140,6 +140,22 @@ def test_a_multivitamin_listing_b12_is_not_b12_replacement(knowledge: Knowledge,
     assert bool(facts_of(knowledge, raw).of("b12-therapy")) is is_therapy
 
 
+MULTIVITAMIN_SCD = ("ascorbic acid 60 MG / biotin 0.03 MG / cyanocobalamin 0.006 MG / folic acid 0.4 MG / "
+                    "niacinamide 20 MG / riboflavin 1.7 MG / thiamine 1.5 MG Oral Tablet")
+
+
+@pytest.mark.parametrize("text", ["Multivitamin tablet daily", "Vitamin B Complex capsule", "Prenatal vitamin"])
+def test_a_word_that_makes_a_product_a_multivitamin_in_any_of_its_names_holds_for_all(knowledge: Knowledge, text: str) -> None:
+    """EHRs send their own name as the text and RxNorm's ingredient list as the coding's display; the
+    word 'multivitamin' in either is the product's, and it is no B12 replacement."""
+    product = {"coding": [{"system": RXNORM, "code": "999999", "display": MULTIVITAMIN_SCD}], "text": text}
+    assert not facts_of(knowledge, med_request(medicationCodeableConcept=product)).of("b12-therapy")
+    statement = {**med_request(medicationCodeableConcept=product), "resourceType": "MedicationStatement"}
+    assert not facts_of(knowledge, statement).of("b12-therapy")
+    named = {**product, "text": "Cyanocobalamin 1000 MCG Oral Tablet"}  # a B12 product's names still read as B12
+    assert facts_of(knowledge, med_request(medicationCodeableConcept=named)).of("b12-therapy")
+
+
 def test_unknown_medication_code_falls_back_to_the_ingredient_name(knowledge: Knowledge) -> None:
     product = {"coding": [{"system": RXNORM, "code": "999999", "display": "Metformin 1000 MG Oral Tablet"}]}
     [f] = facts_of(knowledge, med_request(medicationCodeableConcept=product)).of("metformin")
