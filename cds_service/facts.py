@@ -234,7 +234,9 @@ class ConceptScreen:
         )
         if not coded and not read_text and not extra_texts:
             return {}  # most of a chart: a standard code the rule does not know, and no free text
-        main_text = self.text(_texts(main), rtype, one_name=True) if read_text else set()
+        main_text = self.text(names := _texts(main), rtype, one_name=True) if read_text else set()
+        if main_text and medication:  # a multivitamin's ingredient list names B12 at a few micrograms
+            main_text -= self.k.strengths.too_weak(main_text, names)
         texts = self.text(extra_texts, rtype) - coded if extra_texts else set()
         if not coded and not main_text and not texts:
             return {}

@@ -18,6 +18,7 @@ from cds_service.knowledge_models import (
     UnitsFile,
     WordingFile,
 )
+from cds_service.strength import ProductStrengths, StrengthFloor
 from cds_service.textmatch import TextMatcher
 from cds_service.valueset import (
     STANDARD_SYSTEMS,
@@ -87,6 +88,7 @@ class Knowledge:
     wording: WordingFile
     text: TextMatcher
     codings: CodingLookup
+    strengths: ProductStrengths
 
 
 def default_cards_dir() -> Path:
@@ -148,6 +150,8 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             )
         if concept.value_set is None and not concept.text_terms:
             raise KnowledgeError("concepts.json", f"concepts.{i}", "needs valueSet or textTerms")
+        if concept.text_minimum_strength is not None and not concept.text_terms:
+            raise KnowledgeError("concepts.json", f"concepts.{i}.textMinimumStrength", "needs textTerms to find the strength by")
         searched = sorted(CODE_SEARCHED_TYPES.intersection(concept.applies_to))
         if concept.value_set is not None and searched:
             vs = valuesets[concept.value_set]
@@ -197,6 +201,10 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             {k: tuple(v) for k, v in code_index.items()}, tuple(prefix_index),
             {c.id: frozenset(c.applies_to) for c in concepts.values()},
         ),
+        strengths=ProductStrengths({
+            c.id: StrengthFloor.build(c.text_terms, c.text_minimum_strength.milligrams)
+            for c in concepts.values() if c.text_minimum_strength is not None
+        }),
     )
 
 

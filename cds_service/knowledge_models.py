@@ -24,6 +24,13 @@ class _File(_Knowledge):
     about: str = ""
 
 
+class MinimumStrength(_Knowledge):
+    """A product whose name states less than this of the concept per unit is not it."""
+
+    milligrams: float = Field(gt=0)
+    remark: str = ""
+
+
 class ConceptDef(_Knowledge):
     id: str
     label: str
@@ -35,6 +42,7 @@ class ConceptDef(_Knowledge):
     # product that lists B12 among its ingredients), or, for a phrase that holds one of the terms
     # ("on exertion"), only the mention inside it
     text_exclusions: list[str] = Field(default_factory=list)
+    text_minimum_strength: MinimumStrength | None = None
     remark: str = ""
 
 

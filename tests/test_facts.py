@@ -678,3 +678,22 @@ def test_a_record_with_an_id_fhir_does_not_allow_is_read_without_it(knowledge: K
     nothing sent back may point at an id that is not one."""
     [f] = facts_of(knowledge, condition(MYALGIA, id="a1b2c3_d4")).of("myalgia")
     assert (f.resource_id, f.reference) == (None, None)
+
+
+@pytest.mark.parametrize(("name", "is_therapy"), [
+    ("Vitamin A 3500 UNT / Ascorbic Acid 90 MG / Vitamin B 12 0.025 MG / Zinc 11 MG Oral Tablet", False),
+    ("ascorbic acid 60 MG / cyanocobalamin 0.006 MG / folic acid 0.4 MG Oral Tablet", False),
+    ("Vitamin B-12 25 mcg chewable", False),
+    ("Vitamin B12 50 micrograms", True),  # the floor itself is a replacement dose (BNF: 50-150 a day)
+    ("Cyanocobalamin 1000 MCG Oral Tablet", True), ("cyanocobalamin 1,000 mcg", True),
+    ("Cyanocobalamin 1 MG/ML Injectable Solution", True), ("Nascobal 500 MCG/ACTUAT Nasal Spray", True),
+    ("Cyanocobalamin 1 MG / Folic Acid 2.5 MG / Pyridoxine 25 MG Oral Tablet", True),
+    ("Vitamin B12 ER tablet", True),  # no strength stated: read by its name, as before
+])
+def test_a_product_named_with_a_few_micrograms_of_b12_is_no_replacement(knowledge: Knowledge, name: str,
+                                                                         is_therapy: bool) -> None:
+    product = {"coding": [{"system": "http://hospital.example.org/fhir/formulary", "code": "F-1", "display": name}]}
+    for rtype in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
+        raw = {**med_request(medicationCodeableConcept=product), "resourceType": rtype, "effectiveDateTime": ago(10),
+               "status": "completed" if rtype == "MedicationAdministration" else "active"}
+        assert bool(facts_of(knowledge, raw).of("b12-therapy")) is is_therapy, rtype

@@ -160,3 +160,29 @@ def test_every_threshold_and_confounder_names_its_source(knowledge: Knowledge) -
     assert [c.id for c in rule.confounders if not c.source] == []
     assert [c for c, bands in rule.b12_result.bands.items() if not bands.source] == []
     assert [r.id for r in rule.risk_factors if not r.source] == []
+
+
+@pytest.mark.parametrize(("strength", "problem"), [
+    ({"milligrams": 0}, "greater than 0"), ({"milligrams": 0.05, "unit": "mg"}, "Extra inputs"),
+])
+def test_a_minimum_strength_must_be_a_positive_number_of_milligrams(tmp_path: Path, strength: dict[str, Any],
+                                                                    problem: str) -> None:
+    cards = _copy_cards(tmp_path)
+    concepts = json.loads((cards / "concepts.json").read_text())
+    [therapy] = [c for c in concepts["concepts"] if c["id"] == "b12-therapy"]
+    therapy["textMinimumStrength"] = strength
+    (cards / "concepts.json").write_text(json.dumps(concepts))
+    with pytest.raises(KnowledgeError, match=problem) as err:
+        load_knowledge(cards)
+    assert err.value.file == "concepts.json" and "textMinimumStrength" in err.value.field
+
+
+def test_a_minimum_strength_needs_the_names_to_find_it_by(tmp_path: Path) -> None:
+    cards = _copy_cards(tmp_path)
+    concepts = json.loads((cards / "concepts.json").read_text())
+    [metformin] = [c for c in concepts["concepts"] if c["id"] == "metformin"]
+    metformin["textMinimumStrength"], metformin["textTerms"] = {"milligrams": 100}, []
+    (cards / "concepts.json").write_text(json.dumps(concepts))
+    with pytest.raises(KnowledgeError, match="needs textTerms") as err:
+        load_knowledge(cards)
+    assert err.value.field.endswith("textMinimumStrength")

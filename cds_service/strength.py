@@ -1,0 +1,51 @@
+"""ProductStrengths: how much of an ingredient a product's name says it holds, against a floor.
+
+RxNorm writes a multivitamin as its ingredient list ("… / cyanocobalamin 0.006 MG / …"), so a
+name can mention B12 without being B12 replacement. A concept with `textMinimumStrength` in
+cards/concepts.json is not read from a product name whose every stated strength of it is below
+that floor; a name that states none is read as before.
+"""
+
+import re
+from dataclasses import dataclass
+
+# mass units as product names write them, in milligrams (SI facts, not clinical knowledge)
+_MG_PER_UNIT = {"mg": 1.0, "milligram": 1.0, "milligrams": 1.0,
+                "mcg": 0.001, "ug": 0.001, "µg": 0.001, "μg": 0.001, "microgram": 0.001, "micrograms": 0.001}
+_AMOUNT = r"(?P<amount>\d+(?:[.,]\d+)?)\s*(?P<unit>" + "|".join(sorted(map(re.escape, _MG_PER_UNIT), key=len, reverse=True)) + r")(?![a-zµμ])"
+
+
+def _milligrams(amount: str, unit: str) -> float:
+    whole, _, part = amount.replace(",", ".").partition(".")
+    if "," in amount and len(part) == 3 and whole != "0":  # 1,000 mcg: a thousands separator
+        value = float(whole + part)
+    else:
+        value = float(amount.replace(",", "."))
+    return value * _MG_PER_UNIT[unit]
+
+
+@dataclass(frozen=True)
+class StrengthFloor:
+    """One concept's floor: its names (the concept's text terms) each followed by an amount."""
+
+    pattern: re.Pattern[str]
+    minimum_mg: float
+
+    @classmethod
+    def build(cls, terms: list[str], minimum_mg: float) -> "StrengthFloor":
+        names = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+        return cls(re.compile(rf"(?<![\w-])(?:{names})\s+{_AMOUNT}", re.IGNORECASE), minimum_mg)
+
+    def below(self, names: list[str]) -> bool:
+        """Every strength the names state is under the floor (and at least one is stated)."""
+        amounts = [_milligrams(m["amount"], m["unit"].lower()) for name in names for m in self.pattern.finditer(name)]
+        return bool(amounts) and all(a < self.minimum_mg for a in amounts)
+
+
+@dataclass(frozen=True)
+class ProductStrengths:
+    floors: dict[str, StrengthFloor]
+
+    def too_weak(self, concepts: set[str], names: list[str]) -> set[str]:
+        """Those of `concepts` the product's names state only below their floor."""
+        return {c for c in concepts if (floor := self.floors.get(c)) is not None and floor.below(names)}
