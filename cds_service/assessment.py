@@ -136,11 +136,14 @@ def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bo
     return on_maintenance(given, knowledge, today)
 
 
+DOSE_RECORDS = ("MedicationAdministration", "Procedure")  # a dose given: administered, or billed as an injection
+
+
 def on_maintenance(given: list[Fact], knowledge: Knowledge, today: date) -> bool:
     """An established series of B12 injections (pernicious anaemia maintenance, every 2-3 months):
     a patient a little overdue for the next dose is still on replacement, not one to re-test."""
     sup = knowledge.rule.suppressors
-    doses = sorted((f.when for f in given if f.resource_type == "MedicationAdministration" and f.when is not None
+    doses = sorted((f.when for f in given if f.resource_type in DOSE_RECORDS and f.when is not None
                     and 0 <= _days(f.when, today) <= sup.maintenance_window_days), reverse=True)
     return (len(doses) >= sup.maintenance_doses and _days(doses[0], today) <= sup.maintenance_latest_days
             and _days(doses[-1], doses[0]) >= sup.maintenance_min_span_days)  # a series, not one stay's doses

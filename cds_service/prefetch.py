@@ -31,7 +31,7 @@ ESSENTIAL_KEYS = frozenset({
 # leaves a key out or sends an OperationOutcome, the card says "not fully checked".
 CHECK_KEYS = {
     "results": ("b12Results",),
-    "therapy": ("medications", "medicationStatements", "b12Administrations"),
+    "therapy": ("medications", "medicationStatements", "b12Administrations", "procedures"),
     "orders": ("b12Orders",),
 }
 

@@ -24,6 +24,7 @@ SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.6.1": "http://loinc.org",
     "http://www.nlm.nih.gov/research/umls/rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm",
     "urn:oid:2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "urn:oid:2.16.840.1.113883.6.285": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",  # HCPCS Level II
     # the yes/no tables of HL7 v2, under their DSTU2/STU3 URLs and OIDs (symptom questions answered No)
     "http://hl7.org/fhir/v2/0136": "http://terminology.hl7.org/CodeSystem/v2-0136",
     "urn:oid:2.16.840.1.113883.12.136": "http://terminology.hl7.org/CodeSystem/v2-0136",
