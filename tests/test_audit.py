@@ -184,3 +184,36 @@ def test_a_record_the_database_refuses_as_data_is_dropped_alone(pg_server: Postg
         audit.stop()
         storage.close()
     assert sorted(r["hook_instance"] for r in audit_rows(settings)) == ["ok-1", "ok-2"]
+
+
+class _CountingStorage(Storage):
+    """A real SQLite Storage that counts the transactions the audit writer opens."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.batches: list[int] = []
+
+    def add_audit(self, rows: list[dict[str, Any]]) -> None:
+        self.batches.append(len(rows))
+        super().add_audit(rows)
+
+
+def test_records_arriving_together_are_written_in_few_transactions(tmp_path: Path) -> None:
+    """Cards returned at hundreds a second are gathered for a moment and written together (one
+    transaction each would cost the serving process), and stopping flushes what is queued."""
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key")
+    storage = _CountingStorage(settings)
+    audit = AuditLog(storage, b"k", "test", 1_000)
+    row = {"service_id": "b12-myalgia-patient-view", "hook_instance": "h", "variant": "test-b12",
+           "criteria": [], "knowledge_version": "test", "patient_hash": "0" * 64}
+    audit.start()
+    try:
+        for i in range(300):  # a steady stream (about 800 a second), as from a server under load
+            audit.queue.put({**row, "shown_at": naive_utc(datetime.now(UTC)), "card_uuid": f"card-{i}"})
+            time.sleep(0.001)
+    finally:
+        audit.stop()
+        storage.close()
+    assert audit.stats()["written"] == 300 and audit.stats()["dropped"] == 0
+    assert sum(storage.batches) == 300 and len(storage.batches) <= 30, storage.batches
+    assert len(audit_rows(settings)) == 300
