@@ -84,12 +84,18 @@ class FhirReader:
         path = query.split("?", 1)[0]
         expected = path.split("/", 1)[0] if "/" in path else "Bundle"
         search = base.rstrip("/") + "/" + query.lstrip("/")
-        url: str | None = search
+        first_url = search
         form: list[tuple[str, str]] | None = None
         if expected == "Bundle" and len(search) > MAX_GET_URL_CHARS:
             # FHIR search by POST [type]/_search: the long code lists would pass many servers' and
             # proxies' URL limits (IIS: 2,048) as a GET. Next links are followed by GET as given.
-            url, form = base.rstrip("/") + "/" + path.strip("/") + "/_search", parse_qsl(query.split("?", 1)[1], keep_blank_values=True)
+            first_url, form = base.rstrip("/") + "/" + path.strip("/") + "/_search", parse_qsl(query.split("?", 1)[1], keep_blank_values=True)
+        if not same_server.allows(first_url):
+            # A context value is percent-encoded into the path (Patient/{{context.patientId}}): an id
+            # such as ../admin becomes ..%2Fadmin, which a proxy or server decoding %2F resolves
+            # above the base. Every URL sent meets the rule a fhirServer and a next link meet.
+            return Fetched(failure="query leaves the FHIR server")
+        url: str | None = first_url
         first: dict[str, Any] | None = None
         pages = 0
         try:

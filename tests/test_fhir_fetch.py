@@ -453,6 +453,33 @@ def test_concurrent_calls_each_send_their_own_token(
         assert auth == f"Bearer tok-{patient}", path
 
 
+@pytest.mark.parametrize("patient_id", ["../../admin", "x/../../admin", "../", "Patient/../../admin"])
+def test_a_patient_id_cannot_lead_the_query_out_of_the_base(
+    patient_id: str, service: httpx.Client, edge: Edge, base: str
+) -> None:
+    """`Patient/{{context.patientId}}` with `../../admin` is sent as `Patient/..%2F..%2Fadmin`, which a
+    proxy or server decoding `%2F` (as the allow-list assumes one may) serves from `/admin`: the query
+    URL meets the fhirServer rule too, so nothing is sent and the token stays home."""
+    request = request_for(FIRES, base, drop=("patient",))
+    request["context"]["patientId"] = patient_id
+    request["fhirAuthorization"] = {"access_token": "secret-tok", "token_type": "Bearer", "subject": "ehr"}
+    response = service.post(SERVICE, json=request)
+    assert response.status_code == 412, response.text
+    assert response.json()["details"] == [{"key": "patient", "reason": "query leaves the FHIR server"}]
+    assert edge.log == []
+
+
+def test_a_patient_id_with_dots_inside_is_still_read(service: httpx.Client, edge: Edge, base: str) -> None:
+    """FHIR ids may hold dots: only a `.` or `..` segment is refused, never `pt.01..v2`."""
+    patient = "pt.01..v2"
+    request = json.loads(json.dumps(request_for(FIRES, base, drop=("patient",))).replace('"pt-01"', f'"{patient}"')
+                         .replace("Patient/pt-01", f"Patient/{patient}"))
+    edge.handlers[f"/fhir/Patient/{patient}"] = pages({"resourceType": "Patient", "id": patient, "birthDate": "1950-01-01"})
+    response = service.post(SERVICE, json=request)
+    assert response.status_code == 200 and len(response.json()["cards"]) == 1, response.text
+    assert [p for p, _, _ in edge.log] == [f"/fhir/Patient/{patient}"]
+
+
 def test_a_non_ascii_token_is_a_412_not_a_500(service: httpx.Client, edge: Edge, base: str) -> None:
     request = request_for(FIRES, base, drop=("conditions",))
     request["fhirAuthorization"] = {"access_token": "tøken", "token_type": "Bearer", "subject": "ehr"}
