@@ -35,8 +35,11 @@ def parse_base(url: str) -> Base | None:
     if scheme not in _DEFAULT_PORTS or not host or parts.username is not None or parts.password or "#" in url:
         return None
     # Servlet containers (Tomcat under HAPI FHIR) drop ";params" before resolving dot segments.
-    segments = [seg.split(";", 1)[0] for seg in unquote(parts.path).split("/")]
-    if any(seg in (".", "..") for seg in segments) or "\\" in parts.path:
+    # A backslash is refused written or percent-encoded (%5C): servers that decode it take it for a
+    # "/" (IIS), so "..%5Cadmin" would be a dot segment there.
+    path = unquote(parts.path)
+    segments = [seg.split(";", 1)[0] for seg in path.split("/")]
+    if any(seg in (".", "..") for seg in segments) or "\\" in path:
         return None
     return Base(scheme, host, port or _DEFAULT_PORTS[scheme], parts.path.rstrip("/"))
 

@@ -93,6 +93,11 @@ def test_urls_under_the_base_are_allowed(url: str) -> None:
     BASE + "\\..\\admin",
     BASE + "/..\\admin",
     BASE + "/Patient\\1",
+    BASE + "/..%5Cadmin",  # a backslash percent-encoded: a server that decodes it may take it for "/"
+    BASE + "/..%5cadmin",
+    BASE + "/%2e%2e%5Cadmin",
+    BASE + "/Patient/..%5C..%5C..%5Cadmin",
+    BASE + "/Patient%5C1",
     # fragments
     BASE + "#frag",
     BASE + "/Patient/1#/../../admin",

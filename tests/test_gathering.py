@@ -323,6 +323,7 @@ def test_unreachable_server_is_412(knowledge: Knowledge, fhir_state: FhirState) 
     "{base}?",
     "{base}#",
     "{base}/..;/admin",
+    "{base}/..%5Cadmin",
     "https://[ehr.example.org]/fhir",
     "file:///etc/passwd",
 ])
