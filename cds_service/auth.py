@@ -7,7 +7,6 @@ present, must be `JWT`; `exp - iat` may not pass CDS_JWT_MAX_LIFETIME_SECONDS (a
 """
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import httpx
 import jwt
+import orjson
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -126,7 +126,7 @@ class JwksSource:
         if self.is_url:
             return None
         try:
-            raw = json.loads(Path(self.location).read_text(encoding="utf-8"))
+            raw = orjson.loads(Path(self.location).read_bytes())
         except OSError as exc:
             return exc.strerror or type(exc).__name__
         except ValueError:
@@ -134,12 +134,14 @@ class JwksSource:
         return None if self._usable_keys(raw)[0] else "no usable signing key (EC or RSA with a kid)"
 
     async def _read(self, client: httpx.AsyncClient | None) -> dict[str, Any]:
+        # orjson, not json: JSON nested past 1024 levels is a ValueError, where json's RecursionError
+        # escaped every handler and answered 500
         if not self.is_url:
-            data = json.loads(Path(self.location).read_text(encoding="utf-8"))
+            data = orjson.loads(Path(self.location).read_bytes())
         elif client is not None:
             response = await client.get(self.location, timeout=JWKS_FETCH_TIMEOUT)
             response.raise_for_status()
-            data = response.json()
+            data = orjson.loads(response.content)
         else:
             async with httpx.AsyncClient(follow_redirects=False) as own:
                 return await self._read(own)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cds_service.app import create_app
@@ -282,16 +282,19 @@ class FlakyJwksHost:
 
     def __init__(self, keys: list[dict[str, Any]]) -> None:
         self.keys, self.status, self.stall, self.hits = keys, 200, False, 0
+        self.body: bytes | None = None  # answered as is, in place of the keys
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/.well-known/jwks.json"
         self.live: LiveServer | None = None
 
-    async def jwks(self, _: Request) -> JSONResponse:
+    async def jwks(self, _: Request) -> Response:
         self.hits += 1
         while self.stall:
             await asyncio.sleep(0.05)
         if self.status != 200:
             return JSONResponse({"error": "down"}, status_code=self.status)
+        if self.body is not None:
+            return Response(self.body, media_type="application/json")
         return JSONResponse({"keys": self.keys})
 
     def start(self) -> None:
@@ -390,6 +393,40 @@ def test_jwks_down_at_start_is_401_then_works_once_up(
         time.sleep(REFRESH + 0.1)
         assert timed_call(live, signed())[0].status_code == 200
         assert flaky_jwks.hits == 1
+
+
+NESTED = b'{"keys": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # past any JSON parser's depth
+
+
+def test_a_jwks_of_deeply_nested_json_is_a_401_and_keeps_the_cached_keys(
+    flaky_jwks: FlakyJwksHost, knowledge: Knowledge, keys: dict[str, Any]
+) -> None:
+    """Python's json raised RecursionError on it, which no handler caught: every token with a new
+    kid answered 500. Now it is one more JWKS that cannot be read."""
+    host = flaky_jwks
+    host.start()
+    settings = Settings(trusted_issuers={URL_ISS: host.url}, jwks_refresh_seconds=REFRESH)  # type: ignore[dict-item]
+    with LiveServer(create_app(settings, knowledge)) as live:
+        def signed(kid: str) -> str:
+            return token(keys[kid], live.url + "/cds-services", iss=URL_ISS, kid=kid, alg="RS256")
+
+        assert timed_call(live, signed(RSA_KID))[0].status_code == 200
+        host.body = NESTED
+        time.sleep(REFRESH + 0.1)
+        hits = host.hits
+        assert_invalid_token(timed_call(live, signed(LATE_KID))[0])
+        assert host.hits == hits + 1
+        assert timed_call(live, signed(RSA_KID))[0].status_code == 200
+
+
+def test_a_jwks_file_of_deeply_nested_json_is_named_at_start_not_a_crash(
+    knowledge: Knowledge, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_bytes(NESTED)
+    with caplog.at_level(logging.ERROR):
+        create_app(Settings(data_dir=tmp_path, trusted_issuers={FILE_ISS: str(path)}), knowledge)  # type: ignore[dict-item]
+    assert "not a JSON file" in caplog.text
 
 
 def test_jwks_reload_keeps_good_keys_through_empty_or_partly_broken_sets(tmp_path: Path, keys: dict[str, Any]) -> None:
