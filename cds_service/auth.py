@@ -34,6 +34,7 @@ MIN_RSA_BITS = 2048  # RFC 7518 3.3
 REPLAY_PURGE_SECONDS = 60.0
 MAX_TOKEN_CHARS = 16_384  # far above any real CDS Hooks JWT; larger is refused before decoding
 JWKS_FETCH_TIMEOUT = 3.0
+MAX_JWKS_BYTES = 1_000_000  # a real JWKS is a few KB; larger is refused while it streams
 _DESCRIPTIONS: dict[type[Exception], str] = {
     jwt.ExpiredSignatureError: "token expired",
     jwt.ImmatureSignatureError: "token not yet valid",
@@ -139,9 +140,20 @@ class JwksSource:
         if not self.is_url:
             data = orjson.loads(Path(self.location).read_bytes())
         elif client is not None:
-            response = await client.get(self.location, timeout=JWKS_FETCH_TIMEOUT)
-            response.raise_for_status()
-            data = orjson.loads(response.content)
+            # Streamed and capped: read whole, a JWKS of gigabytes (or a gzip bomb) filled memory and
+            # held the event loop parsing it, well past JWKS_FETCH_TIMEOUT, which bounds only the awaits.
+            body = bytearray()
+            async with client.stream("GET", self.location, timeout=JWKS_FETCH_TIMEOUT) as response:
+                response.raise_for_status()
+                if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+                    # identity was asked for (fhir_fetch.new_client): one compressed chunk could inflate
+                    # to a thousand times its size before any count
+                    raise ValueError("compressed JWKS")
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise ValueError("JWKS larger than MAX_JWKS_BYTES")
+            data = orjson.loads(body)
         else:
             async with httpx.AsyncClient(follow_redirects=False) as own:
                 return await self._read(own)

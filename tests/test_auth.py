@@ -2,14 +2,16 @@
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import hmac
 import json
 import logging
 import threading
 import time
+import tracemalloc
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from cds_service.app import create_app
-from cds_service.auth import JWKS_FETCH_TIMEOUT
+from cds_service.auth import JWKS_FETCH_TIMEOUT, MAX_JWKS_BYTES
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from tests.conftest import LiveServer, _free_port, load_scenario
@@ -417,6 +419,53 @@ def test_a_jwks_of_deeply_nested_json_is_a_401_and_keeps_the_cached_keys(
         assert_invalid_token(timed_call(live, signed(LATE_KID))[0])
         assert host.hits == hits + 1
         assert timed_call(live, signed(RSA_KID))[0].status_code == 200
+
+
+class HugeJwksHost:
+    """A JWKS of `size` bytes streamed in 64 KiB chunks, or sent as a gzip bomb (compressed once,
+    here) that inflates to it; `sent` counts the streamed bytes that went out before the client
+    hung up."""
+
+    def __init__(self, size: int, gzipped: bool = False) -> None:
+        self.size, self.sent = size, 0
+        self.bomb = gzip.compress(b'{"keys": [], "pad": "' + b"x" * size + b'"}', 1) if gzipped else None
+
+    async def jwks(self, request: Request) -> Response:
+        if self.bomb is not None:
+            return Response(self.bomb, media_type="application/json", headers={"Content-Encoding": "gzip"})
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"keys": [], "pad": "'
+            while self.sent < self.size:
+                if await request.is_disconnected():
+                    return
+                self.sent += 65536
+                yield b"x" * 65536
+            yield b'"}'
+
+        return StreamingResponse(chunks(), media_type="application/json")
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["streamed", "gzip bomb"])
+def test_a_huge_jwks_is_refused_while_it_streams(gzipped: bool, knowledge: Knowledge, keys: dict[str, Any]) -> None:
+    """Read whole, a JWKS of hundreds of MB took gigabytes of memory and held the worker seconds past
+    the fetch timeout (parsing is CPU no timeout cancels). Now it stops at MAX_JWKS_BYTES, and a
+    compressed one (identity was asked for) is never inflated: a quick 401."""
+    host = HugeJwksHost(100_000_000 if gzipped else 500_000_000, gzipped)
+    with LiveServer(Starlette(routes=[Route("/jwks.json", host.jwks)])) as jwks_live:
+        settings = Settings(trusted_issuers={URL_ISS: jwks_live.url + "/jwks.json"})  # type: ignore[dict-item]
+        with LiveServer(create_app(settings, knowledge)) as live:
+            tok = token(keys[RSA_KID], live.url + "/cds-services", iss=URL_ISS, kid=RSA_KID, alg="RS256")
+            tracemalloc.start()  # the service runs in this process: its allocations are counted too
+            try:
+                refused, took = timed_call(live, tok)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+    assert_invalid_token(refused)
+    assert took < 1
+    assert peak < 20 * MAX_JWKS_BYTES, peak  # never held past the cap, streamed or inflated
+    assert host.sent < 20 * MAX_JWKS_BYTES  # the read stopped near the cap (socket buffers hold the rest)
 
 
 def test_a_jwks_file_of_deeply_nested_json_is_named_at_start_not_a_crash(
