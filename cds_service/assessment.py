@@ -78,9 +78,14 @@ class Assessment:
         return out
 
 
-def format_value(value: float) -> str:
-    """A lab value as clinicians read it: one decimal, two below 10 (an MMA of 0.62 against 0.45)."""
-    return f"{round(value, 2 if abs(value) < 10 else 1):g}"
+def format_value(value: float, apart_from: float | None = None) -> str:
+    """A lab value as clinicians read it: one decimal, two below 10 (an MMA of 0.62 against 0.45).
+    Beside the threshold it crossed (`apart_from`), as many more decimals as keep the two apart: an
+    MMA of 451 nmol/L is 0.451 µmol/L, not 0.45, against "> 0.45 µmol/L"."""
+    digits = 2 if abs(value) < 10 else 1
+    while apart_from is not None and value != apart_from and round(value, digits) == round(apart_from, digits) and digits < 6:
+        digits += 1
+    return f"{round(value, digits):g}"
 
 
 def _days(since: date, today: date) -> int:

@@ -56,9 +56,10 @@ def _last_result(last: Fact, k: Knowledge) -> str:
         test=result_test_label(last, k), value=result_text(last, k), date=when_text(last, k))
 
 
-def result_text(fact: Fact, k: Knowledge) -> str:
+def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str:
     """A lab result as the card shows it: "below 200.5 pg/mL (flagged low by the lab)". Comparators
-    are written as words, so no `<` reaches markdown that renders raw HTML."""
+    are written as words, so no `<` reaches markdown that renders raw HTML. Shown beside a threshold
+    (in the canonical unit), the converted value keeps the decimals that tell it from the threshold."""
     words = k.wording.result
     censored = words.censored.get(fact.comparator or "", "")  # type: ignore[call-overload]
     reported = None
@@ -72,7 +73,7 @@ def result_text(fact: Fact, k: Knowledge) -> str:
             text = (words.unconverted if fact.reported_unit else words.no_unit).format(value=reported)
     else:
         shown = k.units[fact.concept].shown
-        text = f"{censored} {format_value(fact.value)} {shown}".lstrip()
+        text = f"{censored} {format_value(fact.value, threshold)} {shown}".lstrip()
         same_unit = (fact.reported_unit or "").casefold() in (shown.casefold(), k.units[fact.concept].canonical_unit.casefold())
         if reported and not same_unit:
             text = words.converted.format(reported=reported, converted=text)
@@ -92,7 +93,7 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
     first = ev.facts[0] if ev.facts else None
     if first is not None and first.value is not None and first.concept in k.units:
         unit = k.units[first.concept].shown  # a converted lab value: canonical unit
-        line = f"- **{ev.label}**: {result_text(first, k)} on {when_text(first, k)}"
+        line = f"- **{ev.label}**: {result_text(first, k, ev.threshold)} on {when_text(first, k)}"
         if ev.threshold is not None:
             line += f" ({ev.comparator} {ev.threshold:g} {unit})"
         return f"{line}. {ev.note}" if ev.note else line
@@ -188,10 +189,10 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     ):
         last = assessment.last_b12
         unit = k.units[last.concept].shown
-        threshold = f"{k.rule.b12_result.bands[last.concept].deficient_below:g} {unit}"
+        cut_off = k.rule.b12_result.bands[last.concept].deficient_below
         label = k.concepts[last.concept].label  # total or active B12
-        below = w.phrases["deficientBelow"].format(threshold=threshold)
-        out += ["", f"**{h['latestB12']}**", f"- **{label}**: {result_text(last, k)} on {when_text(last, k)} ({below})"]
+        below = w.phrases["deficientBelow"].format(threshold=f"{cut_off:g} {unit}")
+        out += ["", f"**{h['latestB12']}**", f"- **{label}**: {result_text(last, k, cut_off)} on {when_text(last, k)} ({below})"]
     if assessment.variant == "lapsed-treatment":
         out += ["", f"**{h['treatmentSince']}**"] + [
             f"- {fact_line(f, k)}" + (f" — {k.wording.course_ended.format(date=f.until.isoformat())}" if f.until else "")
