@@ -591,7 +591,8 @@ def _confounders(
             continue
         note = cf.advice
         if cf.recent_start_days is not None:
-            anchor = complaint.when or today
+            # the earliest complaint on record: a statin begun after the aches did not start them
+            anchor = first_complaint or complaint.when or today
             starts = ([course_start(facts.courses(cf.concept or ""), knowledge, today)] if cf.kind == "medication"
                       else [f.when for f in found])
             recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
