@@ -236,13 +236,16 @@ def b12_band(fact: Fact, bands: ResultBands) -> Band:
     return "indeterminate"
 
 
+def _latest_result(facts: PatientFacts, lab: str, lookback: int, today: date) -> Fact | None:
+    return newest([f for f in facts.of(lab) if f.value is not None and within(f, lookback, today)])
+
+
 def _lab_evidence(
     facts: PatientFacts, lab: str, comparator: str, threshold: float, lookback: int,
     today: date, ev_id: str, label: str,
 ) -> Evidence | None:
     """The latest result within the look-back, if it crosses the threshold."""
-    recent = [f for f in facts.of(lab) if f.value is not None and within(f, lookback, today)]
-    latest = newest(recent)
+    latest = _latest_result(facts, lab, lookback, today)
     if latest is None or not crosses(latest, comparator, threshold):
         return None
     return Evidence(ev_id, label, (latest,), comparator=comparator, threshold=threshold)
@@ -273,6 +276,17 @@ def _taken_in_pregnancy(result: Fact, facts: PatientFacts, knowledge: Knowledge,
 
 def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
     return "pregnant" if _pregnancies(facts, knowledge, today) else facts.sex
+
+
+def _group_when_taken(result: Fact | None, group: str, facts: PatientFacts, knowledge: Knowledge) -> str:
+    """The patient's group when a result was taken: pregnant too when it fell inside a pregnancy that
+    has since ended (its onset to its recorded end), whose thresholds (Hb 11.0) it must be read by."""
+    if group == "pregnant" or result is None or result.when is None:
+        return group
+    ended = facts.ended.get(knowledge.rule.pregnancy.concept, [])
+    taken = result.when
+    inside = any(p.when is not None and p.until is not None and p.when <= taken <= p.until for p in ended)
+    return "pregnant" if inside else group
 
 
 def _indeterminate_sign(last: Fact, knowledge: Knowledge) -> Evidence:
@@ -522,7 +536,8 @@ def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evid
                 ev = replace(ev, measured_since=_measured_since(facts, knowledge, target, ev))
             out.append(ev)
     for sign in rule.lab_signs:
-        lab_ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, group),
+        taken_as = _group_when_taken(_latest_result(facts, sign.lab, sign.lookback_days, today), group, facts, knowledge)
+        lab_ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, taken_as),
                                sign.lookback_days, today, sign.id, sign.label)
         if lab_ev:
             out.append(lab_ev)
