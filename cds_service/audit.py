@@ -6,6 +6,7 @@ past the bound a record is dropped, counted and logged, so the hook call never w
 the database. Patient ids are stored only as HMAC-SHA256 under a key kept out of the data.
 """
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -15,6 +16,7 @@ import secrets
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DataError, SQLAlchemyError
@@ -33,25 +35,45 @@ BATCH_LINGER_SECONDS = 0.05
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
 
 
+class HashKeyError(Exception):
+    """The patient-hash key file is there but holds no key (it is never replaced: that would
+    change every hash already stored)."""
+
+
 def hash_key(settings: Settings) -> bytes:
     """CDS_PATIENT_HASH_KEY, else a random key kept in data_dir (created once, mode 0600)."""
     if settings.patient_hash_key is not None:
         return settings.patient_hash_key.get_secret_value().encode()
     path = settings.data_dir / KEY_FILE
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_text().strip()
-    else:
-        key = secrets.token_hex(32)
-        with os.fdopen(fd, "w") as f:
-            f.write(key + "\n")
+    if not path.exists():
+        _create_key_file(path)
+    key = path.read_text().strip()
+    if not key:
+        raise HashKeyError(f"{path} is empty: remove it to have a new key made (earlier hashes will not match), "
+                           "or set CDS_PATIENT_HASH_KEY")
     log.warning(
         "CDS_PATIENT_HASH_KEY is not set: patient hashes use the key file in the data directory; "
         "set the variable so that hashes agree across hosts"
     )
     return key.encode()
+
+
+def _create_key_file(path: Path) -> None:
+    """Write the key whole under a private name, then link it into place. Workers that start
+    together find either no file or the whole key, never a file created but not yet written
+    (which, read as an empty key, hashed patient ids under no secret at all)."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another process linked its key first: that one is the key
+            os.link(draft, path)
+    finally:
+        draft.unlink()
 
 
 def patient_hash(key: bytes, patient_id: str) -> str:

@@ -15,6 +15,7 @@ import orjson
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from cds_service.audit import HashKeyError
 from cds_service.auth import Authenticator
 from cds_service.contract import HOOK_SERVICES
 from cds_service.errors import BadRequest, CdsError
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(args.request, args.service)
     except ConfigurationError as exc:
         print(f"cds-service: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except HashKeyError as exc:
+        print(f"cds-service: configuration error: CDS_DATA_DIR: {exc}", file=sys.stderr)
         return 2
     except (ValidationError, SettingsError) as exc:
         print(f"cds-service: configuration error: {_settings_problem(exc)}", file=sys.stderr)

@@ -82,6 +82,54 @@ def test_generated_hash_key_is_kept_in_data_dir(tmp_path: Path, knowledge: Knowl
     assert (tmp_path / "patient-hash.key").stat().st_mode & 0o777 == 0o600
 
 
+# A worker process: reads a data directory per line, answers with the key hash_key() gives there.
+_KEY_READER = """
+import sys
+from pathlib import Path
+from cds_service.audit import hash_key
+from cds_service.settings import Settings
+print("ready", flush=True)
+for line in sys.stdin:
+    print(hash_key(Settings(data_dir=Path(line.strip()))).hex(), flush=True)
+"""
+
+
+def test_workers_starting_together_share_one_generated_key(tmp_path: Path) -> None:
+    """`serve --workers N` starts N processes that each read (or make) the key file at once. Before,
+    one could open the file another had just created and not yet written, and hash every patient
+    id of its life under an empty key: guessable, and unlike its sibling's hashes."""
+    env = {k: v for k, v in os.environ.items() if k != "CDS_PATIENT_HASH_KEY"}
+    workers = [subprocess.Popen([sys.executable, "-c", _KEY_READER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, env=env) for _ in range(6)]
+    try:
+        assert all(w.stdout and w.stdout.readline().strip() == "ready" for w in workers)
+        for attempt in range(30):
+            data_dir = tmp_path / f"start-{attempt}"
+            for w in workers:  # every process is told at (nearly) the same moment
+                assert w.stdin
+                w.stdin.write(f"{data_dir}\n")
+                w.stdin.flush()
+            keys = {w.stdout.readline().strip() for w in workers if w.stdout}
+            assert len(keys) == 1 and "" not in keys, f"start {attempt}: {len(keys)} different keys"
+            assert bytes.fromhex(keys.pop()).decode() == (data_dir / "patient-hash.key").read_text().strip()
+            assert [p.name for p in data_dir.iterdir()] == ["patient-hash.key"]  # no draft left behind
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait()
+
+
+def test_an_empty_key_file_stops_the_service_instead_of_hashing_with_no_key(tmp_path: Path) -> None:
+    (tmp_path / "patient-hash.key").write_text("")
+    env = {**os.environ, "CDS_DATA_DIR": str(tmp_path)}
+    env.pop("CDS_PATIENT_HASH_KEY", None)
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "serve", "--port", "0"], env=env, timeout=60,
+                          check=False, capture_output=True, text=True)
+    assert proc.returncode == 2
+    [line] = [ln for ln in proc.stderr.splitlines() if not ln.startswith("{")]  # one line besides the JSON log
+    assert line.startswith("cds-service: configuration error: CDS_DATA_DIR: ") and "patient-hash.key is empty" in line
+
+
 def test_database_outage_never_fails_a_hook_call(
     pg_server: PostgresServer, tmp_path: Path, knowledge: Knowledge
 ) -> None:
