@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
+from cds_service.errors import ConfigurationError
 from cds_service.evaluation import Evaluation
 from cds_service.settings import Settings
 from cds_service.storage import Storage, storable
@@ -35,7 +36,7 @@ BATCH_LINGER_SECONDS = 0.05
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
 
 
-class HashKeyError(Exception):
+class HashKeyError(ConfigurationError):
     """The patient-hash key file is there but holds no key (it is never replaced: that would
     change every hash already stored)."""
 
@@ -44,18 +45,24 @@ def hash_key(settings: Settings) -> bytes:
     """CDS_PATIENT_HASH_KEY, else a random key kept in data_dir (created once, mode 0600)."""
     if settings.patient_hash_key is not None:
         return settings.patient_hash_key.get_secret_value().encode()
-    path = settings.data_dir / KEY_FILE
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        _create_key_file(path)
-    key = path.read_text().strip()
-    if not key:
-        raise HashKeyError(f"{path} is empty: remove it to have a new key made (earlier hashes will not match), "
-                           "or set CDS_PATIENT_HASH_KEY")
+    key = key_file(settings.data_dir)
     log.warning(
         "CDS_PATIENT_HASH_KEY is not set: patient hashes use the key file in the data directory; "
         "set the variable so that hashes agree across hosts"
     )
+    return key
+
+
+def key_file(data_dir: Path) -> bytes:
+    """The key kept in `data_dir`, made on first use."""
+    path = data_dir / KEY_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        _create_key_file(path)
+    key = path.read_text().strip()
+    if not key:
+        raise HashKeyError(f"CDS_DATA_DIR: {path} is empty: remove it to have a new key made (earlier hashes will not match), "
+                           "or set CDS_PATIENT_HASH_KEY")
     return key.encode()
 
 

@@ -15,10 +15,9 @@ import orjson
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from cds_service.audit import HashKeyError
 from cds_service.auth import Authenticator
 from cds_service.contract import HOOK_SERVICES
-from cds_service.errors import BadRequest, CdsError
+from cds_service.errors import BadRequest, CdsError, ConfigurationError
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
 from cds_service.gathering import Fetcher, complete_prefetch
 from cds_service.knowledge import Knowledge, KnowledgeError, load_knowledge
@@ -60,11 +59,28 @@ def _serve(host: str, port: int, workers: int) -> int:
     problems = Authenticator(settings).jwks_file_problems()
     if problems:  # a wrong path would otherwise surface only as a 401 on every call
         raise ConfigurationError("CDS_TRUSTED_ISSUERS " + "; ".join(problems))
+    _check_storage(settings)
     uvicorn.run(
         "cds_service.app:serve_app", factory=True, host=host, port=port, workers=workers,
         log_level=settings.log_level.lower(), access_log=False, log_config=None,
     )
     return 0
+
+
+def _check_storage(settings: Settings) -> None:
+    """What every worker's app would fail on, found once before any starts: under --workers N,
+    uvicorn restarts a worker that fails to start, forever, and the service never stops. No
+    connection is made (a database that is down does not stop the service)."""
+    from cds_service.audit import key_file
+    from cds_service.storage import create_db_engine
+
+    try:
+        create_db_engine(settings).dispose()
+        if settings.patient_hash_key is None:
+            key_file(settings.data_dir)
+    except OSError as exc:
+        raise ConfigurationError(f"CDS_DATA_DIR: {exc.strerror or type(exc).__name__}: {exc.filename or settings.data_dir}") \
+            from None
 
 
 def _evaluate(path: str, service_id: str | None) -> int:
@@ -144,10 +160,6 @@ async def _complete(
         return await complete_prefetch(service, data, fetcher, knowledge, now.date())
 
 
-class ConfigurationError(Exception):
-    """A CDS_ setting that parses but cannot work (a JWKS file that gives no key)."""
-
-
 def _settings_problem(exc: ValidationError | SettingsError) -> str:
     """Which CDS_ setting is wrong and why, without echoing its value (it may be a secret)."""
     if isinstance(exc, SettingsError):  # a value that is not the JSON the setting needs
@@ -178,9 +190,6 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(args.request, args.service)
     except ConfigurationError as exc:
         print(f"cds-service: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except HashKeyError as exc:
-        print(f"cds-service: configuration error: CDS_DATA_DIR: {exc}", file=sys.stderr)
         return 2
     except (ValidationError, SettingsError) as exc:
         print(f"cds-service: configuration error: {_settings_problem(exc)}", file=sys.stderr)

@@ -9,6 +9,11 @@ from starlette.responses import Response
 ErrorResponder = Callable[[int, str, str, list[dict[str, Any]] | None, dict[str, str] | None], Response]
 
 
+class ConfigurationError(Exception):
+    """A CDS_ setting that parses but cannot work; the message starts with the setting's name and
+    never quotes a secret. `cds-service` prints it on one line and exits 2."""
+
+
 class CdsError(Exception):
     """Base: an HTTP status, a short machine-readable code and a plain message."""
 

@@ -38,7 +38,7 @@ class TrustedIssuer(BaseModel):
 class Settings(BaseSettings):
     """Validated service settings; every field is documented in the README."""
 
-    model_config = SettingsConfigDict(env_prefix="CDS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CDS_", extra="ignore", allow_inf_nan=False)  # inf: no bound at all
 
     cards_dir: Path | None = Field(
         default=None,

@@ -19,8 +19,9 @@ from alembic.config import Config
 from filelock import FileLock
 from sqlalchemy import Engine, Table, create_engine, delete, event, insert, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 
+from cds_service.errors import ConfigurationError
 from cds_service.settings import Settings
 from cds_service.tables import card_audit, card_feedback, token_use
 
@@ -31,11 +32,19 @@ MIGRATION_LOCK_TIMEOUT = 60.0  # seconds; a migration is a handful of DDL statem
 TOKEN_PURGE_SECONDS = 60.0  # how often expired token ids are deleted
 
 
+class DatabaseUrlError(ConfigurationError):
+    """CDS_DATABASE_URL cannot make an engine: not a URL, or a database with no driver installed.
+    The message never quotes the URL (it may hold a password)."""
+
+
 def database_url(settings: Settings) -> URL:
     """The configured URL; a bare `postgresql://` means psycopg 3, the driver we ship."""
     if not settings.database_url:
         return make_url(f"sqlite:///{(settings.data_dir / 'cds.sqlite3').resolve()}")
-    url = make_url(settings.database_url)
+    try:
+        url = make_url(settings.database_url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise DatabaseUrlError("CDS_DATABASE_URL: not a database URL (dialect://user:password@host:port/database)") from None
     return url.set(drivername="postgresql+psycopg") if url.drivername == "postgresql" else url
 
 
@@ -52,7 +61,16 @@ def storable(text: str | None) -> str | None:
 
 
 def create_db_engine(settings: Settings) -> Engine:
+    """The engine (no connection is opened yet); DatabaseUrlError when the URL cannot make one."""
     url = database_url(settings)
+    try:
+        return _engine(url, settings)
+    except (NoSuchModuleError, ImportError):
+        raise DatabaseUrlError(f"CDS_DATABASE_URL: no driver for {url.drivername} is installed (postgresql:// uses psycopg 3, "
+                               "which is shipped)") from None
+
+
+def _engine(url: URL, settings: Settings) -> Engine:
     timeout = settings.db_timeout
     if url.get_backend_name() == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)

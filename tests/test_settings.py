@@ -35,6 +35,12 @@ def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.
     ({"CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": "http://ehr.example.org/jwks"}'}, "CDS_TRUSTED_ISSUERS"),
     ({"CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": {"jwks": "https://ehr.example.org/jwks", "fhirServers": ["fhir"]}}'},
      "CDS_TRUSTED_ISSUERS"),
+    ({"CDS_DB_TIMEOUT": "inf"}, "CDS_DB_TIMEOUT"),  # no bound at all; on PostgreSQL it was an OverflowError
+    ({"CDS_REQUEST_DEADLINE_SECONDS": "nan"}, "CDS_REQUEST_DEADLINE_SECONDS"),
+    ({"CDS_DATABASE_URL": "short-secret"}, "CDS_DATABASE_URL"),
+    ({"CDS_DATABASE_URL": "postgresql://cds:short-secret@db.example.org:port/cds"}, "CDS_DATABASE_URL"),
+    ({"CDS_DATABASE_URL": "mysql://cds:short-secret@db.example.org/cds"}, "CDS_DATABASE_URL"),
+    ({"CDS_DATABASE_URL": "postgresql+nosuchdriver://cds:short-secret@db.example.org/cds"}, "CDS_DATABASE_URL"),
 ])
 def test_a_wrong_setting_is_one_line_naming_it_not_a_traceback(env: dict[str, str], named: str, tmp_path: Path) -> None:
     done = run_cli(["report"], env, tmp_path)
@@ -49,3 +55,20 @@ def test_serve_refuses_to_start_with_a_jwks_file_that_gives_no_key(tmp_path: Pat
         done = run_cli(["serve", "--port", "0"], {"CDS_TRUSTED_ISSUERS": json.dumps({"https://ehr.example.org": jwks})}, tmp_path)
         assert done.returncode == 2, done.stderr
         assert "CDS_TRUSTED_ISSUERS https://ehr.example.org: JWKS file" in done.stderr and why in done.stderr
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"CDS_DATABASE_URL": "mysql://cds:short-secret@db.example.org/cds"}, "CDS_DATABASE_URL: no driver for mysql"),
+    ({"CDS_DATABASE_URL": "postgresql://cds:short-secret@db.example.org:port/cds"}, "CDS_DATABASE_URL: not a database URL"),
+    ({"CDS_DATA_DIR": "/proc/no-such-dir"}, "CDS_DATA_DIR: No such file or directory: /proc/no-such-dir"),
+])
+def test_serve_with_workers_stops_at_a_wrong_setting_instead_of_restarting_workers_forever(
+    env: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    """These surfaced only in each worker's app factory: under --workers 2 uvicorn restarted the
+    failed workers twice a second, a traceback each time, and the command never ended."""
+    done = run_cli(["serve", "--port", "0", "--workers", "2"], env, tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("{")]  # besides the JSON log
+    assert errors == [f"cds-service: configuration error: {named}" + errors[0].split(named, 1)[1]] if errors else False
+    assert "short-secret" not in done.stderr and "Traceback" not in done.stderr
