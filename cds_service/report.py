@@ -103,6 +103,7 @@ def build_report(engine: Engine, since: date | None = None, until: date | None =
                 target.overrideReasons[reason] = target.overrideReasons.get(reason, 0) + count
     for item in rows.values():
         item.acceptanceRate = round(item.accepted / item.shown, 4) if item.shown else None
+        item.overrideReasons = dict(sorted(item.overrideReasons.items()))  # not in the database's grouping order
     return Report(since=since, until=until, rows=[rows[k] for k in sorted(rows)])
 
 

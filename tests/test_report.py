@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from cds_service.cli import main
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from tests.conftest import LiveServer, load_scenario
+from tests.postgres import PostgresServer
 from tests.test_audit import FIRES, SERVICE, wait_for_audit
 
 
@@ -125,6 +127,36 @@ def test_feedback_counts_under_the_service_that_returned_the_card(
     found = [(r["service"], r["variant"] == "unknown-card", r["shown"], r["accepted"], r["overridden"])
              for r in json.loads(out)["rows"]]
     assert found == [(other, True, 0, 0, 1), (SERVICE, False, 1, 1, 0)]
+
+
+def test_sqlite_and_postgresql_print_the_same_json_report(
+    pg_server: PostgresServer, tmp_path: Path, knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same cards and feedback give the same bytes on either database. Before, the override
+    reasons came in the order each database grouped them (PostgreSQL put '(no reason given)' last,
+    SQLite first), so a diff of two reports, or of one report before and after a migration, showed
+    changes where there were none."""
+    system = "https://b12-cds.example.org/fhir/CodeSystem/override-reason"
+    outputs = []
+    for url in (None, pg_server.new_database()):
+        settings = Settings(data_dir=tmp_path / ("pg" if url else "sqlite"), database_url=url,
+                            patient_hash_key="test-patient-hash-key")
+        with LiveServer(create_app(settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
+            cards = [client.post(f"/cds-services/{SERVICE}", json=load_scenario(FIRES)["request"]).json()["cards"][0]
+                     for _ in range(4)]
+            wait_for_audit(client, 4)
+            reasons = [{"overrideReason": {"reason": {"system": system, "code": code}}}
+                       for code in ("patient-declined", "other-cause")] + [{}, {}]
+            for card, reason in zip(cards, reasons, strict=True):
+                body = feedback(card["uuid"], "overridden", "2026-11-25T10:00:00Z", **reason)
+                assert client.post(f"/cds-services/{SERVICE}/feedback", json=body).status_code == 200
+        monkeypatch.delenv("CDS_DATABASE_URL", raising=False)
+        outputs.append(run(settings, monkeypatch, capsys, "report", "--json")[1])
+    assert outputs[0] == outputs[1]
+    [row] = json.loads(outputs[0])["rows"]
+    assert list(row["overrideReasons"].items()) == [
+        ("(no reason given)", 2), (f"{system}|other-cause", 1), (f"{system}|patient-declined", 1)]
 
 
 def test_report_on_a_database_never_upgraded_says_so(
