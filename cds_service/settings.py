@@ -106,6 +106,14 @@ class Settings(BaseSettings):
 
     _allowed = field_validator("fhir_allowed_servers")(_fhir_bases)
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_is_a_url(cls, value: str | None) -> str | None:
+        """The JWT aud is this plus the path: without a scheme or with a query, no token could match."""
+        if value is not None and (not is_usable_base(value) or "?" in value or value != value.strip()):
+            raise ValueError("must be the service's external http(s) base URL, without query or fragment")
+        return value
+
     @field_validator("trusted_issuers", mode="before")
     @classmethod
     def _plain_jwks_form(cls, value: object) -> object:

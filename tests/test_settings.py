@@ -35,6 +35,8 @@ def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.
     ({"CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": "http://ehr.example.org/jwks"}'}, "CDS_TRUSTED_ISSUERS"),
     ({"CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": {"jwks": "https://ehr.example.org/jwks", "fhirServers": ["fhir"]}}'},
      "CDS_TRUSTED_ISSUERS"),
+    ({"CDS_PUBLIC_BASE_URL": "cds.example.org"}, "CDS_PUBLIC_BASE_URL"),  # every aud would fail: 401 on every call
+    ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org/b12?"}, "CDS_PUBLIC_BASE_URL"),
     ({"CDS_DB_TIMEOUT": "inf"}, "CDS_DB_TIMEOUT"),  # no bound at all; on PostgreSQL it was an OverflowError
     ({"CDS_REQUEST_DEADLINE_SECONDS": "nan"}, "CDS_REQUEST_DEADLINE_SECONDS"),
     ({"CDS_DATABASE_URL": "short-secret"}, "CDS_DATABASE_URL"),
