@@ -101,6 +101,7 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
 @router.post("/cds-services/{service_id}/feedback/", include_in_schema=False)
 async def feedback(service_id: str, request: Request, services: ServicesDep) -> Response:
     service = find_service(services, service_id)
+    bind_call(service.id, None)  # the `service` field of this call's log lines (feedback has no hookInstance)
     _require_json(request)
     async with deadline(request.app.state.settings.request_deadline_seconds):
         body = parse_feedback(await request.body())

@@ -113,6 +113,18 @@ def test_no_patient_data_in_logs_or_error_bodies(
             assert secret not in body, f"patient data {secret!r} in an error body"
 
 
+def test_feedback_log_lines_carry_the_service_field(captured: io.StringIO, knowledge: Knowledge, tmp_path: Path) -> None:
+    """An operator filters the JSON log by `service`: the feedback lines had it only inside the message."""
+    service = SERVICE["patient-view"]
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key")
+    item = {"card": "00000000-0000-4000-8000-000000000000", "outcome": "accepted", "outcomeTimestamp": "2026-11-25T02:00:14Z"}
+    with LiveServer(create_app(settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
+        answer = client.post(f"/cds-services/{service}/feedback", json={"feedback": [item]}, headers={"X-Request-ID": "fb-1"})
+        assert answer.status_code == 200
+    [entry] = [json.loads(line) for line in captured.getvalue().splitlines() if "feedback stored" in line]
+    assert (entry["requestId"], entry["service"]) == ("fb-1", service) and "hookInstance" not in entry
+
+
 def test_exceptions_are_logged_by_type_and_place_not_text() -> None:
     try:
         raise ValueError("Maria Metformin MRN-123")
