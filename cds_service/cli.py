@@ -108,7 +108,7 @@ def _evaluate(path: str, service_id: str | None) -> int:
 def _db_upgrade() -> int:
     from cds_service.storage import Storage
 
-    storage = Storage(get_settings())
+    storage = Storage(get_settings(), bounded=False)  # a migration may outlast CDS_DB_TIMEOUT
     storage.ensure_schema()
     storage.close()
     print("cds-service: database schema is up to date")
@@ -119,7 +119,7 @@ def _report(since: date | None, until: date | None, as_json: bool) -> int:
     from cds_service.report import build_report, format_report
     from cds_service.storage import create_db_engine
 
-    engine = create_db_engine(get_settings())
+    engine = create_db_engine(get_settings(), bounded=False)  # months of cards may take longer than CDS_DB_TIMEOUT
     try:
         report = build_report(engine, since, until)
     finally:

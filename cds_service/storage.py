@@ -60,17 +60,22 @@ def storable(text: str | None) -> str | None:
     return text.replace("\x00", "") if text is not None else None
 
 
-def create_db_engine(settings: Settings) -> Engine:
-    """The engine (no connection is opened yet); DatabaseUrlError when the URL cannot make one."""
+def create_db_engine(settings: Settings, *, bounded: bool = True) -> Engine:
+    """The engine (no connection is opened yet); DatabaseUrlError when the URL cannot make one.
+
+    `bounded`: on PostgreSQL every statement is cut at `db_timeout`, as the service needs (a
+    feedback write answers within it). The operator's commands (`report`, `db upgrade`) pass
+    False: a report over months of cards, or a migration, may take longer than a write may wait.
+    Connecting is bounded either way."""
     url = database_url(settings)
     try:
-        return _engine(url, settings)
+        return _engine(url, settings, bounded)
     except (NoSuchModuleError, ImportError):
         raise DatabaseUrlError(f"CDS_DATABASE_URL: no driver for {url.drivername} is installed (postgresql:// uses psycopg 3, "
                                "which is shipped)") from None
 
 
-def _engine(url: URL, settings: Settings) -> Engine:
+def _engine(url: URL, settings: Settings, bounded: bool) -> Engine:
     timeout = settings.db_timeout
     if url.get_backend_name() == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -79,10 +84,9 @@ def _engine(url: URL, settings: Settings) -> Engine:
         return engine
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql":
-        connect_args = {
-            "connect_timeout": max(2, math.ceil(timeout)),  # libpq's floor is 2 s
-            "options": f"-c statement_timeout={int(timeout * 1000)}",
-        }
+        connect_args = {"connect_timeout": max(2, math.ceil(timeout))}  # libpq's floor is 2 s
+        if bounded:
+            connect_args["options"] = f"-c statement_timeout={int(timeout * 1000)}"
     return create_engine(url, pool_pre_ping=True, pool_timeout=timeout, connect_args=connect_args)
 
 
@@ -132,8 +136,8 @@ def sqlite_file(url: URL) -> str | None:
 class Storage:
     """The engine plus a schema check done once, retried while the database is unreachable."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.engine = create_db_engine(settings)
+    def __init__(self, settings: Settings, *, bounded: bool = True) -> None:
+        self.engine = create_db_engine(settings, bounded=bounded)
         self.timeout = settings.db_timeout
         self._ready = False
         self._lock = threading.Lock()

@@ -159,6 +159,44 @@ def test_sqlite_and_postgresql_print_the_same_json_report(
         ("(no reason given)", 2), (f"{system}|other-cause", 1), (f"{system}|patient-declined", 1)]
 
 
+def test_report_and_db_upgrade_may_take_longer_than_the_feedback_write_timeout(
+    pg_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CDS_DB_TIMEOUT bounds the service's own statements on PostgreSQL; it bounded the operator's
+    commands too, so `report` over a few million cards (11 s here) failed after 2 s with 'database
+    error (OperationalError); is it up and upgraded'. Here a statement is held past the timeout by
+    a lock another session keeps for 1.5 s: both commands wait for it and succeed."""
+    import threading
+
+    import psycopg
+
+    from cds_service.storage import MIGRATION_LOCK_KEY
+
+    url = pg_server.new_database()
+    settings = Settings(data_dir=tmp_path, database_url=url, patient_hash_key="test-patient-hash-key", db_timeout=0.5)
+    monkeypatch.setenv("CDS_DB_TIMEOUT", "0.5")
+    assert run(settings, monkeypatch, capsys, "db", "upgrade")[0] == 0
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    for lock, command in (("LOCK TABLE card_audit IN ACCESS EXCLUSIVE MODE", ["report"]),
+                          (f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})", ["db", "upgrade"])):
+        held = threading.Event()
+
+        def hold(statement: str = lock, held: threading.Event = held) -> None:
+            with psycopg.connect(conninfo) as connection, connection.transaction():
+                connection.execute(statement)
+                held.set()
+                time.sleep(1.5)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(10)
+        started = time.monotonic()
+        code = run(settings, monkeypatch, capsys, *command)[0]
+        holder.join()
+        assert code == 0, lock
+        assert time.monotonic() - started > 1.0  # it did wait past CDS_DB_TIMEOUT
+
+
 def test_report_on_a_database_never_upgraded_says_so(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
