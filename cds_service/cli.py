@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -28,13 +29,28 @@ from cds_service.settings import Settings, get_settings
 from cds_service.valueset import VERIFICATION_STATUSES
 
 
+def _bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from low to high (or more, with no high). Unchecked, --port 99999 bound port 34463
+    (the value wraps at 65536) while the log said 99999, and --workers 0 ran one worker."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}" if high is not None
+                                             else f"{value} is less than {low}")
+        return value
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the CDS Hooks HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--port", type=_bounded_int(0, 65535), default=8080)
+    serve.add_argument("--workers", type=_bounded_int(1), default=1, help="worker processes (default 1)")
     ev = sub.add_parser("evaluate", help="answer one hook request (a JSON file, or - for stdin)")
     ev.add_argument("request", help="path to a hook request JSON file, or - for stdin")
     ev.add_argument("--service", help="service id (default: chosen from the request's hook)")

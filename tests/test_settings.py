@@ -74,3 +74,13 @@ def test_serve_with_workers_stops_at_a_wrong_setting_instead_of_restarting_worke
     errors = [line for line in done.stderr.splitlines() if not line.startswith("{")]  # besides the JSON log
     assert errors == [f"cds-service: configuration error: {named}" + errors[0].split(named, 1)[1]] if errors else False
     assert "short-secret" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--port", "99999"], "argument --port: 99999 is not between 0 and 65535"),  # bound 34463, logged 99999
+    (["--port", "-1"], "argument --port: -1 is not between 0 and 65535"),
+    (["--workers", "0"], "argument --workers: 0 is less than 1"),  # ran one worker
+])
+def test_serve_refuses_a_port_or_worker_count_out_of_range(args: list[str], message: str, tmp_path: Path) -> None:
+    done = run_cli(["serve", *args], {}, tmp_path)
+    assert done.returncode == 2 and done.stderr.splitlines()[-1] == f"cds-service serve: error: {message}"
