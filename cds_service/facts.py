@@ -43,6 +43,7 @@ class Fact:
     # the value and unit as the lab reported them, shown beside the converted value
     reported_value: float | None = None
     reported_unit: str | None = None
+    verification: str | None = None  # a Condition's verificationStatus code (confirmed, provisional, ...)
 
     @property
     def reference(self) -> str | None:
@@ -344,6 +345,7 @@ class Reading:
     comparator: str | None = None
     flagged_low: bool = False
     reports: bool = True
+    verification: str | None = None
 
 
 _SKIP = Reading("skip")
@@ -353,14 +355,15 @@ def _read_condition(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Readi
     k = screen.k
     status = k.rule.record_status
     clinical = _status_code(m.clinicalStatus)
-    if _status_code(m.verificationStatus) in status.condition_verification_ignored:
+    verification = _status_code(m.verificationStatus)
+    if verification in status.condition_verification_ignored:
         return _SKIP
     active = clinical in status.condition_clinical_active
     when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
     # FHIR con-4: an abated condition is not current, whatever status was left off
     if clinical in status.condition_clinical_ignored or (not active and _abated(raw)):
         return Reading("ended", when, False, clinical, _abatement_date(raw))
-    return Reading("counts", when, active, clinical)
+    return Reading("counts", when, active, clinical, verification=verification)
 
 
 def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
@@ -515,7 +518,7 @@ def _add_facts(
             factor = lab.factor(r.unit)
             value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, r.unit)
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, r.active, how, value, unit, r.status,
-                                              r.comparator, r.until, r.flagged_low, r.value, r.unit))
+                                              r.comparator, r.until, r.flagged_low, r.value, r.unit, r.verification))
     return True
 
 

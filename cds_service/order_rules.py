@@ -93,7 +93,8 @@ def assess_order_select(
     if products:
         if on_b12_therapy(facts, k, today):
             return OrderAssessment("already-on-b12-therapy", ordered=tuple(products))
-        if any(facts.of(c) for c in rule.orders.established_deficiency_concepts):
+        if any(f.verification not in rule.orders.established_deficiency_unconfirmed
+               for c in rule.orders.established_deficiency_concepts for f in facts.of(c)):
             return OrderAssessment("deficiency-on-record", ordered=tuple(products))
         results = rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts
         if any(within(f, rule.orders.level_on_file_days, today) for c in results for f in facts.of(c)):
