@@ -22,7 +22,11 @@ from cds_service.rendering import (
 def _earlier_line(fact: Fact, k: Knowledge) -> str:
     if fact.resource_type == "Observation" and fact.status not in k.rule.record_status.observation_in_progress:
         return f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact, k)}"
-    status = f", {fact.status}" if fact.status else ""
+    # a FHIR status code is no word for the clinician: a registered sample has no result yet; "on-hold" reads "on hold"
+    if fact.resource_type == "Observation":
+        status = f", {k.wording.phrases['sampleNoResult']}"
+    else:
+        status = f", {fact.status.replace('-', ' ')}" if fact.status else ""
     return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact, k)}{escape_text(status)}"
 
 
