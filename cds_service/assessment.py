@@ -612,7 +612,9 @@ def _confounders(
                       else [f.when for f in found])
             recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
             if recent:
-                started = knowledge.wording.phrases["startedBefore"].format(days=_days(recent[0], anchor))
+                days = _days(recent[0], anchor)  # never "Started 1 days" or "0 days before"
+                key = "startedSameDay" if days == 0 else "startedDayBefore" if days == 1 else "startedBefore"
+                started = knowledge.wording.phrases[key].format(days=days)
                 note = f"{started} {cf.advice}"
         out.append(Evidence(cf.id, cf.label, tuple(found), note))
     return tuple(out)
