@@ -245,7 +245,10 @@ def _lab_evidence(
     today: date, ev_id: str, label: str,
 ) -> Evidence | None:
     """The latest result within the look-back, if it crosses the threshold."""
-    latest = _latest_result(facts, lab, lookback, today)
+    return _crossing(_latest_result(facts, lab, lookback, today), comparator, threshold, ev_id, label)
+
+
+def _crossing(latest: Fact | None, comparator: str, threshold: float, ev_id: str, label: str) -> Evidence | None:
     if latest is None or not crosses(latest, comparator, threshold):
         return None
     return Evidence(ev_id, label, (latest,), comparator=comparator, threshold=threshold)
@@ -536,9 +539,9 @@ def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evid
                 ev = replace(ev, measured_since=_measured_since(facts, knowledge, target, ev))
             out.append(ev)
     for sign in rule.lab_signs:
-        taken_as = _group_when_taken(_latest_result(facts, sign.lab, sign.lookback_days, today), group, facts, knowledge)
-        lab_ev = _lab_evidence(facts, sign.lab, sign.comparator, _threshold(sign, taken_as),
-                               sign.lookback_days, today, sign.id, sign.label)
+        latest = _latest_result(facts, sign.lab, sign.lookback_days, today)
+        threshold = _threshold(sign, _group_when_taken(latest, group, facts, knowledge))
+        lab_ev = _crossing(latest, sign.comparator, threshold, sign.id, sign.label)
         if lab_ev:
             out.append(lab_ev)
     # a dated diagnosis whose lab was measured since, inside that lab sign's look-back, and does not

@@ -2,7 +2,7 @@
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -302,8 +302,12 @@ class TextMatcher:
         replacement): whole-text exclusions, not the phrases that cancel only the mention inside them."""
         if not self.concept_exclusions or not text:
             return frozenset()
-        words = _words(_signs_as_words(text.lower()))
-        return frozenset(c for c, cues in self.concept_exclusions.items() if any(_has_phrase(words, cue) for cue in cues))
+        return self._excluded_in(_signs_as_words(text.lower()), self.concept_exclusions)
+
+    @staticmethod
+    def _excluded_in(lowered: str, exclusions: Mapping[str, tuple[tuple[str, ...], ...]]) -> frozenset[str]:
+        words = _words(lowered)
+        return frozenset(c for c, cues in exclusions.items() if any(_has_phrase(words, cue) for cue in cues))
 
     def is_negative_answer(self, text: str | None) -> bool:
         """A free-text answer that records absence: one of the negative answers in full ("No",
@@ -437,6 +441,5 @@ class TextMatcher:
                 if not negated and not self._inside_exclusion(concept, lowered, start, end, spans):
                     found.add(concept)
         if found and self.concept_exclusions:
-            words = _words(lowered)
-            found = {c for c in found if not any(_has_phrase(words, cue) for cue in self.concept_exclusions.get(c, ()))}
+            found -= self._excluded_in(lowered, {c: self.concept_exclusions[c] for c in found if c in self.concept_exclusions})
         return found

@@ -12,6 +12,7 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +331,19 @@ def flaky_jwks(keys: dict[str, Any]) -> Iterator[FlakyJwksHost]:
     host.stop()
 
 
+@contextmanager
+def _trusting(host: FlakyJwksHost, knowledge: Knowledge) -> Iterator[LiveServer]:
+    """The service on loopback, trusting URL_ISS with its JWKS served by `host` (started here)."""
+    host.start()
+    settings = Settings(trusted_issuers={URL_ISS: host.url}, jwks_refresh_seconds=REFRESH)  # type: ignore[dict-item]
+    with LiveServer(create_app(settings, knowledge)) as live:
+        yield live
+
+
+def _url_issuer_token(key: Any, live: LiveServer, kid: str) -> str:
+    return token(key, live.url + "/cds-services", iss=URL_ISS, kid=kid, alg="RS256")
+
+
 @pytest.mark.parametrize("outage", ["stopped", "500", "stalled"])
 def test_jwks_outage_keeps_cached_keys_then_recovers(
     outage: str, flaky_jwks: FlakyJwksHost, knowledge: Knowledge, keys: dict[str, Any]
@@ -337,11 +351,9 @@ def test_jwks_outage_keeps_cached_keys_then_recovers(
     """Keys loaded before the outage keep verifying; a new kid gets a quick 401 (never a 500 or
     a hang); once the JWKS is back with the new key and the refresh interval has passed, it verifies."""
     host = flaky_jwks
-    host.start()
-    settings = Settings(trusted_issuers={URL_ISS: host.url}, jwks_refresh_seconds=REFRESH)  # type: ignore[dict-item]
-    with LiveServer(create_app(settings, knowledge)) as live:
+    with _trusting(host, knowledge) as live:
         def signed(kid: str) -> str:
-            return token(keys[kid], live.url + "/cds-services", iss=URL_ISS, kid=kid, alg="RS256")
+            return _url_issuer_token(keys[kid], live, kid)
 
         assert timed_call(live, signed(RSA_KID))[0].status_code == 200  # the keys are now cached
         if outage == "stopped":
@@ -406,11 +418,9 @@ def test_a_jwks_of_deeply_nested_json_is_a_401_and_keeps_the_cached_keys(
     """Python's json raised RecursionError on it, which no handler caught: every token with a new
     kid answered 500. Now it is one more JWKS that cannot be read."""
     host = flaky_jwks
-    host.start()
-    settings = Settings(trusted_issuers={URL_ISS: host.url}, jwks_refresh_seconds=REFRESH)  # type: ignore[dict-item]
-    with LiveServer(create_app(settings, knowledge)) as live:
+    with _trusting(host, knowledge) as live:
         def signed(kid: str) -> str:
-            return token(keys[kid], live.url + "/cds-services", iss=URL_ISS, kid=kid, alg="RS256")
+            return _url_issuer_token(keys[kid], live, kid)
 
         assert timed_call(live, signed(RSA_KID))[0].status_code == 200
         host.body = NESTED
