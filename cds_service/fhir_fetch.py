@@ -28,6 +28,19 @@ class FetchFailed(Exception):
         self.reason = reason
 
 
+class ByteBudget:
+    """What one call may read from the FHIR server across all its queries and pages: a per-page cap
+    alone lets queries x pages x cap (a gigabyte by default) pile up in memory for one call."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+    def take(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise FetchFailed("responses too large in total")
+
+
 @dataclass(frozen=True)
 class Fetched:
     """The outcome of one prefetch key: a resource (or one Bundle of all pages) or a failure."""
@@ -50,17 +63,19 @@ def new_client(deadline: float) -> httpx.AsyncClient:
 class FhirReader:
     """Runs rendered prefetch queries against one fhirServer base."""
 
-    def __init__(self, client: httpx.AsyncClient, max_pages: int, max_body_bytes: int) -> None:
+    def __init__(self, client: httpx.AsyncClient, max_pages: int, max_body_bytes: int, max_total_bytes: int) -> None:
         self.client = client
         self.max_pages = max_pages
         self.max_body_bytes = max_body_bytes
+        self.max_total_bytes = max_total_bytes
 
     async def read_all(
         self, base: str, queries: dict[str, str], token: str | None, deadline: float
     ) -> tuple[dict[str, Fetched], float]:
         """Every query concurrently; whatever is unfinished at the deadline fails with "timeout"."""
         started = time.perf_counter()
-        tasks = {key: asyncio.create_task(self._read_one(base, q, token)) for key, q in queries.items()}
+        budget = ByteBudget(self.max_total_bytes)
+        tasks = {key: asyncio.create_task(self._read_one(base, q, token, budget)) for key, q in queries.items()}
         try:
             if tasks:
                 await asyncio.wait(tasks.values(), timeout=deadline)
@@ -78,7 +93,7 @@ class FhirReader:
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         return results, (time.perf_counter() - started) * 1000
 
-    async def _read_one(self, base: str, query: str, token: str | None) -> Fetched:
+    async def _read_one(self, base: str, query: str, token: str | None, budget: ByteBudget) -> Fetched:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         same_server = FhirAllowList([base])
         path = query.split("?", 1)[0]
@@ -102,7 +117,7 @@ class FhirReader:
             while url is not None:
                 if pages == self.max_pages:
                     raise FetchFailed(f"more than {self.max_pages} pages")
-                body = await self._get_json(url, headers, form)
+                body = await self._get_json(url, headers, budget, form)
                 form = None
                 pages += 1
                 if body.get("resourceType") != expected:
@@ -130,7 +145,9 @@ class FhirReader:
             first.pop("link", None)
         return Fetched(resource=first, pages=pages)
 
-    async def _get_json(self, url: str, headers: dict[str, str], form: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    async def _get_json(
+        self, url: str, headers: dict[str, str], budget: ByteBudget, form: list[tuple[str, str]] | None = None
+    ) -> dict[str, Any]:
         if form is not None:  # a repeated parameter (date=ge…&date=le…) stays repeated
             fields = {name: [v for n, v in form if n == name] for name, _ in form}
             request = self.client.stream("POST", url, headers=headers, data=fields)
@@ -142,6 +159,8 @@ class FhirReader:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise FetchFailed("response too large")  # said so up front: nothing is read
+            if declared.isdigit() and int(declared) > budget.left:
+                raise FetchFailed("responses too large in total")
             if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
                 # We ask for identity: a compressed body could inflate far past the cap in one read.
                 raise FetchFailed("compressed response")
@@ -150,6 +169,7 @@ class FhirReader:
                 size += len(chunk)
                 if size > self.max_body_bytes:
                     raise FetchFailed("response too large")
+                budget.take(len(chunk))
                 chunks.append(chunk)
         try:
             body = orjson.loads(b"".join(chunks))

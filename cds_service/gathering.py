@@ -52,7 +52,7 @@ class Fetcher:
         return cls(
             reader=FhirReader(
                 client or new_client(settings.fhir_deadline_seconds), settings.fhir_max_pages,
-                settings.fhir_max_body_bytes,
+                settings.fhir_max_body_bytes, settings.fhir_max_total_bytes,
             ),
             allow=FhirAllowList(settings.fhir_allowed_servers),
             enabled=bool(settings.fhir_allowed_servers) or issuer_servers,

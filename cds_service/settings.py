@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     fhir_max_body_bytes: int = Field(
         default=20_000_000, ge=1024, description="Largest FHIR response body read; larger fails the query."
     )
+    fhir_max_total_bytes: int = Field(
+        default=50_000_000, ge=1024,
+        description="All FHIR response bodies of one call together; the query that passes it fails.",
+    )
     trusted_issuers: dict[str, TrustedIssuer] = Field(
         default_factory=dict, description="iss -> JWKS (string) or {jwks, fhirServers}; empty turns JWT checks off."
     )

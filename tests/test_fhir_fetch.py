@@ -120,12 +120,13 @@ def raw(body: bytes, status: int = 200, **headers: str) -> Handler:
 
 
 def read(base: str, queries: dict[str, str] | None = None, token: str | None = None, deadline: float = 2.0,
-         max_pages: int = 10, max_body: int = 1_000_000) -> tuple[dict[str, Fetched], float]:
+         max_pages: int = 10, max_body: int = 1_000_000, max_total: int = 50_000_000
+         ) -> tuple[dict[str, Fetched], float]:
     """FhirReader.read_all with the service's own pooled client, as the app builds it."""
 
     async def go() -> tuple[dict[str, Fetched], float]:
         async with new_client(deadline) as client:
-            return await FhirReader(client, max_pages, max_body).read_all(
+            return await FhirReader(client, max_pages, max_body, max_total).read_all(
                 base, queries or {"conditions": QUERY}, token, deadline)
 
     return asyncio.run(go())
@@ -327,6 +328,35 @@ def test_body_cap_boundary(streamed: bool, edge: Edge, base: str) -> None:
         body = exact_bundle(size)
         edge.handlers["/fhir/Condition"] = chunked(body) if streamed else raw(body)
         assert one(base, max_body=cap).failure == expected, size
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+def test_one_calls_queries_and_pages_share_a_total_cap(streamed: bool, edge: Edge, base: str) -> None:
+    """Each 3,000-byte page is under the per-page cap; three queries of two pages each (18,000
+    bytes) pass a 10,000-byte total: the queries whose reads pass it fail (which ones depends on how
+    the concurrent reads interleave), and with exactly enough every query is read whole."""
+    page = exact_bundle(3000)
+
+    async def two_pages(request: Request) -> Response:
+        if request.query_params.get("page") == "1":
+            return await (chunked(page) if streamed else raw(page))(request)
+        body = json.dumps(bundle([], f"{base}/Condition?q={request.query_params['q']}&page=1")).encode()
+        return Response(body + b" " * (3000 - len(body)), media_type="application/fhir+json")
+
+    edge.handlers["/fhir/Condition"] = two_pages
+    queries = {f"q{n}": f"Condition?q={n}" for n in range(3)}
+    results, _ = read(base, queries, max_body=4096, max_total=10_000)
+    assert all(r.failure is None and r.pages == 2 or r.failure == "responses too large in total" for r in results.values())
+    assert [r.failure for r in results.values()].count(None) <= 1  # two whole queries would be 12,000 bytes
+    assert any(r.failure for r in results.values())
+    results, _ = read(base, queries, max_body=4096, max_total=18_000)  # exactly enough: all read
+    assert [r.failure for r in results.values()] == [None, None, None]
+
+
+def test_a_declared_length_past_the_total_left_is_refused_unread(edge: Edge, base: str) -> None:
+    edge.handlers["/fhir/Condition"] = raw(exact_bundle(5000))
+    fetched = one(base, max_body=8192, max_total=4096)
+    assert fetched.failure == "responses too large in total" and fetched.pages == 0
 
 
 def test_a_compressed_response_is_refused_since_identity_was_asked_for(edge: Edge, base: str) -> None:

@@ -415,6 +415,23 @@ def test_many_pages_stop_at_the_cap(capped: httpx.Client, fhir_base: str, fhir_s
     assert again.status_code == 200 and again.json()["cards"]
 
 
+def test_a_call_past_the_total_fetch_cap_is_412_and_the_next_with_room_is_not(
+    knowledge: Knowledge, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """CDS_FHIR_MAX_TOTAL_BYTES spans the call's queries: each body here is under the per-page cap
+    but together they pass 2 KiB, so what was needed and not read is 412, never a partial card."""
+    scenario = stripped(POSITIVE, fhir_base, fhir_state)
+    with cds(knowledge, fhir_allowed_servers=[fhir_base], fhir_max_total_bytes=2048) as client:
+        response = client.post(SERVICE, json=scenario["request"])
+    assert response.status_code == 412, response.text
+    reasons = {d["reason"] for d in response.json()["details"]}
+    assert reasons == {"responses too large in total"}
+    assert "http" not in response.text and "pt-01" not in response.text
+    with cds(knowledge, fhir_allowed_servers=[fhir_base], fhir_max_total_bytes=5_000_000) as client:
+        again = client.post(SERVICE, json=scenario["request"])
+    assert again.status_code == 200 and again.json()["cards"]
+
+
 SANDBOX = Path(__file__).parent / "sandbox"
 ORDER_SERVICES = {"order-select": "/cds-services/b12-myalgia-order-select", "order-sign": "/cds-services/b12-myalgia-order-sign"}
 
