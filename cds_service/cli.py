@@ -193,7 +193,10 @@ def _settings_problem(exc: ValidationError | SettingsError) -> str:
 def main(argv: list[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "report" and args.since and args.until and args.since > args.until:
+        parser.error(f"report: --since {args.since} is after --until {args.until}: the period would be empty")
     try:
         if args.command == "serve":
             return _serve(args.host, args.port, args.workers)

@@ -6,7 +6,7 @@ was kept. The write is bounded by `db_timeout`; an unreachable database answers 
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,6 +29,7 @@ def parse_feedback(body: bytes) -> FeedbackRequest:
 
 
 USER_COMMENT_MAX = 4000  # characters kept of a clinician's comment; the rest is cut, not refused
+CLOCK_SKEW_LOGGED = timedelta(minutes=1)  # a client clock further ahead than this is worth a log line
 
 
 def feedback_rows(service_id: str, request: FeedbackRequest) -> list[dict[str, Any]]:
@@ -43,6 +44,12 @@ def feedback_rows(service_id: str, request: FeedbackRequest) -> list[dict[str, A
             raise BadRequest("The feedback is not valid.", [
                 {"loc": f"feedback.{i}.outcomeTimestamp", "msg": "out of range once converted to UTC"}
             ]) from None
+        if outcome_at > received:
+            # An outcome cannot postdate its report. Stored as claimed, a far-future time would stay
+            # every card's latest outcome forever, and the report's period would misplace it.
+            if outcome_at - received > CLOCK_SKEW_LOGGED:
+                log.warning("feedback outcomeTimestamp ahead of this server's clock: taken as the time received")
+            outcome_at = received
         rows.append({
             "card_uuid": str(item.card),
             "service_id": service_id,

@@ -116,7 +116,6 @@ def test_outcome_timestamp_must_be_an_iso_8601_date_time(client: httpx.Client, s
 
 @pytest.mark.parametrize(("sent", "stored"), [
     ("0001-01-01T00:00:00Z", "0001-01-01 00:00:00"),
-    ("9999-12-31T23:59:59.999999Z", "9999-12-31 23:59:59.999999"),
     ("2026-11-26T02:00Z", "2026-11-26 02:00:00"),                     # minutes only: ISO 8601 reduced precision
     ("2026-11-26T02:00:14,5Z", "2026-11-26 02:00:14.500000"),         # ISO 8601 decimal comma
     ("2026-11-26T02:00:14+0100", "2026-11-26 01:00:14"),
@@ -128,6 +127,18 @@ def test_iso_8601_date_times_at_the_edges_are_kept(
     assert post(client, sent_item).status_code == 200
     [row] = rows(settings, sent_item["card"])
     assert str(row["outcome_at"]) == stored
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59.999999Z", "2099-01-01T00:00:00+14:00"])
+def test_an_outcome_later_than_its_arrival_is_stored_as_the_arrival(
+    client: httpx.Client, settings: Settings, when: str
+) -> None:
+    """A client clock running ahead: the outcome cannot postdate its report, and a far-future time
+    would stay the card's latest outcome for ever, so the arrival time is stored for both."""
+    sent_item = item(when=when)
+    assert post(client, sent_item).status_code == 200
+    [row] = rows(settings, sent_item["card"])
+    assert row["outcome_at"] == row["received_at"]
 
 
 def test_every_bad_field_is_named_once(client: httpx.Client) -> None:
@@ -303,15 +314,15 @@ def overridden_with(code: str, when: str) -> dict[str, Any]:
 
 
 BOUNDARY_FEEDBACK = {
-    "before-1": "2026-10-31T23:59:59.999999Z",
-    "before-2": "2026-11-01T00:30:00+01:00",       # 2026-10-31 23:30 UTC
-    "first-instant": "2026-11-01T00:00:00Z",
-    "naive-mid": "2026-11-15T12:00:00",           # no zone: UTC
-    "east-in": "2026-11-01T09:00:00+09:00",       # 2026-11-01 00:00 UTC
-    "last-instant": "2026-11-30T23:59:59.999999Z",
-    "west-in": "2026-11-30T18:59:59-05:00",       # 2026-11-30 23:59:59 UTC
-    "after-1": "2026-11-30T20:00:00-05:00",       # 2026-12-01 01:00 UTC
-    "after-2": "2026-12-01T00:00:00Z",
+    "before-1": "2026-08-31T23:59:59.999999Z",
+    "before-2": "2026-09-01T00:30:00+01:00",       # 2026-08-31 23:30 UTC
+    "first-instant": "2026-09-01T00:00:00Z",
+    "naive-mid": "2026-09-15T12:00:00",           # no zone: UTC
+    "east-in": "2026-09-01T09:00:00+09:00",       # 2026-09-01 00:00 UTC
+    "last-instant": "2026-09-30T23:59:59.999999Z",
+    "west-in": "2026-09-30T18:59:59-05:00",       # 2026-09-30 23:59:59 UTC
+    "after-1": "2026-09-30T20:00:00-05:00",       # 2026-10-01 01:00 UTC
+    "after-2": "2026-10-01T00:00:00Z",
 }
 
 
@@ -326,13 +337,12 @@ def test_report_days_are_utc_and_both_ends_included(
         return {reason for r in found for reason in r["overrideReasons"]}
 
     inside = {"first-instant", "naive-mid", "east-in", "last-instant", "west-in"}
-    assert counted("--since", "2026-11-01", "--until", "2026-11-30") == inside
-    assert counted("--since", "2026-11-01") == inside | {"after-1", "after-2"}
-    assert counted("--until", "2026-11-30") == inside | {"before-1", "before-2"}
-    assert counted("--since", "2026-11-30", "--until", "2026-11-30") == {"last-instant", "west-in"}
-    assert counted("--since", "2026-12-01", "--until", "2026-12-01") == {"after-1", "after-2"}
-    assert counted("--since", "2026-10-31", "--until", "2026-10-31") == {"before-1", "before-2"}
-    assert counted("--since", "2026-12-01", "--until", "2026-11-01") == set()
+    assert counted("--since", "2026-09-01", "--until", "2026-09-30") == inside
+    assert counted("--since", "2026-09-01") == inside | {"after-1", "after-2"}
+    assert counted("--until", "2026-09-30") == inside | {"before-1", "before-2"}
+    assert counted("--since", "2026-09-30", "--until", "2026-09-30") == {"last-instant", "west-in"}
+    assert counted("--since", "2026-10-01", "--until", "2026-10-01") == {"after-1", "after-2"}
+    assert counted("--since", "2026-08-31", "--until", "2026-08-31") == {"before-1", "before-2"}
     assert counted() == set(BOUNDARY_FEEDBACK)
     code, text = run(settings, monkeypatch, capsys, "report", "--since", "2027-01-01")
     assert code == 0 and "(nothing in this period)" in text

@@ -77,6 +77,7 @@ def test_each_card_counts_once_by_its_latest_feedback(
     system = "http://example.org/override"
     today = time.strftime("%Y-%m-%d", time.gmtime())
     tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+    yesterday = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))  # outcomes later than now are taken as now
 
     def reason(code: str) -> dict[str, Any]:
         return {"overrideReason": {"reason": {"system": system, "code": code}}}
@@ -91,18 +92,18 @@ def test_each_card_counts_once_by_its_latest_feedback(
         wait_for_audit(client, 1)
         url, uuid = f"/cds-services/{SERVICE}/feedback", card["uuid"]
         posts = [
-            feedback(uuid, "accepted", f"{tomorrow}T10:00:00Z"),
-            feedback(uuid, "accepted", f"{tomorrow}T10:01:00Z", **reason("ignored")),
-            feedback(uuid, "overridden", f"{tomorrow}T10:02:00Z", **reason("first-reason")),
-            feedback(uuid, "overridden", f"{tomorrow}T10:03:00Z", **reason("latest-reason")),
-            feedback(uuid, "accepted", f"{today}T00:00:00Z"),  # arrives last, but is the oldest
+            feedback(uuid, "accepted", f"{yesterday}T10:00:00Z"),
+            feedback(uuid, "accepted", f"{yesterday}T10:01:00Z", **reason("ignored")),
+            feedback(uuid, "overridden", f"{yesterday}T10:02:00Z", **reason("first-reason")),
+            feedback(uuid, "overridden", f"{yesterday}T10:03:00Z", **reason("latest-reason")),
+            feedback(uuid, "accepted", f"{yesterday}T00:00:00Z"),  # arrives last, but is the oldest
         ]
         assert [client.post(url, json=p).status_code for p in posts] == [200] * 5
         overridden = (1, 0, 1, {f"{system}|latest-reason": 1}, 0.0)
         assert rows() == rows("--since", today, "--until", today) == [overridden]
         assert rows("--since", tomorrow) == []
 
-        same_time = f"{tomorrow}T10:03:00Z"  # a tie on outcomeTimestamp: the one received later wins
+        same_time = f"{yesterday}T10:03:00Z"  # a tie on outcomeTimestamp: the one received later wins
         assert client.post(url, json=feedback(uuid, "accepted", same_time)).status_code == 200
         assert rows() == [(1, 1, 0, {}, 1.0)]
         assert client.post(url, json=feedback(uuid, "overridden", same_time, **reason("again"))).status_code == 200
@@ -214,3 +215,17 @@ def test_text_report_names_override_reasons_as_the_card_worded_them() -> None:
                     overrideReasons={f"{system}|patient-declined": 1}, acceptanceRate=0.0)
     text = format_report(Report(since=None, until=None, rows=[row]), {f"{system}|patient-declined": "Patient declined"})
     assert f"overridden: Patient declined ({system}|patient-declined) x1" in text
+
+
+def test_a_period_that_ends_before_it_starts_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty report would read as 'no cards shown'; swapped dates are a mistake to say, not to answer."""
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key")
+    assert run(settings, monkeypatch, capsys, "db", "upgrade")[0] == 0
+    with pytest.raises(SystemExit) as exited:
+        main(["report", "--since", "2026-11-02", "--until", "2026-11-01"])
+    assert exited.value.code == 2
+    assert "--since 2026-11-02 is after --until 2026-11-01" in capsys.readouterr().err
+    code, out = run(settings, monkeypatch, capsys, "report", "--since", "2026-11-01", "--until", "2026-11-01")
+    assert code == 0 and "2026-11-01 .. 2026-11-01" in out
