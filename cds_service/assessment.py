@@ -59,6 +59,7 @@ class Assessment:
     low_in_pregnancy: bool = False  # the latest result is a low total B12 taken while pregnant
     lapsed_orders: tuple[Fact, ...] = ()  # open B12 orders too old to count as pending
     past_therapy: tuple[Fact, ...] = ()  # B12 replacement recorded after the last result, none current
+    earlier_therapy: Fact | None = None  # with none since the last result (or no result): the latest on record
     critical_feature: CriticalFeature | None = None  # what made the card critical, named in its summary
     unchecked: frozenset[str] = frozenset()  # checks made without data (shown as "not checked"); "age" too
     unreadable: int = 0  # records sent that could not be read
@@ -397,6 +398,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     low = rule.untreated_low
     treated = treated_since(facts, knowledge, last.when, today) if last is not None and last.when is not None else ()
     base["past_therapy"] = treated
+    # named on the card: "no current replacement" should not read as "never treated" to a clinician
+    # whose patient's injections lapsed
+    base["earlier_therapy"] = next(iter(treated_since(facts, knowledge, date.min, today)), None) if not treated else None
     base["low_in_pregnancy"] = low_in_pregnancy
     base["undated_b12"] = next((f for c in b12.result_concepts for f in facts.of(c) if f.when is None), None)
     # named on the card, so a clinician who knows a sample was sent is not told nothing is on record

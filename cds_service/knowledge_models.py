@@ -466,7 +466,7 @@ HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", 
             "latestB12", "caveats", "treatmentSince")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "pastTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
+    "pastTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "undated", "matchedInText", "andMore", "deficientBelow",
            "orderAction", "orderedNow", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",

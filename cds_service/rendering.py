@@ -151,6 +151,8 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         lines.append(words["therapyNotChecked"])
     elif assessment.past_therapy:
         lines.append(words["pastTherapy"].format(treatment=fact_line(assessment.past_therapy[0], k)))
+    elif assessment.earlier_therapy is not None:
+        lines.append(words["earlierTherapy"].format(treatment=_therapy_line(assessment.earlier_therapy, k)))
     else:
         lines.append(words["noTherapy"])
     if "orders" in unchecked:
@@ -162,6 +164,11 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
     else:
         lines.append(words["noPendingOrder"])
     return [f"- {line}" for line in lines]
+
+
+def _therapy_line(fact: Fact, k: Knowledge) -> str:
+    """A B12 course or dose, with when a course ended when it is recorded."""
+    return fact_line(fact, k) + (f" — {k.wording.course_ended.format(date=fact.until.isoformat())}" if fact.until else "")
 
 
 def _caveats(assessment: Assessment, k: Knowledge) -> list[str]:
@@ -195,8 +202,7 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         out += ["", f"**{h['latestB12']}**", f"- **{label}**: {result_text(last, k, cut_off)} on {when_text(last, k)} ({below})"]
     if assessment.variant == "lapsed-treatment":
         out += ["", f"**{h['treatmentSince']}**"] + [
-            f"- {fact_line(f, k)}" + (f" — {k.wording.course_ended.format(date=f.until.isoformat())}" if f.until else "")
-            for f in assessment.past_therapy[:3]
+            f"- {_therapy_line(f, k)}" for f in assessment.past_therapy[:3]
         ]
     if assessment.signs:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e, k) for e in assessment.signs]
