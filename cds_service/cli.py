@@ -48,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the CDS Hooks HTTP service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_bounded_int(0, 65535), default=8080)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=_bounded_int(0, 65535), default=8080, help="port to listen on (default 8080)")
     serve.add_argument("--workers", type=_bounded_int(1), default=1, help="worker processes (default 1)")
     ev = sub.add_parser("evaluate", help="answer one hook request (a JSON file, or - for stdin)")
     ev.add_argument("request", help="path to a hook request JSON file, or - for stdin")
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--since", type=date.fromisoformat, help="first day included (YYYY-MM-DD, UTC)")
     report.add_argument("--until", type=date.fromisoformat, help="last day included (YYYY-MM-DD, UTC)")
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    codes = sub.add_parser("codes", help="every code in cards/valuesets with how it was verified")
+    codes = sub.add_parser("codes", help="every code in the value sets (cards/valuesets) with how it was verified")
     codes.add_argument("--unverified", action="store_true", help="only codes still to check in a terminology server")
     codes.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
