@@ -14,8 +14,8 @@ from cds_service.patient_data import readable
 
 # Keys whose absence could make a card fire wrongly (suppressors, the under-16 exclusion) or
 # could never let it fire (the trigger). Missing one of these and unable to fetch it => 412.
-# `procedures` only holds risk factors (and the surgery that re-opens a normal result), so
-# without it the card can only be less likely, never wrong: evaluate without it.
+# `procedures` is one: besides risk factors it holds B12 injections billed as procedures (HCPCS
+# J3420), which silence the card as any other record of replacement does.
 ESSENTIAL_KEYS = frozenset({
     "patient",
     "conditions",
@@ -24,6 +24,7 @@ ESSENTIAL_KEYS = frozenset({
     "medications",
     "medicationStatements",
     "b12Administrations",
+    "procedures",
     "b12Orders",
 })
 

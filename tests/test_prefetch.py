@@ -14,7 +14,15 @@ import httpx
 import pytest
 
 from cds_service.knowledge import CODE_SEARCHED_TYPES, Knowledge
-from cds_service.prefetch import ESSENTIAL_KEYS, UnresolvedToken, failed_prefetch, missing_keys, render, unchecked
+from cds_service.prefetch import (
+    CHECK_KEYS,
+    ESSENTIAL_KEYS,
+    UnresolvedToken,
+    failed_prefetch,
+    missing_keys,
+    render,
+    unchecked,
+)
 from cds_service.services import prefetch_templates, service_definitions
 from cds_service.valueset import canonical_code
 
@@ -227,8 +235,8 @@ def test_status_and_include_parameters(templates: dict[str, str]) -> None:
 def test_essential_keys_are_templates_of_the_patient_view_service(knowledge: Knowledge) -> None:
     services = service_definitions(knowledge)
     patient_view = services["b12-myalgia-patient-view"].prefetch
-    assert set(patient_view) >= ESSENTIAL_KEYS
-    assert set(patient_view) - ESSENTIAL_KEYS == {"procedures"}  # only risk factors: less likely, never wrong
+    assert set(patient_view) == ESSENTIAL_KEYS  # each holds a trigger, a suppressor or the age exclusion
+    assert {key for keys in CHECK_KEYS.values() for key in keys} <= ESSENTIAL_KEYS  # a suppressor's data is never optional
     for service in services.values():
         assert set(service.prefetch) <= set(patient_view), service.id
         assert service.prefetch == {k: patient_view[k] for k in service.prefetch}, service.id
