@@ -38,8 +38,9 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CDS_LOG_LEVEL": "WARNING"}
+def _start(cmd: list[str], port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    # the audit database and hash key go to a throwaway directory, not ./data wherever this is run
+    env = {"CDS_DATA_DIR": str(data_dir), **os.environ, "CDS_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -107,10 +108,10 @@ def main() -> None:
     py = sys.executable
     ports = {"service": _port(), "bare": _port(), "bare-gc": _port()}
     service = _start([py, "-m", "cds_service", "serve", "--port", str(ports["service"]), "--workers", str(args.workers)],
-                     ports["service"])
+                     ports["service"], tmp / "data")
     # the floors: FastAPI's defaults, and the same with the service's garbage-collector settings
     floors = [_start([py, "-m", "uvicorn", f"tests.benchmarks.bare_app:{app}", "--port", str(ports[label]),
-                      "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], ports[label])
+                      "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], ports[label], tmp / "data")
               for label, app in (("bare", "app"), ("bare-gc", "tuned_app"))]
     try:
         print(f"wrk: {args.connections} connections, {args.rounds} alternating rounds of {args.duration}s, "
@@ -137,6 +138,7 @@ def main() -> None:
         for proc in (service, *floors):
             proc.terminate()
             proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
