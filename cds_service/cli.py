@@ -16,7 +16,6 @@ import orjson
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from cds_service.auth import Authenticator
 from cds_service.contract import HOOK_SERVICES
 from cds_service.errors import BadRequest, CdsError, ConfigurationError
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
@@ -69,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(host: str, port: int, workers: int) -> int:
     import uvicorn
+
+    from cds_service.auth import Authenticator  # JOSE and the token ledger: not needed by evaluate
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -192,8 +193,6 @@ def _settings_problem(exc: ValidationError | SettingsError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "report" and args.since and args.until and args.since > args.until:
@@ -217,16 +216,25 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `cds-service codes | head`: the reader has what it wanted
         sys.stderr.close()
         return 0
-    except SQLAlchemyError as exc:
-        print(f"cds-service: database error ({type(exc).__name__}); is it up and upgraded "
-              "(cds-service db upgrade)?", file=sys.stderr)
-        return 4
     except KnowledgeError as exc:
         print(f"cds-service: knowledge error: {exc}", file=sys.stderr)
         return 3
     except OSError as exc:
         print(f"cds-service: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if not _database_error(exc):
+            raise
+        print(f"cds-service: database error ({type(exc).__name__}); is it up and upgraded "
+              "(cds-service db upgrade)?", file=sys.stderr)
+        return 4
+
+
+def _database_error(exc: Exception) -> bool:
+    """An SQLAlchemy error, told without importing SQLAlchemy (a tenth of a second of every
+    `evaluate`): if one was raised, SQLAlchemy is loaded."""
+    db = sys.modules.get("sqlalchemy.exc")
+    return db is not None and isinstance(exc, db.SQLAlchemyError)
 
 
 if __name__ == "__main__":  # python -m cds_service.cli, as well as python -m cds_service
