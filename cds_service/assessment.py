@@ -5,7 +5,7 @@ can explain itself and the audit can record which criteria fired.
 """
 
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from cds_service.contract import PatternVariant
@@ -264,10 +264,34 @@ def _threshold(sign: LabThreshold, group: str) -> float:
 
 
 def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list[Fact]:
-    """Current pregnancies: no pregnancy outlasts the window, whatever status an EHR left on it;
-    an active one with no date still counts."""
+    """Current pregnancies: a pregnancy Condition or a "Pregnant" status Observation dated in the window
+    (no pregnancy outlasts it, whatever status an EHR left on it; an active Condition with no date still
+    counts), unless a "Not pregnant" status in the window is dated after it (the latest status wins;
+    on the same day the pregnancy stands). An undated Condition is not shown to be newer than a dated
+    "Not pregnant": it ends too."""
     rule = knowledge.rule.pregnancy
-    return [f for f in facts.of(rule.concept) if within(f, rule.lookback_days, today) or (f.active and f.when is None)]
+    evidence = [f for c in (rule.concept, *rule.pregnant_status_concepts) for f in facts.of(c)
+                if within(f, rule.lookback_days, today) or (f.active and f.when is None)]
+    ended = newest([f for c in rule.not_pregnant_status_concepts for f in facts.of(c)
+                    if within(f, rule.lookback_days, today)])
+    if ended is None or ended.when is None:
+        return evidence
+    return [f for f in evidence if f.when is not None and f.when >= ended.when]
+
+
+def _ended_pregnancies(facts: PatientFacts, knowledge: Knowledge) -> list[tuple[date, date]]:
+    """Pregnancies since ended, as (from, to): a resolved pregnancy Condition, its onset to its recorded
+    end; a pregnancy (Condition or "Pregnant" status) followed by a "Not pregnant" status, its date to
+    that status, and never longer than the pregnancy window (no pregnancy lasts longer)."""
+    rule = knowledge.rule.pregnancy
+    spans = [(p.when, p.until) for p in facts.ended.get(rule.concept, []) if p.when is not None and p.until is not None]
+    ends = sorted(f.when for c in rule.not_pregnant_status_concepts for f in facts.of(c) if f.when is not None)
+    for p in (f for c in (rule.concept, *rule.pregnant_status_concepts) for f in facts.of(c)):
+        start = p.when
+        end = next((d for d in ends if start is not None and d > start), None)
+        if start is not None and end is not None:
+            spans.append((start, min(end, start + timedelta(days=rule.lookback_days))))
+    return spans
 
 
 def _taken_in_pregnancy(result: Fact, facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
@@ -284,12 +308,11 @@ def _group(facts: PatientFacts, knowledge: Knowledge, today: date) -> str:
 
 def _group_when_taken(result: Fact | None, group: str, facts: PatientFacts, knowledge: Knowledge) -> str:
     """The patient's group when a result was taken: pregnant too when it fell inside a pregnancy that
-    has since ended (its onset to its recorded end), whose thresholds (Hb 11.0) it must be read by."""
+    has since ended (_ended_pregnancies), whose thresholds (Hb 11.0) it must be read by."""
     if group == "pregnant" or result is None or result.when is None:
         return group
-    ended = facts.ended.get(knowledge.rule.pregnancy.concept, [])
     taken = result.when
-    inside = any(p.when is not None and p.until is not None and p.when <= taken <= p.until for p in ended)
+    inside = any(start <= taken <= end for start, end in _ended_pregnancies(facts, knowledge))
     return "pregnant" if inside else group
 
 

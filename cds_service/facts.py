@@ -171,6 +171,16 @@ class ConceptScreen:
                     standard = standard or is_standard
         return found, standard
 
+    def answer(self, value: Any, question: frozenset[str]) -> frozenset[str]:
+        """Concepts an Observation's valueCodeableConcept names: an answer concept only when the
+        Observation's code names its question ("Pregnant" as the answer to "Pregnancy status", not to
+        "Pregnancy intention" nor as the result of a pregnancy test)."""
+        found = self.coded(value, "Observation")
+        answers = self.k.answers
+        if answers and not found.isdisjoint(answers):
+            found = frozenset(c for c in found if c not in answers or answers[c] in question)
+        return found
+
     def text(self, texts: list[str], rtype: str, one_name: bool = False) -> set[str]:
         """Concepts the texts mention. With `one_name` they are names of one thing (a code's text and
         its codings' displays): a word that makes it something else in any of them holds for all, so
@@ -218,8 +228,11 @@ class ConceptScreen:
         medication = rtype.startswith("Medication")
         main = self.medication_concept(raw) if medication else raw.get("code")
         coded, standard = self._coded(main, rtype)
+        answers = self.k.answers
+        if answers and not coded.isdisjoint(answers):  # an answer ("Pregnant") is no code: only a value
+            coded = frozenset(c for c in coded if c not in answers)
         if rtype == "Observation" and "valueCodeableConcept" in raw:
-            coded |= self.coded(raw["valueCodeableConcept"], rtype)
+            coded |= self.answer(raw["valueCodeableConcept"], coded)
         # A record coded in a standard terminology speaks through its code; its text is read only
         # when it has none. Medications are the exception: products arrive under SCD/SBD codes no
         # value set can list in full, so the ingredient name in their text is the documented fallback.
@@ -579,8 +592,11 @@ def _is_negative(obs: Any, screen: ConceptScreen) -> bool:
         return True
     if obs.valueCodeableConcept is not None:
         raw = obs.valueCodeableConcept.model_dump(mode="json", exclude_none=True)
-        if NEGATIVE_ANSWER in screen.coded(raw, "Observation"):
+        coded = screen.coded(raw, "Observation")
+        if NEGATIVE_ANSWER in coded:
             return True
+        if not coded.isdisjoint(screen.k.answers):  # a coded answer is the finding: "Not pregnant" is no "No"
+            return False
         # a local answer code says "No" in its display
         return any(screen.k.text.is_negative_answer(text) for text in _texts(raw))
     return screen.k.text.is_negative_answer(obs.valueString)

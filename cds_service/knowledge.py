@@ -89,6 +89,7 @@ class Knowledge:
     text: TextMatcher
     codings: CodingLookup
     strengths: ProductStrengths
+    answers: dict[str, str]  # answer concept -> the question concept whose Observation value it is read from
 
 
 def default_cards_dir() -> Path:
@@ -152,6 +153,14 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             raise KnowledgeError("concepts.json", f"concepts.{i}", "needs valueSet or textTerms")
         if concept.text_minimum_strength is not None and not concept.text_terms:
             raise KnowledgeError("concepts.json", f"concepts.{i}.textMinimumStrength", "needs textTerms to find the strength by")
+        if concept.answer_of is not None:
+            question = concepts.get(concept.answer_of)
+            if question is None or question.answer_of is not None or question.value_set is None:
+                raise KnowledgeError("concepts.json", f"concepts.{i}.answerOf",
+                                     f"{concept.answer_of!r} must be a coded question concept, not an answer")
+            if concept.applies_to != ["Observation"] or question.applies_to != ["Observation"] or concept.value_set is None:
+                raise KnowledgeError("concepts.json", f"concepts.{i}",
+                                     "an answer and its question apply to Observation only; the answer needs a valueSet")
         searched = sorted(CODE_SEARCHED_TYPES.intersection(concept.applies_to))
         if concept.value_set is not None and searched:
             vs = valuesets[concept.value_set]
@@ -205,6 +214,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             c.id: StrengthFloor.build(c.text_terms, c.text_minimum_strength.milligrams)
             for c in concepts.values() if c.text_minimum_strength is not None
         }),
+        answers={c.id: c.answer_of for c in concepts.values() if c.answer_of is not None},
     )
 
 
@@ -248,6 +258,7 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
         "trigger.lookbackDays": rule.trigger.lookback_days, "symptoms.lookbackDays": rule.symptoms.lookback_days,
         "suppressors.normalResultDays": rule.suppressors.normal_result_days,
         "untreatedLow.lookbackDays": rule.untreated_low.lookback_days,
+        "pregnancy.lookbackDays": rule.pregnancy.lookback_days,  # pregnancy status Observations
         **{f"labSigns.{i}.lookbackDays": sign.lookback_days for i, sign in enumerate(rule.lab_signs)},
         **{f"confounders.{i}.lookbackDays": cf.lookback_days for i, cf in enumerate(rule.confounders) if cf.lookback_days},
     }
@@ -282,6 +293,13 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
         if cf.kind == "pregnancy" and cf.concept != rule.pregnancy.concept:
             raise KnowledgeError("rule.json", f"confounders.{i}.concept", "a pregnancy confounder names pregnancy.concept")
     need_concept("pregnancy.concept", rule.pregnancy.concept)
+    status_concepts = {"pregnantStatusConcepts": rule.pregnancy.pregnant_status_concepts,
+                       "notPregnantStatusConcepts": rule.pregnancy.not_pregnant_status_concepts}
+    for name, status_ids in status_concepts.items():
+        for i, c in enumerate(status_ids):
+            need_concept(f"pregnancy.{name}.{i}", c)
+            if concepts[c].answer_of is None:
+                raise KnowledgeError("rule.json", f"pregnancy.{name}.{i}", "must be an answer concept (answerOf)")
     for i, c in enumerate(rule.pregnancy.low_unreliable_concepts):
         if c not in rule.b12_result.result_concepts:
             raise KnowledgeError("rule.json", f"pregnancy.lowUnreliableConcepts.{i}", "must be one of b12Result.resultConcepts")

@@ -43,6 +43,9 @@ class ConceptDef(_Knowledge):
     # ("on exertion"), only the mention inside it
     text_exclusions: list[str] = Field(default_factory=list)
     text_minimum_strength: MinimumStrength | None = None
+    # an answer concept: read only from the value (valueCodeableConcept) of an Observation whose code
+    # names this question concept ("Pregnant" answering "Pregnancy status"), never from a code or alone
+    answer_of: str | None = None
     remark: str = ""
 
 
@@ -292,6 +295,10 @@ class PregnancyRule(_Knowledge):
     # results a pregnancy makes unreliable when low: such a low result is no untreated deficiency
     # and no reason to stay silent; the card shows it and asks for active B12
     low_unreliable_concepts: list[str] = Field(default_factory=list)
+    # pregnancy status Observations (answer concepts): "Pregnant" counts as a current pregnancy, the
+    # latest dated "Not pregnant" ends every pregnancy dated before it; both read inside lookbackDays
+    pregnant_status_concepts: list[str] = Field(default_factory=list)
+    not_pregnant_status_concepts: list[str] = Field(default_factory=list)
     remark: str = ""
 
 

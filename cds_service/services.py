@@ -33,10 +33,11 @@ def _token_list(k: Knowledge, concepts: list[str]) -> str:
 
 
 def _concepts_for(k: Knowledge, resource_type: str) -> list[str]:
-    """Concepts coded in `resource_type`.code (answers such as "No" are values, not codes to search)."""
+    """Concepts coded in `resource_type`.code (answers such as "No" or "Pregnant" are values, not codes
+    to search: their question's code is)."""
     return sorted(
         c.id for c in k.concepts.values()
-        if resource_type in c.applies_to and c.value_set and c.id != NEGATIVE_ANSWER
+        if resource_type in c.applies_to and c.value_set and c.id != NEGATIVE_ANSWER and c.answer_of is None
     )
 
 
@@ -91,8 +92,9 @@ def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
         for key in ("patient", "conditions", "observations", "medications", "medicationStatements",
                     "b12Administrations", "procedures", "b12Orders", "b12Results")
     }
-    # conditions: only for a current pregnancy, in which a low total B12 makes no active B12 test redundant
-    sign_prefetch = {key: prefetch[key] for key in ("patient", "conditions", "b12Results", "b12Orders")}
+    # conditions and observations: only for a current pregnancy (a pregnancy Condition, or a pregnancy
+    # status Observation), in which a low total B12 makes no active B12 test redundant
+    sign_prefetch = {key: prefetch[key] for key in ("patient", "conditions", "observations", "b12Results", "b12Orders")}
     words = k.wording.services
     by_hook = {"patient-view": prefetch, "order-select": order_prefetch, "order-sign": sign_prefetch}
     services = [

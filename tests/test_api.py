@@ -193,7 +193,9 @@ def test_discovery_lists_all_three_services(client: httpx.Client) -> None:
         "b12-myalgia-order-select": "order-select",
         "b12-myalgia-order-sign": "order-sign",
     }
-    assert set(services["b12-myalgia-order-sign"]["prefetch"]) == {"patient", "conditions", "b12Results", "b12Orders"}
+    # conditions and observations: a current pregnancy (a Condition, or a pregnancy status Observation)
+    assert set(services["b12-myalgia-order-sign"]["prefetch"]) == {"patient", "conditions", "observations", "b12Results",
+                                                                   "b12Orders"}
 
 
 def test_sandbox_order_requests_get_valid_empty_answers(client: httpx.Client) -> None:

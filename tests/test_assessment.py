@@ -409,3 +409,66 @@ def test_an_anaemia_diagnosis_is_disproved_only_by_a_current_hb_after_a_dated_di
     old_hb = fact("hemoglobin", 700, "Observation", value=14.2, unit="g/dL")
     old_dx = fact("anaemia-diagnosis", 800, "Condition", active=True)
     assert assess(patient(70, MYALGIA, old_dx, old_hb), knowledge, TODAY).outcome == "card"
+
+
+# Pregnancy recorded as a pregnancy status Observation (US Core 82810-3): rule.json pregnancy
+
+
+PREGNANT, NOT_PREGNANT = "pregnancy-status-pregnant", "pregnancy-status-not-pregnant"
+HB_11_5 = fact("hemoglobin", 3, "Observation", value=11.5, unit="g/dL")  # anaemia unless pregnant (11.0)
+
+
+def status(concept: str, days: int | None) -> Fact:
+    return replace(fact(concept, days, "Observation"), resource_id=f"{concept}-{days}")
+
+
+@pytest.mark.parametrize(("evidence", "pregnant"), [
+    ((status(PREGNANT, 60),), True),
+    ((status(PREGNANT, 300),), True),  # the window's last day
+    ((status(PREGNANT, 301),), False),  # no pregnancy lasts 300 days
+    ((status(PREGNANT, None),), False),  # an undated status says nothing of now
+    # the latest status wins, Condition or Observation
+    ((fact("pregnancy", 200, active=True), status(NOT_PREGNANT, 14)), False),
+    ((status(PREGNANT, 200), status(NOT_PREGNANT, 14)), False),
+    ((status(NOT_PREGNANT, 150), fact("pregnancy", 100, active=True)), True),  # pregnant after a negative answer
+    ((status(NOT_PREGNANT, 150), status(PREGNANT, 100)), True),
+    ((status(NOT_PREGNANT, 30), status(PREGNANT, 30)), True),  # the same day: the pregnancy stands
+    # an undated active pregnancy Condition is not shown to be newer than a dated "Not pregnant"
+    ((fact("pregnancy", None, active=True), status(NOT_PREGNANT, 14)), False),
+    # a "Not pregnant" older than the window is no current evidence: it ends nothing
+    ((fact("pregnancy", None, active=True), status(NOT_PREGNANT, 320)), True),
+    ((status(NOT_PREGNANT, 14),), False),
+], ids=["pregnant", "pregnant-300-days", "pregnant-301-days", "undated-status", "not-pregnant-after-condition",
+        "not-pregnant-after-status", "not-pregnant-before-condition", "not-pregnant-before-status", "same-day",
+        "undated-condition-then-not-pregnant", "undated-condition-old-not-pregnant", "not-pregnant-alone"])
+def test_pregnancy_status_observations_decide_the_anaemia_threshold_and_the_test(
+    knowledge: Knowledge, evidence: tuple[Fact, ...], pregnant: bool
+) -> None:
+    a = assess(patient(30, MYALGIA, HB_11_5, *evidence), knowledge, TODAY)
+    assert a.outcome == ("no-sign" if pregnant else "card")
+    b = assess(patient(30, MYALGIA, FATIGUE, *evidence), knowledge, TODAY)
+    assert b.variant == ("test-active-b12" if pregnant else "test-b12")
+    assert any(c.id == "pregnancy" for c in b.confounders) == pregnant
+
+
+def test_a_hb_taken_in_a_pregnancy_a_not_pregnant_status_ended_is_read_by_the_pregnancy_threshold(
+    knowledge: Knowledge
+) -> None:
+    taken_in_it = fact("hemoglobin", 60, "Observation", value=11.5, unit="g/dL")
+    for pregnancy in (status(PREGNANT, 200), fact("pregnancy", 200, active=True)):
+        ended = (pregnancy, status(NOT_PREGNANT, 20))
+        assert assess(patient(30, MYALGIA, taken_in_it, *ended), knowledge, TODAY).outcome == "no-sign"
+        assert assess(patient(30, MYALGIA, HB_11_5, *ended), knowledge, TODAY).fires  # taken after it ended
+    # a pregnancy Condition nobody closed is not stretched to a "Not pregnant" years later: 300 days at most
+    stale = (fact("pregnancy", 700, active=True), status(NOT_PREGNANT, 20))
+    assert assess(patient(30, MYALGIA, taken_in_it, *stale), knowledge, TODAY).fires
+
+
+def test_a_low_total_b12_taken_after_a_pregnant_status_asks_for_active_b12(knowledge: Knowledge) -> None:
+    low = fact("b12-result", 20, "Observation", value=150.0, unit="pg/mL")
+    a = assess(patient(30, MYALGIA, FATIGUE, low, status(PREGNANT, 90)), knowledge, TODAY)
+    assert (a.variant, a.low_in_pregnancy) == ("test-active-b12", True)
+    # a "Not pregnant" since: no current pregnancy, so the low result reads as an untreated deficiency,
+    # as it does after a pregnancy Condition resolved since (only a current pregnancy discounts it)
+    ended = assess(patient(30, MYALGIA, FATIGUE, low, status(PREGNANT, 90), status(NOT_PREGNANT, 10)), knowledge, TODAY)
+    assert (ended.variant, ended.low_in_pregnancy) == ("untreated-low", False)

@@ -697,3 +697,59 @@ def test_a_product_named_with_a_few_micrograms_of_b12_is_no_replacement(knowledg
         raw = {**med_request(medicationCodeableConcept=product), "resourceType": rtype, "effectiveDateTime": ago(10),
                "status": "completed" if rtype == "MedicationAdministration" else "active"}
         assert bool(facts_of(knowledge, raw).of("b12-therapy")) is is_therapy, rtype
+
+
+# Pregnancy status Observations (US Core 82810-3, older 11449-6): the answer is read under its question
+
+
+PREGNANCY_STATUS = code(LOINC, "82810-3", "Pregnancy status")
+PREGNANCY_STATUS_REPORTED = code(LOINC, "11449-6", "Pregnancy status - Reported")
+PREGNANCY_INTENTION = code(LOINC, "86645-9", "Pregnancy intention in the next year - Reported")
+HCG_URINE = code(LOINC, "2106-3", "Choriogonadotropin (pregnancy test) [Presence] in Urine")
+PREGNANT_ANSWER = code(LOINC, "LA15173-0", "Pregnant")
+NOT_PREGNANT_ANSWER = code(LOINC, "LA26683-5", "Not pregnant")
+STATUS_CONCEPTS = {"pregnancy-status", "pregnancy-status-pregnant", "pregnancy-status-not-pregnant"}
+
+
+@pytest.mark.parametrize(("question", "answer", "found"), [
+    (PREGNANCY_STATUS, PREGNANT_ANSWER, "pregnancy-status-pregnant"),
+    (PREGNANCY_STATUS, code(SNOMED, "77386006", "Pregnant"), "pregnancy-status-pregnant"),
+    (PREGNANCY_STATUS_REPORTED, PREGNANT_ANSWER, "pregnancy-status-pregnant"),
+    # a coded answer is the finding: its display 'Not pregnant' is no 'No' that records nothing
+    (PREGNANCY_STATUS, NOT_PREGNANT_ANSWER, "pregnancy-status-not-pregnant"),
+    (PREGNANCY_STATUS_REPORTED, code(SNOMED, "60001007", "Not pregnant"), "pregnancy-status-not-pregnant"),
+    (PREGNANCY_STATUS, code(LOINC, "LA4489-6", "Unknown"), None),  # says nothing either way
+    (PREGNANCY_STATUS, code(SNOMED, "261665006", "Unknown"), None),
+    (PREGNANCY_STATUS, {"text": "Pregnant"}, None),  # an answer is read by its code only
+    # the same answers under another question are not a pregnancy status
+    (PREGNANCY_INTENTION, PREGNANT_ANSWER, None),
+    (PREGNANCY_INTENTION, NOT_PREGNANT_ANSWER, None),
+    (PREGNANCY_INTENTION, code(LOINC, "LA26438-4", "Yes, I want to become pregnant"), None),
+    (HCG_URINE, code(SNOMED, "10828004", "Positive"), None),
+    (HCG_URINE, PREGNANT_ANSWER, None),
+], ids=["loinc-pregnant", "snomed-pregnant", "11449-6", "loinc-not-pregnant", "snomed-not-pregnant",
+        "loinc-unknown", "snomed-unknown", "text-only-answer", "intention-pregnant", "intention-not-pregnant",
+        "intention-yes", "hcg-positive", "hcg-pregnant"])
+def test_a_pregnancy_status_is_read_from_its_answer_under_its_question(
+    knowledge: Knowledge, question: dict[str, Any], answer: dict[str, Any], found: str | None
+) -> None:
+    raw = observation(question, ago(30), valueCodeableConcept=answer)
+    pf = facts_of(knowledge, raw)
+    assert concepts(pf) & STATUS_CONCEPTS - {"pregnancy-status"} == ({found} if found else set())
+    if found:
+        [f] = pf.of(found)
+        assert (f.resource_type, f.resource_id, f.when, f.active) == ("Observation", raw["id"], TODAY - timedelta(days=30), False)
+
+
+def test_an_answer_code_is_no_code_of_its_own(knowledge: Knowledge) -> None:
+    """'Pregnant' as an Observation's code, or a Condition coded 77386006 (the pregnancy value set's),
+    is not a pregnancy status answer."""
+    assert concepts(facts_of(knowledge, observation(PREGNANT_ANSWER, ago(30)))) == set()
+    pf = facts_of(knowledge, condition(code(SNOMED, "77386006", "Pregnancy"), onset=ago(30)))
+    assert concepts(pf) == {"pregnancy"}
+
+
+@pytest.mark.parametrize("state", ["entered-in-error", "cancelled", "unknown"])
+def test_a_pregnancy_status_entered_in_error_or_cancelled_is_not_read(knowledge: Knowledge, state: str) -> None:
+    raw = observation(PREGNANCY_STATUS, ago(30), state=state, valueCodeableConcept=PREGNANT_ANSWER)
+    assert concepts(facts_of(knowledge, raw)) == set()

@@ -86,6 +86,10 @@ def _setting(path: list[str | int], value: Any) -> Callable[[Any], None]:
     return edit
 
 
+_PREGNANT_STATUS = next(i for i, c in enumerate(json.loads((Path(__file__).parent.parent / "cards/concepts.json")
+                                                              .read_text())["concepts"])
+                        if c["id"] == "pregnancy-status-pregnant")
+
 # (file, edit, the field the error names, a word the error says)
 REFUSED = {
     "summary-of-140": ("wording.json", _setting(["variants", "test-b12", "summary"], "x" * 140),  # spec: <140
@@ -120,6 +124,17 @@ REFUSED = {
                                       "labSigns.1.valueBySex", "unknown"),
     "follow-up-not-a-sign": ("rule.json", _setting(["b12Result", "indeterminateFollowUp"], "raised-mmx"),
                              "b12Result.indeterminateFollowUp", ""),
+    "pregnant-status-not-an-answer": ("rule.json", _setting(["pregnancy", "pregnantStatusConcepts", "+"], "pregnancy"),
+                                      "pregnancy.pregnantStatusConcepts.1", "answer concept"),
+    "not-pregnant-status-unknown": ("rule.json", _setting(["pregnancy", "notPregnantStatusConcepts", 0], "not-pregnat"),
+                                    "pregnancy.notPregnantStatusConcepts.0", "not-pregnat"),
+    "pregnancy-window-beyond-prefetch": ("rule.json", _setting(["pregnancy", "lookbackDays"], 800),
+                                         "prefetch.observationLookbackDays", "pregnancy.lookbackDays (800)"),
+    "answer-of-an-answer": ("concepts.json", _setting(["concepts", _PREGNANT_STATUS, "answerOf"],
+                                                      "pregnancy-status-not-pregnant"),
+                            f"concepts.{_PREGNANT_STATUS}.answerOf", "not an answer"),
+    "answer-on-a-condition": ("concepts.json", _setting(["concepts", _PREGNANT_STATUS, "appliesTo"], ["Condition"]),
+                              f"concepts.{_PREGNANT_STATUS}", "Observation only"),
 }
 
 

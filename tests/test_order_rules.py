@@ -516,3 +516,17 @@ def test_a_low_total_b12_taken_in_pregnancy_makes_no_active_b12_test_redundant(
     a = assess_order_sign(patient(30, low, pregnancy, *extra), drafts(*(ordered(c, "draft-b12") for c in tests)),
                           knowledge, TODAY)
     assert (a.card, a.next_step) == (card, next_step)
+
+
+@pytest.mark.parametrize(("status", "next_step"), [
+    ((("pregnancy-status-pregnant", 70),), "active-b12"),
+    # a "Not pregnant" status since ends that pregnancy: the low result then calls for treatment
+    ((("pregnancy-status-pregnant", 70), ("pregnancy-status-not-pregnant", 5)), "treat"),
+], ids=["pregnant-status", "not-pregnant-since"])
+def test_order_sign_reads_a_pregnancy_recorded_as_a_status_observation(
+    knowledge: Knowledge, status: tuple[tuple[str, int], ...], next_step: str
+) -> None:
+    low = fact("b12-result", 20, "Observation", value=150.0, unit="pg/mL", rid="obs-b12")
+    statuses = [fact(concept, days, "Observation", rid=f"obs-{concept}") for concept, days in status]
+    a = assess_order_sign(patient(30, low, *statuses), drafts(ordered("b12-level-order", "draft-b12")), knowledge, TODAY)
+    assert (a.card, a.next_step) == ("duplicate-result", next_step)

@@ -175,6 +175,10 @@ def test_searches_carry_the_codes_the_rule_reads(templates: dict[str, str]) -> N
     assert serum_b12 in tokens("b12Results")
     assert serum_b12 in tokens("b12Orders")
     assert "http://snomed.info/sct|68962001" in tokens("observations")  # myalgia as an observation
+    # pregnancy status (US Core 82810-3, older 11449-6), asked for by its question: the answers are values
+    assert {"http://loinc.org|82810-3", "http://loinc.org|11449-6"} <= tokens("observations")
+    assert not {"http://loinc.org|LA15173-0", "http://loinc.org|LA26683-5"} & tokens("observations")
+    assert "http://loinc.org|86645-9" not in tokens("observations")  # pregnancy intention is no pregnancy
     assert not tokens("b12Administrations")  # every product given: SCD-coded doses must not be missed
     assert tokens("procedures")
 
