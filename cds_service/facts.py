@@ -444,7 +444,24 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
     use: Literal["counts", "renewal"] = "renewal" if m.status in status.medication_renewal_only else "counts"
     # the order began when it was written, or earlier when its validity says so (a backdated order)
     began = min((d for d in (as_date(validity and validity.start), as_date(m.authoredOn)) if d), default=None)
-    return Reading(use, began, m.status in status.medication_active, m.status, as_date(validity and validity.end))
+    until = as_date(validity and validity.end) or _dosing_end(raw.get("dosageInstruction"))
+    return Reading(use, began, m.status in status.medication_active, m.status, until)
+
+
+def _dosing_end(dosages: Any) -> date | None:
+    """When an order's dosing ends, from raw dosageInstruction[].timing.repeat.boundsPeriod.end: Epic
+    writes a course's end there ("Until Wed 5/27/2020") and leaves the validityPeriod open. The
+    latest end, and only when every instruction has one: an instruction with no end runs on."""
+    ends = []
+    for dosage in items(dosages):
+        timing = dosage.get("timing") if isinstance(dosage, dict) else None
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+        end = as_date(bounds.get("end")) if isinstance(bounds, dict) else None
+        if end is None:
+            return None
+        ends.append(end)
+    return max(ends, default=None)
 
 
 def _read_medication_statement(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:

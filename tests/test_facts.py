@@ -221,6 +221,32 @@ def test_a_completed_medication_request_is_a_past_course_with_its_end(knowledge:
     assert (f.active, f.status, f.when, f.until) == (False, "completed", TODAY - timedelta(days=400), TODAY - timedelta(days=300))
 
 
+def bounded(*ends: str | None) -> list[dict[str, Any]]:
+    """dosageInstruction as Epic writes it: the course's end in timing.repeat.boundsPeriod."""
+    return [{"text": "Take 1 tablet daily", "timing": {"repeat": {"boundsPeriod": {"start": ago(400)} | ({"end": end} if end else {})}}}
+            for end in ends]
+
+
+@pytest.mark.parametrize(("dosages", "until"), [
+    (bounded(ago(20) + "T04:59:00Z"), 20),  # Epic: validityPeriod has only its start
+    (bounded(ago(60), ago(20)), 20),  # a taper: the last instruction's end
+    (bounded(ago(60), None), None),  # one instruction runs on: no end
+    ([{"text": "daily"}], None), ("junk", None), ([{"timing": {"repeat": {"boundsPeriod": "x"}}}], None),
+])
+def test_a_course_end_is_read_from_the_dosage_bounds_when_the_validity_has_none(
+        knowledge: Knowledge, dosages: Any, until: int | None) -> None:
+    raw = med_request("completed", dispenseRequest={"validityPeriod": {"start": ago(400)}}, dosageInstruction=dosages)
+    [f] = facts_of(knowledge, raw).of("metformin")
+    assert f.until == (None if until is None else TODAY - timedelta(days=until))
+
+
+def test_the_validity_end_comes_before_the_dosage_bounds(knowledge: Knowledge) -> None:
+    raw = med_request("completed", dispenseRequest={"validityPeriod": {"start": ago(400), "end": ago(100)}},
+                      dosageInstruction=bounded(ago(20)))
+    [f] = facts_of(knowledge, raw).of("metformin")
+    assert f.until == TODAY - timedelta(days=100)
+
+
 def test_active_and_on_hold_medication_requests_count(knowledge: Knowledge) -> None:
     pf = facts_of(knowledge, med_request("active"), med_request("on-hold"))
     assert [f.active for f in pf.of("metformin")] == [True, True]
