@@ -113,17 +113,33 @@ def failed_prefetch(value: Any) -> bool:
 def has_error_outcome(bundle: dict[str, Any]) -> bool:
     """A search Bundle carrying an OperationOutcome with an error or fatal issue (search.mode outcome);
     the warnings servers add to an empty result ("no matches") are not errors."""
-    entries = bundle.get("entry")
+    return any(issue.get("severity") in ("error", "fatal") for issue in _outcome_issues(bundle))
+
+
+def _outcome_issues(bundle: Any) -> list[dict[str, Any]]:
+    """The issues of the OperationOutcome entries of a search Bundle (search.mode outcome)."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    issues: list[dict[str, Any]] = []
     for entry in entries if isinstance(entries, list) else ():
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
-            issues = resource.get("issue")
-            if any(isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in (issues if isinstance(issues, list) else ())):
-                return True
-    return False
+            found = resource.get("issue")
+            issues += [i for i in (found if isinstance(found, list) else ()) if isinstance(i, dict)]
+    return issues
+
+
+def withheld(value: Any) -> bool:
+    """A search Bundle whose server says it left matches out: an OperationOutcome issue of type
+    `suppressed` (FHIR R4 issue-type: information not returned because of business, consent or access
+    rules), as Epic adds, as a warning, to searches whose client may not read outside records ("Client
+    not authorized for Observation - Outside Record Results"). What was sent is read; its checks are
+    not complete, so the card says "not checked" rather than "none on record"."""
+    return any(issue.get("code") == "suppressed" for issue in _outcome_issues(value))
 
 
 def unchecked(templates: dict[str, str], prefetch: dict[str, Any] | None) -> frozenset[str]:
-    """The checks of CHECK_KEYS that lack a key the service asks for and the client did not send."""
+    """The checks of CHECK_KEYS that lack a key the service asks for and the client did not send, or
+    whose result the server says it sent only in part (withheld)."""
     absent = set(missing_keys(templates, prefetch))
+    absent |= {key for key, value in (prefetch or {}).items() if key in templates and withheld(value)}
     return frozenset(check for check, keys in CHECK_KEYS.items() if absent.intersection(keys))

@@ -59,6 +59,7 @@ PREFETCH_SHAPE = {
     "63-bundle-without-resourcetype-entry-as-object-no-card",
     "64-unreadable-medications-key-not-checked-warning",
     "81-untreated-low-without-medication-data-says-not-checked",  # an absent key: fetched, it is no longer absent
+    "223-results-and-medications-withheld-by-the-ehr-says-not-checked",  # the server's suppressed warnings are the point
 }
 
 

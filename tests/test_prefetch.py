@@ -22,6 +22,7 @@ from cds_service.prefetch import (
     missing_keys,
     render,
     unchecked,
+    withheld,
 )
 from cds_service.services import prefetch_templates, service_definitions
 from cds_service.valueset import canonical_code
@@ -291,6 +292,29 @@ def test_a_search_bundle_reporting_an_error_is_a_failed_prefetch(templates: dict
     warned = {"resourceType": "Bundle", "type": "searchset", "entry": [outcome("warning")]}
     assert failed_prefetch(errored) and not failed_prefetch(warned)
     assert missing_keys(templates, {**whole, "b12Orders": errored, "medications": warned}) == ["b12Orders"]
+
+
+def test_a_search_bundle_whose_server_withheld_matches_leaves_its_checks_unchecked(templates: dict[str, str]) -> None:
+    """Epic's sandbox adds a `suppressed` warning (59204, "Client not authorized for Observation - Outside
+    Record Results") to searches it answered in part: read as sent, never fetched again (the same
+    server withholds the same), but the check says "not checked", not "none on record"."""
+    def outcome(*issues: tuple[str, str]) -> dict[str, Any]:
+        return {"fullUrl": "urn:uuid:2f4796e5-149a-44fd-8757-adbfff93bd67", "search": {"mode": "outcome"},
+                "resource": {"resourceType": "OperationOutcome",
+                             "issue": [{"severity": severity, "code": code} for severity, code in issues]}}
+    whole = {key: {"resourceType": "Bundle", "type": "searchset"} for key in templates}
+    suppressed = {"resourceType": "Bundle", "type": "searchset", "total": 0,
+                  "entry": [outcome(("warning", "suppressed"), ("warning", "processing"))]}
+    no_results = {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": [outcome(("warning", "processing"))]}
+    assert withheld(suppressed) and not withheld(no_results) and not failed_prefetch(suppressed)
+    for junk in (None, "x", {"entry": "x"}, {"entry": [{"resource": {"resourceType": "OperationOutcome", "issue": "x"}}]}):
+        assert not withheld(junk)
+    prefetch = {**whole, "b12Results": suppressed, "medications": suppressed, "observations": suppressed,
+                "b12Orders": no_results}
+    assert missing_keys(templates, prefetch) == []
+    assert unchecked(templates, prefetch) == {"results", "therapy"}
+    assert unchecked(templates, {**whole, "b12Orders": suppressed}) == {"orders"}
+    assert unchecked({}, {"b12Orders": suppressed}) == frozenset()  # a key the service never asked for
 
 
 def test_a_bundle_sent_as_its_first_page_only_is_missing(templates: dict[str, str]) -> None:
