@@ -469,6 +469,11 @@ def _read_medication_statement(m: Any, raw: dict[str, Any], screen: ConceptScree
     status = k.rule.record_status
     if m.status not in (*status.medication_statement_active, *status.medication_statement_past):
         return _SKIP
+    # STU3 `taken` (n, unk, na) and DSTU2 `wasNotTaken`, read from the raw JSON (R4 has neither): a
+    # statement that the patient does not take the medicine, or that nobody knows, is no use of it
+    taken = raw.get("taken")
+    if (taken is not None and taken not in status.medication_statement_taken) or raw.get("wasNotTaken") is True:
+        return _SKIP
     active = m.status in status.medication_statement_active
     when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime)
     if active and when is None:  # when it was asserted: a later start, so a shorter use
@@ -580,6 +585,7 @@ def _abated(raw: dict[str, Any]) -> bool:
     text = raw.get("abatementString")
     return (
         _abatement_date(raw) is not None
+        or raw.get("abatementBoolean") is True  # DSTU2 and STU3 (R4 dropped it): abated, when not said
         or (isinstance(age := raw.get("abatementAge"), dict) and isinstance(age.get("value"), int | float))
         or (isinstance(span := raw.get("abatementRange"), dict) and any(isinstance(span.get(k), dict) for k in ("low", "high")))
         or (isinstance(text, str) and bool(text.strip()))

@@ -168,13 +168,22 @@ def _normalised_at(value: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
+# Statuses DSTU2 and STU3 wrote as a bare code where R4 has a CodeableConcept (Cerner's DSTU2 sandbox,
+# exports that relabelled their resources R4 without reshaping them): wrapped into the R4 code system,
+# whose codes are a superset of the older ones, so "resolved" stays resolved and "active" active.
+_CODE_TO_CONCEPT = {
+    ("Condition", "clinicalStatus"): "http://terminology.hl7.org/CodeSystem/condition-clinical",
+    ("Condition", "verificationStatus"): "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+}
+
 # FHIR R4 id: some EHRs write ids outside it (an underscore); the record is still read, without an id
 # to point at, so nothing this service sends carries an invalid reference
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[str, Any]:
-    """A copy with single objects wrapped into lists, unknown top-level fields dropped (and, when
+    """A copy with single objects wrapped into lists, a Condition's status sent as a bare code (DSTU2,
+    STU3) wrapped into its R4 CodeableConcept, unknown top-level fields dropped (and, when
     `elements` is given, every element not read or required), an id FHIR does not allow left out,
     and the date-times of the elements kept written as FHIR requires (normalise_date_time)."""
     rtype = str(raw.get("resourceType"))
@@ -192,6 +201,8 @@ def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[
             continue
         if key in lists and isinstance(value, dict):
             value = [value]
+        if isinstance(value, str) and (system := _CODE_TO_CONCEPT.get((rtype, key))) and value.strip():
+            value = {"coding": [{"system": system, "code": value.strip().lower()}]}
         for path in dated.get(key, ()):
             value = _normalised_at(value, path)
         fixed[key] = value

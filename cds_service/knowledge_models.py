@@ -130,6 +130,9 @@ class RecordStatus(_Knowledge):
     medication_past: list[str]
     # the same for statements: a stopped statement says the patient took it, then stopped
     medication_statement_past: list[str]
+    # a statement in the STU3 shape says in `taken` whether the medicine is taken: only these values
+    # are (n, unk and na are R4's not-taken and unknown); absent (R4), the status alone decides
+    medication_statement_taken: list[str] = Field(default_factory=lambda: ["y"])
     # orders read only as an earlier course of a medicine still taken (a dose change stops the old
     # order and starts a new one): never current use, never a dose given
     medication_renewal_only: list[str] = Field(default_factory=list)

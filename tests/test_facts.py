@@ -181,13 +181,29 @@ def test_conditions_that_count(knowledge: Knowledge, clinical: str | None, activ
 
 
 @pytest.mark.parametrize("abatement", [{"abatementDateTime": ago(20)}, {"abatementString": "settled"},
-                                       {"abatementPeriod": {"start": ago(30), "end": ago(20)}}])
+                                       {"abatementPeriod": {"start": ago(30), "end": ago(20)}},
+                                       {"abatementBoolean": True}])  # DSTU2, STU3
 def test_an_abated_condition_without_an_active_status_does_not_count(knowledge: Knowledge, abatement: dict[str, Any]) -> None:
     """FHIR con-4: abatement means inactive, resolved or remission, even when the EHR left the status out."""
     assert concepts(facts_of(knowledge, condition(MYALGIA, ago(30), clinical=None, **abatement))) == set()
 
 
+@pytest.mark.parametrize(("clinical", "verification", "counted"), [
+    ("active", "confirmed", True), ("resolved", "confirmed", False), ("active", "entered-in-error", False),
+    ("Remission", None, False), ("relapse", "provisional", True),
+])
+def test_a_condition_status_written_as_a_bare_code_is_read(
+        knowledge: Knowledge, clinical: str, verification: str | None, counted: bool) -> None:
+    """Cerner's DSTU2 sandbox and relabelled STU3 exports write "clinicalStatus": "resolved"; before, the
+    record failed validation and was skipped (a myalgia marked active lost, a resolved one unread)."""
+    raw = condition(MYALGIA, ago(200), clinical=None, verification=None, clinicalStatus=clinical)
+    raw |= {"verificationStatus": verification} if verification else {}
+    pf = facts_of(knowledge, raw)
+    assert bool(pf.of("myalgia")) is counted and pf.skipped_invalid == 0
+
+
 @pytest.mark.parametrize("junk", [{"abatementDateTime": "unknown"}, {"abatementString": " "}, {"abatementAge": 7},
+                                  {"abatementBoolean": False}, {"abatementBoolean": "true"},
                                   {"abatementAge": {"value": "x"}}, {"abatementRange": {"text": "?"}}])
 def test_an_abatement_that_cannot_be_read_neither_ends_the_condition_nor_loses_it(knowledge: Knowledge, junk: dict[str, Any]) -> None:
     [f] = facts_of(knowledge, condition(MYALGIA, ago(30), clinical=None, **junk)).of("myalgia")
@@ -263,6 +279,19 @@ def test_medication_statement_status(knowledge: Knowledge, state: str, active: b
     raw = {"resourceType": "MedicationStatement", "id": "ms-1", "status": state, "subject": {"reference": "Patient/p"},
            "medicationCodeableConcept": METFORMIN, "effectivePeriod": {"start": ago(300)}}
     assert [f.active for f in facts_of(knowledge, raw).of("metformin")] == ([] if active is None else [active])
+
+
+@pytest.mark.parametrize(("extra", "counted"), [
+    ({"taken": "y"}, True), ({"taken": "n"}, False), ({"taken": "unk"}, False), ({"taken": "na"}, False),  # STU3
+    ({"wasNotTaken": True}, False), ({"wasNotTaken": False}, True),  # DSTU2
+])
+def test_a_statement_in_the_older_shape_that_says_the_medicine_is_not_taken_does_not_count(
+        knowledge: Knowledge, extra: dict[str, Any], counted: bool) -> None:
+    """STU3 MedicationStatement.taken (the HL7 STU3 example medrx002 statement: "taken": "n") and DSTU2's
+    wasNotTaken say whether the patient takes it; R4 writes the same as status not-taken or unknown."""
+    raw = {"resourceType": "MedicationStatement", "id": "ms-1", "status": "active", "subject": {"reference": "Patient/p"},
+           "medicationCodeableConcept": METFORMIN, "effectiveDateTime": ago(300)} | extra
+    assert bool(facts_of(knowledge, raw).of("metformin")) is counted
 
 
 @pytest.mark.parametrize(("state", "counted"), [("active", True), ("draft", True), ("completed", False),

@@ -20,6 +20,22 @@ def test_single_objects_where_lists_belong_are_wrapped() -> None:
     assert model is not None and model.category[0].text == "laboratory"  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("elements", [None, ELEMENTS_READ])
+def test_a_condition_status_sent_as_a_bare_code_is_wrapped_into_its_r4_code_system(elements: frozenset[str] | None) -> None:
+    """DSTU2 and STU3 wrote Condition statuses as codes (Cerner's DSTU2 sandbox: "clinicalStatus": "resolved",
+    "verificationStatus": "confirmed"); R4's code systems hold every one of them."""
+    raw = {"resourceType": "Condition", "id": "c1", "code": {"text": "Myalgia"}, "subject": {"reference": "Patient/p"},
+           "clinicalStatus": "Resolved ", "verificationStatus": "confirmed"}
+    model: Any = fhir_models.parse(raw, elements)
+    assert model is not None
+    assert (model.clinicalStatus.coding[0].system, model.clinicalStatus.coding[0].code) == (
+        "http://terminology.hl7.org/CodeSystem/condition-clinical", "resolved")
+    assert model.verificationStatus.coding[0].code == "confirmed"
+    assert raw["clinicalStatus"] == "Resolved "  # the raw resource is untouched
+    assert fhir_models.parse({**raw, "clinicalStatus": " "}) is None  # nothing to wrap: still invalid
+    assert fhir_models.parse({**OBSERVATION, "status": "final"}) is not None  # other types' codes stay codes
+
+
 def test_malformed_unread_element_fails_full_validation_only() -> None:
     raw = {**OBSERVATION, "performer": "Dr Who", "referenceRange": [{"low": "eighty"}]}
     assert fhir_models.parse(raw) is None
