@@ -185,12 +185,15 @@ class ConceptScreen:
         """Concepts the texts mention. With `one_name` they are names of one thing (a code's text and
         its codings' displays): a word that makes it something else in any of them holds for all, so
         'Multivitamin' as the text cancels the cyanocobalamin in the coding's ingredient list."""
+        matcher = self.k.text_by_type.get(rtype)  # the terms of concepts read from this type only
+        if matcher is None:
+            return set()
         found: set[str] = set()
         for t in texts:
-            found |= {c for c in self.k.text.find(t, self.check) if rtype in self.k.concepts[c].applies_to}
+            found |= matcher.find(t, self.check)
         if one_name and found and len(texts) > 1:
             for t in texts:
-                found -= self.k.text.excluded(t)
+                found -= matcher.excluded(t)
         return found
 
     def medication_concept(self, raw: dict[str, Any]) -> Any:

@@ -86,7 +86,11 @@ class Knowledge:
     units: dict[str, LabUnits]
     rule: RuleFile
     wording: WordingFile
-    text: TextMatcher
+    text: TextMatcher  # every concept's terms, whatever the record type (the text-matching tests read it)
+    # per resource type, only the terms of concepts read from it: a term of a concept that is never
+    # read from a record does not hide a shorter one that is ('B12 and folate', a test name, holds
+    # the 'B12' of a product's name), as one pattern for every concept, longest term first, would
+    text_by_type: dict[str, TextMatcher]
     codings: CodingLookup
     strengths: ProductStrengths
     answers: dict[str, str]  # answer concept -> the question concept whose Observation value it is read from
@@ -183,21 +187,24 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             code_index.setdefault(key, []).append(concept.id)
         prefix_index.extend((s, p, concept.id) for s, p in vs.prefixes)
 
-    text = TextMatcher.build(
-        terms={c.id: c.text_terms for c in concepts.values() if c.text_terms},
-        pre_negation=text_file.pre_negation,
-        post_negation=text_file.post_negation,
-        clause_breaks=text_file.clause_breaks,
-        window_words=text_file.window_words,
-        concept_pre_negation={c.id: c.text_pre_negation for c in concepts.values()},
-        concept_exclusions={c.id: c.text_exclusions for c in concepts.values() if c.text_exclusions},
-        negative_answers=text_file.negative_answers,
-        list_negation=text_file.list_negation,
-        list_breaks=text_file.list_breaks,
-        statement_words=text_file.statement_words,
-        abbreviations=text_file.abbreviations,
-        pseudo_negation=text_file.pseudo_negation,
-    )
+    def matcher(chosen: list[ConceptDef]) -> TextMatcher:
+        return TextMatcher.build(
+            terms={c.id: c.text_terms for c in chosen if c.text_terms},
+            pre_negation=text_file.pre_negation,
+            post_negation=text_file.post_negation,
+            clause_breaks=text_file.clause_breaks,
+            window_words=text_file.window_words,
+            concept_pre_negation={c.id: c.text_pre_negation for c in chosen},
+            concept_exclusions={c.id: c.text_exclusions for c in chosen if c.text_exclusions},
+            negative_answers=text_file.negative_answers,
+            list_negation=text_file.list_negation,
+            list_breaks=text_file.list_breaks,
+            statement_words=text_file.statement_words,
+            abbreviations=text_file.abbreviations,
+            pseudo_negation=text_file.pseudo_negation,
+        )
+
+    read_types = sorted({t for c in concepts.values() if c.text_terms for t in c.applies_to})
     return Knowledge(
         version=f"{rule.version}+{digest.hexdigest()[:12]}",
         concepts=concepts,
@@ -205,7 +212,8 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         units=units.labs,
         rule=rule,
         wording=wording,
-        text=text,
+        text=matcher(list(concepts.values())),
+        text_by_type={t: matcher([c for c in concepts.values() if t in c.applies_to]) for t in read_types},
         codings=CodingLookup(
             {k: tuple(v) for k, v in code_index.items()}, tuple(prefix_index),
             {c.id: frozenset(c.applies_to) for c in concepts.values()},

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cds_service.facts import ConceptScreen
 from cds_service.knowledge import Knowledge
+from cds_service.patient_data import PatientData
 from cds_service.textmatch import _ANSWER_MARK as ANSWER_MARK
 from cds_service.textmatch import _has_phrase, _words
 
@@ -330,3 +332,19 @@ def test_pseudo_negations_and_what_stays_negated(knowledge: Knowledge, text: str
 ])
 def test_a_local_order_name_is_a_b12_test_only_when_it_names_one(knowledge: Knowledge, name: str, is_b12_test: bool) -> None:
     assert ("b12-level-order" in knowledge.text.find(name)) is is_b12_test
+
+
+@pytest.mark.parametrize(("rtype", "name", "expected"), [
+    ("MedicationRequest", "B12 and folate tablets", {"b12-therapy"}),
+    ("MedicationRequest", "Vitamin B12 1000 mcg tablet", {"b12-therapy"}),
+    ("ServiceRequest", "B12 and folate", {"b12-order", "b12-level-order"}),
+    ("ServiceRequest", "Vitamin B12 injection", set()),
+    ("Condition", "Myalgia", {"myalgia"}),
+    ("Patient", "Myalgia", set()),  # no concept is read from it
+])
+def test_a_record_is_read_with_the_terms_of_its_own_concepts(knowledge: Knowledge, rtype: str, name: str,
+                                                            expected: set[str]) -> None:
+    """One pattern for every concept takes the longest term at each place: the test name 'B12 and
+    folate' (a ServiceRequest term) hid the 'B12' of a product named 'B12 and folate tablets', so
+    the product was not read as B12. Each record type is read with its own concepts' terms."""
+    assert ConceptScreen(knowledge, PatientData()).text([name], rtype) == expected
