@@ -348,3 +348,47 @@ def test_a_record_is_read_with_the_terms_of_its_own_concepts(knowledge: Knowledg
     folate' (a ServiceRequest term) hid the 'B12' of a product named 'B12 and folate tablets', so
     the product was not read as B12. Each record type is read with its own concepts' terms."""
     assert ConceptScreen(knowledge, PatientData()).text([name], rtype) == expected
+
+
+@pytest.mark.parametrize(("rtype", "name", "concept", "found"), [
+    # the combined B12 and folate test written with a slash, as lab catalogues do
+    ("ServiceRequest", "B12/FOLATE", "b12-level-order", True),
+    ("ServiceRequest", "B12/Folate level", "b12-level-order", True),
+    ("ServiceRequest", "Vit B12 / folate", "b12-level-order", True),
+    ("ServiceRequest", "FOLATE/B12", "b12-order", True),
+    ("ServiceRequest", "Ferritin/B12/Folate", "b12-order", True),
+    ("ServiceRequest", "Homocysteine (B12/folate workup)", "b12-order", False),
+    ("ServiceRequest", "B12/folate injection, nurse visit", "b12-order", False),
+    ("MedicationRequest", "B12/folate tablet", "b12-therapy", True),  # a product, not a test
+    # referrals as clinicians write them
+    ("ServiceRequest", "physio", "muscle-referral", True),
+    ("ServiceRequest", "Physio referral", "muscle-referral", True),
+    ("ServiceRequest", "Rheum referral", "muscle-referral", True),
+    ("ServiceRequest", "Rheumatology r/v", "muscle-referral", True),
+    ("ServiceRequest", "No physio", "muscle-referral", False),
+    ("ServiceRequest", "PT/INR", "muscle-referral", False),  # prothrombin time
+    ("ServiceRequest", "PT referral", "muscle-referral", False),  # 'PT' is also 'patient'
+    ("ServiceRequest", "Rheumatoid factor", "muscle-referral", False),
+    ("ServiceRequest", "RHEUM FACTOR", "muscle-referral", False),
+    ("ServiceRequest", "Rheumatology panel", "muscle-referral", False),
+    ("ServiceRequest", "Chest physio", "muscle-referral", False),
+    ("ServiceRequest", "Pelvic floor physiotherapy", "muscle-referral", False),
+    ("ServiceRequest", "Chest physio and MSK physio", "muscle-referral", True),
+    # labs
+    ("ServiceRequest", "Plasma viscosity", "muscle-lab", True),
+    ("ServiceRequest", "CK-MB", "muscle-lab", False),
+    ("ServiceRequest", "Troponin, CK-MB", "muscle-lab", False),
+    ("ServiceRequest", "CK and CK-MB", "muscle-lab", True),
+    ("ServiceRequest", "Rheumatoid factor", "muscle-lab", False),
+    # pain relief and muscle relaxants by UK and brand names
+    ("MedicationRequest", "Co-codamol 30/500 tablets", "analgesic", True),
+    ("MedicationRequest", "Nurofen 200mg", "analgesic", True),
+    ("MedicationRequest", "Etoricoxib 60 mg", "analgesic", True),
+    ("MedicationRequest", "Aspirin 75 mg dispersible", "analgesic", False),
+    ("MedicationRequest", "Chlorzoxazone 500 mg", "muscle-relaxant", True),
+    ("MedicationRequest", "Diazepam 2 mg", "muscle-relaxant", False),
+])
+def test_orders_as_catalogues_and_clinicians_write_them(knowledge: Knowledge, rtype: str, name: str,
+                                                        concept: str, found: bool) -> None:
+    """Found in order review: local names an order-select or order-sign draft is sent under."""
+    assert (concept in ConceptScreen(knowledge, PatientData()).text([name], rtype, one_name=True)) is found
