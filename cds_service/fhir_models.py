@@ -176,6 +176,13 @@ _CODE_TO_CONCEPT = {
     ("Condition", "verificationStatus"): "http://terminology.hl7.org/CodeSystem/condition-ver-status",
 }
 
+# Older names of an element R4 kept under another name: a Condition dated only by when it was
+# recorded (STU3 assertedDate, DSTU2 dateRecorded) would otherwise be read as undated.
+_RENAMED = {
+    ("Condition", "assertedDate"): "recordedDate",
+    ("Condition", "dateRecorded"): "recordedDate",
+}
+
 # FHIR R4 id: some EHRs write ids outside it (an underscore); the record is still read, without an id
 # to point at, so nothing this service sends carries an invalid reference
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -183,9 +190,10 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[str, Any]:
     """A copy with single objects wrapped into lists, a Condition's status sent as a bare code (DSTU2,
-    STU3) wrapped into its R4 CodeableConcept, unknown top-level fields dropped (and, when
-    `elements` is given, every element not read or required), an id FHIR does not allow left out,
-    and the date-times of the elements kept written as FHIR requires (normalise_date_time)."""
+    STU3) wrapped into its R4 CodeableConcept and its recorded date read under its older names,
+    unknown top-level fields dropped (and, when `elements` is given, every element not read or
+    required), an id FHIR does not allow left out, and the date-times of the elements kept written
+    as FHIR requires (normalise_date_time)."""
     rtype = str(raw.get("resourceType"))
     names, lists = _field_shapes(rtype)
     dated = _dated_elements(rtype, elements)
@@ -195,6 +203,8 @@ def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[
     for key, value in raw.items():
         if key == "resourceType" or value is None:
             continue
+        if (renamed := _RENAMED.get((rtype, key))) and renamed not in raw:
+            key = renamed
         if key == "id" and isinstance(value, str) and not _FHIR_ID.fullmatch(value):
             continue
         if key not in names and (elements is not None or not key.startswith("_")):

@@ -36,6 +36,19 @@ def test_a_condition_status_sent_as_a_bare_code_is_wrapped_into_its_r4_code_syst
     assert fhir_models.parse({**OBSERVATION, "status": "final"}) is not None  # other types' codes stay codes
 
 
+@pytest.mark.parametrize("elements", [None, ELEMENTS_READ])
+@pytest.mark.parametrize("older", ["assertedDate", "dateRecorded"])
+def test_a_condition_recorded_date_under_its_older_names_is_read(older: str, elements: frozenset[str] | None) -> None:
+    """STU3 assertedDate, DSTU2 dateRecorded: R4's recordedDate, which dates a Condition with no onset."""
+    raw = {"resourceType": "Condition", "id": "c1", "code": {"text": "Myalgia"}, "subject": {"reference": "Patient/p"},
+           older: "2026-11-01"}
+    model: Any = fhir_models.parse(raw, elements)
+    assert model is not None and str(model.recordedDate)[:10] == "2026-11-01"
+    both: Any = fhir_models.parse({**raw, "recordedDate": "2026-10-01"}, elements)  # R4's own name wins
+    assert both is not None and str(both.recordedDate)[:10] == "2026-10-01"
+    assert fhir_models.parse({**OBSERVATION, "dateRecorded": "2026-11-01"}) is not None  # other types: dropped as unknown
+
+
 def test_malformed_unread_element_fails_full_validation_only() -> None:
     raw = {**OBSERVATION, "performer": "Dr Who", "referenceRange": [{"low": "eighty"}]}
     assert fhir_models.parse(raw) is None
