@@ -41,8 +41,11 @@ class PatientData:
         if self.patient_id is not None:
             self._own_reference = "Patient/" + self.patient_id
 
-    def add(self, resource: Any, depth: int = 0) -> None:
-        """Add one resource or Bundle; anything that is not a JSON object is counted and skipped."""
+    def add(self, resource: Any, depth: int = 0, full_url: Any = None) -> None:
+        """Add one resource or Bundle; anything that is not a JSON object is counted and skipped.
+        `full_url` is its Bundle entry's: a Medication is found by a `urn:uuid:` one too, since a
+        Bundle's references resolve against its fullUrls (transaction and document Bundles, Synthea's
+        output, name resources so)."""
         if not isinstance(resource, dict):
             self.malformed += 1
             return
@@ -73,6 +76,8 @@ class PatientData:
         elif rtype == "Medication":
             if isinstance(rid, str):
                 self.medications[rid] = resource
+            if isinstance(full_url, str) and full_url.startswith("urn:"):
+                self.medications.setdefault(full_url, resource)
         else:
             self.resources.setdefault(rtype, []).append(resource)
 
@@ -88,7 +93,7 @@ class PatientData:
             return
         for entry in entries:
             if isinstance(entry, dict) and "resource" in entry:
-                self.add(entry["resource"], depth)
+                self.add(entry["resource"], depth, entry.get("fullUrl"))
             elif not isinstance(entry, dict) or entry:  # {} carries nothing to lose
                 self.malformed += 1
 

@@ -60,6 +60,7 @@ PREFETCH_SHAPE = {
     "64-unreadable-medications-key-not-checked-warning",
     "81-untreated-low-without-medication-data-says-not-checked",  # an absent key: fetched, it is no longer absent
     "223-results-and-medications-withheld-by-the-ehr-says-not-checked",  # the server's suppressed warnings are the point
+    "234-omeprazole-named-by-urn-uuid-medication-reference-warning",  # a searchset a server returns names no urn:uuid
 }
 
 

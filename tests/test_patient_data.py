@@ -86,14 +86,29 @@ def test_medications_are_kept_by_id_for_medication_reference() -> None:
     included = bundle(request, metformin)
     included["entry"][1]["search"] = {"mode": "include"}
     data = from_prefetch({"medications": included, "b12Administrations": bundle(resource("Medication", "med-1"))})
-    assert data.medications == {"med-1": metformin}  # the first copy, not a later one with the same id
+    # the first copy, not a later one with the same id; by its entry's urn:uuid fullUrl too
+    assert data.medications == {"med-1": metformin, "urn:uuid:1": metformin}
     assert data.of_type("MedicationRequest") == [request]
     assert data.of_type("Medication") == []  # not a record of its own
     assert data.count() == 1
 
 
-def test_a_medication_without_an_id_cannot_be_referenced_and_is_dropped() -> None:
-    data = from_prefetch({"medications": bundle(resource("Medication", code={"text": "metformin"}))})
+def test_a_medication_is_also_kept_by_its_entry_full_url() -> None:
+    """References in a Bundle resolve against its fullUrls: a transaction or document Bundle (Synthea's
+    output) names a Medication by `urn:uuid:…`, which carries no id."""
+    metformin = resource("Medication", code={"text": "metformin"})
+    request = resource("MedicationRequest", "mr-1", medicationReference={"reference": "urn:uuid:5f1c0a4e"})
+    sent = bundle(request, metformin)
+    sent["entry"][1]["fullUrl"] = "urn:uuid:5f1c0a4e"
+    data = from_prefetch({"medications": sent})
+    assert data.medications == {"urn:uuid:5f1c0a4e": metformin}
+    assert data.of_type("MedicationRequest") == [request]
+
+
+def test_a_medication_with_neither_an_id_nor_a_urn_full_url_cannot_be_referenced_and_is_dropped() -> None:
+    sent = bundle(resource("Medication", code={"text": "metformin"}))
+    sent["entry"][0]["fullUrl"] = "https://ehr.example.org/fhir/Medication"  # no id in it either
+    data = from_prefetch({"medications": sent})
     assert data.medications == {}
     assert data.resources == {}
 
