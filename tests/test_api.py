@@ -145,7 +145,7 @@ def test_a_value_that_is_no_resource_under_an_asked_key_is_that_key_missing(clie
     request = load_scenario(POSITIVE)["request"]
     for value in ("Bundle", 7, ["x"]):
         [detail] = _details(client.post(SERVICE, json=request | {"prefetch": request["prefetch"] | {"b12Orders": value}}))
-        assert "Pending B12 orders not checked" in detail and UNREADABLE in detail
+        assert "Pending B12 orders not fully checked" in detail and UNREADABLE in detail
 
 
 def test_a_prefetch_that_is_not_an_object_is_still_a_400_naming_the_field(client: httpx.Client) -> None:
@@ -235,7 +235,7 @@ def test_a_card_says_which_checks_it_made_without_data(client: httpx.Client) -> 
     request = load_scenario(FIXTURES / "patient-view" / "28-no-prefetch-beyond-patient-no-invented-data.json")["request"]
     response = client.post("/cds-services/b12-myalgia-patient-view", json=request)
     (card,) = response.json()["cards"]
-    for line in ("B12 replacement not fully checked", "Pending B12 orders not checked", "Earlier B12 results not checked"):
+    for line in ("B12 replacement not fully checked", "Pending B12 orders not fully checked", "Earlier B12 results not fully checked"):
         assert line in card["detail"]
     for claim in ("No current B12 replacement on record", "No pending B12 order", "No earlier B12 result on record"):
         assert claim not in card["detail"]
