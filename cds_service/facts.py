@@ -597,9 +597,12 @@ def _abated(raw: dict[str, Any]) -> bool:
 
 def _status_code(concept: Any) -> str | None:
     """A clinicalStatus / verificationStatus as its HL7 code: the coding from an HL7 code system
-    when there is one (EHRs put local codings first), else the first coding."""
-    if concept is None or not concept.coding:
+    when there is one (EHRs put local codings first), else the first coding; with no coding, its
+    text as a code ("Resolved", "Entered in error"), which the rule's status lists read or ignore."""
+    if concept is None:
         return None
+    if not concept.coding:
+        return "-".join((concept.text or "").lower().split()) or None
     hl7 = next((c for c in concept.coding if (c.system or "").startswith(HL7_TERMINOLOGY)), concept.coding[0])
     code: str | None = hl7.code
     return code

@@ -174,6 +174,19 @@ def test_conditions_that_do_not_count(knowledge: Knowledge, clinical: str | None
     assert concepts(pf) == set() and pf.skipped_invalid == 0
 
 
+@pytest.mark.parametrize(("clinical", "verification", "counts"), [
+    ("Resolved", "Confirmed", False), (" ACTIVE ", "Entered in error", False), ("Active", "confirmed", True),
+    ("Active", "Provisional", True), ("Chronic", "Confirmed", True),  # a text no status list names: as no status
+])
+def test_statuses_sent_as_text_only_are_read_as_their_codes(
+    knowledge: Knowledge, clinical: str, verification: str, counts: bool
+) -> None:
+    """A status with no coding, only text (a local export): its text is the HL7 code when it is one."""
+    raw = condition(MYALGIA) | {"clinicalStatus": {"text": clinical}, "verificationStatus": {"text": verification}}
+    pf = facts_of(knowledge, raw)
+    assert bool(pf.of("myalgia")) is counts and pf.skipped_invalid == 0
+
+
 @pytest.mark.parametrize(("clinical", "active"), [("active", True), ("recurrence", True), ("relapse", True), (None, False)])
 def test_conditions_that_count(knowledge: Knowledge, clinical: str | None, active: bool) -> None:
     [f] = facts_of(knowledge, condition(MYALGIA, clinical=clinical, verification="provisional")).of("myalgia")
