@@ -6,6 +6,7 @@ tokens the CDS Hooks sandbox supports: `{{context.X}}` for first-level context s
 """
 
 import re
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -97,35 +98,19 @@ def first_page_only(value: Any) -> bool:
     total = value.get("total")
     if type(total) is not int or value.get("resourceType", "Bundle") != "Bundle":
         return False
-    entries = value.get("entry")
-    entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
-    matches = sum(1 for e in entries if not (isinstance(e, dict) and isinstance(e.get("search"), dict)
-                                             and e["search"].get("mode") in ("include", "outcome")))
-    return total > matches
+    return total > _scan(value).matches
 
 
 def failed_prefetch(value: Any) -> bool:
     """An OperationOutcome in place of the result (CDS Hooks 2.0: the client could not prefetch the
     key), or a search Bundle reporting an error beside what it found: an incomplete result."""
-    return isinstance(value, dict) and (value.get("resourceType") == "OperationOutcome" or has_error_outcome(value))
+    return isinstance(value, dict) and (value.get("resourceType") == "OperationOutcome" or _scan(value).error)
 
 
 def has_error_outcome(bundle: dict[str, Any]) -> bool:
     """A search Bundle carrying an OperationOutcome with an error or fatal issue (search.mode outcome);
     the warnings servers add to an empty result ("no matches") are not errors."""
-    return any(issue.get("severity") in ("error", "fatal") for issue in _outcome_issues(bundle))
-
-
-def _outcome_issues(bundle: Any) -> list[dict[str, Any]]:
-    """The issues of the OperationOutcome entries of a search Bundle (search.mode outcome)."""
-    entries = bundle.get("entry") if isinstance(bundle, dict) else None
-    issues: list[dict[str, Any]] = []
-    for entry in entries if isinstance(entries, list) else ():
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
-            found = resource.get("issue")
-            issues += [i for i in (found if isinstance(found, list) else ()) if isinstance(i, dict)]
-    return issues
+    return _scan(bundle).error
 
 
 def withheld(value: Any) -> bool:
@@ -134,7 +119,43 @@ def withheld(value: Any) -> bool:
     rules), as Epic adds, as a warning, to searches whose client may not read outside records ("Client
     not authorized for Observation - Outside Record Results"). What was sent is read; its checks are
     not complete, so the card says "not checked" rather than "none on record"."""
-    return any(issue.get("code") == "suppressed" for issue in _outcome_issues(value))
+    return _scan(value).withheld
+
+
+@dataclass(frozen=True)
+class _Scan:
+    matches: int = 0  # entries that are search matches (not `include` or `outcome`)
+    error: bool = False  # an OperationOutcome entry with an error or fatal issue
+    withheld: bool = False  # an OperationOutcome entry with an issue of type `suppressed`
+
+
+_NOTHING = _Scan()
+
+
+def _scan(bundle: Any) -> _Scan:
+    """One pass over a search Bundle's entries for what the checks above ask: several of them read
+    every key of every call, so the entries are walked once each time, not once per question."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list):
+        return _NOTHING
+    matches, error, suppressed = 0, False, False
+    for entry in entries:
+        if type(entry) is not dict:
+            matches += 1
+            continue
+        resource = entry.get("resource")
+        if type(resource) is dict and resource.get("resourceType") == "OperationOutcome":
+            found = resource.get("issue")
+            for issue in found if isinstance(found, list) else ():
+                if isinstance(issue, dict):
+                    error = error or issue.get("severity") in ("error", "fatal")
+                    suppressed = suppressed or issue.get("code") == "suppressed"
+        search = entry.get("search")
+        if not (type(search) is dict and search.get("mode") in ("include", "outcome")):
+            matches += 1
+    return _Scan(matches, error, suppressed)
 
 
 def unchecked(templates: dict[str, str], prefetch: dict[str, Any] | None) -> frozenset[str]:
