@@ -90,6 +90,30 @@ def _phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
 
 
+# The punctuation that joins two names in one test's name, as catalogues write a combined test:
+# 'B12/FOLATE', 'B12 / Folate', 'B12 & folate', 'B12+FOLATE', 'B12, folate', 'FOLATE,B12'. A joiner
+# written in a term or in an exclusion phrase that holds one stands for any of them, spaced or not,
+# so one term ('b12 & folate') reads every spelling and one exclusion ('b12/folate workup') cancels
+# every spelling of that phrase. Only terms and those phrases are read so: the words around a
+# mention keep their own reading ('h/o', 'w/o' and '/7' are cues; commas and slashes part the
+# items of a negated list: 'denies fever, myalgia'), and a term without a joiner needs none: a
+# space in a term is no joiner ('muscle pain' is not read in 'calf muscle, pain on walking').
+_JOINER = re.compile(r"[ \t]*[/+&,][ \t]*")
+
+
+def _joined(phrase: str) -> str:
+    """The one spelling of a term or a mention of it: each joiner written '/', with no spaces."""
+    return _JOINER.sub("/", phrase)
+
+
+def _term_pattern(phrases: list[str]) -> re.Pattern[str]:
+    """Whole-word occurrences of any of the terms (or phrases holding one) in lowered text, each
+    joiner in them matching any joiner, spaced or not."""
+    canonical = sorted({_joined(p.lower().strip()) for p in phrases}, key=len, reverse=True)
+    alternatives = "|".join(_JOINER.pattern.join(map(re.escape, p.split("/"))) for p in canonical)
+    return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
+
+
 def _words(text: str) -> list[str]:
     return _WORD.findall(text)
 
@@ -171,7 +195,7 @@ class TextMatcher:
     """Finds concept mentions in free text; built once from cards/ at start."""
 
     pattern: re.Pattern[str] | None
-    term_concepts: dict[str, tuple[str, ...]]
+    term_concepts: dict[str, tuple[str, ...]]  # by the term's joined spelling (_joined): read with concepts_of
     pre_negation: tuple[tuple[str, ...], ...]
     concept_pre_negation: dict[str, tuple[tuple[str, ...], ...]]
     post_negation: tuple[tuple[str, ...], ...]
@@ -211,6 +235,11 @@ class TextMatcher:
         set_field(self, "general_pre_cues", PhraseSet.of(self.pre_negation))
         set_field(self, "own_pre_cues", {c: PhraseSet.of(own) for c, own in self.concept_pre_negation.items() if own})
 
+    def concepts_of(self, mention: str) -> tuple[str, ...]:
+        """The concepts of a term as `pattern` found it in lowered text ('b12 + folate' is the term 'b12 & folate')."""
+        found = self.term_concepts.get(mention)
+        return found if found is not None else self.term_concepts[_joined(mention)]
+
     def _own_cue_reaches(self, concept: str, lowered: str, clause_start: int, start: int, before: list[str]) -> bool:
         """A concept's own cue ('h/o', 'planned', 'check for') negates a mention in its own comma item, or
         past commas only over items that are themselves mentions read with that cue ('h/o myalgia,
@@ -223,7 +252,7 @@ class TextMatcher:
         if own.within(_words(last)):
             return True
         for item in reversed(items):
-            shared = [c for m in pattern.finditer(item) for c in self.term_concepts[m.group(0)]
+            shared = [c for m in pattern.finditer(item) for c in self.concepts_of(m.group(0))
                       if c in self.own_pre_cues and not own.phrases.isdisjoint(self.own_pre_cues[c].phrases)]
             if not shared:
                 return False
@@ -252,19 +281,16 @@ class TextMatcher:
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
             for term in concept_terms:
-                term_concepts.setdefault(term.lower().strip(), []).append(concept)
-        ordered = sorted(term_concepts, key=len, reverse=True)
-        pattern = (
-            re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, ordered)) + r")(?![a-z0-9])")
-            if ordered
-            else None
-        )
+                known = term_concepts.setdefault(_joined(term.lower().strip()), [])
+                if concept not in known:  # 'b12/folate' and 'b12 & folate' are one term
+                    known.append(concept)
+        pattern = _term_pattern(list(term_concepts)) if term_concepts else None
         breaks = "|".join(re.escape(b.lower().strip()) for b in [*clause_breaks, _PLUS])
         clause_break = re.compile(rf"[.;:!?\n]|\b(?:{breaks})\b")
         list_cues = [c.lower().strip() for c in list_negation or []] + [_MINUS_BEFORE]
 
         def holds_term(concept: str, cue: str) -> bool:
-            return any(_phrase_pattern([term]).search(cue.lower()) for term in terms.get(concept, []))
+            return bool(terms.get(concept)) and _term_pattern(terms[concept]).search(cue.lower()) is not None
 
         def phrases(cues: list[str]) -> tuple[tuple[str, ...], ...]:
             return tuple(tuple(words) for c in cues if (words := _words(c.lower())))
@@ -282,7 +308,7 @@ class TextMatcher:
             negative_answers=frozenset(phrases(negative_answers or [])),
             concept_exclusions={c: phrases([cue for cue in cues if not holds_term(c, cue)])
                                 for c, cues in (concept_exclusions or {}).items()},
-            local_exclusions={c: _phrase_pattern(local) for c, cues in (concept_exclusions or {}).items()
+            local_exclusions={c: _term_pattern(local) for c, cues in (concept_exclusions or {}).items()
                               if (local := [cue for cue in cues if holds_term(c, cue)])},
             list_negation=_phrase_pattern(list_cues) if list_cues else None,
             list_breaks=frozenset(w.lower() for w in list_breaks or []),
@@ -418,7 +444,7 @@ class TextMatcher:
         for n, match in enumerate(chain((first,), mentions), 1):
             if n % _MENTIONS_PER_CHECK == 0:
                 check()
-            concepts = self.term_concepts[match.group(0)]
+            concepts = self.concepts_of(match.group(0))
             if found.issuperset(concepts):
                 continue  # already found affirmed: another mention changes nothing
             start, end = match.span()

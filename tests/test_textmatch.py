@@ -11,7 +11,7 @@ from cds_service.facts import ConceptScreen
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData
 from cds_service.textmatch import _ANSWER_MARK as ANSWER_MARK
-from cds_service.textmatch import _has_phrase, _words
+from cds_service.textmatch import TextMatcher, _has_phrase, _words
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def _reference_find(m: Any, text: str) -> set[str]:
             answered_no = m.is_negative_answer(answer) or any(_has_phrase(first, c) for c in m.post_negation)
         if post_negated or answered_no or in_list:
             continue
-        for concept in m.term_concepts[match.group(0)]:
+        for concept in m.concepts_of(match.group(0)):
             local = m.local_exclusions.get(concept)
             inside = local is not None and any(x.start() <= start and end <= x.end() for x in local.finditer(lowered))
             if not inside and not any(_has_phrase(before, c) for c in m.pre_negation + m.concept_pre_negation.get(concept, ())):
@@ -122,7 +122,7 @@ PIECES = ["myalgia", "muscle pain", "muscle aches", "fatigue", "tired", "pins an
           "worse on exertion", "marathon", "fever/chills/night-sweats/myalgia", "mild", "for months", "the", "x" * 40,
           "negative for", "reports", ",", "except", "no relief of", "positive for", "fever", "chills", "weight loss",
           "denies:", "now", "neg.", "c/o", "no reports of", "no change in", "no obvious cause for", "just",
-          "and has", "not only"]
+          "and has", "not only", "pins & needles", "pins/needles", "pins, needles"]
 
 
 @settings(max_examples=3000, deadline=None, derandomize=True)
@@ -392,3 +392,48 @@ def test_orders_as_catalogues_and_clinicians_write_them(knowledge: Knowledge, rt
                                                         concept: str, found: bool) -> None:
     """Found in order review: local names an order-select or order-sign draft is sent under."""
     assert (concept in ConceptScreen(knowledge, PatientData()).text([name], rtype, one_name=True)) is found
+
+
+def _joiner_matcher() -> TextMatcher:
+    return TextMatcher.build(
+        terms={"test": ["b12 & folate", "b12 and folate", "vitamin b12"], "ache": ["muscle pain", "myalgia"],
+               "referral": ["physio"]},
+        pre_negation=["denies", "no", "h/o"], post_negation=["negative"], clause_breaks=["but"], window_words=5,
+        concept_exclusions={"test": ["b12/folate workup", "injection"]}, list_negation=["denies", "no"],
+    )
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # one joiner in a term stands for '/', '&', '+' and ',', spaced or not
+    ("B12/FOLATE", {"test"}), ("B12 / folate", {"test"}), ("B12 /folate", {"test"}), ("B12/ folate", {"test"}),
+    ("B12+FOLATE", {"test"}), ("B12 + folate", {"test"}), ("B12, folate", {"test"}), ("B12,folate", {"test"}),
+    ("B12 & folate", {"test"}), ("B12&folate", {"test"}), ("B12 and folate", {"test"}),
+    ("B12  folate", set()), ("B12 folate", set()), ("B12 - folate", set()), ("B12 or folate", set()),
+    ("B12 /\nfolate", set()), ("B12 &/ folate", set()),  # one joiner, on one line
+    ("B12/folates", set()),  # whole words still
+    # so does a joiner in an exclusion phrase that holds a term; the words 'and' and 'or' are no joiners
+    ("Homocysteine (B12/folate workup)", set()), ("Homocysteine (B12 & folate workup)", set()),
+    ("Homocysteine (B12, folate workup)", set()), ("Homocysteine (B12 + folate workup)", set()),
+    ("Homocysteine (B12 and folate workup)", {"test"}),
+    ("B12+folate injection", set()),
+    # a space in a term is no joiner
+    ("Tender calf muscle, pain on walking", set()), ("Muscle/pain", set()), ("Muscle pain", {"ache"}),
+    # the words around a mention read as before: commas and slashes part a negated list, 'h/o' is a cue
+    ("Denies fever, myalgia", set()), ("Denies fever/chills/myalgia", set()), ("Denies fever & myalgia", set()),
+    ("h/o muscle pain", set()), ("No fever, B12/folate", set()), ("Fever, B12/folate", {"test"}),
+    ("B12, folate negative", set()), ("PT/INR", set()), ("PT/INR, physio", {"referral"}),
+])
+def test_a_joiner_in_a_term_reads_every_joiner(text: str, expected: set[str]) -> None:
+    """Catalogues join the names of a combined test with any of '/', '&', '+' and ',' (found in order
+    review: 'B12, folate', 'B12+FOLATE', 'FOLATE,B12' were not read). Only terms and the exclusion
+    phrases that hold one read joiners so: the words around a mention keep their reading."""
+    assert _joiner_matcher().find(text) == expected
+
+
+def test_spellings_of_one_term_are_one_term() -> None:
+    m = TextMatcher.build(terms={"a": ["b12/folate", "b12 / folate", "b12 & folate"], "b": ["B12, Folate"]},
+                          pre_negation=[], post_negation=[], clause_breaks=[], window_words=5)
+    assert m.term_concepts == {"b12/folate": ("a", "b")}
+    assert m.concepts_of("b12 +folate") == ("a", "b")
+    assert m.find("B12 + folate") == {"a", "b"}
+
