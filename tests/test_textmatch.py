@@ -437,3 +437,18 @@ def test_spellings_of_one_term_are_one_term() -> None:
     assert m.concepts_of("b12 +folate") == ("a", "b")
     assert m.find("B12 + folate") == {"a", "b"}
 
+
+@pytest.mark.parametrize(("name", "is_b12_test"), [
+    ("B12, folate", True), ("B12+FOLATE", True), ("B12 + folate", True), ("B12 /folate", True), ("B12/ folate", True),
+    ("FOLATE,B12", True), ("Folate + B12", True), ("Vit B12/Fol", True), ("B12 & FOL", True), ("B12/FOL", True),
+    ("FOL/B12", True), ("Anaemia screen: FBC, B12, folate, ferritin", True),
+    ("Homocysteine (B12 and folate workup)", False), ("Homocysteine (B12 & folate workup)", False),
+    ("Homocysteine (Folate and B12 work-up)", False), ("Homocysteine (B12 / folate workup)", False),
+    ("Homocysteine (B12, folate workup)", False), ("B12 + folate injection, nurse visit", False),
+    ("Folate", False), ("FOL", False), ("B12 antibodies, folate", False), ("PT/INR", False),
+])
+def test_a_combined_test_is_read_however_its_names_are_joined(knowledge: Knowledge, name: str, is_b12_test: bool) -> None:
+    """Found in order review: local combined B12 and folate tests, and homocysteine ordered for the workup."""
+    found = ConceptScreen(knowledge, PatientData()).text([name], "ServiceRequest", one_name=True)
+    assert ({"b12-order", "b12-level-order"} <= found) is is_b12_test
+    assert found & {"b12-order", "b12-level-order"} in (set(), {"b12-order", "b12-level-order"})
