@@ -266,9 +266,9 @@ def _threshold(sign: LabThreshold, group: str) -> float:
 def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list[Fact]:
     """Current pregnancies: a pregnancy Condition or a "Pregnant" status Observation dated in the window
     (no pregnancy outlasts it, whatever status an EHR left on it; an active Condition with no date still
-    counts), unless a "Not pregnant" status in the window is dated after it (the latest status wins;
-    on the same day the pregnancy stands). An undated Condition is not shown to be newer than a dated
-    "Not pregnant": it ends too."""
+    counts), unless a "Not pregnant" status in the window is newer than it (_known: the latest status
+    wins; on the same day the pregnancy stands). An undated Condition is not shown to be newer than a
+    dated "Not pregnant": it ends too."""
     rule = knowledge.rule.pregnancy
     evidence = [f for c in (rule.concept, *rule.pregnant_status_concepts) for f in facts.of(c)
                 if within(f, rule.lookback_days, today) or (f.active and f.when is None)]
@@ -276,19 +276,28 @@ def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list
                     if within(f, rule.lookback_days, today)])
     if ended is None or ended.when is None:
         return evidence
-    return [f for f in evidence if f.when is not None and f.when >= ended.when]
+    return [f for f in evidence if (known := _known(f)) is not None and known >= ended.when]
+
+
+def _known(pregnancy: Fact) -> date | None:
+    """When a pregnancy was on record: its date, or its Condition's recordedDate when that is later.
+    A pregnancy Condition is often dated from the last menstrual period and entered weeks later, when
+    found: a "Not pregnant" answered in between is older evidence than it, and ends nothing."""
+    dates = [d for d in (pregnancy.when, pregnancy.recorded) if d is not None]
+    return max(dates) if dates else None
 
 
 def _ended_pregnancies(facts: PatientFacts, knowledge: Knowledge) -> list[tuple[date, date]]:
     """Pregnancies since ended, as (from, to): a resolved pregnancy Condition, its onset to its recorded
-    end; a pregnancy (Condition or "Pregnant" status) followed by a "Not pregnant" status, its date to
-    that status, and never longer than the pregnancy window (no pregnancy lasts longer)."""
+    end; a pregnancy (Condition or "Pregnant" status) followed by a "Not pregnant" status newer than it
+    (_known), its date to that status, and never longer than the pregnancy window (no pregnancy lasts
+    longer)."""
     rule = knowledge.rule.pregnancy
     spans = [(p.when, p.until) for p in facts.ended.get(rule.concept, []) if p.when is not None and p.until is not None]
     ends = sorted(f.when for c in rule.not_pregnant_status_concepts for f in facts.of(c) if f.when is not None)
     for p in (f for c in (rule.concept, *rule.pregnant_status_concepts) for f in facts.of(c)):
-        start = p.when
-        end = next((d for d in ends if start is not None and d > start), None)
+        start, known = p.when, _known(p)
+        end = next((d for d in ends if known is not None and d > known), None)
         if start is not None and end is not None:
             spans.append((start, min(end, start + timedelta(days=rule.lookback_days))))
     return spans

@@ -44,6 +44,10 @@ class Fact:
     reported_value: float | None = None
     reported_unit: str | None = None
     verification: str | None = None  # a Condition's verificationStatus code (confirmed, provisional, ...)
+    # a Condition's recordedDate, kept when `when` is its onset: a record entered after an earlier
+    # answer is newer evidence than it, even when its onset is older (a pregnancy dated from the
+    # last period, entered when found)
+    recorded: date | None = None
 
     @property
     def reference(self) -> str | None:
@@ -362,6 +366,7 @@ class Reading:
     flagged_low: bool = False
     reports: bool = True
     verification: str | None = None
+    recorded: date | None = None
 
 
 _SKIP = Reading("skip")
@@ -379,7 +384,7 @@ def _read_condition(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Readi
     # FHIR con-4: an abated condition is not current, whatever status was left off
     if clinical in status.condition_clinical_ignored or (not active and _abated(raw)):
         return Reading("ended", when, False, clinical, _abatement_date(raw))
-    return Reading("counts", when, active, clinical, verification=verification)
+    return Reading("counts", when, active, clinical, verification=verification, recorded=as_date(m.recordedDate))
 
 
 def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
@@ -556,7 +561,8 @@ def _add_facts(
             factor = lab.factor(r.unit)
             value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, r.unit)
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, r.active, how, value, unit, r.status,
-                                              r.comparator, r.until, r.flagged_low, r.value, r.unit, r.verification))
+                                              r.comparator, r.until, r.flagged_low, r.value, r.unit, r.verification,
+                                              r.recorded))
     return True
 
 

@@ -451,6 +451,26 @@ def test_pregnancy_status_observations_decide_the_anaemia_threshold_and_the_test
     assert any(c.id == "pregnancy" for c in b.confounders) == pregnant
 
 
+@pytest.mark.parametrize(("not_pregnant_days", "pregnant"), [
+    (90, True),  # answered between the onset and the record: older than the pregnancy's record
+    (60, True),  # the day it was entered: the pregnancy stands
+    (30, False),  # answered after it was entered: the latest status wins
+])
+def test_a_not_pregnant_status_is_weighed_against_when_a_pregnancy_condition_was_recorded(
+    knowledge: Knowledge, not_pregnant_days: int, pregnant: bool
+) -> None:
+    # a pregnancy Condition dated from the last period (onset 100 days ago), entered when found (60 days ago)
+    entered_later = replace(fact("pregnancy", 100, active=True), recorded=ago(60))
+    evidence = (entered_later, status(NOT_PREGNANT, not_pregnant_days))
+    assert assess(patient(30, MYALGIA, HB_11_5, *evidence), knowledge, TODAY).outcome == ("no-sign" if pregnant else "card")
+    assert assess(patient(30, MYALGIA, FATIGUE, *evidence), knowledge, TODAY).variant == (
+        "test-active-b12" if pregnant else "test-b12")
+    # once a later answer ends it, a Hb taken in the pregnancy is still read by the pregnancy threshold
+    if not pregnant:
+        taken_in_it = fact("hemoglobin", 45, "Observation", value=11.5, unit="g/dL")
+        assert assess(patient(30, MYALGIA, taken_in_it, *evidence), knowledge, TODAY).outcome == "no-sign"
+
+
 def test_a_hb_taken_in_a_pregnancy_a_not_pregnant_status_ended_is_read_by_the_pregnancy_threshold(
     knowledge: Knowledge
 ) -> None:

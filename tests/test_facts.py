@@ -821,3 +821,14 @@ def test_an_answer_code_is_no_code_of_its_own(knowledge: Knowledge) -> None:
 def test_a_pregnancy_status_entered_in_error_or_cancelled_is_not_read(knowledge: Knowledge, state: str) -> None:
     raw = observation(PREGNANCY_STATUS, ago(30), state=state, valueCodeableConcept=PREGNANT_ANSWER)
     assert concepts(facts_of(knowledge, raw)) == set()
+
+
+def test_a_condition_dated_by_its_onset_keeps_when_it_was_recorded(knowledge: Knowledge) -> None:
+    """A pregnancy Condition dated from the last period and entered weeks later: the recorded date is
+    kept beside the onset, so a "Not pregnant" answered in between is not read as newer than it."""
+    raw = condition(code(SNOMED, "77386006", "Pregnancy"), onset=ago(100), recordedDate=ago(60))
+    [f] = facts_of(knowledge, raw).of("pregnancy")
+    assert (f.when, f.recorded) == (TODAY - timedelta(days=100), TODAY - timedelta(days=60))
+    [undated] = facts_of(knowledge, condition(code(SNOMED, "77386006", "Pregnancy"), recordedDate=ago(60),
+                                              onsetDateTime=None)).of("pregnancy")
+    assert undated.when == undated.recorded == TODAY - timedelta(days=60)
