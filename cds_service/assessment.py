@@ -266,17 +266,28 @@ def _threshold(sign: LabThreshold, group: str) -> float:
 def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list[Fact]:
     """Current pregnancies: a pregnancy Condition or a "Pregnant" status Observation dated in the window
     (no pregnancy outlasts it, whatever status an EHR left on it; an active Condition with no date still
-    counts), unless a "Not pregnant" status in the window is newer than it (_known: the latest status
-    wins; on the same day the pregnancy stands). An undated Condition is not shown to be newer than a
-    dated "Not pregnant": it ends too."""
+    counts), unless a "Not pregnant" status or the recorded end of a resolved pregnancy Condition (a
+    birth, a loss), in the window, is newer than it (_known: the latest wins; on the same day the
+    pregnancy stands). An undated Condition is not shown to be newer than a dated "Not pregnant": it
+    ends too (a resolved Condition's end leaves it: it may be the next pregnancy, recorded undated)."""
     rule = knowledge.rule.pregnancy
     evidence = [f for c in (rule.concept, *rule.pregnant_status_concepts) for f in facts.of(c)
                 if within(f, rule.lookback_days, today) or (f.active and f.when is None)]
-    ended = newest([f for c in rule.not_pregnant_status_concepts for f in facts.of(c)
-                    if within(f, rule.lookback_days, today)])
-    if ended is None or ended.when is None:
+    status = newest([f for c in rule.not_pregnant_status_concepts for f in facts.of(c)
+                     if within(f, rule.lookback_days, today)])
+    resolved = [d for d in _resolved_ends(facts, knowledge) if -1 <= (today - d).days <= rule.lookback_days]
+    ends = [d for d in (status.when if status else None, *resolved) if d is not None]
+    if not ends:
         return evidence
-    return [f for f in evidence if (known := _known(f)) is not None and known >= ended.when]
+    latest = max(ends)
+    return [f for f in evidence if ((known := _known(f)) is not None and known >= latest)
+            or (known is None and status is None)]
+
+
+def _resolved_ends(facts: PatientFacts, knowledge: Knowledge) -> list[date]:
+    """The recorded ends (abatement) of resolved pregnancy Conditions: a pregnancy known to have ended
+    then, which ends a "Pregnant" status answered before it as a "Not pregnant" would."""
+    return [p.until for p in facts.ended.get(knowledge.rule.pregnancy.concept, []) if p.until is not None]
 
 
 def _known(pregnancy: Fact) -> date | None:
@@ -289,12 +300,13 @@ def _known(pregnancy: Fact) -> date | None:
 
 def _ended_pregnancies(facts: PatientFacts, knowledge: Knowledge) -> list[tuple[date, date]]:
     """Pregnancies since ended, as (from, to): a resolved pregnancy Condition, its onset to its recorded
-    end; a pregnancy (Condition or "Pregnant" status) followed by a "Not pregnant" status newer than it
-    (_known), its date to that status, and never longer than the pregnancy window (no pregnancy lasts
-    longer)."""
+    end; a pregnancy (Condition or "Pregnant" status) followed by a "Not pregnant" status or a resolved
+    pregnancy Condition's end newer than it (_known), its date to that end, and never longer than the
+    pregnancy window (no pregnancy lasts longer)."""
     rule = knowledge.rule.pregnancy
     spans = [(p.when, p.until) for p in facts.ended.get(rule.concept, []) if p.when is not None and p.until is not None]
-    ends = sorted(f.when for c in rule.not_pregnant_status_concepts for f in facts.of(c) if f.when is not None)
+    ends = sorted([*(f.when for c in rule.not_pregnant_status_concepts for f in facts.of(c) if f.when is not None),
+                   *_resolved_ends(facts, knowledge)])
     for p in (f for c in (rule.concept, *rule.pregnant_status_concepts) for f in facts.of(c)):
         start, known = p.when, _known(p)
         end = next((d for d in ends if known is not None and d > known), None)

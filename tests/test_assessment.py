@@ -471,6 +471,28 @@ def test_a_not_pregnant_status_is_weighed_against_when_a_pregnancy_condition_was
         assert assess(patient(30, MYALGIA, taken_in_it, *evidence), knowledge, TODAY).outcome == "no-sign"
 
 
+@pytest.mark.parametrize(("evidence", "ended_days", "pregnant"), [
+    ((status(PREGNANT, 230),), 20, False),  # the birth since the status: the pregnancy ended
+    ((status(PREGNANT, 30),), 120, True),  # a status after an earlier pregnancy ended: a new one
+    ((status(PREGNANT, 30),), 30, True),  # the same day: the pregnancy stands
+    ((fact("pregnancy", 230, active=True),), 20, False),  # a duplicate left open ends with it
+    ((fact("pregnancy", None, active=True),), 20, True),  # undated: may be the next pregnancy
+    ((status(PREGNANT, 230),), 320, True),  # an end older than the window is no current evidence
+], ids=["status-then-birth", "loss-then-status", "same-day", "open-duplicate", "undated-open", "old-end"])
+def test_a_resolved_pregnancy_condition_ends_a_pregnant_status_answered_before_it(
+    knowledge: Knowledge, evidence: tuple[Fact, ...], ended_days: int, pregnant: bool
+) -> None:
+    resolved = replace(fact("pregnancy", 260), resource_id="pregnancy-resolved", until=ago(ended_days))
+    for facts, outcome in ((patient(30, MYALGIA, HB_11_5, *evidence), "no-sign" if pregnant else "card"),
+                           (patient(30, MYALGIA, FATIGUE, *evidence), None)):
+        facts.ended["pregnancy"] = [resolved]
+        a = assess(facts, knowledge, TODAY)
+        if outcome is None:
+            assert a.variant == ("test-active-b12" if pregnant else "test-b12")
+        else:
+            assert a.outcome == outcome
+
+
 def test_a_hb_taken_in_a_pregnancy_a_not_pregnant_status_ended_is_read_by_the_pregnancy_threshold(
     knowledge: Knowledge
 ) -> None:
