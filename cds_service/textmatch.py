@@ -52,7 +52,7 @@ def _words_after(text: str, end: int, clause_end: int, wanted: int) -> list[str]
     return words[:wanted]
 
 
-_LIST_SEPARATOR = re.compile(r"[,/]|(?<![a-z0-9])(?:and|or|nor)(?![a-z0-9])")
+_LIST_SEPARATOR = re.compile(r"[,/&+]|(?<![a-z0-9])(?:and|or|nor)(?![a-z0-9])")
 _LIST_ITEM_WORDS = 3  # "weight loss", "shortness of breath"
 # a review-of-systems list rarely runs past a dozen items (about 200 characters): reading at most
 # this far back from each mention keeps a text of nothing but list items linear

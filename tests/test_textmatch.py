@@ -86,7 +86,7 @@ def _reference_find(m: Any, text: str) -> set[str]:
         cues = [x for x in m.list_negation.finditer(lowered) if x.end() <= start] if m.list_negation else []
         in_list = False
         if cues and cues[-1].start() >= clause_start:  # the items between the last cue and the term
-            *items, last = re.split(r"[,/]|\b(?:and|or|nor)\b", lowered[cues[-1].end():start])
+            *items, last = re.split(r"[,/&+]|\b(?:and|or|nor)\b", lowered[cues[-1].end():start])
             in_list = not _words(last) and all(len(_words(i)) <= 3 and not set(_words(i)) & m.list_breaks for i in items)
         post_negated, seen = False, 0  # three words on; past a comma, a cue must end its item
         for n, item in enumerate(lowered[end:clause_end].split(",")):
@@ -200,6 +200,10 @@ def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowl
     ("Denies fever, chills, myalgia, except fatigue", {"fatigue"}),
     ("No muscle aches other than at the injection site", set()),
     ("Negative for fever, chills and myalgias, otherwise well apart from tiredness", {"fatigue"}),
+    # '&' and '+' join items as ',' and '/' do (found in review: a long '&' list ran past the cue window)
+    ("Denies fever & chills & night sweats & weight loss & myalgia", set()),
+    ("Denies fever + chills + night sweats + weight loss + myalgia", set()),
+    ("Denies fever & chills, reports myalgia & fatigue for 3 months", {"myalgia", "fatigue"}),
 ])
 def test_a_negated_list_negates_every_item_to_the_end_of_its_clause(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Review-of-systems lists put the cue many words before the last items (found in clinical review)."""
