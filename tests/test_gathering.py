@@ -61,6 +61,7 @@ PREFETCH_SHAPE = {
     "81-untreated-low-without-medication-data-says-not-checked",  # an absent key: fetched, it is no longer absent
     "223-results-and-medications-withheld-by-the-ehr-says-not-checked",  # the server's suppressed warnings are the point
     "234-omeprazole-named-by-urn-uuid-medication-reference-warning",  # a searchset a server returns names no urn:uuid
+    "250-b12-injection-procedure-under-a-local-code-no-card",  # the procedures search asks by code: a local one is not found
 }
 
 
