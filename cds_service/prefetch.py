@@ -69,9 +69,13 @@ def missing_keys(templates: dict[str, str], prefetch: dict[str, Any] | None) -> 
     (a string, an object with no resourceType), or sent as the first page of a search only. A key
     sent as `null` is not missing: CDS Hooks 2.0 has the client send null when it found no data."""
     given = prefetch or {}
-    return [key for key in templates
-            if key not in given or ((value := given[key]) is not None
-                                    and (failed_prefetch(value) or not readable(value) or first_page_only(value)))]
+    return [key for key in templates if key not in given or _unusable(given[key], _scan(given[key]))]
+
+
+def _unusable(value: Any, scan: "_Scan") -> bool:
+    """A value sent for a key that leaves it missing (see missing_keys); `scan` is _scan(value), so
+    a Bundle's entries are walked once for every question asked of them."""
+    return value is not None and (failed_prefetch(value, scan) or not readable(value) or first_page_only(value, scan))
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
@@ -86,11 +90,12 @@ def next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
-def first_page_only(value: Any) -> bool:
+def first_page_only(value: Any, scan: "_Scan | None" = None) -> bool:
     """A prefetched Bundle with a next link, or whose `total` counts more matches than it holds (a
     `_summary=count` or `_count=0` answer, or a page whose link was dropped): only part of its search,
     and what the rule needs (the B12 result, the B12 order) may be in what the client did not send.
-    FHIR R4 Bundle.total counts the matches across all pages, never `include` or `outcome` entries."""
+    FHIR R4 Bundle.total counts the matches across all pages, never `include` or `outcome` entries.
+    `scan`, when given, is _scan(value), already made."""
     if not isinstance(value, dict):
         return False
     if next_link(value) is not None:
@@ -98,13 +103,16 @@ def first_page_only(value: Any) -> bool:
     total = value.get("total")
     if type(total) is not int or value.get("resourceType", "Bundle") != "Bundle":
         return False
-    return total > _scan(value).matches
+    return total > (scan if scan is not None else _scan(value)).matches
 
 
-def failed_prefetch(value: Any) -> bool:
+def failed_prefetch(value: Any, scan: "_Scan | None" = None) -> bool:
     """An OperationOutcome in place of the result (CDS Hooks 2.0: the client could not prefetch the
-    key), or a search Bundle reporting an error beside what it found: an incomplete result."""
-    return isinstance(value, dict) and (value.get("resourceType") == "OperationOutcome" or _scan(value).error)
+    key), or a search Bundle reporting an error beside what it found: an incomplete result. `scan`,
+    when given, is _scan(value), already made."""
+    return isinstance(value, dict) and (
+        value.get("resourceType") == "OperationOutcome" or (scan if scan is not None else _scan(value)).error
+    )
 
 
 def has_error_outcome(bundle: dict[str, Any]) -> bool:
@@ -160,7 +168,15 @@ def _scan(bundle: Any) -> _Scan:
 
 def unchecked(templates: dict[str, str], prefetch: dict[str, Any] | None) -> frozenset[str]:
     """The checks of CHECK_KEYS that lack a key the service asks for and the client did not send, or
-    whose result the server says it sent only in part (withheld)."""
-    absent = set(missing_keys(templates, prefetch))
-    absent |= {key for key, value in (prefetch or {}).items() if key in templates and withheld(value)}
+    whose result the server says it sent only in part (withheld). Each value is scanned once."""
+    given = prefetch or {}
+    absent = set()
+    for key in templates:
+        if key not in given:
+            absent.add(key)
+            continue
+        value = given[key]
+        scan = _scan(value)
+        if scan.withheld or _unusable(value, scan):
+            absent.add(key)
     return frozenset(check for check, keys in CHECK_KEYS.items() if absent.intersection(keys))
