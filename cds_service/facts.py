@@ -235,6 +235,10 @@ class ConceptScreen:
         medication = rtype.startswith("Medication")
         main = self.medication_concept(raw) if medication else raw.get("code")
         coded, standard = self._coded(main, rtype)
+        if not coded and standard and not medication and "valueString" not in raw and (
+            rtype != "Observation" or "valueCodeableConcept" not in raw
+        ):
+            return {}  # most of a chart, found early: a standard code the rule does not know, no answer text
         answers = self.k.answers
         if answers and not coded.isdisjoint(answers):  # an answer ("Pregnant") is no code: only a value
             coded = frozenset(c for c in coded if c not in answers)
