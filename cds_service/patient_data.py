@@ -50,7 +50,7 @@ class PatientData:
             self.malformed += 1
             return
         rtype = resource.get("resourceType")
-        if is_bundle(resource):
+        if rtype == "Bundle" or (rtype is None and _typeless_bundle(resource)):  # is_bundle, inlined: once a resource
             if depth >= MAX_BUNDLE_DEPTH:  # no EHR nests searchsets this deep: refuse, don't recurse
                 self.malformed += 1
                 return
