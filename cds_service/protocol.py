@@ -7,6 +7,7 @@ forbid extras and only carry what the spec defines. No model invents ids or valu
 import re
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any, Literal, Self
 from uuid import UUID
 
@@ -37,10 +38,17 @@ class _Exact(BaseModel):
         """CDS Hooks 2.0 prohibits null, "", [] and {} for an optional attribute without a value: an
         empty one becomes None, which every response leaves out (exclude_none), so a wording file
         with no links, say, never puts `"links": []` on the wire. Required fields are left as given."""
-        for name, field in type(self).model_fields.items():
-            if not field.is_required() and getattr(self, name) in ("", [], {}):
+        for name in _optional_fields(type(self)):
+            if getattr(self, name) in ("", [], {}):
                 setattr(self, name, None)
         return self
+
+
+@cache
+def _optional_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """A response model's optional fields, read once per model rather than once per instance (a card
+    builds some twenty of them)."""
+    return tuple(name for name, field in model.model_fields.items() if not field.is_required())
 
 
 class FhirAuthorization(_Lenient):
