@@ -96,13 +96,26 @@ def draft_medications(bundle: Any) -> PatientData:
 def read_drafts(resources: list[Any], knowledge: Knowledge, today: date,
                 check: TimeCheck = no_time_limit, medications: PatientData | None = None) -> DraftOrders:
     """What the drafts order; `medications` (draft_medications) resolves a medicationReference."""
-    drafts = DraftOrders()
+    return read_drafts_and_selected(resources, [], knowledge, today, check, medications)[0]
+
+
+def read_drafts_and_selected(
+    resources: list[Any], selected: list[Any], knowledge: Knowledge, today: date,
+    check: TimeCheck = no_time_limit, medications: PatientData | None = None,
+) -> tuple[DraftOrders, DraftOrders]:
+    """(what every draft orders, what the `selected` ones order), as read_drafts reads each list, with
+    each draft read once: `selected` are drafts of `resources` (selected_only), the same objects, as
+    order-select reads both lists of one request."""
+    drafts, chosen = DraftOrders(), DraftOrders()
+    picked = {id(d) for d in selected}
     screen = ConceptScreen(knowledge, medications or PatientData(), check)
     for n, raw in enumerate(resources, 1):
         if n % RECORDS_PER_CHECK == 0:
             check()
+        into = (drafts, chosen) if id(raw) in picked else (drafts,)
         if not isinstance(raw, dict):
-            drafts.skipped += 1
+            for d in into:
+                d.skipped += 1
             continue
         if raw.get("resourceType") == "MedicationOrder":
             raw = _from_dstu2(raw)
@@ -119,16 +132,18 @@ def read_drafts(resources: list[Any], knowledge: Knowledge, today: date,
             continue
         model: Any = None if fhir_models.has_modifier_extension(raw) else fhir_models.parse(raw)
         if model is None:
-            drafts.skipped += 1
+            for d in into:
+                d.skipped += 1
             continue
-        if model.id:
-            drafts.references.add(f"{rtype}/{model.id}")
         label = record_label(raw, screen, rtype)
-        for concept, how in hits.items():
-            drafts.by_concept[concept].append(Fact(concept, rtype, model.id, label, today, True, how))
-        for concept, text in reason_hits.items():
-            drafts.reasons.append(Fact(concept, rtype, model.id, text, today, True, "code", status=ORDER_REASON))
-    return drafts
+        for d in into:
+            if model.id:
+                d.references.add(f"{rtype}/{model.id}")
+            for concept, how in hits.items():
+                d.by_concept[concept].append(Fact(concept, rtype, model.id, label, today, True, how))
+            for concept, text in reason_hits.items():
+                d.reasons.append(Fact(concept, rtype, model.id, text, today, True, "code", status=ORDER_REASON))
+    return drafts, chosen
 
 
 def _reason_concepts(raw: dict[str, Any], screen: ConceptScreen) -> dict[str, str]:

@@ -8,7 +8,13 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from cds_service.assessment import Assessment, assess
-from cds_service.draft_orders import draft_medications, draft_resources, read_drafts, selected_only
+from cds_service.draft_orders import (
+    draft_medications,
+    draft_resources,
+    read_drafts,
+    read_drafts_and_selected,
+    selected_only,
+)
 from cds_service.errors import BadRequest, NotFound, PreconditionFailed
 from cds_service.facts import extract_facts
 from cds_service.knowledge import Knowledge
@@ -102,9 +108,9 @@ def ruled_out_by_drafts(
 ) -> str | None:
     """For the order hooks: why the draft orders alone mean no card, so nothing need be fetched."""
     if isinstance(context, OrderSelectContext):
-        medications = draft_medications(context.draftOrders)
-        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check, medications)
-        selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today, check, medications)
+        all_drafts, selected = read_drafts_and_selected(
+            draft_resources(context.draftOrders), selected_only(context.draftOrders, context.selections), knowledge,
+            today, check, draft_medications(context.draftOrders))
         return order_select_cannot_fire(selected, all_drafts, knowledge)
     if isinstance(context, OrderSignContext):
         all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check,
@@ -135,12 +141,13 @@ def evaluate(
     cards = []
     if isinstance(context, OrderSelectContext | OrderSignContext):
         medications = draft_medications(context.draftOrders)
-        all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check, medications)
         if isinstance(context, OrderSelectContext):
-            selected = read_drafts(selected_only(context.draftOrders, context.selections), knowledge, today, check,
-                                   medications)
+            all_drafts, selected = read_drafts_and_selected(
+                draft_resources(context.draftOrders), selected_only(context.draftOrders, context.selections),
+                knowledge, today, check, medications)
             order_assessment = assess_order_select(facts, selected, all_drafts, knowledge, today)
         else:
+            all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check, medications)
             order_assessment = assess_order_sign(facts, all_drafts, knowledge, today)
         if order_assessment.fires:
             cards.append(render_order_card(order_assessment, knowledge, *who))
