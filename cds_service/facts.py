@@ -332,6 +332,9 @@ def extract_facts(data: PatientData, knowledge: Knowledge, check: TimeCheck = no
 
 def _raw_observation_date(raw: dict[str, Any]) -> str:
     """The date _observation_date reads, from the raw JSON, to sort results newest first."""
+    when = raw.get("effectiveDateTime")
+    if isinstance(when, str):  # most results: the first place looked, so the others need not be read
+        return when
     period = raw.get("effectivePeriod")
     period = period if isinstance(period, dict) else {}
     for value in (raw.get("effectiveDateTime"), period.get("start"), period.get("end"), raw.get("effectiveInstant"),
