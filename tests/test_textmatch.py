@@ -396,6 +396,12 @@ def test_a_record_is_read_with_the_terms_of_its_own_concepts(knowledge: Knowledg
     ("MedicationRequest", "Aspirin 75 mg dispersible", "analgesic", False),
     ("MedicationRequest", "Chlorzoxazone 500 mg", "muscle-relaxant", True),
     ("MedicationRequest", "Diazepam 2 mg", "muscle-relaxant", False),
+    # an NSAID for the eye, however the drops are spelt, is no pain relief (found in review)
+    ("MedicationRequest", "Ketorolac 0.5% eye drops", "analgesic", False),
+    ("MedicationRequest", "Ketorolac 0.5% eyedrops", "analgesic", False),
+    ("MedicationRequest", "Diclofenac eye-drops", "analgesic", False),
+    ("MedicationRequest", "Voltarol Ophtha 0.1%", "analgesic", False),
+    ("MedicationRequest", "Ketorolac 10 mg tablets", "analgesic", True),
 ])
 def test_orders_as_catalogues_and_clinicians_write_them(knowledge: Knowledge, rtype: str, name: str,
                                                         concept: str, found: bool) -> None:
