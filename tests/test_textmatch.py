@@ -402,6 +402,14 @@ def test_a_record_is_read_with_the_terms_of_its_own_concepts(knowledge: Knowledg
     ("MedicationRequest", "Diclofenac eye-drops", "analgesic", False),
     ("MedicationRequest", "Voltarol Ophtha 0.1%", "analgesic", False),
     ("MedicationRequest", "Ketorolac 10 mg tablets", "analgesic", True),
+    # a locally coded procedure naming B12 is a dose given, unless its name says it was not given or
+    # is a measurement (found in review)
+    ("Procedure", "Vitamin B12 injection", "b12-injection-procedure", True),
+    ("Procedure", "Hydroxocobalamin 1 mg IM", "b12-injection-procedure", True),
+    ("Procedure", "Vitamin B12 injection declined", "b12-injection-procedure", False),
+    ("Procedure", "B12 injection - patient refused", "b12-injection-procedure", False),
+    ("Procedure", "B12 injection not given", "b12-injection-procedure", False),
+    ("Procedure", "Cyanocobalamin level", "b12-injection-procedure", False),
 ])
 def test_orders_as_catalogues_and_clinicians_write_them(knowledge: Knowledge, rtype: str, name: str,
                                                         concept: str, found: bool) -> None:
