@@ -337,8 +337,7 @@ def _raw_observation_date(raw: dict[str, Any]) -> str:
         return when
     period = raw.get("effectivePeriod")
     period = period if isinstance(period, dict) else {}
-    for value in (raw.get("effectiveDateTime"), period.get("start"), period.get("end"), raw.get("effectiveInstant"),
-                  raw.get("issued")):
+    for value in (period.get("start"), period.get("end"), raw.get("effectiveInstant"), raw.get("issued")):
         if isinstance(value, str):
             return value
     return ""
