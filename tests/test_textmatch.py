@@ -209,6 +209,12 @@ def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowl
     ("No history of myalgia or fatigue", set()),
     ("No family history of fatigue or dizziness", set()),
     ("No past history of dizziness; myalgia for 3 months", {"myalgia"}),
+    # so do the family-history and 'negative'/'nil'/'no significant' spellings of that cue (found in review)
+    ("Denies family history of fatigue or dizziness", set()),
+    ("No known family history of fatigue or dizziness", set()),
+    ("Negative history of fatigue or dizziness", set()),
+    ("Nil family history of fatigue or dizziness", set()),
+    ("No significant history of dizziness; myalgia for 3 months", {"myalgia"}),
 ])
 def test_a_negated_list_negates_every_item_to_the_end_of_its_clause(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Review-of-systems lists put the cue many words before the last items (found in clinical review)."""
@@ -419,6 +425,14 @@ def test_a_record_is_read_with_the_terms_of_its_own_concepts(knowledge: Knowledg
     ("Condition", "Declined pelvic radiotherapy", "gut-radiotherapy", False),
     ("Condition", "Rectal cancer: pelvic radiotherapy completed, surgery planned", "gut-radiotherapy", True),
     ("Condition", "Pelvic radiotherapy 2018", "gut-radiotherapy", True),
+    # a family history negated by any of its usual spellings is no family history, and the item after
+    # it in the list is not the patient's own diagnosis (found in review)
+    ("Condition", "Negative family history of pernicious anaemia", "family-history-b12", False),
+    ("Condition", "Unknown family history of pernicious anaemia", "family-history-b12", False),
+    ("Condition", "ANA negative, family history of pernicious anaemia", "family-history-b12", True),
+    ("Condition", "Denies family history of pernicious anaemia or B12 deficiency", "b12-deficiency-diagnosis", False),
+    ("Condition", "No known family history of pernicious anaemia or B12 deficiency", "b12-deficiency-diagnosis", False),
+    ("Condition", "Negative family history of pernicious anaemia; B12 deficiency 2019", "b12-deficiency-diagnosis", True),
 ])
 def test_orders_as_catalogues_and_clinicians_write_them(knowledge: Knowledge, rtype: str, name: str,
                                                         concept: str, found: bool) -> None:
