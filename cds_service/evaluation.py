@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from cds_service.assessment import Assessment, assess
 from cds_service.draft_orders import (
+    DraftOrders,
     draft_medications,
     draft_resources,
     read_drafts,
@@ -26,7 +27,7 @@ from cds_service.order_rules import (
     order_select_cannot_fire,
     order_sign_cannot_fire,
 )
-from cds_service.patient_data import from_prefetch
+from cds_service.patient_data import PatientData, from_prefetch
 from cds_service.prefetch import unchecked
 from cds_service.protocol import (
     CdsResponse,
@@ -103,14 +104,22 @@ def find_service(services: dict[str, ServiceDefinition], service_id: str) -> Ser
     return service
 
 
+def _order_select_drafts(
+    context: OrderSelectContext, knowledge: Knowledge, today: date, check: TimeCheck,
+    medications: PatientData | None = None,
+) -> tuple[DraftOrders, DraftOrders]:
+    """What all the drafts order and what the selected ones order, each draft read once."""
+    return read_drafts_and_selected(
+        draft_resources(context.draftOrders), selected_only(context.draftOrders, context.selections), knowledge,
+        today, check, medications if medications is not None else draft_medications(context.draftOrders))
+
+
 def ruled_out_by_drafts(
     context: PatientViewContext, knowledge: Knowledge, today: date, check: TimeCheck = no_time_limit
 ) -> str | None:
     """For the order hooks: why the draft orders alone mean no card, so nothing need be fetched."""
     if isinstance(context, OrderSelectContext):
-        all_drafts, selected = read_drafts_and_selected(
-            draft_resources(context.draftOrders), selected_only(context.draftOrders, context.selections), knowledge,
-            today, check, draft_medications(context.draftOrders))
+        all_drafts, selected = _order_select_drafts(context, knowledge, today, check)
         return order_select_cannot_fire(selected, all_drafts, knowledge)
     if isinstance(context, OrderSignContext):
         all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check,
@@ -142,9 +151,7 @@ def evaluate(
     if isinstance(context, OrderSelectContext | OrderSignContext):
         medications = draft_medications(context.draftOrders)
         if isinstance(context, OrderSelectContext):
-            all_drafts, selected = read_drafts_and_selected(
-                draft_resources(context.draftOrders), selected_only(context.draftOrders, context.selections),
-                knowledge, today, check, medications)
+            all_drafts, selected = _order_select_drafts(context, knowledge, today, check, medications)
             order_assessment = assess_order_select(facts, selected, all_drafts, knowledge, today)
         else:
             all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check, medications)

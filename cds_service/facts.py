@@ -179,10 +179,14 @@ class ConceptScreen:
         """Concepts an Observation's valueCodeableConcept names: an answer concept only when the
         Observation's code names its question ("Pregnant" as the answer to "Pregnancy status", not to
         "Pregnancy intention" nor as the result of a pregnancy test)."""
-        found = self.coded(value, "Observation")
+        return self.answering(self.coded(value, "Observation"), question)
+
+    def answering(self, found: frozenset[str], question: frozenset[str]) -> frozenset[str]:
+        """`found` without the answer concepts whose question is not in `question` (with none, every
+        answer goes: an answer such as "Pregnant" is read as a value, never as a record's own code)."""
         answers = self.k.answers
         if answers and not found.isdisjoint(answers):
-            found = frozenset(c for c in found if c not in answers or answers[c] in question)
+            return frozenset(c for c in found if c not in answers or answers[c] in question)
         return found
 
     def text(self, texts: list[str], rtype: str, one_name: bool = False) -> set[str]:
@@ -239,9 +243,7 @@ class ConceptScreen:
             rtype != "Observation" or "valueCodeableConcept" not in raw
         ):
             return {}  # most of a chart, found early: a standard code the rule does not know, no answer text
-        answers = self.k.answers
-        if answers and not coded.isdisjoint(answers):  # an answer ("Pregnant") is no code: only a value
-            coded = frozenset(c for c in coded if c not in answers)
+        coded = self.answering(coded, frozenset())  # an answer ("Pregnant") is no code: only a value
         if rtype == "Observation" and "valueCodeableConcept" in raw:
             coded |= self.answer(raw["valueCodeableConcept"], coded)
         # A record coded in a standard terminology speaks through its code; its text is read only
