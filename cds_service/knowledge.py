@@ -202,6 +202,9 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             statement_words=text_file.statement_words,
             abbreviations=text_file.abbreviations,
             pseudo_negation=text_file.pseudo_negation,
+            relatives=text_file.relatives,
+            relative_qualifiers=text_file.relative_qualifiers,
+            relative_concepts=[c.id for c in chosen if c.text_relative_cancels],
         )
 
     read_types = sorted({t for c in concepts.values() if c.text_terms for t in c.applies_to})

@@ -52,6 +52,31 @@ def _words_after(text: str, end: int, clause_end: int, wanted: int) -> list[str]
     return words[:wanted]
 
 
+# "?coeliac", "Tiredness ?anaemia": a question mark written against a word queries it, as "query" does
+_QUERY_MARK = re.compile(r"(?<![a-z0-9])\?(?=[a-z])")
+
+
+def _relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
+    """Patterns for a relative named right after a mention ("Coeliac disease (mother)", "Pernicious
+    anaemia in her sister", "B12 deficiency - father") and right before one, at the start of its
+    line or item ("Mother: pernicious anaemia", "FH: sister coeliac disease"). After a mention the
+    relative must close its phrase: "Dementia (daughter concerned)" names an informant, not the patient."""
+    if not relatives:
+        return None
+
+    def alternatives(words: list[str]) -> str:
+        spelled = sorted({w.lower().strip() for w in words if w.strip()}, key=len, reverse=True)
+        return "|".join(re.escape(w).replace(r"\ ", r"[ \t]+") for w in spelled)
+
+    qualified = rf"(?:(?:{alternatives(qualifiers)})[ \t]+){{0,3}}" if qualifiers else ""
+    named = rf"{qualified}(?:{alternatives(relatives)})(?:'s)?(?![a-z0-9'-])"
+    after = re.compile(
+        rf"(?:[ \t]*[(\[][ \t]*(?:in[ \t]+)?|[ \t]*[:\-–—][ \t]*|[ \t]+in[ \t]+){named}"
+        rf"(?=[ \t]*(?:$|[)\],;.:/&+\n(]|and(?![a-z0-9])|aged?(?![a-z0-9])|\d))")
+    before = re.compile(rf"(?:^|(?<=[\n;,.(\[:]))[ \t]*{named}[ \t]*(?:[:\-–—(][ \t]*)?$")
+    return after, before
+
+
 _LIST_SEPARATOR = re.compile(r"[,/&+]|(?<![a-z0-9])(?:and|or|nor)(?![a-z0-9])")
 _LIST_ITEM_WORDS = 3  # "weight loss", "shortness of breath"
 # a review-of-systems list rarely runs past a dozen items (about 200 characters): reading at most
@@ -220,6 +245,10 @@ class TextMatcher:
     # phrases that hold a cue but negate nothing ("no change in", "no obvious cause for"): a cue
     # inside one does not count before a term, nor as an answer's first words
     pseudo_negation: tuple[tuple[str, ...], ...] = ()
+    # diagnoses a relative named beside the mention makes the relative's, and the patterns that find
+    # such a relative after and before a mention (_relative_patterns)
+    relative_concepts: frozenset[str] = frozenset()
+    relative_named: tuple[re.Pattern[str], re.Pattern[str]] | None = None
     # the cues above compiled for lookup: post-negation, general pre-negation, and each concept's own
     post_cues: PhraseSet = field(init=False)
     general_pre_cues: PhraseSet = field(init=False)
@@ -277,6 +306,9 @@ class TextMatcher:
         statement_words: list[str] | None = None,
         abbreviations: list[str] | None = None,
         pseudo_negation: list[str] | None = None,
+        relatives: list[str] | None = None,
+        relative_qualifiers: list[str] | None = None,
+        relative_concepts: list[str] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -321,6 +353,8 @@ class TextMatcher:
             ) if abbreviations else None,
             list_colon=re.compile(_phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
             pseudo_negation=phrases(pseudo_negation or []),
+            relative_concepts=frozenset(relative_concepts or ()),
+            relative_named=_relative_patterns(relatives or [], relative_qualifiers or []),
         )
 
     def excluded(self, text: str) -> frozenset[str]:
@@ -407,6 +441,14 @@ class TextMatcher:
                 return False
         return False
 
+    def _relative_named(self, lowered: str, start: int, end: int) -> bool:
+        """A relative named right beside the mention at [start, end)."""
+        if self.relative_named is None:
+            return False
+        after, before = self.relative_named
+        return after.match(lowered, end) is not None or \
+            before.search(lowered, max(0, start - _SHORT_CONTEXT_CHARS), start) is not None
+
     def _inside_exclusion(self, concept: str, lowered: str, start: int, end: int,
                           spans: dict[str, list[tuple[int, int]]]) -> bool:
         """Whether the mention at [start, end) lies inside a phrase that makes it something else."""
@@ -427,6 +469,8 @@ class TextMatcher:
         if self.abbreviation is not None and "." in text:  # the full stop becomes a space
             text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text)
         lowered = _signs_as_words(text.lower())
+        if "?" in lowered:
+            lowered = _QUERY_MARK.sub("query ", lowered)
         mentions = self.pattern.finditer(lowered)
         first = next(mentions, None)
         if first is None:  # most texts (a product's name, a code's display) name nothing: no more passes
@@ -462,8 +506,13 @@ class TextMatcher:
             if cue is not None and cue[0] >= clause_start and in_list.holds(cue, start):
                 continue  # one item of a negated list
             general = self.general_pre_cues.within(before)
+            relative: bool | None = None  # looked for once, when a concept it cancels is named
             for concept in concepts:
                 negated = general or self._own_cue_reaches(concept, lowered, clause_start, start, before)
+                if not negated and concept in self.relative_concepts:
+                    if relative is None:
+                        relative = self._relative_named(lowered, start, end)
+                    negated = relative
                 if not negated and not self._inside_exclusion(concept, lowered, start, end, spans):
                     found.add(concept)
         if found and self.concept_exclusions:

@@ -320,6 +320,39 @@ def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expe
     assert knowledge.text.find(text) & FOCUS == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # a relative named beside a diagnosis families share makes it the relative's
+    ("Pernicious anaemia (mother)", set()), ("Pernicious anaemia (maternal aunt)", set()),
+    ("Pernicious anaemia (mother and sister)", set()), ("Coeliac disease (mum, aged 40)", set()),
+    ("Coeliac disease in her sister", set()), ("B12 deficiency - father", set()), ("Hypothyroidism: mother", set()),
+    ("Mother: pernicious anaemia", set()), ("Mother - coeliac disease", set()), ("FH: sister coeliac disease", set()),
+    ("Family history:\nFather - B12 deficiency\nMother: hypothyroidism", set()),
+    # the patient's own: the relative does not close the phrase, stands elsewhere, or beside a symptom
+    ("Pernicious anaemia", {"established-b12-deficiency", "malabsorption-autoimmune"}),
+    ("Pernicious anaemia (dx 2019)", {"established-b12-deficiency", "malabsorption-autoimmune"}),
+    ("Coeliac disease in remission", {"malabsorption-autoimmune"}),
+    ("Hypothyroidism (daughter concerned re: dose)", {"hypothyroidism"}),
+    ("Brought in by mother; coeliac disease on gluten-free diet", {"malabsorption-autoimmune"}),
+    ("Memory problems (daughter)", {"memory-impairment"}), ("Daughter: more forgetful lately", {"memory-impairment"}),
+    ("Dementia (mother) and memory problems", {"memory-impairment"}),
+    # a question mark against a word queries it; after a word it asks a question
+    ("?coeliac disease", set()), ("?B12 deficiency", set()), ("Tiredness ?anaemia", {"fatigue"}),
+    ("Macrocytosis ?pernicious anaemia", set()), ("Myalgia ?statin", {"myalgia"}),
+    ("Coeliac disease? Yes, diagnosed 2015", {"malabsorption-autoimmune"}), ("Muscle pain? No", set()),
+    # tests looking for a diagnosis are no diagnosis
+    ("Bloods to exclude coeliac disease", set()), ("Investigating for pernicious anaemia", set()),
+    ("DDx coeliac disease vs IBS", set()), ("Fatigue, ix for anaemia", {"fatigue"}),
+    # doubt about the cause is no doubt about the myalgia
+    ("Possible statin myalgia", {"myalgia"}), ("Possibly statin-induced myalgia", {"myalgia"}),
+    ("Unlikely statin-related myalgia", {"myalgia"}), ("Possible myalgia", set()),
+])
+def test_relatives_queries_and_doubt_about_a_cause(knowledge: Knowledge, text: str, expected: set[str]) -> None:
+    """Family-history lists name the relative beside the diagnosis; GP notes query with '?'."""
+    focus = {"established-b12-deficiency", "malabsorption-autoimmune", "b12-deficiency-diagnosis", "hypothyroidism",
+             "anaemia-diagnosis", "memory-impairment", "fatigue", "myalgia"}
+    assert knowledge.text.find(text) & focus == expected
+
+
 @pytest.mark.parametrize(("text", "found"), [
     ("No change in muscle aches since last visit", True),
     ("No obvious cause for the muscle aches", True),
