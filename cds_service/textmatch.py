@@ -52,8 +52,11 @@ def _words_after(text: str, end: int, clause_end: int, wanted: int) -> list[str]
     return words[:wanted]
 
 
-# "?coeliac", "Tiredness ?anaemia": a question mark written against a word queries it, as "query" does
-_QUERY_MARK = re.compile(r"(?<![a-z0-9])\?(?=[a-z])")
+# "?coeliac", "Tiredness ?anaemia": a question mark written against a word queries it, as "query" does;
+# against an answer ("Muscle pain ?no") it still asks the question the answer answers
+_QUERY_MARK = re.compile(
+    r"(?<![a-z0-9])\?(?=[a-z])"
+    r"(?!(?:yes|y|no|n|nil|none|neg|negative|positive|pos|present|absent|denies|denied|unknown)(?![a-z0-9'/-]))")
 
 
 def _relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.Pattern[str], re.Pattern[str]] | None:

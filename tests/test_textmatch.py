@@ -339,6 +339,7 @@ def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expe
     ("?coeliac disease", set()), ("?B12 deficiency", set()), ("Tiredness ?anaemia", {"fatigue"}),
     ("Macrocytosis ?pernicious anaemia", set()), ("Myalgia ?statin", {"myalgia"}),
     ("Coeliac disease? Yes, diagnosed 2015", {"malabsorption-autoimmune"}), ("Muscle pain? No", set()),
+    ("Muscle pain ?no", set()), ("Myalgia ?Yes", {"myalgia"}), ("?None", set()),
     # tests looking for a diagnosis are no diagnosis
     ("Bloods to exclude coeliac disease", set()), ("Investigating for pernicious anaemia", set()),
     ("DDx coeliac disease vs IBS", set()), ("Fatigue, ix for anaemia", {"fatigue"}),
