@@ -202,9 +202,11 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             statement_words=text_file.statement_words,
             abbreviations=text_file.abbreviations,
             pseudo_negation=text_file.pseudo_negation,
+            lead_words=text_file.lead_words,
+            cue_qualifiers=text_file.cue_qualifiers,
             relatives=text_file.relatives,
             relative_qualifiers=text_file.relative_qualifiers,
-            relative_concepts=[c.id for c in chosen if c.text_relative_cancels],
+            diagnosis_concepts=[c.id for c in chosen if c.text_diagnosis],
         )
 
     read_types = sorted({t for c in concepts.values() if c.text_terms for t in c.applies_to})

@@ -43,9 +43,9 @@ class ConceptDef(_Knowledge):
     # ("on exertion"), only the mention inside it
     text_exclusions: list[str] = Field(default_factory=list)
     text_minimum_strength: MinimumStrength | None = None
-    # a diagnosis families share: a relative named beside a mention ("Coeliac disease (mother)",
-    # "Mother: pernicious anaemia") makes it the relative's (text-matching.json relatives)
-    text_relative_cancels: bool = False
+    # a diagnosis, not a symptom: a relative named beside a mention makes it the relative's ("Coeliac
+    # disease (mother)"), and a negative answer after it excludes it ("Celiac disease: tTG negative")
+    text_diagnosis: bool = False
     # an answer concept: read only from the value (valueCodeableConcept) of an Observation whose code
     # names this question concept ("Pregnant" answering "Pregnancy status"), never from a code or alone
     answer_of: str | None = None
@@ -101,6 +101,8 @@ class TextMatchingFile(_File):
     statement_words: list[str] = Field(default_factory=list)
     abbreviations: list[str] = Field(default_factory=list)
     pseudo_negation: list[str] = Field(default_factory=list)
+    lead_words: list[str] = Field(default_factory=list)
+    cue_qualifiers: list[str] = Field(default_factory=list)
     relatives: list[str] = Field(default_factory=list)
     relative_qualifiers: list[str] = Field(default_factory=list)
 

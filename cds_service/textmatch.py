@@ -19,6 +19,8 @@ _POST_WINDOW_WORDS = 3
 # A term set out as a question with its answer, as review-of-systems templates write it:
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
 _ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–—][ \t]+|[ \t]+(?=minus-answer )")  # "Myalgias (-)" too
+_NOT_ANSWERED, _ANSWERED_NO_DIAGNOSIS, _ANSWERED_NO = 0, 1, 2  # TextMatcher._answer
+_DASH_ANSWER = re.compile(r"[ \t]+[-–—][ \t]+")
 # At most this much text either side of a mention is read for its cues and answer (the cue window
 # is a few words, but one "word" can be a long slash list: "No fever/chills/…/myalgia"), so a long
 # text without clause breaks costs time in proportion to its length. A word cut at the edge is dropped.
@@ -76,7 +78,12 @@ def _relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.
     after = re.compile(
         rf"(?:[ \t]*[(\[][ \t]*(?:in[ \t]+)?|[ \t]*[:\-–—][ \t]*|[ \t]+in[ \t]+){named}"
         rf"(?=[ \t]*(?:$|[)\],;.:/&+\n(]|and(?![a-z0-9])|aged?(?![a-z0-9])|\d))")
-    before = re.compile(rf"(?:^|(?<=[\n;,.(\[:]))[ \t]*{named}[ \t]*(?:[:\-–—(][ \t]*)?$")
+    # "Mother: pernicious anaemia", and the relative as the subject with a history too long for a
+    # cue's window of words ("Father has a 10 yr hx of Crohn's", "Brother diagnosed with coeliac disease")
+    history = (r"(?:(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|many|several|long)[ \t-]*"
+               r"(?:years?|yrs?|months?|mos?)[ \t-]+(?:history[ \t]+of|hx[ \t]+of|hx|h/o)[ \t]+)")
+    verbs = r"(?:(?:has|had|have|with|was|is|also|recently|been|diagnosed|dx|a|an|longstanding|long-standing)[ \t]+)"
+    before = re.compile(rf"(?:^|(?<=[\n;,.(\[:]))[ \t]*{named}(?:[ \t]*[:\-–—(][ \t]*|[ \t]+{verbs}*{history}?)$")
     return after, before
 
 
@@ -248,9 +255,16 @@ class TextMatcher:
     # phrases that hold a cue but negate nothing ("no change in", "no obvious cause for"): a cue
     # inside one does not count before a term, nor as an answer's first words
     pseudo_negation: tuple[tuple[str, ...], ...] = ()
-    # diagnoses a relative named beside the mention makes the relative's, and the patterns that find
-    # such a relative after and before a mention (_relative_patterns)
-    relative_concepts: frozenset[str] = frozenset()
+    # words that may stand between a term and its cue at the start of an answer or a later item
+    # ("Myalgia - now resolved", "Fatigue: symptoms resolved"), and words after such a cue that keep
+    # it about the term before ("Dizziness, resolved with fluids")
+    lead_words: frozenset[str] = frozenset()
+    cue_qualifiers: frozenset[str] = frozenset()
+    # diagnoses, not symptoms: a relative named beside one makes it the relative's (found by the
+    # patterns of _relative_patterns, after and before a mention), and a cue anywhere in the first
+    # words of its answer excludes it ("Celiac disease: tTG negative"), where after a symptom the
+    # answer must open with the cue ("Myalgia - PMR excluded" is about a cause)
+    diagnosis_concepts: frozenset[str] = frozenset()
     relative_named: tuple[re.Pattern[str], re.Pattern[str]] | None = None
     # the cues above compiled for lookup: post-negation, general pre-negation, and each concept's own
     post_cues: PhraseSet = field(init=False)
@@ -309,9 +323,11 @@ class TextMatcher:
         statement_words: list[str] | None = None,
         abbreviations: list[str] | None = None,
         pseudo_negation: list[str] | None = None,
+        lead_words: list[str] | None = None,
+        cue_qualifiers: list[str] | None = None,
         relatives: list[str] | None = None,
         relative_qualifiers: list[str] | None = None,
-        relative_concepts: list[str] | None = None,
+        diagnosis_concepts: list[str] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -356,7 +372,9 @@ class TextMatcher:
             ) if abbreviations else None,
             list_colon=re.compile(_phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
             pseudo_negation=phrases(pseudo_negation or []),
-            relative_concepts=frozenset(relative_concepts or ()),
+            lead_words=frozenset(w.lower() for w in lead_words or []),
+            cue_qualifiers=frozenset(w.lower() for w in cue_qualifiers or []),
+            diagnosis_concepts=frozenset(diagnosis_concepts or ()),
             relative_named=_relative_patterns(relatives or [], relative_qualifiers or []),
         )
 
@@ -404,19 +422,37 @@ class TextMatcher:
             i += n or 1
         return kept
 
-    def _answered_no(self, lowered: str, end: int, break_starts: list[int]) -> bool:
-        """The term is a question ("Myalgia:", "Muscle pain?") whose answer records absence."""
+    def _answer(self, lowered: str, end: int, break_starts: list[int]) -> int:
+        """For a term set out as a question ("Myalgia:", "Muscle pain?"): _ANSWERED_NO when its answer
+        records absence (a negative answer, or one that opens with a cue), _ANSWERED_NO_DIAGNOSIS
+        when a cue stands later in its first words (it negates a diagnosis only), else _NOT_ANSWERED."""
         mark = _ANSWER_MARK.match(lowered, end)
         if mark is None:
-            return False
+            return _NOT_ANSWERED
         i = bisect_left(break_starts, mark.end())
         answer_end = break_starts[i] if i < len(break_starts) else len(lowered)
         if answer_end - mark.end() > _CONTEXT_CHARS:  # too long to be one of the short negative answers
             first = _words_after(lowered, mark.end(), answer_end, max(_POST_WINDOW_WORDS, *self.pseudo_cues.lengths, 0))
-            return self._opens_with_cue(first) or self.post_cues.within(first[:_POST_WINDOW_WORDS])
-        answer = lowered[mark.end() : answer_end]
-        first = _words(answer)[:_POST_WINDOW_WORDS]
-        return self.is_negative_answer(answer) or self.post_cues.within(first)
+            negative = self._opens_with_cue(first)
+        else:
+            answer = lowered[mark.end() : answer_end]
+            first = _words(answer)
+            negative = self.is_negative_answer(answer)
+        first = first[:_POST_WINDOW_WORDS]
+        if negative or self._post_cue_opens(first) is not None:
+            return _ANSWERED_NO
+        return _ANSWERED_NO_DIAGNOSIS if self.post_cues.within(first) else _NOT_ANSWERED
+
+    def _post_cue_opens(self, words: list[str]) -> list[str] | None:
+        """The words after a post-negation cue that opens `words`, past any lead words ("now
+        resolved", "symptoms resolved"); None when no cue opens them. "Statin myopathy unlikely"
+        opens with no cue: it answers about something else."""
+        i = 0
+        while i < len(words) and words[i] in self.lead_words:
+            i += 1
+        rest = words[i:]
+        n = next((n for n in reversed(self.post_cues.lengths) if tuple(rest[:n]) in self.post_cues.phrases), 0)
+        return rest[n:] if n else None
 
     def _since_statement(self, before: list[str]) -> list[str]:
         """The cue window from the last word that opens a new statement, when no cue negates that word."""
@@ -429,15 +465,21 @@ class TextMatcher:
 
     def _post_negated(self, lowered: str, end: int, clause_end: int) -> bool:
         """Whether a cue in the few words after the term negates it. Past a comma a cue must end its
-        item: "Myalgia, resolved" and "Myalgias, fever, chills denied" negate the myalgia, but
+        item, or open it followed by a qualifier: "Myalgia, resolved", "Myalgias, fever, chills denied"
+        and "Tingling feet, resolved with B12 injections" negate the first term, but
         "Muscle aches, denied fever" and "Positive for myalgia, negative for fever" open a new
         statement about something else."""
-        seen = 0
         stretch = lowered[end : min(clause_end, end + _CONTEXT_CHARS)]
+        if _DASH_ANSWER.match(stretch):  # "Myalgia - PMR excluded": an answer, read by _answer
+            return False
+        seen = 0
         for n, item in enumerate(stretch.split(",")):
             words = _words(item)
             window = words[: _POST_WINDOW_WORDS - seen]
             if (self.post_cues.within(window) if n == 0 else window == words and self.post_cues.ends(words)):
+                return True
+            if n > 0 and (after_cue := self._post_cue_opens(words)) is not None and after_cue[:1] and \
+                    after_cue[0] in self.cue_qualifiers:  # "Dizziness, resolved with fluids"
                 return True
             seen += len(window)
             if seen >= _POST_WINDOW_WORDS:
@@ -502,8 +544,8 @@ class TextMatcher:
             before = self._without_pseudo(
                 self._since_statement(_words_before(lowered, start, clause_start, self.window_words)))
             after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
-            if (self.post_cues.within(after) and self._post_negated(lowered, end, clause_end)) \
-                    or self._answered_no(lowered, end, break_starts):
+            answer = self._answer(lowered, end, break_starts)
+            if answer == _ANSWERED_NO or (self.post_cues.within(after) and self._post_negated(lowered, end, clause_end)):
                 continue
             cue = list_cues.last_before(start)
             if cue is not None and cue[0] >= clause_start and in_list.holds(cue, start):
@@ -512,10 +554,10 @@ class TextMatcher:
             relative: bool | None = None  # looked for once, when a concept it cancels is named
             for concept in concepts:
                 negated = general or self._own_cue_reaches(concept, lowered, clause_start, start, before)
-                if not negated and concept in self.relative_concepts:
+                if not negated and concept in self.diagnosis_concepts:
                     if relative is None:
                         relative = self._relative_named(lowered, start, end)
-                    negated = relative
+                    negated = relative or answer == _ANSWERED_NO_DIAGNOSIS
                 if not negated and not self._inside_exclusion(concept, lowered, start, end, spans):
                     found.add(concept)
         if found and self.concept_exclusions:

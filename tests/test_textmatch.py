@@ -88,30 +88,44 @@ def _reference_find(m: Any, text: str) -> set[str]:
         if cues and cues[-1].start() >= clause_start:  # the items between the last cue and the term
             *items, last = re.split(r"[,/&+]|\b(?:and|or|nor)\b", lowered[cues[-1].end():start])
             in_list = not _words(last) and all(len(_words(i)) <= 3 and not set(_words(i)) & m.list_breaks for i in items)
-        post_negated, seen = False, 0  # three words on; past a comma, a cue must end its item
+        def cue_opens(words: list[str]) -> list[str] | None:  # the words after a cue opening them, past lead words
+            while words and words[0] in m.lead_words:
+                words = words[1:]
+            cue = max((c for c in m.post_negation if tuple(words[:len(c)]) == c), key=len, default=None)
+            return None if cue is None else words[len(cue):]
+
+        post_negated, seen = False, 0  # three words on; past a comma, a cue must end its item or open it qualified
+        in_reach = any(_has_phrase(_words(lowered[end:clause_end])[:3], c) for c in m.post_negation)
+        dash_answer = re.match(r"[ \t]+[-–—][ \t]+", lowered[end:clause_end]) is not None
         for n, item in enumerate(lowered[end:clause_end].split(",")):
+            if not in_reach or dash_answer:
+                break
             words = _words(item)
             window = words[: 3 - seen]
             if n == 0:
                 post_negated = any(_has_phrase(window, c) for c in m.post_negation)
             else:
-                post_negated = window == words and any(tuple(words[-len(c):]) == c for c in m.post_negation)
+                after_cue = cue_opens(words)
+                post_negated = (window == words and any(tuple(words[-len(c):]) == c for c in m.post_negation)) or (
+                    after_cue is not None and after_cue[:1] != [] and after_cue[0] in m.cue_qualifiers)
             seen += len(window)
             if post_negated or seen >= 3:
                 break
         mark = ANSWER_MARK.match(lowered, end)
-        answered_no = False
+        answered_no = diagnosis_no = False
         if mark is not None:
             answer_end = min((b.start() for b in breaks if b.start() >= mark.end()), default=len(lowered))
             answer = lowered[mark.end():answer_end]
-            first = _words(answer)[:3]
-            answered_no = m.is_negative_answer(answer) or any(_has_phrase(first, c) for c in m.post_negation)
+            answered_no = m.is_negative_answer(answer) or cue_opens(_words(answer)[:3]) is not None
+            # after a diagnosis a cue anywhere in the answer's first words excludes it ("Celiac disease: tTG negative")
+            diagnosis_no = any(_has_phrase(_words(answer)[:3], c) for c in m.post_negation)
         if post_negated or answered_no or in_list:
             continue
         for concept in m.concepts_of(match.group(0)):
             local = m.local_exclusions.get(concept)
             inside = local is not None and any(x.start() <= start and end <= x.end() for x in local.finditer(lowered))
-            if not inside and not any(_has_phrase(before, c) for c in m.pre_negation + m.concept_pre_negation.get(concept, ())):
+            if not inside and not any(_has_phrase(before, c) for c in m.pre_negation + m.concept_pre_negation.get(concept, ())) \
+                    and not (diagnosis_no and concept in m.diagnosis_concepts):
                 found.add(concept)
     words = _words(lowered)
     return {c for c in found if not any(_has_phrase(words, cue) for cue in m.concept_exclusions.get(c, ()))}
@@ -346,11 +360,21 @@ def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expe
     # doubt about the cause is no doubt about the myalgia
     ("Possible statin myalgia", {"myalgia"}), ("Possibly statin-induced myalgia", {"myalgia"}),
     ("Unlikely statin-related myalgia", {"myalgia"}), ("Possible myalgia", set()),
+    # the relative as the subject, with a history longer than a cue's window
+    ("Father has 10 yr hx of Crohn's disease", set()), ("Mother with a 20-year history of pernicious anaemia", set()),
+    ("Brother diagnosed with celiac disease last year", set()),
+    # a cue opening a later item and qualified still speaks of the term before it
+    ("Dizziness, resolved with fluids", set()), ("Muscle cramps, settled with magnesium", set()),
+    ("Muscle aches, denied fever", {"myalgia"}), ("Muscle aches not settled with paracetamol", {"myalgia"}),
+    # an answer about something else keeps a symptom, and excludes a diagnosis
+    ("Myalgia - PMR excluded (normal ESR/CRP)", {"myalgia"}), ("Myalgia - now resolved", set()),
+    ("Fatigue: symptoms resolved", set()), ("Celiac disease: tTG negative", set()),
+    ("Coeliac disease - serology positive", {"malabsorption-autoimmune"}),
 ])
 def test_relatives_queries_and_doubt_about_a_cause(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Family-history lists name the relative beside the diagnosis; GP notes query with '?'."""
     focus = {"established-b12-deficiency", "malabsorption-autoimmune", "b12-deficiency-diagnosis", "hypothyroidism",
-             "anaemia-diagnosis", "memory-impairment", "fatigue", "myalgia"}
+             "anaemia-diagnosis", "memory-impairment", "fatigue", "myalgia", "dizziness", "muscle-cramp"}
     assert knowledge.text.find(text) & focus == expected
 
 
