@@ -225,37 +225,73 @@ def parse(raw: dict[str, Any], elements: frozenset[str] | None = None) -> Resour
     cls = model_class(str(raw.get("resourceType")))
     if cls is None:
         return None
-    fixed = repair(raw, elements)
-    try:
-        return cls.model_validate(fixed)
-    except ValidationError as exc:
-        unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
-        if not unknown:
+    fixed: Any = repair(raw, elements)
+    for _ in range(_MENDING_ROUNDS):
+        try:
+            return cls.model_validate(fixed)
+        except ValidationError as exc:
+            fixed = _mended(fixed, exc.errors())
+            if fixed is None:
+                return None
+        except (ValueError, TypeError):
             return None
-        # An unknown key inside an element (a vendor's field in a coding) is dropped as unknown
-        # top-level fields are; validated once more, so anything else wrong still rejects it.
-        for loc in unknown:
-            fixed = _without(fixed, loc)
-    except (ValueError, TypeError):
-        return None
-    try:
-        return cls.model_validate(fixed)
-    except (ValidationError, ValueError, TypeError):
-        return None
+    return None
 
 
-def _without(value: Any, loc: tuple[int | str, ...]) -> Any:
-    """`value` without the key at `loc` (a validation error's location); what holds it is copied,
-    so the raw resource is never altered."""
+# Validation is retried after mending what it names, a few times: a list mended at one level is
+# validated only then, and may need mending inside
+_MENDING_ROUNDS = 4
+_DROP = object()
+# a reference written as a bare string ("subject": "Patient/1"), as hand-built and older exports do
+_BARE_REFERENCE = re.compile(r"[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}")
+
+
+def _mended(value: Any, errors: list[Any]) -> Any:
+    """`value` with every error validation named mended, or None when one cannot be: a nested
+    unknown key (a vendor's field in a coding) dropped, as unknown top-level fields are; a single
+    object where a list belongs wrapped into one (top-level lists are wrapped by `repair`); a number
+    sent as a display or text written as text; a bare reference string wrapped into a Reference."""
+    for error in errors:
+        loc = tuple(error["loc"])
+        found = _at(value, loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            fix: Any = _DROP
+        elif kind == "list_type" and isinstance(found, dict):
+            fix = [found]
+        elif kind == "string_type" and loc and loc[-1] in ("display", "text") and type(found) in (int, float):
+            fix = str(found)
+        elif isinstance(found, str) and _BARE_REFERENCE.fullmatch(found) and kind in ("json_invalid", "model_type", "dict_type"):
+            fix = {"reference": found}
+        else:
+            return None
+        value = _replaced(value, loc, fix)
+    return value
+
+
+def _at(value: Any, loc: tuple[int | str, ...]) -> Any:
+    for step in loc:
+        if isinstance(value, dict) and isinstance(step, str):
+            value = value.get(step)
+        elif isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value):
+            value = value[step]
+        else:
+            return None
+    return value
+
+
+def _replaced(value: Any, loc: tuple[int | str, ...], new: Any) -> Any:
+    """`value` with the element at `loc` (a validation error's location) replaced by `new`, or
+    removed for _DROP; what holds it is copied, so the raw resource is never altered."""
     if not loc:
-        return value
+        return new
     step, rest = loc[0], loc[1:]
     if isinstance(value, dict) and isinstance(step, str) and step in value:
-        if not rest:
+        if not rest and new is _DROP:
             return {k: v for k, v in value.items() if k != step}
-        return {**value, step: _without(value[step], rest)}
+        return {**value, step: _replaced(value[step], rest, new)}
     if isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value):
-        return [*value[:step], _without(value[step], rest), *value[step + 1:]]
+        return [*value[:step], _replaced(value[step], rest, new), *value[step + 1:]]
     return value
 
 

@@ -142,3 +142,36 @@ def test_unknown_keys_inside_elements_are_dropped_and_the_raw_resource_is_untouc
 def test_an_unknown_key_does_not_excuse_another_error() -> None:
     raw = {**OBSERVATION, "code": {"coding": [{"code": "787-2", "primary": True}]}, "effectiveDateTime": "last week"}
     assert fhir_models.parse(raw, ELEMENTS_READ) is None
+
+
+@pytest.mark.parametrize("elements", [None, ELEMENTS_READ])
+def test_single_objects_inside_elements_are_wrapped_and_the_raw_resource_is_untouched(elements: frozenset[str] | None) -> None:
+    """Found in review: a one-item coding sent as an object dropped the whole record, so an active
+    B12 prescription or a recent B12 result went unread and a card fired wrongly."""
+    raw: dict[str, Any] = {
+        **OBSERVATION,
+        "code": {"coding": {"system": "http://loinc.org", "code": "787-2"}},
+        "interpretation": {"coding": {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "H"}},
+    }
+    model = fhir_models.parse(raw, elements)
+    assert model is not None
+    assert model.code.coding[0].code == "787-2"  # type: ignore[attr-defined]
+    if elements is None:  # the rule reads the flag from the raw record: validated only in full
+        assert model.interpretation[0].coding[0].code == "H"  # type: ignore[attr-defined]
+    assert isinstance(raw["code"]["coding"], dict)
+
+
+def test_a_bare_reference_and_a_numeric_display_are_read_as_meant() -> None:
+    raw = {**OBSERVATION, "subject": "Patient/p1", "code": {"coding": [{"system": "http://loinc.org", "code": "787-2", "display": 787}]}}
+    model = fhir_models.parse(raw)
+    assert model is not None and model.subject.reference == "Patient/p1"  # type: ignore[attr-defined]
+    assert model.code.coding[0].display == "787"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bad", [
+    {"code": {"coding": {"system": "http://loinc.org", "code": 787}}},  # a code that is a number: not mended
+    {"subject": "the patient"},  # no reference
+    {"code": {"coding": [[{"code": "787-2"}]]}},  # a list inside a list
+])
+def test_what_cannot_be_mended_still_fails(bad: dict[str, Any]) -> None:
+    assert fhir_models.parse({**OBSERVATION, **bad}) is None
