@@ -142,9 +142,9 @@ def evaluate(
             "The Patient resource sent or fetched is not the patient in context.",
             [{"key": "patient", "reason": "another patient's record"}],
         )
-    facts = extract_facts(patient_data, knowledge, check)
-    facts.unchecked = unchecked(service.prefetch, request.prefetch)
     today = now.date()
+    facts = extract_facts(patient_data, knowledge, check, today)
+    facts.unchecked = unchecked(service.prefetch, request.prefetch)
     who = (context.patientId, now, context.encounterId, context.userId)
     skipped = facts.unreadable
     cards = []

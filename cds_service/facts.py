@@ -15,8 +15,10 @@ from typing import Any, Literal
 
 from cds_service import fhir_models
 from cds_service.knowledge import Knowledge
+from cds_service.knowledge_models import LabFlags
 from cds_service.patient_data import RESOURCE_TYPES, PatientData, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
+from cds_service.valueset import loose_uri
 
 NEGATIVE_ANSWER = "negative-answer"
 MAX_LAB_VALUE = 1e12  # no concentration or count is negative or this large in any unit: a corrupt value
@@ -295,12 +297,17 @@ def record_label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
     return label
 
 
+UCUM = "http://unitsofmeasure.org"
 RECORDS_PER_CHECK = 32  # validating this many costs about a millisecond
 
 
-def extract_facts(data: PatientData, knowledge: Knowledge, check: TimeCheck = no_time_limit) -> PatientFacts:
+def extract_facts(
+    data: PatientData, knowledge: Knowledge, check: TimeCheck = no_time_limit, today: date | None = None,
+) -> PatientFacts:
     """Every concept mention that passes the status rules, as Facts; `check` is called every few
-    records (and by the text matcher), so no record set outlasts the call's deadline."""
+    records (and by the text matcher), so no record set outlasts the call's deadline. With `today`,
+    a lab result dated after tomorrow is an error in the record: counted as unreadable, never the
+    latest result that hides the real one."""
     facts = PatientFacts(malformed=data.malformed)
     if data.patient:
         facts.birth_date = latest_birth_date(data.patient.get("birthDate"))
@@ -322,11 +329,15 @@ def extract_facts(data: PatientData, knowledge: Knowledge, check: TimeCheck = no
                 labs[next(iter(hits))].append((_raw_observation_date(raw), raw))
                 continue
             _add_facts(facts, raw, rtype, hits, screen)
+    latest = (today + timedelta(days=1)).isoformat() if today is not None else None
     for concept, candidates in labs.items():
         candidates.sort(key=lambda c: c[0], reverse=True)
-        for n, (_, raw) in enumerate(candidates, 1):
+        for n, (when, raw) in enumerate(candidates, 1):
             if n % RECORDS_PER_CHECK == 0:  # a long run of invalid results, each validated
                 check()
+            if latest is not None and when[:10] > latest:  # ISO dates, partial ones too, compare as text
+                facts.skipped_invalid += 1
+                continue
             if _add_facts(facts, raw, "Observation", {concept: "code"}, screen):
                 break
     return facts
@@ -406,12 +417,12 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
         return Reading("no-result", _observation_date(m), status=m.status)
     quantity = m.valueQuantity
     flags = k.rule.b12_result.low_flags
-    lab_flags = _lab_flags(raw.get("interpretation"), flags.systems)
+    lab_flags = _lab_flags(raw.get("interpretation"), flags)
     result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f in flags.low for f in lab_flags),
                      reports=bool(lab_flags) or _holds_number(m))
     if quantity is not None and quantity.value is not None:
         value = float(quantity.value)
-        unit, comparator = (quantity.code or quantity.unit or "").strip() or None, quantity.comparator
+        unit, comparator = _quantity_unit(quantity, k), quantity.comparator
     elif (written := _QUANTITY_TEXT.fullmatch(m.valueString or "")) is not None:
         # a result some labs send as text ("<150 pg/mL", "129 pg/mL"): read when it is only that
         value, unit, comparator = float(written["value"]), written["unit"], written["comparator"]
@@ -421,6 +432,16 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     if not math.isfinite(value) or not 0 <= value <= MAX_LAB_VALUE:
         return Reading("invalid")
     return replace(result, value=value, unit=unit, comparator=comparator)
+
+
+def _quantity_unit(quantity: Any, k: Knowledge) -> str | None:
+    """The unit a Quantity is read in: its UCUM code, else its human-readable unit, else a code from
+    another system, whichever a lab in units.json knows first (a local code such as "GDL" beside
+    "g/dL" must not hide the unit), else the first given."""
+    ucum = quantity.system is None or loose_uri(quantity.system) == UCUM
+    given = [u.strip() for u in ((quantity.code if ucum else None), quantity.unit, quantity.code) if u and u.strip()]
+    known = next((u for u in given if any(lab.factor(u) is not None for lab in k.units.values())), None)
+    return known or (given[0] if given else None)
 
 
 def _holds_number(obs: Any) -> bool:
@@ -582,11 +603,19 @@ def _observation_date(obs: Any) -> date | None:
             or as_date(obs.effectiveInstant) or as_date(obs.issued))
 
 
-def _lab_flags(interpretation: Any, systems: list[str]) -> list[str]:
-    """The codes in raw Observation.interpretation from the lab-flag code systems (low, normal, high:
-    each says the lab measured something); junk in it is ignored."""
+def _lab_flags(interpretation: Any, flags: LabFlags) -> list[str]:
+    """The lab flags in raw Observation.interpretation (low, normal, high: each says the lab measured
+    something): codes from the flag code systems, under any spelling of their URIs, or with no
+    system; an interpretation sent as text only read through textFlags. Junk in it is ignored."""
     concepts = interpretation if isinstance(interpretation, list) else [interpretation]
-    return [code for c in concepts for system, code, _ in _codings(c) if system in systems]
+    found = []
+    for concept in concepts:
+        codings = _codings(concept)
+        found += [code for system, code, _ in codings if not system or loose_uri(system) in flags.loose_systems]
+        text = concept.get("text") if isinstance(concept, dict) and not codings else None
+        if isinstance(text, str) and (code := flags.text_flags.get(" ".join(text.lower().replace("-", " ").split()))):
+            found.append(code)
+    return found
 
 
 def _abatement_date(raw: dict[str, Any]) -> date | None:

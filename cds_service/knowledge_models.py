@@ -9,6 +9,7 @@ from pydantic.alias_generators import to_camel
 from cds_service.contract import CARD_VARIANTS, SERVICE_HOOKS
 from cds_service.patient_data import ResourceType
 from cds_service.protocol import SUMMARY_MAX
+from cds_service.valueset import loose_uri
 
 FORMAT_VERSION = 1
 
@@ -190,7 +191,14 @@ class LabFlags(_Knowledge):
 
     systems: list[str]
     low: list[str]
+    # an interpretation sent as text only, by its words (lower case, hyphens as spaces): the flag code it means
+    text_flags: dict[str, str] = Field(default_factory=dict)
     remark: str = ""
+
+    @cached_property
+    def loose_systems(self) -> frozenset[str]:
+        """The systems as hand-typed spellings of them agree: no https, no trailing slash."""
+        return frozenset(loose_uri(s) for s in self.systems)
 
 
 class B12Result(_Knowledge):

@@ -64,9 +64,13 @@ def canonical_system(system: str | None) -> str:
     if given in SYSTEM_ALIASES:
         return SYSTEM_ALIASES[given]
     # hand-typed spellings of the same URI: https, a trailing slash ("https://snomed.info/sct/")
-    loose = given.rstrip("/")
-    loose = "http://" + loose.removeprefix("https://") if loose.startswith("https://") else loose
-    return SYSTEM_ALIASES.get(loose, given)
+    return SYSTEM_ALIASES.get(loose_uri(given), given)
+
+
+def loose_uri(uri: str) -> str:
+    """A URI as hand-typed spellings of it agree: no https, no trailing slash."""
+    loose = uri.strip().rstrip("/")
+    return "http://" + loose.removeprefix("https://") if loose.startswith("https://") else loose
 
 
 def canonical_code(system: str, code: str) -> str:

@@ -223,7 +223,7 @@ def test_an_abatement_that_cannot_be_read_neither_ends_the_condition_nor_loses_i
     assert f.when == TODAY - timedelta(days=30)
 
 
-@pytest.mark.parametrize("junk", ["N", ["N"], [{"coding": "L"}], {"text": "low"}])
+@pytest.mark.parametrize("junk", ["N", ["N"], [{"coding": "L"}], {"text": "see comment"}])
 def test_a_malformed_interpretation_is_ignored_not_the_result(knowledge: Knowledge, junk: Any) -> None:
     [f] = facts_of(knowledge, lab(B12, 410, "pg/mL", ago(60), interpretation=junk)).of("b12-result")
     assert (f.value, f.flagged_low) == (410, False)
@@ -832,3 +832,47 @@ def test_a_condition_dated_by_its_onset_keeps_when_it_was_recorded(knowledge: Kn
     [undated] = facts_of(knowledge, condition(code(SNOMED, "77386006", "Pregnancy"), recordedDate=ago(60),
                                               onsetDateTime=None)).of("pregnancy")
     assert undated.when == undated.recorded == TODAY - timedelta(days=60)
+
+
+def test_a_lab_result_dated_after_tomorrow_is_unreadable_and_does_not_hide_the_latest(knowledge: Knowledge) -> None:
+    """Found in review: a B12 dated a month ahead (a typing error) was taken as the latest and the
+    real low result was never read."""
+    today = date(2026, 11, 26)
+
+    def b12(oid: str, when: str, value: float) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": oid, "status": "final", "effectiveDateTime": when,
+                "code": {"coding": [{"system": "http://loinc.org", "code": "2132-9"}]},
+                "valueQuantity": {"value": value, "unit": "pg/mL"}}
+
+    bundle = {"resourceType": "Bundle", "entry": [
+        {"resource": b12("real", "2026-09-27", 120)}, {"resource": b12("typo", "2026-12-26", 500)},
+        {"resource": b12("tomorrow-abroad", "2026-11-27T01:00:00+10:00", 400)},
+    ]}
+    facts = extract_facts(from_prefetch({"records": bundle}), knowledge, today=today)
+    assert [f.value for f in facts.of("b12-result")] == [400]  # tomorrow is allowed: a time zone ahead
+    facts = extract_facts(from_prefetch({"records": {**bundle, "entry": bundle["entry"][:2]}}), knowledge, today=today)
+    assert [f.value for f in facts.of("b12-result")] == [120] and facts.skipped_invalid == 1
+
+
+@pytest.mark.parametrize(("interpretation", "flagged"), [
+    ([{"coding": [{"code": "L"}]}], True),  # a flag with no system: an interpretation holds nothing else
+    ([{"coding": [{"system": "https://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation/", "code": "L"}]}], True),
+    ([{"text": "Low"}], True), ([{"text": "Below low-normal"}], True), ([{"text": "LL"}], True),
+    ([{"text": "Normal"}], False), ([{"text": "Abnormal"}], False), ([{"coding": [{"system": "urn:local-flags", "code": "L"}]}], False),
+    ([{"coding": [{"system": "urn:local-flags", "code": "LO"}], "text": "Low"}], False),  # coded: its text is not read
+])
+def test_a_low_flag_as_labs_send_it_is_read(knowledge: Knowledge, interpretation: list[dict[str, Any]], flagged: bool) -> None:
+    """Found in review: a 200 pg/mL flagged low without the exact HL7 system was read as borderline."""
+    (f,) = facts_of(knowledge, lab(B12, 200, "pg/mL", ago(30), interpretation=interpretation)).of("b12-result")
+    assert f.flagged_low is flagged
+
+
+@pytest.mark.parametrize(("quantity", "unit"), [
+    ({"value": 9.5, "unit": "g/dL", "system": "urn:oid:1.2.3.4", "code": "GDL"}, "g/dL"),  # a local unit code
+    ({"value": 9.5, "unit": "grams per decilitre", "system": "http://unitsofmeasure.org", "code": "g/dL"}, "g/dL"),
+    ({"value": 9.5, "unit": "g/dL"}, "g/dL"),
+    ({"value": 9.5, "unit": "furlongs", "system": "urn:oid:1.2.3.4", "code": "FUR"}, "furlongs"),  # neither known: as given
+])
+def test_a_quantity_is_read_in_the_unit_a_lab_knows(knowledge: Knowledge, quantity: dict[str, Any], unit: str) -> None:
+    (f,) = facts_of(knowledge, observation(HB, ago(30), valueQuantity=quantity)).of("hemoglobin")
+    assert f.unit == unit and (f.value == 9.5) is (unit == "g/dL")  # a unit no lab knows gives no value to compare
