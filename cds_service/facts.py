@@ -223,6 +223,8 @@ class ConceptScreen:
         elif isinstance(ref, str):
             medication = self.data.medications.get(reference_parts(ref)[-1])
         code = medication.get("code") if isinstance(medication, dict) else None
+        if code is None and isinstance(medication, dict):
+            code = _ingredients_concept(medication)
         if code is None and isinstance(display, str) and display.strip():
             return {"text": display}
         return code
@@ -272,6 +274,19 @@ class ConceptScreen:
         result: dict[str, Literal["code", "text"]] = dict.fromkeys(coded, "code")
         result.update(dict.fromkeys((main_text | texts) - coded, "text"))
         return result
+
+
+def _ingredients_concept(medication: dict[str, Any]) -> Any:
+    """A Medication with no code, defined by its ingredients (FHIR R4 Medication.code is optional;
+    compounded products are sent so): one ingredient stands for the product's code; several are
+    read as a product name listing them ("Cyanocobalamin / Folic acid"), so the rules for a
+    combination product's name (multivitamin, strength) apply as they do to any other."""
+    items_ = [i.get("itemCodeableConcept") for i in items(medication.get("ingredient")) if isinstance(i, dict)]
+    concepts_ = [c for c in items_ if isinstance(c, dict)]
+    if len(concepts_) == 1:
+        return concepts_[0]
+    names = [t for c in concepts_ for t in _texts(c)[:1]]
+    return {"text": " / ".join(names)} if names else None
 
 
 def _free_texts(raw: dict[str, Any], notes_too: bool) -> list[str]:

@@ -81,10 +81,10 @@ def _kept_elements(resource_type: str, elements: frozenset[str]) -> frozenset[st
 
 
 # A dateTime or instant as converters write it: a space for the T, no seconds, no time zone, an
-# offset without its colon ("2026-11-20 10:00", "2026-11-20T10:00:00", "...+0000").
+# offset without its colon or its minutes ("2026-11-20 10:00", "2026-11-20T10:00:00", "...+0000", "...+05").
 _LOOSE_DATE_TIME = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<minutes>\d{2}:\d{2})(?P<seconds>:\d{2}(?:\.\d+)?)?"
-    r"(?:(?P<utc>Z)|(?P<offset>[+-]\d{2}):?(?P<offset_minutes>\d{2}))?"
+    r"(?:(?P<utc>Z)|(?P<offset>[+-]\d{2})(?::?(?P<offset_minutes>\d{2}))?)?"
 )
 # where date-times are looked for: resource.dispenseRequest.validityPeriod.start is the deepest the rule reads
 _DATE_TIME_DEPTH = 3
@@ -100,7 +100,7 @@ def normalise_date_time(value: Any) -> Any:
     m = _LOOSE_DATE_TIME.fullmatch(value)
     if m is None:
         return value
-    zone = f"{m['offset']}:{m['offset_minutes']}" if m["offset"] else "Z"
+    zone = f"{m['offset']}:{m['offset_minutes'] or '00'}" if m["offset"] else "Z"
     fixed = f"{m['date']}T{m['minutes']}{m['seconds'] or ':00'}{zone}"
     return value if fixed == value else fixed
 

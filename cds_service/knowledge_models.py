@@ -62,6 +62,8 @@ class LabUnits(_Knowledge):
     factors: dict[str, float]
     # how clinicians write the canonical unit when it differs from its UCUM code (m[IU]/L: mIU/L)
     display_unit: str | None = None
+    # the unit a result sent with none is read in, for a lab reported in one unit only (MCV in fL)
+    unit_when_absent: str | None = None
     remark: str = ""
 
     @property
@@ -84,7 +86,9 @@ class LabUnits(_Knowledge):
     def factor(self, unit: str | None) -> float | None:
         """The factor to the canonical unit; case-insensitive, since UCUM writes the litre `l` or `L`
         and free-text units vary in case (pg/ml, PMOL/L)."""
-        return self._folded.get((unit or "").casefold())
+        if not (unit and unit.strip()):
+            unit = self.unit_when_absent
+        return self._folded.get((unit or "").strip().casefold())
 
 
 class UnitsFile(_File):
@@ -404,6 +408,8 @@ class ResultWording(_Knowledge):
     # a value whose unit the rule cannot convert (or that has none): shown, never compared
     unconverted: str
     no_unit: str
+    # a value sent with no unit, read in the lab's unitWhenAbsent: "{value}", "{unit}"
+    unit_assumed: str
     # a value reported in another unit than the rule's: "{reported} ({converted})"
     converted: str
     flagged_low: str

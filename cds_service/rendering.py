@@ -75,7 +75,9 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
         shown = k.units[fact.concept].shown
         text = f"{censored} {format_value(fact.value, threshold)} {shown}".lstrip()
         same_unit = (fact.reported_unit or "").casefold() in (shown.casefold(), k.units[fact.concept].canonical_unit.casefold())
-        if reported and not same_unit:
+        if reported and not fact.reported_unit:  # read in the lab's one unit (units.json unitWhenAbsent)
+            text = words.unit_assumed.format(value=text, unit=shown)
+        elif reported and not same_unit:
             text = words.converted.format(reported=reported, converted=text)
     if fact.flagged_low and text.endswith(")"):  # one parenthesis: "95 pmol/L (128.7 pg/mL; flagged low by the lab)"
         return f"{text[:-1]}; {words.flagged_low})"

@@ -33,6 +33,8 @@ def code(system: str, value: str, display: str = "") -> dict[str, Any]:
 MYALGIA = code(SNOMED, "68962001", "Myalgia")
 B12 = code(LOINC, "2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma")
 HB = code(LOINC, "718-7", "Hemoglobin [Mass/volume] in Blood")
+MCV = code(LOINC, "787-2", "MCV [Entitic volume] by Automated count")
+HOMOCYSTEINE = code(LOINC, "13965-9", "Homocysteine [Moles/volume] in Serum or Plasma")
 METFORMIN = code(RXNORM, "861007", "Metformin hydrochloride 500 MG Oral Tablet")
 
 
@@ -876,3 +878,30 @@ def test_a_low_flag_as_labs_send_it_is_read(knowledge: Knowledge, interpretation
 def test_a_quantity_is_read_in_the_unit_a_lab_knows(knowledge: Knowledge, quantity: dict[str, Any], unit: str) -> None:
     (f,) = facts_of(knowledge, observation(HB, ago(30), valueQuantity=quantity)).of("hemoglobin")
     assert f.unit == unit and (f.value == 9.5) is (unit == "g/dL")  # a unit no lab knows gives no value to compare
+
+
+@pytest.mark.parametrize(("ingredients", "found"), [
+    ([{"itemCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "11248", "display": "Cyanocobalamin"}]}}], True),
+    ([{"itemCodeableConcept": {"text": "Hydroxocobalamin"}}], True),
+    # several: read as a combination product's name, so a multivitamin's B12 is no replacement
+    ([{"itemCodeableConcept": {"text": "Multivitamin"}}, {"itemCodeableConcept": {"text": "Cyanocobalamin"}}], False),
+    ([{"itemReference": {"reference": "Substance/s1"}}], False),
+])
+def test_a_medication_defined_only_by_its_ingredients_is_read(knowledge: Knowledge, ingredients: list[dict[str, Any]], found: bool) -> None:
+    """FHIR R4 Medication.code is optional; found in review: such a B12 prescription was not read."""
+    raw = med_request(medicationReference={"reference": "#m1"}, authoredOn=ago(30),
+                      contained=[{"resourceType": "Medication", "id": "m1", "ingredient": ingredients}])
+    assert bool(facts_of(knowledge, raw).of("b12-therapy")) is found
+
+
+@pytest.mark.parametrize(("concept", "quantity", "canonical"), [
+    (MCV, {"value": 105}, True),  # MCV is reported in fL only: a result with no unit is read in fL
+    (HB, {"value": 9.5}, False),  # haemoglobin has three units: with none it is never compared
+    (HOMOCYSTEINE, {"value": 22, "unit": "µM"}, True),
+])
+def test_a_result_sent_without_a_unit_or_in_micromolar(knowledge: Knowledge, concept: dict[str, Any], quantity: dict[str, Any],
+                                                       canonical: bool) -> None:
+    pf = facts_of(knowledge, observation(concept, ago(30), valueQuantity=quantity))
+    lab = knowledge.units[next(iter(concepts(pf)))]
+    (f,) = pf.of(next(iter(concepts(pf))))
+    assert (lab.factor(f.unit) is not None) is canonical

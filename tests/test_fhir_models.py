@@ -89,6 +89,7 @@ def test_modifier_extension_marks_a_record_unsafe() -> None:
 @pytest.mark.parametrize(("written", "fhir"), [
     ("2026-11-20T10:00:00", "2026-11-20T10:00:00Z"),  # no zone: read as written
     ("2026-11-20T23:30:00.000+0000", "2026-11-20T23:30:00.000+00:00"),  # offset without its colon
+    ("2026-10-17T10:00:00+05", "2026-10-17T10:00:00+05:00"),  # an offset in hours only (ISO 8601 allows it)
     ("2026-11-20T10:00-0530", "2026-11-20T10:00:00-05:30"),  # no seconds
     ("2026-11-20T10:00", "2026-11-20T10:00:00Z"),
     ("2026-11-20 10:00:00", "2026-11-20T10:00:00Z"),  # a space for the T
