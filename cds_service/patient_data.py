@@ -80,6 +80,22 @@ class PatientData:
                 self.medications.setdefault(full_url, resource)
         else:
             self.resources.setdefault(rtype, []).append(resource)
+            if rtype == "Observation" and "component" in resource:
+                self._add_components(resource)
+
+    def _add_components(self, panel: dict[str, Any]) -> None:
+        """A panel sent as one Observation with its results as components (a blood count with MCV
+        and haemoglobin, as some labs and exchanges send it): each coded component with a value is
+        read as a result of its own, dated, filed and identified as the panel (a reference to it
+        points at the panel, which exists)."""
+        components = panel["component"]
+        if not isinstance(components, list):
+            return
+        shared = {key: panel[key] for key in _PANEL_ELEMENTS if key in panel}
+        for component in components:
+            if isinstance(component, dict) and "code" in component and any(k.startswith("value") for k in component):
+                self.resources["Observation"].append(
+                    {**shared, **{k: v for k, v in component.items() if k in _COMPONENT_ELEMENTS or k.startswith("value")}})
 
     def _add_entries(self, entries: Any, depth: int) -> None:
         """A Bundle's resources; entries that are not objects, or an `entry` that is not a list,
@@ -102,6 +118,12 @@ class PatientData:
 
     def count(self) -> int:
         return sum(len(v) for v in self.resources.values()) + (1 if self.patient else 0)
+
+
+# what a panel's component results share with it, and what each holds of its own
+_PANEL_ELEMENTS = ("resourceType", "id", "status", "category", "subject", "effectiveDateTime", "effectivePeriod",
+                   "effectiveInstant", "issued", "meta")
+_COMPONENT_ELEMENTS = ("code", "interpretation", "dataAbsentReason", "referenceRange")
 
 
 def readable(value: Any) -> bool:

@@ -905,3 +905,19 @@ def test_a_result_sent_without_a_unit_or_in_micromolar(knowledge: Knowledge, con
     lab = knowledge.units[next(iter(concepts(pf)))]
     (f,) = pf.of(next(iter(concepts(pf))))
     assert (lab.factor(f.unit) is not None) is canonical
+
+
+def test_the_results_of_a_panel_sent_as_components_are_read(knowledge: Knowledge) -> None:
+    """Found in review: a blood count sent as one Observation with MCV and Hb as components was not read."""
+    panel = observation(code(LOINC, "58410-2", "CBC panel"), ago(12), component=[
+        {"code": MCV, "valueQuantity": {"value": 106, "unit": "fL"}},
+        {"code": HB, "valueQuantity": {"value": 10.1, "unit": "g/dL"}, "interpretation": [{"text": "Low"}]},
+        {"code": code(LOINC, "789-8", "RBC"), "valueQuantity": {"value": 3.1, "unit": "10*6/uL"}},
+        {"code": MCV},  # no value: no result
+        "junk",
+    ])
+    pf = facts_of(knowledge, panel)
+    (mcv,) = pf.of("mcv")
+    (hb,) = pf.of("hemoglobin")
+    assert (mcv.value, hb.value, hb.flagged_low) == (106, 10.1, True)  # the component's own flag
+    assert mcv.resource_id == hb.resource_id == panel["id"] and mcv.when == hb.when
