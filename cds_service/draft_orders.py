@@ -122,7 +122,8 @@ def read_drafts_and_selected(
         rtype = raw.get("resourceType")
         if not isinstance(rtype, str) or rtype not in ORDER_TYPES:
             continue
-        if raw.get("doNotPerform") is True or raw.get("status") in NOT_ORDERED:
+        state = raw.get("status")
+        if raw.get("doNotPerform") is True or (isinstance(state, str) and state.strip().lower() in NOT_ORDERED):
             continue  # an order not to do something, or one withdrawn: nothing is being ordered
         # a draft is a draft: a client that leaves out the required status or intent loses no order
         raw = {"status": "draft", "intent": "order", **raw}

@@ -189,8 +189,8 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[str, Any]:
-    """A copy with single objects wrapped into lists, a Condition's status sent as a bare code (DSTU2,
-    STU3) wrapped into its R4 CodeableConcept and its recorded date read under its older names,
+    """A copy with single objects wrapped into lists, a status in another case lower-cased, a Condition's
+    status sent as a bare code (DSTU2, STU3) wrapped into its R4 CodeableConcept and its recorded date read under its older names,
     unknown top-level fields dropped (and, when `elements` is given, every element not read or
     required), an id FHIR does not allow left out, and the date-times of the elements kept written
     as FHIR requires (normalise_date_time)."""
@@ -213,6 +213,8 @@ def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[
             value = [value]
         if isinstance(value, str) and (system := _CODE_TO_CONCEPT.get((rtype, key))) and value.strip():
             value = {"coding": [{"system": system, "code": value.strip().lower()}]}
+        elif key == "status" and isinstance(value, str):  # every R4 status code is lower case: "Final" means final
+            value = value.strip().lower()
         for path in dated.get(key, ()):
             value = _normalised_at(value, path)
         fixed[key] = value

@@ -176,3 +176,9 @@ def test_a_bare_reference_and_a_numeric_display_are_read_as_meant() -> None:
 ])
 def test_what_cannot_be_mended_still_fails(bad: dict[str, Any]) -> None:
     assert fhir_models.parse({**OBSERVATION, **bad}) is None
+
+
+def test_a_status_in_another_case_is_read_as_its_code() -> None:
+    """Found in review: a recent B12 with status "Final" was ignored, and the card fired."""
+    model = fhir_models.parse({**OBSERVATION, "status": " Final"}, ELEMENTS_READ)
+    assert model is not None and model.status == "final"  # type: ignore[attr-defined]
