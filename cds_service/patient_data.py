@@ -2,6 +2,7 @@
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 ResourceType = Literal[
@@ -34,7 +35,7 @@ class PatientData:
     malformed: int = 0
     other_patient: int = 0
     foreign_patient: bool = False  # a Patient resource with another id was sent
-    _seen: set[tuple[str, str]] = field(default_factory=set)
+    _seen: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _own_reference: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -68,9 +69,14 @@ class PatientData:
         rid = resource.get("id")
         if isinstance(rid, str):
             key = (rtype, rid)
-            if key in self._seen:
+            prior = self._seen.get(key)
+            if prior is not None:  # sent twice (two prefetch keys, or a fetch): the newer version stands
+                if rtype in self.resources and _newer(resource, prior):
+                    kept = self.resources[rtype]
+                    kept[next(i for i, r in enumerate(kept) if r is prior)] = resource
+                    self._seen[key] = resource
                 return
-            self._seen.add(key)
+            self._seen[key] = resource
         if rtype == "Patient":
             self.patient = self.patient or resource
         elif rtype == "Medication":
@@ -124,6 +130,28 @@ class PatientData:
 _PANEL_ELEMENTS = ("resourceType", "id", "status", "category", "subject", "effectiveDateTime", "effectivePeriod",
                    "effectiveInstant", "issued", "meta")
 _COMPONENT_ELEMENTS = ("code", "interpretation", "dataAbsentReason", "referenceRange")
+
+
+def _newer(resource: dict[str, Any], than: dict[str, Any]) -> bool:
+    """Whether `resource` is a later version of the same record: by meta.versionId when both are
+    numbers, else by meta.lastUpdated; with neither, the first one sent stands."""
+    meta, other = resource.get("meta"), than.get("meta")
+    if not isinstance(meta, dict) or not isinstance(other, dict):
+        return False
+    version, earlier = meta.get("versionId"), other.get("versionId")
+    if isinstance(version, str) and isinstance(earlier, str) and version.isdigit() and earlier.isdigit():
+        return int(version) > int(earlier)
+    updated, before = _instant(meta.get("lastUpdated")), _instant(other.get("lastUpdated"))
+    return updated is not None and before is not None and updated > before
+
+
+def _instant(value: Any) -> datetime | None:
+    """A meta.lastUpdated as an aware datetime, or None when it is not one."""
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return when if when is not None and when.tzinfo is not None else None
 
 
 def readable(value: Any) -> bool:

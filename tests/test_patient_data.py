@@ -256,3 +256,20 @@ def test_a_patient_with_another_id_is_left_out_even_when_it_claims_our_patient_a
     impostor = {"resourceType": "Patient", "id": "p2", "birthDate": "1950-01-01", "subject": {"reference": "Patient/p1"}}
     data = from_prefetch({"patient": impostor}, "p1")
     assert data.patient is None and data.other_patient == 1 and data.foreign_patient
+
+
+@pytest.mark.parametrize(("first", "second", "kept"), [
+    ({"versionId": "1"}, {"versionId": "2"}, "second"),
+    ({"versionId": "2"}, {"versionId": "1"}, "first"),
+    ({"lastUpdated": "2026-11-01T10:00:00Z"}, {"lastUpdated": "2026-11-01T12:00:00+01:00"}, "second"),
+    ({"lastUpdated": "2026-11-01T12:00:00+01:00"}, {"lastUpdated": "2026-11-01T10:00:00Z"}, "first"),
+    ({}, {"versionId": "2"}, "first"), ({"versionId": "a"}, {"versionId": "b"}, "first"),
+    ({"lastUpdated": "yesterday"}, {"lastUpdated": "2026-11-01T10:00:00Z"}, "first"),
+])
+def test_a_record_sent_twice_keeps_its_newer_version(first: dict[str, Any], second: dict[str, Any], kept: str) -> None:
+    """Found in review: a result under two prefetch keys, the later version entered in error, was read
+    in whichever version came first."""
+    data = PatientData(patient_id="p")
+    for meta, state in ((first, "first"), (second, "second")):
+        data.add({"resourceType": "Observation", "id": "o1", "status": state, "meta": meta, "subject": {"reference": "Patient/p"}})
+    assert [r["status"] for r in data.of_type("Observation")] == [kept]
