@@ -61,6 +61,18 @@ _QUERY_MARK = re.compile(
     r"(?!(?:yes|y|no|n|nil|none|neg|negative|positive|pos|present|absent|denies|denied|unknown)(?![a-z0-9'/-]))")
 
 
+def _bare_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:
+    """A one-word negative answer standing alone between a question's mark (a colon, question mark
+    or dash) and a comma, semicolon, full stop or the end: "Fever - no, myalgia - yes". Read as the
+    minus sign after an item, it answers the item before it and is no cue over the items after it,
+    as "no" opening a list would be. With no mark ("fever no, myalgia yes") it is left as it is:
+    "Myalgias are absent" and "Celiac disease: tTG negative" hold such a word after no question."""
+    words = sorted({a.lower().strip() for a in negative_answers if re.fullmatch(r"[a-z]+", a.lower().strip())}, key=len, reverse=True)
+    if not words:
+        return None
+    return re.compile(rf"(?P<mark>(?<=[a-z0-9])[ \t]*[:?\-–—][ \t]*)\b(?:{'|'.join(words)})\b(?=[ \t]*(?:[,;.\n]|$))")
+
+
 def _relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
     """Patterns for a relative named right after a mention ("Coeliac disease (mother)", "Pernicious
     anaemia in her sister", "B12 deficiency - father") and right before one, at the start of its
@@ -265,6 +277,8 @@ class TextMatcher:
     # words of its answer excludes it ("Celiac disease: tTG negative"), where after a symptom the
     # answer must open with the cue ("Myalgia - PMR excluded" is about a cause)
     diagnosis_concepts: frozenset[str] = frozenset()
+    # a one-word negative answer right after a question's mark and before a comma ("Fever: no, ...")
+    bare_answer: re.Pattern[str] | None = None
     relative_named: tuple[re.Pattern[str], re.Pattern[str]] | None = None
     # the cues above compiled for lookup: post-negation, general pre-negation, and each concept's own
     post_cues: PhraseSet = field(init=False)
@@ -375,8 +389,23 @@ class TextMatcher:
             lead_words=frozenset(w.lower() for w in lead_words or []),
             cue_qualifiers=frozenset(w.lower() for w in cue_qualifiers or []),
             diagnosis_concepts=frozenset(diagnosis_concepts or ()),
+            bare_answer=_bare_answer_pattern(negative_answers or []),
             relative_named=_relative_patterns(relatives or [], relative_qualifiers or []),
         )
+
+    def normalised(self, text: str, answers: bool = True) -> str:
+        """The text as the matcher reads it (after abbreviations): lower case, review-of-systems signs
+        and bare negative answers as words ("Fever - no, myalgia - yes": that "no" answers the fever
+        and opens no list over the myalgia), a question mark against a word as "query"."""
+        lowered = _signs_as_words(text.lower())
+        if "?" in lowered:
+            lowered = _QUERY_MARK.sub("query ", lowered)
+        return self._bare_answers_as_signs(lowered) if answers else lowered
+
+    def _bare_answers_as_signs(self, lowered: str) -> str:
+        if self.bare_answer is None:
+            return lowered
+        return self.bare_answer.sub(rf"\g<mark>{_MINUS_AFTER} ", lowered)
 
     def excluded(self, text: str) -> frozenset[str]:
         """Concepts a word anywhere in `text` makes something else (a multivitamin's name for B12
@@ -513,13 +542,15 @@ class TextMatcher:
             return set()
         if self.abbreviation is not None and "." in text:  # the full stop becomes a space
             text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text)
-        lowered = _signs_as_words(text.lower())
-        if "?" in lowered:
-            lowered = _QUERY_MARK.sub("query ", lowered)
+        lowered = self.normalised(text, answers=False)
         mentions = self.pattern.finditer(lowered)
         first = next(mentions, None)
         if first is None:  # most texts (a product's name, a code's display) name nothing: no more passes
             return set()
+        if self.bare_answer is not None and (answered := self._bare_answers_as_signs(lowered)) != lowered:
+            lowered = answered  # a bare answer holds no term: the mentions are found again where they now stand
+            mentions = self.pattern.finditer(lowered)
+            first = next(mentions)
         breaks = [m.span() for m in self.clause_break.finditer(lowered)]
         if self.list_colon is not None and ":" in lowered:
             opened = {m.end() - 1 for m in self.list_colon.finditer(lowered)}

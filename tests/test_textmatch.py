@@ -62,9 +62,9 @@ def test_question_and_answer_form_for_other_symptoms(knowledge: Knowledge, text:
 
 def _reference_find(m: Any, text: str) -> set[str]:
     """The plain reading, quadratic in the worst case: whole clause before, whole answer after."""
-    lowered = text.lower()
     if m.abbreviation is not None:  # "neg. for": the abbreviation's full stop ends nothing
-        lowered = m.abbreviation.sub(lambda x: x.group(0)[:-1] + " ", lowered)
+        text = m.abbreviation.sub(lambda x: x.group(0)[:-1] + " ", text)
+    lowered = m.normalised(text)  # signs, bare answers ("Fever: no, myalgia") and query marks as words
     opened = {x.end() - 1 for x in m.list_colon.finditer(lowered)} if m.list_colon else set()
     breaks = [b for b in m.clause_break.finditer(lowered) if b.start() not in opened]  # "Denies: fever, ..." reads on
     found: set[str] = set()
@@ -370,6 +370,10 @@ def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expe
     ("Myalgia - PMR excluded (normal ESR/CRP)", {"myalgia"}), ("Myalgia - now resolved", set()),
     ("Fatigue: symptoms resolved", set()), ("Celiac disease: tTG negative", set()),
     ("Coeliac disease - serology positive", {"malabsorption-autoimmune"}),
+    # a bare "no" answers the question before it and opens no list over the ones after it
+    ("Fever - no, myalgia - yes", {"myalgia"}), ("Fever: no, chills: no, fatigue: yes", {"fatigue"}),
+    ("Muscle pain? No, but fatigue yes", {"fatigue"}), ("Myalgia: none.", set()), ("Myalgias are absent", set()),
+    ("ROS: no fever, chills, myalgias", set()), ("Denies fever, no, myalgia", set()),
 ])
 def test_relatives_queries_and_doubt_about_a_cause(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Family-history lists name the relative beside the diagnosis; GP notes query with '?'."""
