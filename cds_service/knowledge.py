@@ -204,6 +204,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             pseudo_negation=text_file.pseudo_negation,
             lead_words=text_file.lead_words,
             cue_qualifiers=text_file.cue_qualifiers,
+            time_words=text_file.time_words,
             relatives=text_file.relatives,
             relative_qualifiers=text_file.relative_qualifiers,
             diagnosis_concepts=[c.id for c in chosen if c.text_diagnosis],

@@ -108,6 +108,7 @@ class TextMatchingFile(_File):
     pseudo_negation: list[str] = Field(default_factory=list)
     lead_words: list[str] = Field(default_factory=list)
     cue_qualifiers: list[str] = Field(default_factory=list)
+    time_words: list[str] = Field(default_factory=list)
     relatives: list[str] = Field(default_factory=list)
     relative_qualifiers: list[str] = Field(default_factory=list)
 

@@ -16,6 +16,7 @@ def no_time_limit() -> None:
 
 _WORD = re.compile(r"[a-z0-9'/-]+")
 _POST_WINDOW_WORDS = 3
+_TIMING_WORDS = 6  # at most this many words of a time phrase are passed over ("for about 3 weeks in 2019")
 # A term set out as a question with its answer, as review-of-systems templates write it:
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
 _ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–—][ \t]+|[ \t]+(?=minus-answer )")  # "Myalgias (-)" too
@@ -272,6 +273,8 @@ class TextMatcher:
     # it about the term before ("Dizziness, resolved with fluids")
     lead_words: frozenset[str] = frozenset()
     cue_qualifiers: frozenset[str] = frozenset()
+    # words of a time phrase ("3 weeks ago", "in 2019"), passed over after a term before its cue
+    time_words: frozenset[str] = frozenset()
     # diagnoses, not symptoms: a relative named beside one makes it the relative's (found by the
     # patterns of _relative_patterns, after and before a mention), and a cue anywhere in the first
     # words of its answer excludes it ("Celiac disease: tTG negative"), where after a symptom the
@@ -339,6 +342,7 @@ class TextMatcher:
         pseudo_negation: list[str] | None = None,
         lead_words: list[str] | None = None,
         cue_qualifiers: list[str] | None = None,
+        time_words: list[str] | None = None,
         relatives: list[str] | None = None,
         relative_qualifiers: list[str] | None = None,
         diagnosis_concepts: list[str] | None = None,
@@ -388,6 +392,7 @@ class TextMatcher:
             pseudo_negation=phrases(pseudo_negation or []),
             lead_words=frozenset(w.lower() for w in lead_words or []),
             cue_qualifiers=frozenset(w.lower() for w in cue_qualifiers or []),
+            time_words=frozenset(w.lower() for w in time_words or []),
             diagnosis_concepts=frozenset(diagnosis_concepts or ()),
             bare_answer=_bare_answer_pattern(negative_answers or []),
             relative_named=_relative_patterns(relatives or [], relative_qualifiers or []),
@@ -501,19 +506,38 @@ class TextMatcher:
         stretch = lowered[end : min(clause_end, end + _CONTEXT_CHARS)]
         if _DASH_ANSWER.match(stretch):  # "Myalgia - PMR excluded": an answer, read by _answer
             return False
-        seen = 0
+        seen, timed = 0, False
         for n, item in enumerate(stretch.split(",")):
             words = _words(item)
-            window = words[: _POST_WINDOW_WORDS - seen]
-            if (self.post_cues.within(window) if n == 0 else window == words and self.post_cues.ends(words)):
-                return True
-            if n > 0 and (after_cue := self._post_cue_opens(words)) is not None and after_cue[:1] and \
-                    after_cue[0] in self.cue_qualifiers:  # "Dizziness, resolved with fluids"
-                return True
+            if n == 0:  # when it happened does not count against the window: "Myalgia in 2019 - resolved"
+                counted = [w for w in words if not self._timing(w)]
+                timed = len(counted) < len(words)
+                window = counted[:_POST_WINDOW_WORDS]
+                if self.post_cues.within(window):
+                    return True
+            else:
+                window = words[: _POST_WINDOW_WORDS - seen]
+                opened = self._post_cue_opens(words)
+                # "Muscle aches 3 weeks ago, now resolved", "Dizziness, resolved with fluids"
+                if opened is not None and (not opened or opened[0] in self.cue_qualifiers):
+                    return True
+                # "Myalgias, fever, chills denied"; past a time phrase this reads too far ("Myalgia for 3 weeks, fever resolved")
+                if not timed and window == words and self.post_cues.ends(words):
+                    return True
             seen += len(window)
             if seen >= _POST_WINDOW_WORDS:
                 return False
         return False
+
+    def _timing(self, word: str) -> bool:
+        """A word of a time phrase after a term ("3 weeks ago", "in 2019", "last year"): not counted
+        in the few words a post-negation cue must stand within."""
+        return word in self.time_words or word.isdigit()
+
+    def _post_window(self, lowered: str, end: int, clause_end: int) -> list[str]:
+        """The words after a term a post-negation cue is looked for in, time phrases left out."""
+        words = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS + _TIMING_WORDS)
+        return [w for w in words if not self._timing(w)][:_POST_WINDOW_WORDS]
 
     def _relative_named(self, lowered: str, start: int, end: int) -> bool:
         """A relative named right beside the mention at [start, end)."""
@@ -574,7 +598,7 @@ class TextMatcher:
             clause_end = break_starts[j] if j < len(break_starts) else len(lowered)
             before = self._without_pseudo(
                 self._since_statement(_words_before(lowered, start, clause_start, self.window_words)))
-            after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
+            after = self._post_window(lowered, end, clause_end)
             answer = self._answer(lowered, end, break_starts)
             if answer == _ANSWERED_NO or (self.post_cues.within(after) and self._post_negated(lowered, end, clause_end)):
                 continue

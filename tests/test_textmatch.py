@@ -94,20 +94,27 @@ def _reference_find(m: Any, text: str) -> set[str]:
             cue = max((c for c in m.post_negation if tuple(words[:len(c)]) == c), key=len, default=None)
             return None if cue is None else words[len(cue):]
 
-        post_negated, seen = False, 0  # three words on; past a comma, a cue must end its item or open it qualified
-        in_reach = any(_has_phrase(_words(lowered[end:clause_end])[:3], c) for c in m.post_negation)
+        def timing(w: str) -> bool:  # a time phrase's words do not count in the window
+            return w in m.time_words or w.isdigit()
+
+        post_negated, seen, timed = False, 0, False  # three words on; past a comma, a cue must end its item or open it
+        first_words = [w for w in _words(lowered[end:clause_end])[:9] if not timing(w)][:3]
+        in_reach = any(_has_phrase(first_words, c) for c in m.post_negation)
         dash_answer = re.match(r"[ \t]+[-–—][ \t]+", lowered[end:clause_end]) is not None
         for n, item in enumerate(lowered[end:clause_end].split(",")):
             if not in_reach or dash_answer:
                 break
             words = _words(item)
-            window = words[: 3 - seen]
             if n == 0:
+                counted = [w for w in words if not timing(w)]
+                timed = len(counted) < len(words)
+                window = counted[:3]
                 post_negated = any(_has_phrase(window, c) for c in m.post_negation)
             else:
+                window = words[: 3 - seen]
                 after_cue = cue_opens(words)
-                post_negated = (window == words and any(tuple(words[-len(c):]) == c for c in m.post_negation)) or (
-                    after_cue is not None and after_cue[:1] != [] and after_cue[0] in m.cue_qualifiers)
+                post_negated = (after_cue is not None and (after_cue == [] or after_cue[0] in m.cue_qualifiers)) or (
+                    not timed and window == words and any(tuple(words[-len(c):]) == c for c in m.post_negation))
             seen += len(window)
             if post_negated or seen >= 3:
                 break
@@ -374,6 +381,10 @@ def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expe
     ("Fever - no, myalgia - yes", {"myalgia"}), ("Fever: no, chills: no, fatigue: yes", {"fatigue"}),
     ("Muscle pain? No, but fatigue yes", {"fatigue"}), ("Myalgia: none.", set()), ("Myalgias are absent", set()),
     ("ROS: no fever, chills, myalgias", set()), ("Denies fever, no, myalgia", set()),
+    # a time phrase after a term is passed over before its cue
+    ("Muscle aches 3 weeks ago, now resolved", set()), ("Myalgia in 2019 - resolved", set()),
+    ("Had muscle aches last year which resolved spontaneously", set()),
+    ("Muscle aches for 3 weeks, fever resolved", {"myalgia"}), ("Myalgia x 3 weeks, denies fever", {"myalgia"}),
 ])
 def test_relatives_queries_and_doubt_about_a_cause(knowledge: Knowledge, text: str, expected: set[str]) -> None:
     """Family-history lists name the relative beside the diagnosis; GP notes query with '?'."""
