@@ -378,6 +378,43 @@ def test_relatives_queries_and_doubt_about_a_cause(knowledge: Knowledge, text: s
     assert knowledge.text.find(text) & focus == expected
 
 
+COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Procedure"
+
+
+@pytest.mark.parametrize(("rtype", "text", "expected"), [
+    # words GP notes use for the pattern's symptoms, and for its risk factors
+    (OBS, "c/o aches and pains all over", {"myalgia"}), (OBS, "Aching all over x 2/52", {"myalgia"}),
+    (COND, "Generalised aches", {"myalgia"}), (OBS, "Generalized aches and fatigue", {"myalgia", "fatigue"}),
+    (OBS, "Muscles hurt", {"myalgia"}), (OBS, "Pain in my muscles", {"myalgia"}), (OBS, "Muscle-aches", {"myalgia"}),
+    (OBS, "Mylagia x 2 wks", {"myalgia"}), (OBS, "Myaglia", {"myalgia"}),
+    (COND, "TATT", {"fatigue"}), (COND, "TATT ?anaemia ?thyroid", {"fatigue"}), (OBS, "Very tired", {"fatigue"}),
+    (OBS, "Always tired", {"fatigue"}), (OBS, "Low energy", {"fatigue"}), (OBS, "Lack of energy", {"fatigue"}),
+    (OBS, "Pt has no energy", {"fatigue"}), (OBS, "Exhausted all the time", {"fatigue"}), (OBS, "Fatige and myalgia", {"fatigue", "myalgia"}),
+    (OBS, "Not very tired", set()), (OBS, "No TATT", set()),
+    (OBS, "Conservative options exhausted", set()), (OBS, "Exhausted conservative management", set()),
+    (OBS, "Light headed on standing", {"dizziness"}), (OBS, "Dizzyness", {"dizziness"}), (OBS, "Breathlesness", {"dyspnea"}),
+    (OBS, "Numb feet", {"paresthesia"}), (OBS, "Feet feel numb and tingly", {"paresthesia"}),
+    (OBS, "Poor memory", {"memory-impairment"}), (OBS, "Brain fog", {"memory-impairment"}),
+    (OBS, "Unsteady on feet, 2 falls", {"ataxia"}), (OBS, "Unsteady on her feet", {"ataxia"}), (OBS, "Balance poor", {"ataxia"}),
+    # a viral illness, and a vaccine or a test that is none
+    (OBS, "Muscle aches since flu 2 weeks ago", {"myalgia", "viral-illness"}), (OBS, "Flu-like symptoms, myalgia", {"myalgia", "viral-illness"}),
+    (OBS, "Imp: viral myalgia", {"myalgia", "viral-illness"}), (COND, "Viral URTI", {"viral-illness"}), (COND, "URTI", {"viral-illness"}),
+    (OBS, "Flu jab given", set()), (OBS, "Flu jab today, muscle aches since", {"myalgia"}), (OBS, "Flu vaccine", set()),
+    (OBS, "Flu vaccination declined", set()), (OBS, "Flu shot", set()), (OBS, "Influenza vaccine", set()), (OBS, "Flu swab sent", set()),
+    (OBS, "No flu-like symptoms", set()),
+    (COND, "Crohn's", {"malabsorption-autoimmune"}), (COND, "Crohns", {"malabsorption-autoimmune"}),
+    (COND, "Crohn's colitis", {"malabsorption-autoimmune"}), (COND, "Coeliac - on GF diet", {"malabsorption-autoimmune"}),
+    (COND, "Celiac sprue", {"malabsorption-autoimmune"}), (COND, "?Crohn's", set()),
+    (COND, "Coeliac screen sent", set()), (COND, "Coeliac serology requested", set()), (COND, "Coeliac artery stenosis", set()),
+    (COND, "Celiac plexus block", set()), (COND, "Non-coeliac gluten sensitivity", set()),
+    (COND, "Hashimoto's", {"autoimmune-thyroid-disease"}), (COND, "Hashimotos", {"autoimmune-thyroid-disease"}),
+    (COND, "RYGB 2016", {"gastric-ileal-surgery"}),
+])
+def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
+    """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
+    assert knowledge.text_by_type[rtype].find(text) == expected
+
+
 @pytest.mark.parametrize(("text", "found"), [
     ("No change in muscle aches since last visit", True),
     ("No obvious cause for the muscle aches", True),
