@@ -409,6 +409,17 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (COND, "Celiac plexus block", set()), (COND, "Non-coeliac gluten sensitivity", set()),
     (COND, "Hashimoto's", {"autoimmune-thyroid-disease"}), (COND, "Hashimotos", {"autoimmune-thyroid-disease"}),
     (COND, "RYGB 2016", {"gastric-ileal-surgery"}),
+    # a symptom's history is no complaint now, written any way GP notes write it
+    (COND, "Hx depression, currently well", set()), (COND, "Hx low mood", set()), (COND, "Previous depression", set()),
+    (COND, "Hx dizziness", set()), (COND, "Previous fatigue", set()), (COND, "Hx confusion", set()),
+    (COND, "Previous confusion (UTI 2019)", set()), (OBS, "Prior SOB on exertion", set()), (OBS, "PMH depression", set()),
+    (OBS, "Hx tingling in feet", set()), (OBS, "Hx myalgia", set()), (COND, "Previous influenza", set()),
+    (COND, "Prior COVID infection", set()),
+    # a duration written before the history is the complaint's own ("3/12 hx of ..."), and a history
+    # of something else does not reach a symptom past a comma; a PMH list set out after a colon is read
+    (OBS, "58F presents with 3/12 hx of generalised muscle aches, fatigue", {"fatigue", "myalgia"}),
+    (OBS, "2 wk hx of SOB", {"dyspnea"}), (OBS, "Hx DM2, CKD3, dizzy and tired all the time", {"dizziness", "fatigue"}),
+    (OBS, "Hx: 3 weeks of fatigue", {"fatigue"}), (OBS, "PMH: T2DM, depression", {"depression"}),
 ])
 def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
