@@ -11,6 +11,7 @@ from cds_service.facts import ConceptScreen
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData
 from cds_service.textmatch import _ANSWER_MARK as ANSWER_MARK
+from cds_service.textmatch import _WORD as WORD
 from cds_service.textmatch import TextMatcher, _has_phrase, _words
 
 
@@ -68,6 +69,15 @@ def _reference_find(m: Any, text: str) -> set[str]:
     opened = {x.end() - 1 for x in m.list_colon.finditer(lowered)} if m.list_colon else set()
     breaks = [b for b in m.clause_break.finditer(lowered) if b.start() not in opened]  # "Denies: fever, ..." reads on
     found: set[str] = set()
+
+    def without_pseudo(words: list[str]) -> list[str]:  # a cue inside a pseudo-negation ("no change in") negates nothing
+        i, kept = 0, []
+        while i < len(words):
+            n = max((len(p) for p in m.pseudo_negation if tuple(words[i:i + len(p)]) == p), default=0)
+            kept += [] if n else [words[i]]
+            i += n or 1
+        return kept
+
     for match in m.pattern.finditer(lowered):
         start, end = match.span()
         clause_start = max((b.end() for b in breaks if b.end() <= start), default=0)
@@ -77,17 +87,24 @@ def _reference_find(m: Any, text: str) -> set[str]:
             if before[i] in m.statement_words and not any(tuple(before[:i][-len(c):]) == c for c in m.pre_negation):
                 before = before[i + 1:]
                 break
-        i, kept = 0, []  # a cue inside a pseudo-negation ("no change in") negates nothing
-        while i < len(before):
-            n = max((len(p) for p in m.pseudo_negation if tuple(before[i:i + len(p)]) == p), default=0)
-            kept += [] if n else [before[i]]
-            i += n or 1
-        before = kept
-        cues = [x for x in m.list_negation.finditer(lowered) if x.end() <= start] if m.list_negation else []
+        before = without_pseudo(before)
+
+        def opens_a_list(cue: re.Match[str]) -> bool:  # not a term's own word, nor a pseudo-negation naming no term
+            term = m.pattern.match(lowered, cue.start())
+            if term is not None and term.end() >= cue.end():
+                return False
+            words = list(WORD.finditer(lowered, cue.start()))
+            for p in sorted(m.pseudo_negation, key=len, reverse=True):
+                if tuple(w.group(0) for w in words[:len(p)]) == p:
+                    return m.pattern.search(lowered, cue.start(), words[len(p) - 1].end()) is not None
+            return True
+
+        cues = [x for x in m.list_negation.finditer(lowered) if x.end() <= start and opens_a_list(x)] if m.list_negation else []
         in_list = False
         if cues and cues[-1].start() >= clause_start:  # the items between the last cue and the term
             *items, last = re.split(r"[,/&+]|\b(?:and|or|nor)\b", lowered[cues[-1].end():start])
-            in_list = not _words(last) and all(len(_words(i)) <= 3 and not set(_words(i)) & m.list_breaks for i in items)
+            in_list = not _words(last) and all(
+                len(without_pseudo(_words(i))) <= 3 and not set(without_pseudo(_words(i))) & m.list_breaks for i in items)
         def cue_opens(words: list[str]) -> list[str] | None:  # the words after a cue opening them, past lead words
             while words and words[0] in m.lead_words:
                 words = words[1:]
@@ -136,7 +153,8 @@ PIECES = ["myalgia", "muscle pain", "muscle aches", "fatigue", "tired", "pins an
           "worse on exertion", "marathon", "fever/chills/night-sweats/myalgia", "mild", "for months", "the", "x" * 40,
           "negative for", "reports", ",", "except", "no relief of", "positive for", "fever", "chills", "weight loss",
           "denies:", "now", "neg.", "c/o", "no reports of", "no change in", "no obvious cause for", "just",
-          "and has", "not only", "pins & needles", "pins/needles", "pins, needles"]
+          "and has", "not only", "pins & needles", "pins/needles", "pins, needles", "no energy", "no appetite",
+          "no injury", "injury", "without trying"]
 
 
 @settings(max_examples=3000, deadline=None, derandomize=True)
@@ -420,6 +438,18 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (OBS, "58F presents with 3/12 hx of generalised muscle aches, fatigue", {"fatigue", "myalgia"}),
     (OBS, "2 wk hx of SOB", {"dyspnea"}), (OBS, "Hx DM2, CKD3, dizzy and tired all the time", {"dizziness", "fatigue"}),
     (OBS, "Hx: 3 weeks of fatigue", {"fatigue"}), (OBS, "PMH: T2DM, depression", {"depression"}),
+    # an answer about something else keeps the symptom; a complaint written with a cue opens no negated list
+    (OBS, "Myalgia - no red flags", {"myalgia"}), (OBS, "Tiredness - nil red flags", {"fatigue"}),
+    (OBS, "Myalgia - no trauma", {"myalgia"}), (OBS, "Myalgia: no obvious cause", {"myalgia"}),
+    (OBS, "Myalgia - not on statin", {"myalgia"}), (OBS, "Muscle aches - no recent injury", {"myalgia"}),
+    (OBS, "No obvious cause found for fatigue", {"fatigue"}), (OBS, "Lost weight without trying, fatigue", {"fatigue"}),
+    (OBS, "No energy, muscle aches", {"fatigue", "myalgia"}), (OBS, "Pt has no energy, myalgia", {"fatigue", "myalgia"}),
+    (OBS, "No energy and muscle aches x 2/12", {"fatigue", "myalgia"}), (OBS, "no appetite, muscle aches", {"myalgia"}),
+    (OBS, "Nil energy, aching muscles", {"myalgia"}), (OBS, "Lost weight without trying, muscle aches", {"myalgia"}),
+    (OBS, "No fever, chills or myalgias", set()), (OBS, "Denies fever, chills, no change in appetite, or myalgias", set()),
+    (OBS, "Myalgia - no", set()), (OBS, "No red flags", set()), (OBS, "Not on statin, no muscle aches", set()),
+    # a pseudo-negation that names a term still negates it, and the list it opens
+    (OBS, "Muscle aches - no injury or strenuous exercise", {"myalgia"}), (OBS, "No recent injury", set()),
 ])
 def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
