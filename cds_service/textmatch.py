@@ -290,6 +290,7 @@ class TextMatcher:
     # may open that makes it open no list (_opens_a_list)
     pseudo_pattern: re.Pattern[str] | None = field(init=False)
     list_cue_terms: re.Pattern[str] | None = field(init=False)
+    long_post_starts: frozenset[tuple[str, ...]] = field(init=False)  # the first two words of post-cues longer than the window
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # frozen: derived once, here
@@ -300,6 +301,7 @@ class TextMatcher:
         cue_terms = [t for t in self.term_concepts if list_negation is not None and list_negation.match(t) is not None]
         set_field(self, "list_cue_terms", _term_pattern(cue_terms) if cue_terms else None)
         set_field(self, "post_cues", PhraseSet.of(self.post_negation))
+        set_field(self, "long_post_starts", frozenset(p[:2] for p in self.post_negation if len(p) > _POST_WINDOW_WORDS))
         set_field(self, "general_pre_cues", PhraseSet.of(self.pre_negation))
         set_field(self, "own_pre_cues", {c: PhraseSet.of(own) for c, own in self.concept_pre_negation.items() if own})
 
@@ -502,7 +504,8 @@ class TextMatcher:
         item, or open it followed by a qualifier: "Myalgia, resolved", "Myalgias, fever, chills denied"
         and "Tingling feet, resolved with B12 injections" negate the first term, but
         "Muscle aches, denied fever" and "Positive for myalgia, negative for fever" open a new
-        statement about something else."""
+        statement about something else. A cue longer than the window counts when it opens the words
+        after the term or makes up an item: "Muscle aches no longer a problem", "Myalgia, no longer an issue"."""
         stretch = lowered[end : min(clause_end, end + _CONTEXT_CHARS)]
         if _DASH_ANSWER.match(stretch):  # "Myalgia - PMR excluded": an answer, read by _answer
             return False
@@ -510,7 +513,8 @@ class TextMatcher:
         for n, item in enumerate(stretch.split(",")):
             words = _words(item)
             window = words[: _POST_WINDOW_WORDS - seen]
-            if (self.post_cues.within(window) if n == 0 else window == words and self.post_cues.ends(words)):
+            if (self.post_cues.within(window) or self.post_cues.starts(words) if n == 0
+                    else window == words and self.post_cues.ends(words) or tuple(words) in self.post_cues.phrases):
                 return True
             if n > 0 and (after_cue := self._post_cue_opens(words)) is not None and after_cue[:1] and \
                     after_cue[0] in self.cue_qualifiers:  # "Dizziness, resolved with fluids"
@@ -579,7 +583,9 @@ class TextMatcher:
                 self._since_statement(_words_before(lowered, start, clause_start, self.window_words)))
             after = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS)
             answer = self._answer(lowered, end, break_starts)
-            if answer == _ANSWERED_NO or (self.post_cues.within(after) and self._post_negated(lowered, end, clause_end)):
+            # a cue in the window, or one longer than it opening the window (_post_negated reads it whole)
+            in_reach = self.post_cues.within(after) or tuple(after[:2]) in self.long_post_starts
+            if answer == _ANSWERED_NO or (in_reach and self._post_negated(lowered, end, clause_end)):
                 continue
             cue = list_cues.last_before(start)
             if cue is not None and cue[0] >= clause_start and in_list.holds(cue, start):

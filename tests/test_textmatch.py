@@ -112,7 +112,8 @@ def _reference_find(m: Any, text: str) -> set[str]:
             return None if cue is None else words[len(cue):]
 
         post_negated, seen = False, 0  # three words on; past a comma, a cue must end its item or open it qualified
-        in_reach = any(_has_phrase(_words(lowered[end:clause_end])[:3], c) for c in m.post_negation)
+        after = _words(lowered[end:clause_end])  # a cue longer than three words counts when it opens them
+        in_reach = any(_has_phrase(after[:3], c) or tuple(after[:len(c)]) == c for c in m.post_negation)
         dash_answer = re.match(r"[ \t]+[-–—][ \t]+", lowered[end:clause_end]) is not None
         for n, item in enumerate(lowered[end:clause_end].split(",")):
             if not in_reach or dash_answer:
@@ -120,10 +121,11 @@ def _reference_find(m: Any, text: str) -> set[str]:
             words = _words(item)
             window = words[: 3 - seen]
             if n == 0:
-                post_negated = any(_has_phrase(window, c) for c in m.post_negation)
+                post_negated = any(_has_phrase(window, c) or tuple(words[:len(c)]) == c for c in m.post_negation)
             else:
                 after_cue = cue_opens(words)
                 post_negated = (window == words and any(tuple(words[-len(c):]) == c for c in m.post_negation)) or (
+                    tuple(words) in m.post_negation) or (
                     after_cue is not None and after_cue[:1] != [] and after_cue[0] in m.cue_qualifiers)
             seen += len(window)
             if post_negated or seen >= 3:
@@ -154,7 +156,8 @@ PIECES = ["myalgia", "muscle pain", "muscle aches", "fatigue", "tired", "pins an
           "negative for", "reports", ",", "except", "no relief of", "positive for", "fever", "chills", "weight loss",
           "denies:", "now", "neg.", "c/o", "no reports of", "no change in", "no obvious cause for", "just",
           "and has", "not only", "pins & needles", "pins/needles", "pins, needles", "no energy", "no appetite",
-          "no injury", "injury", "without trying"]
+          "no injury", "injury", "without trying",
+          "no longer a problem", "-ve", "n/a"]
 
 
 @settings(max_examples=3000, deadline=None, derandomize=True)
@@ -450,6 +453,14 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (OBS, "Myalgia - no", set()), (OBS, "No red flags", set()), (OBS, "Not on statin, no muscle aches", set()),
     # a pseudo-negation that names a term still negates it, and the list it opens
     (OBS, "Muscle aches - no injury or strenuous exercise", {"myalgia"}), (OBS, "No recent injury", set()),
+    # aches that have passed, and UK "-ve" for negative
+    (OBS, "Muscle aches no longer a problem", set()), (OBS, "Muscle aches no longer an issue", set()),
+    (OBS, "Myalgia, no longer an issue", set()), (OBS, "Muscle aches disappeared after stopping the statin", set()),
+    (OBS, "Muscle aches cleared up", set()), (OBS, "Muscle aches have cleared", set()), (OBS, "Muscle aches eased off", set()),
+    (OBS, "Muscle aches, none since", set()), (OBS, "Myalgia -ve", set()), (OBS, "Fatigue: -ve", set()),
+    (OBS, "Pallor -ve, jaundice -ve", set()), (OBS, "Fatigue - N/A", set()), (OBS, "Muscle aches: N/A", set()),
+    (OBS, "Myalgia +ve", {"myalgia"}), (OBS, "Myalgia: +ve", {"myalgia"}), (OBS, "CK -ve, myalgia", {"myalgia"}),
+    (OBS, "Rash disappeared, muscle aches persist", {"myalgia"}), (OBS, "Muscle aches, no longer on statin", {"myalgia"}),
 ])
 def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
