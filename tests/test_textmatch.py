@@ -461,6 +461,19 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (OBS, "Pallor -ve, jaundice -ve", set()), (OBS, "Fatigue - N/A", set()), (OBS, "Muscle aches: N/A", set()),
     (OBS, "Myalgia +ve", {"myalgia"}), (OBS, "Myalgia: +ve", {"myalgia"}), (OBS, "CK -ve, myalgia", {"myalgia"}),
     (OBS, "Rash disappeared, muscle aches persist", {"myalgia"}), (OBS, "Muscle aches, no longer on statin", {"myalgia"}),
+    # family history in shorthand, and a spouse's or the family's diagnosis, is not the patient's
+    (COND, "FH - mother pernicious anaemia", set()), (COND, "FH coeliac disease", set()), (COND, "FH hypothyroidism", set()),
+    (COND, "Fam hx coeliac disease", set()), (COND, "Family history - coeliac disease", set()),
+    (COND, "FH pernicious anaemia", {"family-history-b12"}), (COND, "Fam hx pernicious anaemia", {"family-history-b12"}),
+    (COND, "Family history - pernicious anemia", {"family-history-b12"}),
+    (COND, "Pernicious anaemia in family", {"family-history-b12"}), (COND, "No FH pernicious anaemia", set()),
+    (COND, "Wife - coeliac disease", set()), (COND, "Partner has coeliac disease", set()),
+    (COND, "Husband has coeliac disease", set()), (COND, "Coeliac disease in family", set()),
+    (COND, "Hypothyroidism - relatives", set()), (COND, "1st degree relative with coeliac disease", set()),
+    # "FH" is also familial hypercholesterolaemia: no general cue; a partner or family only beside the diagnosis
+    (OBS, "FH on atorvastatin, muscle aches", {"myalgia"}), (COND, "FH on atorvastatin, hypothyroidism", {"hypothyroidism"}),
+    (COND, "Coeliac disease (family aware)", {"malabsorption-autoimmune"}),
+    (COND, "Crohn's disease - partner to review", {"malabsorption-autoimmune"}), (OBS, "Fam hx myalgia", set()),
 ])
 def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
