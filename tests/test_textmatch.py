@@ -474,6 +474,13 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (OBS, "FH on atorvastatin, muscle aches", {"myalgia"}), (COND, "FH on atorvastatin, hypothyroidism", {"hypothyroidism"}),
     (COND, "Coeliac disease (family aware)", {"malabsorption-autoimmune"}),
     (COND, "Crohn's disease - partner to review", {"malabsorption-autoimmune"}), (OBS, "Fam hx myalgia", set()),
+    # a diet given up, or someone else's, is not the patient's diet
+    (OBS, "Was vegan for 2 years, now eats meat", set()), (OBS, "Ex-vegan", set()), (OBS, "Ex vegan", set()),
+    (OBS, "Previously vegetarian, now eats meat", set()), (OBS, "Formerly vegetarian", set()),
+    (OBS, "Used to be vegetarian", set()), (OBS, "Partner is vegan", set()), (COND, "Daughter is vegetarian", set()),
+    (OBS, "Pt is vegan", {"plant-based-diet"}), (OBS, "Strict vegan for 10 years", {"plant-based-diet"}),
+    (OBS, "Was advised re B12, vegan for 5 years", {"plant-based-diet"}),
+    (OBS, "Vegan since 2019, partner is vegetarian", {"plant-based-diet"}),
 ])
 def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
