@@ -481,6 +481,12 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (OBS, "Pt is vegan", {"plant-based-diet"}), (OBS, "Strict vegan for 10 years", {"plant-based-diet"}),
     (OBS, "Was advised re B12, vegan for 5 years", {"plant-based-diet"}),
     (OBS, "Vegan since 2019, partner is vegetarian", {"plant-based-diet"}),
+    # surgery awaited, planned or declined has not touched the gut, before or after the mention
+    (COND, "On waiting list for gastric bypass", set()), (COND, "Declined bariatric surgery", set()),
+    (COND, "Gastrectomy (planned)", set()), (COND, "Ileal resection - planned", set()), (PROC, "Sleeve gastrectomy planned", set()),
+    (COND, "Bariatric surgery declined", set()), (COND, "RYGB - declined", set()),
+    (COND, "Gastrectomy 2015, cholecystectomy planned", {"gastric-ileal-surgery"}), (PROC, "Sleeve gastrectomy", {"gastric-ileal-surgery"}),
+    (COND, "Terminal ileal resection for Crohn's", {"gastric-ileal-surgery", "malabsorption-autoimmune"}),
 ])
 def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
