@@ -487,6 +487,10 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (COND, "Bariatric surgery declined", set()), (COND, "RYGB - declined", set()),
     (COND, "Gastrectomy 2015, cholecystectomy planned", {"gastric-ileal-surgery"}), (PROC, "Sleeve gastrectomy", {"gastric-ileal-surgery"}),
     (COND, "Terminal ileal resection for Crohn's", {"gastric-ileal-surgery", "malabsorption-autoimmune"}),
+    # "SOB when" is when the breathlessness comes; sobbing over a subject is crying
+    (OBS, "SOB when walking up stairs", {"dyspnea"}), (OBS, "SOB when lying flat", {"dyspnea"}), (OBS, "SOB when talking", {"dyspnea"}),
+    (OBS, "Tearful, began to sob when discussing her mother's death", set()),
+    (OBS, "Would sob when talking about her husband", set()),
 ])
 def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
