@@ -491,6 +491,16 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (OBS, "SOB when walking up stairs", {"dyspnea"}), (OBS, "SOB when lying flat", {"dyspnea"}), (OBS, "SOB when talking", {"dyspnea"}),
     (OBS, "Tearful, began to sob when discussing her mother's death", set()),
     (OBS, "Would sob when talking about her husband", set()),
+    # B12 declined, missed or stopped is no replacement under way; a dose due or booked is
+    (MEDS, "B12 injections - declined", set()), (MEDS, "Hydroxocobalamin - pt refused", set()),
+    (MEDS, "Hydroxocobalamin (not currently taking)", set()), (MEDS, "Used to have B12 injections", set()),
+    (MEDS, "Cyanocobalamin 1000 mcg - out of stock", set()), ("MedicationAdministration", "Hydroxocobalamin not given", set()),
+    (PROC, "B12 injection DNA", set()), (PROC, "B12 injection - did not attend", set()), (PROC, "B12 injection postponed", set()),
+    (PROC, "B12 injection cancelled", set()), (PROC, "B12 injection not done - pt unwell", set()),
+    (PROC, "Hydroxocobalamin injection - out of stock", set()),
+    (MEDS, "Hydroxocobalamin 1mg/1ml", {"b12-therapy"}), (MEDS, "Hydroxocobalamin - next due March", {"b12-therapy"}),
+    (PROC, "B12 inj due", {"b12-injection-procedure"}), (PROC, "B12 injection booked", {"b12-injection-procedure"}),
+    (PROC, "Hydroxocobalamin injection", {"b12-injection-procedure"}),
 ])
 def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
