@@ -62,6 +62,7 @@ PREFETCH_SHAPE = {
     "223-results-and-medications-withheld-by-the-ehr-says-not-checked",  # the server's suppressed warnings are the point
     "234-omeprazole-named-by-urn-uuid-medication-reference-warning",  # a searchset a server returns names no urn:uuid
     "250-b12-injection-procedure-under-a-local-code-no-card",  # the procedures search asks by code: a local one is not found
+    "315-b12-injection-booked-is-replacement-under-way-no-card",  # the same
 }
 
 
