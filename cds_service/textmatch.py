@@ -110,11 +110,12 @@ _LIST_CHARS = 320
 class _ListScope:
     """Whether a term is an item of the list a negation cue opens: every item before it is a few
     words ('fever, joint swelling and myalgias') with none of `breaks` ('has', 'reports': a new
-    statement), and the term begins its own item. Mentions come in order, so each stretch of the
-    list is read once, however many of its items are terms."""
+    statement), and the term begins its own item. An item's words are counted by `item_words`,
+    which leaves out pseudo-negations ('no change in appetite' is one word). Mentions come in order,
+    so each stretch of the list is read once, however many of its items are terms."""
 
-    def __init__(self, text: str, breaks: frozenset[str]) -> None:
-        self.text, self.breaks = text, breaks
+    def __init__(self, text: str, breaks: frozenset[str], item_words: Callable[[list[str]], list[str]]) -> None:
+        self.text, self.breaks, self.item_words = text, breaks, item_words
         self.cue, self.until, self.intact = -1, 0, False
 
     def holds(self, cue: tuple[int, int], start: int) -> bool:
@@ -125,11 +126,23 @@ class _ListScope:
         if not self.intact:
             return False
         *items, last = _LIST_SEPARATOR.split(self.text[self.until:start])
-        if not all(len(w) <= _LIST_ITEM_WORDS and self.breaks.isdisjoint(w) for w in map(_words, items)):
+        def short(words: list[str]) -> bool:
+            return len(words) <= _LIST_ITEM_WORDS and self.breaks.isdisjoint(words)
+
+        # leaving pseudo-negations out only shortens an item: read them only for an item too long without
+        if not all(short(w) or short(self.item_words(w)) for w in map(_words, items)):
             self.intact = False  # a long or statement item: no term after it is in the list
             return False
         self.until = start - len(last)  # the term's own item is read with the next stretch
         return not _words(last)
+
+
+def _word_sequence_pattern(phrases: tuple[tuple[str, ...], ...]) -> re.Pattern[str]:
+    """Occurrences of any of the phrases, given as words, with anything but a word between them (as
+    _words reads them), in lowered text; matched where a word starts."""
+    between = r"[^a-z0-9'/-]+"
+    alternatives = "|".join(between.join(map(re.escape, p)) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(rf"(?:{alternatives})(?![a-z0-9'/-])")
 
 
 def _phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
@@ -228,8 +241,9 @@ class _Spans:
     ends: list[int]
 
     @classmethod
-    def of(cls, pattern: re.Pattern[str] | None, text: str) -> "_Spans":
-        spans = [m.span() for m in pattern.finditer(text)] if pattern is not None else []
+    def of(cls, pattern: re.Pattern[str] | None, text: str,
+           keep: Callable[[tuple[int, int]], bool] = lambda span: True) -> "_Spans":
+        spans = [span for m in pattern.finditer(text) if keep(span := m.span())] if pattern is not None else []
         return cls(spans, [e for _, e in spans])
 
     def last_before(self, point: int) -> tuple[int, int] | None:
@@ -289,12 +303,22 @@ class TextMatcher:
     own_pre_cues: dict[str, PhraseSet] = field(init=False)
     pseudo_cues: PhraseSet = field(init=False)
     pseudo_starts: frozenset[tuple[str, ...]] = field(init=False)
+    # the pseudo-negations as one pattern, and the terms a list cue begins ('no energy'): what a list cue
+    # may open that makes it open no list (_opens_a_list)
+    pseudo_pattern: re.Pattern[str] | None = field(init=False)
+    list_cue_terms: re.Pattern[str] | None = field(init=False)
+    long_post_starts: frozenset[tuple[str, ...]] = field(init=False)  # the first two words of post-cues longer than the window
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # frozen: derived once, here
         set_field(self, "pseudo_cues", PhraseSet.of(self.pseudo_negation))
         set_field(self, "pseudo_starts", frozenset(p[:2] for p in self.pseudo_negation))
+        set_field(self, "pseudo_pattern", _word_sequence_pattern(self.pseudo_negation) if self.pseudo_negation else None)
+        list_negation = self.list_negation
+        cue_terms = [t for t in self.term_concepts if list_negation is not None and list_negation.match(t) is not None]
+        set_field(self, "list_cue_terms", _term_pattern(cue_terms) if cue_terms else None)
         set_field(self, "post_cues", PhraseSet.of(self.post_negation))
+        set_field(self, "long_post_starts", frozenset(p[:2] for p in self.post_negation if len(p) > _POST_WINDOW_WORDS))
         set_field(self, "general_pre_cues", PhraseSet.of(self.pre_negation))
         set_field(self, "own_pre_cues", {c: PhraseSet.of(own) for c, own in self.concept_pre_negation.items() if own})
 
@@ -456,6 +480,18 @@ class TextMatcher:
             i += n or 1
         return kept
 
+    def _opens_a_list(self, lowered: str, cue: tuple[int, int]) -> bool:
+        """Whether a list cue opens a negated list: not when it begins a term ('No energy, muscle
+        aches') or a pseudo-negation that names no term ('No appetite, muscle aches', 'Lost weight
+        without trying, myalgia'). A pseudo-negation that names a term still negates it, and the
+        list it opens ('Myalgia - no injury or strenuous exercise')."""
+        start, end = cue
+        term = self.list_cue_terms.match(lowered, start) if self.list_cue_terms is not None else None
+        if term is not None and term.end() >= end:
+            return False
+        pseudo = self.pseudo_pattern.match(lowered, start) if self.pseudo_pattern is not None else None
+        return pseudo is None or (self.pattern is not None and self.pattern.search(lowered, start, pseudo.end()) is not None)
+
     def _answer(self, lowered: str, end: int, break_starts: list[int]) -> int:
         """For a term set out as a question ("Myalgia:", "Muscle pain?"): _ANSWERED_NO when its answer
         records absence (a negative answer, or one that opens with a cue), _ANSWERED_NO_DIAGNOSIS
@@ -502,7 +538,8 @@ class TextMatcher:
         item, or open it followed by a qualifier: "Myalgia, resolved", "Myalgias, fever, chills denied"
         and "Tingling feet, resolved with B12 injections" negate the first term, but
         "Muscle aches, denied fever" and "Positive for myalgia, negative for fever" open a new
-        statement about something else."""
+        statement about something else. A cue longer than the window counts when it opens the words
+        after the term or makes up an item: "Muscle aches no longer a problem", "Myalgia, no longer an issue"."""
         stretch = lowered[end : min(clause_end, end + _CONTEXT_CHARS)]
         if _DASH_ANSWER.match(stretch):  # "Myalgia - PMR excluded": an answer, read by _answer
             return False
@@ -513,12 +550,14 @@ class TextMatcher:
                 counted = [w for w in words if not self._timing(w)]
                 timed = len(counted) < len(words)
                 window = counted[:_POST_WINDOW_WORDS]
-                if self.post_cues.within(window):
+                # a cue in the window, or one longer than it opening the words ("no longer a problem")
+                if self.post_cues.within(window) or self.post_cues.starts(counted):
                     return True
             else:
                 window = words[: _POST_WINDOW_WORDS - seen]
                 opened = self._post_cue_opens(words)
-                # "Muscle aches 3 weeks ago, now resolved", "Dizziness, resolved with fluids"
+                # the item is a cue, or opens with one qualified: "Muscle aches 3 weeks ago, now resolved",
+                # "Myalgia, no longer an issue", "Dizziness, resolved with fluids"
                 if opened is not None and (not opened or opened[0] in self.cue_qualifiers):
                     return True
                 # "Myalgias, fever, chills denied"; past a time phrase this reads too far ("Myalgia for 3 weeks, fever resolved")
@@ -583,8 +622,8 @@ class TextMatcher:
         break_ends = [b[1] for b in breaks]
         found: set[str] = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
-        list_cues = _Spans.of(self.list_negation, lowered)
-        in_list = _ListScope(lowered, self.list_breaks)
+        list_cues = _Spans.of(self.list_negation, lowered, lambda cue: self._opens_a_list(lowered, cue))
+        in_list = _ListScope(lowered, self.list_breaks, self._without_pseudo)
         for n, match in enumerate(chain((first,), mentions), 1):
             if n % _MENTIONS_PER_CHECK == 0:
                 check()
@@ -600,7 +639,9 @@ class TextMatcher:
                 self._since_statement(_words_before(lowered, start, clause_start, self.window_words)))
             after = self._post_window(lowered, end, clause_end)
             answer = self._answer(lowered, end, break_starts)
-            if answer == _ANSWERED_NO or (self.post_cues.within(after) and self._post_negated(lowered, end, clause_end)):
+            # a cue in the window, or one longer than it opening the window (_post_negated reads it whole)
+            in_reach = self.post_cues.within(after) or tuple(after[:2]) in self.long_post_starts
+            if answer == _ANSWERED_NO or (in_reach and self._post_negated(lowered, end, clause_end)):
                 continue
             cue = list_cues.last_before(start)
             if cue is not None and cue[0] >= clause_start and in_list.holds(cue, start):

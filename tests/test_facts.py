@@ -621,12 +621,12 @@ def test_a_deceased_patient_is_recorded(knowledge: Knowledge, deceased: dict[str
     assert facts_of(knowledge, patient=patient).deceased is expected
 
 
-@pytest.mark.parametrize("answer", ["none.", "Not present", "No pain", "Denies", "NO"])
+@pytest.mark.parametrize("answer", ["none.", "Not present", "No pain", "Denies", "NO", "-ve", "N/A"])
 def test_free_text_answers_that_record_absence(knowledge: Knowledge, answer: str) -> None:
     assert concepts(facts_of(knowledge, observation(MYALGIA, valueString=answer))) == set()
 
 
-@pytest.mark.parametrize("answer", ["Yes", "Sometimes, after the gym", "aching in both calves"])
+@pytest.mark.parametrize("answer", ["Yes", "Sometimes, after the gym", "aching in both calves", "+ve"])
 def test_free_text_answers_that_do_not_record_absence(knowledge: Knowledge, answer: str) -> None:
     assert concepts(facts_of(knowledge, observation(MYALGIA, valueString=answer))) == {"myalgia"}
 

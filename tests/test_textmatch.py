@@ -11,6 +11,7 @@ from cds_service.facts import ConceptScreen
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData
 from cds_service.textmatch import _ANSWER_MARK as ANSWER_MARK
+from cds_service.textmatch import _WORD as WORD
 from cds_service.textmatch import TextMatcher, _has_phrase, _words
 
 
@@ -68,6 +69,15 @@ def _reference_find(m: Any, text: str) -> set[str]:
     opened = {x.end() - 1 for x in m.list_colon.finditer(lowered)} if m.list_colon else set()
     breaks = [b for b in m.clause_break.finditer(lowered) if b.start() not in opened]  # "Denies: fever, ..." reads on
     found: set[str] = set()
+
+    def without_pseudo(words: list[str]) -> list[str]:  # a cue inside a pseudo-negation ("no change in") negates nothing
+        i, kept = 0, []
+        while i < len(words):
+            n = max((len(p) for p in m.pseudo_negation if tuple(words[i:i + len(p)]) == p), default=0)
+            kept += [] if n else [words[i]]
+            i += n or 1
+        return kept
+
     for match in m.pattern.finditer(lowered):
         start, end = match.span()
         clause_start = max((b.end() for b in breaks if b.end() <= start), default=0)
@@ -77,17 +87,24 @@ def _reference_find(m: Any, text: str) -> set[str]:
             if before[i] in m.statement_words and not any(tuple(before[:i][-len(c):]) == c for c in m.pre_negation):
                 before = before[i + 1:]
                 break
-        i, kept = 0, []  # a cue inside a pseudo-negation ("no change in") negates nothing
-        while i < len(before):
-            n = max((len(p) for p in m.pseudo_negation if tuple(before[i:i + len(p)]) == p), default=0)
-            kept += [] if n else [before[i]]
-            i += n or 1
-        before = kept
-        cues = [x for x in m.list_negation.finditer(lowered) if x.end() <= start] if m.list_negation else []
+        before = without_pseudo(before)
+
+        def opens_a_list(cue: re.Match[str]) -> bool:  # not a term's own word, nor a pseudo-negation naming no term
+            term = m.pattern.match(lowered, cue.start())
+            if term is not None and term.end() >= cue.end():
+                return False
+            words = list(WORD.finditer(lowered, cue.start()))
+            for p in sorted(m.pseudo_negation, key=len, reverse=True):
+                if tuple(w.group(0) for w in words[:len(p)]) == p:
+                    return m.pattern.search(lowered, cue.start(), words[len(p) - 1].end()) is not None
+            return True
+
+        cues = [x for x in m.list_negation.finditer(lowered) if x.end() <= start and opens_a_list(x)] if m.list_negation else []
         in_list = False
         if cues and cues[-1].start() >= clause_start:  # the items between the last cue and the term
             *items, last = re.split(r"[,/&+]|\b(?:and|or|nor)\b", lowered[cues[-1].end():start])
-            in_list = not _words(last) and all(len(_words(i)) <= 3 and not set(_words(i)) & m.list_breaks for i in items)
+            in_list = not _words(last) and all(
+                len(without_pseudo(_words(i))) <= 3 and not set(without_pseudo(_words(i))) & m.list_breaks for i in items)
         def cue_opens(words: list[str]) -> list[str] | None:  # the words after a cue opening them, past lead words
             while words and words[0] in m.lead_words:
                 words = words[1:]
@@ -98,8 +115,9 @@ def _reference_find(m: Any, text: str) -> set[str]:
             return w in m.time_words or w.isdigit()
 
         post_negated, seen, timed = False, 0, False  # three words on; past a comma, a cue must end its item or open it
-        first_words = [w for w in _words(lowered[end:clause_end])[:9] if not timing(w)][:3]
-        in_reach = any(_has_phrase(first_words, c) for c in m.post_negation)
+        later = [w for w in _words(lowered[end:clause_end])[:9] if not timing(w)][:3]
+        long_starts = {c[:2] for c in m.post_negation if len(c) > 3}  # a longer cue counts when it opens the words
+        in_reach = any(_has_phrase(later, c) for c in m.post_negation) or tuple(later[:2]) in long_starts
         dash_answer = re.match(r"[ \t]+[-–—][ \t]+", lowered[end:clause_end]) is not None
         for n, item in enumerate(lowered[end:clause_end].split(",")):
             if not in_reach or dash_answer:
@@ -109,7 +127,7 @@ def _reference_find(m: Any, text: str) -> set[str]:
                 counted = [w for w in words if not timing(w)]
                 timed = len(counted) < len(words)
                 window = counted[:3]
-                post_negated = any(_has_phrase(window, c) for c in m.post_negation)
+                post_negated = any(_has_phrase(window, c) or tuple(counted[:len(c)]) == c for c in m.post_negation)
             else:
                 window = words[: 3 - seen]
                 after_cue = cue_opens(words)
@@ -143,7 +161,9 @@ PIECES = ["myalgia", "muscle pain", "muscle aches", "fatigue", "tired", "pins an
           "worse on exertion", "marathon", "fever/chills/night-sweats/myalgia", "mild", "for months", "the", "x" * 40,
           "negative for", "reports", ",", "except", "no relief of", "positive for", "fever", "chills", "weight loss",
           "denies:", "now", "neg.", "c/o", "no reports of", "no change in", "no obvious cause for", "just",
-          "and has", "not only", "pins & needles", "pins/needles", "pins, needles"]
+          "and has", "not only", "pins & needles", "pins/needles", "pins, needles", "no energy", "no appetite",
+          "no injury", "injury", "without trying",
+          "no longer a problem", "-ve", "n/a"]
 
 
 @settings(max_examples=3000, deadline=None, derandomize=True)
@@ -391,6 +411,114 @@ def test_relatives_queries_and_doubt_about_a_cause(knowledge: Knowledge, text: s
     focus = {"established-b12-deficiency", "malabsorption-autoimmune", "b12-deficiency-diagnosis", "hypothyroidism",
              "anaemia-diagnosis", "memory-impairment", "fatigue", "myalgia", "dizziness", "muscle-cramp"}
     assert knowledge.text.find(text) & focus == expected
+
+
+COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Procedure"
+
+
+@pytest.mark.parametrize(("rtype", "text", "expected"), [
+    # words GP notes use for the pattern's symptoms, and for its risk factors
+    (OBS, "c/o aches and pains all over", {"myalgia"}), (OBS, "Aching all over x 2/52", {"myalgia"}),
+    (COND, "Generalised aches", {"myalgia"}), (OBS, "Generalized aches and fatigue", {"myalgia", "fatigue"}),
+    (OBS, "Muscles hurt", {"myalgia"}), (OBS, "Pain in my muscles", {"myalgia"}), (OBS, "Muscle-aches", {"myalgia"}),
+    (OBS, "Mylagia x 2 wks", {"myalgia"}), (OBS, "Myaglia", {"myalgia"}),
+    (COND, "TATT", {"fatigue"}), (COND, "TATT ?anaemia ?thyroid", {"fatigue"}), (OBS, "Very tired", {"fatigue"}),
+    (OBS, "Always tired", {"fatigue"}), (OBS, "Low energy", {"fatigue"}), (OBS, "Lack of energy", {"fatigue"}),
+    (OBS, "Pt has no energy", {"fatigue"}), (OBS, "Exhausted all the time", {"fatigue"}), (OBS, "Fatige and myalgia", {"fatigue", "myalgia"}),
+    (OBS, "Not very tired", set()), (OBS, "No TATT", set()),
+    (OBS, "Conservative options exhausted", set()), (OBS, "Exhausted conservative management", set()),
+    (OBS, "Light headed on standing", {"dizziness"}), (OBS, "Dizzyness", {"dizziness"}), (OBS, "Breathlesness", {"dyspnea"}),
+    (OBS, "Numb feet", {"paresthesia"}), (OBS, "Feet feel numb and tingly", {"paresthesia"}),
+    (OBS, "Poor memory", {"memory-impairment"}), (OBS, "Brain fog", {"memory-impairment"}),
+    (OBS, "Unsteady on feet, 2 falls", {"ataxia"}), (OBS, "Unsteady on her feet", {"ataxia"}), (OBS, "Balance poor", {"ataxia"}),
+    # a viral illness, and a vaccine or a test that is none
+    (OBS, "Muscle aches since flu 2 weeks ago", {"myalgia", "viral-illness"}), (OBS, "Flu-like symptoms, myalgia", {"myalgia", "viral-illness"}),
+    (OBS, "Imp: viral myalgia", {"myalgia", "viral-illness"}), (COND, "Viral URTI", {"viral-illness"}), (COND, "URTI", {"viral-illness"}),
+    (OBS, "Flu jab given", set()), (OBS, "Flu jab today, muscle aches since", {"myalgia"}), (OBS, "Flu vaccine", set()),
+    (OBS, "Flu vaccination declined", set()), (OBS, "Flu shot", set()), (OBS, "Influenza vaccine", set()), (OBS, "Flu swab sent", set()),
+    (OBS, "No flu-like symptoms", set()),
+    (COND, "Crohn's", {"malabsorption-autoimmune"}), (COND, "Crohns", {"malabsorption-autoimmune"}),
+    (COND, "Crohn's colitis", {"malabsorption-autoimmune"}), (COND, "Coeliac - on GF diet", {"malabsorption-autoimmune"}),
+    (COND, "Celiac sprue", {"malabsorption-autoimmune"}), (COND, "?Crohn's", set()),
+    (COND, "Coeliac screen sent", set()), (COND, "Coeliac serology requested", set()), (COND, "Coeliac artery stenosis", set()),
+    (COND, "Celiac plexus block", set()), (COND, "Non-coeliac gluten sensitivity", set()),
+    (COND, "Hashimoto's", {"autoimmune-thyroid-disease"}), (COND, "Hashimotos", {"autoimmune-thyroid-disease"}),
+    (COND, "RYGB 2016", {"gastric-ileal-surgery"}),
+    # a symptom's history is no complaint now, written any way GP notes write it
+    (COND, "Hx depression, currently well", set()), (COND, "Hx low mood", set()), (COND, "Previous depression", set()),
+    (COND, "Hx dizziness", set()), (COND, "Previous fatigue", set()), (COND, "Hx confusion", set()),
+    (COND, "Previous confusion (UTI 2019)", set()), (OBS, "Prior SOB on exertion", set()), (OBS, "PMH depression", set()),
+    (OBS, "Hx tingling in feet", set()), (OBS, "Hx myalgia", set()), (COND, "Previous influenza", set()),
+    (COND, "Prior COVID infection", set()),
+    # a duration written before the history is the complaint's own ("3/12 hx of ..."), and a history
+    # of something else does not reach a symptom past a comma; a PMH list set out after a colon is read
+    (OBS, "58F presents with 3/12 hx of generalised muscle aches, fatigue", {"fatigue", "myalgia"}),
+    (OBS, "2 wk hx of SOB", {"dyspnea"}), (OBS, "Hx DM2, CKD3, dizzy and tired all the time", {"dizziness", "fatigue"}),
+    (OBS, "Hx: 3 weeks of fatigue", {"fatigue"}), (OBS, "PMH: T2DM, depression", {"depression"}),
+    # an answer about something else keeps the symptom; a complaint written with a cue opens no negated list
+    (OBS, "Myalgia - no red flags", {"myalgia"}), (OBS, "Tiredness - nil red flags", {"fatigue"}),
+    (OBS, "Myalgia - no trauma", {"myalgia"}), (OBS, "Myalgia: no obvious cause", {"myalgia"}),
+    (OBS, "Myalgia - not on statin", {"myalgia"}), (OBS, "Muscle aches - no recent injury", {"myalgia"}),
+    (OBS, "No obvious cause found for fatigue", {"fatigue"}), (OBS, "Lost weight without trying, fatigue", {"fatigue"}),
+    (OBS, "No energy, muscle aches", {"fatigue", "myalgia"}), (OBS, "Pt has no energy, myalgia", {"fatigue", "myalgia"}),
+    (OBS, "No energy and muscle aches x 2/12", {"fatigue", "myalgia"}), (OBS, "no appetite, muscle aches", {"myalgia"}),
+    (OBS, "Nil energy, aching muscles", {"myalgia"}), (OBS, "Lost weight without trying, muscle aches", {"myalgia"}),
+    (OBS, "No fever, chills or myalgias", set()), (OBS, "Denies fever, chills, no change in appetite, or myalgias", set()),
+    (OBS, "Myalgia - no", set()), (OBS, "No red flags", set()), (OBS, "Not on statin, no muscle aches", set()),
+    # a pseudo-negation that names a term still negates it, and the list it opens
+    (OBS, "Muscle aches - no injury or strenuous exercise", {"myalgia"}), (OBS, "No recent injury", set()),
+    # aches that have passed, and UK "-ve" for negative
+    (OBS, "Muscle aches no longer a problem", set()), (OBS, "Muscle aches no longer an issue", set()),
+    (OBS, "Myalgia, no longer an issue", set()), (OBS, "Muscle aches disappeared after stopping the statin", set()),
+    (OBS, "Muscle aches cleared up", set()), (OBS, "Muscle aches have cleared", set()), (OBS, "Muscle aches eased off", set()),
+    (OBS, "Muscle aches, none since", set()), (OBS, "Myalgia -ve", set()), (OBS, "Fatigue: -ve", set()),
+    (OBS, "Pallor -ve, jaundice -ve", set()), (OBS, "Fatigue - N/A", set()), (OBS, "Muscle aches: N/A", set()),
+    (OBS, "Myalgia +ve", {"myalgia"}), (OBS, "Myalgia: +ve", {"myalgia"}), (OBS, "CK -ve, myalgia", {"myalgia"}),
+    (OBS, "Rash disappeared, muscle aches persist", {"myalgia"}), (OBS, "Muscle aches, no longer on statin", {"myalgia"}),
+    # family history in shorthand, and a spouse's or the family's diagnosis, is not the patient's
+    (COND, "FH - mother pernicious anaemia", set()), (COND, "FH coeliac disease", set()), (COND, "FH hypothyroidism", set()),
+    (COND, "Fam hx coeliac disease", set()), (COND, "Family history - coeliac disease", set()),
+    (COND, "FH pernicious anaemia", {"family-history-b12"}), (COND, "Fam hx pernicious anaemia", {"family-history-b12"}),
+    (COND, "Family history - pernicious anemia", {"family-history-b12"}),
+    (COND, "Pernicious anaemia in family", {"family-history-b12"}), (COND, "No FH pernicious anaemia", set()),
+    (COND, "Wife - coeliac disease", set()), (COND, "Partner has coeliac disease", set()),
+    (COND, "Husband has coeliac disease", set()), (COND, "Coeliac disease in family", set()),
+    (COND, "Hypothyroidism - relatives", set()), (COND, "1st degree relative with coeliac disease", set()),
+    # "FH" is also familial hypercholesterolaemia: no general cue; a partner or family only beside the diagnosis
+    (OBS, "FH on atorvastatin, muscle aches", {"myalgia"}), (COND, "FH on atorvastatin, hypothyroidism", {"hypothyroidism"}),
+    (COND, "Coeliac disease (family aware)", {"malabsorption-autoimmune"}),
+    (COND, "Crohn's disease - partner to review", {"malabsorption-autoimmune"}), (OBS, "Fam hx myalgia", set()),
+    # a diet given up, or someone else's, is not the patient's diet
+    (OBS, "Was vegan for 2 years, now eats meat", set()), (OBS, "Ex-vegan", set()), (OBS, "Ex vegan", set()),
+    (OBS, "Previously vegetarian, now eats meat", set()), (OBS, "Formerly vegetarian", set()),
+    (OBS, "Used to be vegetarian", set()), (OBS, "Partner is vegan", set()), (COND, "Daughter is vegetarian", set()),
+    (OBS, "Pt is vegan", {"plant-based-diet"}), (OBS, "Strict vegan for 10 years", {"plant-based-diet"}),
+    (OBS, "Was advised re B12, vegan for 5 years", {"plant-based-diet"}),
+    (OBS, "Vegan since 2019, partner is vegetarian", {"plant-based-diet"}),
+    # surgery awaited, planned or declined has not touched the gut, before or after the mention
+    (COND, "On waiting list for gastric bypass", set()), (COND, "Declined bariatric surgery", set()),
+    (COND, "Gastrectomy (planned)", set()), (COND, "Ileal resection - planned", set()), (PROC, "Sleeve gastrectomy planned", set()),
+    (COND, "Bariatric surgery declined", set()), (COND, "RYGB - declined", set()),
+    (COND, "Gastrectomy 2015, cholecystectomy planned", {"gastric-ileal-surgery"}), (PROC, "Sleeve gastrectomy", {"gastric-ileal-surgery"}),
+    (COND, "Terminal ileal resection for Crohn's", {"gastric-ileal-surgery", "malabsorption-autoimmune"}),
+    # "SOB when" is when the breathlessness comes; sobbing over a subject is crying
+    (OBS, "SOB when walking up stairs", {"dyspnea"}), (OBS, "SOB when lying flat", {"dyspnea"}), (OBS, "SOB when talking", {"dyspnea"}),
+    (OBS, "Tearful, began to sob when discussing her mother's death", set()),
+    (OBS, "Would sob when talking about her husband", set()),
+    # B12 declined, missed or stopped is no replacement under way; a dose due or booked is
+    (MEDS, "B12 injections - declined", set()), (MEDS, "Hydroxocobalamin - pt refused", set()),
+    (MEDS, "Hydroxocobalamin (not currently taking)", set()), (MEDS, "Used to have B12 injections", set()),
+    (MEDS, "Cyanocobalamin 1000 mcg - out of stock", set()), ("MedicationAdministration", "Hydroxocobalamin not given", set()),
+    (PROC, "B12 injection DNA", set()), (PROC, "B12 injection - did not attend", set()), (PROC, "B12 injection postponed", set()),
+    (PROC, "B12 injection cancelled", set()), (PROC, "B12 injection not done - pt unwell", set()),
+    (PROC, "Hydroxocobalamin injection - out of stock", set()),
+    (MEDS, "Hydroxocobalamin 1mg/1ml", {"b12-therapy"}), (MEDS, "Hydroxocobalamin - next due March", {"b12-therapy"}),
+    (PROC, "B12 inj due", {"b12-injection-procedure"}), (PROC, "B12 injection booked", {"b12-injection-procedure"}),
+    (PROC, "Hydroxocobalamin injection", {"b12-injection-procedure"}),
+])
+def test_words_of_uk_gp_notes_and_what_they_are_not(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
+    """Found in the third text review (GP abbreviations, misspellings, family and history forms)."""
+    assert knowledge.text_by_type[rtype].find(text) == expected
 
 
 @pytest.mark.parametrize(("text", "found"), [
