@@ -76,7 +76,7 @@ def _bare_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:
 
 def _relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
     """Patterns for a relative named right after a mention ("Coeliac disease (mother)", "Pernicious
-    anaemia in her sister", "B12 deficiency - father") and right before one, at the start of its
+    anaemia in her sister", "B12 deficiency - father", "Pernicious anaemia, mother") and right before one, at the start of its
     line or item ("Mother: pernicious anaemia", "FH: sister coeliac disease"). After a mention the
     relative must close its phrase: "Dementia (daughter concerned)" names an informant, not the patient."""
     if not relatives:
@@ -89,7 +89,7 @@ def _relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.
     qualified = rf"(?:(?:{alternatives(qualifiers)})[ \t]+){{0,3}}" if qualifiers else ""
     named = rf"{qualified}(?:{alternatives(relatives)})(?:'s)?(?![a-z0-9'-])"
     after = re.compile(
-        rf"(?:[ \t]*[(\[][ \t]*(?:in[ \t]+)?|[ \t]*[:\-–—][ \t]*|[ \t]+in[ \t]+){named}"
+        rf"(?:[ \t]*[(\[][ \t]*(?:in[ \t]+)?|[ \t]*[:,\-–—][ \t]*|[ \t]+in[ \t]+){named}"
         rf"(?=[ \t]*(?:$|[)\],;.:/&+\n(]|and(?![a-z0-9])|aged?(?![a-z0-9])|\d))")
     # "Mother: pernicious anaemia", and the relative as the subject with a history too long for a
     # cue's window of words ("Father has a 10 yr hx of Crohn's", "Brother diagnosed with coeliac disease")

@@ -367,6 +367,7 @@ def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expe
     ("Pernicious anaemia (mother and sister)", set()), ("Coeliac disease (mum, aged 40)", set()),
     ("Coeliac disease in her sister", set()), ("B12 deficiency - father", set()), ("Hypothyroidism: mother", set()),
     ("Mother: pernicious anaemia", set()), ("Mother - coeliac disease", set()), ("FH: sister coeliac disease", set()),
+    ("Pernicious anaemia, mother", set()), ("Coeliac disease, mother has it too", {"malabsorption-autoimmune"}),
     ("Family history:\nFather - B12 deficiency\nMother: hypothyroidism", set()),
     # the patient's own: the relative does not close the phrase, stands elsewhere, or beside a symptom
     ("Pernicious anaemia", {"established-b12-deficiency", "malabsorption-autoimmune"}),
@@ -699,3 +700,24 @@ def test_a_combined_test_is_read_however_its_names_are_joined(knowledge: Knowled
     found = ConceptScreen(knowledge, PatientData()).text([name], "ServiceRequest", one_name=True)
     assert ({"b12-order", "b12-level-order"} <= found) is is_b12_test
     assert found & {"b12-order", "b12-level-order"} in (set(), {"b12-order", "b12-level-order"})
+
+
+@pytest.mark.parametrize(("rtype", "text", "expected"), [
+    # found in the third text review: abbreviations and short forms of problem lists and order catalogues
+    ("Condition", "PMR - on pred 15mg", {"polymyalgia-rheumatica"}), ("Condition", "?PMR", set()),
+    ("Condition", "Hypothyroid on levothyroxine", {"hypothyroidism"}), ("Condition", "MCI", {"cognitive-impairment"}),
+    ("Condition", "Neuropathy in feet", {"peripheral-neuropathy"}), ("Condition", "Hamstring strain", {"exertion-or-injury"}),
+    ("Observation", "Plant-based diet", {"plant-based-diet"}),
+    ("ServiceRequest", "Haematinics", {"b12-order", "b12-level-order"}),
+    ("MedicationStatement", "Omeprazole (stopped 2019)", set()), ("MedicationStatement", "Metformin - pt not taking", set()),
+    ("MedicationStatement", "Omeprazole 20 MG Delayed Release Oral Capsule", {"acid-suppressant"}),
+    # counselling and safety-netting name what may happen, not what has
+    ("Observation", "Started atorvastatin; warned re muscle aches", set()), ("Observation", "Informed may cause myalgia", set()),
+    ("Observation", "To re-present if develops jaundice", set()), ("Observation", "Muscle aches, which can cause poor sleep", {"myalgia"}),
+    ("Observation", "Was advised re B12, vegan for 5 years", {"plant-based-diet"}),
+    # gone is gone; gone on is still going
+    ("Observation", "Muscle aches gone", set()), ("Observation", "Muscle aches that have gone on for three months", {"myalgia"}),
+    ("Observation", "Muscle aches have not gone", {"myalgia"}),
+])
+def test_short_forms_counselling_and_passed_aches(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
+    assert knowledge.text_by_type[rtype].find(text) == expected
