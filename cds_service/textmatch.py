@@ -21,6 +21,7 @@ _TIMING_WORDS = 6  # at most this many words of a time phrase are passed over ("
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
 _ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–—][ \t]+|[ \t]+(?=minus-answer )")  # "Myalgias (-)" too
 _NOT_ANSWERED, _ANSWERED_NO_DIAGNOSIS, _ANSWERED_NO = 0, 1, 2  # TextMatcher._answer
+_ANSWER_MARKS = (":", "?", "-", "–", "—")  # a bare answer follows one of these (_bare_answer_pattern)
 _DASH_ANSWER = re.compile(r"[ \t]+[-–—][ \t]+")
 # At most this much text either side of a mention is read for its cues and answer (the cue window
 # is a few words, but one "word" can be a long slash list: "No fever/chills/…/myalgia"), so a long
@@ -432,7 +433,7 @@ class TextMatcher:
         return self._bare_answers_as_signs(lowered) if answers else lowered
 
     def _bare_answers_as_signs(self, lowered: str) -> str:
-        if self.bare_answer is None:
+        if self.bare_answer is None or not any(mark in lowered for mark in _ANSWER_MARKS):
             return lowered
         return self.bare_answer.sub(rf"\g<mark>{_MINUS_AFTER} ", lowered)
 
