@@ -243,6 +243,7 @@ def parse(raw: dict[str, Any], elements: frozenset[str] | None = None) -> Resour
 # Validation is retried after mending what it names, a few times: a list mended at one level is
 # validated only then, and may need mending inside
 _MENDING_ROUNDS = 4
+_MAX_MENDED = 64
 _DROP = object()
 # a reference written as a bare string ("subject": "Patient/1"), as hand-built and older exports do
 _BARE_REFERENCE = re.compile(r"[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}")
@@ -252,7 +253,11 @@ def _mended(value: Any, errors: list[Any]) -> Any:
     """`value` with every error validation named mended, or None when one cannot be: a nested
     unknown key (a vendor's field in a coding) dropped, as unknown top-level fields are; a single
     object where a list belongs wrapped into one (top-level lists are wrapped by `repair`); a number
-    sent as a display or text written as text; a bare reference string wrapped into a Reference."""
+    sent as a display or text written as text; a bare reference string wrapped into a Reference.
+    A record with more errors than a bent export makes is not mended (each mending copies what
+    holds it: thousands would cost time in proportion to their square)."""
+    if len(errors) > _MAX_MENDED:
+        return None
     for error in errors:
         loc = tuple(error["loc"])
         found = _at(value, loc)

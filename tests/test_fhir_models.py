@@ -182,3 +182,15 @@ def test_a_status_in_another_case_is_read_as_its_code() -> None:
     """Found in review: a recent B12 with status "Final" was ignored, and the card fired."""
     model = fhir_models.parse({**OBSERVATION, "status": " Final"}, ELEMENTS_READ)
     assert model is not None and model.status == "final"  # type: ignore[attr-defined]
+
+
+def test_a_record_with_thousands_of_errors_is_refused_not_mended(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each mending copies what holds it: a hostile record with an error in every one of thousands
+    of codings is refused at once rather than mended in time proportional to their square."""
+    mended: list[object] = []
+    real = fhir_models._replaced
+    monkeypatch.setattr(fhir_models, "_replaced", lambda *args: mended.append(args) or real(*args))
+    raw = {**OBSERVATION, "code": {"coding": [{"system": "http://loinc.org", "code": "787-2", "x": 1} for _ in range(5000)]}}
+    assert fhir_models.parse(raw) is None and mended == []
+    few = {**OBSERVATION, "code": {"coding": [{"system": "http://loinc.org", "code": "787-2", "x": 1} for _ in range(3)]}}
+    assert fhir_models.parse(few) is not None and mended
