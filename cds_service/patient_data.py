@@ -35,7 +35,8 @@ class PatientData:
     malformed: int = 0
     other_patient: int = 0
     foreign_patient: bool = False  # a Patient resource with another id was sent
-    _seen: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # each record with an id, by type and id: the version kept, and where it stands in its list (-1: not listed)
+    _seen: dict[tuple[str, str], tuple[dict[str, Any], int]] = field(default_factory=dict)
     _own_reference: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -71,12 +72,13 @@ class PatientData:
             key = (rtype, rid)
             prior = self._seen.get(key)
             if prior is not None:  # sent twice (two prefetch keys, or a fetch): the newer version stands
-                if rtype in self.resources and _newer(resource, prior):
-                    kept = self.resources[rtype]
-                    kept[next(i for i, r in enumerate(kept) if r is prior)] = resource
-                    self._seen[key] = resource
+                kept, at = prior
+                if at >= 0 and _newer(resource, kept):
+                    self.resources[rtype][at] = resource
+                    self._seen[key] = (resource, at)
                 return
-            self._seen[key] = resource
+            listed = rtype not in ("Patient", "Medication")
+            self._seen[key] = (resource, len(self.resources.get(rtype, ())) if listed else -1)
         if rtype == "Patient":
             self.patient = self.patient or resource
         elif rtype == "Medication":
