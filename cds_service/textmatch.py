@@ -97,7 +97,8 @@ def _relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.
     history = (r"(?:(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|many|several|long)[ \t-]*"
                r"(?:years?|yrs?|months?|mos?)[ \t-]+(?:history[ \t]+of|hx[ \t]+of|hx|h/o)[ \t]+)")
     verbs = r"(?:(?:has|had|have|with|was|is|also|recently|been|diagnosed|dx|a|an|longstanding|long-standing)[ \t]+)"
-    before = re.compile(rf"(?:^|(?<=[\n;,.(\[:]))[ \t]*{named}(?:[ \t]*[:\-–—(][ \t]*|[ \t]+{verbs}*{history}?)$")
+    relatives_named = rf"{named}(?:[ \t]+(?:and|&)[ \t]+{named})*"  # "Mother and sister have ..."
+    before = re.compile(rf"(?:^|(?<=[\n;,.(\[:]))[ \t]*{relatives_named}(?:[ \t]*[:\-–—(][ \t]*|[ \t]+{verbs}*{history}?)$")
     return after, before
 
 
@@ -500,6 +501,8 @@ class TextMatcher:
         mark = _ANSWER_MARK.match(lowered, end)
         if mark is None:
             return _NOT_ANSWERED
+        if "?" in mark.group(0) and not lowered[mark.end():].strip():  # "Coeliac disease?": asked, never answered
+            return _ANSWERED_NO
         i = bisect_left(break_starts, mark.end())
         answer_end = break_starts[i] if i < len(break_starts) else len(lowered)
         if answer_end - mark.end() > _CONTEXT_CHARS:  # too long to be one of the short negative answers
@@ -575,9 +578,11 @@ class TextMatcher:
         return word in self.time_words or word.isdigit()
 
     def _post_window(self, lowered: str, end: int, clause_end: int) -> list[str]:
-        """The words after a term a post-negation cue is looked for in, time phrases left out."""
-        words = _words_after(lowered, end, clause_end, _POST_WINDOW_WORDS + _TIMING_WORDS)
-        return [w for w in words if not self._timing(w)][:_POST_WINDOW_WORDS]
+        """The words after a term a post-negation cue is looked for in, time phrases left out: the
+        window and as many again, where a cue opening a later item may stand ("Fatigue after COVID
+        2021, since resolved"); _post_negated decides."""
+        words = _words_after(lowered, end, clause_end, 2 * _POST_WINDOW_WORDS + _TIMING_WORDS)
+        return [w for w in words if not self._timing(w)][: 2 * _POST_WINDOW_WORDS]
 
     def _relative_named(self, lowered: str, start: int, end: int) -> bool:
         """A relative named right beside the mention at [start, end)."""

@@ -115,7 +115,7 @@ def _reference_find(m: Any, text: str) -> set[str]:
             return w in m.time_words or w.isdigit()
 
         post_negated, seen, timed = False, 0, False  # three words on; past a comma, a cue must end its item or open it
-        later = [w for w in _words(lowered[end:clause_end])[:9] if not timing(w)][:3]
+        later = [w for w in _words(lowered[end:clause_end])[:12] if not timing(w)][:6]
         long_starts = {c[:2] for c in m.post_negation if len(c) > 3}  # a longer cue counts when it opens the words
         in_reach = any(_has_phrase(later, c) for c in m.post_negation) or tuple(later[:2]) in long_starts
         dash_answer = re.match(r"[ \t]+[-–—][ \t]+", lowered[end:clause_end]) is not None
@@ -141,7 +141,8 @@ def _reference_find(m: Any, text: str) -> set[str]:
         if mark is not None:
             answer_end = min((b.start() for b in breaks if b.start() >= mark.end()), default=len(lowered))
             answer = lowered[mark.end():answer_end]
-            answered_no = m.is_negative_answer(answer) or cue_opens(_words(answer)[:3]) is not None
+            answered_no = m.is_negative_answer(answer) or cue_opens(_words(answer)[:3]) is not None or (
+                "?" in mark.group(0) and not lowered[mark.end():].strip())  # asked, never answered
             # after a diagnosis a cue anywhere in the answer's first words excludes it ("Celiac disease: tTG negative")
             diagnosis_no = any(_has_phrase(_words(answer)[:3], c) for c in m.post_negation)
         if post_negated or answered_no or in_list:
@@ -720,4 +721,24 @@ def test_a_combined_test_is_read_however_its_names_are_joined(knowledge: Knowled
     ("Observation", "Muscle aches have not gone", {"myalgia"}),
 ])
 def test_short_forms_counselling_and_passed_aches(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
+    assert knowledge.text_by_type[rtype].find(text) == expected
+
+
+@pytest.mark.parametrize(("rtype", "text", "expected"), [
+    # a question asked and never answered asserts nothing
+    ("Condition", "Coeliac disease?", set()), ("Condition", "Pernicious anaemia ?", set()),
+    ("Observation", "Any muscle aches?", set()), ("Observation", "Muscle aches? Yes", {"myalgia"}),
+    # counselling, safety-netting and questions the patient asks
+    ("Observation", "Discussed side effects including myalgia", set()), ("Observation", "Advised to stop if muscle aches", set()),
+    ("Observation", "Red flags discussed: confusion, jaundice", set()), ("Observation", "Pt asks whether statin causes muscle aches", set()),
+    ("Observation", "Having side effects including muscle aches since starting simvastatin", {"myalgia"}),
+    # a cue opening a later item, past a time phrase, still reaches back
+    ("Observation", "Fatigue after COVID 2021, since resolved", set()),
+    ("Observation", "Muscle aches for a few days in March, resolved", set()),
+    # relatives named together; orders and medicines cancelled or stopped
+    ("Condition", "Mother and sister have pernicious anaemia", set()), ("Condition", "Pernicious anaemia - maternal", set()),
+    ("ServiceRequest", "Vitamin B12 - cancelled", set()), ("ServiceRequest", "Folate B12", {"b12-order", "b12-level-order"}),
+    ("MedicationStatement", "B12 injections - stopped 2018", set()),
+])
+def test_unanswered_questions_counselling_and_what_was_stopped(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     assert knowledge.text_by_type[rtype].find(text) == expected
