@@ -641,17 +641,19 @@ class TextMatcher:
             clause_start = break_ends[i - 1] if i else 0
             j = bisect_left(break_starts, end)
             clause_end = break_starts[j] if j < len(break_starts) else len(lowered)
-            before = self._without_pseudo(
-                self._since_statement(_words_before(lowered, start, clause_start, self.window_words)))
-            after = self._post_window(lowered, end, clause_end)
-            answer = self._answer(lowered, end, break_starts)
-            # a cue in the window, or one longer than it opening the window (_post_negated reads it whole)
-            in_reach = self.post_cues.within(after) or tuple(after[:2]) in self.long_post_starts
-            if answer == _ANSWERED_NO or (in_reach and self._post_negated(lowered, end, clause_end)):
-                continue
             cue = list_cues.last_before(start)
             if cue is not None and cue[0] >= clause_start and in_list.holds(cue, start):
-                continue  # one item of a negated list
+                continue  # one item of a negated list (checked first: the cheapest of the negations)
+            answer = self._answer(lowered, end, break_starts)
+            if answer == _ANSWERED_NO:
+                continue
+            after = self._post_window(lowered, end, clause_end)
+            # a cue in the window, or one longer than it opening the window (_post_negated reads it whole)
+            if (self.post_cues.within(after) or tuple(after[:2]) in self.long_post_starts) \
+                    and self._post_negated(lowered, end, clause_end):
+                continue
+            before = self._without_pseudo(
+                self._since_statement(_words_before(lowered, start, clause_start, self.window_words)))
             general = self.general_pre_cues.within(before)
             relative: bool | None = None  # looked for once, when a concept it cancels is named
             for concept in concepts:
