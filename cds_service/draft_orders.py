@@ -13,7 +13,7 @@ from typing import Any
 from cds_service import fhir_models
 from cds_service.facts import RECORDS_PER_CHECK, ConceptScreen, Fact, items, record_label
 from cds_service.knowledge import Knowledge
-from cds_service.patient_data import PatientData, is_bundle, reference_parts
+from cds_service.patient_data import PatientData, is_bundle, patient_of, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
@@ -45,6 +45,29 @@ def _from_dstu2(raw: dict[str, Any]) -> dict[str, Any]:
         if old in raw:
             converted[new] = raw[old]
     return converted
+
+
+def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
+    """A STU3 ProcedureRequest or ReferralRequest, or a DSTU2 DiagnosticOrder, re-shaped as the R4
+    ServiceRequest it stands for: older FHIR servers make the CDS Hooks sandbox send drafts so."""
+    converted: dict[str, Any] = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order"}
+    for old, new in (("id", "id"), ("code", "code"), ("subject", "subject"), ("patient", "subject"),
+                     ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode")):
+        if old in raw and new not in converted:
+            converted[new] = raw[old]
+    if "code" not in converted:  # a referral names its service, a diagnostic order its items
+        first = next((c for c in (*items(raw.get("serviceRequested")), *items(raw.get("specialty")),
+                                  *(i.get("code") for i in items(raw.get("item")) if isinstance(i, dict)))
+                      if isinstance(c, dict)), None)
+        if first is not None:
+            converted["code"] = first
+    return converted
+
+
+_OLDER_SERVICE_REQUESTS = ("ProcedureRequest", "ReferralRequest", "DiagnosticOrder")
+# the draft is read for its id alone (what it orders is screened in the raw JSON): a malformed element
+# the rule never reads (a performer, an authoredOn such as "20261126") does not lose the order
+_DRAFT_ELEMENTS = frozenset({"id"})
 
 
 def _draft_entries(bundle: Any) -> list[tuple[str | None, Any]]:
@@ -94,18 +117,20 @@ def draft_medications(bundle: Any) -> PatientData:
 
 
 def read_drafts(resources: list[Any], knowledge: Knowledge, today: date,
-                check: TimeCheck = no_time_limit, medications: PatientData | None = None) -> DraftOrders:
+                check: TimeCheck = no_time_limit, medications: PatientData | None = None,
+                patient_id: str | None = None) -> DraftOrders:
     """What the drafts order; `medications` (draft_medications) resolves a medicationReference."""
-    return read_drafts_and_selected(resources, [], knowledge, today, check, medications)[0]
+    return read_drafts_and_selected(resources, [], knowledge, today, check, medications, patient_id)[0]
 
 
 def read_drafts_and_selected(
     resources: list[Any], selected: list[Any], knowledge: Knowledge, today: date,
-    check: TimeCheck = no_time_limit, medications: PatientData | None = None,
+    check: TimeCheck = no_time_limit, medications: PatientData | None = None, patient_id: str | None = None,
 ) -> tuple[DraftOrders, DraftOrders]:
     """(what every draft orders, what the `selected` ones order), as read_drafts reads each list, with
     each draft read once: `selected` are drafts of `resources` (selected_only), the same objects, as
-    order-select reads both lists of one request."""
+    order-select reads both lists of one request. With `patient_id` (the hook's context), a draft
+    that names no subject is the patient's, and one that names another patient is skipped."""
     drafts, chosen = DraftOrders(), DraftOrders()
     picked = {id(d) for d in selected}
     screen = ConceptScreen(knowledge, medications or PatientData(), check)
@@ -119,19 +144,27 @@ def read_drafts_and_selected(
             continue
         if raw.get("resourceType") == "MedicationOrder":
             raw = _from_dstu2(raw)
+        elif raw.get("resourceType") in _OLDER_SERVICE_REQUESTS:
+            raw = _service_request_from_older(raw)
         rtype = raw.get("resourceType")
         if not isinstance(rtype, str) or rtype not in ORDER_TYPES:
             continue
         state = raw.get("status")
         if raw.get("doNotPerform") is True or (isinstance(state, str) and state.strip().lower() in NOT_ORDERED):
             continue  # an order not to do something, or one withdrawn: nothing is being ordered
-        # a draft is a draft: a client that leaves out the required status or intent loses no order
+        if patient_id is not None and (named := patient_of(raw.get("subject"))) is not None and named != patient_id:
+            for d in into:  # another patient's order among this patient's drafts: never read as hers
+                d.skipped += 1
+            continue
+        # a draft is a draft: a client that leaves out the required status, intent or subject loses no order
         raw = {"status": "draft", "intent": "order", **raw}
+        if patient_id is not None and "subject" not in raw:
+            raw["subject"] = {"reference": f"Patient/{patient_id}"}
         hits = screen.concepts(raw, rtype)
         reason_hits = _reason_concepts(raw, screen)
         if not hits and not reason_hits:
             continue
-        model: Any = None if fhir_models.has_modifier_extension(raw) else fhir_models.parse(raw)
+        model: Any = None if fhir_models.has_modifier_extension(raw) else fhir_models.parse(raw, _DRAFT_ELEMENTS)
         if model is None:
             for d in into:
                 d.skipped += 1

@@ -111,7 +111,8 @@ def _order_select_drafts(
     """What all the drafts order and what the selected ones order, each draft read once."""
     return read_drafts_and_selected(
         draft_resources(context.draftOrders), selected_only(context.draftOrders, context.selections), knowledge,
-        today, check, medications if medications is not None else draft_medications(context.draftOrders))
+        today, check, medications if medications is not None else draft_medications(context.draftOrders),
+        context.patientId)
 
 
 def ruled_out_by_drafts(
@@ -123,7 +124,7 @@ def ruled_out_by_drafts(
         return order_select_cannot_fire(selected, all_drafts, knowledge)
     if isinstance(context, OrderSignContext):
         all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check,
-                                 draft_medications(context.draftOrders))
+                                 draft_medications(context.draftOrders), context.patientId)
         return order_sign_cannot_fire(all_drafts, knowledge)
     return None
 
@@ -154,7 +155,8 @@ def evaluate(
             all_drafts, selected = _order_select_drafts(context, knowledge, today, check, medications)
             order_assessment = assess_order_select(facts, selected, all_drafts, knowledge, today)
         else:
-            all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check, medications)
+            all_drafts = read_drafts(draft_resources(context.draftOrders), knowledge, today, check, medications,
+                                     context.patientId)
             order_assessment = assess_order_sign(facts, all_drafts, knowledge, today)
         if order_assessment.fires:
             cards.append(render_order_card(order_assessment, knowledge, *who))

@@ -251,8 +251,9 @@ _BARE_REFERENCE = re.compile(r"[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}")
 
 def _mended(value: Any, errors: list[Any]) -> Any:
     """`value` with every error validation named mended, or None when one cannot be: a nested
-    unknown key (a vendor's field in a coding) dropped, as unknown top-level fields are; a single
-    object where a list belongs wrapped into one (top-level lists are wrapped by `repair`); a number
+    unknown key (a vendor's field in a coding) or an empty string dropped, as unknown top-level fields
+    are; a single object where a list belongs wrapped into one (top-level lists are wrapped by
+    `repair`), and a list of one where a single element belongs unwrapped; a number
     sent as a display or text written as text; a bare reference string wrapped into a Reference.
     A record with more errors than a bent export makes is not mended (each mending copies what
     holds it: thousands would cost time in proportion to their square)."""
@@ -260,12 +261,17 @@ def _mended(value: Any, errors: list[Any]) -> Any:
         return None
     for error in errors:
         loc = tuple(error["loc"])
+        if loc and loc[-1] == "root":  # the element's own model reports as its "root"
+            loc = loc[:-1]
         found = _at(value, loc)
         kind = error["type"]
-        if kind == "extra_forbidden":
-            fix: Any = _DROP
+        if kind == "extra_forbidden" or (kind == "string_pattern_mismatch" and isinstance(found, str) and not found.strip()):
+            fix: Any = _DROP  # FHIR has no empty strings: one sent means the element is absent
         elif kind == "list_type" and isinstance(found, dict):
             fix = [found]
+        elif isinstance(found, list) and len(found) == 1 and isinstance(found[0], dict) and \
+                kind in ("model_validation_format", "model_type", "dict_type"):
+            fix = found[0]  # a list of one where FHIR has a single element (a performer)
         elif kind == "string_type" and loc and loc[-1] in ("display", "text") and type(found) in (int, float):
             fix = str(found)
         elif isinstance(found, str) and _BARE_REFERENCE.fullmatch(found) and kind in ("json_invalid", "model_type", "dict_type"):

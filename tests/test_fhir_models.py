@@ -172,7 +172,7 @@ def test_a_bare_reference_and_a_numeric_display_are_read_as_meant() -> None:
 @pytest.mark.parametrize("bad", [
     {"code": {"coding": {"system": "http://loinc.org", "code": 787}}},  # a code that is a number: not mended
     {"subject": "the patient"},  # no reference
-    {"code": {"coding": [[{"code": "787-2"}]]}},  # a list inside a list
+    {"code": {"coding": [[{"code": "787-2"}, {"code": "788-0"}]]}},  # a list of two inside a list
 ])
 def test_what_cannot_be_mended_still_fails(bad: dict[str, Any]) -> None:
     assert fhir_models.parse({**OBSERVATION, **bad}) is None
@@ -194,3 +194,15 @@ def test_a_record_with_thousands_of_errors_is_refused_not_mended(monkeypatch: py
     assert fhir_models.parse(raw) is None and mended == []
     few = {**OBSERVATION, "code": {"coding": [{"system": "http://loinc.org", "code": "787-2", "x": 1} for _ in range(3)]}}
     assert fhir_models.parse(few) is not None and mended
+
+
+def test_an_empty_string_is_absent_and_a_list_of_one_is_its_element() -> None:
+    """FHIR has no empty strings; found in the order review: an empty display or text, or a performer
+    sent as a list, dropped the whole draft."""
+    raw = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order", "subject": {"reference": "Patient/p"},
+           "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "5640", "display": ""}], "text": ""},
+           "performer": [{"reference": "Practitioner/1"}], "reasonCode": [{"text": ""}]}
+    model = fhir_models.parse(raw)
+    assert model is not None
+    assert model.medicationCodeableConcept.coding[0].display is None and model.medicationCodeableConcept.text is None  # type: ignore[attr-defined]
+    assert model.performer.reference == "Practitioner/1"  # type: ignore[attr-defined]

@@ -530,3 +530,29 @@ def test_order_sign_reads_a_pregnancy_recorded_as_a_status_observation(
     statuses = [fact(concept, days, "Observation", rid=f"obs-{concept}") for concept, days in status]
     a = assess_order_sign(patient(30, low, *statuses), drafts(ordered("b12-level-order", "draft-b12")), knowledge, TODAY)
     assert (a.card, a.next_step) == ("duplicate-result", next_step)
+
+
+@pytest.mark.parametrize(("raw", "concept"), [
+    # found in the order review: drafts dropped for a missing subject or a harmless bad value
+    ({"resourceType": "MedicationRequest", "id": "m1", "medicationCodeableConcept": {"text": "Ibuprofen 400 MG Oral Tablet"}}, "analgesic"),
+    ({**service_draft("s1", "http://loinc.org", "2157-6"), "authoredOn": "20261126", "performer": {"reference": "x"}}, "muscle-lab"),
+    ({"resourceType": "MedicationOrder", "id": "m2", "medicationCodeableConcept": {"text": "Naproxen 500 MG"}}, "analgesic"),
+    # drafts older FHIR servers send (STU3, DSTU2), read as the ServiceRequest they stand for
+    ({"resourceType": "ProcedureRequest", "id": "p1", "status": "draft", "intent": "order",
+      "code": {"coding": [{"system": "http://loinc.org", "code": "2157-6"}]}}, "muscle-lab"),
+    ({"resourceType": "ReferralRequest", "id": "r1", "status": "draft", "intent": "order",
+      "serviceRequested": [{"text": "Physiotherapy referral"}]}, "muscle-referral"),
+    ({"resourceType": "DiagnosticOrder", "id": "d1", "status": "draft", "patient": {"reference": "Patient/p"},
+      "item": [{"code": {"coding": [{"system": "http://loinc.org", "code": "2132-9"}]}}]}, "b12-level-order"),
+])
+def test_drafts_as_clients_send_them_are_read(knowledge: Knowledge, raw: dict[str, Any], concept: str) -> None:
+    raw = {k: v for k, v in raw.items() if k != "subject"}
+    d = read_drafts([raw], knowledge, TODAY, patient_id="p")
+    assert d.of([concept]) and d.skipped == 0
+
+
+def test_another_patients_draft_is_skipped(knowledge: Knowledge) -> None:
+    raw = {**med_draft("m1", "5640"), "subject": {"reference": "Patient/someone-else"}}
+    d = read_drafts([raw], knowledge, TODAY, patient_id="p")
+    assert not d.of(["analgesic"]) and d.skipped == 1
+    assert read_drafts([raw], knowledge, TODAY).of(["analgesic"])  # with no patient in context, as before
