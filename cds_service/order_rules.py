@@ -56,13 +56,14 @@ class OrderAssessment:
         return out + (self.pattern.criteria if self.pattern else [])
 
 
-def _with_complaints(facts: PatientFacts, reasons: list[Fact]) -> PatientFacts:
-    """The patient's facts plus the complaints the draft names as its reason."""
-    if not reasons:
+def _with_drafts(facts: PatientFacts, drafted: list[Fact]) -> PatientFacts:
+    """The patient's facts plus what the drafts add: the complaints named as an order's reason, and
+    B12 replacement ordered in the same order (replacement under way: a low result is being treated)."""
+    if not drafted:
         return facts
     merged = copy.copy(facts)
     merged.by_concept = {k: list(v) for k, v in facts.by_concept.items()}
-    for fact in reasons:
+    for fact in drafted:
         merged.by_concept.setdefault(fact.concept, []).append(fact)
     return merged
 
@@ -108,7 +109,8 @@ def assess_order_select(
         last = newest([f for c in results for f in facts.of(c) if f.resource_type == "Observation"])
         return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products), earlier=(last,) if last else ())
     muscle = selected.of(rule.orders.muscle_order_concepts)
-    pattern = assess(_with_complaints(facts, selected.reasons), k, today)
+    # B12 replacement drafted beside the muscle order (selected or not) is replacement under way
+    pattern = assess(_with_drafts(facts, [*selected.reasons, *all_drafts.of(rule.orders.b12_product_concepts)]), k, today)
     if not pattern.fires:
         return OrderAssessment(f"pattern:{pattern.outcome}", ordered=tuple(muscle), pattern=pattern)
     return OrderAssessment("card", "pattern", pattern.indicator, pattern, ordered=tuple(muscle))
@@ -148,7 +150,7 @@ def _instead_of_a_repeat(
     latest: Fact, facts: PatientFacts, drafts: DraftOrders, k: Knowledge, today: date
 ) -> Literal["treat", "mma", "active-b12"] | None:
     """What NG239 and BSH advise after the latest result, when it is not a repeat: a low result
-    with no replacement since (nor under way) calls for treatment, unless it is a total B12 taken in
+    with no replacement since (nor under way, nor in this order) calls for treatment, unless it is a total B12 taken in
     the current pregnancy (then active B12); an indeterminate one, for methylmalonic acid, unless
     one is already taken since, pending, registered or in this order."""
     if low_in_current_pregnancy(latest, facts, k, today):
@@ -156,7 +158,8 @@ def _instead_of_a_repeat(
         return None if pending or on_b12_therapy(facts, k, today) else "active-b12"
     band = b12_band(latest, k.rule.b12_result.bands[latest.concept])
     if band == "deficient":
-        treated = on_b12_therapy(facts, k, today) or (latest.when is not None and treated_since(facts, k, latest.when, today))
+        treated = on_b12_therapy(facts, k, today) or (latest.when is not None and treated_since(facts, k, latest.when, today)) \
+            or bool(drafts.of(k.rule.orders.b12_product_concepts))  # replacement in this very order
         return None if treated else "treat"
     if band != "indeterminate" or follow_up_taken_since(facts, k, latest, today):
         return None
