@@ -477,7 +477,9 @@ def test_order_sign_card_shows_the_drafts_as_written(answers: dict[str, Any], md
     (card,) = response["cards"]
     text = html.unescape(re.sub(r"<[^>]+>", "", md.render(card["detail"])))
     ordered = next(p for p in text.split("\n") if p.startswith("Ordered now"))
-    drafts = [e["resource"]["code"]["text"] for e in request["context"]["draftOrders"]["entry"]]
+    named = [e["resource"].get("code") or e["resource"].get("medicationCodeableConcept") or {}
+             for e in request["context"]["draftOrders"]["entry"]]
+    drafts = [n.get("text") or n["coding"][0].get("display") for n in named if n]
     assert any(f"Ordered now: {d}" == ordered for d in drafts), ordered
 
 
