@@ -391,12 +391,19 @@ def low_in_current_pregnancy(result: Fact, facts: PatientFacts, knowledge: Knowl
             and orders_active_b12(facts, knowledge, today) and _taken_in_pregnancy(result, facts, knowledge, today))
 
 
+def out_of_population(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
+    """Under the rule's age (NG239 covers over-16s) or deceased (a chart reviewed after death)."""
+    population = knowledge.rule.population
+    age = age_in_years(facts.birth_date, today)
+    return (age is not None and age < population.min_age_years) or (facts.deceased and population.exclude_deceased)
+
+
 def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment:
     """Decide whether the B12 card fires, which variant, and how urgently."""
     rule = knowledge.rule
-    age = age_in_years(facts.birth_date, today)
-    if (age is not None and age < rule.population.min_age_years) or (facts.deceased and rule.population.exclude_deceased):
+    if out_of_population(facts, knowledge, today):
         return Assessment("out-of-population")
+    age = age_in_years(facts.birth_date, today)
 
     trigger = tuple(
         sorted(

@@ -46,8 +46,13 @@ def render_order_card(
     variant = w.variants[oa.card]
     lines = [variant.intro, "", f"**{w.phrases['orderedNow']}**: {ordered}"]
     if oa.card in ("measure-before-treat", "measure-active-before-treat"):
-        recent = w.not_redundant["noRecentLevel"].format(days=k.rule.orders.level_on_file_days)
+        words = w.not_redundant
+        # a check made without data says so: the EHR may hold the level, treatment or order it did not send
+        recent = words["resultsNotChecked"] if "results" in oa.unchecked else \
+            words["noRecentLevel"].format(days=k.rule.orders.level_on_file_days)
         lines += ["", f"**{w.headings['earlier']}**", f"- {recent}"] + [_earlier_line(f, k) for f in oa.earlier[:1]]
+        lines += [f"- {words[key]}" for check, key in (("therapy", "therapyNotChecked"), ("orders", "ordersNotChecked"))
+                  if check in oa.unchecked]
         lines += ["", f"**{w.headings['criteria']}**: {w.criteria['measure-before-treat']}"]
         suggestions = order_suggestion(variant, k, patient_id, now, [], encounter_id, user_id, new_id)
         return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)

@@ -16,6 +16,7 @@ from cds_service.assessment import (
     on_b12_therapy,
     open_orders,
     orders_active_b12,
+    out_of_population,
     tests_in_progress,
     treated_since,
     within,
@@ -38,6 +39,8 @@ class OrderAssessment:
     # what the earlier result calls for instead of a repeat: treatment (low, untreated), MMA
     # (indeterminate), or active B12 (a low total B12 taken in the current pregnancy)
     next_step: Literal["treat", "mma", "active-b12"] | None = None
+    # the checks made without data (PatientFacts.unchecked): the card says so rather than "none on file"
+    unchecked: frozenset[str] = frozenset()
 
     @property
     def fires(self) -> bool:
@@ -92,6 +95,8 @@ def assess_order_select(
         return OrderAssessment(ruled_out)
     products = selected.of(rule.orders.b12_product_concepts)
     if products:
+        if out_of_population(facts, k, today):  # as the pattern card: NG239 covers over-16s, and the living
+            return OrderAssessment("out-of-population", ordered=tuple(products))
         if on_b12_therapy(facts, k, today):
             return OrderAssessment("already-on-b12-therapy", ordered=tuple(products))
         if any(f.verification not in rule.orders.established_deficiency_unconfirmed
@@ -107,7 +112,8 @@ def assess_order_select(
         card: OrderCard = "measure-active-before-treat" if orders_active_b12(facts, k, today) else "measure-before-treat"
         # an older level is no current value, but the clinician should see it (a low one never treated above all)
         last = newest([f for c in results for f in facts.of(c) if f.resource_type == "Observation"])
-        return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products), earlier=(last,) if last else ())
+        return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products), earlier=(last,) if last else (),
+                               unchecked=facts.unchecked)
     muscle = selected.of(rule.orders.muscle_order_concepts)
     # B12 replacement drafted beside the muscle order (selected or not) is replacement under way
     pattern = assess(_with_drafts(facts, [*selected.reasons, *all_drafts.of(rule.orders.b12_product_concepts)]), k, today)
