@@ -54,17 +54,19 @@ class CodingLookup(dict[tuple[str, str, str], tuple[tuple[str, ...], bool]]):
 
     def __init__(
         self, code_index: dict[tuple[str, str], tuple[str, ...]], prefix_index: tuple[tuple[str, str, str], ...],
-        applies_to: dict[str, frozenset[str]],
+        applies_to: dict[str, frozenset[str]], generic: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__()
         self.code_index, self.prefix_index, self.applies_to = code_index, prefix_index, applies_to
+        self.generic = generic  # concepts of codes that name nothing in particular (ConceptDef.generic_code)
 
     def __missing__(self, key: tuple[str, str, str]) -> tuple[tuple[str, ...], bool]:
         resource_type, system, code = key
         sys = canonical_system(system)
-        concepts = tuple(c for c in self.concepts_for_code(sys, canonical_code(sys, code))
-                         if resource_type in self.applies_to[c])
-        hit = (concepts, sys in STANDARD_SYSTEMS)
+        named = tuple(c for c in self.concepts_for_code(sys, canonical_code(sys, code)) if resource_type in self.applies_to[c])
+        generic = any(c in self.generic for c in named)
+        concepts = tuple(c for c in named if c not in self.generic) if generic else named
+        hit = (concepts, sys in STANDARD_SYSTEMS and not generic)
         if len(self) < _MEMO_LIMIT:
             self[key] = hit
         return hit
@@ -223,6 +225,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         codings=CodingLookup(
             {k: tuple(v) for k, v in code_index.items()}, tuple(prefix_index),
             {c.id: frozenset(c.applies_to) for c in concepts.values()},
+            frozenset(c.id for c in concepts.values() if c.generic_code),
         ),
         strengths=ProductStrengths({
             c.id: StrengthFloor.build(c.text_terms, c.text_minimum_strength.milligrams)

@@ -556,3 +556,13 @@ def test_another_patients_draft_is_skipped(knowledge: Knowledge) -> None:
     d = read_drafts([raw], knowledge, TODAY, patient_id="p")
     assert not d.of(["analgesic"]) and d.skipped == 1
     assert read_drafts([raw], knowledge, TODAY).of(["analgesic"])  # with no patient in context, as before
+
+
+@pytest.mark.parametrize(("code", "text", "read"), [
+    ("3457005", "Referral to rheumatology", True), ("306206005", "Physiotherapy referral", True),
+    ("3457005", "Referral to dermatology", False),  # the text names what is referred: not a muscle referral
+])
+def test_a_referral_coded_generically_is_read_by_its_text(knowledge: Knowledge, code: str, text: str, read: bool) -> None:
+    """Found in the order review: 'Patient referral' (a standard code, but naming no service) hid the text."""
+    raw = {**service_draft("r1", SNOMED, code), "code": {"coding": [{"system": SNOMED, "code": code}], "text": text}}
+    assert bool(read_drafts([raw], knowledge, TODAY).of(["muscle-referral"])) is read
