@@ -41,7 +41,7 @@ def md() -> MarkdownIt:
 
 
 # Where cards put record text: in quotes before a parenthesis, in a list of orders, and before a full stop.
-CONTEXTS = ["- **Complaint**: “{}” (Condition)", "**Ordered now**: {}, {}", "Ordered now for the muscle complaint: {}."]
+CONTEXTS = ["- **Complaint**: “{}” (Condition)", "**Ordered now**: {}, {}", "Ordered now, of the kind that treats or investigates muscle aches: {}."]
 
 
 def shown(md: MarkdownIt, text: str) -> list[str]:
