@@ -301,6 +301,9 @@ class OrderRule(_Knowledge):
     b12_product_concepts: list[str]
     b12_test_concepts: list[str]
     duplicate_test_concepts: list[str]
+    # panels that measure B12 with folate or ferritin: kept over a B12-only test in the same order,
+    # and a duplicate warning says removing one removes the rest too
+    combined_test_concepts: list[str] = Field(default_factory=list)
     # the follow-up NG239 advises after an indeterminate result (MMA), as an order
     follow_up_order_concepts: list[str]
     # the level tests that measure active B12: a low total B12 in pregnancy does not make them redundant
@@ -504,7 +507,7 @@ NOT_REDUNDANT = (
     "pastTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "undated", "matchedInText", "andMore", "deficientBelow",
-           "orderAction", "orderedNow", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
+           "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
            "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
                  "variants": CARD_VARIANTS}

@@ -59,6 +59,8 @@ def render_order_card(
 
     heading = w.headings["sameOrder"] if oa.card == "duplicate-in-draft" else w.headings["earlier"]
     lines += ["", f"**{heading}**"] + [_earlier_line(f, k) for f in oa.earlier[:3]]
+    if oa.combined_panel:
+        lines += ["", w.phrases["combinedPanel"]]
     if oa.next_step == "treat":
         lines += ["", w.phrases["nextStepTreat"]]
     elif oa.next_step == "mma":

@@ -41,6 +41,8 @@ class OrderAssessment:
     next_step: Literal["treat", "mma", "active-b12"] | None = None
     # the checks made without data (PatientFacts.unchecked): the card says so rather than "none on file"
     unchecked: frozenset[str] = frozenset()
+    # a test offered for removal is a panel that also measures folate or ferritin
+    combined_panel: bool = False
 
     @property
     def fires(self) -> bool:
@@ -127,7 +129,9 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     ruled_out = order_sign_cannot_fire(drafts, k)
     if ruled_out:
         return OrderAssessment(ruled_out)
-    tests = _distinct(drafts.of(rule.orders.duplicate_test_concepts))
+    combined = {f.reference for f in drafts.of(rule.orders.combined_test_concepts)}
+    # a panel that also measures folate or ferritin first: it is the one kept when two stand in one order
+    tests = tuple(sorted(_distinct(drafts.of(rule.orders.duplicate_test_concepts)), key=lambda f: f.reference not in combined))
     window = rule.suppressors.recent_result_days
     recent = sorted(
         (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c) if within(f, window, today)),
@@ -139,16 +143,19 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     if recent:
         deciding = (reliable or recent)[0]
         return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
-                               next_step=_instead_of_a_repeat(deciding, facts, drafts, k, today))
+                               next_step=_instead_of_a_repeat(deciding, facts, drafts, k, today),
+                               combined_panel=any(f.reference in combined for f in tests))
     pending = _distinct(
         f for f in (*open_orders(facts, rule.orders.duplicate_test_concepts, k, today),
                     *tests_in_progress(facts, rule.b12_result.recent_result_concepts, k, today))
         if f.reference not in drafts.references
     )
     if pending:
-        return OrderAssessment("card", "duplicate-order", Indicator.WARNING, ordered=tests, earlier=pending)
+        return OrderAssessment("card", "duplicate-order", Indicator.WARNING, ordered=tests, earlier=pending,
+                               combined_panel=any(f.reference in combined for f in tests))
     if len(tests) > 1:  # the same order holds two B12 level tests: keep the first, offer to drop the rest
-        return OrderAssessment("card", "duplicate-in-draft", Indicator.WARNING, ordered=tests[1:], earlier=tests[:1])
+        return OrderAssessment("card", "duplicate-in-draft", Indicator.WARNING, ordered=tests[1:], earlier=tests[:1],
+                               combined_panel=any(f.reference in combined for f in tests[1:]))
     return OrderAssessment("not-a-duplicate", ordered=tests)
 
 

@@ -555,7 +555,7 @@ def test_a_local_order_name_is_a_b12_test_only_when_it_names_one(knowledge: Know
 @pytest.mark.parametrize(("rtype", "name", "expected"), [
     ("MedicationRequest", "B12 and folate tablets", {"b12-therapy"}),
     ("MedicationRequest", "Vitamin B12 1000 mcg tablet", {"b12-therapy"}),
-    ("ServiceRequest", "B12 and folate", {"b12-order", "b12-level-order"}),
+    ("ServiceRequest", "B12 and folate", {"b12-order", "b12-level-order", "b12-combined-order"}),
     ("ServiceRequest", "Vitamin B12 injection", set()),
     ("Condition", "Myalgia", {"myalgia"}),
     ("Patient", "Myalgia", set()),  # no concept is read from it
@@ -709,7 +709,7 @@ def test_a_combined_test_is_read_however_its_names_are_joined(knowledge: Knowled
     ("Condition", "Hypothyroid on levothyroxine", {"hypothyroidism"}), ("Condition", "MCI", {"cognitive-impairment"}),
     ("Condition", "Neuropathy in feet", {"peripheral-neuropathy"}), ("Condition", "Hamstring strain", {"exertion-or-injury"}),
     ("Observation", "Plant-based diet", {"plant-based-diet"}),
-    ("ServiceRequest", "Haematinics", {"b12-order", "b12-level-order"}),
+    ("ServiceRequest", "Haematinics", {"b12-order", "b12-level-order", "b12-combined-order"}),
     ("MedicationStatement", "Omeprazole (stopped 2019)", set()), ("MedicationStatement", "Metformin - pt not taking", set()),
     ("MedicationStatement", "Omeprazole 20 MG Delayed Release Oral Capsule", {"acid-suppressant"}),
     # counselling and safety-netting name what may happen, not what has
@@ -737,7 +737,7 @@ def test_short_forms_counselling_and_passed_aches(knowledge: Knowledge, rtype: s
     ("Observation", "Muscle aches for a few days in March, resolved", set()),
     # relatives named together; orders and medicines cancelled or stopped
     ("Condition", "Mother and sister have pernicious anaemia", set()), ("Condition", "Pernicious anaemia - maternal", set()),
-    ("ServiceRequest", "Vitamin B12 - cancelled", set()), ("ServiceRequest", "Folate B12", {"b12-order", "b12-level-order"}),
+    ("ServiceRequest", "Vitamin B12 - cancelled", set()), ("ServiceRequest", "Folate B12", {"b12-order", "b12-level-order", "b12-combined-order"}),
     ("MedicationStatement", "B12 injections - stopped 2018", set()),
 ])
 def test_unanswered_questions_counselling_and_what_was_stopped(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
