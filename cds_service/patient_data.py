@@ -68,17 +68,15 @@ class PatientData:
             self.foreign_patient = self.foreign_patient or rtype == "Patient"
             return
         rid = resource.get("id")
-        if isinstance(rid, str):
-            key = (rtype, rid)
-            prior = self._seen.get(key)
-            if prior is not None:  # sent twice (two prefetch keys, or a fetch): the newer version stands
-                kept, at = prior
-                if at >= 0 and _newer(resource, kept):
-                    self.resources[rtype][at] = resource
-                    self._seen[key] = (resource, at)
-                return
-            listed = rtype not in ("Patient", "Medication")
-            self._seen[key] = (resource, len(self.resources.get(rtype, ())) if listed else -1)
+        key = (rtype, rid) if isinstance(rid, str) else None
+        if key is not None and (prior := self._seen.get(key)) is not None:
+            # sent twice (two prefetch keys, or a fetch): the newer version stands, where the older stood
+            kept, at = prior
+            if at >= 0 and _newer(resource, kept):
+                self.resources[rtype][at] = resource
+                self._seen[key] = (resource, at)
+            return
+        at = -1  # Patient and Medication are not listed
         if rtype == "Patient":
             self.patient = self.patient or resource
         elif rtype == "Medication":
@@ -87,9 +85,15 @@ class PatientData:
             if isinstance(full_url, str) and full_url.startswith("urn:"):
                 self.medications.setdefault(full_url, resource)
         else:
-            self.resources.setdefault(rtype, []).append(resource)
+            listed = self.resources.get(rtype)
+            if listed is None:
+                listed = self.resources[rtype] = []
+            at = len(listed)
+            listed.append(resource)
             if rtype == "Observation" and "component" in resource:
                 self._add_components(resource)
+        if key is not None:
+            self._seen[key] = (resource, at)
 
     def _add_components(self, panel: dict[str, Any]) -> None:
         """A panel sent as one Observation with its results as components (a blood count with MCV
