@@ -35,26 +35,30 @@ class DraftOrders:
         return [f for c in concepts for f in self.by_concept.get(c, [])]
 
 
-def _from_dstu2(raw: dict[str, Any]) -> dict[str, Any]:
-    """A DSTU2 MedicationOrder re-shaped as the R4 MedicationRequest it stands for."""
-    converted: dict[str, Any] = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order"}
-    for old, new in (("id", "id"), ("medicationCodeableConcept", "medicationCodeableConcept"),
-                     ("medicationReference", "medicationReference"), ("patient", "subject"),
-                     ("dateWritten", "authoredOn"), ("reasonCodeableConcept", "reasonCode"),
-                     ("dosageInstruction", "dosageInstruction")):
-        if old in raw:
+def _reshaped(raw: dict[str, Any], rtype: str, renames: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """An older draft as the R4 draft `rtype` it stands for: each element kept under its R4 name
+    (the first of several older names found wins)."""
+    converted: dict[str, Any] = {"resourceType": rtype, "status": "draft", "intent": "order"}
+    for old, new in renames:
+        if old in raw and new not in converted:
             converted[new] = raw[old]
     return converted
+
+
+def _from_dstu2(raw: dict[str, Any]) -> dict[str, Any]:
+    """A DSTU2 MedicationOrder re-shaped as the R4 MedicationRequest it stands for."""
+    return _reshaped(raw, "MedicationRequest", (
+        ("id", "id"), ("medicationCodeableConcept", "medicationCodeableConcept"),
+        ("medicationReference", "medicationReference"), ("patient", "subject"), ("dateWritten", "authoredOn"),
+        ("reasonCodeableConcept", "reasonCode"), ("dosageInstruction", "dosageInstruction")))
 
 
 def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
     """A STU3 ProcedureRequest or ReferralRequest, or a DSTU2 DiagnosticOrder, re-shaped as the R4
     ServiceRequest it stands for: older FHIR servers make the CDS Hooks sandbox send drafts so."""
-    converted: dict[str, Any] = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order"}
-    for old, new in (("id", "id"), ("code", "code"), ("subject", "subject"), ("patient", "subject"),
-                     ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode")):
-        if old in raw and new not in converted:
-            converted[new] = raw[old]
+    converted = _reshaped(raw, "ServiceRequest", (
+        ("id", "id"), ("code", "code"), ("subject", "subject"), ("patient", "subject"),
+        ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode")))
     if "code" not in converted:  # a referral names its service, a diagnostic order its items
         first = next((c for c in (*items(raw.get("serviceRequested")), *items(raw.get("specialty")),
                                   *(i.get("code") for i in items(raw.get("item")) if isinstance(i, dict)))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from cds_service import fhir_models
 from cds_service.knowledge import Knowledge
-from cds_service.knowledge_models import LabFlags
+from cds_service.knowledge_models import LabFlags, flag_words
 from cds_service.patient_data import RESOURCE_TYPES, PatientData, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
 from cds_service.valueset import loose_uri
@@ -628,7 +628,7 @@ def _lab_flags(interpretation: Any, flags: LabFlags) -> list[str]:
         codings = _codings(concept)
         found += [code for system, code, _ in codings if not system or loose_uri(system) in flags.loose_systems]
         text = concept.get("text") if isinstance(concept, dict) and not codings else None
-        if isinstance(text, str) and (code := flags.text_flags.get(" ".join(text.lower().replace("-", " ").split()))):
+        if isinstance(text, str) and (code := flags.text_flag_codes.get(flag_words(text))):
             found.append(code)
     return found
 

@@ -194,6 +194,11 @@ class ResultBands(_Knowledge):
     source: str = ""
 
 
+def flag_words(text: str) -> str:
+    """An interpretation's text as its words: lower case, hyphens as spaces ('Below low-normal')."""
+    return " ".join(text.lower().replace("-", " ").split())
+
+
 class LabFlags(_Knowledge):
     """Observation.interpretation codes that mark a result as below the lab's own reference range."""
 
@@ -202,6 +207,11 @@ class LabFlags(_Knowledge):
     # an interpretation sent as text only, by its words (lower case, hyphens as spaces): the flag code it means
     text_flags: dict[str, str] = Field(default_factory=dict)
     remark: str = ""
+
+    @cached_property
+    def text_flag_codes(self) -> dict[str, str]:
+        """textFlags by their words as interpretation text is read (lower case, hyphens as spaces)."""
+        return {flag_words(text): code for text, code in self.text_flags.items()}
 
     @cached_property
     def loose_systems(self) -> frozenset[str]:

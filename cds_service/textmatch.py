@@ -83,12 +83,10 @@ def _relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.
     if not relatives:
         return None
 
-    def alternatives(words: list[str]) -> str:
-        spelled = sorted({w.lower().strip() for w in words if w.strip()}, key=len, reverse=True)
-        return "|".join(re.escape(w).replace(r"\ ", r"[ \t]+") for w in spelled)
-
-    qualified = rf"(?:(?:{alternatives(qualifiers)})[ \t]+){{0,3}}" if qualifiers else ""
-    named = rf"{qualified}(?:{alternatives(relatives)})(?:'s)?(?![a-z0-9'-])"
+    spaced = r"[ \t]+"  # a space in a relative's name matches any run of spaces
+    kinds, people = _alternation(qualifiers, space=spaced), _alternation(relatives, space=spaced)
+    qualified = rf"(?:(?:{kinds})[ \t]+){{0,3}}" if qualifiers else ""
+    named = rf"{qualified}(?:{people})(?:'s)?(?![a-z0-9'-])"
     after = re.compile(
         rf"(?:[ \t]*[(\[][ \t]*(?:in[ \t]+)?|[ \t]*[:,\-–—][ \t]*|[ \t]+in[ \t]+){named}"
         rf"(?=[ \t]*(?:$|[)\],;.:/&+\n(]|and(?![a-z0-9])|aged?(?![a-z0-9])|\d))")
@@ -147,10 +145,16 @@ def _word_sequence_pattern(phrases: tuple[tuple[str, ...], ...]) -> re.Pattern[s
     return re.compile(rf"(?:{alternatives})(?![a-z0-9'/-])")
 
 
+def _alternation(phrases: list[str], space: str = r"\ ") -> str:
+    """The phrases as regex alternatives, longest first (so a longer phrase wins where both match),
+    each space written as `space`."""
+    spelled = sorted({p.lower().strip() for p in phrases if p.strip()}, key=len, reverse=True)
+    return "|".join(re.escape(p).replace(r"\ ", space) for p in spelled)
+
+
 def _phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
     """Whole-word occurrences of any of the phrases, in lowered text."""
-    alternatives = "|".join(re.escape(p.lower().strip()) for p in sorted(phrases, key=len, reverse=True))
-    return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
+    return re.compile(rf"(?<![a-z0-9])(?:{_alternation(phrases)})(?![a-z0-9])")
 
 
 # The punctuation that joins two names in one test's name, as catalogues write a combined test:
