@@ -21,7 +21,9 @@ from cds_service.app import create_app
 from cds_service.settings import Settings
 from tests.conftest import LiveServer
 
-OPENAPI = create_app(Settings(data_dir=tempfile.mkdtemp(prefix="b12-openapi-"))).openapi()
+# building the app writes the patient-hash key into its data dir: a temp dir removed with the process
+_DATA_DIR = tempfile.TemporaryDirectory(prefix="b12-openapi-")
+OPENAPI = create_app(Settings(data_dir=_DATA_DIR.name)).openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
