@@ -397,6 +397,8 @@ class VariantWording(_Knowledge):
     order: CodingDef | None = None
     # False when the order is not for the muscle complaint (measure before treating): no myalgia reason
     order_reason_is_complaint: bool = True
+    # the reason an order that is not for the complaint states, as text (a lab requisition needs one)
+    order_reason_text: str | None = None
     # codes from the wording's overrideReasons: the reasons that make sense for this card
     override_reasons: list[str] = Field(min_length=1)
 

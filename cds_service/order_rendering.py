@@ -54,7 +54,9 @@ def render_order_card(
         lines += [f"- {words[key]}" for check, key in (("therapy", "therapyNotChecked"), ("orders", "ordersNotChecked"))
                   if check in oa.unchecked]
         lines += ["", f"**{w.headings['criteria']}**: {w.criteria['measure-before-treat']}"]
-        suggestions = order_suggestion(variant, k, patient_id, now, [], encounter_id, user_id, new_id)
+        products = [f.reference for f in oa.ordered if f.reference]  # the baseline goes with them
+        suggestions = order_suggestion(variant, k, patient_id, now, [], encounter_id, user_id, new_id,
+                                       supporting=products)
         return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)
 
     heading = w.headings["sameOrder"] if oa.card == "duplicate-in-draft" else w.headings["earlier"]

@@ -3,7 +3,7 @@
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -232,8 +232,11 @@ def _coding(c: CodingDef) -> dict[str, str]:
 def build_order(
     order: CodingDef, k: Knowledge, patient_id: str, now: datetime, reasons: list[Fact],
     encounter_id: str | None, user_id: str | None, complaint_reason: bool = True,
+    reason_text: str | None = None, supporting: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The ServiceRequest the suggestion creates, validated against the R4B model."""
+    """The ServiceRequest the suggestion creates, validated against the R4B model. Without the
+    complaint as its reason it states `reason_text`; `supporting` names the orders it goes with
+    (the B12 product a baseline level is taken before)."""
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "status": "draft",
@@ -246,9 +249,14 @@ def build_order(
     }
     if complaint_reason:
         resource["reasonCode"] = [{"coding": [_coding(k.wording.order_reason)], "text": k.wording.order_reason.display}]
+    elif reason_text:
+        resource["reasonCode"] = [{"text": reason_text}]
     refs = [{"reference": f.reference} for f in reasons if f.reference and f.resource_type in ("Condition", "Observation")]
     if refs:
         resource["reasonReference"] = refs
+    linked = [ref for ref in supporting if _is_reference(ref)]
+    if linked:
+        resource["supportingInfo"] = [{"reference": ref} for ref in linked]
     # context ids become references only when they are FHIR ids: anything else would make the order invalid
     if encounter_id and _FHIR_ID.fullmatch(encounter_id):
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
@@ -258,6 +266,12 @@ def build_order(
     return resource  # its shape is validated against the R4B model by the scenario tests
 
 
+def _is_reference(ref: str) -> bool:
+    """A relative `Type/id` reference with a FHIR id (a draft's, as the EHR named it)."""
+    rtype, _, rid = ref.partition("/")
+    return rtype.isalpha() and bool(_FHIR_ID.fullmatch(rid))
+
+
 def new_uuid() -> str:
     return str(uuid.uuid4())
 
@@ -265,6 +279,7 @@ def new_uuid() -> str:
 def order_suggestion(
     variant: VariantWording, k: Knowledge, patient_id: str, now: datetime, reasons: list[Fact],
     encounter_id: str | None, user_id: str | None, new_id: Callable[[], str], complaint_reason: bool | None = None,
+    supporting: Sequence[str] = (),
 ) -> list[Suggestion] | None:
     """The one-click order of the variant's test, or None when the variant orders nothing. The
     order names the muscle complaint as its reason when the variant says so, unless the caller
@@ -272,7 +287,8 @@ def order_suggestion(
     if variant.order is None or not variant.suggestion_label:
         return None
     reason = variant.order_reason_is_complaint if complaint_reason is None else complaint_reason
-    order = build_order(variant.order, k, patient_id, now, reasons, encounter_id, user_id, reason)
+    order = build_order(variant.order, k, patient_id, now, reasons, encounter_id, user_id, reason,
+                        variant.order_reason_text, supporting)
     action = Action(type="create", description=k.wording.phrases["orderAction"].format(display=variant.order.display),
                     resource=order)
     return [Suggestion(label=variant.suggestion_label, uuid=new_id(), isRecommended=True, actions=[action])]

@@ -58,7 +58,8 @@ def check_cards(cards: list[dict[str, Any]], expect: dict[str, Any], patient_id:
                 *removed, created = swap["actions"]
                 assert [a["resourceId"] for a in removed] == want["deletes"] and created["type"] == "create"
                 assert created["resource"]["code"]["coding"][0]["code"] == want["swapCode"]
-                assert "reasonCode" not in created["resource"]  # order-sign knows of no complaint to name
+                # order-sign knows of no complaint to name: the test swapped in states its reason in words
+                _check_reason_text(created["resource"], want["swapReasonIncludes"])
                 ServiceRequest.model_validate(created["resource"])
             else:
                 assert others == []
@@ -78,6 +79,15 @@ def check_cards(cards: list[dict[str, Any]], expect: dict[str, Any], patient_id:
         ServiceRequest.model_validate(order)  # strict in what we send: valid FHIR R4
         if not want.get("withoutReasonReference"):
             assert order["reasonReference"][0]["reference"].startswith(("Condition/", "Observation/"))
+        if "reasonIncludes" in want:
+            _check_reason_text(order, want["reasonIncludes"])
+        assert [s["reference"] for s in order.get("supportingInfo", [])] == want.get("supportingInfo", [])
+
+
+def _check_reason_text(order: dict[str, Any], words: str) -> None:
+    """The order's one reason is text alone (no code it cannot vouch for), saying `words`."""
+    (reason,) = order["reasonCode"]
+    assert set(reason) == {"text"} and words in reason["text"]
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
