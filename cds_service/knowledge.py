@@ -21,6 +21,7 @@ from cds_service.knowledge_models import (
 from cds_service.strength import ProductStrengths, StrengthFloor
 from cds_service.textmatch import TextMatcher
 from cds_service.valueset import (
+    NOT_SEARCHED_SYSTEMS,
     STANDARD_SYSTEMS,
     ValueSet,
     ValueSetError,
@@ -171,7 +172,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         if concept.value_set is not None and searched:
             vs = valuesets[concept.value_set]
             for system, prefix in sorted(vs.prefixes):
-                if not any(s == system and c.startswith(prefix) for s, c in vs.codes):
+                if system not in NOT_SEARCHED_SYSTEMS and not any(s == system and c.startswith(prefix) for s, c in vs.codes):
                     raise KnowledgeError(
                         f"valuesets/{vs.id}.json", "compose.include",
                         f"is-a {prefix} needs its codes listed as well: {concept.id} is searched by code "

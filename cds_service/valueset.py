@@ -5,11 +5,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"  # WHO's international edition, which national editions extend
 
 # Systems whose hierarchy is the code prefix, so `is-a` can be evaluated without a terminology server.
-_PREFIX_HIERARCHY_SYSTEMS = frozenset({ICD10CM, "http://hl7.org/fhir/sid/icd-10"})
+_PREFIX_HIERARCHY_SYSTEMS = frozenset({ICD10CM, ICD10})
 
-# Terminologies whose codes speak for a record (its free text is then not read).
+# WHO ICD-10 (and its national editions) codes diagnoses, sent on Conditions, which are fetched whole;
+# the code-filtered Observation and Procedure searches leave it out (they are long enough already).
+NOT_SEARCHED_SYSTEMS = frozenset({ICD10})
+
+# Terminologies whose codes speak for a record (its free text is then not read). Not WHO ICD-10: its
+# value sets here are is-a filters on the few categories the rule needs, less complete than the
+# ICD-10-CM lists, so a WHO code they do not name leaves the record's text to be read, as before.
 STANDARD_SYSTEMS = frozenset({
     ICD10CM, "http://snomed.info/sct", "http://loinc.org", "http://www.nlm.nih.gov/research/umls/rxnorm",
 })
@@ -18,6 +25,12 @@ STANDARD_SYSTEMS = frozenset({
 SYSTEM_ALIASES = {
     "http://hl7.org/fhir/sid/icd-10-cm": ICD10CM,
     "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "http://hl7.org/fhir/sid/icd-10": ICD10,
+    "urn:oid:2.16.840.1.113883.6.3": ICD10,
+    # the German modification (Medizininformatik-Initiative profiles), under its BfArM and former DIMDI
+    # URLs: WHO's codes with national subdivisions, which an is-a on the WHO code includes
+    "http://fhir.de/CodeSystem/bfarm/icd-10-gm": ICD10,
+    "http://fhir.de/CodeSystem/dimdi/icd-10-gm": ICD10,
     "http://snomed.info/sct": "http://snomed.info/sct",
     "urn:oid:2.16.840.1.113883.6.96": "http://snomed.info/sct",
     "http://loinc.org": "http://loinc.org",
@@ -76,7 +89,7 @@ def loose_uri(uri: str) -> str:
 def canonical_code(system: str, code: str) -> str:
     """ICD-10 codes arrive with and without the dot and in either case; normalise them."""
     code = code.strip()
-    if system == ICD10CM:
+    if system in _PREFIX_HIERARCHY_SYSTEMS:
         return code.replace(".", "").upper()
     return code
 
@@ -167,5 +180,6 @@ def _verification(element: dict[str, Any], where: str) -> tuple[str, str]:
 
 
 def codes_of(valuesets: Iterable[ValueSet]) -> list[tuple[str, str]]:
-    """The codes listed in several value sets, as written there, sorted and without duplicates."""
-    return sorted({c for vs in valuesets for c in vs.listed})
+    """The codes listed in several value sets to search by, as written there, sorted and without
+    duplicates (none of a system not searched by code)."""
+    return sorted({c for vs in valuesets for c in vs.listed if c[0] not in NOT_SEARCHED_SYSTEMS})

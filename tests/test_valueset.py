@@ -29,6 +29,26 @@ def test_icd10_dot_and_case_insensitive(knowledge: Knowledge) -> None:
     assert "myalgia" not in named(knowledge, "http://snomed.info/sct", "M79.10")
 
 
+WHO_ICD10 = "http://hl7.org/fhir/sid/icd-10"
+
+
+def test_who_icd10_and_its_national_editions_are_read_by_is_a_on_the_who_code(knowledge: Knowledge) -> None:
+    assert "myalgia" in named(knowledge, WHO_ICD10, "M79.1")
+    assert "myalgia" in named(knowledge, "urn:oid:2.16.840.1.113883.6.3", "m791")
+    assert "myalgia" in named(knowledge, "http://fhir.de/CodeSystem/bfarm/icd-10-gm", "M79.18")  # a GM subdivision
+    assert "fatigue" in named(knowledge, WHO_ICD10, "R53")
+    assert "malabsorption-autoimmune" in named(knowledge, WHO_ICD10, "K50.9")
+    # since 2016 WHO subdivides R17: with jaundice a sign, without it not; R17 alone is the older 'jaundice'
+    assert "jaundice" in named(knowledge, WHO_ICD10, "R17.0")
+    assert "jaundice" in named(knowledge, WHO_ICD10, "R17")
+    assert "jaundice" not in named(knowledge, WHO_ICD10, "R17.9")
+    # an ICD-10-CM code is not read as WHO's, nor the other way round (their subdivisions differ)
+    assert "fatigue" not in named(knowledge, "http://hl7.org/fhir/sid/icd-10-cm", "R53")
+    assert named(knowledge, WHO_ICD10, "R53.83") == named(knowledge, WHO_ICD10, "R53")  # is-a: a national subdivision
+    # WHO codes leave an unknown record's text to be read: not a standard system
+    assert knowledge.codings["Condition", WHO_ICD10, "R52"] == ((), False)
+
+
 def test_is_a_on_icd10_is_a_prefix(knowledge: Knowledge) -> None:
     assert "malabsorption-autoimmune" in named(knowledge, "http://hl7.org/fhir/sid/icd-10-cm", "K50.012")
     assert "malabsorption-autoimmune" in named(knowledge, "http://hl7.org/fhir/sid/icd-10-cm", "E10.9")
