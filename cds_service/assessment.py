@@ -348,17 +348,15 @@ def result_test_label(fact: Fact, knowledge: Knowledge) -> str:
 
 
 def _follow_up_since(
-    facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date
+    facts: PatientFacts, knowledge: Knowledge, b12_taken: date | None, today: date
 ) -> tuple[bool, Evidence] | None:
-    """The latest follow-up result (methylmalonic acid) taken on or after an indeterminate B12 and
-    current (inside the untreated-low look-back, as a low B12 must be): (whether it crosses its lab
-    sign's threshold, the evidence), or None when there is none."""
+    """The latest follow-up result (methylmalonic acid) taken on or after the B12 it follows (any,
+    with `b12_taken` None) and current (inside the untreated-low look-back, as a low B12 must be):
+    (whether it crosses its lab sign's threshold, the evidence), or None when there is none."""
     sign = knowledge.rule.follow_up_sign
-    if indeterminate.when is None:
-        return None
     current = knowledge.rule.untreated_low.lookback_days
     since = [f for f in facts.of(sign.lab) if f.value is not None and f.when is not None
-             and f.when >= indeterminate.when and within(f, current, today)]
+             and (b12_taken is None or f.when >= b12_taken) and within(f, current, today)]
     latest = newest(since)
     if latest is None or latest.value is None:
         return None
@@ -462,8 +460,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             return _lapsed_treatment(facts, knowledge, today, (), base)
         # the signs decide how urgent treatment is (neurological features: do not delay), so show them
         return Assessment("card", "untreated-low", Indicator.CRITICAL, signs=_signs(facts, knowledge, today), **base)
-    if band == "indeterminate" and last is not None:
-        answer = _follow_up_since(facts, knowledge, last, today)
+    if band == "indeterminate" and last is not None and last.when is not None:
+        answer = _follow_up_since(facts, knowledge, last.when, today)
         if answer is not None:  # the follow-up NG239 advises was done: it answers the question
             raised, evidence = answer
             if not raised:
@@ -479,13 +477,20 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     mma_due = band == "indeterminate" and last is not None and not follow_up_taken_since(facts, knowledge, last, today)
     # BSH: a normal B12 does not rule deficiency out when the picture is strong (falsely normal results
     # with intrinsic-factor antibodies): neurological signs or macrocytic anaemia ask for MMA instead
-    discordant = (band == "normal" and last is not None and b12.discordant_normal_follow_up
-                  and within(last, sup.normal_result_days, today)  # older: no longer silences, test again
-                  and _critical_feature(_signs(facts, knowledge, today), knowledge) is not None
-                  and not follow_up_taken_since(facts, knowledge, last, today))
-    follow_up_lab = rule.follow_up_sign.lab
+    strong_picture = (band == "normal" and last is not None and b12.discordant_normal_follow_up
+                      and within(last, sup.normal_result_days, today)  # older: no longer silences, test again
+                      and _critical_feature(_signs(facts, knowledge, today), knowledge) is not None)
     # nitrous oxide: a normal serum B12 says little, so MMA is asked for whatever B12 shows
     unreliable = {rf.id for rf in rule.risk_factors if rf.serum_b12_unreliable} & {e.id for e in risks}
+    if (strong_picture or unreliable) and not mma_due:
+        # the MMA asked for was taken (after that B12; with nitrous oxide, whenever B12 was) and is
+        # raised: it answers the question, as after an indeterminate B12, so treatment is the next step
+        after = last.when if strong_picture and not unreliable and last is not None else None
+        answer = _follow_up_since(facts, knowledge, after, today)
+        if answer is not None and answer[0]:
+            return _raised_follow_up(facts, knowledge, today, answer[1], base)
+    discordant = strong_picture and last is not None and not follow_up_taken_since(facts, knowledge, last, today)
+    follow_up_lab = rule.follow_up_sign.lab
     functional_due = (bool(unreliable) or discordant) and not mma_due
     if functional_due and any(within(f, sup.recent_result_days, today) for f in facts.of(follow_up_lab)):
         return Assessment("suppressed:recent-result", **base)
@@ -531,6 +536,21 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         variant = "test-active-b12"
     return Assessment("card", variant, indicator, signs=signs,
                       critical_feature=critical if indicator == Indicator.CRITICAL else None, **base)
+
+
+def _raised_follow_up(
+    facts: PatientFacts, knowledge: Knowledge, today: date, mma: Evidence, base: dict[str, Any]
+) -> Assessment:
+    """A raised MMA where serum B12 misleads (nitrous oxide; a normal B12 beside a strong picture):
+    treatment review, critical as the indeterminate-B12 path is; lapsed treatment when B12 was given
+    after it and has stopped."""
+    taken = mma.facts[0].when
+    if taken is not None and treated_since(facts, knowledge, taken, today):
+        return _lapsed_treatment(facts, knowledge, today, (mma,), base)
+    signs = _signs(facts, knowledge, today)
+    if mma.id not in {e.id for e in signs}:
+        signs = (*signs, mma)
+    return Assessment("card", "untreated-raised-mma", Indicator.CRITICAL, signs=signs, **base)
 
 
 def _lapsed_treatment(

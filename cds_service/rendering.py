@@ -26,7 +26,7 @@ _MARKUP = re.compile(
 _MAX_RECORD_TEXT = 120
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype
 # cards that review treatment instead of ordering a test: no "not redundant" section
-TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", "lapsed-treatment")
+TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", "untreated-raised-mma", "lapsed-treatment")
 
 
 def plain_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:

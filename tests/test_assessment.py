@@ -177,6 +177,28 @@ def test_methylmalonic_acid_after_an_indeterminate_b12(
         assert {"raised-mma", "indeterminate-b12"} <= {s.id for s in a.signs}
 
 
+@pytest.mark.parametrize(("picture", "b12_days", "mma_days", "mma", "outcome", "variant"), [
+    ("nitrous-oxide", 20, 30, 1.2, "card", "untreated-raised-mma"),       # raised, taken before the normal B12: still counts
+    ("nitrous-oxide", None, 30, 1.2, "card", "untreated-raised-mma"),     # no B12 at all
+    ("nitrous-oxide", 20, 30, 0.3, "suppressed:recent-result", None),     # not raised, inside the re-test window
+    ("nitrous-oxide", 20, 400, 1.2, "card", "test-mma-after-nitrous-oxide"),  # raised but over a year old: test again
+    ("paresthesia", 60, 40, 0.8, "card", "untreated-raised-mma"),         # discordant normal B12, raised MMA since
+    ("paresthesia", 60, 100, 0.8, "card", "test-mma-after-normal-b12"),   # taken before that B12: not its answer
+    ("paresthesia", 60, 40, 0.2, "suppressed:recent-result", None),       # answered no: silent as before
+], ids=["n2o-before-b12", "n2o-no-b12", "n2o-normal", "n2o-old", "discordant-since", "discordant-before", "discordant-normal"])
+def test_a_raised_mma_where_serum_b12_misleads_asks_for_treatment_review(
+    knowledge: Knowledge, picture: str, b12_days: int | None, mma_days: int, mma: float, outcome: str, variant: str | None
+) -> None:
+    results = [fact("mma", mma_days, "Observation", value=mma, unit="umol/L")]
+    if b12_days is not None:
+        results.append(fact("b12-result", b12_days, "Observation", value=420.0, unit="pg/mL"))
+    context = fact(picture, 10, active=True)
+    a = assess(patient(40, MYALGIA, FATIGUE, context, *results), knowledge, TODAY)
+    assert (a.outcome, a.variant) == (outcome, variant)
+    if variant == "untreated-raised-mma":
+        assert a.indicator == Indicator.CRITICAL and "raised-mma" in {s.id for s in a.signs}
+
+
 @pytest.mark.parametrize(("value", "variant"), [(18.0, "untreated-low"), (50.0, "test-mma"), (95.0, None)])
 def test_active_b12_is_read_against_its_own_bands(knowledge: Knowledge, value: float, variant: str | None) -> None:
     holotc = fact("holotc-result", 120, "Observation", value=value, unit="pmol/L")

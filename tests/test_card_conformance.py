@@ -517,6 +517,7 @@ def test_rule_line_matches_the_indicator(answers: dict[str, Any], knowledge: Kno
             key = "critical-untreated-low"
         if "suggestions" not in card:  # a treatment-review card: its own rule line
             key = ("lapsed-treatment" if "treated B12 deficiency" in card["summary"]
+                   else "untreated-raised-mma" if "can mislead" in card["summary"]
                    else "untreated-mma" if "methylmalonic" in card["summary"] else "untreated-low")
         assert f"**Rule**: {criteria[key]}" in detail
         others = {k: v for k, v in criteria.items() if k != key}
