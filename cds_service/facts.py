@@ -263,6 +263,12 @@ class ConceptScreen:
             or (rtype == "Observation" and self._laboratory(raw, coded))
             else _free_texts(raw, read_notes)
         )
+        if not coded and rtype == "Observation" and "valueCodeableConcept" in raw:
+            # an answer given in words ("Chief complaint": {"text": "Muscle aches"}; substance use:
+            # "Nitrous oxide") is read as a valueString is, unless a standard code speaks for it
+            value = raw["valueCodeableConcept"]
+            if not self._coded(value, rtype)[1] and not self._laboratory(raw, coded):
+                extra_texts = [*(extra_texts or []), *_texts(value)[:1]]
         if not coded and not read_text and not extra_texts:
             return {}  # most of a chart: a standard code the rule does not know, and no free text
         main_text = self.text(names := _texts(main), rtype, one_name=True) if read_text else set()

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from cds_service.facts import PatientFacts, extract_facts
+from cds_service.facts import ConceptScreen, PatientFacts, extract_facts
 from cds_service.knowledge import Knowledge
-from cds_service.patient_data import from_prefetch
+from cds_service.patient_data import PatientData, from_prefetch
 
 TODAY = date(2026, 11, 25)
 SNOMED = "http://snomed.info/sct"
@@ -921,3 +921,24 @@ def test_the_results_of_a_panel_sent_as_components_are_read(knowledge: Knowledge
     (hb,) = pf.of("hemoglobin")
     assert (mcv.value, hb.value, hb.flagged_low) == (106, 10.1, True)  # the component's own flag
     assert mcv.resource_id == hb.resource_id == panel["id"] and mcv.when == hb.when
+
+
+def test_an_answer_in_words_is_read_as_a_value_string_is(knowledge: Knowledge) -> None:
+    """A valueCodeableConcept with no standard code says its finding in words: read as a valueString
+    (a chief complaint, the drug named in a drug-use history), unless the question is a lab's."""
+    def observation(code: dict[str, Any], value: dict[str, Any], category: str = "survey") -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": "o1", "status": "final", "subject": {"reference": "Patient/p"},
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                          "code": category}]}],
+                "code": code, "effectiveDateTime": "2026-11-20", "valueCodeableConcept": value}
+    complaint = {"coding": [{"system": "http://loinc.org", "code": "8661-1", "display": "Chief complaint"}]}
+    drug_use = {"coding": [{"system": "http://loinc.org", "code": "11343-1"}]}
+    screen = ConceptScreen(knowledge, PatientData())
+    assert screen.concepts(observation(complaint, {"text": "Muscle aches for three weeks"}), "Observation") == {"myalgia": "text"}
+    assert screen.concepts(observation(complaint, {"text": "Denies muscle aches"}), "Observation") == {}
+    assert screen.concepts(observation(drug_use, {"text": "Nitrous oxide, weekends"}, "social-history"), "Observation") \
+        == {"nitrous-oxide": "text"}
+    # a standard code speaks for the answer; a lab's answer in words is no complaint
+    coded = {"coding": [{"system": "http://snomed.info/sct", "code": "25064002", "display": "Headache"}], "text": "Myalgia"}
+    assert screen.concepts(observation(complaint, coded), "Observation") == {}
+    assert screen.concepts(observation(complaint, {"text": "Myalgia"}, "laboratory"), "Observation") == {}
