@@ -509,6 +509,10 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
     began = min((d for d in (as_date(validity and validity.start), None if reported else as_date(m.authoredOn),
                              starts if reported else None) if d), default=None)
     until = as_date(validity and validity.end) or max(dosing[1], default=None)
+    if until is None and _single_dose(raw.get("dosageInstruction")):
+        # one dose (timing.repeat.count 1): the course ends with it, on its start or when written;
+        # left active for years, it is a dose given then, not replacement under way for ever
+        until = starts or as_date(m.authoredOn)
     return Reading(use, began, m.status in status.medication_active, m.status, until, starts=starts)
 
 
@@ -533,6 +537,15 @@ def _dosing_bounds(dosages: Any) -> tuple[list[date], list[date]]:
         starts.append(as_date(bounds.get("start")) or date.min)
         ends.append(as_date(bounds.get("end")) or date.max)
     return ([] if date.min in starts else starts), ([] if date.max in ends else ends)
+
+
+def _single_dose(dosages: Any) -> bool:
+    """Whether raw dosageInstruction orders one dose only: every instruction's timing.repeat.count is 1."""
+    counts = [repeat.get("count") if isinstance(repeat, dict) else None
+              for dosage in items(dosages) if isinstance(dosage, dict)
+              for timing in [dosage.get("timing")]
+              for repeat in [timing.get("repeat") if isinstance(timing, dict) else None]]
+    return bool(counts) and len(counts) == len(items(dosages)) and all(type(c) is int and c == 1 for c in counts)
 
 
 def _read_medication_statement(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:

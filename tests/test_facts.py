@@ -957,3 +957,14 @@ def test_the_results_of_a_panel_sent_as_components_are_read(knowledge: Knowledge
     (hb,) = pf.of("hemoglobin")
     assert (mcv.value, hb.value, hb.flagged_low) == (106, 10.1, True)  # the component's own flag
     assert mcv.resource_id == hb.resource_id == panel["id"] and mcv.when == hb.when
+
+
+@pytest.mark.parametrize(("dosages", "until"), [
+    ([{"text": "1 mg IM once", "timing": {"repeat": {"count": 1}}}], 1100),  # one dose: ends when written
+    ([{"timing": {"repeat": {"count": 1, "boundsPeriod": {"start": ago(1000)}}}}], 1000),  # on its start
+    ([{"timing": {"repeat": {"count": 6}}}], None), ([{"timing": {"repeat": {"count": 1}}}, {"text": "then monthly"}], None),
+    ([{"timing": {"repeat": {"count": "1"}}}], None), ([], None),
+])
+def test_an_order_of_one_dose_ends_with_it(knowledge: Knowledge, dosages: Any, until: int | None) -> None:
+    [f] = facts_of(knowledge, med_request(authoredOn=ago(1100), dosageInstruction=dosages)).of("metformin")
+    assert f.until == (None if until is None else TODAY - timedelta(days=until))
