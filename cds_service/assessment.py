@@ -233,6 +233,26 @@ def course_start(current: list[Fact], found: list[Fact], knowledge: Knowledge, t
     return start
 
 
+def dose_raised(course: Course, found: list[Fact], knowledge: Knowledge, concept: str, today: date) -> date | None:
+    """When the dose of a medicine in use was last raised: the start of a current record that names
+    it at a higher strength than the latest earlier course of it (a dose change stops the old order
+    and starts a new one); None when no name states a strength to compare."""
+    doses = knowledge.strengths.doses.get(concept)
+    if doses is None:
+        return None
+    chosen = {id(f) for f in course.facts}
+    earlier = [f for f in found if id(f) not in chosen and begun(f, today) and f.when is not None]
+    raised = []
+    for current in course.facts:
+        if current.when is None:
+            continue
+        before = newest([f for f in earlier if f.when is not None and f.when < current.when])
+        now, then = doses.stated([current.text]), doses.stated([before.text]) if before is not None else {}
+        if any(name in then and mg > then[name] for name, mg in now.items()):
+            raised.append(current.when)
+    return max(raised, default=None)
+
+
 def _current(fact: Fact, lookback: int, today: date) -> bool:
     return fact.active or within(fact, lookback, today)
 
@@ -717,9 +737,14 @@ def _confounders(
             anchor = first_complaint or complaint.when or today
             starts = [course.start] if course is not None else [f.when for f in found]
             recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
+            verb = "started"
+            if not recent and cf.recent_dose_raise and course is not None:  # "starting or raising the dose"
+                raised = dose_raised(course, facts.courses(cf.concept or ""), knowledge, cf.concept or "", today)
+                recent = [raised] if raised is not None and 0 <= _days(raised, anchor) <= cf.recent_start_days else []
+                verb = "raised"
             if recent:
                 days = _days(recent[0], anchor)  # never "Started 1 days" or "0 days before"
-                key = "startedSameDay" if days == 0 else "startedDayBefore" if days == 1 else "startedBefore"
+                key = f"{verb}SameDay" if days == 0 else f"{verb}DayBefore" if days == 1 else f"{verb}Before"
                 started = knowledge.wording.phrases[key].format(days=days)
                 note = f"{started} {cf.advice}"
         out.append(Evidence(cf.id, cf.label, tuple(found), note))

@@ -289,6 +289,8 @@ class Confounder(_Knowledge):
     downgrade: bool
     concept: str | None = None
     recent_start_days: int | None = None
+    # a medicine whose dose was raised inside recentStartDays is a recent start too (its names' strengths)
+    recent_dose_raise: bool = False
     within_days: int | None = None
     # recent kind: an event that began more than this many days after the complaint explains nothing of it
     max_days_after_complaint: int | None = None
@@ -526,7 +528,7 @@ NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
-PHRASES = ("indeterminateB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "undated", "matchedInText", "andMore", "deficientBelow",
+PHRASES = ("indeterminateB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow",
            "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
            "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,

@@ -556,3 +556,20 @@ def test_a_statin_that_ended_is_no_confounder(knowledge: Knowledge) -> None:
     assert not assess(patient(50, MYALGIA, FATIGUE, ended), knowledge, TODAY).confounders
     later = replace(ended, starts=TODAY + timedelta(days=14), until=None)  # not begun: no aches from it yet
     assert not assess(patient(50, MYALGIA, FATIGUE, later), knowledge, TODAY).confounders
+
+
+@pytest.mark.parametrize(("old", "new", "note"), [
+    ("atorvastatin 10 MG Oral Tablet", "atorvastatin 40 MG Oral Tablet [Lipitor]", "Dose raised 16 days before"),
+    ("Atorvastatin 40 mg tablet", "Atorvastatin 20 mg tablet", None),  # lowered
+    ("Atorvastatin 10 mg tablet", "Atorvastatin 10 mg tablet", None),  # renewed
+    ("Simvastatin 20 mg tablet", "Rosuvastatin 40 mg tablet", None),  # a switch: no raise of one statin
+    ("Atorvastatin tablet", "Atorvastatin 40 mg tablet", None),  # no strength to compare
+])
+def test_a_statin_dose_raised_recently_is_a_recent_start(knowledge: Knowledge, old: str, new: str, note: str | None) -> None:
+    """A dose change stops the old order and starts a new one: the course runs on, the raise is news."""
+    raised = replace(med("statin", 21, "active"), text=new)
+    before = replace(med("statin", 3 * 365, "stopped"), text=old, until=ago(21))
+    pf = patient(50, replace(MYALGIA, when=ago(5)), FATIGUE, raised)
+    pf.renewals["statin"] = [before]
+    (statin,) = assess(pf, knowledge, TODAY).confounders
+    assert statin.note.startswith(note) if note else not statin.note.startswith(("Dose", "Started"))
