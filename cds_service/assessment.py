@@ -34,6 +34,9 @@ class Evidence:
     # for a diagnosis that stands for a lab sign: the latest result of that lab taken since it,
     # which decides instead of the diagnosis (shown, so the card does not hide it)
     measured_since: Fact | None = None
+    # for a medicine no longer in use but counted as current (a long course inside the grace window):
+    # when it ended, shown so the card does not call it current
+    ended: date | None = None
 
     def started_after(self, day: date) -> bool:
         if self.since is not None:
@@ -129,14 +132,26 @@ def _ended(course: Fact, today: date) -> date | None:
     return course.until if course.until is not None and course.until <= today else course.when
 
 
+def begun(fact: Fact, today: date) -> bool:
+    """Whether a medicine's dosing has begun: an order whose start is still to come (a day ahead
+    allowed, as EHR and service clocks differ by time zone) is neither use nor replacement yet."""
+    return fact.starts is None or _days(fact.starts, today) >= -1
+
+
+def in_use(fact: Fact, today: date) -> bool:
+    """An active record of a medicine, begun and not past its recorded end: an "active" record whose
+    end has passed (an order or statement nobody closed) ended then."""
+    return fact.active and begun(fact, today) and (fact.until is None or fact.until >= today)
+
+
 def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
     """B12 replacement active now (and not past its recorded end), or given within the administration
-    window: administered, or a course that ended (or began, with no end recorded) inside it."""
+    window: administered, or a course that ended (or began, with no end recorded) inside it. A course
+    still to start is not replacement under way: a baseline level is what it needs."""
     sup = knowledge.rule.suppressors
     window = sup.therapy_administration_days
-    given = [f for concept in sup.therapy_concepts for f in facts.of(concept)]
-    # an "active" record whose recorded end has passed (a statement nobody closed) ended then
-    current = [f for f in given if f.active and (f.until is None or f.until >= today)]
+    given = [f for concept in sup.therapy_concepts for f in facts.of(concept) if begun(f, today)]
+    current = [f for f in given if in_use(f, today)]
     if current or any((ended := _ended(f, today)) is not None and -1 <= _days(ended, today) <= window for f in given):
         return True
     return on_maintenance(given, knowledge, today)
@@ -159,20 +174,53 @@ def treated_since(facts: PatientFacts, knowledge: Knowledge, day: date, today: d
     """B12 replacement given on or after `day` (administered, or a course begun or ended since),
     newest first: a low result it followed is no longer untreated."""
     given = [f for c in knowledge.rule.suppressors.therapy_concepts for f in facts.of(c)
-             if (ended := _ended(f, today)) is not None and ended >= day]
+             if begun(f, today) and (ended := _ended(f, today)) is not None and ended >= day]
     return tuple(sorted(given, key=lambda f: _ended(f, today) or date.min, reverse=True))
 
 
-def course_start(found: list[Fact], knowledge: Knowledge, today: date) -> date | None:
-    """When current use of a medicine began: the earliest start of its active orders, carried back
-    through past courses that each ended at most renewalGapDays before the next began (renewals);
-    None when unknown (an undated active order)."""
-    active = [f for f in found if f.active]
-    if not active or any(f.when is None for f in active):
+@dataclass(frozen=True)
+class Course:
+    """Current use of a medicine: the records that show it, when the use began (None: unknown), and
+    when it ended if it has (a long course still inside the grace window)."""
+
+    facts: tuple[Fact, ...]
+    start: date | None
+    ended: date | None = None
+
+    def lasted(self, minimum_days: int | None, today: date) -> bool:
+        """Whether the use lasted `minimum_days` up to today or its end (an unknown start counts)."""
+        return self.start is None or minimum_days is None or _days(self.start, self.ended or today) >= minimum_days
+
+
+def current_course(facts: PatientFacts, concept: str, knowledge: Knowledge, today: date, grace: bool = False) -> Course | None:
+    """Current use of a medicine: its records in use now; or, with `grace` (long-term use), when none
+    is, the courses that ended at most currentUseGraceDays ago (the renewal not yet written, the B12
+    stores it depleted not refilled). None when it is not in use."""
+    records = facts.of(concept)
+    using = [f for f in records if in_use(f, today)]
+    ended = None
+    if not using and grace:
+        window = knowledge.rule.record_status.current_use_grace_days
+        recent = [(end, f) for f in records if begun(f, today) and (end := _ended(f, today)) is not None
+                  and -1 <= _days(end, today) <= window]
+        if recent:
+            ended = max(end for end, _ in recent)
+            using = [f for _, f in recent]
+    if not using:
         return None
-    start = min(f.when for f in active if f.when is not None)
+    return Course(tuple(using), course_start(using, facts.courses(concept), knowledge, today), ended)
+
+
+def course_start(current: list[Fact], found: list[Fact], knowledge: Knowledge, today: date) -> date | None:
+    """When use of a medicine began: the earliest start of its `current` records, carried back through
+    the other courses in `found` that each ended at most renewalGapDays before the next began
+    (renewals); None when unknown (an undated current record)."""
+    if not current or any(f.when is None for f in current):
+        return None
+    start = min(f.when for f in current if f.when is not None)
     status = knowledge.rule.record_status
-    past = sorted((f for f in found if not f.active and f.when is not None
+    chosen = {id(f) for f in current}
+    past = sorted((f for f in found if id(f) not in chosen and begun(f, today) and f.when is not None
                    and f.resource_type in ("MedicationRequest", "MedicationStatement")),
                   key=lambda f: f.when or date.min, reverse=True)
     for course in past:
@@ -183,6 +231,26 @@ def course_start(found: list[Fact], knowledge: Knowledge, today: date) -> date |
         if gap:
             start = course.when
     return start
+
+
+def dose_raised(course: Course, found: list[Fact], knowledge: Knowledge, concept: str, today: date) -> date | None:
+    """When the dose of a medicine in use was last raised: the start of a current record that names
+    it at a higher strength than the latest earlier course of it (a dose change stops the old order
+    and starts a new one); None when no name states a strength to compare."""
+    doses = knowledge.strengths.doses.get(concept)
+    if doses is None:
+        return None
+    chosen = {id(f) for f in course.facts}
+    earlier = [f for f in found if id(f) not in chosen and begun(f, today) and f.when is not None]
+    raised = []
+    for current in course.facts:
+        if current.when is None:
+            continue
+        before = newest([f for f in earlier if f.when is not None and f.when < current.when])
+        now, then = doses.stated([current.text]), doses.stated([before.text]) if before is not None else {}
+        if any(name in then and mg > then[name] for name, mg in now.items()):
+            raised.append(current.when)
+    return max(raised, default=None)
 
 
 def _current(fact: Fact, lookback: int, today: date) -> bool:
@@ -641,11 +709,10 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
             continue
         found = facts.of(rf.concept or "")
         if rf.kind == "medication":
-            start = course_start(facts.courses(rf.concept or ""), knowledge, today)
-            if start is None or rf.min_duration_days is None or _days(start, today) >= rf.min_duration_days:
-                found = [f for f in found if f.active]
-                if found:
-                    out.append(Evidence(rf.id, rf.label, tuple(found), rf.advice, since=start))
+            # long-term use (a minimum duration) outlasts its last order by the grace window
+            course = current_course(facts, rf.concept or "", knowledge, today, grace=rf.min_duration_days is not None)
+            if course is not None and course.lasted(rf.min_duration_days, today):
+                out.append(Evidence(rf.id, rf.label, course.facts, rf.advice, since=course.start, ended=course.ended))
             continue
         if rf.kind == "condition":
             found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
@@ -668,8 +735,10 @@ def _confounders(
                 out.append(replace(ev, note=cf.advice))
             continue
         found = facts.of(cf.concept or "")
-        if cf.kind == "medication":
-            found = [f for f in found if f.active]
+        course = None
+        if cf.kind == "medication":  # in use now: a statin that ended explains no aches
+            course = current_course(facts, cf.concept or "", knowledge, today)
+            found = list(course.facts) if course is not None else []
         elif cf.kind == "condition":
             found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
         elif cf.kind == "pregnancy":
@@ -686,12 +755,16 @@ def _confounders(
         if cf.recent_start_days is not None:
             # the earliest complaint on record: a statin begun after the aches did not start them
             anchor = first_complaint or complaint.when or today
-            starts = ([course_start(facts.courses(cf.concept or ""), knowledge, today)] if cf.kind == "medication"
-                      else [f.when for f in found])
+            starts = [course.start] if course is not None else [f.when for f in found]
             recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
+            verb = "started"
+            if not recent and cf.recent_dose_raise and course is not None:  # "starting or raising the dose"
+                raised = dose_raised(course, facts.courses(cf.concept or ""), knowledge, cf.concept or "", today)
+                recent = [raised] if raised is not None and 0 <= _days(raised, anchor) <= cf.recent_start_days else []
+                verb = "raised"
             if recent:
                 days = _days(recent[0], anchor)  # never "Started 1 days" or "0 days before"
-                key = "startedSameDay" if days == 0 else "startedDayBefore" if days == 1 else "startedBefore"
+                key = f"{verb}SameDay" if days == 0 else f"{verb}DayBefore" if days == 1 else f"{verb}Before"
                 started = knowledge.wording.phrases[key].format(days=days)
                 note = f"{started} {cf.advice}"
         out.append(Evidence(cf.id, cf.label, tuple(found), note))

@@ -50,6 +50,9 @@ class Fact:
     # answer is newer evidence than it, even when its onset is older (a pregnancy dated from the
     # last period, entered when found)
     recorded: date | None = None
+    # when dosing is to begin, if the order says so (timing boundsPeriod.start): an order whose
+    # start is still to come is replacement or use not yet under way
+    starts: date | None = None
 
     @property
     def reference(self) -> str | None:
@@ -407,6 +410,7 @@ class Reading:
     reports: bool = True
     verification: str | None = None
     recorded: date | None = None
+    starts: date | None = None
 
 
 _SKIP = Reading("skip")
@@ -498,45 +502,75 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
         return _SKIP
     if m.intent in status.medication_intent_ignored:
         return _SKIP
+    reported = _reported(raw)
+    if m.intent in status.medication_intent_planned and not reported:
+        return _SKIP  # a plan nobody has started: no use, no replacement under way
     validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
     use: Literal["counts", "renewal"] = "renewal" if m.status in status.medication_renewal_only else "counts"
-    # the order began when it was written, or earlier when its validity says so (a backdated order)
-    began = min((d for d in (as_date(validity and validity.start), as_date(m.authoredOn)) if d), default=None)
-    until = as_date(validity and validity.end) or _dosing_end(raw.get("dosageInstruction"))
-    return Reading(use, began, m.status in status.medication_active, m.status, until)
+    dosing = _dosing_bounds(raw.get("dosageInstruction"))
+    starts = min(dosing[0], default=None)
+    # the order began when it was written, or earlier when its validity says so (a backdated order);
+    # a reported one (a medicine the patient says they take) was written when it was recorded, so
+    # only its validity or dosing start dates the use
+    began = min((d for d in (as_date(validity and validity.start), None if reported else as_date(m.authoredOn),
+                             starts if reported else None) if d), default=None)
+    until = as_date(validity and validity.end) or max(dosing[1], default=None)
+    if until is None and _single_dose(raw.get("dosageInstruction")):
+        # one dose (timing.repeat.count 1): the course ends with it, on its start or when written;
+        # left active for years, it is a dose given then, not replacement under way for ever
+        until = starts or as_date(m.authoredOn)
+    return Reading(use, began, m.status in status.medication_active, m.status, until, starts=starts)
 
 
-def _dosing_end(dosages: Any) -> date | None:
-    """When an order's dosing ends, from raw dosageInstruction[].timing.repeat.boundsPeriod.end: Epic
-    writes a course's end there ("Until Wed 5/27/2020") and leaves the validityPeriod open. The
-    latest end, and only when every instruction has one: an instruction with no end runs on."""
-    ends = []
+def _reported(raw: dict[str, Any]) -> bool:
+    """A MedicationRequest that reports a medicine taken rather than orders it (reportedBoolean, or
+    reportedReference naming who reported it): US Core records patient-reported medicines so."""
+    return raw.get("reportedBoolean") is True or isinstance(raw.get("reportedReference"), dict)
+
+
+def _dosing_bounds(dosages: Any) -> tuple[list[date], list[date]]:
+    """(starts, ends) of an order's dosing, from raw dosageInstruction[].timing.repeat.boundsPeriod:
+    Epic writes a course's end there ("Until Wed 5/27/2020") and leaves the validityPeriod open, and
+    a start still to come there for a course not yet begun. Each list is empty unless every
+    instruction gives that bound: an instruction with no end runs on, one with no start has begun."""
+    starts: list[date] = []
+    ends: list[date] = []
     for dosage in items(dosages):
         timing = dosage.get("timing") if isinstance(dosage, dict) else None
         repeat = timing.get("repeat") if isinstance(timing, dict) else None
         bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
-        end = as_date(bounds.get("end")) if isinstance(bounds, dict) else None
-        if end is None:
-            return None
-        ends.append(end)
-    return max(ends, default=None)
+        bounds = bounds if isinstance(bounds, dict) else {}
+        starts.append(as_date(bounds.get("start")) or date.min)
+        ends.append(as_date(bounds.get("end")) or date.max)
+    return ([] if date.min in starts else starts), ([] if date.max in ends else ends)
+
+
+def _single_dose(dosages: Any) -> bool:
+    """Whether raw dosageInstruction orders one dose only: every instruction's timing.repeat.count is 1."""
+    counts = [repeat.get("count") if isinstance(repeat, dict) else None
+              for dosage in items(dosages) if isinstance(dosage, dict)
+              for timing in [dosage.get("timing")]
+              for repeat in [timing.get("repeat") if isinstance(timing, dict) else None]]
+    return bool(counts) and len(counts) == len(items(dosages)) and all(type(c) is int and c == 1 for c in counts)
 
 
 def _read_medication_statement(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
     k = screen.k
     status = k.rule.record_status
-    if m.status not in (*status.medication_statement_active, *status.medication_statement_past):
-        return _SKIP
+    if m.status in status.medication_statement_planned or m.status not in (
+            *status.medication_statement_active, *status.medication_statement_past):
+        return _SKIP  # to be taken later (intended), not taken, unknown, entered in error
     # STU3 `taken` (n, unk, na) and DSTU2 `wasNotTaken`, read from the raw JSON (R4 has neither): a
     # statement that the patient does not take the medicine, or that nobody knows, is no use of it
     taken = raw.get("taken")
     if (taken is not None and taken not in status.medication_statement_taken) or raw.get("wasNotTaken") is True:
         return _SKIP
     active = m.status in status.medication_statement_active
+    # dated by when it was taken only: dateAsserted is when it was recorded (a medicines
+    # reconciliation today of a drug taken for years), so with no effective date the start is unknown
     when = as_date(m.effectivePeriod and m.effectivePeriod.start) or as_date(m.effectiveDateTime)
-    if active and when is None:  # when it was asserted: a later start, so a shorter use
-        when = as_date(m.dateAsserted)
-    return Reading("counts", when, active, m.status, as_date(m.effectivePeriod and m.effectivePeriod.end))
+    # a start still to come is use not yet begun, as an order's dosing start is
+    return Reading("counts", when, active, m.status, as_date(m.effectivePeriod and m.effectivePeriod.end), starts=when)
 
 
 def _dated_event(m: Any, counted: list[str], element: str) -> Reading:
@@ -612,7 +646,7 @@ def _add_facts(
             value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, r.unit)
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, r.active, how, value, unit, r.status,
                                               r.comparator, r.until, r.flagged_low, r.value, r.unit, r.verification,
-                                              r.recorded))
+                                              r.recorded, r.starts))
     return True
 
 

@@ -231,6 +231,9 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         strengths=ProductStrengths({
             c.id: StrengthFloor.build(c.text_terms, c.text_minimum_strength.milligrams)
             for c in concepts.values() if c.text_minimum_strength is not None
+        }, {
+            cf.concept: StrengthFloor.build(concepts[cf.concept].text_terms, 0.0)
+            for cf in rule.confounders if cf.recent_dose_raise and cf.concept in concepts
         }),
         answers={c.id: c.answer_of for c in concepts.values() if c.answer_of is not None},
     )

@@ -141,6 +141,8 @@ class RecordStatus(_Knowledge):
     observation_in_progress: list[str]
     medication_active: list[str]
     medication_statement_active: list[str]
+    # statements of a medicine to be taken later (intended): no use yet, never read
+    medication_statement_planned: list[str] = Field(default_factory=list)
     # orders and statements kept as past courses (never active): B12 given after a low result,
     # and the earlier courses a long-term medicine is counted from
     medication_past: list[str]
@@ -154,12 +156,18 @@ class RecordStatus(_Knowledge):
     medication_renewal_only: list[str] = Field(default_factory=list)
     # MedicationRequest intents that are no prescription (a suggestion, one option of several)
     medication_intent_ignored: list[str] = Field(default_factory=list)
+    # MedicationRequest intents that plan a medicine not yet started: not read, unless the request
+    # reports a medicine taken (reportedBoolean, reportedReference: US Core's patient-reported medicines)
+    medication_intent_planned: list[str] = Field(default_factory=list)
     # the same for a ServiceRequest on record: a proposed test is no pending order
     order_intent_ignored: list[str] = Field(default_factory=list)
     # a past course that ended at most renewal_gap_days before the next began, or with no end
     # recorded began at most renewal_start_gap_days before it, is a renewal of it
     renewal_gap_days: int = Field(ge=0)
     renewal_start_gap_days: int = Field(ge=0)
+    # a long-term course (one with a minimum duration) that ended at most this long ago is still
+    # current use: the renewal may not be written yet, and the stores it depleted are not refilled
+    current_use_grace_days: int = Field(ge=0, default=0)
     administration_counted: list[str]
     procedure_counted: list[str]
     pending_order_status: list[str]
@@ -281,6 +289,8 @@ class Confounder(_Knowledge):
     downgrade: bool
     concept: str | None = None
     recent_start_days: int | None = None
+    # a medicine whose dose was raised inside recentStartDays is a recent start too (its names' strengths)
+    recent_dose_raise: bool = False
     within_days: int | None = None
     # recent kind: an event that began more than this many days after the complaint explains nothing of it
     max_days_after_complaint: int | None = None
@@ -518,7 +528,7 @@ NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
-PHRASES = ("indeterminateB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "undated", "matchedInText", "andMore", "deficientBelow",
+PHRASES = ("indeterminateB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow",
            "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
            "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,

@@ -106,6 +106,8 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
             parts.append("; " + k.wording.phrases["andMore"].format(count=len(ev.facts) - 3))
     if ev.since is not None and all(f.when != ev.since for f in ev.facts):
         parts.append(f" — {k.wording.medicine_since.format(date=ev.since.isoformat())}")
+    if ev.ended is not None:  # a long course counted inside its grace window: not called current
+        parts.append(f" — {k.wording.course_ended.format(date=ev.ended.isoformat())}")
     if ev.note:
         parts.append(f" — {ev.note}")
     if ev.measured_since is not None:  # the lab result that decides instead of the diagnosis

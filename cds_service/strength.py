@@ -7,7 +7,7 @@ that floor; a name that states none is read as before.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # mass units as product names write them, in milligrams (SI facts, not clinical knowledge)
 _MG_PER_UNIT = {"mg": 1.0, "milligram": 1.0, "milligrams": 1.0,
@@ -41,10 +41,22 @@ class StrengthFloor:
         amounts = [_milligrams(m["amount"], m["unit"].lower()) for name in names for m in self.pattern.finditer(name)]
         return bool(amounts) and all(a < self.minimum_mg for a in amounts)
 
+    def stated(self, names: list[str]) -> dict[str, float]:
+        """The strength each name the product is called by states, in mg ('atorvastatin 40 MG' ->
+        {'atorvastatin': 40.0}); the highest where one is stated twice."""
+        out: dict[str, float] = {}
+        for name in names:
+            for m in self.pattern.finditer(name):
+                term = m.group(0)[: m.start("amount") - m.start()].strip().lower()
+                out[term] = max(out.get(term, 0.0), _milligrams(m["amount"], m["unit"].lower()))
+        return out
+
 
 @dataclass(frozen=True)
 class ProductStrengths:
     floors: dict[str, StrengthFloor]
+    # the names of the medicines whose dose raise is read (a confounder's recentDoseRaise)
+    doses: dict[str, StrengthFloor] = field(default_factory=dict)
 
     def too_weak(self, concepts: set[str], names: list[str]) -> set[str]:
         """Those of `concepts` the product's names state only below their floor."""

@@ -536,3 +536,62 @@ def test_a_low_total_b12_taken_after_a_pregnant_status_asks_for_active_b12(knowl
     # as it does after a pregnancy Condition resolved since (only a current pregnancy discounts it)
     ended = assess(patient(30, MYALGIA, FATIGUE, low, status(PREGNANT, 90), status(NOT_PREGNANT, 10)), knowledge, TODAY)
     assert (ended.variant, ended.low_in_pregnancy) == ("untreated-low", False)
+
+
+def test_b12_replacement_not_yet_begun_is_no_therapy(knowledge: Knowledge) -> None:
+    """An order whose dosing starts next week: a baseline level is what it needs (a day's slack)."""
+    next_week = replace(med("b12-therapy", 3, "active"), starts=TODAY + timedelta(days=7))
+    a = assess(patient(50, MYALGIA, FATIGUE, next_week), knowledge, TODAY)
+    assert a.fires and not a.past_therapy and a.earlier_therapy is None
+    tomorrow = replace(next_week, starts=TODAY + timedelta(days=1))
+    assert assess(patient(50, MYALGIA, FATIGUE, tomorrow), knowledge, TODAY).outcome == "suppressed:on-b12-therapy"
+    begun = replace(next_week, starts=ago(3))
+    assert assess(patient(50, MYALGIA, FATIGUE, begun), knowledge, TODAY).outcome == "suppressed:on-b12-therapy"
+
+
+@pytest.mark.parametrize(("ended", "counted"), [(None, True), (-30, True), (2 * 365, False), (300, False), (1, False)])
+def test_an_active_medicine_past_its_recorded_end_is_no_current_use(
+        knowledge: Knowledge, ended: int | None, counted: bool) -> None:
+    """An "active" metformin whose recorded end passed is a past course: counted only inside the
+    grace window, and then only after six months' use (a course that lasted a day is not long-term)."""
+    started = 3 * 365 if ended != 1 else 2
+    metformin = replace(med("metformin", started, "active"), until=None if ended is None else ago(ended))
+    a = assess(patient(50, MYALGIA, FATIGUE, metformin), knowledge, TODAY)
+    assert ("metformin" in {e.id for e in a.risk_factors}) is counted
+
+
+def test_a_long_course_that_ended_inside_the_grace_window_is_current_use(knowledge: Knowledge) -> None:
+    """Twenty 90-day metformin orders, all completed, the last ten days ago: still a metformin user."""
+    fills = [replace(med("metformin", 100 + 90 * i, "completed"), until=ago(10 + 90 * i)) for i in range(20)]
+    a = assess(patient(50, MYALGIA, FATIGUE, *fills), knowledge, TODAY)
+    (metformin,) = a.risk_factors
+    assert (metformin.since, metformin.ended, a.indicator) == (ago(100 + 90 * 19), ago(10), Indicator.WARNING)
+    grace = knowledge.rule.record_status.current_use_grace_days
+    lapsed = [replace(f, until=f.until - timedelta(days=grace)) for f in fills if f.until is not None]
+    assert not assess(patient(50, MYALGIA, FATIGUE, *lapsed), knowledge, TODAY).risk_factors
+    short = replace(med("metformin", 40, "completed"), until=ago(10))  # a month's trial is not long-term use
+    assert not assess(patient(50, MYALGIA, FATIGUE, short), knowledge, TODAY).risk_factors
+
+
+def test_a_statin_that_ended_is_no_confounder(knowledge: Knowledge) -> None:
+    ended = replace(med("statin", 4 * 365, "active"), until=ago(2 * 365))
+    assert not assess(patient(50, MYALGIA, FATIGUE, ended), knowledge, TODAY).confounders
+    later = replace(ended, starts=TODAY + timedelta(days=14), until=None)  # not begun: no aches from it yet
+    assert not assess(patient(50, MYALGIA, FATIGUE, later), knowledge, TODAY).confounders
+
+
+@pytest.mark.parametrize(("old", "new", "note"), [
+    ("atorvastatin 10 MG Oral Tablet", "atorvastatin 40 MG Oral Tablet [Lipitor]", "Dose raised 16 days before"),
+    ("Atorvastatin 40 mg tablet", "Atorvastatin 20 mg tablet", None),  # lowered
+    ("Atorvastatin 10 mg tablet", "Atorvastatin 10 mg tablet", None),  # renewed
+    ("Simvastatin 20 mg tablet", "Rosuvastatin 40 mg tablet", None),  # a switch: no raise of one statin
+    ("Atorvastatin tablet", "Atorvastatin 40 mg tablet", None),  # no strength to compare
+])
+def test_a_statin_dose_raised_recently_is_a_recent_start(knowledge: Knowledge, old: str, new: str, note: str | None) -> None:
+    """A dose change stops the old order and starts a new one: the course runs on, the raise is news."""
+    raised = replace(med("statin", 21, "active"), text=new)
+    before = replace(med("statin", 3 * 365, "stopped"), text=old, until=ago(21))
+    pf = patient(50, replace(MYALGIA, when=ago(5)), FATIGUE, raised)
+    pf.renewals["statin"] = [before]
+    (statin,) = assess(pf, knowledge, TODAY).confounders
+    assert statin.note.startswith(note) if note else not statin.note.startswith(("Dose", "Started"))

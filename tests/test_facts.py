@@ -288,7 +288,7 @@ def test_do_not_perform_medication_request_does_not_count(knowledge: Knowledge) 
     assert facts_of(knowledge, med_request(doNotPerform=True)).of("metformin") == []
 
 
-@pytest.mark.parametrize(("state", "active"), [("active", True), ("intended", True), ("stopped", False),
+@pytest.mark.parametrize(("state", "active"), [("active", True), ("intended", None), ("stopped", False),
                                                 ("completed", False), ("not-taken", None)])
 def test_medication_statement_status(knowledge: Knowledge, state: str, active: bool | None) -> None:
     raw = {"resourceType": "MedicationStatement", "id": "ms-1", "status": state, "subject": {"reference": "Patient/p"},
@@ -674,8 +674,44 @@ def test_a_past_statement_is_dated_by_when_it_was_taken_never_by_when_it_was_ass
                 "subject": {"reference": "Patient/p"}, "medicationCodeableConcept": METFORMIN, **dates}
     [past] = facts_of(knowledge, statement("completed", dateAsserted=ago(10))).of("metformin")
     assert past.when is None
+    # a current one too: asserted at a medicines reconciliation today, it may have been taken for years
     [current] = facts_of(knowledge, statement("active", dateAsserted=ago(10))).of("metformin")
-    assert current.when == TODAY - timedelta(days=10)
+    assert (current.active, current.when) == (True, None)
+
+
+@pytest.mark.parametrize(("extra", "when"), [
+    ({}, 10),  # ordered: begun when written
+    ({"reportedBoolean": True}, None),  # reported (US Core: a medicine the patient takes): written when recorded
+    ({"reportedReference": {"reference": "Patient/p"}}, None),
+    ({"reportedBoolean": True, "dispenseRequest": {"validityPeriod": {"start": ago(900)}}}, 900),
+    ({"reportedBoolean": False}, 10),
+])
+def test_a_reported_medicine_is_not_dated_by_when_it_was_recorded(
+        knowledge: Knowledge, extra: dict[str, Any], when: int | None) -> None:
+    [f] = facts_of(knowledge, med_request(authoredOn=ago(10), **extra)).of("metformin")
+    assert f.when == (None if when is None else TODAY - timedelta(days=when))
+
+
+@pytest.mark.parametrize(("intent", "extra", "counted"), [
+    ("order", {}, True), ("plan", {}, False),  # a plan nobody has started
+    ("plan", {"reportedBoolean": True}, True),  # US Core: a patient-reported medicine
+    ("plan", {"reportedReference": {"reference": "Patient/p"}}, True),
+])
+def test_a_planned_medicine_is_read_only_when_reported_as_taken(
+        knowledge: Knowledge, intent: str, extra: dict[str, Any], counted: bool) -> None:
+    assert bool(facts_of(knowledge, med_request(intent=intent, **extra)).of("metformin")) is counted
+
+
+def test_the_dosing_start_is_kept_when_every_instruction_gives_one(knowledge: Knowledge) -> None:
+    def starting(*starts: str | None) -> dict[str, Any]:
+        return med_request(dosageInstruction=[{"timing": {"repeat": {"boundsPeriod": {"start": s} if s else {}}}}
+                                              for s in starts])
+    [f] = facts_of(knowledge, starting(ago(-7))).of("metformin")
+    assert (f.when, f.starts) == (TODAY - timedelta(days=400), TODAY + timedelta(days=7))
+    [taper] = facts_of(knowledge, starting(ago(-7), ago(-30))).of("metformin")
+    assert taper.starts == TODAY + timedelta(days=7)
+    [open_] = facts_of(knowledge, starting(ago(-7), None)).of("metformin")
+    assert open_.starts is None
 
 
 @pytest.mark.parametrize("value", [-5, -1.7e308, 1.7e308, 1e13])
@@ -942,3 +978,14 @@ def test_an_answer_in_words_is_read_as_a_value_string_is(knowledge: Knowledge) -
     coded = {"coding": [{"system": "http://snomed.info/sct", "code": "25064002", "display": "Headache"}], "text": "Myalgia"}
     assert screen.concepts(observation(complaint, coded), "Observation") == {}
     assert screen.concepts(observation(complaint, {"text": "Myalgia"}, "laboratory"), "Observation") == {}
+
+
+@pytest.mark.parametrize(("dosages", "until"), [
+    ([{"text": "1 mg IM once", "timing": {"repeat": {"count": 1}}}], 1100),  # one dose: ends when written
+    ([{"timing": {"repeat": {"count": 1, "boundsPeriod": {"start": ago(1000)}}}}], 1000),  # on its start
+    ([{"timing": {"repeat": {"count": 6}}}], None), ([{"timing": {"repeat": {"count": 1}}}, {"text": "then monthly"}], None),
+    ([{"timing": {"repeat": {"count": "1"}}}], None), ([], None),
+])
+def test_an_order_of_one_dose_ends_with_it(knowledge: Knowledge, dosages: Any, until: int | None) -> None:
+    [f] = facts_of(knowledge, med_request(authoredOn=ago(1100), dosageInstruction=dosages)).of("metformin")
+    assert f.until == (None if until is None else TODAY - timedelta(days=until))

@@ -234,7 +234,7 @@ def test_status_and_include_parameters(templates: dict[str, str]) -> None:
     # past courses too: long-term use counts from the first, and B12 given after a low result treats it
     assert params("medications")["status"] == "active,on-hold,completed,stopped"  # stopped: a dose change
     assert params("medications")["_include"] == "MedicationRequest:medication"  # for medicationReference
-    assert params("medicationStatements")["status"] == "active,intended,completed,stopped"  # taken, then stopped
+    assert params("medicationStatements")["status"] == "active,completed,stopped"  # taken, then stopped (not intended: no use yet)
     assert params("medicationStatements")["_include"] == "MedicationStatement:medication"  # for medicationReference
     assert params("b12Orders")["status"] == "draft,active,on-hold"
     assert render(templates["conditions"], CONTEXT, TODAY) == "Condition?patient=pt-1"

@@ -44,6 +44,26 @@ def test_myalgia_mentions(knowledge: Knowledge, text: str, expected: set[str]) -
     assert knowledge.text.find(text) & {"myalgia", "metformin"} == expected
 
 
+@pytest.mark.parametrize(("rtype", "name", "concept"), [
+    # found in the medication review: brand names a product is ordered by, with no generic name beside
+    *(("MedicationRequest", name, "statin") for name in (
+        "Lipitor 20 mg tablet", "Crestor 10mg tablet", "Zocor 40mg", "Pravachol 40 mg", "Lescol XL 80 mg", "Livalo 2 mg",
+        "Zypitamag 2 mg tablet", "Altoprev 20 mg ER", "Ezallor Sprinkle 10 mg", "Vytorin 10/40", "Caduet 5 mg/10 mg",
+        "Roszet 10-10 mg")),
+    ("MedicationStatement", "Glucovance 5 mg/500 mg tablet", "metformin"),
+    ("MedicationRequest", "Protium 40mg gastro-resistant tablets", "acid-suppressant"),
+    ("MedicationRequest", "Colcrys 0.6 mg tablet", "b12-lowering-drug"),
+    ("MedicationRequest", "Mitigare 0.6 mg capsule", "b12-lowering-drug"),
+    ("Condition", "N2O abuse", "nitrous-oxide"), ("Observation", "Recreational N2O (whippets) at weekends", "nitrous-oxide"),
+])
+def test_a_medicine_is_read_by_its_brand_name(knowledge: Knowledge, rtype: str, name: str, concept: str) -> None:
+    assert ConceptScreen(knowledge, PatientData()).text([name], rtype) == {concept}
+
+
+def test_a_brand_name_negated_is_not_read(knowledge: Knowledge) -> None:
+    assert ConceptScreen(knowledge, PatientData()).text(["Denies N2O use"], "Condition") == set()
+
+
 def test_medication_names_match_inside_product_text(knowledge: Knowledge) -> None:
     assert "metformin" in knowledge.text.find("Janumet (sitagliptin and metformin) 50/1000 mg")
     assert "b12-therapy" in knowledge.text.find("Hydroxocobalamin 1 MG/ML Injectable Solution")
