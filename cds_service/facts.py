@@ -411,6 +411,7 @@ class Reading:
     verification: str | None = None
     recorded: date | None = None
     starts: date | None = None
+    planned: bool = False  # a medicine planned, not known to be taken: no B12 replacement under way
 
 
 _SKIP = Reading("skip")
@@ -503,8 +504,9 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
     if m.intent in status.medication_intent_ignored:
         return _SKIP
     reported = _reported(raw)
-    if m.intent in status.medication_intent_planned and not reported:
-        return _SKIP  # a plan nobody has started: no use, no replacement under way
+    # a plan nobody reports taking: read as an order for the risk factors (EHRs document home
+    # medicines so), never as B12 replacement under way
+    planned = m.intent in status.medication_intent_planned and not reported
     validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
     use: Literal["counts", "renewal"] = "renewal" if m.status in status.medication_renewal_only else "counts"
     dosing = _dosing_bounds(raw.get("dosageInstruction"))
@@ -519,7 +521,7 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
         # one dose (timing.repeat.count 1): the course ends with it, on its start or when written;
         # left active for years, it is a dose given then, not replacement under way for ever
         until = starts or as_date(m.authoredOn)
-    return Reading(use, began, m.status in status.medication_active, m.status, until, starts=starts)
+    return Reading(use, began, m.status in status.medication_active, m.status, until, starts=starts, planned=planned)
 
 
 def _reported(raw: dict[str, Any]) -> bool:
@@ -618,6 +620,11 @@ def _add_facts(
         return False
     if r.use == "skip" or (rtype == "Observation" and (r.value == 0 or _scored_zero(raw)) and not set(hits) & set(screen.k.units)):
         return False  # a symptom scored 0 ("muscle pain score: 0") is a symptom absent
+    if r.planned:
+        therapy = screen.k.rule.suppressors.therapy_concepts
+        hits = {c: how for c, how in hits.items() if c not in therapy}
+        if not hits:
+            return False
     rid, label = model.id, record_label(raw, screen, rtype)
     if r.use == "no-result" or not r.reports:
         # a lab test that reported nothing is no result: kept apart, to be named on the card, so it

@@ -692,14 +692,18 @@ def test_a_reported_medicine_is_not_dated_by_when_it_was_recorded(
     assert f.when == (None if when is None else TODAY - timedelta(days=when))
 
 
-@pytest.mark.parametrize(("intent", "extra", "counted"), [
-    ("order", {}, True), ("plan", {}, False),  # a plan nobody has started
+@pytest.mark.parametrize(("intent", "extra", "replacement"), [
+    ("order", {}, True), ("plan", {}, False),  # a plan nobody reports taking: no replacement under way
     ("plan", {"reportedBoolean": True}, True),  # US Core: a patient-reported medicine
     ("plan", {"reportedReference": {"reference": "Patient/p"}}, True),
 ])
-def test_a_planned_medicine_is_read_only_when_reported_as_taken(
-        knowledge: Knowledge, intent: str, extra: dict[str, Any], counted: bool) -> None:
-    assert bool(facts_of(knowledge, med_request(intent=intent, **extra)).of("metformin")) is counted
+def test_a_planned_b12_is_replacement_only_when_reported_as_taken(
+        knowledge: Knowledge, intent: str, extra: dict[str, Any], replacement: bool) -> None:
+    b12 = {"text": "Cyanocobalamin 1000 MCG/ML Injectable Solution"}
+    assert bool(facts_of(knowledge, med_request(intent=intent, medicationCodeableConcept=b12, **extra))
+                .of("b12-therapy")) is replacement
+    # a risk factor documented as a plan still counts: EHRs document home medicines so
+    assert facts_of(knowledge, med_request(intent=intent, **extra)).of("metformin")
 
 
 def test_the_dosing_start_is_kept_when_every_instruction_gives_one(knowledge: Knowledge) -> None:
