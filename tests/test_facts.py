@@ -379,6 +379,24 @@ def test_units_are_matched_whatever_their_case(knowledge: Knowledge, lab_code: s
     assert f.value == pytest.approx(100 * knowledge.units[concept].factors[factor_of])
 
 
+
+TSH = code(LOINC, "3016-3", "Thyrotropin [Units/volume] in Serum or Plasma")
+MMA = code(LOINC, "13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma")
+
+
+@pytest.mark.parametrize(("lab_code", "concept", "unit", "value", "read"), [
+    (MMA, "mma", "mcmol/L", 0.6, 0.6), (HOMOCYSTEINE, "homocysteine", "mcmol/l", 20, 20), (TSH, "tsh", "µU/mL", 6.1, 6.1),
+    (TSH, "tsh", "uU/mL", 6.1, 6.1), (TSH, "tsh", "mcIU/mL", 6.1, 6.1), (HB, "hemoglobin", "g%", 11.5, 11.5),
+    (MCV, "mcv", "fL/cell", 104, 104), (MCV, "mcv", "10*-15.L", 104, 104),
+    (TSH, "tsh", "mIU/mL", 2.5, None),  # a mislabelled µIU/mL, or 1000 times more: shown, never compared
+])
+def test_unit_spellings_labs_print_are_read(
+    knowledge: Knowledge, lab_code: dict[str, Any], concept: str, unit: str, value: float, read: float | None,
+) -> None:
+    """Found in review: a raised homocysteine in mcmol/L, an MCV in fL/cell, read as no value."""
+    [f] = facts_of(knowledge, lab(lab_code, value, unit, ago(5))).of(concept)
+    assert f.value == read
+
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
 
