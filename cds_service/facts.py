@@ -438,6 +438,8 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     if quantity is not None and quantity.value is not None:
         value = float(quantity.value)
         unit, comparator = _quantity_unit(quantity, k), quantity.comparator
+    elif m.valueInteger is not None:  # a count or a value with no unit (MCV 104): read as a Quantity with none
+        value, unit, comparator = float(m.valueInteger), None, None
     elif (written := _QUANTITY_TEXT.fullmatch(m.valueString or "")) is not None:
         # a result some labs send as text ("<150 pg/mL", "129 pg/mL"): read when it is only that
         value, unit, comparator = float(written["value"]), written["unit"], written["comparator"]
@@ -457,6 +459,15 @@ def _quantity_unit(quantity: Any, k: Knowledge) -> str | None:
     given = [u.strip() for u in ((quantity.code if ucum else None), quantity.unit, quantity.code) if u and u.strip()]
     known = next((u for u in given if any(lab.factor(u) is not None for lab in k.units.values())), None)
     return known or (given[0] if given else None)
+
+
+def awaiting_result(fact: Fact, k: Knowledge) -> bool:
+    """Whether an Observation fact is a test in progress (registered, or interim with nothing
+    reported yet): shown as a sample taken with no result, never as a result."""
+    status = k.rule.record_status
+    return fact.resource_type == "Observation" and (
+        fact.status in status.observation_in_progress
+        or (fact.status in status.observation_interim and fact.reported_value is None and not fact.flagged_low))
 
 
 def _holds_number(obs: Any) -> bool:
@@ -581,9 +592,12 @@ def _add_facts(
     rid, label = model.id, record_label(raw, screen, rtype)
     if r.use == "no-result" or not r.reports:
         # a lab test that reported nothing is no result: kept apart, to be named on the card, so it
-        # silences nothing and an older result of that lab is read instead; a symptom needs no value
+        # silences nothing and an older result of that lab is read instead; a symptom needs no value.
+        # An interim one (preliminary) says its result is to follow: a test in progress, as registered is.
         labs = {c: how for c, how in hits.items() if c in screen.k.units}
-        facts.no_result += [Fact(c, rtype, rid, label, r.when, False, how, status=r.status) for c, how in labs.items()]
+        awaited = r.use != "no-result" and r.status in screen.k.rule.record_status.observation_interim
+        (facts.in_progress if awaited else facts.no_result).extend(
+            Fact(c, rtype, rid, label, r.when, awaited, how, status=r.status) for c, how in labs.items())
         hits = {c: how for c, how in hits.items() if c not in labs}
         if r.use == "no-result" or not hits:
             return False

@@ -139,6 +139,9 @@ class RecordStatus(_Knowledge):
     observation_status: list[str]
     # a lab Observation with one of these has no result yet: the test is in progress
     observation_in_progress: list[str]
+    # interim results (FHIR preliminary): a value they report is read; with none (no number, no flag)
+    # the test is in progress, as a registered one is; on a tie in time a result not interim wins
+    observation_interim: list[str] = Field(default_factory=list)
     medication_active: list[str]
     medication_statement_active: list[str]
     # orders and statements kept as past courses (never active): B12 given after a low result,

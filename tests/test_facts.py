@@ -420,6 +420,35 @@ def test_a_registered_b12_is_a_test_in_progress_and_an_older_result_is_still_rea
     assert result.value == 410
 
 
+
+@pytest.mark.parametrize("reported", [{}, {"valueString": "To follow"}, {"valueString": "Pending"}], ids=["no-value", "to-follow", "pending"])
+def test_a_preliminary_b12_that_reports_nothing_yet_is_a_test_in_progress(knowledge: Knowledge, reported: dict[str, Any]) -> None:
+    """FHIR preliminary is an interim result, the final one to follow: as registered, not as a test that reported nothing."""
+    pf = facts_of(knowledge, observation(B12, ago(3), state="preliminary", **reported), lab(B12, 410, "pg/mL", ago(400)))
+    [pending] = pf.in_progress
+    assert (pending.concept, pending.status, pending.when) == ("b12-result", "preliminary", TODAY - timedelta(days=3))
+    assert pf.no_result == [] and [f.value for f in pf.of("b12-result")] == [410]
+
+
+def test_a_preliminary_b12_with_a_reason_for_no_value_is_no_result(knowledge: Knowledge) -> None:
+    absent = {"dataAbsentReason": code("http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-performed")}
+    pf = facts_of(knowledge, observation(B12, ago(3), state="preliminary", **absent))
+    assert pf.in_progress == [] and [f.status for f in pf.no_result] == ["preliminary"]
+
+
+def test_a_preliminary_b12_with_a_flag_is_a_result(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, observation(B12, ago(3), state="preliminary", interpretation=[code(V3_INTERPRETATION, "L")]))
+    assert pf.in_progress == [] and [f.flagged_low for f in pf.of("b12-result")] == [True]
+
+
+@pytest.mark.parametrize(("lab_code", "concept", "value"), [(MCV, "mcv", 104.0), (B12, "b12-result", None)])
+def test_a_value_integer_is_read_as_a_quantity_without_a_unit(
+    knowledge: Knowledge, lab_code: dict[str, Any], concept: str, value: float | None,
+) -> None:
+    """MCV is read in its one unit (unitWhenAbsent); a B12 of 410 could be pg/mL or pmol/L."""
+    [f] = facts_of(knowledge, observation(lab_code, ago(5), valueInteger=104 if concept == "mcv" else 410)).of(concept)
+    assert (f.value, f.reported_unit) == (value, None) and f.reported_value in (104, 410)
+
 def test_a_flag_with_no_value_is_kept(knowledge: Knowledge) -> None:
     [f] = facts_of(knowledge, observation(B12, ago(30), interpretation=[code(V3_INTERPRETATION, "L")])).of("b12-result")
     assert (f.value, f.flagged_low) == (None, True)
