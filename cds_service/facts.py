@@ -10,7 +10,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from cds_service import fhir_models
@@ -332,7 +332,8 @@ def extract_facts(
     screen = ConceptScreen(knowledge, data, check)
     # Lab rules read only the latest valid result per lab, so lab Observations are validated
     # newest first and the rest are never parsed: large charts cost little more than reading.
-    labs: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    labs: dict[str, list[tuple[tuple[datetime, int, datetime], str, dict[str, Any]]]] = defaultdict(list)
+    final_first = _final_first(knowledge)
     for rtype in RESOURCE_TYPES:
         for n, raw in enumerate(data.of_type(rtype), 1):
             if n % RECORDS_PER_CHECK == 0:
@@ -341,13 +342,14 @@ def extract_facts(
             if not hits:
                 continue
             if rtype == "Observation" and len(hits) == 1 and next(iter(hits)) in knowledge.units:
-                labs[next(iter(hits))].append((_raw_observation_date(raw), raw))
+                when = _raw_observation_date(raw)
+                labs[next(iter(hits))].append((_newest_first_key(when, raw, final_first), when, raw))
                 continue
             _add_facts(facts, raw, rtype, hits, screen)
     latest = (today + timedelta(days=1)).isoformat() if today is not None else None
     for concept, candidates in labs.items():
         candidates.sort(key=lambda c: c[0], reverse=True)
-        for n, (when, raw) in enumerate(candidates, 1):
+        for n, (_, when, raw) in enumerate(candidates, 1):
             if n % RECORDS_PER_CHECK == 0:  # a long run of invalid results, each validated
                 check()
             if latest is not None and when[:10] > latest:  # ISO dates, partial ones too, compare as text
@@ -356,6 +358,41 @@ def extract_facts(
             if _add_facts(facts, raw, "Observation", {concept: "code"}, screen):
                 break
     return facts
+
+
+_NO_INSTANT = datetime.min.replace(tzinfo=UTC)
+
+
+def instant(text: Any) -> datetime:
+    """A FHIR date or dateTime as the instant it names, for ordering results: "10:00-05:00" is after
+    "14:00Z" the same day, which text order reads the other way round. A date alone is its first
+    moment, a time with no zone (converters send them) is read as UTC; unreadable or absent sorts
+    before every date."""
+    if not isinstance(text, str) or len(text) < 4:
+        return _NO_INSTANT
+    try:
+        if len(text) < 10:  # a partial date (YYYY, YYYY-MM): its first day
+            return datetime(int(text[:4]), int(text[5:7]) if len(text) >= 7 else 1, 1, tzinfo=UTC)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        day = as_date(text)  # a date this reads, with a time it cannot (as _observation_date does)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else _NO_INSTANT
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _final_first(k: Knowledge) -> Callable[[Any], int]:
+    """Ranks a raw result's status on a tie in time: a final (amended, corrected) result above an
+    interim (preliminary) one, which the lab has since replaced, above any other status."""
+    status = k.rule.record_status
+    final = frozenset(s for s in status.observation_status if s not in status.observation_interim)
+    interim = frozenset(status.observation_interim)
+    return lambda s: 2 if s in final else 1 if s in interim else 0
+
+
+def _newest_first_key(when: str, raw: dict[str, Any], final_first: Callable[[Any], int]) -> tuple[datetime, int, datetime]:
+    """Sorts a lab's results newest first by the instant taken, then final before interim, then
+    the later issued (the lab's latest word on the same sample)."""
+    return instant(when), final_first(raw.get("status")), instant(raw.get("issued"))
 
 
 def _raw_observation_date(raw: dict[str, Any]) -> str:

@@ -334,6 +334,33 @@ def test_latest_is_chosen_per_lab(knowledge: Knowledge) -> None:
     assert [f.value for f in pf.of("hemoglobin")] == [11.0]
 
 
+
+def test_the_newest_result_is_chosen_by_instant_not_by_the_text_of_its_date(knowledge: Knowledge) -> None:
+    """23:00 at -05:00 is 04:00 UTC the next day: after 02:00Z that day, though its text sorts first."""
+    evening = lab(B12, 150, "pg/mL", f"{ago(30)}T23:00:00-05:00")
+    night = lab(B12, 410, "pg/mL", f"{ago(29)}T02:00:00Z")
+    for order in ((evening, night), (night, evening)):
+        [f] = facts_of(knowledge, *order).of("b12-result")
+        assert f.resource_id == evening["id"]
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_on_a_tie_in_time_a_final_result_wins_over_a_preliminary_one(knowledge: Knowledge, first: bool) -> None:
+    when = f"{ago(30)}T09:00:00Z"
+    interim = lab(B12, 150, "pg/mL", when, status="preliminary")
+    final = lab(B12, 410, "pg/mL", f"{ago(30)}T04:00:00-05:00")  # the same instant, written in another zone
+    [f] = facts_of(knowledge, *((interim, final) if first else (final, interim))).of("b12-result")
+    assert f.resource_id == final["id"]
+
+
+def test_on_a_tie_in_time_and_status_the_later_issued_result_wins(knowledge: Knowledge) -> None:
+    when = f"{ago(30)}T09:00:00Z"
+    first = lab(B12, 150, "pg/mL", when, issued=f"{ago(29)}T10:00:00Z")
+    corrected = lab(B12, 410, "pg/mL", when, status="corrected", issued=f"{ago(28)}T08:00:00+02:00")
+    for order in ((first, corrected), (corrected, first)):
+        [f] = facts_of(knowledge, *order).of("b12-result")
+        assert f.resource_id == corrected["id"]
+
 @pytest.mark.parametrize(("newest", "skipped"), [
     ({"status": "entered-in-error"}, 0),
     ({"status": "cancelled"}, 0),
