@@ -6,7 +6,6 @@ with fhir.resources, so a 10,000-Observation chart costs little more than readin
 """
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -46,6 +45,8 @@ class Fact:
     reported_value: float | None = None
     reported_unit: str | None = None
     verification: str | None = None  # a Condition's verificationStatus code (confirmed, provisional, ...)
+    # a value sent with no unit, in the canonical unit read in each unit the lab may have meant (candidateUnits)
+    unitless_values: tuple[float, ...] = ()
     # a Condition's recordedDate, kept when `when` is its onset: a record entered after an earlier
     # answer is newer evidence than it, even when its onset is older (a pregnancy dated from the
     # last period, entered when found)
@@ -386,7 +387,7 @@ def _final_first(k: Knowledge) -> Callable[[Any], int]:
     status = k.rule.record_status
     final = frozenset(s for s in status.observation_status if s not in status.observation_interim)
     interim = frozenset(status.observation_interim)
-    return lambda s: 2 if s in final else 1 if s in interim else 0
+    return lambda s: 0 if not isinstance(s, str) else 2 if s in final else 1 if s in interim else 0  # junk: last
 
 
 def _newest_first_key(when: str, raw: dict[str, Any], final_first: Callable[[Any], int]) -> tuple[datetime, int, datetime]:
@@ -470,16 +471,19 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     quantity = m.valueQuantity
     flags = k.rule.b12_result.low_flags
     lab_flags = _lab_flags(raw.get("interpretation"), flags)
+    written = k.lab_text.read(m.valueString) if m.valueString is not None else None
+    if written is not None and written.flag is not None:  # "145 pg/mL L": the lab's flag, written beside the value
+        lab_flags.append(written.flag)
     result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f in flags.low for f in lab_flags),
-                     reports=bool(lab_flags) or _holds_number(m))
+                     reports=bool(lab_flags) or written is not None or _holds_number(m, k))
     if quantity is not None and quantity.value is not None:
         value = float(quantity.value)
         unit, comparator = _quantity_unit(quantity, k), quantity.comparator
     elif m.valueInteger is not None:  # a count or a value with no unit (MCV 104): read as a Quantity with none
         value, unit, comparator = float(m.valueInteger), None, None
-    elif (written := _QUANTITY_TEXT.fullmatch(m.valueString or "")) is not None:
-        # a result some labs send as text ("<150 pg/mL", "129 pg/mL"): read when it is only that
-        value, unit, comparator = float(written["value"]), written["unit"], written["comparator"]
+    elif written is not None:
+        # a result some labs send as text ("<150 pg/mL", "145,0 pg/mL L"): read when it is only that
+        value, unit, comparator = written.value, written.unit, written.comparator
     else:
         return result
     value += 0.0  # a -0 reads as 0
@@ -507,29 +511,15 @@ def awaiting_result(fact: Fact, k: Knowledge) -> bool:
         or (fact.status in status.observation_interim and fact.reported_value is None and not fact.flagged_low))
 
 
-def _holds_number(obs: Any) -> bool:
+def _holds_number(obs: Any, k: Knowledge) -> bool:
     """Whether an Observation's value holds a number: a Quantity with a value, an integer, a range or
-    ratio, or text that is one, with at most a unit, even text this reader cannot convert ("1,234 pg/mL"). A lab
+    ratio, or text that is one, with at most a unit, even text this reader cannot convert ("150-200 pg/mL"). A lab
     that writes "Test not performed", "QNS" or "Specimen hemolyzed, recollect x2", or sends no value,
     reports no number."""
     quantity = obs.valueQuantity
     return ((quantity is not None and quantity.value is not None) or obs.valueInteger is not None
             or obs.valueRange is not None or obs.valueRatio is not None
-            or _LEADING_NUMBER.match(obs.valueString or "") is not None)
-
-
-# a number or range (with an optional comparator, in signs or words), at most a unit and a remark in
-# brackets after it: "1,234 pg/mL", "150-200 pg/mL", "> 2,000 pg/mL (repeated)", "Greater than 2000";
-# not "2nd specimen hemolyzed" nor "1 tube clotted - QNS"
-_LEADING_NUMBER = re.compile(
-    r"\s*(?:<=|>=|<|>|(?:greater|more|less|lower) than)?\s*\d[\d,]*(?:\.\d+)?(?:\s*[-–]\s*\d[\d,]*(?:\.\d+)?)?"
-    r"(?:\s*[^\s\d.,;:(-][^\s,;:]*)?(?:\s*\(.*\))?\s*$",
-    re.IGNORECASE,
-)
-
-
-# a value with an optional comparator and unit, and nothing else: "<150 pg/mL", "129", ">= 0.5 umol/L"
-_QUANTITY_TEXT = re.compile(r"\s*(?P<comparator><=|>=|<|>)?\s*(?P<value>\d{1,12}(?:\.\d{1,12})?)\s*(?P<unit>[^\s\d.,;:][^\s,;:]*)?\s*")
+            or (obs.valueString is not None and k.lab_text.holds_number(obs.valueString)))
 
 
 def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
@@ -655,9 +645,11 @@ def _add_facts(
         if lab is not None and r.value is not None:
             factor = lab.factor(r.unit)
             value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, r.unit)
+        # a lab reported in several units, no unit given: the value in each, for a band they all agree on
+        unitless = lab.unitless_values(r.value) if lab is not None and r.value is not None and not r.unit else ()
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, r.active, how, value, unit, r.status,
                                               r.comparator, r.until, r.flagged_low, r.value, r.unit, r.verification,
-                                              r.recorded))
+                                              unitless, r.recorded))
     return True
 
 

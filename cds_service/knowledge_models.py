@@ -67,7 +67,23 @@ class LabUnits(_Knowledge):
     display_unit: str | None = None
     # the unit a result sent with none is read in, for a lab reported in one unit only (MCV in fL)
     unit_when_absent: str | None = None
+    # the units a lab reported in several reports this test in (B12: pg/mL, pmol/L): a result sent with
+    # no unit is banded only when every one of them puts it in the same band (rule.json b12Result.bands)
+    candidate_units: list[str] = Field(default_factory=list)
     remark: str = ""
+
+    @model_validator(mode="after")
+    def _candidates_are_known_units(self) -> "LabUnits":
+        unknown = [u for u in self.candidate_units if u not in self.factors]
+        if unknown:
+            raise ValueError(f"candidateUnits {unknown} are not among the factors")
+        if self.candidate_units and self.unit_when_absent:
+            raise ValueError("a lab has either one unitWhenAbsent or several candidateUnits, not both")
+        return self
+
+    def unitless_values(self, value: float) -> tuple[float, ...]:
+        """A value sent with no unit in the canonical unit, read in each candidate unit."""
+        return tuple(value * self.factors[u] for u in self.candidate_units)
 
     @property
     def shown(self) -> str:
@@ -94,8 +110,19 @@ class LabUnits(_Knowledge):
         return self._folded.get((unit or "").strip().casefold())
 
 
+class ValueText(_Knowledge):
+    """How a lab result sent as text is read beyond a number and a unit."""
+
+    # words (and signs other than <, <=, >=, >) that write a comparator: "less than" 50 pg/mL
+    comparator_words: dict[str, Literal["<", "<=", ">=", ">"]] = Field(default_factory=dict)
+    # marks a lab prints beside a value that say only "look at this" (no direction): "145 pg/mL *"
+    marks: list[str] = Field(default_factory=list)
+    remark: str = ""
+
+
 class UnitsFile(_File):
     labs: dict[str, LabUnits]
+    value_text: ValueText = Field(default_factory=ValueText)
 
 
 class TextMatchingFile(_File):
@@ -430,6 +457,8 @@ class ResultWording(_Knowledge):
     # a value whose unit the rule cannot convert (or that has none): shown, never compared
     unconverted: str
     no_unit: str
+    # a value sent with no unit that every candidate unit puts in one band: "{value}", "{units}"
+    no_unit_same_band: str
     # a value sent with no unit, read in the lab's unitWhenAbsent: "{value}", "{unit}"
     unit_assumed: str
     # a value reported in another unit than the rule's: "{reported} ({converted})"

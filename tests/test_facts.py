@@ -476,6 +476,22 @@ def test_a_value_integer_is_read_as_a_quantity_without_a_unit(
     [f] = facts_of(knowledge, observation(lab_code, ago(5), valueInteger=104 if concept == "mcv" else 410)).of(concept)
     assert (f.value, f.reported_unit) == (value, None) and f.reported_value in (104, 410)
 
+
+@pytest.mark.parametrize("reported", [{"valueQuantity": {"value": 120}}, {"valueString": "120"}, {"valueInteger": 120},
+                                      {"valueString": "120 L"}], ids=["quantity", "text", "integer", "text-flagged"])
+def test_a_b12_without_a_unit_keeps_its_value_in_each_unit_labs_report_it_in(knowledge: Knowledge, reported: dict[str, Any]) -> None:
+    """Not converted (pg/mL and pmol/L differ by a third); kept in both, for a band they agree on."""
+    [f] = facts_of(knowledge, observation(B12, ago(30), **reported)).of("b12-result")
+    assert (f.value, f.reported_value, f.reported_unit) == (None, 120, None)
+    assert f.unitless_values == pytest.approx((120, 120 * knowledge.units["b12-result"].factors["pmol/L"]))
+
+
+def test_an_active_b12_without_a_unit_is_read_in_picomoles(knowledge: Knowledge) -> None:
+    """Active B12 (holotranscobalamin) is reported in pmol/L only (units.json unitWhenAbsent)."""
+    holotc = code(LOINC, "72160-5", "Holotranscobalamin")
+    [f] = facts_of(knowledge, observation(holotc, ago(30), valueQuantity={"value": 20})).of("holotc-result")
+    assert (f.value, f.unit, f.unitless_values) == (20, "pmol/L", ())
+
 def test_a_flag_with_no_value_is_kept(knowledge: Knowledge) -> None:
     [f] = facts_of(knowledge, observation(B12, ago(30), interpretation=[code(V3_INTERPRETATION, "L")])).of("b12-result")
     assert (f.value, f.flagged_low) == (None, True)
@@ -599,7 +615,37 @@ def test_a_result_sent_as_text_is_read_when_it_is_only_a_value_and_unit(
     assert f.value == pytest.approx(value, rel=0.01) and f.comparator == comparator
 
 
-@pytest.mark.parametrize("written", ["150-200 pg/mL", "1,234 pg/mL", "129", " > 2,000 pg/mL (repeated)"])
+@pytest.mark.parametrize(("written", "value", "comparator", "flagged"), [
+    ("145 pg/mL L", 145, None, True), ("LOW 145 pg/mL", 145, None, True), ("145 pg/mL *", 145, None, False),
+    ("145.0 pg/mL (L)", 145, None, True), ("(L) 145 pg/mL", 145, None, True), ("145 pg/mL [LL]", 145, None, True),
+    ("145 pg/mL l", 145, None, True), ("145 pg/mL H", 145, None, False), ("145 pg/mL Low", 145, None, True),
+    ("Less than 50 pg/mL", 50, "<", False), ("less  than 50 pg/mL L", 50, "<", True), ("Greater than 2000 pg/mL", 2000, ">", False),
+    ("≥ 2000 pg/mL", 2000, ">=", False), ("at least 2000 pg/mL", 2000, ">=", False),
+    ("145,0 pg/mL", 145, None, False), ("1,234 pg/mL", 1234, None, False), ("1,234.5 pg/mL", 1234.5, None, False),
+    ("145pg/mL", 145, None, False), ("<50 PG/ML", 50, "<", False),
+])
+def test_a_result_sent_as_text_with_a_flag_words_or_a_decimal_comma_is_read(
+    knowledge: Knowledge, written: str, value: float, comparator: str | None, flagged: bool,
+) -> None:
+    """Found in review: each was read as no result (a repeat asked for) or as a number never compared."""
+    [f] = facts_of(knowledge, observation(B12, ago(30), valueString=written)).of("b12-result")
+    assert (f.value, f.comparator, f.flagged_low) == (pytest.approx(value), comparator, flagged)
+    assert f.reported_unit is not None and f.reported_unit.casefold() == "pg/ml"
+
+
+@pytest.mark.parametrize(("written", "value"), [("0,45 umol/L", 0.45), ("0,450 umol/L", 0.45), ("1,5 umol/L", 1.5)])
+def test_a_decimal_comma_is_not_read_as_thousands(knowledge: Knowledge, written: str, value: float) -> None:
+    mma = code(LOINC, "13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma")
+    [f] = facts_of(knowledge, observation(mma, ago(30), valueString=written)).of("mma")
+    assert f.value == pytest.approx(value)
+
+
+def test_a_flag_word_alone_is_no_value(knowledge: Knowledge) -> None:
+    """'Low' alone names no number: the result reports nothing (kept apart as no result, as before)."""
+    pf = facts_of(knowledge, observation(B12, ago(30), valueString="Low"))
+    assert pf.of("b12-result") == [] and len(pf.no_result) == 1
+
+@pytest.mark.parametrize("written", ["150-200 pg/mL", "129", " > 2,000 pg/mL (repeated)", "12,34,5 pg/mL"])
 def test_a_result_sent_as_other_text_has_no_value(knowledge: Knowledge, written: str) -> None:
     """A number this reader cannot convert is still a result: the test was done."""
     [f] = facts_of(knowledge, observation(B12, ago(30), valueString=written)).of("b12-result")
