@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from cds_service import fhir_models
 from cds_service.knowledge import Knowledge
-from cds_service.knowledge_models import LabFlags, flag_words
+from cds_service.knowledge_models import LabFlags
+from cds_service.lab_text import LabTextReader
 from cds_service.patient_data import RESOURCE_TYPES, PatientData, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
 from cds_service.valueset import loose_uri
@@ -470,11 +471,11 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
         return Reading("no-result", _observation_date(m), status=m.status)
     quantity = m.valueQuantity
     flags = k.rule.b12_result.low_flags
-    lab_flags = _lab_flags(raw.get("interpretation"), flags)
+    lab_flags = _lab_flags(raw.get("interpretation"), flags, k.lab_text)
     written = k.lab_text.read(m.valueString) if m.valueString is not None else None
     if written is not None and written.flag is not None:  # "145 pg/mL L": the lab's flag, written beside the value
         lab_flags.append(written.flag)
-    result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f in flags.low for f in lab_flags),
+    result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f.upper() in flags.low_codes for f in lab_flags),
                      reports=bool(lab_flags) or written is not None or _holds_number(m, k))
     if quantity is not None and quantity.value is not None:
         value = float(quantity.value)
@@ -661,17 +662,18 @@ def _observation_date(obs: Any) -> date | None:
             or as_date(obs.effectiveInstant) or as_date(obs.issued))
 
 
-def _lab_flags(interpretation: Any, flags: LabFlags) -> list[str]:
+def _lab_flags(interpretation: Any, flags: LabFlags, reader: LabTextReader) -> list[str]:
     """The lab flags in raw Observation.interpretation (low, normal, high: each says the lab measured
     something): codes from the flag code systems, under any spelling of their URIs, or with no
-    system; an interpretation sent as text only read through textFlags. Junk in it is ignored."""
+    system; an interpretation sent as text only read through textFlags, a mark after it passed over
+    ("Low*"). Junk in it is ignored."""
     concepts = interpretation if isinstance(interpretation, list) else [interpretation]
     found = []
     for concept in concepts:
         codings = _codings(concept)
         found += [code for system, code, _ in codings if not system or loose_uri(system) in flags.loose_systems]
         text = concept.get("text") if isinstance(concept, dict) and not codings else None
-        if isinstance(text, str) and (code := flags.text_flag_codes.get(flag_words(text))):
+        if isinstance(text, str) and (code := reader.flag_code(text)):
             found.append(code)
     return found
 

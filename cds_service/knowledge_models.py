@@ -244,6 +244,11 @@ class LabFlags(_Knowledge):
         return {flag_words(text): code for text, code in self.text_flags.items()}
 
     @cached_property
+    def low_codes(self) -> frozenset[str]:
+        """The low flags, upper case: the code systems write every flag so, and a hand-typed "l" means L."""
+        return frozenset(code.upper() for code in self.low)
+
+    @cached_property
     def loose_systems(self) -> frozenset[str]:
         """The systems as hand-typed spellings of them agree: no https, no trailing slash."""
         return frozenset(loose_uri(s) for s in self.systems)

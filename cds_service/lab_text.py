@@ -68,8 +68,17 @@ class LabTextReader:
         bare = token[1:-1].strip() if len(token) > 2 and token[0] + token[-1] in ("()", "[]") else token
         if bare in self.marks:
             return True, None
-        code = self.flags.get(flag_words(bare))
+        code = self.flag_code(bare)
         return code is not None, code
+
+    def flag_code(self, text: str) -> str | None:
+        """The flag code a flag's words name ("Low", "Abnormal low"), a mark after them passed over
+        ("Low*", "L!"): the lab drew attention to a flag it already gave."""
+        words = flag_words(text)
+        for mark in self.marks:
+            if words.endswith(mark) and len(words) > len(mark):
+                return self.flags.get(words[: -len(mark)].rstrip())
+        return self.flags.get(words)
 
     def read(self, text: str) -> TextValue | None:
         """The result the text holds, when it is only a value with at most a comparator, a unit and a

@@ -492,6 +492,17 @@ def test_an_active_b12_without_a_unit_is_read_in_picomoles(knowledge: Knowledge)
     [f] = facts_of(knowledge, observation(holotc, ago(30), valueQuantity={"value": 20})).of("holotc-result")
     assert (f.value, f.unit, f.unitless_values) == (20, "pmol/L", ())
 
+
+@pytest.mark.parametrize(("interpretation", "flagged"), [
+    ({"text": "Abnormal low"}, True), ({"text": "Lo"}, True), ({"text": "Low*"}, True), ({"text": "L!"}, True),
+    ({"coding": [{"code": "l"}]}, True), ({"coding": [{"system": V3_INTERPRETATION, "code": "ll"}]}, True),
+    ({"text": "Abnormal"}, False), ({"text": "*"}, False), ({"text": "Normal*"}, False), ({"text": "Slow"}, False),
+], ids=["abnormal-low", "lo", "low-star", "l-bang", "lowercase-l", "lowercase-ll", "abnormal", "star", "normal-star", "slow"])
+def test_low_flags_as_labs_write_them_are_read(knowledge: Knowledge, interpretation: dict[str, Any], flagged: bool) -> None:
+    """Found in review: 'Abnormal low', 'Lo', 'Low*' and a lower-case l left a low B12 unflagged."""
+    [f] = facts_of(knowledge, lab(B12, 400, "pg/mL", ago(30), interpretation=[interpretation])).of("b12-result")
+    assert f.flagged_low is flagged
+
 def test_a_flag_with_no_value_is_kept(knowledge: Knowledge) -> None:
     [f] = facts_of(knowledge, observation(B12, ago(30), interpretation=[code(V3_INTERPRETATION, "L")])).of("b12-result")
     assert (f.value, f.flagged_low) == (None, True)
