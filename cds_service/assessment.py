@@ -293,11 +293,14 @@ def stays_within(fact: Fact, comparator: str, threshold: float) -> bool:
 
 def b12_band(fact: Fact, bands: ResultBands) -> Band:
     """A B12 result against its NICE bands. The lab's low flag reads as deficient whatever the
-    value (cut-offs are assay-dependent); a censored value that spans bands is indeterminate."""
+    value (cut-offs are assay-dependent); a censored value that spans bands is indeterminate. A value
+    sent with no unit has the band every unit it may be in agrees on, else none (150: deficient in
+    pg/mL, indeterminate in pmol/L)."""
     if fact.flagged_low:
         return "deficient"
     if fact.value is None:
-        return "unknown"
+        agreed = {b12_band(replace(fact, value=v, unitless_values=()), bands) for v in fact.unitless_values}
+        return agreed.pop() if len(agreed) == 1 else "unknown"
     if crosses(fact, "<", bands.deficient_below):
         return "deficient"
     if crosses(fact, ">", bands.normal_above):

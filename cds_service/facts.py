@@ -6,16 +6,16 @@ with fhir.resources, so a 10,000-Observation chart costs little more than readin
 """
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from cds_service import fhir_models
 from cds_service.knowledge import Knowledge
-from cds_service.knowledge_models import LabFlags, flag_words
+from cds_service.knowledge_models import LabFlags
+from cds_service.lab_text import LabTextReader
 from cds_service.patient_data import RESOURCE_TYPES, PatientData, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
 from cds_service.valueset import loose_uri
@@ -46,6 +46,8 @@ class Fact:
     reported_value: float | None = None
     reported_unit: str | None = None
     verification: str | None = None  # a Condition's verificationStatus code (confirmed, provisional, ...)
+    # a value sent with no unit, in the canonical unit read in each unit the lab may have meant (candidateUnits)
+    unitless_values: tuple[float, ...] = ()
     # a Condition's recordedDate, kept when `when` is its onset: a record entered after an earlier
     # answer is newer evidence than it, even when its onset is older (a pregnancy dated from the
     # last period, entered when found)
@@ -341,7 +343,8 @@ def extract_facts(
     screen = ConceptScreen(knowledge, data, check)
     # Lab rules read only the latest valid result per lab, so lab Observations are validated
     # newest first and the rest are never parsed: large charts cost little more than reading.
-    labs: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    labs: dict[str, list[tuple[tuple[datetime, int, datetime], str, dict[str, Any]]]] = defaultdict(list)
+    final_first = _final_first(knowledge)
     for rtype in RESOURCE_TYPES:
         for n, raw in enumerate(data.of_type(rtype), 1):
             if n % RECORDS_PER_CHECK == 0:
@@ -350,13 +353,14 @@ def extract_facts(
             if not hits:
                 continue
             if rtype == "Observation" and len(hits) == 1 and next(iter(hits)) in knowledge.units:
-                labs[next(iter(hits))].append((_raw_observation_date(raw), raw))
+                when = _raw_observation_date(raw)
+                labs[next(iter(hits))].append((_newest_first_key(when, raw, final_first), when, raw))
                 continue
             _add_facts(facts, raw, rtype, hits, screen)
     latest = (today + timedelta(days=1)).isoformat() if today is not None else None
     for concept, candidates in labs.items():
         candidates.sort(key=lambda c: c[0], reverse=True)
-        for n, (when, raw) in enumerate(candidates, 1):
+        for n, (_, when, raw) in enumerate(candidates, 1):
             if n % RECORDS_PER_CHECK == 0:  # a long run of invalid results, each validated
                 check()
             if latest is not None and when[:10] > latest:  # ISO dates, partial ones too, compare as text
@@ -365,6 +369,41 @@ def extract_facts(
             if _add_facts(facts, raw, "Observation", {concept: "code"}, screen):
                 break
     return facts
+
+
+_NO_INSTANT = datetime.min.replace(tzinfo=UTC)
+
+
+def instant(text: Any) -> datetime:
+    """A FHIR date or dateTime as the instant it names, for ordering results: "10:00-05:00" is after
+    "14:00Z" the same day, which text order reads the other way round. A date alone is its first
+    moment, a time with no zone (converters send them) is read as UTC; unreadable or absent sorts
+    before every date."""
+    if not isinstance(text, str) or len(text) < 4:
+        return _NO_INSTANT
+    try:
+        if len(text) < 10:  # a partial date (YYYY, YYYY-MM): its first day
+            return datetime(int(text[:4]), int(text[5:7]) if len(text) >= 7 else 1, 1, tzinfo=UTC)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        day = as_date(text)  # a date this reads, with a time it cannot (as _observation_date does)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else _NO_INSTANT
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _final_first(k: Knowledge) -> Callable[[Any], int]:
+    """Ranks a raw result's status on a tie in time: a final (amended, corrected) result above an
+    interim (preliminary) one, which the lab has since replaced, above any other status."""
+    status = k.rule.record_status
+    final = frozenset(s for s in status.observation_status if s not in status.observation_interim)
+    interim = frozenset(status.observation_interim)
+    return lambda s: 0 if not isinstance(s, str) else 2 if s in final else 1 if s in interim else 0  # junk: last
+
+
+def _newest_first_key(when: str, raw: dict[str, Any], final_first: Callable[[Any], int]) -> tuple[datetime, int, datetime]:
+    """Sorts a lab's results newest first by the instant taken, then final before interim, then
+    the later issued (the lab's latest word on the same sample)."""
+    return instant(when), final_first(raw.get("status")), instant(raw.get("issued"))
 
 
 def _raw_observation_date(raw: dict[str, Any]) -> str:
@@ -443,15 +482,20 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
         return Reading("no-result", _observation_date(m), status=m.status)
     quantity = m.valueQuantity
     flags = k.rule.b12_result.low_flags
-    lab_flags = _lab_flags(raw.get("interpretation"), flags)
-    result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f in flags.low for f in lab_flags),
-                     reports=bool(lab_flags) or _holds_number(m))
+    lab_flags = _lab_flags(raw.get("interpretation"), flags, k.lab_text)
+    written = k.lab_text.read(m.valueString) if m.valueString is not None else None
+    if written is not None and written.flag is not None:  # "145 pg/mL L": the lab's flag, written beside the value
+        lab_flags.append(written.flag)
+    result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f.upper() in flags.low_codes for f in lab_flags),
+                     reports=bool(lab_flags) or written is not None or _holds_number(m, k))
     if quantity is not None and quantity.value is not None:
         value = float(quantity.value)
         unit, comparator = _quantity_unit(quantity, k), quantity.comparator
-    elif (written := _QUANTITY_TEXT.fullmatch(m.valueString or "")) is not None:
-        # a result some labs send as text ("<150 pg/mL", "129 pg/mL"): read when it is only that
-        value, unit, comparator = float(written["value"]), written["unit"], written["comparator"]
+    elif m.valueInteger is not None:  # a count or a value with no unit (MCV 104): read as a Quantity with none
+        value, unit, comparator = float(m.valueInteger), None, None
+    elif written is not None:
+        # a result some labs send as text ("<150 pg/mL", "145,0 pg/mL L"): read when it is only that
+        value, unit, comparator = written.value, written.unit, written.comparator
     else:
         return result
     value += 0.0  # a -0 reads as 0
@@ -470,29 +514,24 @@ def _quantity_unit(quantity: Any, k: Knowledge) -> str | None:
     return known or (given[0] if given else None)
 
 
-def _holds_number(obs: Any) -> bool:
+def awaiting_result(fact: Fact, k: Knowledge) -> bool:
+    """Whether an Observation fact is a test in progress (registered, or interim with nothing
+    reported yet): shown as a sample taken with no result, never as a result."""
+    status = k.rule.record_status
+    return fact.resource_type == "Observation" and (
+        fact.status in status.observation_in_progress
+        or (fact.status in status.observation_interim and fact.reported_value is None and not fact.flagged_low))
+
+
+def _holds_number(obs: Any, k: Knowledge) -> bool:
     """Whether an Observation's value holds a number: a Quantity with a value, an integer, a range or
-    ratio, or text that is one, with at most a unit, even text this reader cannot convert ("1,234 pg/mL"). A lab
+    ratio, or text that is one, with at most a unit, even text this reader cannot convert ("150-200 pg/mL"). A lab
     that writes "Test not performed", "QNS" or "Specimen hemolyzed, recollect x2", or sends no value,
     reports no number."""
     quantity = obs.valueQuantity
     return ((quantity is not None and quantity.value is not None) or obs.valueInteger is not None
             or obs.valueRange is not None or obs.valueRatio is not None
-            or _LEADING_NUMBER.match(obs.valueString or "") is not None)
-
-
-# a number or range (with an optional comparator, in signs or words), at most a unit and a remark in
-# brackets after it: "1,234 pg/mL", "150-200 pg/mL", "> 2,000 pg/mL (repeated)", "Greater than 2000";
-# not "2nd specimen hemolyzed" nor "1 tube clotted - QNS"
-_LEADING_NUMBER = re.compile(
-    r"\s*(?:<=|>=|<|>|(?:greater|more|less|lower) than)?\s*\d[\d,]*(?:\.\d+)?(?:\s*[-–]\s*\d[\d,]*(?:\.\d+)?)?"
-    r"(?:\s*[^\s\d.,;:(-][^\s,;:]*)?(?:\s*\(.*\))?\s*$",
-    re.IGNORECASE,
-)
-
-
-# a value with an optional comparator and unit, and nothing else: "<150 pg/mL", "129", ">= 0.5 umol/L"
-_QUANTITY_TEXT = re.compile(r"\s*(?P<comparator><=|>=|<|>)?\s*(?P<value>\d{1,12}(?:\.\d{1,12})?)\s*(?P<unit>[^\s\d.,;:][^\s,;:]*)?\s*")
+            or (obs.valueString is not None and k.lab_text.holds_number(obs.valueString)))
 
 
 def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
@@ -628,9 +667,12 @@ def _add_facts(
     rid, label = model.id, record_label(raw, screen, rtype)
     if r.use == "no-result" or not r.reports:
         # a lab test that reported nothing is no result: kept apart, to be named on the card, so it
-        # silences nothing and an older result of that lab is read instead; a symptom needs no value
+        # silences nothing and an older result of that lab is read instead; a symptom needs no value.
+        # An interim one (preliminary) says its result is to follow: a test in progress, as registered is.
         labs = {c: how for c, how in hits.items() if c in screen.k.units}
-        facts.no_result += [Fact(c, rtype, rid, label, r.when, False, how, status=r.status) for c, how in labs.items()]
+        awaited = r.use != "no-result" and r.status in screen.k.rule.record_status.observation_interim
+        (facts.in_progress if awaited else facts.no_result).extend(
+            Fact(c, rtype, rid, label, r.when, awaited, how, status=r.status) for c, how in labs.items())
         hits = {c: how for c, how in hits.items() if c not in labs}
         if r.use == "no-result" or not hits:
             return False
@@ -651,9 +693,11 @@ def _add_facts(
         if lab is not None and r.value is not None:
             factor = lab.factor(r.unit)
             value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, r.unit)
+        # a lab reported in several units, no unit given: the value in each, for a band they all agree on
+        unitless = lab.unitless_values(r.value) if lab is not None and r.value is not None and not r.unit else ()
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, r.active, how, value, unit, r.status,
                                               r.comparator, r.until, r.flagged_low, r.value, r.unit, r.verification,
-                                              r.recorded, r.starts))
+                                              unitless, r.recorded, r.starts))
     return True
 
 
@@ -665,17 +709,18 @@ def _observation_date(obs: Any) -> date | None:
             or as_date(obs.effectiveInstant) or as_date(obs.issued))
 
 
-def _lab_flags(interpretation: Any, flags: LabFlags) -> list[str]:
+def _lab_flags(interpretation: Any, flags: LabFlags, reader: LabTextReader) -> list[str]:
     """The lab flags in raw Observation.interpretation (low, normal, high: each says the lab measured
     something): codes from the flag code systems, under any spelling of their URIs, or with no
-    system; an interpretation sent as text only read through textFlags. Junk in it is ignored."""
+    system; an interpretation sent as text only read through textFlags, a mark after it passed over
+    ("Low*"). Junk in it is ignored."""
     concepts = interpretation if isinstance(interpretation, list) else [interpretation]
     found = []
     for concept in concepts:
         codings = _codings(concept)
         found += [code for system, code, _ in codings if not system or loose_uri(system) in flags.loose_systems]
         text = concept.get("text") if isinstance(concept, dict) and not codings else None
-        if isinstance(text, str) and (code := flags.text_flag_codes.get(flag_words(text))):
+        if isinstance(text, str) and (code := reader.flag_code(text)):
             found.append(code)
     return found
 

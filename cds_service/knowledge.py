@@ -18,6 +18,7 @@ from cds_service.knowledge_models import (
     UnitsFile,
     WordingFile,
 )
+from cds_service.lab_text import LabTextReader
 from cds_service.strength import ProductStrengths, StrengthFloor
 from cds_service.textmatch import TextMatcher
 from cds_service.valueset import (
@@ -97,6 +98,7 @@ class Knowledge:
     codings: CodingLookup
     strengths: ProductStrengths
     answers: dict[str, str]  # answer concept -> the question concept whose Observation value it is read from
+    lab_text: LabTextReader  # lab results sent as text (units.json valueText, rule.json lowFlags.textFlags)
 
 
 def default_cards_dir() -> Path:
@@ -236,6 +238,8 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             for cf in rule.confounders if cf.recent_dose_raise and cf.concept in concepts
         }),
         answers={c.id: c.answer_of for c in concepts.values() if c.answer_of is not None},
+        lab_text=LabTextReader(units.value_text.comparator_words, rule.b12_result.low_flags.text_flag_codes,
+                               units.value_text.marks),
     )
 
 
@@ -273,6 +277,9 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
         need_lab(f"b12Result.bands.{c}", c, bands.unit)
         if not bands.deficient_below <= bands.normal_above:
             raise KnowledgeError("rule.json", f"b12Result.bands.{c}", "deficientBelow must not exceed normalAbove")
+    for lab_id, lab in labs.items():  # a unitless value is read only by the band its candidate units agree on
+        if lab.candidate_units and lab_id not in rule.b12_result.bands:
+            raise KnowledgeError("units.json", f"labs.{lab_id}.candidateUnits", "only a lab with b12Result.bands is read by them")
     if rule.b12_result.indeterminate_follow_up not in {sign.id for sign in rule.lab_signs}:
         raise KnowledgeError("rule.json", "b12Result.indeterminateFollowUp", "must be the id of a labSigns entry")
     windows = {

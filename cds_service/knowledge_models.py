@@ -67,7 +67,23 @@ class LabUnits(_Knowledge):
     display_unit: str | None = None
     # the unit a result sent with none is read in, for a lab reported in one unit only (MCV in fL)
     unit_when_absent: str | None = None
+    # the units a lab reported in several reports this test in (B12: pg/mL, pmol/L): a result sent with
+    # no unit is banded only when every one of them puts it in the same band (rule.json b12Result.bands)
+    candidate_units: list[str] = Field(default_factory=list)
     remark: str = ""
+
+    @model_validator(mode="after")
+    def _candidates_are_known_units(self) -> "LabUnits":
+        unknown = [u for u in self.candidate_units if u not in self.factors]
+        if unknown:
+            raise ValueError(f"candidateUnits {unknown} are not among the factors")
+        if self.candidate_units and self.unit_when_absent:
+            raise ValueError("a lab has either one unitWhenAbsent or several candidateUnits, not both")
+        return self
+
+    def unitless_values(self, value: float) -> tuple[float, ...]:
+        """A value sent with no unit in the canonical unit, read in each candidate unit."""
+        return tuple(value * self.factors[u] for u in self.candidate_units)
 
     @property
     def shown(self) -> str:
@@ -94,8 +110,19 @@ class LabUnits(_Knowledge):
         return self._folded.get((unit or "").strip().casefold())
 
 
+class ValueText(_Knowledge):
+    """How a lab result sent as text is read beyond a number and a unit."""
+
+    # words (and signs other than <, <=, >=, >) that write a comparator: "less than" 50 pg/mL
+    comparator_words: dict[str, Literal["<", "<=", ">=", ">"]] = Field(default_factory=dict)
+    # marks a lab prints beside a value that say only "look at this" (no direction): "145 pg/mL *"
+    marks: list[str] = Field(default_factory=list)
+    remark: str = ""
+
+
 class UnitsFile(_File):
     labs: dict[str, LabUnits]
+    value_text: ValueText = Field(default_factory=ValueText)
 
 
 class TextMatchingFile(_File):
@@ -139,6 +166,9 @@ class RecordStatus(_Knowledge):
     observation_status: list[str]
     # a lab Observation with one of these has no result yet: the test is in progress
     observation_in_progress: list[str]
+    # interim results (FHIR preliminary): a value they report is read; with none (no number, no flag)
+    # the test is in progress, as a registered one is; on a tie in time a result not interim wins
+    observation_interim: list[str] = Field(default_factory=list)
     medication_active: list[str]
     medication_statement_active: list[str]
     # statements of a medicine to be taken later (intended): no use yet, never read
@@ -220,6 +250,11 @@ class LabFlags(_Knowledge):
     def text_flag_codes(self) -> dict[str, str]:
         """textFlags by their words as interpretation text is read (lower case, hyphens as spaces)."""
         return {flag_words(text): code for text, code in self.text_flags.items()}
+
+    @cached_property
+    def low_codes(self) -> frozenset[str]:
+        """The low flags, upper case: the code systems write every flag so, and a hand-typed "l" means L."""
+        return frozenset(code.upper() for code in self.low)
 
     @cached_property
     def loose_systems(self) -> frozenset[str]:
@@ -437,6 +472,8 @@ class ResultWording(_Knowledge):
     # a value whose unit the rule cannot convert (or that has none): shown, never compared
     unconverted: str
     no_unit: str
+    # a value sent with no unit that every candidate unit puts in one band: "{value}", "{units}"
+    no_unit_same_band: str
     # a value sent with no unit, read in the lab's unitWhenAbsent: "{value}", "{unit}"
     unit_assumed: str
     # a value reported in another unit than the rule's: "{reported} ({converted})"

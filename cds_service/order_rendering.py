@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from datetime import datetime
 
-from cds_service.facts import Fact
+from cds_service.facts import Fact, awaiting_result
 from cds_service.knowledge import Knowledge
 from cds_service.order_rules import OrderAssessment
 from cds_service.protocol import Action, Card, Suggestion
@@ -20,7 +20,7 @@ from cds_service.rendering import (
 
 
 def _earlier_line(fact: Fact, k: Knowledge) -> str:
-    if fact.resource_type == "Observation" and fact.status not in k.rule.record_status.observation_in_progress:
+    if fact.resource_type == "Observation" and not awaiting_result(fact, k):
         return f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact, k)}"
     # a FHIR status code is no word for the clinician: a registered sample has no result yet; "on-hold" reads "on hold"
     if fact.resource_type == "Observation":

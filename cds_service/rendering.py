@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from cds_service.assessment import Assessment, Evidence, format_value, result_test_label
+from cds_service.assessment import Assessment, Evidence, b12_band, format_value, result_test_label
 from cds_service.draft_orders import ORDER_REASON
 from cds_service.facts import Fact
 from cds_service.knowledge import Knowledge
@@ -71,6 +71,10 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
             text = words.no_value
         else:
             text = (words.unconverted if fact.reported_unit else words.no_unit).format(value=reported)
+            bands = k.rule.b12_result.bands.get(fact.concept)
+            if fact.unitless_values and bands is not None and b12_band(fact, bands) != "unknown":
+                units = " or ".join(k.units[fact.concept].candidate_units)
+                text = words.no_unit_same_band.format(value=reported, units=units)
     else:
         shown = k.units[fact.concept].shown
         text = f"{censored} {format_value(fact.value, threshold)} {shown}".lstrip()

@@ -227,6 +227,19 @@ def test_b12_band_reads_censored_values_and_the_labs_low_flag(
     assert b12_band(result, knowledge.rule.b12_result.bands["b12-result"]) == band
 
 
+@pytest.mark.parametrize(("written", "comparator", "band"), [
+    (132, None, "deficient"), (133, None, "unknown"), (150, None, "unknown"),  # 150 pmol/L is 203 pg/mL: indeterminate
+    (200, None, "indeterminate"), (258, None, "indeterminate"), (259, None, "unknown"), (350, None, "unknown"),
+    (351, None, "normal"), (50, "<", "deficient"), (2000, ">", "normal"), (300, "<", "indeterminate"),
+])
+def test_a_b12_without_a_unit_has_the_band_every_unit_it_may_be_in_agrees_on(
+    knowledge: Knowledge, written: float, comparator: str | None, band: str
+) -> None:
+    units = knowledge.units["b12-result"]
+    result = replace(censored("b12-result", 30, comparator, None, "", False), reported_value=written,
+                     unitless_values=units.unitless_values(written))
+    assert b12_band(result, knowledge.rule.b12_result.bands["b12-result"]) == band
+
 @pytest.mark.parametrize(("comparator", "value", "above", "below"), [
     (None, 0.5, True, False), ("<", 0.5, False, False), ("<", 0.45, False, True), ("<=", 0.45, False, True),
     (">", 0.45, True, False), (">", 0.3, False, False), (">=", 0.45, False, False), ("ad", 0.9, False, False),

@@ -334,6 +334,33 @@ def test_latest_is_chosen_per_lab(knowledge: Knowledge) -> None:
     assert [f.value for f in pf.of("hemoglobin")] == [11.0]
 
 
+
+def test_the_newest_result_is_chosen_by_instant_not_by_the_text_of_its_date(knowledge: Knowledge) -> None:
+    """23:00 at -05:00 is 04:00 UTC the next day: after 02:00Z that day, though its text sorts first."""
+    evening = lab(B12, 150, "pg/mL", f"{ago(30)}T23:00:00-05:00")
+    night = lab(B12, 410, "pg/mL", f"{ago(29)}T02:00:00Z")
+    for order in ((evening, night), (night, evening)):
+        [f] = facts_of(knowledge, *order).of("b12-result")
+        assert f.resource_id == evening["id"]
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_on_a_tie_in_time_a_final_result_wins_over_a_preliminary_one(knowledge: Knowledge, first: bool) -> None:
+    when = f"{ago(30)}T09:00:00Z"
+    interim = lab(B12, 150, "pg/mL", when, status="preliminary")
+    final = lab(B12, 410, "pg/mL", f"{ago(30)}T04:00:00-05:00")  # the same instant, written in another zone
+    [f] = facts_of(knowledge, *((interim, final) if first else (final, interim))).of("b12-result")
+    assert f.resource_id == final["id"]
+
+
+def test_on_a_tie_in_time_and_status_the_later_issued_result_wins(knowledge: Knowledge) -> None:
+    when = f"{ago(30)}T09:00:00Z"
+    first = lab(B12, 150, "pg/mL", when, issued=f"{ago(29)}T10:00:00Z")
+    corrected = lab(B12, 410, "pg/mL", when, status="corrected", issued=f"{ago(28)}T08:00:00+02:00")
+    for order in ((first, corrected), (corrected, first)):
+        [f] = facts_of(knowledge, *order).of("b12-result")
+        assert f.resource_id == corrected["id"]
+
 @pytest.mark.parametrize(("newest", "skipped"), [
     ({"status": "entered-in-error"}, 0),
     ({"status": "cancelled"}, 0),
@@ -379,6 +406,24 @@ def test_units_are_matched_whatever_their_case(knowledge: Knowledge, lab_code: s
     assert f.value == pytest.approx(100 * knowledge.units[concept].factors[factor_of])
 
 
+
+TSH = code(LOINC, "3016-3", "Thyrotropin [Units/volume] in Serum or Plasma")
+MMA = code(LOINC, "13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma")
+
+
+@pytest.mark.parametrize(("lab_code", "concept", "unit", "value", "read"), [
+    (MMA, "mma", "mcmol/L", 0.6, 0.6), (HOMOCYSTEINE, "homocysteine", "mcmol/l", 20, 20), (TSH, "tsh", "µU/mL", 6.1, 6.1),
+    (TSH, "tsh", "uU/mL", 6.1, 6.1), (TSH, "tsh", "mcIU/mL", 6.1, 6.1), (HB, "hemoglobin", "g%", 11.5, 11.5),
+    (MCV, "mcv", "fL/cell", 104, 104), (MCV, "mcv", "10*-15.L", 104, 104),
+    (TSH, "tsh", "mIU/mL", 2.5, None),  # a mislabelled µIU/mL, or 1000 times more: shown, never compared
+])
+def test_unit_spellings_labs_print_are_read(
+    knowledge: Knowledge, lab_code: dict[str, Any], concept: str, unit: str, value: float, read: float | None,
+) -> None:
+    """Found in review: a raised homocysteine in mcmol/L, an MCV in fL/cell, read as no value."""
+    [f] = facts_of(knowledge, lab(lab_code, value, unit, ago(5))).of(concept)
+    assert f.value == read
+
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
 
@@ -401,6 +446,62 @@ def test_a_registered_b12_is_a_test_in_progress_and_an_older_result_is_still_rea
     [result] = pf.of("b12-result")
     assert result.value == 410
 
+
+
+@pytest.mark.parametrize("reported", [{}, {"valueString": "To follow"}, {"valueString": "Pending"}], ids=["no-value", "to-follow", "pending"])
+def test_a_preliminary_b12_that_reports_nothing_yet_is_a_test_in_progress(knowledge: Knowledge, reported: dict[str, Any]) -> None:
+    """FHIR preliminary is an interim result, the final one to follow: as registered, not as a test that reported nothing."""
+    pf = facts_of(knowledge, observation(B12, ago(3), state="preliminary", **reported), lab(B12, 410, "pg/mL", ago(400)))
+    [pending] = pf.in_progress
+    assert (pending.concept, pending.status, pending.when) == ("b12-result", "preliminary", TODAY - timedelta(days=3))
+    assert pf.no_result == [] and [f.value for f in pf.of("b12-result")] == [410]
+
+
+def test_a_preliminary_b12_with_a_reason_for_no_value_is_no_result(knowledge: Knowledge) -> None:
+    absent = {"dataAbsentReason": code("http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-performed")}
+    pf = facts_of(knowledge, observation(B12, ago(3), state="preliminary", **absent))
+    assert pf.in_progress == [] and [f.status for f in pf.no_result] == ["preliminary"]
+
+
+def test_a_preliminary_b12_with_a_flag_is_a_result(knowledge: Knowledge) -> None:
+    pf = facts_of(knowledge, observation(B12, ago(3), state="preliminary", interpretation=[code(V3_INTERPRETATION, "L")]))
+    assert pf.in_progress == [] and [f.flagged_low for f in pf.of("b12-result")] == [True]
+
+
+@pytest.mark.parametrize(("lab_code", "concept", "value"), [(MCV, "mcv", 104.0), (B12, "b12-result", None)])
+def test_a_value_integer_is_read_as_a_quantity_without_a_unit(
+    knowledge: Knowledge, lab_code: dict[str, Any], concept: str, value: float | None,
+) -> None:
+    """MCV is read in its one unit (unitWhenAbsent); a B12 of 410 could be pg/mL or pmol/L."""
+    [f] = facts_of(knowledge, observation(lab_code, ago(5), valueInteger=104 if concept == "mcv" else 410)).of(concept)
+    assert (f.value, f.reported_unit) == (value, None) and f.reported_value in (104, 410)
+
+
+@pytest.mark.parametrize("reported", [{"valueQuantity": {"value": 120}}, {"valueString": "120"}, {"valueInteger": 120},
+                                      {"valueString": "120 L"}], ids=["quantity", "text", "integer", "text-flagged"])
+def test_a_b12_without_a_unit_keeps_its_value_in_each_unit_labs_report_it_in(knowledge: Knowledge, reported: dict[str, Any]) -> None:
+    """Not converted (pg/mL and pmol/L differ by a third); kept in both, for a band they agree on."""
+    [f] = facts_of(knowledge, observation(B12, ago(30), **reported)).of("b12-result")
+    assert (f.value, f.reported_value, f.reported_unit) == (None, 120, None)
+    assert f.unitless_values == pytest.approx((120, 120 * knowledge.units["b12-result"].factors["pmol/L"]))
+
+
+def test_an_active_b12_without_a_unit_is_read_in_picomoles(knowledge: Knowledge) -> None:
+    """Active B12 (holotranscobalamin) is reported in pmol/L only (units.json unitWhenAbsent)."""
+    holotc = code(LOINC, "72160-5", "Holotranscobalamin")
+    [f] = facts_of(knowledge, observation(holotc, ago(30), valueQuantity={"value": 20})).of("holotc-result")
+    assert (f.value, f.unit, f.unitless_values) == (20, "pmol/L", ())
+
+
+@pytest.mark.parametrize(("interpretation", "flagged"), [
+    ({"text": "Abnormal low"}, True), ({"text": "Lo"}, True), ({"text": "Low*"}, True), ({"text": "L!"}, True),
+    ({"coding": [{"code": "l"}]}, True), ({"coding": [{"system": V3_INTERPRETATION, "code": "ll"}]}, True),
+    ({"text": "Abnormal"}, False), ({"text": "*"}, False), ({"text": "Normal*"}, False), ({"text": "Slow"}, False),
+], ids=["abnormal-low", "lo", "low-star", "l-bang", "lowercase-l", "lowercase-ll", "abnormal", "star", "normal-star", "slow"])
+def test_low_flags_as_labs_write_them_are_read(knowledge: Knowledge, interpretation: dict[str, Any], flagged: bool) -> None:
+    """Found in review: 'Abnormal low', 'Lo', 'Low*' and a lower-case l left a low B12 unflagged."""
+    [f] = facts_of(knowledge, lab(B12, 400, "pg/mL", ago(30), interpretation=[interpretation])).of("b12-result")
+    assert f.flagged_low is flagged
 
 def test_a_flag_with_no_value_is_kept(knowledge: Knowledge) -> None:
     [f] = facts_of(knowledge, observation(B12, ago(30), interpretation=[code(V3_INTERPRETATION, "L")])).of("b12-result")
@@ -525,7 +626,37 @@ def test_a_result_sent_as_text_is_read_when_it_is_only_a_value_and_unit(
     assert f.value == pytest.approx(value, rel=0.01) and f.comparator == comparator
 
 
-@pytest.mark.parametrize("written", ["150-200 pg/mL", "1,234 pg/mL", "129", " > 2,000 pg/mL (repeated)"])
+@pytest.mark.parametrize(("written", "value", "comparator", "flagged"), [
+    ("145 pg/mL L", 145, None, True), ("LOW 145 pg/mL", 145, None, True), ("145 pg/mL *", 145, None, False),
+    ("145.0 pg/mL (L)", 145, None, True), ("(L) 145 pg/mL", 145, None, True), ("145 pg/mL [LL]", 145, None, True),
+    ("145 pg/mL l", 145, None, True), ("145 pg/mL H", 145, None, False), ("145 pg/mL Low", 145, None, True),
+    ("Less than 50 pg/mL", 50, "<", False), ("less  than 50 pg/mL L", 50, "<", True), ("Greater than 2000 pg/mL", 2000, ">", False),
+    ("≥ 2000 pg/mL", 2000, ">=", False), ("at least 2000 pg/mL", 2000, ">=", False),
+    ("145,0 pg/mL", 145, None, False), ("1,234 pg/mL", 1234, None, False), ("1,234.5 pg/mL", 1234.5, None, False),
+    ("145pg/mL", 145, None, False), ("<50 PG/ML", 50, "<", False),
+])
+def test_a_result_sent_as_text_with_a_flag_words_or_a_decimal_comma_is_read(
+    knowledge: Knowledge, written: str, value: float, comparator: str | None, flagged: bool,
+) -> None:
+    """Found in review: each was read as no result (a repeat asked for) or as a number never compared."""
+    [f] = facts_of(knowledge, observation(B12, ago(30), valueString=written)).of("b12-result")
+    assert (f.value, f.comparator, f.flagged_low) == (pytest.approx(value), comparator, flagged)
+    assert f.reported_unit is not None and f.reported_unit.casefold() == "pg/ml"
+
+
+@pytest.mark.parametrize(("written", "value"), [("0,45 umol/L", 0.45), ("0,450 umol/L", 0.45), ("1,5 umol/L", 1.5)])
+def test_a_decimal_comma_is_not_read_as_thousands(knowledge: Knowledge, written: str, value: float) -> None:
+    mma = code(LOINC, "13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma")
+    [f] = facts_of(knowledge, observation(mma, ago(30), valueString=written)).of("mma")
+    assert f.value == pytest.approx(value)
+
+
+def test_a_flag_word_alone_is_no_value(knowledge: Knowledge) -> None:
+    """'Low' alone names no number: the result reports nothing (kept apart as no result, as before)."""
+    pf = facts_of(knowledge, observation(B12, ago(30), valueString="Low"))
+    assert pf.of("b12-result") == [] and len(pf.no_result) == 1
+
+@pytest.mark.parametrize("written", ["150-200 pg/mL", "129", " > 2,000 pg/mL (repeated)", "12,34,5 pg/mL"])
 def test_a_result_sent_as_other_text_has_no_value(knowledge: Knowledge, written: str) -> None:
     """A number this reader cannot convert is still a result: the test was done."""
     [f] = facts_of(knowledge, observation(B12, ago(30), valueString=written)).of("b12-result")

@@ -29,21 +29,25 @@ FIRING = [p for p in scenario_files("patient-view") + scenario_files("order-sele
 
 
 # scenarios whose card reads a lab value sent as text ("<150 pg/mL"): text around it makes it no value
-VALUE_AS_TEXT = {"122-b12-result-sent-as-text-untreated-low"}
+VALUE_AS_TEXT = {"122-b12-result-sent-as-text-untreated-low", "343-b12-text-200-pg-ml-flagged-L-untreated-low-critical",
+                 "344-b12-text-less-than-50-pg-ml-untreated-low-critical"}
+# scenarios whose card reads the lab's flag sent as text ("Abnormal low"): text after it makes it no flag
+FLAG_AS_TEXT = {"356-b12-400-flagged-abnormal-low-in-text-untreated-low-critical"}
 
 
-def poison(node: Any, keys: frozenset[str] | set[str] = TEXT_KEYS) -> int:
-    """Append HOSTILE to every free-text string (code.text, coding.display, note.text, ...); count them."""
+def poison(node: Any, keys: frozenset[str] | set[str] = TEXT_KEYS, spared: frozenset[str] = frozenset()) -> int:
+    """Append HOSTILE to every free-text string (code.text, coding.display, note.text, ...) outside the
+    `spared` elements; count them."""
     count = 0
     if isinstance(node, dict):
         for key, value in node.items():
             if key in keys and isinstance(value, str):
                 node[key] = value + HOSTILE
                 count += 1
-            else:
-                count += poison(value, keys)
+            elif key not in spared:
+                count += poison(value, keys, spared)
     elif isinstance(node, list):
-        count += sum(poison(item, keys) for item in node)
+        count += sum(poison(item, keys, spared) for item in node)
     return count
 
 
@@ -62,7 +66,8 @@ def test_hostile_record_text_is_inert_in_every_card_field(client: httpx.Client, 
     scenario = load_scenario(path)
     request = scenario["request"]
     keys = TEXT_KEYS - {"valueString"} if path.stem in VALUE_AS_TEXT else TEXT_KEYS
-    assert poison(request.get("prefetch"), keys) + poison(request["context"].get("draftOrders"), keys) > 0
+    spared = frozenset({"interpretation"}) if path.stem in FLAG_AS_TEXT else frozenset()
+    assert poison(request.get("prefetch"), keys, spared) + poison(request["context"].get("draftOrders"), keys) > 0
     response = client.post(f"/cds-services/{SERVICE[request['hook']]}", json=request)
     assert response.status_code == 200
     cards = response.json()["cards"]

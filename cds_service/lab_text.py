@@ -1,0 +1,106 @@
+"""Lab results sent as text: the number, comparator, unit and flag in "145 pg/mL L", "LOW 145 pg/mL",
+"Less than 50 pg/mL" or "145,0 pg/mL". Labs whose interface has no Quantity write results so, and a
+result read as words is a result the rule cannot compare: a deficiency missed, or a repeat test asked
+for. The words (comparators, flags, marks) are data from cards/; this module only knows the shape.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cds_service.knowledge_models import flag_words
+
+# FHIR Quantity.comparator codes, as labs write them in text too; words and other signs come from units.json
+_SIGNS = ("<=", ">=", "<", ">")
+# a number as labs write it: 145, 145.0, 1,234 (thousands), 145,0 (a decimal comma)
+_NUMBER = r"\d[\d,]*(?:\.\d+)?"
+_THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
+_DECIMAL_COMMA = re.compile(r"\d+,\d+")
+# a unit: one word that opens with no digit or punctuation ("pg/mL", "pmol/L", "µmol/L")
+_UNIT = r"[^\s\d.,;:()\[\]][^\s,;:()\[\]]*"
+_BRACKETS = "()[]"
+
+
+@dataclass(frozen=True, slots=True)
+class TextValue:
+    """What a result written as text says."""
+
+    value: float
+    unit: str | None
+    comparator: str | None
+    flag: str | None  # the flag code its words name (lowFlags.textFlags: L, LL, N, H, ...)
+
+
+def number(text: str) -> float | None:
+    """A number as labs write it. A comma before exactly three digits (after a first group of one to
+    three digits that is not 0) separates thousands, as US labs write 1,234; any other single comma
+    is a decimal comma, as European labs write 145,0 and 0,45."""
+    if "," not in text:
+        return float(text)
+    if _THOUSANDS.fullmatch(text):
+        return float(text.replace(",", ""))
+    if _DECIMAL_COMMA.fullmatch(text):
+        return float(text.replace(",", "."))
+    return None
+
+
+class LabTextReader:
+    """Reads a valueString that is a result, compiled once from the knowledge's words."""
+
+    def __init__(self, comparator_words: Mapping[str, str], flags: Mapping[str, str], marks: list[str]) -> None:
+        self.flags = flags  # by their words (flag_words), as interpretation text is read
+        self.marks = frozenset(marks)
+        self.words = {" ".join(w.lower().split()): c for w, c in comparator_words.items()}
+        spelled = sorted([*_SIGNS, *self.words], key=len, reverse=True)
+        comparators = "|".join(r"\s+".join(re.escape(part) for part in c.split()) for c in spelled)
+        self._core = re.compile(
+            rf"(?P<comparator>{comparators})?\s*(?P<value>{_NUMBER})\s*(?P<unit>{_UNIT})?", re.IGNORECASE)
+        # a number or range (comparator optional), at most a unit and a remark in brackets after it:
+        # "150-200 pg/mL", "> 2,000 pg/mL (repeated)"; not "2nd specimen hemolyzed" nor "1 tube clotted - QNS"
+        self._leading = re.compile(
+            rf"\s*(?:{comparators})?\s*\d[\d,]*(?:\.\d+)?(?:\s*[-–]\s*\d[\d,]*(?:\.\d+)?)?"
+            r"(?:\s*[^\s\d.,;:(-][^\s,;:]*)?(?:\s*\(.*\))?\s*$",
+            re.IGNORECASE,
+        )
+
+    def _flag(self, token: str) -> tuple[bool, str | None]:
+        """(whether the token is a flag or a mark, the flag code it names): "L", "(L)", "LOW", "*"."""
+        bare = token[1:-1].strip() if len(token) > 2 and token[0] + token[-1] in ("()", "[]") else token
+        if bare in self.marks:
+            return True, None
+        code = self.flag_code(bare)
+        return code is not None, code
+
+    def flag_code(self, text: str) -> str | None:
+        """The flag code a flag's words name ("Low", "Abnormal low"), a mark after them passed over
+        ("Low*", "L!"): the lab drew attention to a flag it already gave."""
+        words = flag_words(text)
+        for mark in self.marks:
+            if words.endswith(mark) and len(words) > len(mark):
+                return self.flags.get(words[: -len(mark)].rstrip())
+        return self.flags.get(words)
+
+    def read(self, text: str) -> TextValue | None:
+        """The result the text holds, when it is only a value with at most a comparator, a unit and a
+        flag or mark before or after it; else None (words, a range, a remark: shown, never compared)."""
+        tokens = text.split()
+        flag = None
+        if len(tokens) > 1 and not tokens[0][0].isdigit():  # "LOW 145 pg/mL", "(L) 145"
+            known, code = self._flag(tokens[0])
+            if known:
+                flag, tokens = code, tokens[1:]
+        if len(tokens) > 1:  # "145 pg/mL L", "145.0 pg/mL (L)", "145 pg/mL *"
+            known, code = self._flag(tokens[-1])
+            if known:
+                flag, tokens = flag or code, tokens[:-1]
+        match = self._core.fullmatch(" ".join(tokens))
+        if match is None or (value := number(match["value"])) is None:
+            return None
+        written = match["comparator"]
+        comparator = None if written is None else self.words.get(" ".join(written.lower().split()), written)
+        return TextValue(value, match["unit"], comparator, flag)
+
+    def holds_number(self, text: str) -> bool:
+        """Whether the text reports a number, read or not ("150-200 pg/mL", "> 2,000 pg/mL (repeated)"):
+        the test was done. "Test not performed", "QNS" or "2nd specimen hemolyzed" report none."""
+        return self.read(text) is not None or self._leading.match(text) is not None
