@@ -748,8 +748,11 @@ def _confounders(
             found = _pregnancies(facts, knowledge, today)
         else:  # recent: an illness or injury that began, or ended, inside the window
             ended = facts.ended.get(cf.concept or "", [])
-            found = [f for f in (*found, *ended) if within(f, cf.within_days or 0, today)
-                     or (f.until is not None and -1 <= _days(f.until, today) <= (cf.within_days or 0))]
+            window = cf.within_days or 0
+            # an end recorded before the window: over by then, however recently it was entered
+            found = [f for f in (*found, *ended)
+                     if (within(f, window, today) and (f.until is None or _days(f.until, today) <= window))
+                     or (f.until is not None and -1 <= _days(f.until, today) <= window)]
             if cf.max_days_after_complaint is not None and first_complaint is not None:  # aches before it
                 found = [f for f in found if f.when is None or _days(first_complaint, f.when) <= cf.max_days_after_complaint]
         if not found:

@@ -7,7 +7,7 @@ with fhir.resources, so a 10,000-Observation chart costs little more than readin
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -459,14 +459,22 @@ _SKIP = Reading("skip")
 def _read_condition(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
     k = screen.k
     status = k.rule.record_status
-    clinical = _status_code(m.clinicalStatus)
-    verification = _status_code(m.verificationStatus)
+    clinical = _status_code(m.clinicalStatus, status.condition_status_words)
+    verification = _status_code(m.verificationStatus, status.condition_status_words)
     if verification in status.condition_verification_ignored:
         return _SKIP
-    active = clinical in status.condition_clinical_active
-    when = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start) or as_date(m.recordedDate)
+    # a visit's diagnosis keeps the status it had at the visit: its dates say whether it is current
+    categories = _condition_categories(raw)
+    visit_only = bool(categories) and categories <= set(status.condition_dated_only_categories)
+    active = clinical in status.condition_clinical_active and not visit_only
+    onset = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start)
+    when = onset or as_date(m.recordedDate)
     # FHIR con-4: an abated condition is not current, whatever status was left off
     if clinical in status.condition_clinical_ignored or (not active and _abated(raw)):
+        # a past illness whose onset is given in words or as an age ("March 2021") was not begun
+        # when it was entered into the history: its recordedDate makes it nothing recent
+        if onset is None and (m.onsetString is not None or m.onsetAge is not None):
+            when = None
         return Reading("ended", when, False, clinical, _abatement_date(raw))
     return Reading("counts", when, active, clinical, verification=verification, recorded=as_date(m.recordedDate))
 
@@ -745,17 +753,33 @@ def _abated(raw: dict[str, Any]) -> bool:
     )
 
 
-def _status_code(concept: Any) -> str | None:
+def _condition_categories(raw: dict[str, Any]) -> set[str]:
+    """A Condition's category codes from the HL7 and US Core condition-category systems (a local
+    category beside them says nothing the rule reads), read from the raw JSON leniently."""
+    return {coding["code"].strip().lower()
+            for category in items(raw.get("category")) if isinstance(category, dict)
+            for coding in items(category.get("coding"))
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str)
+            and "condition-category" in str(coding.get("system") or "")}
+
+
+# the DSTU2/STU3 URLs of the Condition status code systems, still sent by servers that upgraded
+_OLD_STATUS_SYSTEMS = ("http://hl7.org/fhir/condition-clinical", "http://hl7.org/fhir/condition-ver-status")
+
+
+def _status_code(concept: Any, words: Mapping[str, str]) -> str | None:
     """A clinicalStatus / verificationStatus as its HL7 code: the coding from an HL7 code system
-    when there is one (EHRs put local codings first), else the first coding; with no coding, its
-    text as a code ("Resolved", "Entered in error"), which the rule's status lists read or ignore."""
+    when there is one (EHRs put local codings first), in any case; else its words, the text or a
+    local coding's display or code, written as a code ("Resolved": resolved; "In remission", which
+    `words` maps to remission), which the rule's status lists read or ignore."""
     if concept is None:
         return None
-    if not concept.coding:
-        return "-".join((concept.text or "").lower().split()) or None
-    hl7 = next((c for c in concept.coding if (c.system or "").startswith(HL7_TERMINOLOGY)), concept.coding[0])
-    code: str | None = hl7.code
-    return code
+    codings = concept.coding or []
+    hl7 = next((c.code for c in codings if c.code and ((c.system or "").startswith(HL7_TERMINOLOGY)
+                                                      or c.system in _OLD_STATUS_SYSTEMS)), None)
+    said = hl7 or concept.text or next((c.display or c.code for c in codings if c.display or c.code), None)
+    code = "-".join(said.lower().split()) if said else None
+    return words.get(code, code) if code else None
 
 
 def _scored_zero(raw: dict[str, Any]) -> bool:

@@ -186,9 +186,15 @@ class RecordStatus(_Knowledge):
     medication_renewal_only: list[str] = Field(default_factory=list)
     # MedicationRequest intents that are no prescription (a suggestion, one option of several)
     medication_intent_ignored: list[str] = Field(default_factory=list)
-    # MedicationRequest intents that plan a medicine not yet started: not read, unless the request
-    # reports a medicine taken (reportedBoolean, reportedReference: US Core's patient-reported medicines)
+    # MedicationRequest intents that plan a medicine not yet started: never B12 replacement under
+    # way unless the request reports a medicine taken (reportedBoolean, reportedReference)
     medication_intent_planned: list[str] = Field(default_factory=list)
+    # a Condition status given only in words (a local coding's display, the text): the words, as a
+    # code is written (lower case, hyphens), -> the HL7 code they mean ("in-remission": remission)
+    condition_status_words: dict[str, str] = Field(default_factory=dict)
+    # Condition categories that record one visit, whose clinicalStatus is never updated after it
+    # (Cerner accepts only active): judged by their dates, never by that status
+    condition_dated_only_categories: list[str] = Field(default_factory=list)
     # the same for a ServiceRequest on record: a proposed test is no pending order
     order_intent_ignored: list[str] = Field(default_factory=list)
     # a past course that ended at most renewal_gap_days before the next began, or with no end

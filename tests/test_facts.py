@@ -1124,3 +1124,42 @@ def test_an_answer_in_words_is_read_as_a_value_string_is(knowledge: Knowledge) -
 def test_an_order_of_one_dose_ends_with_it(knowledge: Knowledge, dosages: Any, until: int | None) -> None:
     [f] = facts_of(knowledge, med_request(authoredOn=ago(1100), dosageInstruction=dosages)).of("metformin")
     assert f.until == (None if until is None else TODAY - timedelta(days=until))
+
+
+@pytest.mark.parametrize(("clinical", "current"), [
+    ({"coding": [{"system": "http://ehr.example.org/s", "code": "3", "display": "Resolved"},
+                 {"system": "http://hl7.org/fhir/condition-clinical", "code": "resolved"}]}, False),  # STU3 URL, second
+    ({"coding": [{"system": "http://ehr.example.org/s", "code": "1", "display": "Active"},
+                 {"system": "http://hl7.org/fhir/condition-clinical", "code": "active"}]}, True),
+    ({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "Resolved"}]}, False),
+    ({"coding": [{"system": "http://ehr.example.org/s", "code": "R", "display": "Resolved"}]}, False),  # words only
+    ({"text": "In remission"}, False),  # conditionStatusWords: remission
+], ids=["stu3-url-second", "active-stu3", "capitals", "local-display", "words"])
+def test_a_condition_status_is_read_wherever_and_however_it_is_written(
+        knowledge: Knowledge, clinical: dict[str, Any], current: bool) -> None:
+    raw = condition(MYALGIA, onset=ago(400)) | {"clinicalStatus": clinical}
+    assert bool(facts_of(knowledge, raw).of("myalgia")) is current
+
+
+def test_an_encounter_diagnosis_is_judged_by_its_date_not_its_status(knowledge: Knowledge) -> None:
+    def category(*codes: str) -> list[dict[str, Any]]:
+        return [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": c}]}
+                for c in codes]
+    [visit] = facts_of(knowledge, condition(MYALGIA, onset=ago(700), category=category("encounter-diagnosis"))).of("myalgia")
+    assert not visit.active  # an old visit's diagnosis, left active
+    [listed] = facts_of(knowledge, condition(MYALGIA, onset=ago(700),
+                                             category=category("encounter-diagnosis", "problem-list-item"))).of("myalgia")
+    assert listed.active  # also on the problem list: its status stands
+
+
+def test_a_past_illness_with_an_onset_in_words_is_not_dated_by_its_entry(knowledge: Knowledge) -> None:
+    flu = code(SNOMED, "6142004", "Influenza")
+    raw = condition(flu, clinical="resolved") | {"recordedDate": ago(3), "onsetString": "March 2021"}
+    raw.pop("onsetDateTime")
+    [ended] = facts_of(knowledge, raw).ended["viral-illness"]
+    assert ended.when is None  # not "3 days ago": entered then, begun years before
+    # a current complaint keeps its entry date: its onset in words does not make it older
+    current = condition(MYALGIA, clinical=None) | {"recordedDate": ago(3), "onsetString": "two weeks ago"}
+    current.pop("onsetDateTime")
+    [f] = facts_of(knowledge, current).of("myalgia")
+    assert f.when == TODAY - timedelta(days=3)
