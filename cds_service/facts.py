@@ -252,6 +252,8 @@ class ConceptScreen:
             rtype != "Observation" or "valueCodeableConcept" not in raw
         ):
             return {}  # most of a chart, found early: a standard code the rule does not know, no answer text
+        if coded and not coded.isdisjoint(self.k.history_questions):
+            return {}  # "History of past illness: Influenza" is no illness now, nor a relative's the patient's
         coded = self.answering(coded, frozenset())  # an answer ("Pregnant") is no code: only a value
         if rtype == "Observation" and "valueCodeableConcept" in raw:
             coded |= self.answer(raw["valueCodeableConcept"], coded)

@@ -98,6 +98,7 @@ class Knowledge:
     codings: CodingLookup
     strengths: ProductStrengths
     answers: dict[str, str]  # answer concept -> the question concept whose Observation value it is read from
+    history_questions: frozenset[str]  # concepts whose Observations answer about the past or relatives
     lab_text: LabTextReader  # lab results sent as text (units.json valueText, rule.json lowFlags.textFlags)
 
 
@@ -238,6 +239,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             for cf in rule.confounders if cf.recent_dose_raise and cf.concept in concepts
         }),
         answers={c.id: c.answer_of for c in concepts.values() if c.answer_of is not None},
+        history_questions=frozenset(c.id for c in concepts.values() if c.history_question),
         lab_text=LabTextReader(units.value_text.comparator_words, rule.b12_result.low_flags.text_flag_codes,
                                units.value_text.marks),
     )

@@ -50,6 +50,9 @@ class ConceptDef(_Knowledge):
     # a code that names no particular thing ("Patient referral"): not a finding; a record coded only
     # with such codes is read by its text, as one with no standard code is
     generic_code: bool = False
+    # a question about the past or about relatives (history of past illness, family history): its
+    # answer is no current finding of the patient, so an Observation so coded is not read
+    history_question: bool = False
     # an answer concept: read only from the value (valueCodeableConcept) of an Observation whose code
     # names this question concept ("Pregnant" answering "Pregnancy status"), never from a code or alone
     answer_of: str | None = None

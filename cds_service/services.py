@@ -38,6 +38,7 @@ def _concepts_for(k: Knowledge, resource_type: str) -> list[str]:
     return sorted(
         c.id for c in k.concepts.values()
         if resource_type in c.applies_to and c.value_set and c.id != NEGATIVE_ANSWER and c.answer_of is None
+        and not c.history_question  # read only to be left out: never asked for
     )
 
 

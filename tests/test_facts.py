@@ -1163,3 +1163,14 @@ def test_a_past_illness_with_an_onset_in_words_is_not_dated_by_its_entry(knowled
     current.pop("onsetDateTime")
     [f] = facts_of(knowledge, current).of("myalgia")
     assert f.when == TODAY - timedelta(days=3)
+
+
+def test_an_answer_to_a_history_question_is_no_current_finding(knowledge: Knowledge) -> None:
+    """C-CDA history sections converted to Observations: the section's code, the condition as the answer."""
+    flu = {"coding": [{"system": SNOMED, "code": "6142004", "display": "Influenza"}]}
+    past = observation(code(LOINC, "11348-0", "History of Past illness"), valueCodeableConcept=flu)
+    family = observation(code(LOINC, "10157-6", "History of family member diseases"),
+                         valueCodeableConcept={"coding": [{"system": SNOMED, "code": "68962001"}]})
+    assert concepts(facts_of(knowledge, past, family)) == set()
+    symptom = observation(code(LOINC, "75325-1", "Symptom"), valueCodeableConcept=flu)  # a symptom question: read
+    assert concepts(facts_of(knowledge, symptom)) == {"viral-illness", "symptom-report"}
