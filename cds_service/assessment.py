@@ -253,6 +253,14 @@ def dose_raised(course: Course, found: list[Fact], knowledge: Knowledge, concept
     return max(raised, default=None)
 
 
+def _recent(fact: Fact, window: int, today: date) -> bool:
+    """An illness or injury inside the window: one that has ended by its end (over before the window,
+    however recently it was entered), else by its start."""
+    if fact.until is not None and _days(fact.until, today) >= -1:
+        return _days(fact.until, today) <= window
+    return within(fact, window, today)
+
+
 def _current(fact: Fact, lookback: int, today: date) -> bool:
     return fact.active or within(fact, lookback, today)
 
@@ -748,11 +756,7 @@ def _confounders(
             found = _pregnancies(facts, knowledge, today)
         else:  # recent: an illness or injury that began, or ended, inside the window
             ended = facts.ended.get(cf.concept or "", [])
-            window = cf.within_days or 0
-            # an end recorded before the window: over by then, however recently it was entered
-            found = [f for f in (*found, *ended)
-                     if (within(f, window, today) and (f.until is None or _days(f.until, today) <= window))
-                     or (f.until is not None and -1 <= _days(f.until, today) <= window)]
+            found = [f for f in (*found, *ended) if _recent(f, cf.within_days or 0, today)]
             if cf.max_days_after_complaint is not None and first_complaint is not None:  # aches before it
                 found = [f for f in found if f.when is None or _days(first_complaint, f.when) <= cf.max_days_after_complaint]
         if not found:

@@ -182,15 +182,10 @@ class ConceptScreen:
                     standard = standard or is_standard
         return found, standard
 
-    def answer(self, value: Any, question: frozenset[str]) -> frozenset[str]:
-        """Concepts an Observation's valueCodeableConcept names: an answer concept only when the
-        Observation's code names its question ("Pregnant" as the answer to "Pregnancy status", not to
-        "Pregnancy intention" nor as the result of a pregnancy test)."""
-        return self.answering(self.coded(value, "Observation"), question)
-
     def answering(self, found: frozenset[str], question: frozenset[str]) -> frozenset[str]:
-        """`found` without the answer concepts whose question is not in `question` (with none, every
-        answer goes: an answer such as "Pregnant" is read as a value, never as a record's own code)."""
+        """`found` without the answer concepts whose question is not in `question` ("Pregnant" as the
+        answer to "Pregnancy status", not to "Pregnancy intention" nor as the result of a pregnancy
+        test; with none, every answer goes: an answer is read as a value, never as a record's own code)."""
         answers = self.k.answers
         if answers and not found.isdisjoint(answers):
             return frozenset(c for c in found if c not in answers or answers[c] in question)
@@ -255,8 +250,10 @@ class ConceptScreen:
         if coded and not coded.isdisjoint(self.k.history_questions):
             return {}  # "History of past illness: Influenza" is no illness now, nor a relative's the patient's
         coded = self.answering(coded, frozenset())  # an answer ("Pregnant") is no code: only a value
-        if rtype == "Observation" and "valueCodeableConcept" in raw:
-            coded |= self.answer(raw["valueCodeableConcept"], coded)
+        value = raw.get("valueCodeableConcept") if rtype == "Observation" else None
+        value_coded, value_standard = self._coded(value, rtype) if value is not None else (_NO_CONCEPTS, False)
+        if value_coded:
+            coded |= self.answering(value_coded, coded)
         # A record coded in a standard terminology speaks through its code; its text is read only
         # when it has none. Medications are the exception: products arrive under SCD/SBD codes no
         # value set can list in full, so the ingredient name in their text is the documented fallback.
@@ -270,12 +267,10 @@ class ConceptScreen:
             or (rtype == "Observation" and self._laboratory(raw, coded))
             else _free_texts(raw, read_notes)
         )
-        if not coded and rtype == "Observation" and "valueCodeableConcept" in raw:
+        if not coded and value is not None and not value_standard and not self._laboratory(raw, coded):
             # an answer given in words ("Chief complaint": {"text": "Muscle aches"}; substance use:
             # "Nitrous oxide") is read as a valueString is, unless a standard code speaks for it
-            value = raw["valueCodeableConcept"]
-            if not self._coded(value, rtype)[1] and not self._laboratory(raw, coded):
-                extra_texts = [*(extra_texts or []), *_texts(value)[:1]]
+            extra_texts = [*(extra_texts or []), *_texts(value)[:1]]
         if not coded and not read_text and not extra_texts:
             return {}  # most of a chart: a standard code the rule does not know, and no free text
         main_text = self.text(names := _texts(main), rtype, one_name=True) if read_text else set()
@@ -579,6 +574,16 @@ def _reported(raw: dict[str, Any]) -> bool:
     return raw.get("reportedBoolean") is True or isinstance(raw.get("reportedReference"), dict)
 
 
+def _repeats(dosages: Any) -> list[dict[str, Any]]:
+    """Each raw dosageInstruction's timing.repeat, {} where an instruction has none (or is junk)."""
+    out = []
+    for dosage in items(dosages):
+        timing = dosage.get("timing") if isinstance(dosage, dict) else None
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        out.append(repeat if isinstance(repeat, dict) else {})
+    return out
+
+
 def _dosing_bounds(dosages: Any) -> tuple[list[date], list[date]]:
     """(starts, ends) of an order's dosing, from raw dosageInstruction[].timing.repeat.boundsPeriod:
     Epic writes a course's end there ("Until Wed 5/27/2020") and leaves the validityPeriod open, and
@@ -586,10 +591,8 @@ def _dosing_bounds(dosages: Any) -> tuple[list[date], list[date]]:
     instruction gives that bound: an instruction with no end runs on, one with no start has begun."""
     starts: list[date] = []
     ends: list[date] = []
-    for dosage in items(dosages):
-        timing = dosage.get("timing") if isinstance(dosage, dict) else None
-        repeat = timing.get("repeat") if isinstance(timing, dict) else None
-        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+    for repeat in _repeats(dosages):
+        bounds = repeat.get("boundsPeriod")
         bounds = bounds if isinstance(bounds, dict) else {}
         starts.append(as_date(bounds.get("start")) or date.min)
         ends.append(as_date(bounds.get("end")) or date.max)
@@ -598,11 +601,8 @@ def _dosing_bounds(dosages: Any) -> tuple[list[date], list[date]]:
 
 def _single_dose(dosages: Any) -> bool:
     """Whether raw dosageInstruction orders one dose only: every instruction's timing.repeat.count is 1."""
-    counts = [repeat.get("count") if isinstance(repeat, dict) else None
-              for dosage in items(dosages) if isinstance(dosage, dict)
-              for timing in [dosage.get("timing")]
-              for repeat in [timing.get("repeat") if isinstance(timing, dict) else None]]
-    return bool(counts) and len(counts) == len(items(dosages)) and all(type(c) is int and c == 1 for c in counts)
+    counts = [repeat.get("count") for repeat in _repeats(dosages)]
+    return bool(counts) and all(type(c) is int and c == 1 for c in counts)
 
 
 def _read_medication_statement(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
