@@ -19,9 +19,10 @@ from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, 
 # an `@` inside a word, the `.` of `www.`, the second `/` of a protocol-relative `//host` that
 # linkify-style renderers link); and a link or image, which needs `](`, `][` or `![`.
 # Cards put record text only between quotes or before `,`, `.` or a line end, never before `(`/`[`.
-# "Symptom: dyspnea", "10:30", "Ouch!" and "[Mass/volume]" stay as written.
+# "Symptom: dyspnea", "10:30", "Ouch!", "[Mass/volume]" and an `&` that can start no entity ("Folate & B12")
+# stay as written: a renderer that shows markdown as text would print `&#38;`.
 _MARKUP = re.compile(
-    r"[\\`*_~<>&|]|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[])|!(?=\[)|(?<=(?<![A-Za-z0-9])[wW]{3})\.|(?<=/)/"
+    r"[\\`*_~<>|]|&(?=[A-Za-z0-9#])|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[])|!(?=\[)|(?<=(?<![A-Za-z0-9])[wW]{3})\.|(?<=/)/"
 )
 _MAX_RECORD_TEXT = 120
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype

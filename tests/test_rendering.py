@@ -24,6 +24,7 @@ HOSTILE = [
 ORDINARY = [
     "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", "Muscle aches - worse at night.",
     "O'Brien's \"cramps\" 3/10, 50% better", "café résumé µg/L ≥ 200", "#2 problem; see plan = rest + fluids",
+    "FOLATE & B12", "Denies fever & chills & night sweats", "aches & pains",
 ]
 
 
