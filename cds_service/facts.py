@@ -307,11 +307,13 @@ def _free_texts(raw: dict[str, Any], notes_too: bool) -> list[str]:
 
 
 def record_label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
-    """What the record calls itself: the concept's text, else a coding display, else its type.
-    An Observation that answers a question ("Symptom", "Chief complaint") is shown with its answer."""
+    """What the record calls itself: the concept's text, else a coding display, else the display
+    cards/ gives its code, else its type. An Observation that answers a question ("Symptom", "Chief
+    complaint") is shown with its answer."""
     concept = screen.medication_concept(raw) if rtype.startswith("Medication") else raw.get("code")
     texts = _texts(concept)
-    label = texts[0] if texts else rtype
+    named = (screen.k.code_display(system, code) for system, code, _ in _codings(concept))
+    label = texts[0] if texts else next((d for d in named if d), rtype)
     if rtype == "Observation":
         answers = _texts(raw.get("valueCodeableConcept"))
         answer = answers[0] if answers else raw.get("valueString")

@@ -101,6 +101,11 @@ class Knowledge:
     history_questions: frozenset[str]  # concepts whose Observations answer about the past or relatives
     lab_text: LabTextReader  # lab results sent as text (units.json valueText, rule.json lowFlags.textFlags)
 
+    def code_display(self, system: str, code: str) -> str | None:
+        """The display a value set in cards/ gives a code, for a record that names it by code alone."""
+        key = (canonical_system(system), canonical_code(canonical_system(system), code))
+        return next((vs.displays[key] for vs in self.valuesets.values() if key in vs.displays), None)
+
 
 def default_cards_dir() -> Path:
     """cards/ inside an installed wheel, else the checkout's top-level cards/."""

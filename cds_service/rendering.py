@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from cds_service.assessment import Assessment, Evidence, b12_band, format_value, result_test_label
+from cds_service.assessment import Assessment, Evidence, b12_band, crosses, format_value, result_test_label
 from cds_service.draft_orders import ORDER_REASON
 from cds_service.facts import Fact
 from cds_service.knowledge import Knowledge
@@ -207,7 +207,9 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         unit = k.units[last.concept].shown
         cut_off = k.rule.b12_result.bands[last.concept].deficient_below
         label = k.concepts[last.concept].label  # total or active B12
-        below = w.phrases["deficientBelow"].format(threshold=f"{cut_off:g} {unit}")
+        # a lab's low flag decides over this rule's cut-off (assay-dependent): say so beside a value above it
+        flag_decides = last.flagged_low and not crosses(last, "<", cut_off)
+        below = w.phrases["flagOverCutOff" if flag_decides else "deficientBelow"].format(threshold=f"{cut_off:g} {unit}")
         out += ["", f"**{h['latestB12']}**", f"- **{label}**: {result_text(last, k, cut_off)} on {when_text(last, k)} ({below})"]
     if assessment.variant == "lapsed-treatment":
         out += ["", f"**{h['treatmentSince']}**"] + [
