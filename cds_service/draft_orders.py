@@ -19,7 +19,8 @@ from cds_service.textmatch import TimeCheck, no_time_limit
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
 
 ORDER_REASON = "order-reason"  # Fact.status of a complaint named as a draft order's reason
-NOT_ORDERED = ("entered-in-error", "cancelled", "revoked")
+# withdrawn: R4's codes, with DSTU2's and STU3's for the same (an older draft keeps its status)
+NOT_ORDERED = ("entered-in-error", "cancelled", "revoked", "stopped", "rejected", "failed")
 
 
 @dataclass
@@ -37,18 +38,25 @@ class DraftOrders:
 
 def _reshaped(raw: dict[str, Any], rtype: str, renames: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     """An older draft as the R4 draft `rtype` it stands for: each element kept under its R4 name
-    (the first of several older names found wins)."""
+    (the first of several older names found wins), and the elements that decide whether it orders
+    anything kept as they were (a withdrawn or do-not-perform draft, a modifier not understood)."""
     converted: dict[str, Any] = {"resourceType": rtype, "status": "draft", "intent": "order"}
+    converted |= {key: raw[key] for key in _KEPT_AS_THEY_ARE if key in raw}
     for old, new in renames:
         if old in raw and new not in converted:
             converted[new] = raw[old]
     return converted
 
 
+# named alike in DSTU2, STU3 and R4: status and intent (whose withdrawn codes R4 shares), a contained
+# Medication a reference points at, and what makes a draft no order or unreadable
+_KEPT_AS_THEY_ARE = ("id", "status", "intent", "contained", "modifierExtension", "doNotPerform", "note")
+
+
 def _from_dstu2(raw: dict[str, Any]) -> dict[str, Any]:
     """A DSTU2 MedicationOrder re-shaped as the R4 MedicationRequest it stands for."""
     return _reshaped(raw, "MedicationRequest", (
-        ("id", "id"), ("medicationCodeableConcept", "medicationCodeableConcept"),
+        ("medicationCodeableConcept", "medicationCodeableConcept"),
         ("medicationReference", "medicationReference"), ("patient", "subject"), ("dateWritten", "authoredOn"),
         ("reasonCodeableConcept", "reasonCode"), ("dosageInstruction", "dosageInstruction")))
 
@@ -57,7 +65,7 @@ def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
     """A STU3 ProcedureRequest or ReferralRequest, or a DSTU2 DiagnosticOrder, re-shaped as the R4
     ServiceRequest it stands for: older FHIR servers make the CDS Hooks sandbox send drafts so."""
     converted = _reshaped(raw, "ServiceRequest", (
-        ("id", "id"), ("code", "code"), ("subject", "subject"), ("patient", "subject"),
+        ("code", "code"), ("subject", "subject"), ("patient", "subject"),
         ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode")))
     if "code" not in converted:  # a referral names its service, a diagnostic order its items
         first = next((c for c in (*items(raw.get("serviceRequested")), *items(raw.get("specialty")),
@@ -173,6 +181,8 @@ def read_drafts_and_selected(
             for d in into:
                 d.skipped += 1
             continue
+        if model.id and f"{rtype}/{model.id}" in drafts.references:
+            continue  # the same draft sent twice (an entry repeated): read once, as patient data is
         label = record_label(raw, screen, rtype)
         for d in into:
             if model.id:

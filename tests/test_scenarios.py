@@ -140,3 +140,54 @@ def test_evaluate_given_a_scenario_file_says_how_to_run_it() -> None:
     assert proc.returncode == 2
     body = json.loads(proc.stdout)
     assert body["error"] == "invalid_request" and "tests.fixture_files" in body["message"]
+
+
+# R4 draft -> the older resource an older FHIR server makes the sandbox send: DSTU2 MedicationOrder,
+# STU3 ProcedureRequest (statuses renamed where STU3 names them otherwise)
+_OLDER_NAMES = {"MedicationRequest": ("MedicationOrder", {"subject": "patient", "authoredOn": "dateWritten",
+                                                            "reasonCode": "reasonCodeableConcept"}),
+                "ServiceRequest": ("ProcedureRequest", {})}
+_STU3_STATUS = {"revoked": "cancelled", "on-hold": "suspended"}
+
+
+def _as_older(draft: Any) -> Any:
+    if not isinstance(draft, dict) or draft.get("resourceType") not in _OLDER_NAMES:
+        return draft
+    rtype, renames = _OLDER_NAMES[draft["resourceType"]]
+    older = {renames.get(k, k): v for k, v in draft.items() if not (rtype == "MedicationOrder" and k == "intent")}
+    if rtype == "MedicationOrder" and isinstance(older.get("reasonCodeableConcept"), list):
+        older["reasonCodeableConcept"] = (older["reasonCodeableConcept"] or [None])[0]
+    if rtype == "ProcedureRequest" and isinstance(older.get("status"), str):
+        older["status"] = _STU3_STATUS.get(older["status"], older["status"])
+    return {**older, "resourceType": rtype}
+
+
+def _answer(cards: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(c["indicator"], c["summary"], [s["label"] for s in c.get("suggestions") or []]) for c in cards]
+
+
+ORDER_SCENARIOS = scenario_files("order-select") + scenario_files("order-sign")
+
+
+@pytest.mark.parametrize("path", ORDER_SCENARIOS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_drafts_written_as_older_fhir_give_the_same_answer(path: Path, knowledge: Knowledge) -> None:
+    """Each draft in DSTU2/STU3 form (status, doNotPerform, modifier extensions and contained
+    Medications as the R4 draft has them) is read as its R4 draft is."""
+    request = load_scenario(path)["request"]
+    service = service_definitions(knowledge)[SERVICE[request["hook"]]]
+    now = datetime.now(UTC)
+    context = request["context"]
+    bundle = context.get("draftOrders")
+    if not isinstance(bundle, dict) or not any(
+            isinstance(e, dict) and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") in _OLDER_NAMES
+            for e in bundle.get("entry") or []):
+        pytest.skip("no R4 MedicationRequest or ServiceRequest draft")
+    older_bundle = {**bundle, "entry": [{**e, "resource": _as_older(e.get("resource"))} if isinstance(e, dict) else e
+                                        for e in bundle.get("entry") or []]}
+    selections = [s.replace("MedicationRequest/", "MedicationOrder/").replace("ServiceRequest/", "ProcedureRequest/")
+                  for s in context.get("selections") or []]
+    older = {**request, "context": {**context, "draftOrders": older_bundle,
+                                    **({"selections": selections} if "selections" in context else {})}}
+    r4 = evaluate(service, request, knowledge, now).response.cards
+    assert _answer(evaluate(service, older, knowledge, now).response.model_dump(mode="json")["cards"]) == _answer(
+        [c.model_dump(mode="json") for c in r4])
