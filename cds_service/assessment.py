@@ -128,8 +128,14 @@ def lapsed_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge
 
 def _ended(course: Fact, today: date) -> date | None:
     """When a past course ended: its recorded end, else (unknown) its start. An end still to come
-    on a completed course is a validity period's, not when it ended: the start is used then."""
-    return course.until if course.until is not None and course.until <= today else course.when
+    on a completed course is a validity period's, not when it ended: the start is used then (an end
+    tomorrow is today's somewhere: a day ahead is allowed, as for every date read)."""
+    return course.until if course.until is not None and _days(course.until, today) >= -1 else course.when
+
+
+def _as_given(course: Fact, today: date) -> Fact:
+    """A course as the card names it: an end still to come is no end ("ended" next month would mislead)."""
+    return replace(course, until=None) if course.until is not None and _days(course.until, today) < -1 else course
 
 
 def begun(fact: Fact, today: date) -> bool:
@@ -173,7 +179,7 @@ def on_maintenance(given: list[Fact], knowledge: Knowledge, today: date) -> bool
 def treated_since(facts: PatientFacts, knowledge: Knowledge, day: date, today: date) -> tuple[Fact, ...]:
     """B12 replacement given on or after `day` (administered, or a course begun or ended since),
     newest first: a low result it followed is no longer untreated."""
-    given = [f for c in knowledge.rule.suppressors.therapy_concepts for f in facts.of(c)
+    given = [_as_given(f, today) for c in knowledge.rule.suppressors.therapy_concepts for f in facts.of(c)
              if begun(f, today) and (ended := _ended(f, today)) is not None and ended >= day]
     return tuple(sorted(given, key=lambda f: _ended(f, today) or date.min, reverse=True))
 
