@@ -570,10 +570,13 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if (strong_picture or unreliable) and not mma_due:
         # the MMA asked for was taken (after that B12; with nitrous oxide, whenever B12 was) and is
         # raised: it answers the question, as after an indeterminate B12, so treatment is the next step
-        after = last.when if strong_picture and not unreliable and last is not None else None
+        # (beside a normal B12, one taken after it or inside the re-test window: weeks before it, a raised
+        # MMA answers as one after it does, as a normal one there silences the card below)
+        after = (min(last.when, today - timedelta(days=sup.recent_result_days))
+                 if strong_picture and not unreliable and last is not None and last.when is not None else None)
         answer = _follow_up_since(facts, knowledge, after, today)
         if answer is not None and answer[0]:
-            return _raised_follow_up(facts, knowledge, today, answer[1], base)
+            return _raised_follow_up(facts, knowledge, today, answer[1], base, after_nitrous_oxide=bool(unreliable))
     discordant = strong_picture and last is not None and not follow_up_taken_since(facts, knowledge, last, today)
     follow_up_lab = rule.follow_up_sign.lab
     functional_due = (bool(unreliable) or discordant) and not mma_due
@@ -624,7 +627,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 
 
 def _raised_follow_up(
-    facts: PatientFacts, knowledge: Knowledge, today: date, mma: Evidence, base: dict[str, Any]
+    facts: PatientFacts, knowledge: Knowledge, today: date, mma: Evidence, base: dict[str, Any], after_nitrous_oxide: bool,
 ) -> Assessment:
     """A raised MMA where serum B12 misleads (nitrous oxide; a normal B12 beside a strong picture):
     treatment review, critical as the indeterminate-B12 path is; lapsed treatment when B12 was given
@@ -635,7 +638,8 @@ def _raised_follow_up(
     signs = _signs(facts, knowledge, today)
     if mma.id not in {e.id for e in signs}:
         signs = (*signs, mma)
-    return Assessment("card", "untreated-raised-mma", Indicator.CRITICAL, signs=signs, **base)
+    variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
+    return Assessment("card", variant, Indicator.CRITICAL, signs=signs, **base)
 
 
 def _lapsed_treatment(

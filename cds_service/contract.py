@@ -13,7 +13,8 @@ HOOK_SERVICES: dict[str, str] = {hook: sid for sid, hook in SERVICE_HOOKS.items(
 # the cards of the pattern rule (patient-view, and order-select when the pattern fires)
 PatternVariant = Literal[
     "test-b12", "test-active-b12", "test-mma", "test-mma-after-nitrous-oxide", "test-mma-after-normal-b12",
-    "untreated-low", "untreated-mma", "untreated-raised-mma", "lapsed-treatment",
+    "untreated-low", "untreated-mma", "untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide",
+    "lapsed-treatment",
 ]
 # the cards of the ordering rules; "pattern" shows the pattern rule's card
 OrderCard = Literal[

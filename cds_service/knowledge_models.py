@@ -511,7 +511,8 @@ class WordingFile(_File):
     course_ended: str
     criteria: dict[
         Literal[
-            "info", "info-explained", "warning", "critical", "critical-untreated-low", "untreated-low", "untreated-mma", "untreated-raised-mma", "lapsed-treatment", "measure-before-treat",
+            "info", "info-explained", "warning", "critical", "critical-untreated-low", "untreated-low", "untreated-mma", "untreated-raised-mma",
+            "untreated-raised-mma-after-nitrous-oxide", "lapsed-treatment", "measure-before-treat",
             "duplicate",
             "duplicate-in-draft",
         ],

@@ -27,7 +27,9 @@ _MARKUP = re.compile(
 _MAX_RECORD_TEXT = 120
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype
 # cards that review treatment instead of ordering a test: no "not redundant" section
-TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", "untreated-raised-mma", "lapsed-treatment")
+RAISED_MMA_REVIEW: Final = ("untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide")
+TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", "untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide",
+                           "lapsed-treatment")
 
 
 def plain_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
@@ -211,6 +213,9 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         flag_decides = last.flagged_low and not crosses(last, "<", cut_off)
         below = w.phrases["flagOverCutOff" if flag_decides else "deficientBelow"].format(threshold=f"{cut_off:g} {unit}")
         out += ["", f"**{h['latestB12']}**", f"- **{label}**: {result_text(last, k, cut_off)} on {when_text(last, k)} ({below})"]
+    elif assessment.last_b12 is not None and assessment.variant in RAISED_MMA_REVIEW:
+        last = assessment.last_b12  # the serum B12 that misled: the MMA is read beside it
+        out += ["", f"**{h['latestB12']}**", f"- **{k.concepts[last.concept].label}**: {result_text(last, k)} on {when_text(last, k)}"]
     if assessment.variant == "lapsed-treatment":
         out += ["", f"**{h['treatmentSince']}**"] + [
             f"- {_therapy_line(f, k)}" for f in assessment.past_therapy[:3]

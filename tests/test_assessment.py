@@ -178,14 +178,17 @@ def test_methylmalonic_acid_after_an_indeterminate_b12(
 
 
 @pytest.mark.parametrize(("picture", "b12_days", "mma_days", "mma", "outcome", "variant"), [
-    ("nitrous-oxide", 20, 30, 1.2, "card", "untreated-raised-mma"),       # raised, taken before the normal B12: still counts
-    ("nitrous-oxide", None, 30, 1.2, "card", "untreated-raised-mma"),     # no B12 at all
+    ("nitrous-oxide", 20, 30, 1.2, "card", "untreated-raised-mma-after-nitrous-oxide"),  # raised, taken before the normal B12: still counts
+    ("nitrous-oxide", None, 30, 1.2, "card", "untreated-raised-mma-after-nitrous-oxide"),  # no B12 at all
     ("nitrous-oxide", 20, 30, 0.3, "suppressed:recent-result", None),     # not raised, inside the re-test window
     ("nitrous-oxide", 20, 400, 1.2, "card", "test-mma-after-nitrous-oxide"),  # raised but over a year old: test again
     ("paresthesia", 60, 40, 0.8, "card", "untreated-raised-mma"),         # discordant normal B12, raised MMA since
-    ("paresthesia", 60, 100, 0.8, "card", "test-mma-after-normal-b12"),   # taken before that B12: not its answer
+    ("paresthesia", 60, 70, 0.8, "card", "untreated-raised-mma"),         # weeks before it, inside the re-test window
+    ("paresthesia", 60, 70, 0.2, "suppressed:recent-result", None),       # the same, not raised: silent
+    ("paresthesia", 60, 100, 0.8, "card", "test-mma-after-normal-b12"),   # taken before that B12, outside the window
     ("paresthesia", 60, 40, 0.2, "suppressed:recent-result", None),       # answered no: silent as before
-], ids=["n2o-before-b12", "n2o-no-b12", "n2o-normal", "n2o-old", "discordant-since", "discordant-before", "discordant-normal"])
+], ids=["n2o-before-b12", "n2o-no-b12", "n2o-normal", "n2o-old", "discordant-since", "discordant-weeks-before",
+        "discordant-weeks-before-normal", "discordant-before", "discordant-normal"])
 def test_a_raised_mma_where_serum_b12_misleads_asks_for_treatment_review(
     knowledge: Knowledge, picture: str, b12_days: int | None, mma_days: int, mma: float, outcome: str, variant: str | None
 ) -> None:
@@ -195,7 +198,7 @@ def test_a_raised_mma_where_serum_b12_misleads_asks_for_treatment_review(
     context = fact(picture, 10, active=True)
     a = assess(patient(40, MYALGIA, FATIGUE, context, *results), knowledge, TODAY)
     assert (a.outcome, a.variant) == (outcome, variant)
-    if variant == "untreated-raised-mma":
+    if variant is not None and variant.startswith("untreated-raised-mma"):
         assert a.indicator == Indicator.CRITICAL and "raised-mma" in {s.id for s in a.signs}
 
 

@@ -517,7 +517,8 @@ def test_rule_line_matches_the_indicator(answers: dict[str, Any], knowledge: Kno
             key = "critical-untreated-low"
         if "suggestions" not in card:  # a treatment-review card: its own rule line
             key = ("lapsed-treatment" if "treated B12 deficiency" in card["summary"]
-                   else "untreated-raised-mma" if "can mislead" in card["summary"]
+                   else "untreated-raised-mma-after-nitrous-oxide" if "nitrous oxide use and a raised" in card["summary"]
+                   else "untreated-raised-mma" if "normal B12 but a raised" in card["summary"]
                    else "untreated-mma" if "methylmalonic" in card["summary"] else "untreated-low")
         assert f"**Rule**: {criteria[key]}" in detail
         others = {k: v for k, v in criteria.items() if k != key}
@@ -537,7 +538,9 @@ def test_order_select_card_names_the_selected_order(answers: dict[str, Any], md:
     text = html.unescape(re.sub(r"<[^>]+>", "", md.render(card["detail"])))
     resources = resources_in(request)
     selected = resources[request["context"]["selections"][0]]
-    medication = resources.get((selected.get("medicationReference") or {}).get("reference", ""), {})  # sent beside it
+    reference = (selected.get("medicationReference") or {}).get("reference", "")
+    contained = {f"#{c.get('id')}": c for c in selected.get("contained", [])}
+    medication = contained.get(reference) or resources.get(reference, {})  # contained, or sent beside it
     concept = selected.get("medicationCodeableConcept") or selected.get("code") or medication.get("code") or {}
     names = [concept.get("text")] + [c.get("display") for c in concept.get("coding", [])]
     assert any(n and n in text.split("\n\n")[0] for n in names)
