@@ -559,7 +559,10 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
                 signs = (*signs, evidence)
             return Assessment("card", "untreated-mma", Indicator.CRITICAL, signs=signs, **base)
     # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
-    mma_due = band == "indeterminate" and last is not None and not follow_up_taken_since(facts, knowledge, last, today)
+    # an indeterminate B12 over a year old (the untreated-low look-back) is evidence, not a current value:
+    # as an old low one, it asks for a new B12, not for the MMA that would settle a current one
+    mma_due = (band == "indeterminate" and last is not None and within(last, low.lookback_days, today)
+               and not follow_up_taken_since(facts, knowledge, last, today))
     # BSH: a normal B12 does not rule deficiency out when the picture is strong (falsely normal results
     # with intrinsic-factor antibodies): neurological signs or macrocytic anaemia ask for MMA instead
     strong_picture = (band == "normal" and last is not None and b12.discordant_normal_follow_up

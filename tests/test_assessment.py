@@ -420,11 +420,14 @@ def test_a_normal_hb_measured_after_the_anaemia_diagnosis_decides(knowledge: Kno
     assert assess(patient(50, MYALGIA, anaemia, mcv, metformin, older_hb), knowledge, TODAY).indicator == Indicator.CRITICAL
 
 
-def test_mma_is_never_suggested_twice_even_past_the_look_back(knowledge: Knowledge) -> None:
-    b12 = fact("b12-result", 400, "Observation", value=250.0, unit="pg/mL")
-    mma = fact("mma", 390, "Observation", value=0.62, unit="umol/L")
-    assert assess(patient(64, MYALGIA, FATIGUE, b12), knowledge, TODAY).variant == "test-mma"
-    assert assess(patient(64, MYALGIA, FATIGUE, b12, mma), knowledge, TODAY).variant == "test-b12"
+@pytest.mark.parametrize(("days", "variant"), [(365, "test-mma"), (366, "test-b12"), (3650, "test-b12")])
+def test_an_indeterminate_b12_over_a_year_old_asks_for_a_new_b12(knowledge: Knowledge, days: int, variant: str) -> None:
+    """Older than the untreated-low look-back, an indeterminate B12 is evidence, as an old low one is
+    (and an MMA taken after it, over a year ago, answers nothing now: MMA is never asked for twice)."""
+    b12 = fact("b12-result", days, "Observation", value=250.0, unit="pg/mL")
+    a = assess(patient(66, MYALGIA, FATIGUE, b12), knowledge, TODAY)
+    assert (a.variant, a.indicator) == (variant, Indicator.WARNING)
+    assert "indeterminate-b12" in {s.id for s in a.signs}
 
 
 def test_a_recent_b12_test_that_reported_nothing_silences_nothing_and_is_named(knowledge: Knowledge) -> None:
