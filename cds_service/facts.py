@@ -375,18 +375,22 @@ _NO_INSTANT = datetime.min.replace(tzinfo=UTC)
 
 def instant(text: Any) -> datetime:
     """A FHIR date or dateTime as the instant it names, for ordering results: "10:00-05:00" is after
-    "14:00Z" the same day, which text order reads the other way round. A date alone is its first
-    moment, a time with no zone (converters send them) is read as UTC; unreadable or absent sorts
-    before every date."""
+    "14:00Z" the same day, which text order reads the other way round. A date alone is its midday
+    in UTC, the moment of that day in every zone from -12:00 to +12:00, so it sorts by its date
+    beside a time written in any of them (as its first moment, the 20th sorted before 22:00-05:00
+    on the 19th, which is the 20th in UTC); a time with no zone (converters send them) is read as
+    UTC; unreadable or absent sorts before every date."""
     if not isinstance(text, str) or len(text) < 4:
         return _NO_INSTANT
     try:
         if len(text) < 10:  # a partial date (YYYY, YYYY-MM): its first day
-            return datetime(int(text[:4]), int(text[5:7]) if len(text) >= 7 else 1, 1, tzinfo=UTC)
+            return datetime(int(text[:4]), int(text[5:7]) if len(text) >= 7 else 1, 1, 12, tzinfo=UTC)
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(hour=12, tzinfo=UTC)
         parsed = datetime.fromisoformat(text)
     except ValueError:
         day = as_date(text)  # a date this reads, with a time it cannot (as _observation_date does)
-        return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else _NO_INSTANT
+        return datetime(day.year, day.month, day.day, 12, tzinfo=UTC) if day else _NO_INSTANT
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

@@ -344,6 +344,23 @@ def test_the_newest_result_is_chosen_by_instant_not_by_the_text_of_its_date(know
         assert f.resource_id == evening["id"]
 
 
+@pytest.mark.parametrize(("other_when", "date_only_wins"), [
+    ("{d1}T22:00:00-05:00", True),    # the evening before, in the west: the 30th-ago in UTC
+    ("{d1}T23:30:00-11:00", True),
+    ("{d}T01:00:00+05:00", False),    # the next day, in the east: the day before in UTC
+    ("{d}T10:00:00+14:00", False),
+])
+def test_a_result_sent_as_a_date_sorts_by_that_date_beside_times_in_any_zone(
+    knowledge: Knowledge, other_when: str, date_only_wins: bool
+) -> None:
+    """A date alone is no instant: it is read as its midday in UTC, inside that date in every zone."""
+    date_only = lab(B12, 120, "pg/mL", ago(30))
+    other = lab(B12, 500, "pg/mL", other_when.format(d1=ago(31), d=ago(29)))
+    for order in ((date_only, other), (other, date_only)):
+        [f] = facts_of(knowledge, *order).of("b12-result")
+        assert (f.resource_id == date_only["id"]) is date_only_wins
+
+
 @pytest.mark.parametrize("first", [True, False])
 def test_on_a_tie_in_time_a_final_result_wins_over_a_preliminary_one(knowledge: Knowledge, first: bool) -> None:
     when = f"{ago(30)}T09:00:00Z"
