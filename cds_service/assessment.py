@@ -64,6 +64,7 @@ class Assessment:
     past_therapy: tuple[Fact, ...] = ()  # B12 replacement recorded after the last result, none current
     earlier_therapy: Fact | None = None  # with none since the last result (or no result): the latest on record
     critical_feature: CriticalFeature | None = None  # what made the card critical, named in its summary
+    diagnosis: Fact | None = None  # the B12 deficiency diagnosed on record a diagnosed-deficiency card reviews
     unchecked: frozenset[str] = frozenset()  # checks made without data (shown as "not checked"); "age" too
     unreadable: int = 0  # records sent that could not be read
 
@@ -607,6 +608,16 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         signs += (Evidence(sign_id, label, (last,)),)
     if not signs:
         return Assessment("no-sign", **base)
+    diagnosis = deficiency_on_record(facts, knowledge)
+    # a deficiency already diagnosed, with no replacement current: a test answers nothing the diagnosis
+    # has not (pernicious anaemia is treated for life); "none current" is a claim only when all was sent
+    if low.diagnosis_review and diagnosis is not None and "therapy" not in facts.unchecked:
+        critical = _critical_feature(signs, knowledge)
+        # the diagnosis has its own section: not listed again as a risk factor
+        record = (diagnosis.resource_type, diagnosis.resource_id)
+        base["risk_factors"] = tuple(e for e in risks if {(f.resource_type, f.resource_id) for f in e.facts} != {record})
+        return Assessment("card", "diagnosed-deficiency", Indicator.CRITICAL if critical else Indicator.WARNING,
+                          signs=signs, critical_feature=critical, diagnosis=diagnosis, **base)
 
     critical = _critical_feature(signs, knowledge)
     untreated_old_low = {s.id for s in signs} & set(rule.indicator.critical_without_risk_factor)
@@ -643,6 +654,14 @@ def _raised_follow_up(
         signs = (*signs, mma)
     variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
     return Assessment("card", variant, Indicator.CRITICAL, signs=signs, **base)
+
+
+def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | None:
+    """The latest diagnosis of B12 deficiency (pernicious anaemia, a B12-specific deficiency) on
+    record, current and not only suspected (rule.json orders.establishedDeficiencyConcepts)."""
+    orders = knowledge.rule.orders
+    return newest([f for c in orders.established_deficiency_concepts for f in facts.of(c)
+                   if f.verification not in orders.established_deficiency_unconfirmed])
 
 
 def _lapsed_treatment(

@@ -14,7 +14,7 @@ HOOK_SERVICES: dict[str, str] = {hook: sid for sid, hook in SERVICE_HOOKS.items(
 PatternVariant = Literal[
     "test-b12", "test-active-b12", "test-mma", "test-mma-after-nitrous-oxide", "test-mma-after-normal-b12",
     "untreated-low", "untreated-mma", "untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide",
-    "lapsed-treatment",
+    "lapsed-treatment", "diagnosed-deficiency",
 ]
 # the cards of the ordering rules; "pattern" shows the pattern rule's card
 OrderCard = Literal[

@@ -321,6 +321,8 @@ class Suppressors(_Knowledge):
 class UntreatedLow(_Knowledge):
     enabled: bool
     lookback_days: int = Field(ge=1)
+    # a B12 deficiency diagnosed on record (orders.establishedDeficiencyConcepts), none current: review treatment
+    diagnosis_review: bool = False
     remark: str = ""
 
 
@@ -512,7 +514,7 @@ class WordingFile(_File):
     criteria: dict[
         Literal[
             "info", "info-explained", "warning", "critical", "critical-untreated-low", "untreated-low", "untreated-mma", "untreated-raised-mma",
-            "untreated-raised-mma-after-nitrous-oxide", "lapsed-treatment", "measure-before-treat",
+            "untreated-raised-mma-after-nitrous-oxide", "lapsed-treatment", "diagnosed-deficiency", "measure-before-treat",
             "duplicate",
             "duplicate-in-draft",
         ],
@@ -570,7 +572,7 @@ class WordingFile(_File):
 _V = TypeVar("_V")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
-            "latestB12", "caveats", "treatmentSince")
+            "latestB12", "caveats", "treatmentSince", "diagnosis", "latestTreatment")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",

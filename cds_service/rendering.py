@@ -29,7 +29,7 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype
 # cards that review treatment instead of ordering a test: no "not redundant" section
 RAISED_MMA_REVIEW: Final = ("untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide")
 TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", "untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide",
-                           "lapsed-treatment")
+                           "lapsed-treatment", "diagnosed-deficiency")
 
 
 def plain_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:
@@ -216,6 +216,10 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     elif assessment.last_b12 is not None and assessment.variant in RAISED_MMA_REVIEW:
         last = assessment.last_b12  # the serum B12 that misled: the MMA is read beside it
         out += ["", f"**{h['latestB12']}**", f"- **{k.concepts[last.concept].label}**: {result_text(last, k)} on {when_text(last, k)}"]
+    if assessment.variant == "diagnosed-deficiency" and assessment.diagnosis is not None:
+        out += ["", f"**{h['diagnosis']}**", f"- {fact_line(assessment.diagnosis, k)}"]
+        if assessment.earlier_therapy is not None:
+            out += ["", f"**{h['latestTreatment']}**", f"- {_therapy_line(assessment.earlier_therapy, k)}"]
     if assessment.variant == "lapsed-treatment":
         out += ["", f"**{h['treatmentSince']}**"] + [
             f"- {_therapy_line(f, k)}" for f in assessment.past_therapy[:3]

@@ -614,3 +614,37 @@ def test_a_statin_dose_raised_recently_is_a_recent_start(knowledge: Knowledge, o
     pf.renewals["statin"] = [before]
     (statin,) = assess(pf, knowledge, TODAY).confounders
     assert statin.note.startswith(note) if note else not statin.note.startswith(("Dose", "Started"))
+
+
+def _pernicious(verification: str | None = None) -> Fact:
+    """Pernicious anaemia on record, as the concepts read it: an established deficiency and a risk factor."""
+    return replace(fact("established-b12-deficiency", 2000, active=True), verification=verification)
+
+
+def test_a_deficiency_diagnosed_and_untreated_asks_for_treatment_review(knowledge: Knowledge) -> None:
+    a = assess(patient(50, MYALGIA, FATIGUE, _pernicious()), knowledge, TODAY)
+    assert (a.outcome, a.variant, a.indicator) == ("card", "diagnosed-deficiency", Indicator.WARNING)
+    assert a.diagnosis is not None and a.diagnosis.concept == "established-b12-deficiency"
+    assert a.earlier_therapy is None
+    stopped = med("b12-therapy", 400, "completed")
+    lapsed = assess(patient(50, MYALGIA, FATIGUE, _pernicious(), stopped), knowledge, TODAY)
+    assert (lapsed.variant, lapsed.earlier_therapy) == ("diagnosed-deficiency", stopped)
+    numb = fact("paresthesia", 5)
+    assert assess(patient(50, MYALGIA, numb, _pernicious()), knowledge, TODAY).indicator == Indicator.CRITICAL
+
+
+@pytest.mark.parametrize("why", ["suspected", "therapy not sent", "no sign", "on replacement"])
+def test_a_diagnosis_asks_for_no_treatment_review_when(knowledge: Knowledge, why: str) -> None:
+    """Only suspected: a level confirms it. Replacement not sent: 'none current' cannot be claimed, so a
+    test is asked for as before. No sign: no card, as for any risk factor. On replacement: silent."""
+    facts = patient(50, MYALGIA, FATIGUE, _pernicious("provisional" if why == "suspected" else None))
+    if why == "therapy not sent":
+        facts.unchecked = frozenset({"therapy"})
+    if why == "no sign":
+        facts.by_concept.pop("fatigue")
+    if why == "on replacement":
+        facts.by_concept["b12-therapy"].append(med("b12-therapy", 30, "active"))
+    a = assess(facts, knowledge, TODAY)
+    expected = {"suspected": ("card", "test-b12"), "therapy not sent": ("card", "test-b12"), "no sign": ("no-sign", None),
+                "on replacement": ("suppressed:on-b12-therapy", None)}[why]
+    assert (a.outcome, a.variant) == expected

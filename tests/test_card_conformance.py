@@ -517,6 +517,7 @@ def test_rule_line_matches_the_indicator(answers: dict[str, Any], knowledge: Kno
             key = "critical-untreated-low"
         if "suggestions" not in card:  # a treatment-review card: its own rule line
             key = ("lapsed-treatment" if "treated B12 deficiency" in card["summary"]
+                   else "diagnosed-deficiency" if "B12 deficiency diagnosed" in card["summary"]
                    else "untreated-raised-mma-after-nitrous-oxide" if "nitrous oxide use and a raised" in card["summary"]
                    else "untreated-raised-mma" if "normal B12 but a raised" in card["summary"]
                    else "untreated-mma" if "methylmalonic" in card["summary"] else "untreated-low")
@@ -768,7 +769,8 @@ def test_lab_evidence_reads_value_unit_date_and_threshold(answers: dict[str, Any
 FEATURES = ("with neurological or cognitive signs and", "with macrocytic anaemia and", "with macrocytic anaemia after",
             "with neurological or cognitive signs and macrocytic anaemia", "with neurological or cognitive signs after",
             "with macrocytic anaemia in", "with neurological or cognitive signs in", "with neurological or cognitive signs despite",
-            "with macrocytic anaemia despite", "an old low B12 with no treatment on record", "with an old low B12, no treatment on record,")
+            "with macrocytic anaemia despite", "an old low B12 with no treatment on record", "with an old low B12, no treatment on record,",
+            "with macrocytic anaemia, B12 deficiency diagnosed", "with neurological or cognitive signs, B12 deficiency diagnosed")
 
 
 @pytest.mark.parametrize(("fixture", "feature"), [
@@ -786,8 +788,9 @@ def test_summary_shows_urgency_only_on_critical_test_cards(answers: dict[str, An
         urgent = "now" in card["summary"].split(": ")[-1].split()
         has_order = bool(card.get("suggestions")) and card["suggestions"][0]["actions"][0]["type"] == "create"
         names_the_feature = any(f in card["summary"] for f in FEATURES)
-        lapsed_treatment = "treated B12 deficiency" in card["summary"]
-        if card["indicator"] == "critical" and (has_order or lapsed_treatment):
+        # treatment reviews whose urgency depends on the feature (an untreated low result is urgent by itself)
+        review_by_feature = "treated B12 deficiency" in card["summary"] or "B12 deficiency diagnosed" in card["summary"]
+        if card["indicator"] == "critical" and (has_order or review_by_feature):
             assert urgent and names_the_feature, card["summary"]
         else:
             assert not urgent, card["summary"]
