@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ def _evaluate(path: str, service_id: str | None) -> int:
             raise BadRequest("This is a scenario file (description, expect, request), not a hook request: run it "
                              "through `python -m tests.fixture_files FILE | cds-service evaluate -`, which also fills in its dates.")
         chosen = service_id or HOOK_SERVICES.get(str(data.get("hook")), str(data.get("hook")))
-        service, now = find_service(services, chosen), datetime.now(UTC)
+        service, now = find_service(services, chosen), datetime.now(settings.zone)
         data = asyncio.run(_complete(settings, service, knowledge, data, now))
         result = evaluate(service, data, knowledge, now)
     except CdsError as exc:

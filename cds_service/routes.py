@@ -2,7 +2,7 @@
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import orjson
@@ -77,7 +77,7 @@ async def call_service(service_id: str, request: Request, services: ServicesDep,
     async with deadline(seconds):
         data = parse_json_object(await request.body())
         bind_call(service.id, data.get("hookInstance"))
-        now = datetime.now(UTC)
+        now = datetime.now(request.app.state.settings.zone)  # the clinic's date is today's (CDS_TIMEZONE)
         data = await complete_prefetch(service, data, request.app.state.fetcher, knowledge, now.date(),
                                        caller_servers(request), check)
     result = evaluate(service, data, knowledge, now, check)

@@ -1,6 +1,7 @@
 """All configuration, read from `CDS_` environment variables."""
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -108,7 +109,27 @@ class Settings(BaseSettings):
     )
     log_format: str = Field(default="json", pattern="^(json|text)$", description="json: one JSON object per line.")
 
+    # Clinical dates
+    timezone: str = Field(
+        default="UTC",
+        description="IANA time zone of the clinics served (America/Chicago, Europe/London): the date there is "
+        "'today' for every look-back window and age, so an evening call is not judged by tomorrow's date in UTC.",
+    )
+
     _allowed = field_validator("fhir_allowed_servers")(_fhir_bases)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name such as UTC, America/Chicago or Europe/London") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("public_base_url")
     @classmethod

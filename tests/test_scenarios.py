@@ -4,9 +4,10 @@ import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -15,10 +16,12 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from cds_service.evaluation import evaluate
 from cds_service.knowledge import Knowledge
 from cds_service.services import service_definitions
+from tests import fixture_files
 from tests.conftest import load_scenario
-from tests.fixture_files import scenario_files
+from tests.fixture_files import FIXTURES, scenario_files
 
 PATIENT_VIEW = scenario_files("patient-view")
+FIXTURES_PV = FIXTURES / "patient-view"
 ALL = PATIENT_VIEW + scenario_files("order-select") + scenario_files("order-sign")
 SERVICE = {
     "patient-view": "b12-myalgia-patient-view",
@@ -191,3 +194,22 @@ def test_drafts_written_as_older_fhir_give_the_same_answer(path: Path, knowledge
     r4 = evaluate(service, request, knowledge, now).response.cards
     assert _answer(evaluate(service, older, knowledge, now).response.model_dump(mode="json")["cards"]) == _answer(
         [c.model_dump(mode="json") for c in r4])
+
+
+def test_today_is_the_clinics_date_in_its_time_zone(knowledge: Knowledge) -> None:
+    """At 20:00 in Chicago (01:00 UTC the next day) a B12 order written 180 of the clinic's days ago
+    is still pending (the window's last day); judged by the UTC date it is a day older, lapsed
+    (CDS_TIMEZONE gives the service its clinics' clock)."""
+    clinic_day = date(2026, 11, 26)
+    evening = datetime(2026, 11, 26, 20, 0, tzinfo=ZoneInfo("America/Chicago"))
+    request = fixture_files.load(next(FIXTURES_PV.glob("02-*.json")), clinic_day)["request"]
+    written = (clinic_day - timedelta(days=180)).isoformat() + "T10:00:00-05:00"
+    request["prefetch"]["b12Orders"] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {
+        "resourceType": "ServiceRequest", "id": "b12-order", "status": "active", "intent": "order",
+        "subject": {"reference": f"Patient/{request['context']['patientId']}"}, "authoredOn": written,
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2132-9"}]}}}]}
+    service = service_definitions(knowledge)["b12-myalgia-patient-view"]
+    in_chicago = evaluate(service, request, knowledge, evening).assessment
+    in_utc = evaluate(service, request, knowledge, evening.astimezone(UTC)).assessment
+    assert in_chicago is not None and in_chicago.outcome == "suppressed:pending-order"
+    assert in_utc is not None and (in_utc.outcome, in_utc.variant) == ("card", "test-b12")

@@ -39,6 +39,8 @@ def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.
     ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org/b12?"}, "CDS_PUBLIC_BASE_URL"),
     ({"CDS_DB_TIMEOUT": "inf"}, "CDS_DB_TIMEOUT"),  # no bound at all; on PostgreSQL it was an OverflowError
     ({"CDS_REQUEST_DEADLINE_SECONDS": "nan"}, "CDS_REQUEST_DEADLINE_SECONDS"),
+    ({"CDS_TIMEZONE": "Central Time"}, "CDS_TIMEZONE"),
+    ({"CDS_TIMEZONE": "../../etc/passwd"}, "CDS_TIMEZONE"),
     ({"CDS_DATABASE_URL": "short-secret"}, "CDS_DATABASE_URL"),
     ({"CDS_DATABASE_URL": "postgresql://cds:short-secret@db.example.org:port/cds"}, "CDS_DATABASE_URL"),
     ({"CDS_DATABASE_URL": "mysql://cds:short-secret@db.example.org/cds"}, "CDS_DATABASE_URL"),
