@@ -44,7 +44,10 @@ def render_order_card(
         return render_card(oa.pattern, k, patient_id, now, encounter_id, user_id, new_id, preface)
 
     variant = w.variants[oa.card]
-    lines = [variant.intro, "", f"**{w.phrases['orderedNow']}**: {ordered}"]
+    intro = variant.intro
+    if oa.card == "duplicate-order" and oa.earlier and all(awaiting_result(f, k) for f in oa.earlier):
+        intro = w.phrases["duplicateSampleIntro"]  # a sample at the lab, not an order waiting: say so
+    lines = [intro, "", f"**{w.phrases['orderedNow']}**: {ordered}"]
     if oa.card in ("measure-before-treat", "measure-active-before-treat"):
         words = w.not_redundant
         # a check made without data says so: the EHR may hold the level, treatment or order it did not send
