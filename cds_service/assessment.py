@@ -424,7 +424,11 @@ def _group_when_taken(result: Fact | None, group: str, facts: PatientFacts, know
 
 
 def _indeterminate_sign(last: Fact, knowledge: Knowledge) -> Evidence:
-    return Evidence("indeterminate-b12", knowledge.wording.phrases["indeterminateB12"].format(test=result_test_label(last, knowledge)), (last,))
+    """An indeterminate result; one censored across the deficiency cut-off ('<148 pmol/L') may be low too."""
+    cut_off = knowledge.rule.b12_result.bands[last.concept].deficient_below
+    spans = last.comparator in ("<", "<=") and not crosses(last, "<", cut_off)
+    phrase = knowledge.wording.phrases["indeterminateOrLowB12" if spans else "indeterminateB12"]
+    return Evidence("indeterminate-b12", phrase.format(test=result_test_label(last, knowledge)), (last,))
 
 
 def result_test_label(fact: Fact, knowledge: Knowledge) -> str:
