@@ -27,6 +27,7 @@ _MARKUP = re.compile(
 _MAX_RECORD_TEXT = 120
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype
 # cards that review treatment instead of ordering a test: no "not redundant" section
+MMA_AFTER_B12: Final = ("test-mma", "test-mma-after-normal-b12")
 RAISED_MMA_REVIEW: Final = ("untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide")
 TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", "untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide",
                            "lapsed-treatment", "diagnosed-deficiency")
@@ -350,8 +351,11 @@ def render_card(
     """The card for a firing assessment (callers check `assessment.fires`)."""
     assert assessment.variant is not None and assessment.indicator is not None
     variant = k.wording.variants[assessment.variant]
+    # a methylmalonic acid follows a B12 result (indeterminate, or normal beside a strong picture): the lab sees which
+    last = assessment.last_b12
+    follows = [last.reference] if assessment.variant in MMA_AFTER_B12 and last is not None and last.reference else []
     suggestions = order_suggestion(
-        variant, k, patient_id, now, list(assessment.trigger), encounter_id, user_id, new_id
+        variant, k, patient_id, now, list(assessment.trigger), encounter_id, user_id, new_id, supporting=follows
     )
     detail = render_detail(assessment, k)
     if preface:
