@@ -437,6 +437,14 @@ def result_test_label(fact: Fact, knowledge: Knowledge) -> str:
     return label[:1].lower() + label[1:]
 
 
+def follow_up_from(b12: Fact, knowledge: Knowledge, today: date) -> date | None:
+    """From when a methylmalonic acid answers the question a B12 result raises: taken after it, or
+    inside the re-test window before it (results weeks apart describe the same state; a normal MMA
+    there silences the card as a recent result does). None for an undated B12."""
+    window = knowledge.rule.suppressors.recent_result_days
+    return None if b12.when is None else min(b12.when, today - timedelta(days=window))
+
+
 def _follow_up_since(
     facts: PatientFacts, knowledge: Knowledge, b12_taken: date | None, today: date
 ) -> tuple[bool, Evidence] | None:
@@ -551,7 +559,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         # the signs decide how urgent treatment is (neurological features: do not delay), so show them
         return Assessment("card", "untreated-low", Indicator.CRITICAL, signs=_signs(facts, knowledge, today), **base)
     if band == "indeterminate" and last is not None and last.when is not None:
-        answer = _follow_up_since(facts, knowledge, last.when, today)
+        answer = _follow_up_since(facts, knowledge, follow_up_from(last, knowledge, today), today)
         if answer is not None:  # the follow-up NG239 advises was done: it answers the question
             raised, evidence = answer
             if not raised:
@@ -576,12 +584,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     # nitrous oxide: a normal serum B12 says little, so MMA is asked for whatever B12 shows
     unreliable = {rf.id for rf in rule.risk_factors if rf.serum_b12_unreliable} & {e.id for e in risks}
     if (strong_picture or unreliable) and not mma_due:
-        # the MMA asked for was taken (after that B12; with nitrous oxide, whenever B12 was) and is
+        # the MMA asked for was taken (around that B12; with nitrous oxide, whenever B12 was) and is
         # raised: it answers the question, as after an indeterminate B12, so treatment is the next step
-        # (beside a normal B12, one taken after it or inside the re-test window: weeks before it, a raised
-        # MMA answers as one after it does, as a normal one there silences the card below)
-        after = (min(last.when, today - timedelta(days=sup.recent_result_days))
-                 if strong_picture and not unreliable and last is not None and last.when is not None else None)
+        after = follow_up_from(last, knowledge, today) if strong_picture and not unreliable and last is not None else None
         answer = _follow_up_since(facts, knowledge, after, today)
         if answer is not None and answer[0]:
             return _raised_follow_up(facts, knowledge, today, answer[1], base, after_nitrous_oxide=bool(unreliable))
@@ -704,14 +709,14 @@ def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evi
     return newest([f for f in facts.of(lab) if f.value is not None and f.when is not None and (since is None or f.when >= since)])
 
 
-def follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, indeterminate: Fact, today: date) -> bool:
-    """Whether the follow-up lab (MMA) answered an indeterminate B12, however long ago: taken on or
-    after it, with a value that is clearly raised or clearly not (a censored one may be neither)."""
+def follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, b12: Fact, today: date) -> bool:
+    """Whether the follow-up lab (MMA) answered a B12 result, however long ago: taken around it
+    (follow_up_from), with a value that is clearly raised or clearly not (a censored one may be neither)."""
     sign = knowledge.rule.follow_up_sign
     threshold = _threshold(sign, _group(facts, knowledge, today))
-    return indeterminate.when is not None and any(
-        f.when is not None and f.when >= indeterminate.when and _answer(f, sign, threshold) is not None
-        for f in facts.of(sign.lab)
+    since = follow_up_from(b12, knowledge, today)
+    return since is not None and any(
+        f.when is not None and f.when >= since and _answer(f, sign, threshold) is not None for f in facts.of(sign.lab)
     )
 
 

@@ -163,8 +163,12 @@ def test_lab_values_keep_the_precision_their_thresholds_need(value: float, shown
     (120, 90, 0.62, "card", "untreated-mma"),            # raised MMA since: treat, do not re-test
     (120, 90, 0.45, "suppressed:normal-follow-up", None),  # at the threshold is not raised: answered
     (120, 200, 0.62, "card", "test-mma"),                 # MMA before the B12 does not answer it
+    (30, 60, 0.62, "card", "untreated-mma"),              # ... unless within the last 90 days: weeks apart, one state
+    (30, 60, 0.3, "suppressed:normal-follow-up", None),
+    (30, 91, 0.62, "card", "test-mma"),                   # before the window: not its answer
     (450, 400, 0.62, "card", "test-b12"),                 # an answer older than a year is not current: re-test B12, never MMA twice
-], ids=["raised-since", "normal-since", "before", "over-a-year"])
+], ids=["raised-since", "normal-since", "before", "weeks-before-raised", "weeks-before-normal", "before-window",
+        "over-a-year"])
 def test_methylmalonic_acid_after_an_indeterminate_b12(
     knowledge: Knowledge, b12_days: int, mma_days: int, mma: float, outcome: str, variant: str | None
 ) -> None:
