@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from datetime import datetime
 
+from cds_service.assessment import b12_band
 from cds_service.facts import Fact, awaiting_result
 from cds_service.knowledge import Knowledge
 from cds_service.order_rules import OrderAssessment
@@ -18,10 +19,16 @@ from cds_service.rendering import (
     when_text,
 )
 
+_BAND_PHRASES = {"deficient": "bandDeficient", "indeterminate": "bandIndeterminate", "normal": "bandNormal"}
 
-def _earlier_line(fact: Fact, k: Knowledge) -> str:
+
+def _earlier_line(fact: Fact, k: Knowledge, banded: bool = True) -> str:
     if fact.resource_type == "Observation" and not awaiting_result(fact, k):
-        return f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact, k)}"
+        line = f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact, k)}"
+        bands = k.rule.b12_result.bands.get(fact.concept)
+        band = b12_band(fact, bands) if banded and bands is not None and not fact.flagged_low else None
+        # the band a B12 level fell in, so an old low one reads as low ("flagged low" says so already)
+        return f"{line} ({k.wording.phrases[_BAND_PHRASES[band]]})" if band in _BAND_PHRASES else line
     # a FHIR status code is no word for the clinician: a registered sample has no result yet; "on-hold" reads "on hold"
     if fact.resource_type == "Observation":
         status = f", {k.wording.phrases['sampleNoResult']}"
@@ -63,7 +70,9 @@ def render_order_card(
         return card_frame(k, variant, "\n".join(lines), oa.indicator, suggestions, new_id)
 
     heading = w.headings["sameOrder"] if oa.card == "duplicate-in-draft" else w.headings["earlier"]
-    lines += ["", f"**{heading}**"] + [_earlier_line(f, k) for f in oa.earlier[:3]]
+    # a total B12 taken in pregnancy is read with care, not by the bands (the card says why)
+    banded = oa.next_step != "active-b12"
+    lines += ["", f"**{heading}**"] + [_earlier_line(f, k, banded) for f in oa.earlier[:3]]
     if oa.combined_panel:
         lines += ["", w.phrases["combinedPanel"]]
     if oa.next_step == "treat":
