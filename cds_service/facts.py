@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from cds_service import fhir_models
-from cds_service.knowledge import Knowledge
+from cds_service.knowledge import STANDARD, Knowledge
 from cds_service.knowledge_models import LabFlags
 from cds_service.lab_text import LabTextReader
 from cds_service.patient_data import RESOURCE_TYPES, PatientData, reference_parts
@@ -166,21 +166,23 @@ class ConceptScreen:
         return self._coded(concept, rtype)[0]
 
     def _coded(self, concept: Any, rtype: str) -> tuple[frozenset[str], bool]:
-        """(concepts named by the codings, whether any coding is in a standard terminology)."""
+        """(concepts named by the codings, whether a coding in a standard terminology speaks for the
+        record: not when one of its codes is generic, as an EHR's translation of a catch-all code
+        such as F18.10 into SNOMED CT 'Inhalant abuse' names the substance no better)."""
         found = _NO_CONCEPTS  # most codings name nothing: no set is built for them
-        standard = False
+        kinds = 0  # bit 1: a standard coding, bit 2: a generic one
         if not isinstance(concept, dict):
-            return found, standard
+            return found, False
         codings = self.k.codings
         for coding in items(concept.get("coding")):
             if isinstance(coding, dict):
                 code, system = coding.get("code"), coding.get("system")
                 if isinstance(code, str) and (system is None or isinstance(system, str)):
-                    hit, is_standard = codings[rtype, system or "", code]
+                    hit, kind = codings[rtype, system or "", code]
                     if hit:
                         found = found.union(hit)
-                    standard = standard or is_standard
-        return found, standard
+                    kinds |= kind
+        return found, kinds == STANDARD
 
     def answering(self, found: frozenset[str], question: frozenset[str]) -> frozenset[str]:
         """`found` without the answer concepts whose question is not in `question` ("Pregnant" as the

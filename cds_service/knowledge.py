@@ -47,9 +47,14 @@ class KnowledgeError(Exception):
         self.file, self.field, self.problem = file, field, problem
 
 
-class CodingLookup(dict[tuple[str, str, str], tuple[tuple[str, ...], bool]]):
+NON_STANDARD, STANDARD, GENERIC = 0, 1, 2  # what a coding's system and code say of its record's text
+
+
+class CodingLookup(dict[tuple[str, str, str], tuple[tuple[str, ...], int]]):
     """(resource type, system, code) as sent -> (concepts read from that resource type that the
-    coding names, whether its system is a standard terminology).
+    coding names, STANDARD when its system is a standard terminology, GENERIC when its code names
+    nothing in particular (the record's text then speaks, whatever other codes it carries),
+    else NON_STANDARD).
 
     A dict filled on first use: charts repeat the same few codes thousands of times, and a hit is
     one C-level subscript. Bounded, so hostile input cannot grow it forever."""
@@ -62,13 +67,13 @@ class CodingLookup(dict[tuple[str, str, str], tuple[tuple[str, ...], bool]]):
         self.code_index, self.prefix_index, self.applies_to = code_index, prefix_index, applies_to
         self.generic = generic  # concepts of codes that name nothing in particular (ConceptDef.generic_code)
 
-    def __missing__(self, key: tuple[str, str, str]) -> tuple[tuple[str, ...], bool]:
+    def __missing__(self, key: tuple[str, str, str]) -> tuple[tuple[str, ...], int]:
         resource_type, system, code = key
         sys = canonical_system(system)
         named = tuple(c for c in self.concepts_for_code(sys, canonical_code(sys, code)) if resource_type in self.applies_to[c])
         generic = any(c in self.generic for c in named)
         concepts = tuple(c for c in named if c not in self.generic) if generic else named
-        hit = (concepts, sys in STANDARD_SYSTEMS and not generic)
+        hit = (concepts, GENERIC if generic else STANDARD if sys in STANDARD_SYSTEMS else NON_STANDARD)
         if len(self) < _MEMO_LIMIT:
             self[key] = hit
         return hit
