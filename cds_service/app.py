@@ -124,6 +124,13 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), None, dict(exc.headers or {}))  # 405 keeps its Allow
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> Response:
+        # JSON may nest 1,024 levels (orjson's limit); Python's own recursion stops near 1,000, so a
+        # value nested that deep where the service reads it is the request's fault, not the service's
+        log.warning("request refused: a value nested too deeply to read on %s %s", request.method, request.url.path)
+        return error_response(400, "invalid_request", "The request holds a value nested too deeply to read.")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)

@@ -41,6 +41,11 @@ class HashKeyError(ConfigurationError):
     change every hash already stored)."""
 
 
+def _text(value: object) -> str:
+    """A string from the request as sent; anything else (the envelope checked these) is no text."""
+    return value if isinstance(value, str) else ""
+
+
 def hash_key(settings: Settings) -> bytes:
     """CDS_PATIENT_HASH_KEY, else a random key kept in data_dir (created once, mode 0600)."""
     if settings.patient_hash_key is not None:
@@ -111,12 +116,12 @@ class AuditLog:
         context = data.get("context") or {}
         base = {
             "service_id": service_id,
-            "hook_instance": storable(str(data.get("hookInstance", ""))[:128]),
+            "hook_instance": storable(_text(data.get("hookInstance"))[:128]),
             "shown_at": naive_utc(datetime.now(UTC)),
             "variant": assessment.variant if assessment else None,
             "criteria": assessment.criteria if assessment else [],
             "knowledge_version": self.knowledge_version,
-            "patient_hash": patient_hash(self.key, str(context.get("patientId", ""))),
+            "patient_hash": patient_hash(self.key, _text(context.get("patientId"))),
         }
         for card in cards:
             try:

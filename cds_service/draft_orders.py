@@ -102,13 +102,19 @@ def _reference(selection: str) -> str:
     return "/".join(reference_parts(selection.split("?", 1)[0].rstrip("/"))[-2:])
 
 
+def _type_and_id(draft: dict[str, Any]) -> str | None:
+    """`Type/id` of a draft whose type and id are strings (never str() of a nested value)."""
+    rtype, rid = draft.get("resourceType"), draft.get("id")
+    return f"{rtype}/{rid}" if isinstance(rtype, str) and isinstance(rid, str) else None
+
+
 def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
     """The drafts named in `selections` (by Type/id, as the hook defines it, or by a full URL or the
     entry's fullUrl, as some clients write it; by Type for drafts that carry no id). A draft whose
     id is not named was not selected, even when the selections name nothing in the draft."""
     entries = [(url, d) for url, d in _draft_entries(draft_orders) if isinstance(d, dict)]
     chosen = {_reference(s) for s in selections} | set(selections)
-    by_ref = [d for url, d in entries if f"{d.get('resourceType')}/{d.get('id')}" in chosen or url in chosen]
+    by_ref = [d for url, d in entries if _type_and_id(d) in chosen or url in chosen]
     if by_ref:
         return by_ref
     types = {_reference(s).split("/")[0] for s in selections}  # of a full URL too

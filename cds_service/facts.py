@@ -139,7 +139,9 @@ def _codings(concept: Any) -> list[tuple[str, str, str]]:
     out = []
     for coding in items(concept.get("coding")):
         if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-            out.append((str(coding.get("system") or ""), coding["code"], str(coding.get("display") or "")))
+            system, display = coding.get("system"), coding.get("display")  # text only: str() of a value
+            out.append((system if isinstance(system, str) else "", coding["code"],  # nested ~1000 deep recurses
+                        display if isinstance(display, str) else str(display) if type(display) in (int, float) else ""))
     return out
 
 
@@ -770,7 +772,7 @@ def _condition_categories(raw: dict[str, Any]) -> set[str]:
             for category in items(raw.get("category")) if isinstance(category, dict)
             for coding in items(category.get("coding"))
             if isinstance(coding, dict) and isinstance(coding.get("code"), str)
-            and "condition-category" in str(coding.get("system") or "")}
+            and isinstance(coding.get("system"), str) and "condition-category" in coding["system"]}
 
 
 # the DSTU2/STU3 URLs of the Condition status code systems, still sent by servers that upgraded

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from cds_service.errors import BadRequest, ServiceUnavailable
 from cds_service.evaluation import parse_json_object, validation_details
 from cds_service.protocol import FeedbackRequest
-from cds_service.storage import Storage, storable
+from cds_service.storage import Storage, WriteHandoff, storable
 from cds_service.tables import naive_utc
 
 log = logging.getLogger("cds_service.feedback")
@@ -64,10 +64,25 @@ def feedback_rows(service_id: str, request: FeedbackRequest) -> list[dict[str, A
     return rows
 
 
+def _retrieved(task: asyncio.Future[bool]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 async def store_feedback(storage: Storage, rows: list[dict[str, Any]]) -> None:
-    """All rows in one transaction, or ServiceUnavailable within about `db_timeout`."""
+    """All rows in one transaction, or ServiceUnavailable within about `db_timeout` having stored
+    none of them: a write still queued or waiting for the database when the time is up is
+    abandoned and rolled back; one already committing is waited for."""
+    handoff = WriteHandoff()
+    write = asyncio.ensure_future(asyncio.to_thread(storage.add_feedback, rows, handoff))
+    write.add_done_callback(_retrieved)  # an abandoned write's failure is its own: not logged as unretrieved
     try:
-        await asyncio.wait_for(asyncio.to_thread(storage.add_feedback, rows), storage.timeout + 1)
+        try:
+            await asyncio.wait_for(asyncio.shield(write), storage.timeout + 1)
+        except TimeoutError:
+            if handoff.abandon():
+                raise
+            await write  # the commit began before the time was up: its outcome is the answer
     except DataError:
         log.warning("feedback refused by the database: a value cannot be stored")
         raise BadRequest("A value in the feedback cannot be stored.") from None

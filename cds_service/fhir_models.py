@@ -224,7 +224,8 @@ def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[
 def parse(raw: dict[str, Any], elements: frozenset[str] | None = None) -> Resource | None:
     """The validated model (of `elements` only, when given), or None when the resource is
     invalid even after repair."""
-    cls = model_class(str(raw.get("resourceType")))
+    rtype = raw.get("resourceType")
+    cls = model_class(rtype) if isinstance(rtype, str) else None
     if cls is None:
         return None
     fixed: Any = repair(raw, elements)
@@ -235,7 +236,7 @@ def parse(raw: dict[str, Any], elements: frozenset[str] | None = None) -> Resour
             fixed = _mended(fixed, exc.errors())
             if fixed is None:
                 return None
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # a value nested ~1000 deep: invalid, skipped and counted
             return None
     return None
 

@@ -28,7 +28,7 @@ service_id: ContextVar[str | None] = ContextVar("service_id", default=None)
 
 def safe_id(value: object) -> str | None:
     """An id fit for a log line or header: short and plain, else None (it is not echoed)."""
-    text = str(value) if value is not None else ""
+    text = value if isinstance(value, str) else str(value) if type(value) is int else ""  # never str() of a container
     return text if _SAFE_ID.fullmatch(text) else None
 
 

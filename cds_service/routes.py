@@ -59,6 +59,7 @@ def _require_json(request: Request) -> None:
 # Each route also answers with a trailing slash (out of the schema): a redirect of a POST helps
 # no EHR client, and the JWT aud is still checked against the URL as called.
 @router.head("/cds-services", include_in_schema=False)  # listed first, registered last: a 405 allows GET
+@router.head("/cds-services/", include_in_schema=False)
 @router.get("/cds-services", responses=DISCOVERY_RESPONSES)
 @router.get("/cds-services/", include_in_schema=False)
 async def discovery(services: ServicesDep) -> Response:
@@ -111,6 +112,7 @@ async def feedback(service_id: str, request: Request, services: ServicesDep) -> 
 
 
 @router.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD
+@router.head("/healthz/", include_in_schema=False)
 @router.get("/healthz", responses=HEALTH_RESPONSES)
 @router.get("/healthz/", include_in_schema=False)
 async def healthz(request: Request, knowledge: KnowledgeDep) -> Response:

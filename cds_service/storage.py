@@ -133,6 +133,33 @@ def sqlite_file(url: URL) -> str | None:
     return path or None
 
 
+class WriteHandoff:
+    """Between a caller that may stop waiting and the thread writing for it: the write commits only
+    while the caller still waits, and a caller that stops waiting learns whether it already began
+    to commit (then it waits for that outcome). A 503 then always means nothing was stored, so
+    the client's retry stores its feedback once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "waiting"
+
+    def commit_allowed(self) -> bool:
+        """Called by the writer just before it commits."""
+        with self._lock:
+            if self._state == "abandoned":
+                return False
+            self._state = "committing"
+            return True
+
+    def abandon(self) -> bool:
+        """Called by the caller that stops waiting: False when the commit has already begun."""
+        with self._lock:
+            if self._state == "committing":
+                return False
+            self._state = "abandoned"
+            return True
+
+
 class Storage:
     """The engine plus a schema check done once, retried while the database is unreachable."""
 
@@ -161,8 +188,17 @@ class Storage:
     def add_audit(self, rows: list[dict[str, Any]]) -> None:
         self._insert(card_audit, rows)
 
-    def add_feedback(self, rows: list[dict[str, Any]]) -> None:
-        self._insert(card_feedback, rows)
+    def add_feedback(self, rows: list[dict[str, Any]], handoff: WriteHandoff | None = None) -> bool:
+        """All rows in one transaction; False (nothing stored) when the caller stopped waiting first."""
+        if handoff is not None and not rows:
+            return handoff.commit_allowed()
+        self.ensure_schema()
+        with self.engine.connect() as connection, connection.begin() as transaction:
+            connection.execute(insert(card_feedback), rows)
+            if handoff is not None and not handoff.commit_allowed():
+                transaction.rollback()
+                return False
+        return True
 
     def claim_token(self, token_hash: str, expires_at: datetime) -> bool:
         """Record a token's first use; False when any instance recorded it before."""

@@ -114,7 +114,7 @@ def test_unknown_route_and_method_are_json(client: httpx.Client) -> None:
     assert client.delete("/healthz").headers["allow"] == "GET"
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/cds-services"])
+@pytest.mark.parametrize("path", ["/healthz", "/cds-services", "/healthz/", "/cds-services/"])
 def test_head_is_answered_like_get_without_a_body(client: httpx.Client, path: str) -> None:
     """Load balancers probe with HEAD."""
     response = client.head(path)

@@ -132,6 +132,34 @@ def test_malformed_json_is_400_without_echo(client: httpx.Client, name: str, bod
     still_works(client)
 
 
+def _nested(depth: int) -> bytes:
+    return b'{"a":' * depth + b'"x"' + b"}" * depth
+
+
+@pytest.mark.parametrize("where", ["display", "system", "resourceType", "id", "note", "hookInstance", "selection"])
+def test_a_value_nested_past_pythons_recursion_is_never_a_500(client: httpx.Client, where: str) -> None:
+    """JSON may nest 1,024 levels (orjson's limit) and Python recursion stops near 1,000: a value
+    that deep inside one record loses that record or element, and the rest is read (the card still
+    fires); in the envelope it is a 400 naming the request. Found by the attacker review: a 500."""
+    request = valid()
+    extra = {"resourceType": "Condition", "id": "deep", "subject": {"reference": f"Patient/{request['context']['patientId']}"},
+             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertension"}]},
+             "note": [{"text": "x"}]}
+    slot = {"display": (extra["code"]["coding"][0], "display"), "system": (extra["code"]["coding"][0], "system"),
+            "resourceType": (extra, "resourceType"), "id": (extra, "id"), "note": (extra["note"][0], "text"),
+            "hookInstance": (request, "hookInstance"), "selection": (request["context"], "selections")}[where]
+    slot[0][slot[1]] = "@@DEEP@@"
+    request["prefetch"]["conditions"]["entry"].append({"resource": extra})
+    body = httpx.Request("POST", "/", json=request).content.replace(b'"@@DEEP@@"', _nested(1000))
+    response = client.post(SERVICE, content=body, headers=JSON)
+    if where == "hookInstance":
+        error(response, 400, "invalid_request")
+    else:
+        assert response.status_code == 200, response.text
+        assert len(response.json()["cards"]) == 1
+    still_works(client)
+
+
 def test_wide_arrays_under_the_limit_are_answered(client: httpx.Client) -> None:
     request = valid()
     request["context"]["junk"] = [0] * 5000

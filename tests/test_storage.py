@@ -1,15 +1,22 @@
 """Schema migrations on real SQLite and PostgreSQL, including many workers starting at once."""
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import inspect, text
+import pytest
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import make_url
 
+from cds_service.errors import ServiceUnavailable
+from cds_service.feedback import feedback_rows, parse_feedback, store_feedback
 from cds_service.settings import Settings
-from cds_service.storage import create_db_engine, sqlite_file
+from cds_service.storage import Storage, WriteHandoff, create_db_engine, sqlite_file
+from cds_service.tables import card_feedback
+from tests.fixture_files import FIXTURES
 
 STARTERS = 6
 
@@ -50,3 +57,57 @@ def test_sqlite_lock_file_sits_beside_the_database_for_plain_paths_and_uris() ->
     assert sqlite_file(make_url("sqlite://")) is None
     assert sqlite_file(make_url("sqlite:///:memory:")) is None
     assert sqlite_file(make_url("postgresql+psycopg://u@h/db")) is None
+
+
+def _rows() -> list[dict[str, object]]:
+    body = (FIXTURES / "sandbox-feedback" / "feedback-overridden-dismiss.json").read_bytes()
+    return feedback_rows("b12-myalgia-patient-view", parse_feedback(body))
+
+
+def _stored(storage: Storage) -> int:
+    with storage.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(card_feedback)).scalar_one())
+
+
+def test_a_write_its_caller_stopped_waiting_for_is_rolled_back(db_settings: Settings) -> None:
+    storage = Storage(db_settings)
+    try:
+        handoff = WriteHandoff()
+        assert handoff.abandon()
+        assert storage.add_feedback(_rows(), handoff) is False and _stored(storage) == 0
+        committing = WriteHandoff()
+        assert storage.add_feedback(_rows(), committing) is True and _stored(storage) == 1
+        assert committing.abandon() is False  # too late to abandon: the caller waits for it instead
+    finally:
+        storage.close()
+
+
+class _HeldUp(Storage):
+    """A database that answers only once released: a write queued behind others, or a lock held."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.release = threading.Event()
+        self.done = threading.Event()
+
+    def add_feedback(self, rows: list[dict[str, object]], handoff: WriteHandoff | None = None) -> bool:
+        self.release.wait(10)
+        try:
+            return super().add_feedback(rows, handoff)
+        finally:
+            self.done.set()
+
+
+def test_feedback_answered_503_is_never_stored_later(db_settings: Settings) -> None:
+    """Found by the attacker review: under load, a call timed out with 503 while its write, still
+    queued, committed afterwards, so the client's retry stored the feedback twice."""
+    storage = _HeldUp(db_settings)
+    storage.timeout = 0.2
+    try:
+        with pytest.raises(ServiceUnavailable):
+            asyncio.run(store_feedback(storage, _rows()))
+        storage.release.set()
+        assert storage.done.wait(10)
+        assert _stored(storage) == 0
+    finally:
+        storage.close()
