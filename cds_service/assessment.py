@@ -269,7 +269,10 @@ def _recent(fact: Fact, window: int, today: date) -> bool:
 
 
 def _current(fact: Fact, lookback: int, today: date) -> bool:
-    return fact.active or within(fact, lookback, today)
+    """Active, or dated inside the look-back; a visit's diagnosis also by its visit (recordedDate):
+    aches since the spring, diagnosed last week, were present last week."""
+    return fact.active or within(fact, lookback, today) or (
+        fact.visit and fact.recorded is not None and -1 <= _days(fact.recorded, today) <= lookback)
 
 
 def newest(facts: list[Fact]) -> Fact | None:

@@ -55,6 +55,9 @@ class Fact:
     # when dosing is to begin, if the order says so (timing boundsPeriod.start): an order whose
     # start is still to come is replacement or use not yet under way
     starts: date | None = None
+    # a Condition recorded as a visit's diagnosis only (conditionDatedOnlyCategories): present at
+    # that visit, its recordedDate, whatever its onset
+    visit: bool = False
 
     @property
     def reference(self) -> str | None:
@@ -458,6 +461,7 @@ class Reading:
     recorded: date | None = None
     starts: date | None = None
     planned: bool = False  # a medicine planned, not known to be taken: no B12 replacement under way
+    visit: bool = False  # a visit's diagnosis only: judged by its dates (Fact.visit)
 
 
 _SKIP = Reading("skip")
@@ -483,7 +487,8 @@ def _read_condition(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Readi
         if onset is None and (m.onsetString is not None or m.onsetAge is not None):
             when = None
         return Reading("ended", when, False, clinical, _abatement_date(raw))
-    return Reading("counts", when, active, clinical, verification=verification, recorded=as_date(m.recordedDate))
+    return Reading("counts", when, active, clinical, verification=verification, recorded=as_date(m.recordedDate),
+                   visit=visit_only)
 
 
 def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
@@ -715,9 +720,12 @@ def _add_facts(
             value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, r.unit)
         # a lab reported in several units, no unit given: the value in each, for a band they all agree on
         unitless = lab.unitless_values(r.value) if lab is not None and r.value is not None and not r.unit else ()
-        facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, r.active, how, value, unit, r.status,
+        # a lasting disorder diagnosed at a visit stays as its status says (a neuropathy does not pass)
+        active = r.active or (r.visit and screen.k.concepts[concept].persistent
+                              and r.status in screen.k.rule.record_status.condition_clinical_active)
+        facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, active, how, value, unit, r.status,
                                               r.comparator, r.until, r.flagged_low, r.value, r.unit, r.verification,
-                                              unitless, r.recorded, r.starts))
+                                              unitless, r.recorded, r.starts, r.visit))
     return True
 
 

@@ -56,6 +56,9 @@ class ConceptDef(_Knowledge):
     # an answer concept: read only from the value (valueCodeableConcept) of an Observation whose code
     # names this question concept ("Pregnant" answering "Pregnancy status"), never from a code or alone
     answer_of: str | None = None
+    # a lasting disorder (a neuropathy, cognitive impairment): recorded as an encounter diagnosis
+    # whose status stays active, it is current however old the visit, as on the problem list
+    persistent: bool = False
     remark: str = ""
 
 
