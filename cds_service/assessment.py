@@ -573,7 +573,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last, knowledge))
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
-            return Assessment("card", "untreated-mma", Indicator.CRITICAL, signs=signs, **base)
+            return Assessment("card", "untreated-mma", _follow_up_urgency(base, knowledge), signs=signs, **base)
     # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
     # an indeterminate B12 over a year old (the untreated-low look-back) is evidence, not a current value:
     # as an old low one, it asks for a new B12, not for the MMA that would settle a current one
@@ -665,7 +665,14 @@ def _raised_follow_up(
     if mma.id not in {e.id for e in signs}:
         signs = (*signs, mma)
     variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
-    return Assessment("card", variant, Indicator.CRITICAL, signs=signs, **base)
+    return Assessment("card", variant, _follow_up_urgency(base, knowledge), signs=signs, **base)
+
+
+def _follow_up_urgency(base: dict[str, Any], knowledge: Knowledge) -> Indicator:
+    """A treatment review resting on a raised MMA: critical, as a low B12 is, unless a confounder
+    beside which a raised MMA says less is present (kidney failure raises it whatever the B12)."""
+    doubt = set(knowledge.rule.b12_result.follow_up_less_specific_with)
+    return Indicator.WARNING if any(c.id in doubt for c in base["confounders"]) else Indicator.CRITICAL
 
 
 def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | None:

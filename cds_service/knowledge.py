@@ -294,6 +294,9 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
             raise KnowledgeError("units.json", f"labs.{lab_id}.candidateUnits", "only a lab with b12Result.bands is read by them")
     if rule.b12_result.indeterminate_follow_up not in {sign.id for sign in rule.lab_signs}:
         raise KnowledgeError("rule.json", "b12Result.indeterminateFollowUp", "must be the id of a labSigns entry")
+    unknown = set(rule.b12_result.follow_up_less_specific_with) - {cf.id for cf in rule.confounders}
+    if unknown:
+        raise KnowledgeError("rule.json", "b12Result.followUpLessSpecificWith", f"not a confounder id: {sorted(unknown)}")
     windows = {
         "trigger.lookbackDays": rule.trigger.lookback_days, "symptoms.lookbackDays": rule.symptoms.lookback_days,
         "suppressors.normalResultDays": rule.suppressors.normal_result_days,

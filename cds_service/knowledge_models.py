@@ -286,6 +286,9 @@ class B12Result(_Knowledge):
     indeterminate_follow_up: str
     # a normal B12 beside neurological signs or macrocytic anaemia is discordant: ask for that follow-up
     discordant_normal_follow_up: bool = False
+    # confounders (ids) beside which a raised follow-up says less (kidney failure raises MMA): a
+    # treatment review resting on it is a warning, not critical
+    follow_up_less_specific_with: list[str] = Field(default_factory=list)
     remark: str = ""
 
 
