@@ -42,9 +42,14 @@ def stripped(path: Path, fhir_base: str, state: FhirState, keep: tuple[str, ...]
     return scenario
 
 
-def test_card_appears_with_no_prefetch_at_all(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
+@pytest.mark.parametrize("pasted", [False, True])
+def test_card_appears_with_no_prefetch_at_all(
+    fetching: httpx.Client, fhir_base: str, fhir_state: FhirState, pasted: bool
+) -> None:
     scenario = stripped(POSITIVE, fhir_base, fhir_state)
     del scenario["request"]["prefetch"]
+    if pasted:  # whitespace around a pasted URL: allowed as the base it surrounds, and fetched from it
+        scenario["request"]["fhirServer"] = f" {fhir_base}\n"
     response = fetching.post(SERVICE, json=scenario["request"])
     assert response.status_code == 200, response.text
     check_cards(response.json()["cards"], scenario["expect"], "pt-01")
