@@ -54,6 +54,10 @@ def _require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType("Send the request body as application/json.")
+    # RFC 9110 15.5.16: a content coding the server does not decode is a 415 saying so, not "invalid JSON"
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("identity", ""):
+        raise UnsupportedMediaType("Send the request body uncompressed: no Content-Encoding is accepted.")
 
 
 # Each route also answers with a trailing slash (out of the schema): a redirect of a POST helps

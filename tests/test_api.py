@@ -1,5 +1,6 @@
 """The HTTP contract: discovery, errors as JSON 4xx, the sandbox's real request."""
 
+import gzip
 import json
 import subprocess
 import sys
@@ -104,6 +105,14 @@ def test_wrong_content_type_is_415(client: httpx.Client) -> None:
     response = client.post(SERVICE, content=b"hook=patient-view", headers={"content-type": "text/plain"})
     assert response.status_code == 415
     assert response.json()["error"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("path", [SERVICE, SERVICE + "/feedback"])
+def test_a_compressed_body_is_415_saying_so(client: httpx.Client, path: str) -> None:
+    """RFC 9110: an unsupported content coding is 415, not 'not valid JSON' (found by the attacker review)."""
+    body = gzip.compress(b'{"hook": "patient-view"}')
+    response = client.post(path, content=body, headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert response.status_code == 415 and "Content-Encoding" in response.json()["message"]
 
 
 def test_unknown_route_and_method_are_json(client: httpx.Client) -> None:
