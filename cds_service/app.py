@@ -128,7 +128,8 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     async def _too_deep(request: Request, exc: RecursionError) -> Response:
         # JSON may nest 1,024 levels (orjson's limit); Python's own recursion stops near 1,000, so a
         # value nested that deep where the service reads it is the request's fault, not the service's
-        log.warning("request refused: a value nested too deeply to read on %s %s", request.method, request.url.path)
+        log.error("request refused (400): recursion too deep on %s %s, a value nested near JSON's 1,024 levels "
+                  "or a fault of this service", request.method, request.url.path)
         return error_response(400, "invalid_request", "The request holds a value nested too deeply to read.")
 
     @app.exception_handler(Exception)

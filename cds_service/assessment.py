@@ -440,24 +440,24 @@ def result_test_label(fact: Fact, knowledge: Knowledge) -> str:
     return label[:1].lower() + label[1:]
 
 
-def follow_up_from(b12: Fact, knowledge: Knowledge, today: date) -> date | None:
+def follow_up_from(b12: Fact, knowledge: Knowledge) -> date | None:
     """From when a methylmalonic acid answers the question a B12 result raises: taken after it, or
-    inside the re-test window before it (results weeks apart describe the same state; a normal MMA
-    there silences the card as a recent result does). None for an undated B12."""
+    up to the re-test window (90 days) before it, as results weeks apart describe the same state;
+    counted from the B12, so the answer does not change as the days pass. None for an undated B12."""
     window = knowledge.rule.suppressors.recent_result_days
-    return None if b12.when is None else min(b12.when, today - timedelta(days=window))
+    return None if b12.when is None else b12.when - timedelta(days=window)
 
 
 def _follow_up_since(
-    facts: PatientFacts, knowledge: Knowledge, b12_taken: date | None, today: date
+    facts: PatientFacts, knowledge: Knowledge, counted_from: date | None, today: date
 ) -> tuple[bool, Evidence] | None:
-    """The latest follow-up result (methylmalonic acid) taken on or after the B12 it follows (any,
-    with `b12_taken` None) and current (inside the untreated-low look-back, as a low B12 must be):
-    (whether it crosses its lab sign's threshold, the evidence), or None when there is none."""
+    """The latest follow-up result (methylmalonic acid) taken on or after `counted_from` (the B12 it
+    answers' follow_up_from; any, with None) and current (inside the untreated-low look-back, as a low
+    B12 must be): (whether it crosses its lab sign's threshold, the evidence), or None when there is none."""
     sign = knowledge.rule.follow_up_sign
     current = knowledge.rule.untreated_low.lookback_days
     since = [f for f in facts.of(sign.lab) if f.value is not None and f.when is not None
-             and (b12_taken is None or f.when >= b12_taken) and within(f, current, today)]
+             and (counted_from is None or f.when >= counted_from) and within(f, current, today)]
     latest = newest(since)
     if latest is None or latest.value is None:
         return None
@@ -562,7 +562,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         # the signs decide how urgent treatment is (neurological features: do not delay), so show them
         return Assessment("card", "untreated-low", Indicator.CRITICAL, signs=_signs(facts, knowledge, today), **base)
     if band == "indeterminate" and last is not None and last.when is not None:
-        answer = _follow_up_since(facts, knowledge, follow_up_from(last, knowledge, today), today)
+        answer = _follow_up_since(facts, knowledge, follow_up_from(last, knowledge), today)
         if answer is not None:  # the follow-up NG239 advises was done: it answers the question
             raised, evidence = answer
             if not raised:
@@ -573,7 +573,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last, knowledge))
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
-            return Assessment("card", "untreated-mma", _follow_up_urgency(base, knowledge), signs=signs, **base)
+            return Assessment("card", "untreated-mma", _follow_up_urgency(base, signs, knowledge), signs=signs, **base)
     # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
     # an indeterminate B12 over a year old (the untreated-low look-back) is evidence, not a current value:
     # as an old low one, it asks for a new B12, not for the MMA that would settle a current one
@@ -589,7 +589,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if (strong_picture or unreliable) and not mma_due:
         # the MMA asked for was taken (around that B12; with nitrous oxide, whenever B12 was) and is
         # raised: it answers the question, as after an indeterminate B12, so treatment is the next step
-        after = follow_up_from(last, knowledge, today) if strong_picture and not unreliable and last is not None else None
+        after = follow_up_from(last, knowledge) if strong_picture and not unreliable and last is not None else None
         answer = _follow_up_since(facts, knowledge, after, today)
         if answer is not None and answer[0]:
             return _raised_follow_up(facts, knowledge, today, answer[1], base, after_nitrous_oxide=bool(unreliable))
@@ -626,8 +626,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if low.diagnosis_review and diagnosis is not None and "therapy" not in facts.unchecked:
         critical = _critical_feature(signs, knowledge)
         # the diagnosis has its own section: not listed again as a risk factor
-        record = (diagnosis.resource_type, diagnosis.resource_id)
-        base["risk_factors"] = tuple(e for e in risks if {(f.resource_type, f.resource_id) for f in e.facts} != {record})
+        if diagnosis.resource_id is not None:
+            record = (diagnosis.resource_type, diagnosis.resource_id)
+            base["risk_factors"] = tuple(e for e in risks if {(f.resource_type, f.resource_id) for f in e.facts} != {record})
         return Assessment("card", "diagnosed-deficiency", Indicator.CRITICAL if critical else Indicator.WARNING,
                           signs=signs, critical_feature=critical, diagnosis=diagnosis, **base)
 
@@ -665,22 +666,26 @@ def _raised_follow_up(
     if mma.id not in {e.id for e in signs}:
         signs = (*signs, mma)
     variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
-    return Assessment("card", variant, _follow_up_urgency(base, knowledge), signs=signs, **base)
+    return Assessment("card", variant, _follow_up_urgency(base, signs, knowledge), signs=signs, **base)
 
 
-def _follow_up_urgency(base: dict[str, Any], knowledge: Knowledge) -> Indicator:
+def _follow_up_urgency(base: dict[str, Any], signs: tuple[Evidence, ...], knowledge: Knowledge) -> Indicator:
     """A treatment review resting on a raised MMA: critical, as a low B12 is, unless a confounder
-    beside which a raised MMA says less is present (kidney failure raises it whatever the B12)."""
+    beside which a raised MMA says less is present (kidney failure raises it whatever the B12) and
+    no neurological sign or macrocytic anaemia asks for haste by itself."""
     doubt = set(knowledge.rule.b12_result.follow_up_less_specific_with)
-    return Indicator.WARNING if any(c.id in doubt for c in base["confounders"]) else Indicator.CRITICAL
+    if _critical_feature(signs, knowledge) is None and any(c.id in doubt for c in base["confounders"]):
+        return Indicator.WARNING
+    return Indicator.CRITICAL
 
 
 def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | None:
     """The latest diagnosis of B12 deficiency (pernicious anaemia, a B12-specific deficiency) on
     record, current and not only suspected (rule.json orders.establishedDeficiencyConcepts)."""
     orders = knowledge.rule.orders
-    return newest([f for c in orders.established_deficiency_concepts for f in facts.of(c)
-                   if f.verification not in orders.established_deficiency_unconfirmed])
+    found = [f for c in orders.established_deficiency_concepts for f in facts.of(c)
+             if f.verification not in orders.established_deficiency_unconfirmed]
+    return newest(found) or next(iter(found), None)  # of any date: an undated one too
 
 
 def _lapsed_treatment(
@@ -724,7 +729,7 @@ def follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, b12: Fact, 
     (follow_up_from), with a value that is clearly raised or clearly not (a censored one may be neither)."""
     sign = knowledge.rule.follow_up_sign
     threshold = _threshold(sign, _group(facts, knowledge, today))
-    since = follow_up_from(b12, knowledge, today)
+    since = follow_up_from(b12, knowledge)
     return since is not None and any(
         f.when is not None and f.when >= since and _answer(f, sign, threshold) is not None for f in facts.of(sign.lab)
     )

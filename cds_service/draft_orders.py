@@ -187,12 +187,13 @@ def read_drafts_and_selected(
             for d in into:
                 d.skipped += 1
             continue
-        if model.id and f"{rtype}/{model.id}" in drafts.references:
-            continue  # the same draft sent twice (an entry repeated): read once, as patient data is
         label = record_label(raw, screen, rtype)
+        reference = f"{rtype}/{model.id}" if model.id else None
         for d in into:
-            if model.id:
-                d.references.add(f"{rtype}/{model.id}")
+            if reference in d.references:
+                continue  # the same draft sent twice (an entry repeated): read once by each list, as patient data is
+            if reference is not None:
+                d.references.add(reference)
             for concept, how in hits.items():
                 d.by_concept[concept].append(Fact(concept, rtype, model.id, label, today, True, how))
             for concept, text in reason_hits.items():

@@ -60,7 +60,8 @@ def render_order_card(
         # a check made without data says so: the EHR may hold the level, treatment or order it did not send
         recent = words["resultsNotChecked"] if "results" in oa.unchecked else \
             words["noRecentLevel"].format(days=k.rule.orders.level_on_file_days)
-        lines += ["", f"**{w.headings['earlier']}**", f"- {recent}"] + [_earlier_line(f, k) for f in oa.earlier[:1]]
+        banded = oa.card != "measure-active-before-treat"  # in pregnancy a total B12 is read with care
+        lines += ["", f"**{w.headings['earlier']}**", f"- {recent}"] + [_earlier_line(f, k, banded) for f in oa.earlier[:1]]
         lines += [f"- {words[key]}" for check, key in (("therapy", "therapyNotChecked"), ("orders", "ordersNotChecked"))
                   if check in oa.unchecked]
         lines += ["", f"**{w.headings['criteria']}**: {w.criteria['measure-before-treat']}"]
@@ -71,7 +72,7 @@ def render_order_card(
 
     heading = w.headings["sameOrder"] if oa.card == "duplicate-in-draft" else w.headings["earlier"]
     # a total B12 taken in pregnancy is read with care, not by the bands (the card says why)
-    banded = oa.next_step != "active-b12"
+    banded = oa.next_step != "active-b12" and oa.card != "measure-active-before-treat"
     lines += ["", f"**{heading}**"] + [_earlier_line(f, k, banded) for f in oa.earlier[:3]]
     if oa.combined_panel:
         lines += ["", w.phrases["combinedPanel"]]

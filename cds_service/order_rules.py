@@ -10,6 +10,7 @@ from cds_service.assessment import (
     Assessment,
     assess,
     b12_band,
+    deficiency_on_record,
     follow_up_taken_since,
     low_in_current_pregnancy,
     newest,
@@ -101,8 +102,7 @@ def assess_order_select(
             return OrderAssessment("out-of-population", ordered=tuple(products))
         if on_b12_therapy(facts, k, today):
             return OrderAssessment("already-on-b12-therapy", ordered=tuple(products))
-        if any(f.verification not in rule.orders.established_deficiency_unconfirmed
-               for c in rule.orders.established_deficiency_concepts for f in facts.of(c)):
+        if deficiency_on_record(facts, k) is not None:
             return OrderAssessment("deficiency-on-record", ordered=tuple(products))
         results = rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts
         if any(within(f, rule.orders.level_on_file_days, today) for c in results for f in facts.of(c)):

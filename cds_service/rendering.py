@@ -219,8 +219,9 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         out += ["", f"**{h['latestB12']}**", f"- **{k.concepts[last.concept].label}**: {result_text(last, k)} on {when_text(last, k)}"]
     if assessment.variant == "diagnosed-deficiency" and assessment.diagnosis is not None:
         out += ["", f"**{h['diagnosis']}**", f"- {fact_line(assessment.diagnosis, k)}"]
-        if assessment.earlier_therapy is not None:
-            out += ["", f"**{h['latestTreatment']}**", f"- {_therapy_line(assessment.earlier_therapy, k)}"]
+        latest = assessment.earlier_therapy or next(iter(assessment.past_therapy), None)  # given since a result, or ever
+        if latest is not None:
+            out += ["", f"**{h['latestTreatment']}**", f"- {_therapy_line(latest, k)}"]
     if assessment.variant == "lapsed-treatment":
         out += ["", f"**{h['treatmentSince']}**"] + [
             f"- {_therapy_line(f, k)}" for f in assessment.past_therapy[:3]
@@ -254,8 +255,8 @@ def build_order(
     reason_text: str | None = None, supporting: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The ServiceRequest the suggestion creates, validated against the R4B model. Without the
-    complaint as its reason it states `reason_text`; `supporting` names the orders it goes with
-    (the B12 product a baseline level is taken before)."""
+    complaint as its reason it states `reason_text`; `supporting` names the records it goes with
+    (the B12 product a baseline level is taken before, the B12 result an MMA follows)."""
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "status": "draft",

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones
             raise ValueError("must be an IANA time zone name such as UTC, America/Chicago or Europe/London") from None
         return value
 

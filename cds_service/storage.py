@@ -190,8 +190,8 @@ class Storage:
 
     def add_feedback(self, rows: list[dict[str, Any]], handoff: WriteHandoff | None = None) -> bool:
         """All rows in one transaction; False (nothing stored) when the caller stopped waiting first."""
-        if handoff is not None and not rows:
-            return handoff.commit_allowed()
+        if not rows:
+            return handoff.commit_allowed() if handoff is not None else True
         self.ensure_schema()
         with self.engine.connect() as connection, connection.begin() as transaction:
             connection.execute(insert(card_feedback), rows)

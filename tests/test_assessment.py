@@ -162,13 +162,14 @@ def test_lab_values_keep_the_precision_their_thresholds_need(value: float, shown
 @pytest.mark.parametrize(("b12_days", "mma_days", "mma", "outcome", "variant"), [
     (120, 90, 0.62, "card", "untreated-mma"),            # raised MMA since: treat, do not re-test
     (120, 90, 0.45, "suppressed:normal-follow-up", None),  # at the threshold is not raised: answered
-    (120, 200, 0.62, "card", "test-mma"),                 # MMA before the B12 does not answer it
-    (30, 60, 0.62, "card", "untreated-mma"),              # ... unless within the last 90 days: weeks apart, one state
+    (120, 250, 0.62, "card", "test-mma"),                 # MMA long before the B12 does not answer it
+    (30, 60, 0.62, "card", "untreated-mma"),              # ... in the 90 days before it: weeks apart, one state
     (30, 60, 0.3, "suppressed:normal-follow-up", None),
-    (30, 91, 0.62, "card", "test-mma"),                   # before the window: not its answer
+    (30, 120, 0.62, "card", "untreated-mma"),             # 90 days before it: the window's edge
+    (30, 121, 0.62, "card", "test-mma"),                  # before the window: not its answer
     (450, 400, 0.62, "card", "test-b12"),                 # an answer older than a year is not current: re-test B12, never MMA twice
-], ids=["raised-since", "normal-since", "before", "weeks-before-raised", "weeks-before-normal", "before-window",
-        "over-a-year"])
+], ids=["raised-since", "normal-since", "before", "weeks-before-raised", "weeks-before-normal", "window-edge",
+        "before-window", "over-a-year"])
 def test_methylmalonic_acid_after_an_indeterminate_b12(
     knowledge: Knowledge, b12_days: int, mma_days: int, mma: float, outcome: str, variant: str | None
 ) -> None:
@@ -189,7 +190,7 @@ def test_methylmalonic_acid_after_an_indeterminate_b12(
     ("paresthesia", 60, 40, 0.8, "card", "untreated-raised-mma"),         # discordant normal B12, raised MMA since
     ("paresthesia", 60, 70, 0.8, "card", "untreated-raised-mma"),         # weeks before it, inside the re-test window
     ("paresthesia", 60, 70, 0.2, "suppressed:recent-result", None),       # the same, not raised: silent
-    ("paresthesia", 60, 100, 0.8, "card", "test-mma-after-normal-b12"),   # taken before that B12, outside the window
+    ("paresthesia", 60, 160, 0.8, "card", "test-mma-after-normal-b12"),   # 100 days before that B12: outside the window
     ("paresthesia", 60, 40, 0.2, "suppressed:recent-result", None),       # answered no: silent as before
 ], ids=["n2o-before-b12", "n2o-no-b12", "n2o-normal", "n2o-old", "discordant-since", "discordant-weeks-before",
         "discordant-weeks-before-normal", "discordant-before", "discordant-normal"])
@@ -426,8 +427,8 @@ def test_a_normal_hb_measured_after_the_anaemia_diagnosis_decides(knowledge: Kno
 
 @pytest.mark.parametrize(("days", "variant"), [(365, "test-mma"), (366, "test-b12"), (3650, "test-b12")])
 def test_an_indeterminate_b12_over_a_year_old_asks_for_a_new_b12(knowledge: Knowledge, days: int, variant: str) -> None:
-    """Older than the untreated-low look-back, an indeterminate B12 is evidence, as an old low one is
-    (and an MMA taken after it, over a year ago, answers nothing now: MMA is never asked for twice)."""
+    """Older than the untreated-low look-back, an indeterminate B12 is evidence, as an old low one is:
+    the card asks for a new B12, never for the MMA that would settle a current one."""
     b12 = fact("b12-result", days, "Observation", value=250.0, unit="pg/mL")
     a = assess(patient(66, MYALGIA, FATIGUE, b12), knowledge, TODAY)
     assert (a.variant, a.indicator) == (variant, Indicator.WARNING)
@@ -652,3 +653,23 @@ def test_a_diagnosis_asks_for_no_treatment_review_when(knowledge: Knowledge, why
     expected = {"suspected": ("card", "test-b12"), "therapy not sent": ("card", "test-b12"), "no sign": ("no-sign", None),
                 "on replacement": ("suppressed:on-b12-therapy", None)}[why]
     assert (a.outcome, a.variant) == expected
+
+
+def test_an_undated_diagnosis_of_deficiency_counts_as_one_of_any_date(knowledge: Knowledge) -> None:
+    undated = replace(fact("established-b12-deficiency", None, active=True), verification=None)
+    a = assess(patient(50, MYALGIA, FATIGUE, undated), knowledge, TODAY)
+    assert (a.variant, a.diagnosis) == ("diagnosed-deficiency", undated)
+
+
+@pytest.mark.parametrize(("sign", "indicator"), [(FATIGUE, Indicator.WARNING), (fact("paresthesia", 5), Indicator.CRITICAL)])
+def test_kidney_failure_lowers_a_raised_mma_review_unless_a_sign_asks_for_haste(
+    knowledge: Knowledge, sign: Fact, indicator: Indicator
+) -> None:
+    """Kidney failure raises MMA whatever the B12, so the review it rests on is a warning; a
+    neurological sign still makes it critical, as it does before the MMA is back."""
+    ckd = fact("advanced-kidney-disease", 700, active=True)
+    b12 = fact("b12-result", 120, "Observation", value=250.0, unit="pg/mL")
+    mma = fact("mma", 90, "Observation", value=0.62, unit="umol/L")
+    a = assess(patient(64, MYALGIA, sign, ckd, b12, mma), knowledge, TODAY)
+    assert (a.variant, a.indicator) == ("untreated-mma", indicator)
+    assert "advanced-kidney-disease" in {c.id for c in a.confounders}
