@@ -41,6 +41,7 @@ def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.
     ({"CDS_REQUEST_DEADLINE_SECONDS": "nan"}, "CDS_REQUEST_DEADLINE_SECONDS"),
     ({"CDS_TIMEZONE": "Central Time"}, "CDS_TIMEZONE"),
     ({"CDS_TIMEZONE": "../../etc/passwd"}, "CDS_TIMEZONE"),
+    ({"CDS_TIMEZONE": "America"}, "CDS_TIMEZONE"),  # a folder of zones: OSError, not ZoneInfoNotFoundError
     ({"CDS_DATABASE_URL": "short-secret"}, "CDS_DATABASE_URL"),
     ({"CDS_DATABASE_URL": "postgresql://cds:short-secret@db.example.org:port/cds"}, "CDS_DATABASE_URL"),
     ({"CDS_DATABASE_URL": "mysql://cds:short-secret@db.example.org/cds"}, "CDS_DATABASE_URL"),
