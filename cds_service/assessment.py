@@ -574,11 +574,11 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
             return Assessment("card", "untreated-mma", _follow_up_urgency(base, signs, knowledge), signs=signs, **base)
-    # MMA is never suggested twice: once one was taken after the indeterminate B12, re-test B12
+    # MMA is never suggested twice: once one answered the indeterminate B12 (follow_up_from), re-test B12
     # an indeterminate B12 over a year old (the untreated-low look-back) is evidence, not a current value:
     # as an old low one, it asks for a new B12, not for the MMA that would settle a current one
     mma_due = (band == "indeterminate" and last is not None and within(last, low.lookback_days, today)
-               and not follow_up_taken_since(facts, knowledge, last, today))
+               and not follow_up_answered(facts, knowledge, last, today))
     # BSH: a normal B12 does not rule deficiency out when the picture is strong (falsely normal results
     # with intrinsic-factor antibodies): neurological signs or macrocytic anaemia ask for MMA instead
     strong_picture = (band == "normal" and last is not None and b12.discordant_normal_follow_up
@@ -593,7 +593,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         answer = _follow_up_since(facts, knowledge, after, today)
         if answer is not None and answer[0]:
             return _raised_follow_up(facts, knowledge, today, answer[1], base, after_nitrous_oxide=bool(unreliable))
-    discordant = strong_picture and last is not None and not follow_up_taken_since(facts, knowledge, last, today)
+    discordant = strong_picture and last is not None and not follow_up_answered(facts, knowledge, last, today)
     follow_up_lab = rule.follow_up_sign.lab
     functional_due = (bool(unreliable) or discordant) and not mma_due
     if functional_due and any(within(f, sup.recent_result_days, today) for f in facts.of(follow_up_lab)):
@@ -724,7 +724,7 @@ def _measured_since(facts: PatientFacts, knowledge: Knowledge, sign_id: str, evi
     return newest([f for f in facts.of(lab) if f.value is not None and f.when is not None and (since is None or f.when >= since)])
 
 
-def follow_up_taken_since(facts: PatientFacts, knowledge: Knowledge, b12: Fact, today: date) -> bool:
+def follow_up_answered(facts: PatientFacts, knowledge: Knowledge, b12: Fact, today: date) -> bool:
     """Whether the follow-up lab (MMA) answered a B12 result, however long ago: taken around it
     (follow_up_from), with a value that is clearly raised or clearly not (a censored one may be neither)."""
     sign = knowledge.rule.follow_up_sign

@@ -96,8 +96,7 @@ async def complete_prefetch(
         return data
     essential = sorted(k for k in missing if k in ESSENTIAL_KEYS)
     allow = fetcher.allow + caller_servers if caller_servers else fetcher.allow
-    # the base as the allow-list reads it: whitespace around a pasted URL is no part of it
-    server = request.fhirServer.strip() if request.fhirServer else request.fhirServer
+    server = request.fhirServer
     if not server or not allow.allows_base(server):
         if essential:
             why = "the request names no fhirServer" if not server else "the FHIR server is not allowed"

@@ -107,9 +107,12 @@ class Knowledge:
     lab_text: LabTextReader  # lab results sent as text (units.json valueText, rule.json lowFlags.textFlags)
 
     def code_display(self, system: str, code: str) -> str | None:
-        """The display a value set in cards/ gives a code, for a record that names it by code alone."""
-        key = (canonical_system(system), canonical_code(canonical_system(system), code))
-        return next((vs.displays[key] for vs in self.valuesets.values() if key in vs.displays), None)
+        """The display a value set in cards/ gives a code, for a record that names it by code alone
+        (a rare fallback: the listed codes are scanned, not indexed)."""
+        sys = canonical_system(system)
+        wanted = canonical_code(sys, code)
+        return next((r.display for vs in self.valuesets.values() for r in vs.review
+                     if r.system == sys and r.display and canonical_code(sys, r.code) == wanted), None)
 
 
 def default_cards_dir() -> Path:

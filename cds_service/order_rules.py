@@ -11,7 +11,7 @@ from cds_service.assessment import (
     assess,
     b12_band,
     deficiency_on_record,
-    follow_up_taken_since,
+    follow_up_answered,
     low_in_current_pregnancy,
     newest,
     on_b12_therapy,
@@ -174,7 +174,7 @@ def _instead_of_a_repeat(
         treated = on_b12_therapy(facts, k, today) or (latest.when is not None and treated_since(facts, k, latest.when, today)) \
             or bool(drafts.of(k.rule.orders.b12_product_concepts))  # replacement in this very order
         return None if treated else "treat"
-    if band != "indeterminate" or follow_up_taken_since(facts, k, latest, today):
+    if band != "indeterminate" or follow_up_answered(facts, k, latest, today):
         return None
     follow_up = k.rule.orders.follow_up_order_concepts
     lab = k.rule.follow_up_sign.lab

@@ -89,6 +89,12 @@ class HookRequest(_Lenient):
     # and under one of its own keys it is that key missing (prefetch.missing_keys).
     prefetch: dict[str, Any] | None = None
 
+    @field_validator("fhirServer")
+    @classmethod
+    def _base_without_whitespace(cls, value: str | None) -> str | None:
+        """Whitespace around a pasted URL is no part of it: the allow-list and the fetch read one base."""
+        return value.strip() if value is not None else None
+
     @field_validator("hookInstance")
     @classmethod
     def _hook_instance_is_printable(cls, value: str) -> str:

@@ -29,8 +29,7 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype
 # cards that review treatment instead of ordering a test: no "not redundant" section
 MMA_AFTER_B12: Final = ("test-mma", "test-mma-after-normal-b12")
 RAISED_MMA_REVIEW: Final = ("untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide")
-TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", "untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide",
-                           "lapsed-treatment", "diagnosed-deficiency")
+TREATMENT_REVIEW: Final = ("untreated-low", "untreated-mma", *RAISED_MMA_REVIEW, "lapsed-treatment", "diagnosed-deficiency")
 
 
 def plain_text(text: str, limit: int = _MAX_RECORD_TEXT) -> str:

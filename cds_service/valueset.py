@@ -108,9 +108,6 @@ class ValueSet:
     prefixes: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     listed: tuple[tuple[str, str], ...] = ()
     review: tuple[CodeReview, ...] = ()
-    # (canonical system, canonical code) -> the display written beside it: a record that sends a code
-    # with no name is shown by it ("pregabalin"), not as a bare record type
-    displays: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def compile_valueset(resource: dict[str, Any]) -> ValueSet:
@@ -124,7 +121,6 @@ def compile_valueset(resource: dict[str, Any]) -> ValueSet:
     if not isinstance(includes, list) or not includes:
         raise ValueSetError("compose.include: must be a non-empty list")
     codes: set[tuple[str, str]] = set()
-    displays: dict[tuple[str, str], str] = {}
     listed: list[tuple[str, str]] = []
     prefixes: set[tuple[str, str]] = set()
     review: list[CodeReview] = []
@@ -140,7 +136,6 @@ def compile_valueset(resource: dict[str, Any]) -> ValueSet:
             if not concept.get("display"):
                 raise ValueSetError(f"{where}.concept[{j}].display: missing for code {code}")
             codes.add((system, canonical_code(system, code)))
-            displays.setdefault((system, canonical_code(system, code)), str(concept["display"]))
             listed.append((system, code.strip()))
             status, source = _verification(concept, f"{where}.concept[{j}]")
             review.append(CodeReview(vs_id, system, code.strip(), str(concept["display"]), status, source))
@@ -164,7 +159,6 @@ def compile_valueset(resource: dict[str, Any]) -> ValueSet:
         prefixes=frozenset(prefixes),
         listed=tuple(listed),
         review=tuple(review),
-        displays=displays,
     )
 
 
