@@ -11,7 +11,7 @@ from typing import Any, Literal
 from cds_service.contract import PatternVariant
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
-from cds_service.knowledge_models import LabThreshold, ResultBands
+from cds_service.knowledge_models import Confounder, ConfounderCheck, LabThreshold, ResultBands
 from cds_service.protocol import Indicator
 
 Band = Literal["deficient", "indeterminate", "normal", "unknown"]
@@ -37,6 +37,9 @@ class Evidence:
     # for a medicine no longer in use but counted as current (a long course inside the grace window):
     # when it ended, shown so the card does not call it current
     ended: date | None = None
+    # for a medicine confounder: the lab result that answers its advice (a creatine kinase since a
+    # statin began), shown in the advice's place
+    checked: Fact | None = None
 
     def started_after(self, day: date) -> bool:
         if self.since is not None:
@@ -330,21 +333,13 @@ def _latest_result(facts: PatientFacts, lab: str, lookback: int, today: date) ->
     return newest([f for f in facts.of(lab) if f.value is not None and within(f, lookback, today)])
 
 
-def _lab_evidence(
-    facts: PatientFacts, lab: str, comparator: str, threshold: float, lookback: int,
-    today: date, ev_id: str, label: str,
-) -> Evidence | None:
-    """The latest result within the look-back, if it crosses the threshold."""
-    return _crossing(_latest_result(facts, lab, lookback, today), comparator, threshold, ev_id, label)
-
-
 def _crossing(latest: Fact | None, comparator: str, threshold: float, ev_id: str, label: str) -> Evidence | None:
     if latest is None or not crosses(latest, comparator, threshold):
         return None
     return Evidence(ev_id, label, (latest,), comparator=comparator, threshold=threshold)
 
 
-def _threshold(sign: LabThreshold, group: str) -> float:
+def _threshold(sign: LabThreshold | Confounder, group: str) -> float:
     """The threshold for the patient's group: pregnant, else sex (unknown when not recorded)."""
     if sign.value is not None:
         return sign.value
@@ -794,10 +789,12 @@ def _confounders(
     """What else may explain the aches; `complaint` is the newest complaint, `first_complaint` the
     date of the earliest (aches recorded before an illness are not explained by it)."""
     out: list[Evidence] = []
+    group = _group(facts, knowledge, today)
     for cf in knowledge.rule.confounders:
         if cf.kind == "lab":
-            ev = _lab_evidence(facts, cf.lab or "", cf.comparator or ">", cf.value or 0.0,
-                               cf.lookback_days or 0, today, cf.id, cf.label)
+            latest = _latest_result(facts, cf.lab or "", cf.lookback_days or 0, today)
+            threshold = _threshold(cf, _group_when_taken(latest, group, facts, knowledge))
+            ev = _crossing(latest, cf.comparator or ">", threshold, cf.id, cf.label)
             if ev:
                 out.append(replace(ev, note=cf.advice))
             continue
@@ -817,7 +814,10 @@ def _confounders(
                 found = [f for f in found if f.when is None or _days(first_complaint, f.when) <= cf.max_days_after_complaint]
         if not found:
             continue
-        note = cf.advice
+        checked = None
+        if cf.checked_by is not None and course is not None:
+            checked = _checked_since(facts, cf.checked_by, course.start, today)
+        note = cf.checked_by.advice if checked is not None and cf.checked_by is not None else cf.advice
         if cf.recent_start_days is not None:
             # the earliest complaint on record: a statin begun after the aches did not start them
             anchor = first_complaint or complaint.when or today
@@ -832,6 +832,14 @@ def _confounders(
                 days = _days(recent[0], anchor)  # never "Started 1 days" or "0 days before"
                 key = f"{verb}SameDay" if days == 0 else f"{verb}DayBefore" if days == 1 else f"{verb}Before"
                 started = knowledge.wording.phrases[key].format(days=days)
-                note = f"{started} {cf.advice}"
-        out.append(Evidence(cf.id, cf.label, tuple(found), note))
+                note = f"{started} {note}"
+        out.append(Evidence(cf.id, cf.label, tuple(found), note, checked=checked))
     return tuple(out)
+
+
+def _checked_since(facts: PatientFacts, check: ConfounderCheck, start: date | None, today: date) -> Fact | None:
+    """The latest result of the checking lab inside its look-back and on or after the medicine's start
+    (one from before it says nothing of aches on it); one the service cannot convert still counts."""
+    return newest([f for f in facts.of(check.lab)
+                   if (f.value is not None or f.reported_value is not None) and within(f, check.lookback_days, today)
+                   and f.when is not None and (start is None or f.when >= start)])

@@ -307,6 +307,8 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
         "pregnancy.lookbackDays": rule.pregnancy.lookback_days,  # pregnancy status Observations
         **{f"labSigns.{i}.lookbackDays": sign.lookback_days for i, sign in enumerate(rule.lab_signs)},
         **{f"confounders.{i}.lookbackDays": cf.lookback_days for i, cf in enumerate(rule.confounders) if cf.lookback_days},
+        **{f"confounders.{i}.checkedBy.lookbackDays": cf.checked_by.lookback_days
+           for i, cf in enumerate(rule.confounders) if cf.checked_by},
     }
     for field, days in windows.items():
         if days > rule.prefetch.observation_lookback_days:  # the EHR would never send what the rule reads
@@ -330,10 +332,18 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
     for i, cf in enumerate(rule.confounders):
         if cf.kind == "lab":
             need_lab(f"confounders.{i}", cf.lab, cf.unit)
-            if cf.value is None or cf.comparator is None or cf.lookback_days is None:
-                raise KnowledgeError("rule.json", f"confounders.{i}", "lab needs comparator, value, lookbackDays")
+            if cf.comparator is None or cf.lookback_days is None or (cf.value is None) == (cf.value_by_sex is None):
+                raise KnowledgeError("rule.json", f"confounders.{i}",
+                                     "lab needs comparator, lookbackDays and exactly one of value, valueBySex")
+            if cf.value_by_sex is not None and "unknown" not in cf.value_by_sex:
+                raise KnowledgeError("rule.json", f"confounders.{i}.valueBySex", "needs 'unknown', used when sex is not recorded")
         else:
             need_concept(f"confounders.{i}.concept", cf.concept)
+        if cf.checked_by is not None:
+            if cf.kind != "medication":
+                raise KnowledgeError("rule.json", f"confounders.{i}.checkedBy", "only a medication is checked by a lab since it began")
+            if cf.checked_by.lab not in labs:
+                raise KnowledgeError("rule.json", f"confounders.{i}.checkedBy.lab", f"no units defined for lab {cf.checked_by.lab!r}")
         if cf.kind == "recent" and cf.within_days is None:
             raise KnowledgeError("rule.json", f"confounders.{i}.withinDays", "required for recent")
         if cf.kind == "pregnancy" and cf.concept != rule.pregnancy.concept:

@@ -332,6 +332,15 @@ class UntreatedLow(_Knowledge):
     remark: str = ""
 
 
+class ConfounderCheck(_Knowledge):
+    """A lab that answers a confounder's advice: a result since the medicine began, inside the
+    look-back, is shown in the advice's place (a creatine kinase on a statin)."""
+
+    lab: str
+    lookback_days: int = Field(ge=1)
+    advice: str
+
+
 class Confounder(_Knowledge):
     id: str
     # pregnancy: read as the pregnancy rule reads it (dated in its window, or active and undated)
@@ -349,8 +358,10 @@ class Confounder(_Knowledge):
     lab: str | None = None
     comparator: Literal["<", ">"] | None = None
     value: float | None = None
+    value_by_sex: dict[Literal["male", "female", "other", "unknown", "pregnant"], float] | None = None
     unit: str | None = None
     lookback_days: int | None = None
+    checked_by: ConfounderCheck | None = None
     source: str = ""
     remark: str = ""
 
@@ -583,7 +594,7 @@ NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
-PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
+PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedSince", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
            "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
            "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,

@@ -117,6 +117,10 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
         parts.append(f" — {k.wording.course_ended.format(date=ev.ended.isoformat())}")
     if ev.note:
         parts.append(f" — {ev.note}")
+    if ev.checked is not None:  # the lab that answers the advice, in its place
+        lab = ev.checked
+        parts.append(" " + k.wording.phrases["checkedSince"].format(
+            lab=k.concepts[lab.concept].label, result=result_text(lab, k), date=when_text(lab, k)))
     if ev.measured_since is not None:  # the lab result that decides instead of the diagnosis
         lab = ev.measured_since
         parts.append(" — " + k.wording.phrases["measuredSince"].format(

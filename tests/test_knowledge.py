@@ -90,6 +90,9 @@ _PREGNANT_STATUS = next(i for i, c in enumerate(json.loads((Path(__file__).paren
                                                               .read_text())["concepts"])
                         if c["id"] == "pregnancy-status-pregnant")
 
+_CONFOUNDERS = [c["id"] for c in json.loads((Path(__file__).parent.parent / "cards/rule.json").read_text())["confounders"]]
+_RAISED_CK, _STATIN, _TSH = (_CONFOUNDERS.index(i) for i in ("raised-creatine-kinase", "statin", "abnormal-tsh"))
+
 # (file, edit, the field the error names, a word the error says)
 REFUSED = {
     "summary-of-140": ("wording.json", _setting(["variants", "test-b12", "summary"], "x" * 140),  # spec: <140
@@ -126,6 +129,17 @@ REFUSED = {
                                         "prefetch.administrationLookbackDays", "maintenanceWindowDays (365)"),
     "threshold-without-unknown-sex": ("rule.json", _without(["labSigns", 1, "valueBySex", "unknown"]),
                                       "labSigns.1.valueBySex", "unknown"),
+    "confounder-threshold-without-unknown-sex": ("rule.json", _without(["confounders", _RAISED_CK, "valueBySex", "unknown"]),
+                                                 f"confounders.{_RAISED_CK}.valueBySex", "unknown"),
+    "confounder-with-two-thresholds": ("rule.json", _setting(["confounders", _TSH, "valueBySex"], {"unknown": 4.5}),
+                                       f"confounders.{_TSH}", "exactly one of value, valueBySex"),
+    "check-by-an-unknown-lab": ("rule.json", _setting(["confounders", _STATIN, "checkedBy", "lab"], "ck"),
+                                f"confounders.{_STATIN}.checkedBy.lab", "'ck'"),
+    "check-on-a-condition": ("rule.json", _setting(["confounders", _TSH + 1, "checkedBy"],
+                                                   {"lab": "tsh", "lookbackDays": 90, "advice": "Checked."}),
+                             f"confounders.{_TSH + 1}.checkedBy", "only a medication"),
+    "check-beyond-prefetch": ("rule.json", _setting(["confounders", _STATIN, "checkedBy", "lookbackDays"], 800),
+                              "prefetch.observationLookbackDays", "checkedBy.lookbackDays (800)"),
     "follow-up-not-a-sign": ("rule.json", _setting(["b12Result", "indeterminateFollowUp"], "raised-mmx"),
                              "b12Result.indeterminateFollowUp", ""),
     "pregnant-status-not-an-answer": ("rule.json", _setting(["pregnancy", "pregnantStatusConcepts", "+"], "pregnancy"),
