@@ -816,7 +816,9 @@ def _confounders(
             continue
         checked = None
         if cf.checked_by is not None and course is not None:
-            checked = _checked_since(facts, cf.checked_by, course.start, today)
+            raised_on = (dose_raised(course, facts.courses(cf.concept or ""), knowledge, cf.concept or "", today)
+                         if cf.recent_dose_raise else None)
+            checked = _checked_since(facts, cf.checked_by, raised_on or course.start, today)
         note = cf.checked_by.advice if checked is not None and cf.checked_by is not None else cf.advice
         if cf.recent_start_days is not None:
             # the earliest complaint on record: a statin begun after the aches did not start them
@@ -834,12 +836,28 @@ def _confounders(
                 started = knowledge.wording.phrases[key].format(days=days)
                 note = f"{started} {note}"
         out.append(Evidence(cf.id, cf.label, tuple(found), note, checked=checked))
+    return _listed_once(out, knowledge)
+
+
+def _listed_once(found: list[Evidence], knowledge: Knowledge) -> tuple[Evidence, ...]:
+    """Confounders as the card lists them: one superseded by another that holds is dropped, and a
+    check result listed as a confounder of its own is pointed to, not shown twice."""
+    superseded = {s for cf in knowledge.rule.confounders if cf.id in {e.id for e in found} for s in cf.supersedes}
+    kept = [e for e in found if e.id not in superseded]
+    listed = {id(f) for e in kept for f in e.facts}
+    out: list[Evidence] = []
+    for e in kept:
+        if e.checked is not None and id(e.checked) in listed:
+            label = knowledge.concepts[e.checked.concept].label
+            e = replace(e, checked=None, note=f"{e.note} {knowledge.wording.phrases['checkedListed'].format(lab=label)}")
+        out.append(e)
     return tuple(out)
 
 
 def _checked_since(facts: PatientFacts, check: ConfounderCheck, start: date | None, today: date) -> Fact | None:
-    """The latest result of the checking lab inside its look-back and on or after the medicine's start
-    (one from before it says nothing of aches on it); one the service cannot convert still counts."""
+    """The latest result of the checking lab inside its look-back and taken after the medicine's start
+    (one from before it, or a baseline on its first day, says nothing of aches on it), or one being
+    ordered now (a draft at order-select); a result the service cannot convert still counts."""
     return newest([f for f in facts.of(check.lab)
-                   if (f.value is not None or f.reported_value is not None) and within(f, check.lookback_days, today)
-                   and f.when is not None and (start is None or f.when >= start)])
+                   if (f.value is not None or f.reported_value is not None or f.resource_type == "ServiceRequest")
+                   and within(f, check.lookback_days, today) and f.when is not None and (start is None or f.when > start)])

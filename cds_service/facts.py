@@ -454,6 +454,7 @@ class Reading:
     until: date | None = None
     value: float | None = None
     unit: str | None = None
+    unit_text: str | None = None  # Quantity.unit, as the lab printed it: shown when it means the same as `unit`
     comparator: str | None = None
     flagged_low: bool = False
     reports: bool = True
@@ -508,9 +509,11 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
         lab_flags.append(written.flag)
     result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f.upper() in flags.low_codes for f in lab_flags),
                      reports=bool(lab_flags) or written is not None or _holds_number(m, k))
+    unit_text = None
     if quantity is not None and quantity.value is not None:
         value = float(quantity.value)
         unit, comparator = _quantity_unit(quantity, k), quantity.comparator
+        unit_text = quantity.unit.strip() if quantity.unit and quantity.unit.strip() else None
     elif m.valueInteger is not None:  # a count or a value with no unit (MCV 104): read as a Quantity with none
         value, unit, comparator = float(m.valueInteger), None, None
     elif written is not None:
@@ -521,7 +524,7 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     value += 0.0  # a -0 reads as 0
     if not math.isfinite(value) or not 0 <= value <= MAX_LAB_VALUE:
         return Reading("invalid")
-    return replace(result, value=value, unit=unit, comparator=comparator)
+    return replace(result, value=value, unit=unit, unit_text=unit_text, comparator=comparator)
 
 
 def _quantity_unit(quantity: Any, k: Knowledge) -> str | None:
@@ -723,8 +726,11 @@ def _add_facts(
         # a lasting disorder diagnosed at a visit stays as its status says (a neuropathy does not pass)
         active = r.active or (r.visit and screen.k.concepts[concept].persistent
                               and r.status in screen.k.rule.record_status.condition_clinical_active)
+        # shown as the lab printed it ("µkat/L") when that reads the same as the unit read ("ukat/L")
+        shown_unit = (r.unit_text if lab is not None and r.unit_text and r.unit and lab.factor(r.unit_text) is not None
+                      and lab.factor(r.unit_text) == lab.factor(r.unit) else r.unit)
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, active, how, value, unit, r.status,
-                                              r.comparator, r.until, r.flagged_low, r.value, r.unit, r.verification,
+                                              r.comparator, r.until, r.flagged_low, r.value, shown_unit, r.verification,
                                               unitless, r.recorded, r.starts, r.visit))
     return True
 

@@ -339,6 +339,9 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
                 raise KnowledgeError("rule.json", f"confounders.{i}.valueBySex", "needs 'unknown', used when sex is not recorded")
         else:
             need_concept(f"confounders.{i}.concept", cf.concept)
+        unknown_ids = set(cf.supersedes) - {other.id for other in rule.confounders if other.id != cf.id}
+        if unknown_ids:
+            raise KnowledgeError("rule.json", f"confounders.{i}.supersedes", f"not another confounder's id: {sorted(unknown_ids)}")
         if cf.checked_by is not None:
             if cf.kind != "medication":
                 raise KnowledgeError("rule.json", f"confounders.{i}.checkedBy", "only a medication is checked by a lab since it began")

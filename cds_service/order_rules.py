@@ -117,8 +117,11 @@ def assess_order_select(
         return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products), earlier=(last,) if last else (),
                                unchecked=facts.unchecked)
     muscle = selected.of(rule.orders.muscle_order_concepts)
-    # B12 replacement drafted beside the muscle order (selected or not) is replacement under way
-    pattern = assess(_with_drafts(facts, [*selected.reasons, *all_drafts.of(rule.orders.b12_product_concepts)]), k, today)
+    # B12 replacement drafted beside the muscle order (selected or not) is replacement under way; a
+    # lab a confounder asks for (a CK beside a statin) drafted now is that advice taken
+    checks = [cf.checked_by.lab for cf in rule.confounders if cf.checked_by is not None]
+    drafted = [*selected.reasons, *all_drafts.of(rule.orders.b12_product_concepts), *all_drafts.of(checks)]
+    pattern = assess(_with_drafts(facts, drafted), k, today)
     if not pattern.fires:
         return OrderAssessment(f"pattern:{pattern.outcome}", ordered=tuple(muscle), pattern=pattern)
     return OrderAssessment("card", "pattern", pattern.indicator, pattern, ordered=tuple(muscle))

@@ -81,7 +81,7 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
     else:
         shown = k.units[fact.concept].shown
         text = f"{censored} {format_value(fact.value, threshold)} {shown}".lstrip()
-        same_unit = (fact.reported_unit or "").casefold() in (shown.casefold(), k.units[fact.concept].canonical_unit.casefold())
+        same_unit = _unit_key(fact.reported_unit or "") in (_unit_key(shown), _unit_key(k.units[fact.concept].canonical_unit))
         if reported and not fact.reported_unit:  # read in the lab's one unit (units.json unitWhenAbsent)
             text = words.unit_assumed.format(value=text, unit=shown)
         elif reported and not same_unit:
@@ -89,6 +89,11 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
     if fact.flagged_low and text.endswith(")"):  # one parenthesis: "95 pmol/L (128.7 pg/mL; flagged low by the lab)"
         return f"{text[:-1]}; {words.flagged_low})"
     return f"{text} ({words.flagged_low})" if fact.flagged_low else text
+
+
+def _unit_key(unit: str) -> str:
+    """A unit as compared for display: "mL/min/1.73m2", "mL/min/1.73 m²" and "mL/min/{1.73_m2}" are one."""
+    return "".join(c for c in unit.replace("²", "2") if c not in " {}_").casefold()
 
 
 def fact_line(fact: Fact, k: Knowledge) -> str:
@@ -118,9 +123,9 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
     if ev.note:
         parts.append(f" — {ev.note}")
     if ev.checked is not None:  # the lab that answers the advice, in its place
-        lab = ev.checked
-        parts.append(" " + k.wording.phrases["checkedSince"].format(
-            lab=k.concepts[lab.concept].label, result=result_text(lab, k), date=when_text(lab, k)))
+        lab, name = ev.checked, k.concepts[ev.checked.concept].label
+        parts.append(" " + (k.wording.phrases["checkedOrdered"].format(lab=name) if lab.resource_type == "ServiceRequest"
+                            else k.wording.phrases["checkedResult"].format(lab=name, result=result_text(lab, k), date=when_text(lab, k))))
     if ev.measured_since is not None:  # the lab result that decides instead of the diagnosis
         lab = ev.measured_since
         parts.append(" — " + k.wording.phrases["measuredSince"].format(
