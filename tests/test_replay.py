@@ -2,6 +2,7 @@
 PostgreSQL, two service instances over real HTTP, and the fallback while the database is down."""
 
 import json
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -25,11 +26,11 @@ KID = "ec-ledger"
 PUBLIC = "https://cds.example.org"  # both instances sit behind one load-balanced name
 
 
-def _settings(tmp_path: Path, database_url: str | None, key: ec.EllipticCurvePrivateKey) -> Settings:
+def _settings(tmp_path: Path, database_url: str | None, key: ec.EllipticCurvePrivateKey, db_timeout: float = 1) -> Settings:
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**jwk, "kid": KID, "alg": "ES384", "use": "sig"}]}))
-    return Settings(data_dir=tmp_path, database_url=database_url, patient_hash_key="test-patient-hash-key", db_timeout=1,
+    return Settings(data_dir=tmp_path, database_url=database_url, patient_hash_key="test-patient-hash-key", db_timeout=db_timeout,
                     trusted_issuers={ISS: str(jwks)}, public_base_url=PUBLIC)  # type: ignore[arg-type]
 
 
@@ -82,3 +83,23 @@ def test_ledger_outage_falls_back_to_the_process_cache(
         finally:
             pg_server.start()
         assert _discover(live, _token(key)).status_code == 200
+
+
+def test_a_hung_database_holds_up_no_call(tmp_path: Path, knowledge: Knowledge) -> None:
+    """A database that accepts connections and never answers (a hung server, a black-holed route):
+    the first call waits at most the ledger's short wait, the ones after it not at all."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # the kernel completes the handshake; nobody ever answers
+        url = f"postgresql+psycopg://cds@127.0.0.1:{silent.getsockname()[1]}/cds"
+        with LiveServer(create_app(_settings(tmp_path, url, key, db_timeout=5), knowledge)) as live:
+            waits = []
+            for _ in range(6):
+                tok = _token(key)
+                started = time.perf_counter()
+                assert _discover(live, tok).status_code == 200
+                waits.append(time.perf_counter() - started)
+                assert _discover(live, tok).status_code == 401  # replays are still refused, by this process
+    # bounds far above the expected (0.5 s, then milliseconds) and far below the 5 s timeout per call
+    assert waits[0] < 2.5 and sum(waits[1:]) < 2.5, waits
