@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import __version__
 from cds_service.auth import Authenticator, ClientJwtMiddleware
@@ -21,7 +22,7 @@ from cds_service.fhir_fetch import new_client
 from cds_service.gathering import Fetcher
 from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.limits import BodyLimitMiddleware
-from cds_service.logs import REQUEST_ID_HEADER, RequestIdMiddleware, configure_logging
+from cds_service.logs import REQUEST_ID_HEADER, RefusalLogMiddleware, RequestIdMiddleware, configure_logging
 from cds_service.openapi import install as install_openapi
 from cds_service.persistence import attach, storage_lifespan
 from cds_service.protocol import ErrorBody
@@ -49,6 +50,34 @@ def error_response(
 ) -> Response:
     body = response_bytes(ErrorBody(error=code, message=message, details=details))
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+class UnexpectedErrorMiddleware:
+    """A failure nobody foresaw, answered as a JSON 500 inside the middleware that tags every answer
+    (request id, CORS), so a browser client can read it and the log line carries the request id;
+    Starlette's own last resort sits outside them both."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:  # half an answer is already sent: nothing better can follow it
+                raise
+            log.error("internal error on %s %s: %s", scope["method"], scope["path"][:200], type(exc).__name__)
+            await error_response(500, "internal_error", "The service failed; the error has been logged.")(scope, receive, send)
 
 
 # what a refused preflight asked for, by Starlette's failure word -> the request header naming it
@@ -139,6 +168,7 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
 
     app.include_router(router)
     install_openapi(app)
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=error_response)
     app.add_middleware(ClientJwtMiddleware, authenticator=app.state.authenticator, on_error=error_response)
     app.add_middleware(
@@ -146,6 +176,7 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type", REQUEST_ID_HEADER.lower()],
         expose_headers=[REQUEST_ID_HEADER, "WWW-Authenticate"],  # a browser client reads why a 401 happened
     )
+    app.add_middleware(RefusalLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -8,6 +8,7 @@ WARNING because their INFO lines print request URLs, and FHIR query URLs hold th
 import logging
 import re
 import sys
+import time
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
+access = logging.getLogger("cds_service.access")
 QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "alembic.runtime.plugins")  # the last: start-up noise
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -128,3 +130,28 @@ class RequestIdMiddleware:
             await self.app(scope, receive, tagged)
         finally:
             request_id.reset(token)
+
+
+class RefusalLogMiddleware:
+    """One log line for every call answered with an error (a 401 from a bad token, a 413, a 503 past
+    the deadline): the hooks log their own answers, and without this a refused EHR left no trace.
+    4xx at INFO (401 and 403 at WARNING: a client that cannot authenticate), 5xx at ERROR."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                status = message["status"]
+                level = logging.ERROR if status >= 500 else logging.WARNING if status in (401, 403) else logging.INFO
+                access.log(level, "request refused status=%d method=%s path=%s ms=%.1f", status, scope["method"],
+                           scope["path"][:200], (time.perf_counter() - started) * 1e3)
+            await send(message)
+
+        await self.app(scope, receive, watched)

@@ -170,3 +170,30 @@ def test_text_logs_of_a_live_service_cannot_be_forged(knowledge: Knowledge, tmp_
     assert "hookInstance=(not a plain id) " in text and "Epic 42" not in text and "Arthur" not in text
     for line in text.splitlines():
         assert TEXT_LINE.match(line), line
+
+
+def test_an_unforeseen_failure_is_a_traced_json_500_and_refusals_are_logged(
+    captured: io.StringIO, knowledge: Knowledge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 500 keeps the request id and CORS headers (a browser client can read it), its log line
+    carries the request id, and every refused call leaves a line an operator can count."""
+    def broken(*_: Any, **__: Any) -> Any:
+        raise ZeroDivisionError("Maria Metformin")
+
+    monkeypatch.setattr("cds_service.routes.evaluate", broken)
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key")
+    request = load_scenario(scenario_files("patient-view")[0])["request"]
+    headers = {"X-Request-ID": "trace-42", "Origin": "https://sandbox.cds-hooks.org"}
+    with LiveServer(create_app(settings, knowledge)) as live, httpx.Client(base_url=live.url) as client:
+        failed = client.post(f"/cds-services/{SERVICE['patient-view']}", json=request, headers=headers)
+        refused = client.post(f"/cds-services/{SERVICE['patient-view']}", content=b"{", headers={"X-Request-ID": "bad-1",
+                                                                                                 "Content-Type": "application/json"})
+    assert failed.status_code == 500 and failed.json()["error"] == "internal_error"
+    assert failed.headers["x-request-id"] == "trace-42" and failed.headers["access-control-allow-origin"]
+    assert refused.status_code == 400
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    [error] = [e for e in lines if "internal error" in e["message"]]
+    assert error["requestId"] == "trace-42" and "ZeroDivisionError" in error["message"] and "Maria" not in error["message"]
+    refusals = {e["requestId"]: e for e in lines if e["message"].startswith("request refused")}
+    assert refusals["trace-42"]["level"] == "ERROR" and "status=500" in refusals["trace-42"]["message"]
+    assert refusals["bad-1"]["level"] == "INFO" and "status=400" in refusals["bad-1"]["message"]
