@@ -24,7 +24,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from cds_service.errors import ConfigurationError
 from cds_service.evaluation import Evaluation
 from cds_service.settings import Settings
-from cds_service.storage import Storage, storable
+from cds_service.storage import Storage, describe_db_error, storable
 from cds_service.tables import naive_utc
 
 log = logging.getLogger("cds_service.audit")
@@ -183,7 +183,7 @@ class AuditLog:
                 batch = []
             except SQLAlchemyError as exc:
                 if self.database_up:
-                    log.error("audit database unavailable (%s); buffering", type(exc).__name__)
+                    log.error("audit database unavailable (%s); buffering", describe_db_error(exc))
                 self._held = len(batch)  # out of the queue but not written: still queued
                 self.database_up = False
                 if self._stop.is_set():

@@ -225,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if not _database_error(exc):
             raise
-        print(f"cds-service: database error ({type(exc).__name__}); is it up and upgraded "
-              "(cds-service db upgrade)?", file=sys.stderr)
+        from cds_service.storage import describe_db_error  # SQLAlchemy is loaded: it raised
+
+        hint = "" if args.command == "db" else "; is it up and upgraded (cds-service db upgrade)?"
+        print(f"cds-service: database error ({describe_db_error(exc)}){hint}", file=sys.stderr)
         return 4
 
 

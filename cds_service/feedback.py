@@ -15,7 +15,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from cds_service.errors import BadRequest, ServiceUnavailable
 from cds_service.evaluation import parse_json_object, validation_details
 from cds_service.protocol import FeedbackRequest
-from cds_service.storage import Storage, WriteHandoff, storable
+from cds_service.storage import Storage, WriteHandoff, describe_db_error, storable
 from cds_service.tables import naive_utc
 
 log = logging.getLogger("cds_service.feedback")
@@ -87,5 +87,5 @@ async def store_feedback(storage: Storage, rows: list[dict[str, Any]]) -> None:
         log.warning("feedback refused by the database: a value cannot be stored")
         raise BadRequest("A value in the feedback cannot be stored.") from None
     except (SQLAlchemyError, TimeoutError) as exc:
-        log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
+        log.error("feedback not stored: database unavailable (%s)", describe_db_error(exc))
         raise ServiceUnavailable("The feedback could not be stored now; try again later.") from None

@@ -11,7 +11,7 @@ from cds_service.audit import AuditLog, hash_key
 from cds_service.knowledge import Knowledge
 from cds_service.replay import TokenLedger
 from cds_service.settings import Settings
-from cds_service.storage import Storage
+from cds_service.storage import Storage, describe_db_error
 
 log = logging.getLogger("cds_service.storage")
 
@@ -32,7 +32,7 @@ async def storage_lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         storage.ensure_schema()
     except SQLAlchemyError as exc:
-        log.error("database unavailable at start (%s); will retry on first write", type(exc).__name__)
+        log.error("database unavailable at start (%s); will retry on first write", describe_db_error(exc))
     audit.start()
     try:
         yield

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.storage import Storage
+from cds_service.storage import Storage, describe_db_error
 
 log = logging.getLogger("cds_service.auth")
 
@@ -52,7 +52,7 @@ class TokenLedger:
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             if self.available:
                 log.error("token ledger unavailable (%s): replay checks are per process until it returns",
-                          type(exc).__name__)
+                          describe_db_error(exc))
             self.available = False
             self._retry_at = time.monotonic() + RETRY_SECONDS
             return None

@@ -26,6 +26,25 @@ from cds_service.settings import Settings
 from cds_service.tables import card_audit, card_feedback, token_use
 
 log = logging.getLogger("cds_service.storage")
+
+_CONNECTION_ERRORS = ("OperationalError", "InterfaceError")
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """A database failure as an operator can act on it, with nothing a row held: a connection-level
+    error keeps the driver's first line (refused, password failed, no such database, read-only file;
+    names of hosts and users, never values), any other only its class and SQLSTATE (a constraint
+    error's detail would quote the row)."""
+    name = type(exc).__name__
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    state = f", SQLSTATE {sqlstate}" if isinstance(sqlstate, str) else ""
+    if name in _CONNECTION_ERRORS and orig is not None:
+        first = next((line.strip() for line in str(orig).splitlines() if line.strip()), "")
+        return f"{name}{state}: {first[:200]}" if first else f"{name}{state}"
+    return f"{name}{state}"
+
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_KEY = 0x0B12CD5  # any constant shared by every instance of this service
 MIGRATION_LOCK_TIMEOUT = 60.0  # seconds; a migration is a handful of DDL statements

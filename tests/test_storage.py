@@ -6,15 +6,17 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from cds_service.errors import ServiceUnavailable
 from cds_service.feedback import feedback_rows, parse_feedback, store_feedback
 from cds_service.settings import Settings
-from cds_service.storage import Storage, WriteHandoff, create_db_engine, sqlite_file
+from cds_service.storage import Storage, WriteHandoff, create_db_engine, describe_db_error, sqlite_file
 from cds_service.tables import card_feedback
 from tests.fixture_files import FIXTURES
 
@@ -111,3 +113,24 @@ def test_feedback_answered_503_is_never_stored_later(db_settings: Settings) -> N
         assert _stored(storage) == 0
     finally:
         storage.close()
+
+
+def test_a_database_failure_names_its_cause_and_no_values(tmp_path: Path) -> None:
+    """`db upgrade` against a server that refuses: the driver's reason, not a circular hint; a
+    constraint failure: its class and SQLSTATE only, never the row it quotes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env["CDS_DATABASE_URL"] = "postgresql+psycopg://cds@127.0.0.1:1/cds"  # port 1: nothing listens
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "db", "upgrade"], check=False, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4
+    assert "Connection refused" in proc.stderr and "db upgrade" not in proc.stderr, proc.stderr
+    engine = create_db_engine(Settings(data_dir=tmp_path))
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (v TEXT UNIQUE)"))
+            connection.execute(text("INSERT INTO t VALUES ('Maria Metformin')"))
+        with pytest.raises(IntegrityError) as raised, engine.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES ('Maria Metformin')"))
+    finally:
+        engine.dispose()
+    assert describe_db_error(raised.value) == "IntegrityError"
