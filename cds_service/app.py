@@ -2,6 +2,7 @@
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,7 +29,7 @@ from cds_service.persistence import attach, storage_lifespan
 from cds_service.protocol import ErrorBody
 from cds_service.routes import router
 from cds_service.services import service_definitions
-from cds_service.settings import Settings, get_settings
+from cds_service.settings import Settings, get_settings, unknown_setting_names
 
 GC_YOUNG_THRESHOLD = 10_000
 log = logging.getLogger("cds_service")
@@ -131,6 +132,10 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         # a token minted for another service would pass if the caller set Host to that service's host
         log.warning("CDS_PUBLIC_BASE_URL is not set: the JWT aud is checked against the URL as received, "
                     "whose host comes from the Host header; set it in production")
+    if settings.fhir_deadline_seconds >= settings.request_deadline_seconds:
+        log.warning("CDS_FHIR_DEADLINE_SECONDS (%g) is not below CDS_REQUEST_DEADLINE_SECONDS (%g): a slow FHIR "
+                    "server turns calls into 503s instead of cards from what was prefetched",
+                    settings.fhir_deadline_seconds, settings.request_deadline_seconds)
     app.state.knowledge = knowledge
     app.state.services = service_definitions(knowledge)
     reviews = [r for vs in knowledge.valuesets.values() for r in vs.review]
@@ -185,4 +190,6 @@ def serve_app() -> FastAPI:
     """The factory `serve` hands to uvicorn: JSON logging in each worker, then the app."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    for name in unknown_setting_names(os.environ):
+        log.warning("%s names no setting and is ignored: misspelt? (the settings are listed in the README)", name)
     return create_app(settings)

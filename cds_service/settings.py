@@ -1,5 +1,6 @@
 """All configuration, read from `CDS_` environment variables."""
 
+from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -58,7 +59,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the audit/feedback database; unset means SQLite in data_dir.",
     )
     patient_hash_key: SecretStr | None = Field(
-        default=None, min_length=16,
+        default=None,
         description="HMAC key for patient ids in the audit (16 characters or more); unset means a key file in data_dir.",
     )
     db_timeout: float = Field(
@@ -107,7 +108,7 @@ class Settings(BaseSettings):
     request_deadline_seconds: float = Field(
         default=10.0, gt=0, le=300, description="Budget for one hook call: reading, gathering, evaluating; past it, 503."
     )
-    log_format: str = Field(default="json", pattern="^(json|text)$", description="json: one JSON object per line.")
+    log_format: str = Field(default="json", pattern="(?i)^(json|text)$", description="json: one JSON object per line.")
 
     # Clinical dates
     timezone: str = Field(
@@ -117,6 +118,18 @@ class Settings(BaseSettings):
     )
 
     _allowed = field_validator("fhir_allowed_servers")(_fhir_bases)
+
+    @field_validator("log_format")
+    @classmethod
+    def _format_in_lower_case(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("patient_hash_key")
+    @classmethod
+    def _key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")  # never how many it has: that tells of a secret
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -146,6 +159,13 @@ class Settings(BaseSettings):
         if isinstance(value, dict):
             return {iss: {"jwks": v} if isinstance(v, str) else v for iss, v in value.items()}
         return value
+
+
+def unknown_setting_names(environ: Mapping[str, str]) -> list[str]:
+    """CDS_ variables that name no setting: a misspelt one (CDS_DATABSE_URL) is otherwise silently
+    ignored, and the service runs on its default (here, a local SQLite file instead of the shared database)."""
+    known = {f"CDS_{name.upper()}" for name in Settings.model_fields}
+    return sorted(k for k in environ if k.upper().startswith("CDS_") and k.upper() not in known)
 
 
 def get_settings() -> Settings:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.settings import Settings
+from cds_service.settings import Settings, unknown_setting_names
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -87,3 +87,14 @@ def test_serve_with_workers_stops_at_a_wrong_setting_instead_of_restarting_worke
 def test_serve_refuses_a_port_or_worker_count_out_of_range(args: list[str], message: str, tmp_path: Path) -> None:
     done = run_cli(["serve", *args], {}, tmp_path)
     assert done.returncode == 2 and done.stderr.splitlines()[-1] == f"cds-service serve: error: {message}"
+
+
+def test_a_short_hash_key_is_told_in_characters_and_log_format_takes_any_case(tmp_path: Path) -> None:
+    done = run_cli(["report"], {"CDS_PATIENT_HASH_KEY": "short-secret"}, tmp_path)
+    assert "CDS_PATIENT_HASH_KEY: Value error, must be at least 16 characters" in done.stderr, done.stderr
+    assert Settings(log_format="JSON").log_format == "json"  # as CDS_LOG_LEVEL takes INFO or info
+
+
+def test_a_misspelt_setting_is_named_not_silently_ignored() -> None:
+    environ = {"CDS_DATABSE_URL": "postgresql://db/cds", "cds_log_level": "info", "CDS_DATA_DIR": "/srv", "PATH": "/bin"}
+    assert unknown_setting_names(environ) == ["CDS_DATABSE_URL"]
