@@ -115,8 +115,9 @@ async def complete_prefetch(
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
     results, ms = await fetcher.reader.read_all(server, queries, token, fetcher.deadline)
     failures.update({k: r.failure for k, r in results.items() if r.failure})
-    log.info(
-        "fhir fetch keys=%d failed=%s pages=%d ms=%.1f",
+    # a failed query costs the card data: WARNING, so alerting set at that level sees a FHIR server go bad
+    log.log(
+        logging.WARNING if failures else logging.INFO, "fhir fetch keys=%d failed=%s pages=%d ms=%.1f",
         len(queries), ",".join(f"{k}:{v}" for k, v in sorted(failures.items())) or "-",
         sum(r.pages for r in results.values()), ms,
     )

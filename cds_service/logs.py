@@ -67,20 +67,22 @@ class TextFormatter(logging.Formatter):
     """`time level logger message` on one line, escaped; exceptions by type and place only, as in JSON."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{self.formatTime(record)} {record.levelname} {record.name} {record.getMessage()}"
+        line = f"{self.formatTime(record)} {record.levelname} {record.name} [{record.process}] {record.getMessage()}"
         if record.exc_info and record.exc_info[0] is not None:
             line += f" exception={record.exc_info[0].__name__} frames={','.join(_frames(record))}"
         return one_line(line)
 
 
 class JsonFormatter(logging.Formatter):
-    """time, level, logger, message, requestId, hookInstance, service; exceptions by type and place only."""
+    """time, level, logger, pid (which worker of `--workers N`), message, requestId, hookInstance,
+    service; exceptions by type and place only."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         for key, var in (("requestId", request_id), ("hookInstance", hook_instance), ("service", service_id)):

@@ -102,7 +102,7 @@ def test_no_patient_data_in_logs_or_error_bodies(
     assert any('"hook answered' in line or "hook answered" in line for line in lines)
     for line in lines:
         entry = json.loads(line)  # one JSON object per line
-        assert {"time", "level", "logger", "message"} <= set(entry)
+        assert {"time", "level", "logger", "pid", "message"} <= set(entry)
         if entry["message"].startswith("hook answered"):
             assert entry["requestId"] and entry["hookInstance"] and entry["service"]
     assert len(secrets) > 3 * len(ALL) // 2
