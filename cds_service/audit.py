@@ -136,7 +136,7 @@ class AuditLog:
             "queued": self.queue.qsize() + self._held,
             "written": self.written,
             "dropped": self.dropped,
-            "database": "up" if self.database_up else "down",
+            "database": "missing" if self.storage.file_missing() else "up" if self.database_up else "down",
         }
 
     def start(self) -> None:

@@ -33,6 +33,7 @@ async def storage_lifespan(app: FastAPI) -> AsyncIterator[None]:
         storage.ensure_schema()
     except SQLAlchemyError as exc:
         log.error("database unavailable at start (%s); will retry on first write", describe_db_error(exc))
+        audit.database_up = False  # /healthz says so until a write succeeds
     audit.start()
     try:
         yield

@@ -185,9 +185,16 @@ class Storage:
     def __init__(self, settings: Settings, *, bounded: bool = True) -> None:
         self.engine = create_db_engine(settings, bounded=bounded)
         self.timeout = settings.db_timeout
+        file = sqlite_file(self.engine.url)
+        self._file = Path(file) if file else None
         self._ready = False
         self._lock = threading.Lock()
         self._next_purge = 0.0
+
+    def file_missing(self) -> bool:
+        """Whether the SQLite file was removed while the service runs: SQLite goes on writing to the
+        deleted file, and everything written since is gone at the next start."""
+        return self._file is not None and self._ready and not self._file.exists()
 
     def ensure_schema(self) -> None:
         if self._ready:

@@ -265,3 +265,23 @@ def test_records_arriving_together_are_written_in_few_transactions(tmp_path: Pat
     assert audit.stats()["written"] == 300 and audit.stats()["dropped"] == 0
     assert sum(storage.batches) == 300 and len(storage.batches) <= 30, storage.batches
     assert len(audit_rows(settings)) == 300
+
+
+def test_health_tells_of_a_database_that_failed_at_start_and_of_a_removed_sqlite_file(
+    tmp_path: Path, knowledge: Knowledge
+) -> None:
+    """A data directory the service cannot write: down from the start, not 'up' until the first card.
+    The SQLite file removed while running (SQLite writes on into the deleted file, lost at restart): missing."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the data directory's database should go")
+    unusable = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key", db_timeout=1,
+                        database_url=f"sqlite:///{blocked}/cds.sqlite3")
+    with LiveServer(create_app(unusable, knowledge)) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        assert client.get("/healthz").json()["audit"]["database"] == "down"
+    fine = Settings(data_dir=tmp_path / "data", patient_hash_key="test-patient-hash-key", db_timeout=1)
+    (tmp_path / "data").mkdir()
+    with LiveServer(create_app(fine, knowledge)) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        assert client.get("/healthz").json()["audit"]["database"] == "up"
+        for path in (tmp_path / "data").glob("cds.sqlite3*"):
+            path.unlink()
+        assert client.get("/healthz").json()["audit"]["database"] == "missing"
