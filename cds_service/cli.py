@@ -135,8 +135,13 @@ def _db_upgrade() -> int:
 
 def _report(since: date | None, until: date | None, as_json: bool) -> int:
     from cds_service.report import build_report, format_report
-    from cds_service.storage import create_db_engine
+    from cds_service.storage import create_db_engine, database_url, sqlite_file
 
+    file = sqlite_file(database_url(get_settings()))
+    if file is not None and not Path(file).exists():  # run from the wrong directory: create nothing there
+        print(f"cds-service: no database at {file}: nothing was recorded there; set CDS_DATA_DIR (or "
+              "CDS_DATABASE_URL) as the service has it", file=sys.stderr)
+        return 4
     engine = create_db_engine(get_settings(), bounded=False)  # months of cards may take longer than CDS_DB_TIMEOUT
     try:
         report = build_report(engine, since, until)

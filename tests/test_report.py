@@ -1,6 +1,9 @@
 """`cds-service report` and `cds-service db upgrade` over audited cards and their feedback."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -203,6 +206,7 @@ def test_report_on_a_database_never_upgraded_says_so(
 ) -> None:
     monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("CDS_DATABASE_URL", raising=False)
+    (tmp_path / "cds.sqlite3").touch()  # a database, never upgraded (none at all: test_report_where_no_database_is)
     assert main(["report"]) == 4
     assert "cds-service db upgrade" in capsys.readouterr().err
 
@@ -229,3 +233,13 @@ def test_a_period_that_ends_before_it_starts_is_a_usage_error(
     assert "--since 2026-11-02 is after --until 2026-11-01" in capsys.readouterr().err
     code, out = run(settings, monkeypatch, capsys, "report", "--since", "2026-11-01", "--until", "2026-11-01")
     assert code == 0 and "2026-11-01 .. 2026-11-01" in out
+
+
+def test_report_where_no_database_is_creates_none(tmp_path: Path) -> None:
+    """Run from the wrong directory: it says where it looked, and leaves no empty database behind
+    (which `db upgrade`, suggested before, would have filled with an empty schema)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "report"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 4 and "no database at" in proc.stderr and "CDS_DATA_DIR" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
