@@ -78,10 +78,16 @@ def _serve(host: str, port: int, workers: int) -> int:
     if problems:  # a wrong path would otherwise surface only as a 401 on every call
         raise ConfigurationError("CDS_TRUSTED_ISSUERS " + "; ".join(problems))
     _check_storage(settings)
-    uvicorn.run(
-        "cds_service.app:serve_app", factory=True, host=host, port=port, workers=workers,
-        log_level=settings.log_level.lower(), access_log=False, log_config=None,
-    )
+    try:
+        uvicorn.run(
+            "cds_service.app:serve_app", factory=True, host=host, port=port, workers=workers,
+            log_level=settings.log_level.lower(), access_log=False, log_config=None,
+        )
+    except SystemExit as exc:  # uvicorn's 3 (it could not listen: port taken, unknown host) is our knowledge error
+        if exc.code == 3:
+            print(f"cds-service: could not listen on {host}:{port} (see the log line above)", file=sys.stderr)
+            return 5
+        raise
     return 0
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,12 @@ def test_a_short_hash_key_is_told_in_characters_and_log_format_takes_any_case(tm
 def test_a_misspelt_setting_is_named_not_silently_ignored() -> None:
     environ = {"CDS_DATABSE_URL": "postgresql://db/cds", "cds_log_level": "info", "CDS_DATA_DIR": "/srv", "PATH": "/bin"}
     assert unknown_setting_names(environ) == ["CDS_DATABSE_URL"]
+
+
+def test_serve_on_a_port_already_taken_exits_5_not_the_knowledge_errors_3(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        done = run_cli(["serve", "--port", str(taken.getsockname()[1])], {}, tmp_path)
+    assert done.returncode == 5, done.stderr[-2000:]
+    assert "could not listen on 127.0.0.1:" in done.stderr
