@@ -73,6 +73,7 @@ class JwksSource:
     keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
     algs: dict[str, str] = field(default_factory=dict)  # the alg a key declares, when it does
     loaded_at: float | None = None
+    load_failed: bool = False  # the last load failed: an unknown kid may only mean the keys never came
     _loading: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -97,11 +98,13 @@ class JwksSource:
             async with asyncio.timeout(JWKS_FETCH_TIMEOUT):  # in all, not per read
                 raw = await self._read(client)
             keys, algs = self._usable_keys(raw)
+            self.load_failed = False
             if keys or not self.keys:
                 self.keys, self.algs = keys, algs
             else:  # an empty answer is far likelier a publishing fault than a revocation of every key
                 log.warning("JWKS %s returned no usable keys; keeping %d cached keys", self.location, len(self.keys))
         except (OSError, ValueError, TypeError, httpx.HTTPError, jwt.PyJWTError, TimeoutError) as exc:
+            self.load_failed = True
             log.warning("could not load JWKS %s: %s (keeping %d cached keys)", self.location, type(exc).__name__, len(self.keys))
 
     def _usable_keys(self, raw: dict[str, Any]) -> tuple[dict[str, jwt.PyJWK], dict[str, str]]:
@@ -242,6 +245,8 @@ class Authenticator:
         if not isinstance(kid, str):
             raise InvalidToken("kid is missing")
         key = await source.key(kid, self.client)
+        if key is None and source.load_failed:  # the EHR's admin should look at the JWKS URL, not the kid
+            raise InvalidToken("kid is not among the issuer's keys: its JWKS could not be loaded by this service")
         if key is None:
             raise InvalidToken("kid is not in the issuer's JWKS")
         if source.algs.get(kid, alg) != alg:  # RFC 8725 3.1: a key is used with its one algorithm

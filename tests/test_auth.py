@@ -402,6 +402,8 @@ def test_jwks_down_at_start_is_401_then_works_once_up(
         refused, took = timed_call(live, signed())  # the first call ever: nothing cached, nothing listening
         assert_invalid_token(refused)
         assert took < 1
+        # the EHR's admin is pointed at the JWKS this service could not load, not at the token's kid
+        assert "its JWKS could not be loaded by this service" in refused.headers["www-authenticate"]
         flaky_jwks.start()
         assert_invalid_token(timed_call(live, signed())[0])  # inside the refresh interval: no reload yet
         time.sleep(REFRESH + 0.1)
