@@ -568,7 +568,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last, knowledge))
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
-            return Assessment("card", "untreated-mma", _follow_up_urgency(base, signs, knowledge), signs=signs, **base)
+            indicator, base["confounders"] = _follow_up_urgency(base, signs, facts, knowledge, evidence.facts[0], today)
+            return Assessment("card", "untreated-mma", indicator, signs=signs, **base)
     # MMA is never suggested twice: once one answered the indeterminate B12 (follow_up_from), re-test B12
     # an indeterminate B12 over a year old (the untreated-low look-back) is evidence, not a current value:
     # as an old low one, it asks for a new B12, not for the MMA that would settle a current one
@@ -661,17 +662,44 @@ def _raised_follow_up(
     if mma.id not in {e.id for e in signs}:
         signs = (*signs, mma)
     variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
-    return Assessment("card", variant, _follow_up_urgency(base, signs, knowledge), signs=signs, **base)
+    indicator, base["confounders"] = _follow_up_urgency(base, signs, facts, knowledge, mma.facts[0], today)
+    return Assessment("card", variant, indicator, signs=signs, **base)
 
 
-def _follow_up_urgency(base: dict[str, Any], signs: tuple[Evidence, ...], knowledge: Knowledge) -> Indicator:
+def _follow_up_urgency(
+    base: dict[str, Any], signs: tuple[Evidence, ...], facts: PatientFacts, knowledge: Knowledge, mma: Fact, today: date,
+) -> tuple[Indicator, tuple[Evidence, ...]]:
     """A treatment review resting on a raised MMA: critical, as a low B12 is, unless a confounder
-    beside which a raised MMA says less is present (kidney failure raises it whatever the B12) and
-    no neurological sign or macrocytic anaemia asks for haste by itself."""
-    doubt = set(knowledge.rule.b12_result.follow_up_less_specific_with)
-    if _critical_feature(signs, knowledge) is None and any(c.id in doubt for c in base["confounders"]):
-        return Indicator.WARNING
-    return Indicator.CRITICAL
+    beside which a raised MMA says less held when it was taken (kidney failure raises it whatever the
+    B12) and no neurological sign or macrocytic anaemia asks for haste by itself. A lab confounder is
+    read as it stood then, not now (kidney injury since does not explain an earlier MMA; one that has
+    recovered since did): the result that decides is listed. Returns the urgency and the confounders."""
+    confounders: tuple[Evidence, ...] = base["confounders"]
+    shown = {c.id for c in confounders}
+    doubts: list[Evidence] = []
+    for cf in knowledge.rule.confounders:
+        if cf.id not in knowledge.rule.b12_result.follow_up_less_specific_with:
+            continue
+        if cf.kind != "lab" or mma.when is None:
+            doubts += [c for c in confounders if c.id == cf.id]
+            continue
+        then = _result_when_taken(facts, cf.lab or "", mma.when, cf.lookback_days or 0)
+        ev = _crossing(then, cf.comparator or ">", _threshold(cf, _group(facts, knowledge, today)), cf.id, cf.label)
+        if ev is not None:
+            doubts.append(replace(ev, note=cf.advice))
+    if _critical_feature(signs, knowledge) is not None or not doubts:
+        return Indicator.CRITICAL, confounders
+    # the result that lowered it is on the card: in place of today's reading of the same confounder
+    decided = {d.id: d for d in doubts}
+    listed = tuple(decided.get(c.id, c) for c in confounders) + tuple(d for d in doubts if d.id not in shown)
+    return Indicator.WARNING, listed
+
+
+def _result_when_taken(facts: PatientFacts, lab: str, when: date, lookback: int) -> Fact | None:
+    """A lab as it stood on a day: its result nearest that day, before or after it, within the
+    look-back either side (on a tie, the later)."""
+    near = [f for f in facts.of(lab) if f.value is not None and f.when is not None and abs((f.when - when).days) <= lookback]
+    return min(near, key=lambda f: (abs((f.when - when).days), -f.when.toordinal()) if f.when else (0, 0), default=None)
 
 
 def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | None:

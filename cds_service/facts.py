@@ -349,6 +349,7 @@ def extract_facts(
     screen = ConceptScreen(knowledge, data, check)
     # Lab rules read only the latest valid result per lab, so lab Observations are validated
     # newest first and the rest are never parsed: large charts cost little more than reading.
+    # A lab read as it stood on a past day (Knowledge.lab_history) keeps every valid result.
     labs: dict[str, list[tuple[tuple[datetime, int, datetime], str, dict[str, Any]]]] = defaultdict(list)
     final_first = _final_first(knowledge)
     for rtype in RESOURCE_TYPES:
@@ -372,7 +373,7 @@ def extract_facts(
             if latest is not None and when[:10] > latest:  # ISO dates, partial ones too, compare as text
                 facts.skipped_invalid += 1
                 continue
-            if _add_facts(facts, raw, "Observation", {concept: "code"}, screen):
+            if _add_facts(facts, raw, "Observation", {concept: "code"}, screen) and concept not in knowledge.lab_history:
                 break
     return facts
 

@@ -104,6 +104,9 @@ class Knowledge:
     strengths: ProductStrengths
     answers: dict[str, str]  # answer concept -> the question concept whose Observation value it is read from
     history_questions: frozenset[str]  # concepts whose Observations answer about the past or relatives
+    # labs whose every result is read, not only the latest: one read as it stood on a past day (an
+    # eGFR when the MMA was taken, b12Result.followUpLessSpecificWith)
+    lab_history: frozenset[str]
     lab_text: LabTextReader  # lab results sent as text (units.json valueText, rule.json lowFlags.textFlags)
 
     def code_display(self, system: str, code: str) -> str | None:
@@ -253,6 +256,8 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         }),
         answers={c.id: c.answer_of for c in concepts.values() if c.answer_of is not None},
         history_questions=frozenset(c.id for c in concepts.values() if c.history_question),
+        lab_history=frozenset(cf.lab for cf in rule.confounders if cf.kind == "lab" and cf.lab
+                              and cf.id in rule.b12_result.follow_up_less_specific_with),
         lab_text=LabTextReader(units.value_text.comparator_words, rule.b12_result.low_flags.text_flag_codes,
                                units.value_text.marks),
     )
