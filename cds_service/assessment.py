@@ -683,7 +683,7 @@ def _follow_up_urgency(
         if cf.kind != "lab" or mma.when is None:
             doubts += [c for c in confounders if c.id == cf.id]
             continue
-        then = _result_when_taken(facts, cf.lab or "", mma.when, cf.lookback_days or 0)
+        then = facts.result_near(cf.lab or "", mma.when, cf.lookback_days or 0)
         ev = _crossing(then, cf.comparator or ">", _threshold(cf, _group(facts, knowledge, today)), cf.id, cf.label)
         if ev is not None:
             doubts.append(replace(ev, note=cf.advice))
@@ -693,13 +693,6 @@ def _follow_up_urgency(
     decided = {d.id: d for d in doubts}
     listed = tuple(decided.get(c.id, c) for c in confounders) + tuple(d for d in doubts if d.id not in shown)
     return Indicator.WARNING, listed
-
-
-def _result_when_taken(facts: PatientFacts, lab: str, when: date, lookback: int) -> Fact | None:
-    """A lab as it stood on a day: its result nearest that day, before or after it, within the
-    look-back either side (on a tie, the later)."""
-    near = [f for f in facts.of(lab) if f.value is not None and f.when is not None and abs((f.when - when).days) <= lookback]
-    return min(near, key=lambda f: (abs((f.when - when).days), -f.when.toordinal()) if f.when else (0, 0), default=None)
 
 
 def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | None:

@@ -79,9 +79,24 @@ class PatientFacts:
     ended: dict[str, list[Fact]] = field(default_factory=dict)  # resolved or abated Conditions, by concept
     # stopped orders, by concept: read only to date the start of a medicine still taken
     renewals: dict[str, list[Fact]] = field(default_factory=dict)
+    # every result of a lab read as it stood on a past day (Knowledge.lab_history), raw and dated, and
+    # how to read one: validated only when asked for, so a chart of a thousand eGFRs costs a few
+    history: dict[str, list[tuple[date, dict[str, Any]]]] = field(default_factory=dict)
+    read_result: Callable[[str, dict[str, Any]], "Fact | None"] | None = field(default=None, repr=False, compare=False)
 
     def of(self, concept: str) -> list[Fact]:
         return self.by_concept.get(concept, [])
+
+    def result_near(self, lab: str, day: date, within_days: int) -> "Fact | None":
+        """The valid result of `lab` with a value taken nearest `day`, before or after it, at most
+        `within_days` away (on a tie, the later)."""
+        near = sorted(((abs((taken - day).days), -taken.toordinal(), n) for n, (taken, _) in enumerate(self.history.get(lab, []))
+                       if abs((taken - day).days) <= within_days))
+        for _, _, n in near:
+            fact = self.read_result(lab, self.history[lab][n][1]) if self.read_result is not None else None
+            if fact is not None and fact.value is not None:
+                return fact
+        return None
 
     def courses(self, concept: str) -> list[Fact]:
         """Every course of a medicine, stopped orders too: what dates the start of current use."""
@@ -349,7 +364,8 @@ def extract_facts(
     screen = ConceptScreen(knowledge, data, check)
     # Lab rules read only the latest valid result per lab, so lab Observations are validated
     # newest first and the rest are never parsed: large charts cost little more than reading.
-    # A lab read as it stood on a past day (Knowledge.lab_history) keeps every valid result.
+    # A lab read as it stood on a past day (Knowledge.lab_history) keeps its results raw, to be read
+    # when asked for (PatientFacts.result_near).
     labs: dict[str, list[tuple[tuple[datetime, int, datetime], str, dict[str, Any]]]] = defaultdict(list)
     final_first = _final_first(knowledge)
     for rtype in RESOURCE_TYPES:
@@ -373,9 +389,21 @@ def extract_facts(
             if latest is not None and when[:10] > latest:  # ISO dates, partial ones too, compare as text
                 facts.skipped_invalid += 1
                 continue
-            if _add_facts(facts, raw, "Observation", {concept: "code"}, screen) and concept not in knowledge.lab_history:
+            if _add_facts(facts, raw, "Observation", {concept: "code"}, screen):
                 break
+        if concept in knowledge.lab_history:
+            facts.history[concept] = [(day, raw) for _, when, raw in candidates
+                                      if (day := as_date(when)) is not None and (latest is None or when[:10] <= latest)]
+    if facts.history:
+        facts.read_result = lambda concept, raw: _read_one(raw, concept, screen)
     return facts
+
+
+def _read_one(raw: dict[str, Any], concept: str, screen: "ConceptScreen") -> "Fact | None":
+    """One lab result read on its own, leaving the patient's facts (and their counts) as they are."""
+    scratch = PatientFacts()
+    _add_facts(scratch, raw, "Observation", {concept: "code"}, screen)
+    return next(iter(scratch.of(concept)), None)
 
 
 _NO_INSTANT = datetime.min.replace(tzinfo=UTC)

@@ -104,8 +104,8 @@ class Knowledge:
     strengths: ProductStrengths
     answers: dict[str, str]  # answer concept -> the question concept whose Observation value it is read from
     history_questions: frozenset[str]  # concepts whose Observations answer about the past or relatives
-    # labs whose every result is read, not only the latest: one read as it stood on a past day (an
-    # eGFR when the MMA was taken, b12Result.followUpLessSpecificWith)
+    # labs read as they stood on a past day (an eGFR when the MMA was taken, b12Result.
+    # followUpLessSpecificWith): their results are kept raw and read when asked for (PatientFacts.result_near)
     lab_history: frozenset[str]
     lab_text: LabTextReader  # lab results sent as text (units.json valueText, rule.json lowFlags.textFlags)
 
