@@ -77,8 +77,14 @@ class UnexpectedErrorMiddleware:
         except Exception as exc:
             if started:  # half an answer is already sent: nothing better can follow it
                 raise
-            log.error("internal error on %s %s: %s", scope["method"], scope["path"][:200], type(exc).__name__)
-            await error_response(500, "internal_error", "The service failed; the error has been logged.")(scope, receive, send)
+            await internal_error(scope["method"], scope["path"], exc)(scope, receive, send)
+
+
+def internal_error(method: str, path: str, exc: BaseException) -> Response:
+    """Log an unforeseen failure by type and place (the formatters drop its text, which may quote
+    input) and answer a JSON 500."""
+    log.error("internal error on %s %s: %s", method, path[:200], type(exc).__name__, exc_info=exc)
+    return error_response(500, "internal_error", "The service failed; the error has been logged.")
 
 
 # what a refused preflight asked for, by Starlette's failure word -> the request header naming it
@@ -167,15 +173,14 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         return error_response(400, "invalid_request", "The request holds a value nested too deeply to read.")
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return error_response(500, "internal_error", "The service failed; the error has been logged.")
+    async def _unexpected(request: Request, exc: Exception) -> Response:  # outside the middleware below
+        return internal_error(request.method, request.url.path, exc)
 
     app.include_router(router)
     install_openapi(app)
-    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=error_response)
     app.add_middleware(ClientJwtMiddleware, authenticator=app.state.authenticator, on_error=error_response)
+    app.add_middleware(UnexpectedErrorMiddleware)  # inside CORS and the request id, around everything else
     app.add_middleware(
         JsonCorsMiddleware, allow_origins=settings.cors_origins, allow_private_network=settings.cors_private_network,
         allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type", REQUEST_ID_HEADER.lower()],

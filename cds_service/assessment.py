@@ -4,12 +4,13 @@ No I/O and no clock: `today` is an argument. Every outcome carries its reason, s
 can explain itself and the audit can record which criteria fired.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
 from cds_service.contract import PatternVariant
-from cds_service.facts import Fact, PatientFacts
+from cds_service.facts import ORDERED_NOW, Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import Confounder, ConfounderCheck, LabThreshold, ResultBands
 from cds_service.protocol import Indicator
@@ -532,9 +533,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 
     risks = _risk_factors(facts, knowledge, today, age)
     first = min((f.when for f in trigger if f.when is not None), default=None)
-    confounders = _confounders(facts, knowledge, today, trigger[0], first)
+    confounders = _confounders(facts, knowledge, today, trigger[0], first)  # all that hold: urgency reads them
     base: dict[str, Any] = {
-        "trigger": trigger, "risk_factors": risks, "confounders": confounders, "last_b12": last,
+        "trigger": trigger, "risk_factors": risks, "confounders": listed_once(confounders, knowledge), "last_b12": last,
         "b12_band": band, "recent_result_days": sup.recent_result_days,
         "unchecked": facts.unchecked | ({"age"} if age is None else set()), "unreadable": facts.unreadable,
         "lapsed_orders": lapsed_orders(facts, sup.pending_order_concepts, knowledge, today),
@@ -568,7 +569,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
             signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last, knowledge))
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
-            indicator, base["confounders"] = _follow_up_urgency(base, signs, facts, knowledge, evidence.facts[0], today)
+            indicator, base["confounders"] = _follow_up_urgency(confounders, signs, facts, knowledge, evidence.facts[0], today)
             return Assessment("card", "untreated-mma", indicator, signs=signs, **base)
     # MMA is never suggested twice: once one answered the indeterminate B12 (follow_up_from), re-test B12
     # an indeterminate B12 over a year old (the untreated-low look-back) is evidence, not a current value:
@@ -588,7 +589,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         after = follow_up_from(last, knowledge) if strong_picture and not unreliable and last is not None else None
         answer = _follow_up_since(facts, knowledge, after, today)
         if answer is not None and answer[0]:
-            return _raised_follow_up(facts, knowledge, today, answer[1], base, after_nitrous_oxide=bool(unreliable))
+            return _raised_follow_up(facts, knowledge, today, answer[1], base, confounders, after_nitrous_oxide=bool(unreliable))
     discordant = strong_picture and last is not None and not follow_up_answered(facts, knowledge, last, today)
     follow_up_lab = rule.follow_up_sign.lab
     functional_due = (bool(unreliable) or discordant) and not mma_due
@@ -650,7 +651,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
 
 
 def _raised_follow_up(
-    facts: PatientFacts, knowledge: Knowledge, today: date, mma: Evidence, base: dict[str, Any], after_nitrous_oxide: bool,
+    facts: PatientFacts, knowledge: Knowledge, today: date, mma: Evidence, base: dict[str, Any],
+    held: tuple[Evidence, ...], after_nitrous_oxide: bool,
 ) -> Assessment:
     """A raised MMA where serum B12 misleads (nitrous oxide; a normal B12 beside a strong picture):
     treatment review, critical as the indeterminate-B12 path is; lapsed treatment when B12 was given
@@ -662,37 +664,38 @@ def _raised_follow_up(
     if mma.id not in {e.id for e in signs}:
         signs = (*signs, mma)
     variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
-    indicator, base["confounders"] = _follow_up_urgency(base, signs, facts, knowledge, mma.facts[0], today)
+    indicator, base["confounders"] = _follow_up_urgency(held, signs, facts, knowledge, mma.facts[0], today)
     return Assessment("card", variant, indicator, signs=signs, **base)
 
 
 def _follow_up_urgency(
-    base: dict[str, Any], signs: tuple[Evidence, ...], facts: PatientFacts, knowledge: Knowledge, mma: Fact, today: date,
+    held: tuple[Evidence, ...], signs: tuple[Evidence, ...], facts: PatientFacts, knowledge: Knowledge, mma: Fact, today: date,
 ) -> tuple[Indicator, tuple[Evidence, ...]]:
     """A treatment review resting on a raised MMA: critical, as a low B12 is, unless a confounder
     beside which a raised MMA says less held when it was taken (kidney failure raises it whatever the
-    B12) and no neurological sign or macrocytic anaemia asks for haste by itself. A lab confounder is
-    read as it stood then, not now (kidney injury since does not explain an earlier MMA; one that has
-    recovered since did): the result that decides is listed. Returns the urgency and the confounders."""
-    confounders: tuple[Evidence, ...] = base["confounders"]
-    shown = {c.id for c in confounders}
+    B12) and no neurological sign or macrocytic anaemia asks for haste by itself. `held`: every
+    confounder that holds, before any is superseded on the card. A lab confounder is read as it stood
+    then, not now (kidney injury since does not explain an earlier MMA; one that has recovered since
+    did), and the result that decided is listed in place of today's. Returns the urgency and the
+    confounders the card lists."""
     doubts: list[Evidence] = []
+    group = _group(facts, knowledge, today)
     for cf in knowledge.rule.confounders:
         if cf.id not in knowledge.rule.b12_result.follow_up_less_specific_with:
             continue
         if cf.kind != "lab" or mma.when is None:
-            doubts += [c for c in confounders if c.id == cf.id]
+            doubts += [c for c in held if c.id == cf.id]
             continue
         then = facts.result_near(cf.lab or "", mma.when, cf.lookback_days or 0)
-        ev = _crossing(then, cf.comparator or ">", _threshold(cf, _group(facts, knowledge, today)), cf.id, cf.label)
+        threshold = _threshold(cf, _group_when_taken(then, group, facts, knowledge))
+        ev = _crossing(then, cf.comparator or ">", threshold, cf.id, cf.label)
         if ev is not None:
             doubts.append(replace(ev, note=cf.advice))
     if _critical_feature(signs, knowledge) is not None or not doubts:
-        return Indicator.CRITICAL, confounders
-    # the result that lowered it is on the card: in place of today's reading of the same confounder
+        return Indicator.CRITICAL, listed_once(held, knowledge)
     decided = {d.id: d for d in doubts}
-    listed = tuple(decided.get(c.id, c) for c in confounders) + tuple(d for d in doubts if d.id not in shown)
-    return Indicator.WARNING, listed
+    merged = [decided.pop(c.id, c) for c in held] + list(decided.values())
+    return Indicator.WARNING, listed_once(merged, knowledge)
 
 
 def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | None:
@@ -807,17 +810,24 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
 def _confounders(
     facts: PatientFacts, knowledge: Knowledge, today: date, complaint: Fact, first_complaint: date | None
 ) -> tuple[Evidence, ...]:
-    """What else may explain the aches; `complaint` is the newest complaint, `first_complaint` the
-    date of the earliest (aches recorded before an illness are not explained by it)."""
+    """What else may explain the aches, every one that holds (listed_once says which the card shows);
+    `complaint` is the newest complaint, `first_complaint` the date of the earliest (aches recorded
+    before an illness are not explained by it)."""
     out: list[Evidence] = []
     group = _group(facts, knowledge, today)
+    labs: dict[str, Evidence] = {}
     for cf in knowledge.rule.confounders:
         if cf.kind == "lab":
             latest = _latest_result(facts, cf.lab or "", cf.lookback_days or 0, today)
-            threshold = _threshold(cf, _group_when_taken(latest, group, facts, knowledge))
-            ev = _crossing(latest, cf.comparator or ">", threshold, cf.id, cf.label)
+            ev = _crossing(latest, cf.comparator or ">", _threshold(cf, _group_when_taken(latest, group, facts, knowledge)),
+                           cf.id, cf.label)
             if ev:
-                out.append(replace(ev, note=cf.advice))
+                labs[cf.id] = replace(ev, note=cf.advice)
+    listed_results = {id(f) for ev in labs.values() for f in ev.facts}
+    for cf in knowledge.rule.confounders:
+        if cf.kind == "lab":
+            if cf.id in labs:
+                out.append(labs[cf.id])
             continue
         found = facts.of(cf.concept or "")
         course = None
@@ -835,44 +845,41 @@ def _confounders(
                 found = [f for f in found if f.when is None or _days(first_complaint, f.when) <= cf.max_days_after_complaint]
         if not found:
             continue
-        checked = None
+        raised = (dose_raised(course, facts.courses(cf.concept or ""), knowledge, cf.concept or "", today)
+                  if course is not None and cf.recent_dose_raise else None)
+        note, checked, pointer = cf.advice, None, ""
         if cf.checked_by is not None and course is not None:
-            raised_on = (dose_raised(course, facts.courses(cf.concept or ""), knowledge, cf.concept or "", today)
-                         if cf.recent_dose_raise else None)
-            checked = _checked_since(facts, cf.checked_by, raised_on or course.start, today)
-        note = cf.checked_by.advice if checked is not None and cf.checked_by is not None else cf.advice
+            checked = _checked_since(facts, cf.checked_by, raised or course.start, today)
+            if checked is not None and id(checked) in listed_results:  # listed below as a confounder: pointed to
+                label = knowledge.concepts[checked.concept].label
+                note, checked = cf.checked_by.listed_advice, None
+                pointer = " " + knowledge.wording.phrases["checkedListed"].format(lab=label)
+            elif checked is not None:
+                note = cf.checked_by.advice
         if cf.recent_start_days is not None:
             # the earliest complaint on record: a statin begun after the aches did not start them
             anchor = first_complaint or complaint.when or today
             starts = [course.start] if course is not None else [f.when for f in found]
             recent = [d for d in starts if d is not None and 0 <= _days(d, anchor) <= cf.recent_start_days]
             verb = "started"
-            if not recent and cf.recent_dose_raise and course is not None:  # "starting or raising the dose"
-                raised = dose_raised(course, facts.courses(cf.concept or ""), knowledge, cf.concept or "", today)
-                recent = [raised] if raised is not None and 0 <= _days(raised, anchor) <= cf.recent_start_days else []
+            if not recent and raised is not None:  # "starting or raising the dose"
+                recent = [raised] if 0 <= _days(raised, anchor) <= cf.recent_start_days else []
                 verb = "raised"
             if recent:
                 days = _days(recent[0], anchor)  # never "Started 1 days" or "0 days before"
                 key = f"{verb}SameDay" if days == 0 else f"{verb}DayBefore" if days == 1 else f"{verb}Before"
-                started = knowledge.wording.phrases[key].format(days=days)
-                note = f"{started} {note}"
-        out.append(Evidence(cf.id, cf.label, tuple(found), note, checked=checked))
-    return _listed_once(out, knowledge)
-
-
-def _listed_once(found: list[Evidence], knowledge: Knowledge) -> tuple[Evidence, ...]:
-    """Confounders as the card lists them: one superseded by another that holds is dropped, and a
-    check result listed as a confounder of its own is pointed to, not shown twice."""
-    superseded = {s for cf in knowledge.rule.confounders if cf.id in {e.id for e in found} for s in cf.supersedes}
-    kept = [e for e in found if e.id not in superseded]
-    listed = {id(f) for e in kept for f in e.facts}
-    out: list[Evidence] = []
-    for e in kept:
-        if e.checked is not None and id(e.checked) in listed:
-            label = knowledge.concepts[e.checked.concept].label
-            e = replace(e, checked=None, note=f"{e.note} {knowledge.wording.phrases['checkedListed'].format(lab=label)}")
-        out.append(e)
+                note = f"{knowledge.wording.phrases[key].format(days=days)} {note}"
+        out.append(Evidence(cf.id, cf.label, tuple(found), note + pointer, checked=checked))
     return tuple(out)
+
+
+def listed_once(found: Iterable[Evidence], knowledge: Knowledge) -> tuple[Evidence, ...]:
+    """Confounders as the card lists them: one superseded by another that holds is dropped (a higher
+    tier of the same lab; the coded kidney disease beside its eGFR)."""
+    found = tuple(found)
+    holding = {e.id for e in found}
+    superseded = {s for cf in knowledge.rule.confounders if cf.id in holding for s in cf.supersedes}
+    return tuple(e for e in found if e.id not in superseded)
 
 
 def _checked_since(facts: PatientFacts, check: ConfounderCheck, start: date | None, today: date) -> Fact | None:
@@ -880,5 +887,5 @@ def _checked_since(facts: PatientFacts, check: ConfounderCheck, start: date | No
     (one from before it, or a baseline on its first day, says nothing of aches on it), or one being
     ordered now (a draft at order-select); a result the service cannot convert still counts."""
     return newest([f for f in facts.of(check.lab)
-                   if (f.value is not None or f.reported_value is not None or f.resource_type == "ServiceRequest")
+                   if (f.value is not None or f.reported_value is not None or f.status == ORDERED_NOW)
                    and within(f, check.lookback_days, today) and f.when is not None and (start is None or f.when > start)])

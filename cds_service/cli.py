@@ -5,6 +5,7 @@
 import argparse
 import asyncio
 import re
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -78,17 +79,33 @@ def _serve(host: str, port: int, workers: int) -> int:
     if problems:  # a wrong path would otherwise surface only as a 401 on every call
         raise ConfigurationError("CDS_TRUSTED_ISSUERS " + "; ".join(problems))
     _check_storage(settings)
+    problem = _cannot_listen(host, port)
+    if problem:
+        print(f"cds-service: could not listen on {host}:{port}: {problem}", file=sys.stderr)
+        return 5
     try:
         uvicorn.run(
             "cds_service.app:serve_app", factory=True, host=host, port=port, workers=workers,
             log_level=settings.log_level.lower(), access_log=False, log_config=None,
         )
-    except SystemExit as exc:  # uvicorn's 3 (it could not listen: port taken, unknown host) is our knowledge error
+    except SystemExit as exc:  # uvicorn's 3 (it could not start) is our knowledge error's code
         if exc.code == 3:
-            print(f"cds-service: could not listen on {host}:{port} (see the log line above)", file=sys.stderr)
+            print("cds-service: the server could not start (see the log lines above)", file=sys.stderr)
             return 5
         raise
     return 0
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the address cannot be listened on (taken, unknown host), found before any worker starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 def _check_storage(settings: Settings) -> None:

@@ -64,6 +64,9 @@ class Fact:
         return f"{self.resource_type}/{self.resource_id}" if self.resource_id else None
 
 
+ORDERED_NOW = "ordered-now"  # Fact.status of an order drafted in this call (order-select), not one on record
+
+
 @dataclass
 class PatientFacts:
     birth_date: date | None = None

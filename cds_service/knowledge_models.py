@@ -338,7 +338,8 @@ class ConfounderCheck(_Knowledge):
 
     lab: str
     lookback_days: int = Field(ge=1)
-    advice: str
+    advice: str  # in place of the confounder's advice when the result is shown on its line
+    listed_advice: str  # when the result is listed below as a confounder of its own (a raised CK)
 
 
 class Confounder(_Knowledge):

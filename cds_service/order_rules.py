@@ -2,7 +2,7 @@
 
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Literal
 
@@ -24,7 +24,7 @@ from cds_service.assessment import (
 )
 from cds_service.contract import OrderCard
 from cds_service.draft_orders import DraftOrders
-from cds_service.facts import Fact, PatientFacts
+from cds_service.facts import ORDERED_NOW, Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.protocol import Indicator
 
@@ -120,7 +120,8 @@ def assess_order_select(
     # B12 replacement drafted beside the muscle order (selected or not) is replacement under way; a
     # lab a confounder asks for (a CK beside a statin) drafted now is that advice taken
     checks = [cf.checked_by.lab for cf in rule.confounders if cf.checked_by is not None]
-    drafted = [*selected.reasons, *all_drafts.of(rule.orders.b12_product_concepts), *all_drafts.of(checks)]
+    drafted = [*selected.reasons, *all_drafts.of(rule.orders.b12_product_concepts),
+               *(replace(f, status=ORDERED_NOW) for f in all_drafts.of(checks))]
     pattern = assess(_with_drafts(facts, drafted), k, today)
     if not pattern.fires:
         return OrderAssessment(f"pattern:{pattern.outcome}", ordered=tuple(muscle), pattern=pattern)

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from cds_service.assessment import Assessment, Evidence, b12_band, crosses, format_value, result_test_label
 from cds_service.draft_orders import ORDER_REASON
-from cds_service.facts import Fact
+from cds_service.facts import ORDERED_NOW, Fact
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import CodingDef, VariantWording
 from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, Suggestion
@@ -124,7 +124,7 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
         parts.append(f" — {ev.note}")
     if ev.checked is not None:  # the lab that answers the advice, in its place
         lab, name = ev.checked, k.concepts[ev.checked.concept].label
-        parts.append(" " + (k.wording.phrases["checkedOrdered"].format(lab=name) if lab.resource_type == "ServiceRequest"
+        parts.append(" " + (k.wording.phrases["checkedOrdered"].format(lab=name) if lab.status == ORDERED_NOW
                             else k.wording.phrases["checkedResult"].format(lab=name, result=result_text(lab, k), date=when_text(lab, k))))
     if ev.measured_since is not None:  # the lab result that decides instead of the diagnosis
         lab = ev.measured_since

@@ -32,6 +32,7 @@ class TokenLedger:
         self.available = True
         self._retry_at = 0.0
         self._probe: asyncio.Task[bool | None] | None = None
+        self._purge: asyncio.Task[None] | None = None  # held: a task nobody references may be collected
 
     async def first_use(self, issuer: str, jti: str, expires: float) -> bool | None:
         """True on the token's first use anywhere, False on a replay, None when the database
@@ -59,4 +60,12 @@ class TokenLedger:
         if not self.available:
             log.warning("token ledger available again: replay checks are shared")
         self.available = True
+        if self.storage.token_purge_due():  # off the call's path: a slow DELETE must not look like an outage
+            self._purge = asyncio.create_task(self._purge_expired())
         return first
+
+    async def _purge_expired(self) -> None:
+        try:
+            await asyncio.to_thread(self.storage.purge_expired_tokens)
+        except (SQLAlchemyError, OSError) as exc:  # tried again next period
+            log.warning("expired token ids not deleted (%s)", describe_db_error(exc))

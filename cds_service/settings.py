@@ -164,8 +164,12 @@ class Settings(BaseSettings):
 def unknown_setting_names(environ: Mapping[str, str]) -> list[str]:
     """CDS_ variables that name no setting: a misspelt one (CDS_DATABSE_URL) is otherwise silently
     ignored, and the service runs on its default (here, a local SQLite file instead of the shared database)."""
-    known = {f"CDS_{name.upper()}" for name in Settings.model_fields}
+    known = {f"CDS_{name.upper()}" for name in Settings.model_fields} | set(TOOLING_VARIABLES)
     return sorted(k for k in environ if k.upper().startswith("CDS_") and k.upper() not in known)
+
+
+# read by the soak test (tests/test_soak.py, docs/security.md), not by the service
+TOOLING_VARIABLES = ("CDS_SOAK_SECONDS",)
 
 
 def get_settings() -> Settings:

@@ -234,12 +234,21 @@ class Storage:
                 connection.execute(insert(token_use), {"token_hash": token_hash, "expires_at": expires_at})
         except IntegrityError:
             return False
-        if time.monotonic() >= self._next_purge:
-            self._next_purge = time.monotonic() + TOKEN_PURGE_SECONDS
-            with self.engine.begin() as connection:
-                now = datetime.now(UTC).replace(tzinfo=None)  # stored times are naive UTC
-                connection.execute(delete(token_use).where(token_use.c.expires_at < now))
         return True
+
+    def token_purge_due(self) -> bool:
+        """Whether expired token ids are due to be deleted (at most every TOKEN_PURGE_SECONDS); True
+        once per period, so one caller purges."""
+        if time.monotonic() < self._next_purge:
+            return False
+        self._next_purge = time.monotonic() + TOKEN_PURGE_SECONDS
+        return True
+
+    def purge_expired_tokens(self) -> None:
+        """Delete the token ids whose tokens have expired: a replay of them is refused by `exp` anyway."""
+        with self.engine.begin() as connection:
+            now = datetime.now(UTC).replace(tzinfo=None)  # stored times are naive UTC
+            connection.execute(delete(token_use).where(token_use.c.expires_at < now))
 
     def close(self) -> None:
         self.engine.dispose()

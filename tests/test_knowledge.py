@@ -140,7 +140,7 @@ REFUSED = {
     "check-by-an-unknown-lab": ("rule.json", _setting(["confounders", _STATIN, "checkedBy", "lab"], "ck"),
                                 f"confounders.{_STATIN}.checkedBy.lab", "'ck'"),
     "check-on-a-condition": ("rule.json", _setting(["confounders", _TSH + 1, "checkedBy"],
-                                                   {"lab": "tsh", "lookbackDays": 90, "advice": "Checked."}),
+                                                   {"lab": "tsh", "lookbackDays": 90, "advice": "Checked.", "listedAdvice": "Listed."}),
                              f"confounders.{_TSH + 1}.checkedBy", "only a medication"),
     "check-beyond-prefetch": ("rule.json", _setting(["confounders", _STATIN, "checkedBy", "lookbackDays"], 800),
                               "prefetch.observationLookbackDays", "checkedBy.lookbackDays (800)"),

@@ -194,6 +194,8 @@ def test_an_unforeseen_failure_is_a_traced_json_500_and_refusals_are_logged(
     lines = [json.loads(line) for line in captured.getvalue().splitlines()]
     [error] = [e for e in lines if "internal error" in e["message"]]
     assert error["requestId"] == "trace-42" and "ZeroDivisionError" in error["message"] and "Maria" not in error["message"]
+    assert error["exception"] == "ZeroDivisionError" and any("routes.py" in frame for frame in error["frames"])  # where
+    assert "Maria" not in captured.getvalue()  # the exception's text may quote input: never logged
     refusals = {e["requestId"]: e for e in lines if e["message"].startswith("request refused")}
     assert refusals["trace-42"]["level"] == "ERROR" and "status=500" in refusals["trace-42"]["message"]
     assert refusals["bad-1"]["level"] == "INFO" and "status=400" in refusals["bad-1"]["message"]

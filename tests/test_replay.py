@@ -5,6 +5,7 @@ import json
 import socket
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from sqlalchemy import select
 
 from cds_service.app import create_app
 from cds_service.knowledge import Knowledge
+from cds_service.replay import RETRY_SECONDS
 from cds_service.settings import Settings
-from cds_service.storage import create_db_engine
+from cds_service.storage import Storage, create_db_engine
 from cds_service.tables import token_use
 from tests.conftest import LiveServer
 from tests.postgres import PostgresServer
@@ -71,7 +73,8 @@ def test_ledger_outage_falls_back_to_the_process_cache(
 ) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     settings = _settings(tmp_path, pg_server.new_database(), key)
-    with LiveServer(create_app(settings, knowledge)) as live:
+    app = create_app(settings, knowledge)
+    with LiveServer(app) as live:
         assert _discover(live, _token(key)).status_code == 200
         pg_server.stop()
         try:
@@ -83,6 +86,20 @@ def test_ledger_outage_falls_back_to_the_process_cache(
         finally:
             pg_server.start()
         assert _discover(live, _token(key)).status_code == 200
+        # the outage ends: a call after the retry interval sends a claim in the background, and its
+        # success makes the checks shared again (a token used here is refused by another instance)
+        ledger = app.state.authenticator.ledger
+        assert ledger.available is False
+        time.sleep(RETRY_SECONDS + 0.2)
+        assert _discover(live, _token(key)).status_code == 200
+        deadline = time.monotonic() + 10
+        while not ledger.available and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ledger.available
+        shared = _token(key)
+        assert _discover(live, shared).status_code == 200
+        with LiveServer(create_app(settings, knowledge)) as other:
+            assert _discover(other, shared).status_code == 401
 
 
 def test_a_hung_database_holds_up_no_call(tmp_path: Path, knowledge: Knowledge) -> None:
@@ -103,3 +120,16 @@ def test_a_hung_database_holds_up_no_call(tmp_path: Path, knowledge: Knowledge) 
                 assert _discover(live, tok).status_code == 401  # replays are still refused, by this process
     # bounds far above the expected (0.5 s, then milliseconds) and far below the 5 s timeout per call
     assert waits[0] < 2.5 and sum(waits[1:]) < 2.5, waits
+
+
+def test_expired_token_ids_are_purged_off_the_claim_path(tmp_path: Path) -> None:
+    """The sweep is its own statement, run at most once a period, never inside a claim's wait."""
+    storage = Storage(Settings(data_dir=tmp_path))
+    try:
+        assert storage.claim_token("a" * 64, datetime(2000, 1, 1)) and storage.claim_token("b" * 64, datetime(2999, 1, 1))
+        assert storage.token_purge_due() and not storage.token_purge_due()
+        storage.purge_expired_tokens()
+        with storage.engine.connect() as connection:
+            assert connection.execute(select(token_use.c.token_hash)).scalars().all() == ["b" * 64]
+    finally:
+        storage.close()
