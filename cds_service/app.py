@@ -23,7 +23,7 @@ from cds_service.fhir_fetch import new_client
 from cds_service.gathering import Fetcher
 from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.limits import BodyLimitMiddleware
-from cds_service.logs import REQUEST_ID_HEADER, RefusalLogMiddleware, RequestIdMiddleware, configure_logging
+from cds_service.logs import REQUEST_ID_HEADER, CallTraceMiddleware, configure_logging
 from cds_service.openapi import install as install_openapi
 from cds_service.persistence import attach, storage_lifespan
 from cds_service.protocol import ErrorBody
@@ -186,8 +186,7 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["authorization", "content-type", REQUEST_ID_HEADER.lower()],
         expose_headers=[REQUEST_ID_HEADER, "WWW-Authenticate"],  # a browser client reads why a 401 happened
     )
-    app.add_middleware(RefusalLogMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(CallTraceMiddleware)
     return app
 
 

@@ -109,35 +109,12 @@ def configure_logging(level: str, fmt: str = "json", stream: IO[str] | None = No
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
-class RequestIdMiddleware:
-    """A request id per call: the client's X-Request-ID if it is a plain short id, else a new one;
-    echoed in the response header and put on every log line of the call."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = safe_id(Headers(scope=scope).get(REQUEST_ID_HEADER)) or uuid.uuid4().hex
-        token = request_id.set(rid)
-
-        async def tagged(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tagged)
-        finally:
-            request_id.reset(token)
-
-
-class RefusalLogMiddleware:
-    """One log line for every call answered with an error (a 401 from a bad token, a 413, a 503 past
-    the deadline): the hooks log their own answers, and without this a refused EHR left no trace.
-    4xx at INFO (401 and 403 at WARNING: a client that cannot authenticate), 5xx at ERROR."""
+class CallTraceMiddleware:
+    """Traces each call: a request id (the client's X-Request-ID if it is a plain short id, else a
+    new one) echoed in the response header and put on every log line of the call, and one log line
+    for every call answered with an error (a 401 from a bad token, a 413, a 503 past the deadline):
+    the hooks log their own answers, and without it a refused EHR left no trace. Refusals at INFO
+    (401 and 403 at WARNING: a client that cannot authenticate), 5xx at ERROR."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -147,13 +124,19 @@ class RefusalLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        rid = safe_id(Headers(scope=scope).get(REQUEST_ID_HEADER)) or uuid.uuid4().hex
+        token = request_id.set(rid)
 
-        async def watched(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                status = message["status"]
-                level = logging.ERROR if status >= 500 else logging.WARNING if status in (401, 403) else logging.INFO
-                access.log(level, "request refused status=%d method=%s path=%s ms=%.1f", status, scope["method"],
-                           scope["path"][:200], (time.perf_counter() - started) * 1e3)
+        async def traced(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+                if (status := message["status"]) >= 400:
+                    level = logging.ERROR if status >= 500 else logging.WARNING if status in (401, 403) else logging.INFO
+                    access.log(level, "request refused status=%d method=%s path=%s ms=%.1f", status, scope["method"],
+                               scope["path"][:200], (time.perf_counter() - started) * 1e3)
             await send(message)
 
-        await self.app(scope, receive, watched)
+        try:
+            await self.app(scope, receive, traced)
+        finally:
+            request_id.reset(token)
