@@ -41,6 +41,11 @@ class Evidence:
     # for a medicine confounder: the lab result that answers its advice (a creatine kinase since a
     # statin began), shown in the advice's place
     checked: Fact | None = None
+    # for a lab confounder read against the lab's own upper limit (labUpperLimit): that limit, and
+    # the multiple of it crossed; or, with no range to read, the lab's high flag that made it hold
+    lab_limit: float | None = None
+    limit_times: float | None = None
+    flagged_high: bool = False
 
     def started_after(self, day: date) -> bool:
         if self.since is not None:
@@ -819,8 +824,7 @@ def _confounders(
     for cf in knowledge.rule.confounders:
         if cf.kind == "lab":
             latest = _latest_result(facts, cf.lab or "", cf.lookback_days or 0, today)
-            ev = _crossing(latest, cf.comparator or ">", _threshold(cf, _group_when_taken(latest, group, facts, knowledge)),
-                           cf.id, cf.label)
+            ev = _lab_confounder(cf, latest, _group_when_taken(latest, group, facts, knowledge))
             if ev:
                 labs[cf.id] = replace(ev, note=cf.advice)
     listed_results = {id(f) for ev in labs.values() for f in ev.facts}
@@ -871,6 +875,21 @@ def _confounders(
                 note = f"{knowledge.wording.phrases[key].format(days=days)} {note}"
         out.append(Evidence(cf.id, cf.label, tuple(found), note + pointer, checked=checked))
     return tuple(out)
+
+
+def _lab_confounder(cf: Confounder, latest: Fact | None, group: str) -> Evidence | None:
+    """A lab confounder that holds: read against the lab's own upper limit when the result gives a
+    plausible one (labUpperLimit), else against the typical threshold, or the lab's high flag."""
+    if latest is None:
+        return None
+    limit = cf.lab_upper_limit
+    if limit is not None and latest.upper_limit is not None and limit.plausible[0] <= latest.upper_limit <= limit.plausible[1]:
+        ev = _crossing(latest, cf.comparator or ">", limit.times * latest.upper_limit, cf.id, cf.label)
+        return replace(ev, lab_limit=latest.upper_limit, limit_times=limit.times) if ev else None
+    ev = _crossing(latest, cf.comparator or ">", _threshold(cf, group), cf.id, cf.label)
+    if ev is None and limit is not None and not latest.flags.isdisjoint(c.upper() for c in limit.flag_codes):
+        return Evidence(cf.id, cf.label, (latest,), flagged_high=True)
+    return ev
 
 
 def listed_once(found: Iterable[Evidence], knowledge: Knowledge) -> tuple[Evidence, ...]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from cds_service import fhir_models
 from cds_service.knowledge import STANDARD, Knowledge
-from cds_service.knowledge_models import LabFlags
+from cds_service.knowledge_models import LabFlags, LabUnits
 from cds_service.lab_text import LabTextReader
 from cds_service.patient_data import RESOURCE_TYPES, PatientData, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
@@ -58,6 +58,10 @@ class Fact:
     # a Condition recorded as a visit's diagnosis only (conditionDatedOnlyCategories): present at
     # that visit, its recordedDate, whatever its onset
     visit: bool = False
+    # the lab's flags on the result (Observation.interpretation), upper case
+    flags: frozenset[str] = frozenset()
+    # the lab's own upper reference limit, in the canonical unit, when one normal range gives it
+    upper_limit: float | None = None
 
     @property
     def reference(self) -> str | None:
@@ -495,6 +499,8 @@ class Reading:
     starts: date | None = None
     planned: bool = False  # a medicine planned, not known to be taken: no B12 replacement under way
     visit: bool = False  # a visit's diagnosis only: judged by its dates (Fact.visit)
+    flags: frozenset[str] = frozenset()
+    upper_limits: tuple[tuple[float, str | None], ...] = ()  # referenceRange highs, with their units
 
 
 _SKIP = Reading("skip")
@@ -540,7 +546,8 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     if written is not None and written.flag is not None:  # "145 pg/mL L": the lab's flag, written beside the value
         lab_flags.append(written.flag)
     result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f.upper() in flags.low_codes for f in lab_flags),
-                     reports=bool(lab_flags) or written is not None or _holds_number(m, k))
+                     reports=bool(lab_flags) or written is not None or _holds_number(m, k),
+                     flags=frozenset(f.upper() for f in lab_flags), upper_limits=_upper_limits(raw))
     unit_text = None
     if quantity is not None and quantity.value is not None:
         value = float(quantity.value)
@@ -557,6 +564,26 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     if not math.isfinite(value) or not 0 <= value <= MAX_LAB_VALUE:
         return Reading("invalid")
     return replace(result, value=value, unit=unit, unit_text=unit_text, comparator=comparator)
+
+
+def _upper_limits(raw: dict[str, Any]) -> tuple[tuple[float, str | None], ...]:
+    """The high ends of the lab's normal ranges in raw Observation.referenceRange, with their units
+    (None: the result's). A range for a population (appliesTo, age) or of another kind (type other
+    than normal: therapeutic, treatment) is not the patient's; text-only ranges are not read."""
+    out = []
+    for reference in items(raw.get("referenceRange")):
+        if not isinstance(reference, dict) or "appliesTo" in reference or "age" in reference:
+            continue
+        if "type" in reference and all(code != "normal" for _, code, _ in _codings(reference["type"])):
+            continue
+        high = reference.get("high")
+        if not isinstance(high, dict):
+            continue
+        value = high.get("value")
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            unit = next((u.strip() for u in (high.get("code"), high.get("unit")) if isinstance(u, str) and u.strip()), None)
+            out.append((float(value), unit))
+    return tuple(out)
 
 
 def _quantity_unit(quantity: Any, k: Knowledge) -> str | None:
@@ -761,10 +788,22 @@ def _add_facts(
         # shown as the lab printed it ("µkat/L") when that reads the same as the unit read ("ukat/L")
         shown_unit = (r.unit_text if lab is not None and r.unit_text and r.unit and lab.factor(r.unit_text) is not None
                       and lab.factor(r.unit_text) == lab.factor(r.unit) else r.unit)
+        limit = _upper_limit(r, lab) if lab is not None and r.upper_limits else None
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, active, how, value, unit, r.status,
                                               r.comparator, r.until, r.flagged_low, r.value, shown_unit, r.verification,
-                                              unitless, r.recorded, r.starts, r.visit))
+                                              unitless, r.recorded, r.starts, r.visit, r.flags, limit))
     return True
+
+
+def _upper_limit(r: Reading, lab: LabUnits) -> float | None:
+    """The lab's upper limit in the canonical unit: None when no range converts, or the ranges
+    sent disagree (which one is the patient's is not said)."""
+    limits = set()
+    for value, unit in r.upper_limits:
+        factor = lab.factor(unit or r.unit)
+        if factor is not None:
+            limits.add(round(value * factor, 6))
+    return limits.pop() if len(limits) == 1 else None
 
 
 def _observation_date(obs: Any) -> date | None:

@@ -342,8 +342,15 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
                                      "lab needs comparator, lookbackDays and exactly one of value, valueBySex")
             if cf.value_by_sex is not None and "unknown" not in cf.value_by_sex:
                 raise KnowledgeError("rule.json", f"confounders.{i}.valueBySex", "needs 'unknown', used when sex is not recorded")
+            limit = cf.lab_upper_limit
+            if limit is not None and cf.comparator != ">":
+                raise KnowledgeError("rule.json", f"confounders.{i}.labUpperLimit", "only a result above a limit (comparator '>') is read against it")
+            if limit is not None and not 0 < limit.plausible[0] < limit.plausible[1]:
+                raise KnowledgeError("rule.json", f"confounders.{i}.labUpperLimit.plausible", "give [lowest, highest], both above 0")
         else:
             need_concept(f"confounders.{i}.concept", cf.concept)
+            if cf.lab_upper_limit is not None:
+                raise KnowledgeError("rule.json", f"confounders.{i}.labUpperLimit", "only a lab confounder has one")
         unknown_ids = set(cf.supersedes) - {other.id for other in rule.confounders if other.id != cf.id}
         if unknown_ids:
             raise KnowledgeError("rule.json", f"confounders.{i}.supersedes", f"not another confounder's id: {sorted(unknown_ids)}")

@@ -342,6 +342,21 @@ class ConfounderCheck(_Knowledge):
     listed_advice: str  # when the result is listed below as a confounder of its own (a raised CK)
 
 
+class LabUpperLimit(_Knowledge):
+    """A lab confounder read against the lab's own upper reference limit (Observation.referenceRange.high)
+    when the result carries one: reference limits are assay-dependent, and the range printed beside
+    the result is the one the clinician reads it by."""
+
+    times: float = Field(gt=0)  # the threshold: this many times the lab's upper limit
+    # the limits believed, in the lab's canonical unit: one outside (a typo, a range in another unit
+    # sent unlabelled) is not, and the valueBySex threshold stands
+    plausible: tuple[float, float]
+    # flags (Observation.interpretation, lowFlags' code systems) that make a result cross even below
+    # the typical threshold when the lab sent no range it could be read against
+    flag_codes: list[str] = Field(default_factory=list)
+    remark: str = ""
+
+
 class Confounder(_Knowledge):
     id: str
     # pregnancy: read as the pregnancy rule reads it (dated in its window, or active and undated)
@@ -363,6 +378,7 @@ class Confounder(_Knowledge):
     unit: str | None = None
     lookback_days: int | None = None
     checked_by: ConfounderCheck | None = None
+    lab_upper_limit: LabUpperLimit | None = None
     # confounders this one replaces on the card when both hold (a higher tier of the same lab; the
     # value beside the coded diagnosis it stands for)
     supersedes: list[str] = Field(default_factory=list)
@@ -598,7 +614,7 @@ NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
-PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
+PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "aboveLabLimit", "timesLabLimit", "flaggedHigh", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
            "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
            "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,

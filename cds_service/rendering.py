@@ -108,7 +108,14 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
     if first is not None and first.value is not None and first.concept in k.units:
         unit = k.units[first.concept].shown  # a converted lab value: canonical unit
         line = f"- **{ev.label}**: {result_text(first, k, ev.threshold)} on {when_text(first, k)}"
-        if ev.threshold is not None:
+        phrases = k.wording.phrases
+        if ev.lab_limit is not None and ev.limit_times is not None:  # the lab's own limit, as the lab gave it
+            limit = format_value(ev.lab_limit)
+            line += " (" + (phrases["aboveLabLimit"].format(limit=limit, unit=unit) if ev.limit_times == 1 else
+                            phrases["timesLabLimit"].format(times=f"{ev.limit_times:g}", limit=limit, unit=unit)) + ")"
+        elif ev.flagged_high:
+            line += f" ({phrases['flaggedHigh']})"
+        elif ev.threshold is not None:
             line += f" ({ev.comparator} {ev.threshold:g} {unit})"
         return f"{line}. {ev.note}" if ev.note else line
     parts = [f"- **{ev.label}**"]

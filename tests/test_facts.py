@@ -1191,3 +1191,42 @@ def test_an_answer_to_a_history_question_is_no_current_finding(knowledge: Knowle
     assert concepts(facts_of(knowledge, past, family)) == set()
     symptom = observation(code(LOINC, "75325-1", "Symptom"), valueCodeableConcept=flu)  # a symptom question: read
     assert concepts(facts_of(knowledge, symptom)) == {"viral-illness", "symptom-report"}
+
+
+# The lab's own upper limit (creatine kinase read against its referenceRange)
+
+CK = code(LOINC, "2157-6", "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma")
+
+
+def _range(high: float, unit: str | None = "U/L", **extra: Any) -> dict[str, Any]:
+    bound: dict[str, Any] = {"value": high} | ({"unit": unit, "code": unit} if unit else {})
+    return {"low": {"value": 0}, "high": bound} | extra
+
+
+@pytest.mark.parametrize(("ranges", "limit"), [
+    ([_range(190)], 190.0),
+    ([_range(190, unit=None)], 190.0),  # no unit on the range: the result's
+    ([_range(3.2, unit="ukat/L")], 192.0),  # converted as the value is
+    ([_range(190, type=code("http://terminology.hl7.org/CodeSystem/referencerange-meaning", "normal"))], 190.0),
+    ([_range(190), _range(190)], 190.0),  # sent twice, agreeing
+    ([_range(190), _range(167)], None),  # which is the patient's is not said
+    ([_range(190, appliesTo=[{"text": "male"}])], None),  # a population's range
+    ([_range(190, age={"low": {"value": 18}})], None),
+    ([_range(190, type=code("http://terminology.hl7.org/CodeSystem/referencerange-meaning", "treatment"))], None),
+    ([_range(190, unit="mg/dL")], None),  # a unit creatine kinase is not measured in
+    ([{"text": "up to 190 U/L"}], None),
+    ([{"high": {"value": "190"}}], None),  # junk is ignored, not fatal
+    ([{"high": {"value": True}}], None),
+    ("190", None),
+], ids=["range", "range-without-unit", "microkatal", "typed-normal", "twice", "disagreeing", "applies-to", "age",
+        "treatment", "other-unit", "text-only", "string-value", "boolean-value", "not-a-list"])
+def test_the_labs_upper_limit_is_read_from_one_normal_range(knowledge: Knowledge, ranges: Any, limit: float | None) -> None:
+    pf = facts_of(knowledge, lab(CK, 260, "U/L", ago(3), referenceRange=ranges))
+    (ck,) = pf.of("creatine-kinase")
+    assert ck.value == 260 and ck.upper_limit == limit
+
+
+def test_the_labs_flags_are_kept_upper_case(knowledge: Knowledge) -> None:
+    flag = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "h"}]}
+    pf = facts_of(knowledge, lab(CK, 180, "U/L", ago(3), interpretation=[flag]))
+    assert pf.of("creatine-kinase")[0].flags == frozenset({"H"})
