@@ -318,12 +318,23 @@ def stays_within(fact: Fact, comparator: str, threshold: float) -> bool:
     return censored in ("", ">", ">=") and value >= threshold
 
 
+def low_flag_believed(fact: Fact, bands: ResultBands) -> bool:
+    """Whether a result flagged low by the lab reads as low: cut-offs are assay-dependent, so the
+    flag decides over this rule's, but not past flagBelievedUpTo (a B12 of 900 pg/mL flagged low is
+    a flag sent with the wrong result or unit, no lab's lower limit). A value sent with no unit is
+    above it only when it is in every unit it may be in."""
+    if not fact.flagged_low or bands.flag_believed_up_to is None:
+        return fact.flagged_low
+    values = [fact.value] if fact.value is not None else list(fact.unitless_values)
+    return not values or not all(crosses(replace(fact, value=v), ">", bands.flag_believed_up_to) for v in values)
+
+
 def b12_band(fact: Fact, bands: ResultBands) -> Band:
-    """A B12 result against its NICE bands. The lab's low flag reads as deficient whatever the
-    value (cut-offs are assay-dependent); a censored value that spans bands is indeterminate. A value
+    """A B12 result against its NICE bands. The lab's low flag reads as deficient (low_flag_believed),
+    else the value is read; a censored value that spans bands is indeterminate. A value
     sent with no unit has the band every unit it may be in agrees on, else none (150: deficient in
     pg/mL, indeterminate in pmol/L)."""
-    if fact.flagged_low:
+    if low_flag_believed(fact, bands):
         return "deficient"
     if fact.value is None:
         agreed = {b12_band(replace(fact, value=v, unitless_values=()), bands) for v in fact.unitless_values}

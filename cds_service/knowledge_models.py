@@ -241,7 +241,11 @@ class ResultBands(_Knowledge):
     unit: str
     deficient_below: float
     normal_above: float
+    # the lab's low flag reads as deficient up to this value (None: whatever the value); a result
+    # above it flagged low contradicts its own flag, and its value is read instead
+    flag_believed_up_to: float | None = None
     source: str = ""
+    remark: str = ""
 
 
 def flag_words(text: str) -> str:
@@ -277,7 +281,7 @@ class LabFlags(_Knowledge):
 class B12Result(_Knowledge):
     # results read for their value (banded); each needs its bands
     result_concepts: list[str]
-    # a lab's low flag reads as deficient whatever the value: cut-offs are assay-dependent
+    # a lab's low flag reads as deficient over this rule's cut-offs (assay-dependent), up to each band's flagBelievedUpTo
     low_flags: LabFlags
     # results that make a new test redundant when recent
     recent_result_concepts: list[str]
@@ -527,6 +531,8 @@ class ResultWording(_Knowledge):
     # a value reported in another unit than the rule's: "{reported} ({converted})"
     converted: str
     flagged_low: str
+    # a low flag above the band's flagBelievedUpTo, shown and not read: "{flag}", "{threshold}"
+    flag_not_read: str
     # the sign an earlier low B12 becomes when it no longer calls for treatment review
     earlier_low: str
     treated_low: str

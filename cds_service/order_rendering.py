@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from datetime import datetime
 
-from cds_service.assessment import b12_band
+from cds_service.assessment import b12_band, low_flag_believed
 from cds_service.facts import Fact, awaiting_result
 from cds_service.knowledge import Knowledge
 from cds_service.order_rules import OrderAssessment
@@ -26,7 +26,7 @@ def _earlier_line(fact: Fact, k: Knowledge, banded: bool = True) -> str:
     if fact.resource_type == "Observation" and not awaiting_result(fact, k):
         line = f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact, k)}"
         bands = k.rule.b12_result.bands.get(fact.concept)
-        band = b12_band(fact, bands) if banded and bands is not None and not fact.flagged_low else None
+        band = b12_band(fact, bands) if banded and bands is not None and not low_flag_believed(fact, bands) else None
         # the band a B12 level fell in, so an old low one reads as low ("flagged low" says so already)
         return f"{line} ({k.wording.phrases[_BAND_PHRASES[band]]})" if band in _BAND_PHRASES else line
     # a FHIR status code is no word for the clinician: a registered sample has no result yet; "on-hold" reads "on hold"

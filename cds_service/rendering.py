@@ -7,7 +7,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from cds_service.assessment import Assessment, Evidence, b12_band, crosses, format_value, result_test_label
+from cds_service.assessment import (
+    Assessment,
+    Evidence,
+    b12_band,
+    crosses,
+    format_value,
+    low_flag_believed,
+    result_test_label,
+)
 from cds_service.draft_orders import ORDER_REASON
 from cds_service.facts import ORDERED_NOW, Fact
 from cds_service.knowledge import Knowledge
@@ -86,9 +94,15 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
             text = words.unit_assumed.format(value=text, unit=shown)
         elif reported and not same_unit:
             text = words.converted.format(reported=reported, converted=text)
-    if fact.flagged_low and text.endswith(")"):  # one parenthesis: "95 pmol/L (128.7 pg/mL; flagged low by the lab)"
-        return f"{text[:-1]}; {words.flagged_low})"
-    return f"{text} ({words.flagged_low})" if fact.flagged_low else text
+    if not fact.flagged_low:
+        return text
+    flag = words.flagged_low
+    bands = k.rule.b12_result.bands.get(fact.concept)
+    if bands is not None and bands.flag_believed_up_to is not None and not low_flag_believed(fact, bands):
+        flag = words.flag_not_read.format(flag=flag, threshold=f"{bands.flag_believed_up_to:g} {bands.unit}")
+    if text.endswith(")"):  # one parenthesis: "95 pmol/L (128.7 pg/mL; flagged low by the lab)"
+        return f"{text[:-1]}; {flag})"
+    return f"{text} ({flag})"
 
 
 def _unit_key(unit: str) -> str:
@@ -226,7 +240,7 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         cut_off = k.rule.b12_result.bands[last.concept].deficient_below
         label = k.concepts[last.concept].label  # total or active B12
         # a lab's low flag decides over this rule's cut-off (assay-dependent): say so beside a value above it
-        flag_decides = last.flagged_low and not crosses(last, "<", cut_off)
+        flag_decides = low_flag_believed(last, k.rule.b12_result.bands[last.concept]) and not crosses(last, "<", cut_off)
         below = w.phrases["flagOverCutOff" if flag_decides else "deficientBelow"].format(threshold=f"{cut_off:g} {unit}")
         out += ["", f"**{h['latestB12']}**", f"- **{label}**: {result_text(last, k, cut_off)} on {when_text(last, k)} ({below})"]
     elif assessment.last_b12 is not None and assessment.variant in RAISED_MMA_REVIEW:
