@@ -62,6 +62,8 @@ class Fact:
     flags: frozenset[str] = frozenset()
     # the lab's own upper reference limit, in the canonical unit, when one normal range gives it
     upper_limit: float | None = None
+    # a value outside the lab's plausibleRange: kept as reported, never compared
+    implausible: bool = False
 
     @property
     def reference(self) -> str | None:
@@ -780,8 +782,12 @@ def _add_facts(
         if lab is not None and r.value is not None:
             factor = lab.factor(r.unit)
             value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, r.unit)
+        implausible = value is not None and lab is not None and not lab.plausible(value)
+        if implausible:
+            value, unit = None, r.unit
         # a lab reported in several units, no unit given: the value in each, for a band they all agree on
-        unitless = lab.unitless_values(r.value) if lab is not None and r.value is not None and not r.unit else ()
+        unitless = tuple(v for v in lab.unitless_values(r.value) if lab.plausible(v)) \
+            if lab is not None and r.value is not None and not r.unit else ()
         # a lasting disorder diagnosed at a visit stays as its status says (a neuropathy does not pass)
         active = r.active or (r.visit and screen.k.concepts[concept].persistent
                               and r.status in screen.k.rule.record_status.condition_clinical_active)
@@ -791,7 +797,7 @@ def _add_facts(
         limit = _upper_limit(r, lab) if lab is not None and r.upper_limits else None
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, active, how, value, unit, r.status,
                                               r.comparator, r.until, r.flagged_low, r.value, shown_unit, r.verification,
-                                              unitless, r.recorded, r.starts, r.visit, r.flags, limit))
+                                              unitless, r.recorded, r.starts, r.visit, r.flags, limit, implausible))
     return True
 
 

@@ -76,10 +76,18 @@ class LabUnits(_Knowledge):
     # the units a lab reported in several reports this test in (B12: pg/mL, pmol/L): a result sent with
     # no unit is banded only when every one of them puts it in the same band (rule.json b12Result.bands)
     candidate_units: list[str] = Field(default_factory=list)
+    # the values this test can report, in the canonical unit: one outside (a B12 of 150 "ng/mL", a
+    # unit mislabelled) is shown and never compared
+    plausible_range: tuple[float, float] | None = None
     remark: str = ""
+
+    def plausible(self, value: float) -> bool:
+        return self.plausible_range is None or self.plausible_range[0] <= value <= self.plausible_range[1]
 
     @model_validator(mode="after")
     def _candidates_are_known_units(self) -> "LabUnits":
+        if self.plausible_range is not None and not 0 <= self.plausible_range[0] < self.plausible_range[1]:
+            raise ValueError("plausibleRange is [lowest, highest], lowest at least 0")
         unknown = [u for u in self.candidate_units if u not in self.factors]
         if unknown:
             raise ValueError(f"candidateUnits {unknown} are not among the factors")
@@ -533,6 +541,8 @@ class ResultWording(_Knowledge):
     flagged_low: str
     # a low flag above the band's flagBelievedUpTo, shown and not read: "{flag}", "{threshold}"
     flag_not_read: str
+    # a value outside its lab's plausibleRange: "{value}", "{low}", "{high}", "{unit}"
+    implausible: str
     # the sign an earlier low B12 becomes when it no longer calls for treatment review
     earlier_low: str
     treated_low: str

@@ -80,6 +80,8 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
     if fact.value is None:
         if reported is None:
             text = words.no_value
+        elif fact.implausible and (span := k.units[fact.concept].plausible_range) is not None:
+            text = words.implausible.format(value=reported, low=f"{span[0]:g}", high=f"{span[1]:g}", unit=k.units[fact.concept].shown)
         else:
             text = (words.unconverted if fact.reported_unit else words.no_unit).format(value=reported)
             bands = k.rule.b12_result.bands.get(fact.concept)

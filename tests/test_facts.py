@@ -418,9 +418,10 @@ def test_haemoglobin_in_grams_per_litre_is_converted_to_grams_per_decilitre(know
 ])
 def test_units_are_matched_whatever_their_case(knowledge: Knowledge, lab_code: str, unit: str, factor_of: str) -> None:
     concept = "b12-result" if lab_code == B12 else "hemoglobin"
-    raw = observation(lab_code, ago(5), valueQuantity={"value": 100, "unit": unit})  # the unit as text only
+    value = 120 if factor_of == "g/L" else 12 if concept == "hemoglobin" else 100  # a value the lab can report
+    raw = observation(lab_code, ago(5), valueQuantity={"value": value, "unit": unit})  # the unit as text only
     [f] = facts_of(knowledge, raw).of(concept)
-    assert f.value == pytest.approx(100 * knowledge.units[concept].factors[factor_of])
+    assert f.value == pytest.approx(value * knowledge.units[concept].factors[factor_of])
 
 
 
@@ -1230,3 +1231,22 @@ def test_the_labs_flags_are_kept_upper_case(knowledge: Knowledge) -> None:
     flag = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "h"}]}
     pf = facts_of(knowledge, lab(CK, 180, "U/L", ago(3), interpretation=[flag]))
     assert pf.of("creatine-kinase")[0].flags == frozenset({"H"})
+
+
+@pytest.mark.parametrize(("lab_code", "value", "unit"), [
+    (B12, 150, "ng/mL"),  # 150,000 pg/mL: 150 ng/L mistyped
+    (HB, 130, "g/dL"),  # 130 g/L sent as g/dL
+    (MCV, 1040, "fL"),
+    (MCV, 1040, None),  # no unit: read in fL, the lab's one unit, and still not plausible
+])
+def test_a_value_no_lab_reports_is_kept_but_never_compared(knowledge: Knowledge, lab_code: dict[str, Any], value: float,
+                                                           unit: str | None) -> None:
+    quantity = {"value": value} | ({"unit": unit, "code": unit, "system": "http://unitsofmeasure.org"} if unit else {})
+    [f] = [f for fs in facts_of(knowledge, observation(lab_code, ago(5), valueQuantity=quantity)).by_concept.values() for f in fs]
+    assert f.value is None and f.implausible and f.reported_value == value
+
+
+def test_a_unitless_b12_is_read_only_in_the_units_that_make_it_plausible(knowledge: Knowledge) -> None:
+    raw = observation(B12, ago(5), valueQuantity={"value": 25000})  # pg/mL: plausible; pmol/L: 33,875 pg/mL, not
+    [f] = facts_of(knowledge, raw).of("b12-result")
+    assert f.unitless_values == (25000,)
