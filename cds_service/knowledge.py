@@ -230,6 +230,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             relatives=text_file.relatives,
             relative_qualifiers=text_file.relative_qualifiers,
             diagnosis_concepts=[c.id for c in chosen if c.text_diagnosis],
+            relative_concepts=[c.id for c in chosen if c.text_diagnosis or c.text_relative_cancels],
         )
 
     read_types = sorted({t for c in concepts.values() if c.text_terms for t in c.applies_to})

@@ -47,6 +47,9 @@ class ConceptDef(_Knowledge):
     # a diagnosis, not a symptom: a relative named beside a mention makes it the relative's ("Coeliac
     # disease (mother)"), and a negative answer after it excludes it ("Celiac disease: tTG negative")
     text_diagnosis: bool = False
+    # a symptom a relative named beside makes the relative's, as for a diagnosis ("Mother: myalgia");
+    # not for symptoms relatives report for the patient ("Memory problems (daughter)")
+    text_relative_cancels: bool = False
     # a code that names no particular thing ("Patient referral"): not a finding; a record coded only
     # with such codes is read by its text, as one with no standard code is
     generic_code: bool = False

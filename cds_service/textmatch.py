@@ -295,11 +295,12 @@ class TextMatcher:
     cue_qualifiers: frozenset[str] = frozenset()
     # words of a time phrase ("3 weeks ago", "in 2019"), passed over after a term before its cue
     time_words: frozenset[str] = frozenset()
-    # diagnoses, not symptoms: a relative named beside one makes it the relative's (found by the
-    # patterns of _relative_patterns, after and before a mention), and a cue anywhere in the first
-    # words of its answer excludes it ("Celiac disease: tTG negative"), where after a symptom the
-    # answer must open with the cue ("Myalgia - PMR excluded" is about a cause)
+    # diagnoses: a cue anywhere in the first words of its answer excludes one ("Celiac disease: tTG
+    # negative"), where after a symptom the answer must open with the cue ("Myalgia - PMR excluded")
     diagnosis_concepts: frozenset[str] = frozenset()
+    # diagnoses and the symptoms a relative named beside makes the relative's (found by the patterns
+    # of _relative_patterns, after and before a mention): "Mother: myalgia", "Coeliac disease (mother)"
+    relative_concepts: frozenset[str] = frozenset()
     # a one-word negative answer right after a question's mark and before a comma ("Fever: no, ...")
     bare_answer: re.Pattern[str] | None = None
     relative_named: tuple[re.Pattern[str], re.Pattern[str]] | None = None
@@ -376,6 +377,7 @@ class TextMatcher:
         relatives: list[str] | None = None,
         relative_qualifiers: list[str] | None = None,
         diagnosis_concepts: list[str] | None = None,
+        relative_concepts: list[str] | None = None,
     ) -> "TextMatcher":
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
@@ -424,6 +426,7 @@ class TextMatcher:
             cue_qualifiers=frozenset(w.lower() for w in cue_qualifiers or []),
             time_words=frozenset(w.lower() for w in time_words or []),
             diagnosis_concepts=frozenset(diagnosis_concepts or ()),
+            relative_concepts=frozenset(relative_concepts if relative_concepts is not None else diagnosis_concepts or ()),
             bare_answer=_bare_answer_pattern(negative_answers or []),
             relative_named=_relative_patterns(relatives or [], relative_qualifiers or []),
         )
@@ -662,10 +665,10 @@ class TextMatcher:
             relative: bool | None = None  # looked for once, when a concept it cancels is named
             for concept in concepts:
                 negated = general or self._own_cue_reaches(concept, lowered, clause_start, start, before)
-                if not negated and concept in self.diagnosis_concepts:
+                if not negated and concept in self.relative_concepts:
                     if relative is None:
                         relative = self._relative_named(lowered, start, end)
-                    negated = relative or answer == _ANSWERED_NO_DIAGNOSIS
+                    negated = relative or (answer == _ANSWERED_NO_DIAGNOSIS and concept in self.diagnosis_concepts)
                 if not negated and not self._inside_exclusion(concept, lowered, start, end, spans):
                     found.add(concept)
         if found and self.concept_exclusions:

@@ -397,6 +397,13 @@ def test_clinical_phrasing_found_in_review(knowledge: Knowledge, text: str, expe
     ("Hypothyroidism (daughter concerned re: dose)", {"hypothyroidism"}),
     ("Brought in by mother; coeliac disease on gluten-free diet", {"malabsorption-autoimmune"}),
     ("Memory problems (daughter)", {"memory-impairment"}), ("Daughter: more forgetful lately", {"memory-impairment"}),
+    # the complaint itself (textRelativeCancels): a relative's aches are not the patient's (found in review)
+    ("Mother: myalgia", set()), ("Myalgia (mother)", set()), ("Family hx: muscle aches", set()),
+    ("Family history: muscle aches; fatigue", {"fatigue"}), ("Wife: muscle aches", set()),
+    ("Muscle aches, mother has pernicious anaemia", {"myalgia"}), ("Muscle aches - wife reports", {"myalgia"}),
+    # a queried complaint is none; aches that have passed are none (found in review)
+    ("?myalgia", set()), ("Query myalgia", set()), ("Tiredness ?myalgia", {"fatigue"}), ("Muscle aches ?B12", {"myalgia"}),
+    ("Muscle aches improved, none today", set()), ("Muscle aches, none now", set()), ("Muscle aches, none worse", {"myalgia"}),
     ("Dementia (mother) and memory problems", {"memory-impairment"}),
     # a question mark against a word queries it; after a word it asks a question
     ("?coeliac disease", set()), ("?B12 deficiency", set()), ("Tiredness ?anaemia", {"fatigue"}),
