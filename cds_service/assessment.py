@@ -838,7 +838,7 @@ def _confounders(
             ev = _lab_confounder(cf, latest, _group_when_taken(latest, group, facts, knowledge))
             if ev:
                 labs[cf.id] = replace(ev, note=cf.advice)
-    listed_results = {id(f) for ev in labs.values() for f in ev.facts}
+    listed_results = {id(f): ev.comparator for ev in labs.values() for f in ev.facts}  # and which way they crossed
     for cf in knowledge.rule.confounders:
         if cf.kind == "lab":
             if cf.id in labs:
@@ -863,12 +863,14 @@ def _confounders(
         raised = (dose_raised(course, facts.courses(cf.concept or ""), knowledge, cf.concept or "", today)
                   if course is not None and cf.recent_dose_raise else None)
         note, checked, pointer = cf.advice, None, ""
-        if cf.checked_by is not None and course is not None:
-            checked = _checked_since(facts, cf.checked_by, raised or course.start, today)
+        if cf.checked_by is not None and (course is not None or cf.kind == "condition"):
+            # a medicine is checked by a result since it began (or its dose was raised); a condition by any recent one
+            checked = _checked_since(facts, cf.checked_by, (raised or course.start) if course is not None else None, today)
             if checked is not None and id(checked) in listed_results:  # listed below as a confounder: pointed to
                 label = knowledge.concepts[checked.concept].label
+                phrase = "checkedListedLow" if listed_results[id(checked)] == "<" else "checkedListed"
                 note, checked = cf.checked_by.listed_advice, None
-                pointer = " " + knowledge.wording.phrases["checkedListed"].format(lab=label)
+                pointer = " " + knowledge.wording.phrases[phrase].format(lab=label)
             elif checked is not None:
                 note = cf.checked_by.advice
         if cf.recent_start_days is not None:
@@ -914,7 +916,7 @@ def listed_once(found: Iterable[Evidence], knowledge: Knowledge) -> tuple[Eviden
 
 def _checked_since(facts: PatientFacts, check: ConfounderCheck, start: date | None, today: date) -> Fact | None:
     """The latest result of the checking lab inside its look-back and taken after the medicine's start
-    (one from before it, or a baseline on its first day, says nothing of aches on it), or one being
+    when one is given (one from before it, or a baseline on its first day, says nothing of aches on it), or one being
     ordered now (a draft at order-select); a result the service cannot convert still counts."""
     return newest([f for f in facts.of(check.lab)
                    if (f.value is not None or f.reported_value is not None or f.status == ORDERED_NOW)

@@ -356,8 +356,9 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
         if unknown_ids:
             raise KnowledgeError("rule.json", f"confounders.{i}.supersedes", f"not another confounder's id: {sorted(unknown_ids)}")
         if cf.checked_by is not None:
-            if cf.kind != "medication":
-                raise KnowledgeError("rule.json", f"confounders.{i}.checkedBy", "only a medication is checked by a lab since it began")
+            if cf.kind not in ("medication", "condition"):
+                raise KnowledgeError("rule.json", f"confounders.{i}.checkedBy",
+                                     "only a medication (by a lab since it began) or a condition (by a recent lab) is checked")
             if cf.checked_by.lab not in labs:
                 raise KnowledgeError("rule.json", f"confounders.{i}.checkedBy.lab", f"no units defined for lab {cf.checked_by.lab!r}")
         if cf.kind == "recent" and cf.within_days is None:
