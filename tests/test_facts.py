@@ -777,7 +777,8 @@ def test_free_text_answers_that_record_absence(knowledge: Knowledge, answer: str
 
 @pytest.mark.parametrize("answer", ["Yes", "Sometimes, after the gym", "aching in both calves", "+ve"])
 def test_free_text_answers_that_do_not_record_absence(knowledge: Knowledge, answer: str) -> None:
-    assert concepts(facts_of(knowledge, observation(MYALGIA, valueString=answer))) == {"myalgia"}
+    # the answer may name more ("after the gym": exertion), the complaint stands
+    assert "myalgia" in concepts(facts_of(knowledge, observation(MYALGIA, valueString=answer)))
 
 
 def test_note_on_a_record_coded_as_something_else_is_not_read(knowledge: Knowledge) -> None:
