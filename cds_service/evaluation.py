@@ -145,7 +145,7 @@ def evaluate(
         )
     today = now.date()
     facts = extract_facts(patient_data, knowledge, check, today)
-    facts.unchecked = unchecked(service.prefetch, request.prefetch)
+    facts.unchecked = unchecked(service.prefetch, request.prefetch) | ({"therapy"} if facts.unnamed_medications else set())
     who = (context.patientId, now, context.encounterId, context.userId)
     skipped = facts.unreadable
     cards = []

@@ -82,6 +82,9 @@ class PatientFacts:
     skipped_invalid: int = 0  # invalid, or carrying a modifier extension we cannot understand
     malformed: int = 0  # prefetch entries that were not resources at all
     unchecked: frozenset[str] = frozenset()  # checks ("results", "therapy", "orders") the EHR sent no data for
+    # medicine records in use or given whose product cannot be named: a reference to a Medication
+    # not sent (no _include) with no display; any of them may be B12, so therapy is not fully checked
+    unnamed_medications: int = 0
     in_progress: list[Fact] = field(default_factory=list)  # lab tests registered, no result yet
     # lab tests final with nothing reported ("Test not performed", no value): shown, never a result
     no_result: list[Fact] = field(default_factory=list)
@@ -377,12 +380,21 @@ def extract_facts(
     # when asked for (PatientFacts.result_near).
     labs: dict[str, list[tuple[tuple[datetime, int, datetime], str, dict[str, Any]]]] = defaultdict(list)
     final_first = _final_first(knowledge)
+    status = knowledge.rule.record_status
+    unnamed_statuses = {  # the statuses under which a medicine record could be B12 replacement
+        "MedicationRequest": {*status.medication_active, *status.medication_past},
+        "MedicationStatement": {*status.medication_statement_active, *status.medication_statement_past},
+        "MedicationAdministration": set(status.administration_counted),
+    }
     for rtype in RESOURCE_TYPES:
         for n, raw in enumerate(data.of_type(rtype), 1):
             if n % RECORDS_PER_CHECK == 0:
                 check()
             hits = screen.concepts(raw, rtype)
             if not hits:
+                if rtype in unnamed_statuses and raw.get("status") in unnamed_statuses[rtype] \
+                        and screen.medication_concept(raw) is None:
+                    facts.unnamed_medications += 1
                 continue
             if rtype == "Observation" and len(hits) == 1 and next(iter(hits)) in knowledge.units:
                 when = _raw_observation_date(raw)

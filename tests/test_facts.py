@@ -1251,3 +1251,14 @@ def test_a_unitless_b12_is_read_only_in_the_units_that_make_it_plausible(knowled
     raw = observation(B12, ago(5), valueQuantity={"value": 25000})  # pg/mL: plausible; pmol/L: 33,875 pg/mL, not
     [f] = facts_of(knowledge, raw).of("b12-result")
     assert f.unitless_values == (25000,)
+
+
+@pytest.mark.parametrize(("extra", "counted"), [
+    ({"medicationReference": {"reference": "Medication/not-sent"}}, 1),  # no _include, no display
+    ({"medicationReference": {"reference": "Medication/not-sent", "display": "Omeprazole 20 mg"}}, 0),
+    ({"medicationReference": {"reference": "Medication/not-sent"}, "status": "cancelled"}, 0),  # never B12 given
+    ({"medicationReference": {"reference": "Medication/not-sent"}, "status": "completed"}, 1),  # may be B12 given
+    ({"medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "000000"}]}}, 0),  # named, not known
+])
+def test_a_medicine_that_cannot_be_named_is_counted(knowledge: Knowledge, extra: dict[str, Any], counted: int) -> None:
+    assert facts_of(knowledge, med_request(**extra)).unnamed_medications == counted
