@@ -86,6 +86,18 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
     }
 
 
+def _pregnancy_observations(k: Knowledge) -> str:
+    """The Observations that say whether the patient is pregnant now: the questions whose answers the
+    pregnancy rule reads (pregnancy status), and the pregnancy concept when it is read from one."""
+    rule = k.rule.pregnancy
+    answers = rule.pregnant_status_concepts + rule.not_pregnant_status_concepts
+    questions = {q for q in (k.concepts[a].answer_of for a in answers) if q is not None}
+    if "Observation" in k.concepts[rule.concept].applies_to:
+        questions.add(rule.concept)
+    return (f"Observation?patient={PATIENT}&code={_token_list(k, sorted(questions))}"
+            f"&date=ge{{{{today() - {rule.lookback_days} days}}}}")
+
+
 def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
     prefetch = prefetch_templates(k)
     order_prefetch = {
@@ -94,8 +106,10 @@ def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
                     "b12Administrations", "procedures", "b12Orders", "b12Results")
     }
     # conditions and observations: only for a current pregnancy (a pregnancy Condition, or a pregnancy
-    # status Observation), in which a low total B12 makes no active B12 test redundant
-    sign_prefetch = {key: prefetch[key] for key in ("patient", "conditions", "observations", "b12Results", "b12Orders")}
+    # status Observation), in which a low total B12 makes no active B12 test redundant; so its
+    # observations are the pregnancy status answers of the pregnancy window only, not every sign and lab
+    sign_prefetch = {key: prefetch[key] for key in ("patient", "conditions", "b12Results", "b12Orders")}
+    sign_prefetch["observations"] = _pregnancy_observations(k)
     words = k.wording.services
     by_hook = {"patient-view": prefetch, "order-select": order_prefetch, "order-sign": sign_prefetch}
     services = [

@@ -245,10 +245,22 @@ def test_essential_keys_are_templates_of_the_patient_view_service(knowledge: Kno
     patient_view = services["b12-myalgia-patient-view"].prefetch
     assert set(patient_view) == ESSENTIAL_KEYS  # each holds a trigger, a suppressor or the age exclusion
     assert {key for keys in CHECK_KEYS.values() for key in keys} <= ESSENTIAL_KEYS  # a suppressor's data is never optional
+    narrowed = {("b12-myalgia-order-sign", "observations")}  # pregnancy status only: its one use there
     for service in services.values():
         assert set(service.prefetch) <= set(patient_view), service.id
-        assert service.prefetch == {k: patient_view[k] for k in service.prefetch}, service.id
+        assert {k: v for k, v in service.prefetch.items() if (service.id, k) not in narrowed} == {
+            k: patient_view[k] for k in service.prefetch if (service.id, k) not in narrowed}, service.id
         assert "patient" in service.prefetch and "b12Results" in service.prefetch, service.id
+
+
+def test_order_sign_asks_only_for_pregnancy_status_observations(knowledge: Knowledge) -> None:
+    """Its duplicate check reads Observations only for a current pregnancy (a low total B12 in
+    pregnancy makes no active B12 test redundant): not the hundreds of sign and lab codes."""
+    template = service_definitions(knowledge)["b12-myalgia-order-sign"].prefetch["observations"]
+    rendered = render(template, CONTEXT, TODAY)
+    days = knowledge.rule.pregnancy.lookback_days
+    assert rendered == ("Observation?patient=pt-1&code=http://loinc.org|11449-6,http://loinc.org|82810-3"
+                        f"&date=ge{(TODAY - timedelta(days=days)).isoformat()}")
 
 
 def test_missing_keys_are_the_absent_ones_and_null_is_no_data(templates: dict[str, str]) -> None:
