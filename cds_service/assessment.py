@@ -372,6 +372,8 @@ def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list
     pregnancy stands). An undated Condition is not shown to be newer than a dated "Not pregnant": it
     ends too (a resolved Condition's end leaves it: it may be the next pregnancy, recorded undated)."""
     rule = knowledge.rule.pregnancy
+    if not _may_be_pregnant(facts, knowledge, today):
+        return []
     evidence = [f for c in (rule.concept, *rule.pregnant_status_concepts) for f in facts.of(c)
                 if within(f, rule.lookback_days, today) or (f.active and f.when is None)]
     status = newest([f for c in rule.not_pregnant_status_concepts for f in facts.of(c)
@@ -397,6 +399,14 @@ def _known(pregnancy: Fact) -> date | None:
     found: a "Not pregnant" answered in between is older evidence than it, and ends nothing."""
     dates = [d for d in (pregnancy.when, pregnancy.recorded) if d is not None]
     return max(dates) if dates else None
+
+
+def _may_be_pregnant(facts: PatientFacts, knowledge: Knowledge, day: date) -> bool:
+    """Not past pregnancy.maxAgeYears on that day (a record of pregnancy at 80 is an error in the
+    chart); with no birth date, as the record says."""
+    limit = knowledge.rule.pregnancy.max_age_years
+    age = age_in_years(facts.birth_date, day)
+    return limit is None or age is None or age <= limit
 
 
 def _ended_pregnancies(facts: PatientFacts, knowledge: Knowledge) -> list[tuple[date, date]]:
@@ -434,7 +444,8 @@ def _group_when_taken(result: Fact | None, group: str, facts: PatientFacts, know
     if group == "pregnant" or result is None or result.when is None:
         return group
     taken = result.when
-    inside = any(start <= taken <= end for start, end in _ended_pregnancies(facts, knowledge))
+    inside = _may_be_pregnant(facts, knowledge, taken) and any(
+        start <= taken <= end for start, end in _ended_pregnancies(facts, knowledge))
     return "pregnant" if inside else group
 
 

@@ -446,6 +446,8 @@ class PregnancyRule(_Knowledge):
     # latest dated "Not pregnant" ends every pregnancy dated before it; both read inside lookbackDays
     pregnant_status_concepts: list[str] = Field(default_factory=list)
     not_pregnant_status_concepts: list[str] = Field(default_factory=list)
+    # past this age a pregnancy record is an error in the chart, not a pregnancy: not read
+    max_age_years: int | None = Field(default=None, ge=1)
     remark: str = ""
 
 
