@@ -321,8 +321,10 @@ def stays_within(fact: Fact, comparator: str, threshold: float) -> bool:
 def low_flag_believed(fact: Fact, bands: ResultBands) -> bool:
     """Whether a result flagged low by the lab reads as low: cut-offs are assay-dependent, so the
     flag decides over this rule's, but not past flagBelievedUpTo (a B12 of 900 pg/mL flagged low is
-    a flag sent with the wrong result or unit, no lab's lower limit). A value sent with no unit is
-    above it only when it is in every unit it may be in."""
+    a flag sent with the wrong result or unit, no lab's lower limit), nor beside a value no lab reports.
+    A value sent with no unit is above it only when it is in every unit it may be in."""
+    if fact.implausible:  # a value no lab reports (a unit mistyped): its flag may belong to another value
+        return False
     if not fact.flagged_low or bands.flag_believed_up_to is None:
         return fact.flagged_low
     values = [fact.value] if fact.value is not None else list(fact.unitless_values)

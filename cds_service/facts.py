@@ -514,7 +514,7 @@ class Reading:
     planned: bool = False  # a medicine planned, not known to be taken: no B12 replacement under way
     visit: bool = False  # a visit's diagnosis only: judged by its dates (Fact.visit)
     flags: frozenset[str] = frozenset()
-    upper_limits: tuple[tuple[float, str | None], ...] = ()  # referenceRange highs, with their units
+    upper_limits: tuple[tuple[float, tuple[str, ...]], ...] = ()  # referenceRange highs, with the units they give
 
 
 _SKIP = Reading("skip")
@@ -580,9 +580,9 @@ def _read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Rea
     return replace(result, value=value, unit=unit, unit_text=unit_text, comparator=comparator)
 
 
-def _upper_limits(raw: dict[str, Any]) -> tuple[tuple[float, str | None], ...]:
-    """The high ends of the lab's normal ranges in raw Observation.referenceRange, with their units
-    (None: the result's). A range for a population (appliesTo, age) or of another kind (type other
+def _upper_limits(raw: dict[str, Any]) -> tuple[tuple[float, tuple[str, ...]], ...]:
+    """The high ends of the lab's normal ranges in raw Observation.referenceRange, with the units each
+    gives (none: the result's). A range for a population (appliesTo, age) or of another kind (type other
     than normal: therapeutic, treatment) is not the patient's; text-only ranges are not read."""
     out = []
     for reference in items(raw.get("referenceRange")):
@@ -595,9 +595,17 @@ def _upper_limits(raw: dict[str, Any]) -> tuple[tuple[float, str | None], ...]:
             continue
         value = high.get("value")
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-            unit = next((u.strip() for u in (high.get("code"), high.get("unit")) if isinstance(u, str) and u.strip()), None)
-            out.append((float(value), unit))
+            out.append((float(value), _raw_quantity_units(high)))
     return tuple(out)
+
+
+def _raw_quantity_units(quantity: dict[str, Any]) -> tuple[str, ...]:
+    """A raw Quantity's units in the order _quantity_unit tries them: its UCUM code (its code when no
+    system is given), its human-readable unit, a code from another system."""
+    system, code, unit = quantity.get("system"), quantity.get("code"), quantity.get("unit")
+    ucum = system is None or (isinstance(system, str) and loose_uri(system) == UCUM)
+    given = ((code if ucum else None), unit, code)
+    return tuple(u.strip() for u in given if isinstance(u, str) and u.strip())
 
 
 def _quantity_unit(quantity: Any, k: Knowledge) -> str | None:
@@ -798,8 +806,9 @@ def _add_facts(
         if implausible:
             value, unit = None, r.unit
         # a lab reported in several units, no unit given: the value in each, for a band they all agree on
-        unitless = tuple(v for v in lab.unitless_values(r.value) if lab.plausible(v)) \
-            if lab is not None and r.value is not None and not r.unit else ()
+        candidates = lab.unitless_values(r.value) if lab is not None and r.value is not None and not r.unit else ()
+        unitless = tuple(v for v in candidates if lab is not None and lab.plausible(v))
+        implausible = implausible or bool(candidates and not unitless)  # implausible in every unit it may be in
         # a lasting disorder diagnosed at a visit stays as its status says (a neuropathy does not pass)
         active = r.active or (r.visit and screen.k.concepts[concept].persistent
                               and r.status in screen.k.rule.record_status.condition_clinical_active)
@@ -817,8 +826,9 @@ def _upper_limit(r: Reading, lab: LabUnits) -> float | None:
     """The lab's upper limit in the canonical unit: None when no range converts, or the ranges
     sent disagree (which one is the patient's is not said)."""
     limits = set()
-    for value, unit in r.upper_limits:
-        factor = lab.factor(unit or r.unit)
+    for value, units in r.upper_limits:
+        # the first unit the lab knows, as for the result's own (a local code beside "U/L" hides nothing)
+        factor = next((f for u in units if (f := lab.factor(u)) is not None), None) if units else lab.factor(r.unit)
         if factor is not None:
             limits.add(round(value * factor, 6))
     return limits.pop() if len(limits) == 1 else None

@@ -100,7 +100,7 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
         return text
     flag = words.flagged_low
     bands = k.rule.b12_result.bands.get(fact.concept)
-    if bands is not None and bands.flag_believed_up_to is not None and not low_flag_believed(fact, bands):
+    if bands is not None and bands.flag_believed_up_to is not None and not fact.implausible and not low_flag_believed(fact, bands):
         flag = words.flag_not_read.format(flag=flag, threshold=f"{bands.flag_believed_up_to:g} {bands.unit}")
     if text.endswith(")"):  # one parenthesis: "95 pmol/L (128.7 pg/mL; flagged low by the lab)"
         return f"{text[:-1]}; {flag})"
@@ -125,7 +125,7 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
         unit = k.units[first.concept].shown  # a converted lab value: canonical unit
         line = f"- **{ev.label}**: {result_text(first, k, ev.threshold)} on {when_text(first, k)}"
         phrases = k.wording.phrases
-        if ev.lab_limit is not None and ev.limit_times is not None:  # the lab's own limit, as the lab gave it
+        if ev.lab_limit is not None and ev.limit_times is not None:  # the lab's own limit, in the canonical unit
             limit = format_value(ev.lab_limit)
             line += " (" + (phrases["aboveLabLimit"].format(limit=limit, unit=unit) if ev.limit_times == 1 else
                             phrases["timesLabLimit"].format(times=f"{ev.limit_times:g}", limit=limit, unit=unit)) + ")"

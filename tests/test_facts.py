@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from cds_service.assessment import b12_band, low_flag_believed
 from cds_service.facts import ConceptScreen, PatientFacts, extract_facts
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData, from_prefetch
@@ -1216,12 +1217,13 @@ def _range(high: float, unit: str | None = "U/L", **extra: Any) -> dict[str, Any
     ([_range(190, age={"low": {"value": 18}})], None),
     ([_range(190, type=code("http://terminology.hl7.org/CodeSystem/referencerange-meaning", "treatment"))], None),
     ([_range(190, unit="mg/dL")], None),  # a unit creatine kinase is not measured in
+    ([{"high": {"value": 190, "unit": "U/L", "system": "http://lab.example.org/units", "code": "UPL"}}], 190.0),  # a local code
     ([{"text": "up to 190 U/L"}], None),
     ([{"high": {"value": "190"}}], None),  # junk is ignored, not fatal
     ([{"high": {"value": True}}], None),
     ("190", None),
 ], ids=["range", "range-without-unit", "microkatal", "typed-normal", "twice", "disagreeing", "applies-to", "age",
-        "treatment", "other-unit", "text-only", "string-value", "boolean-value", "not-a-list"])
+        "treatment", "other-unit", "local-code", "text-only", "string-value", "boolean-value", "not-a-list"])
 def test_the_labs_upper_limit_is_read_from_one_normal_range(knowledge: Knowledge, ranges: Any, limit: float | None) -> None:
     pf = facts_of(knowledge, lab(CK, 260, "U/L", ago(3), referenceRange=ranges))
     (ck,) = pf.of("creatine-kinase")
@@ -1262,3 +1264,14 @@ def test_a_unitless_b12_is_read_only_in_the_units_that_make_it_plausible(knowled
 ])
 def test_a_medicine_that_cannot_be_named_is_counted(knowledge: Knowledge, extra: dict[str, Any], counted: int) -> None:
     assert facts_of(knowledge, med_request(**extra)).unnamed_medications == counted
+
+
+def test_a_low_flag_beside_a_value_no_lab_reports_is_not_read(knowledge: Knowledge) -> None:
+    """900 'ng/mL' is no B12 any lab reports: its flag may belong to another value (found in the diff
+    review: the flag was believed, and a critical 'treat, do not test' card came back)."""
+    flag = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "L"}]}
+    bands = knowledge.rule.b12_result.bands["b12-result"]
+    for raw in (lab(B12, 900, "ng/mL", ago(5), interpretation=[flag]),
+                observation(B12, ago(5), valueQuantity={"value": 40000}, interpretation=[flag])):  # no unit: implausible in each
+        [f] = facts_of(knowledge, raw).of("b12-result")
+        assert f.implausible and f.flagged_low and not low_flag_believed(f, bands) and b12_band(f, bands) != "deficient"
