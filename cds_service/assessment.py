@@ -76,6 +76,9 @@ class Assessment:
     diagnosis: Fact | None = None  # the B12 deficiency diagnosed on record a diagnosed-deficiency card reviews
     unchecked: frozenset[str] = frozenset()  # checks made without data (shown as "not checked"); "age" too
     unreadable: int = 0  # records sent that could not be read
+    # the latest result of a lab the rule reads for a sign or a confounder, whose value no lab reports
+    # (Fact.implausible): it hides the lab's earlier results too, so the card names it
+    implausible: tuple[Fact, ...] = ()
 
     @property
     def fires(self) -> bool:
@@ -522,6 +525,18 @@ def out_of_population(facts: PatientFacts, knowledge: Knowledge, today: date) ->
     return (age is not None and age < population.min_age_years) or (facts.deceased and population.exclude_deceased)
 
 
+def _implausible_results(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Fact, ...]:
+    """The latest result of each lab a sign or a confounder reads, inside its look-back, when it holds
+    a value no lab reports: read as no value, it leaves that sign unread (a B12 is shown on its own line)."""
+    rule = knowledge.rule
+    windows: dict[str, int] = {}
+    for lab, days in [*((s.lab, s.lookback_days) for s in rule.lab_signs),
+                      *((c.lab, c.lookback_days) for c in rule.confounders if c.kind == "lab" and c.lab and c.lookback_days)]:
+        windows[lab] = max(days, windows.get(lab, 0))
+    latest = ((lab, newest([f for f in facts.of(lab) if f.resource_type == "Observation"])) for lab in windows)
+    return tuple(f for lab, f in latest if f is not None and f.implausible and within(f, windows[lab], today))
+
+
 def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment:
     """Decide whether the B12 card fires, which variant, and how urgently."""
     rule = knowledge.rule
@@ -568,6 +583,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         "b12_band": band, "recent_result_days": sup.recent_result_days,
         "unchecked": facts.unchecked | ({"age"} if age is None else set()), "unreadable": facts.unreadable,
         "lapsed_orders": lapsed_orders(facts, sup.pending_order_concepts, knowledge, today),
+        "implausible": _implausible_results(facts, knowledge, today),
     }
 
     low = rule.untreated_low

@@ -223,6 +223,8 @@ def _caveats(assessment: Assessment, k: Knowledge) -> list[str]:
                   if check in assessment.unchecked]
     if "age" in assessment.unchecked:
         lines.append(words["ageNotChecked"].format(age=k.rule.population.min_age_years))
+    lines += [words["implausibleResult"].format(lab=k.concepts[f.concept].label, result=result_text(f, k), date=when_text(f, k))
+              for f in assessment.implausible]
     if assessment.unreadable:
         lines.append(words["unreadableRecords"].format(count=assessment.unreadable))
     return ["", f"**{k.wording.headings['caveats']}**"] + [f"- {line}" for line in lines] if lines else []
