@@ -79,6 +79,9 @@ class Assessment:
     # the latest result of a lab the rule reads for a sign or a confounder, whose value no lab reports
     # (Fact.implausible): it hides the lab's earlier results too, so the card names it
     implausible: tuple[Fact, ...] = ()
+    # risk-factor medicines in use but not yet for their minimum duration (metformin for 3 months):
+    # named, so a clinician who sees them in the chart knows they were read and why they do not count
+    short_courses: tuple[Evidence, ...] = ()
 
     @property
     def fires(self) -> bool:
@@ -584,6 +587,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         "unchecked": facts.unchecked | ({"age"} if age is None else set()), "unreadable": facts.unreadable,
         "lapsed_orders": lapsed_orders(facts, sup.pending_order_concepts, knowledge, today),
         "implausible": _implausible_results(facts, knowledge, today),
+        "short_courses": _short_courses(facts, knowledge, today),
     }
 
     low = rule.untreated_low
@@ -849,6 +853,20 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
             found = [f for f in found if _current(f, knowledge.rule.symptoms.lookback_days, today)]
         if found:
             out.append(Evidence(rf.id, rf.label, tuple(found), rf.advice))
+    return tuple(out)
+
+
+def _short_courses(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evidence, ...]:
+    """Risk-factor medicines taken now (not in a grace window after an end) that have not lasted their
+    minDurationDays: no risk factor yet, and the card says so."""
+    out: list[Evidence] = []
+    for rf in knowledge.rule.risk_factors:
+        if rf.kind != "medication" or rf.min_duration_days is None:
+            continue
+        course = current_course(facts, rf.concept or "", knowledge, today)
+        if course is not None and course.ended is None and not course.lasted(rf.min_duration_days, today):
+            note = knowledge.wording.phrases["notYetLongTerm"].format(days=rf.min_duration_days)
+            out.append(Evidence(rf.id, rf.label, course.facts, note, since=course.start))
     return tuple(out)
 
 

@@ -630,12 +630,12 @@ class WordingFile(_File):
 _V = TypeVar("_V")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
-            "latestB12", "caveats", "treatmentSince", "diagnosis", "latestTreatment")
+            "latestB12", "caveats", "treatmentSince", "diagnosis", "latestTreatment", "notYetRiskFactors")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "implausibleResult", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
-PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "checkedListedLow", "aboveLabLimit", "timesLabLimit", "flaggedHigh", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
+PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "checkedListedLow", "notYetLongTerm", "aboveLabLimit", "timesLabLimit", "flaggedHigh", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
            "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
            "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,

@@ -263,6 +263,8 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         out += ["", f"**{h['signs']}**"] + [_evidence_line(e, k) for e in assessment.signs]
     if assessment.risk_factors:
         out += ["", f"**{h['riskFactors']}**"] + [_evidence_line(e, k) for e in assessment.risk_factors]
+    if assessment.short_courses:
+        out += ["", f"**{h['notYetRiskFactors']}**"] + [_evidence_line(e, k) for e in assessment.short_courses]
     if assessment.confounders:
         out += ["", f"**{h['confounders']}**"] + [_evidence_line(e, k) for e in assessment.confounders]
     if assessment.variant in TREATMENT_REVIEW:
