@@ -531,11 +531,7 @@ def out_of_population(facts: PatientFacts, knowledge: Knowledge, today: date) ->
 def _implausible_results(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Fact, ...]:
     """The latest result of each lab a sign or a confounder reads, inside its look-back, when it holds
     a value no lab reports: read as no value, it leaves that sign unread (a B12 is shown on its own line)."""
-    rule = knowledge.rule
-    windows: dict[str, int] = {}
-    for lab, days in [*((s.lab, s.lookback_days) for s in rule.lab_signs),
-                      *((c.lab, c.lookback_days) for c in rule.confounders if c.kind == "lab" and c.lab and c.lookback_days)]:
-        windows[lab] = max(days, windows.get(lab, 0))
+    windows = knowledge.rule.lab_lookbacks
     latest = ((lab, newest([f for f in facts.of(lab) if f.resource_type == "Observation"])) for lab in windows)
     return tuple(f for lab, f in latest if f is not None and f.implausible and within(f, windows[lab], today))
 
@@ -736,10 +732,9 @@ def _follow_up_urgency(
             doubts += [c for c in held if c.id == cf.id]
             continue
         then = facts.result_near(cf.lab or "", mma.when, cf.lookback_days or 0)
-        threshold = _threshold(cf, _group_when_taken(then, group, facts, knowledge))
-        ev = _crossing(then, cf.comparator or ">", threshold, cf.id, cf.label)
+        ev = _lab_confounder(cf, then, _group_when_taken(then, group, facts, knowledge))
         if ev is not None:
-            doubts.append(replace(ev, note=cf.advice))
+            doubts.append(ev)
     if _critical_feature(signs, knowledge) is not None or not doubts:
         return Indicator.CRITICAL, listed_once(held, knowledge)
     decided = {d.id: d for d in doubts}
@@ -884,7 +879,7 @@ def _confounders(
             latest = _latest_result(facts, cf.lab or "", cf.lookback_days or 0, today)
             ev = _lab_confounder(cf, latest, _group_when_taken(latest, group, facts, knowledge))
             if ev:
-                labs[cf.id] = replace(ev, note=cf.advice)
+                labs[cf.id] = ev
     listed_results = {id(f): ev.comparator for ev in labs.values() for f in ev.facts}  # and which way they crossed
     for cf in knowledge.rule.confounders:
         if cf.kind == "lab":
@@ -938,18 +933,18 @@ def _confounders(
 
 
 def _lab_confounder(cf: Confounder, latest: Fact | None, group: str) -> Evidence | None:
-    """A lab confounder that holds: read against the lab's own upper limit when the result gives a
-    plausible one (labUpperLimit), else against the typical threshold, or the lab's high flag."""
+    """A lab confounder that holds, with its advice: read against the lab's own upper limit when the
+    result gives a plausible one (labUpperLimit), else against the typical threshold, or the lab's high flag."""
     if latest is None:
         return None
     limit = cf.lab_upper_limit
     if limit is not None and latest.upper_limit is not None and limit.plausible[0] <= latest.upper_limit <= limit.plausible[1]:
         ev = _crossing(latest, cf.comparator or ">", limit.times * latest.upper_limit, cf.id, cf.label)
-        return replace(ev, lab_limit=latest.upper_limit, limit_times=limit.times) if ev else None
+        return replace(ev, note=cf.advice, lab_limit=latest.upper_limit, limit_times=limit.times) if ev else None
     ev = _crossing(latest, cf.comparator or ">", _threshold(cf, group), cf.id, cf.label)
-    if ev is None and limit is not None and not latest.flags.isdisjoint(c.upper() for c in limit.flag_codes):
-        return Evidence(cf.id, cf.label, (latest,), flagged_high=True)
-    return ev
+    if ev is None and limit is not None and not latest.flags.isdisjoint(limit.flag_code_set):
+        return Evidence(cf.id, cf.label, (latest,), cf.advice, flagged_high=True)
+    return replace(ev, note=cf.advice) if ev else None
 
 
 def listed_once(found: Iterable[Evidence], knowledge: Knowledge) -> tuple[Evidence, ...]:

@@ -380,12 +380,7 @@ def extract_facts(
     # when asked for (PatientFacts.result_near).
     labs: dict[str, list[tuple[tuple[datetime, int, datetime], str, dict[str, Any]]]] = defaultdict(list)
     final_first = _final_first(knowledge)
-    status = knowledge.rule.record_status
-    unnamed_statuses = {  # the statuses under which a medicine record could be B12 replacement
-        "MedicationRequest": {*status.medication_active, *status.medication_past},
-        "MedicationStatement": {*status.medication_statement_active, *status.medication_statement_past},
-        "MedicationAdministration": set(status.administration_counted),
-    }
+    unnamed_statuses = knowledge.rule.record_status.therapy_record_statuses
     for rtype in RESOURCE_TYPES:
         for n, raw in enumerate(data.of_type(rtype), 1):
             if n % RECORDS_PER_CHECK == 0:
@@ -595,14 +590,13 @@ def _upper_limits(raw: dict[str, Any]) -> tuple[tuple[float, tuple[str, ...]], .
             continue
         value = high.get("value")
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-            out.append((float(value), _raw_quantity_units(high)))
+            out.append((float(value), _quantity_units(high.get("system"), high.get("code"), high.get("unit"))))
     return tuple(out)
 
 
-def _raw_quantity_units(quantity: dict[str, Any]) -> tuple[str, ...]:
-    """A raw Quantity's units in the order _quantity_unit tries them: its UCUM code (its code when no
-    system is given), its human-readable unit, a code from another system."""
-    system, code, unit = quantity.get("system"), quantity.get("code"), quantity.get("unit")
+def _quantity_units(system: Any, code: Any, unit: Any) -> tuple[str, ...]:
+    """A Quantity's units in the order they are tried: its UCUM code (its code when no system is
+    given), its human-readable unit, a code from another system; junk is skipped."""
     ucum = system is None or (isinstance(system, str) and loose_uri(system) == UCUM)
     given = ((code if ucum else None), unit, code)
     return tuple(u.strip() for u in given if isinstance(u, str) and u.strip())
@@ -612,8 +606,7 @@ def _quantity_unit(quantity: Any, k: Knowledge) -> str | None:
     """The unit a Quantity is read in: its UCUM code, else its human-readable unit, else a code from
     another system, whichever a lab in units.json knows first (a local code such as "GDL" beside
     "g/dL" must not hide the unit), else the first given."""
-    ucum = quantity.system is None or loose_uri(quantity.system) == UCUM
-    given = [u.strip() for u in ((quantity.code if ucum else None), quantity.unit, quantity.code) if u and u.strip()]
+    given = _quantity_units(quantity.system, quantity.code, quantity.unit)
     known = next((u for u in given if any(lab.factor(u) is not None for lab in k.units.values())), None)
     return known or (given[0] if given else None)
 
@@ -827,7 +820,7 @@ def _upper_limit(r: Reading, lab: LabUnits) -> float | None:
     sent disagree (which one is the patient's is not said)."""
     limits = set()
     for value, units in r.upper_limits:
-        # the first unit the lab knows, as for the result's own (a local code beside "U/L" hides nothing)
+        # the first unit the lab knows, as _quantity_unit reads the result's (a local code beside "U/L" hides nothing)
         factor = next((f for u in units if (f := lab.factor(u)) is not None), None) if units else lab.factor(r.unit)
         if factor is not None:
             limits.add(round(value * factor, 6))

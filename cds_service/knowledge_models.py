@@ -226,6 +226,16 @@ class RecordStatus(_Knowledge):
     pending_order_status: list[str]
     remark: str = ""
 
+    @cached_property
+    def therapy_record_statuses(self) -> dict[str, frozenset[str]]:
+        """By medicine resource type, the statuses under which a record could be B12 replacement in use
+        or given (current and past courses, doses given)."""
+        return {
+            "MedicationRequest": frozenset((*self.medication_active, *self.medication_past)),
+            "MedicationStatement": frozenset((*self.medication_statement_active, *self.medication_statement_past)),
+            "MedicationAdministration": frozenset(self.administration_counted),
+        }
+
 
 class ConceptWindow(_Knowledge):
     concepts: list[str]
@@ -371,6 +381,11 @@ class LabUpperLimit(_Knowledge):
     flag_codes: list[str] = Field(default_factory=list)
     remark: str = ""
 
+    @cached_property
+    def flag_code_set(self) -> frozenset[str]:
+        """The flag codes upper case, as Fact.flags holds them."""
+        return frozenset(code.upper() for code in self.flag_codes)
+
 
 class Confounder(_Knowledge):
     id: str
@@ -484,6 +499,15 @@ class RuleFile(_File):
     def follow_up_sign(self) -> LabThreshold:
         """The lab sign of the follow-up NG239 advises after an indeterminate B12 (raised MMA)."""
         return self.lab_sign(self.b12_result.indeterminate_follow_up)
+
+    @cached_property
+    def lab_lookbacks(self) -> dict[str, int]:
+        """Each lab a sign or a confounder reads, with the longest look-back any of them reads it in."""
+        windows: dict[str, int] = {}
+        for lab, days in [*((s.lab, s.lookback_days) for s in self.lab_signs),
+                          *((c.lab, c.lookback_days) for c in self.confounders if c.kind == "lab" and c.lab and c.lookback_days)]:
+            windows[lab] = max(days, windows.get(lab, 0))
+        return windows
 
 
 class CodingDef(_Knowledge):
