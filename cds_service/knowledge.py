@@ -108,14 +108,13 @@ class Knowledge:
     # followUpLessSpecificWith): their results are kept raw and read when asked for (PatientFacts.result_near)
     lab_history: frozenset[str]
     lab_text: LabTextReader  # lab results sent as text (units.json valueText, rule.json lowFlags.textFlags)
+    displays: dict[tuple[str, str], str]  # (canonical system, canonical code) -> the first display cards/ gives it
 
     def code_display(self, system: str, code: str) -> str | None:
         """The display a value set in cards/ gives a code, for a record that names it by code alone
-        (a rare fallback: the listed codes are scanned, not indexed)."""
+        (labs often arrive with a LOINC code and no display)."""
         sys = canonical_system(system)
-        wanted = canonical_code(sys, code)
-        return next((r.display for vs in self.valuesets.values() for r in vs.review
-                     if r.system == sys and r.display and canonical_code(sys, r.code) == wanted), None)
+        return self.displays.get((sys, canonical_code(sys, code)))
 
 
 def default_cards_dir() -> Path:
@@ -234,6 +233,11 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         )
 
     read_types = sorted({t for c in concepts.values() if c.text_terms for t in c.applies_to})
+    displays: dict[tuple[str, str], str] = {}
+    for vs in valuesets.values():
+        for r in vs.review:
+            if r.display:
+                displays.setdefault((r.system, canonical_code(r.system, r.code)), r.display)
     return Knowledge(
         version=f"{rule.version}+{digest.hexdigest()[:12]}",
         concepts=concepts,
@@ -261,6 +265,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
                               and cf.id in rule.b12_result.follow_up_less_specific_with),
         lab_text=LabTextReader(units.value_text.comparator_words, rule.b12_result.low_flags.text_flag_codes,
                                units.value_text.marks),
+        displays=displays,
     )
 
 
