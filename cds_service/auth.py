@@ -217,8 +217,8 @@ class Authenticator:
                 for iss, src in self.sources.items() if (problem := src.file_problem())]
 
     def audience(self, request: Request) -> str:
-        if self.public_base_url:
-            return self.public_base_url.rstrip("/") + request.url.path
+        if self.public_base_url:  # it holds any path prefix the service is served under
+            return self.public_base_url.rstrip("/") + route_path(request.scope)
         return str(request.url.replace(query="", fragment=""))
 
     async def verify(self, token: str, audience: str) -> Caller:
@@ -304,7 +304,7 @@ class ClientJwtMiddleware:
         self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.auth.enabled or not scope["path"].startswith("/cds-services"):
+        if scope["type"] != "http" or not self.auth.enabled or not route_path(scope).startswith("/cds-services"):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -320,6 +320,16 @@ class ClientJwtMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the router matches: under a root path (`uvicorn --root-path /b12`, or mounted in
+    another app) the ASGI path carries the prefix, and a check of the raw path let every call past."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
+        return path[len(root):]
+    return path
 
 
 def caller_servers(request: Request) -> FhirAllowList | None:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from cds_service.app import create_app
 from cds_service.auth import JWKS_FETCH_TIMEOUT, MAX_JWKS_BYTES
@@ -247,6 +247,28 @@ def test_public_base_url_sets_the_audience(knowledge: Knowledge, keys: dict[str,
     with LiveServer(create_app(settings, knowledge)) as live:
         assert call(live, "/cds-services", token(keys[EC_KID], "https://cds.example.org/b12/cds-services")).status_code == 200
         assert call(live, "/cds-services", token(keys[EC_KID], live.url + "/cds-services")).status_code == 401
+
+
+def test_a_root_path_or_a_mount_does_not_open_the_door(knowledge: Knowledge, keys: dict[str, Any], tmp_path: Path) -> None:
+    """Served under a prefix, the ASGI path carries it: the token is still required, and its
+    audience is the public base URL (which holds the prefix) plus the route, the prefix once."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [_jwk(keys[EC_KID], EC_KID, "ES384")]}))
+    base = "https://cds.example.org/b12"
+
+    def settings() -> Settings:
+        return Settings(trusted_issuers={FILE_ISS: str(jwks)}, public_base_url=base,  # type: ignore[arg-type]
+                        data_dir=tmp_path / "data")
+
+    with LiveServer(create_app(settings(), knowledge), root_path="/b12") as live:
+        assert call(live, "/cds-services", None).status_code == 401
+        assert call(live, SERVICE, None, {"hook": "patient-view"}).status_code == 401
+        assert call(live, "/cds-services", token(keys[EC_KID], base + "/b12/cds-services")).status_code == 401
+        assert call(live, "/cds-services", token(keys[EC_KID], base + "/cds-services")).status_code == 200
+    outer = Starlette(routes=[Mount("/b12", app=create_app(settings(), knowledge))])
+    with LiveServer(outer) as live:
+        assert call(live, "/b12/cds-services", None).status_code == 401
+        assert call(live, "/b12/cds-services", token(keys[EC_KID], base + "/cds-services")).status_code == 200
 
 
 @pytest.mark.parametrize("base", [None, "https://cds.example.org/b12/"])
