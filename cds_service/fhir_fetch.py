@@ -7,6 +7,7 @@ carry patient data, URLs (they hold the patient id) or the access token.
 import asyncio
 import time
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -51,8 +52,11 @@ class Fetched:
 
 
 def new_client(deadline: float) -> httpx.AsyncClient:
-    """The pooled client: no redirects (a redirect could leave the allow-list), bounded timeouts."""
+    """The pooled client: no redirects (a redirect could leave the allow-list), bounded timeouts, and
+    no cookies kept: it serves every call, clinician and issuer, and a FHIR gateway's session cookie
+    from one call would otherwise go out beside the next caller's token."""
     return httpx.AsyncClient(
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         timeout=httpx.Timeout(deadline),
         follow_redirects=False,
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),

@@ -293,6 +293,30 @@ def test_no_token_means_no_authorization_header(edge: Edge, base: str) -> None:
     assert [auth for _, _, auth in edge.log] == [None, None]
 
 
+def test_no_cookie_is_kept_from_one_call_for_the_next(edge: Edge, base: str) -> None:
+    """The client is pooled across calls, clinicians and issuers: a session cookie a FHIR gateway
+    sets on one user's call must not ride along beside the next user's token."""
+    cookies: list[str | None] = []
+
+    async def sets_a_cookie(request: Request) -> Response:
+        cookies.append(request.headers.get("cookie"))
+        response = JSONResponse(bundle([condition(1)]))
+        response.set_cookie("FHIRSESSION", "session-of-" + str(request.headers.get("authorization")))
+        return response
+
+    edge.handlers["/fhir/Condition"] = sets_a_cookie
+
+    async def two_calls() -> None:
+        async with new_client(2.0) as client:
+            for token in ("token-of-dr-a", "token-of-dr-b"):
+                fetched, _ = await FhirReader(client, 10, 1_000_000, 50_000_000).read_all(
+                    base, {"conditions": QUERY}, token, 2.0)
+                assert fetched["conditions"].failure is None
+
+    asyncio.run(two_calls())
+    assert cookies == [None, None]
+
+
 def test_a_token_cannot_inject_headers(edge: Edge, base: str) -> None:
     edge.handlers["/fhir/Condition"] = pages(bundle([condition(1)]))
     fetched = one(base, token="tok\r\nX-Injected: 1")
