@@ -66,10 +66,14 @@ class MissingToken(InvalidToken):
 
 @dataclass
 class JwksSource:
-    """One issuer's public keys by kid, from a file or URL, reloaded at most every `refresh` s."""
+    """One issuer's public keys by kid, from a file or URL. Reloaded on an unknown kid or a signature
+    a known kid's key does not verify (the issuer replaced the key under its kid), at most every
+    `refresh` s, and before use once older than `max_age` s: an issuer that withdraws a compromised
+    key while keeping others sends no unknown kid, so only an age limit makes the withdrawal count."""
 
     location: str
     refresh: float
+    max_age: float = 3600.0
     keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
     algs: dict[str, str] = field(default_factory=dict)  # the alg a key declares, when it does
     loaded_at: float | None = None
@@ -85,12 +89,27 @@ class JwksSource:
         return self.location.lower().startswith(("https://", "http://"))
 
     async def key(self, kid: str, client: httpx.AsyncClient | None) -> jwt.PyJWK | None:
+        if kid in self.keys and self._older_than(self.max_age) and not self._loading.locked():
+            async with self._loading:  # calls that come while it reloads use the keys they have
+                if self._older_than(self.max_age):
+                    await self._load(client)
         if kid not in self.keys:
             async with self._loading:  # concurrent calls wait for the one load, never see it half done
-                stale = self.loaded_at is None or time.monotonic() - self.loaded_at >= self.refresh
-                if kid not in self.keys and stale:
+                if kid not in self.keys and self._older_than(self.refresh):
                     await self._load(client)
         return self.keys.get(kid)
+
+    async def reload_for(self, kid: str, client: httpx.AsyncClient | None) -> jwt.PyJWK | None:
+        """The key for `kid` after a reload, when the cached one did not verify a signature; None
+        when no reload was due (once every `refresh` s) or the kid is gone."""
+        async with self._loading:
+            if not self._older_than(self.refresh):
+                return None
+            await self._load(client)
+        return self.keys.get(kid)
+
+    def _older_than(self, seconds: float) -> bool:
+        return self.loaded_at is None or time.monotonic() - self.loaded_at >= seconds
 
     async def _load(self, client: httpx.AsyncClient | None) -> None:
         self.loaded_at = time.monotonic()  # also rate-limits retries after a failure
@@ -198,7 +217,8 @@ class Authenticator:
 
     def __init__(self, settings: Settings) -> None:
         self.issuers: dict[str, TrustedIssuer] = settings.trusted_issuers
-        self.sources = {iss: JwksSource(cfg.jwks, settings.jwks_refresh_seconds) for iss, cfg in self.issuers.items()}
+        self.sources = {iss: JwksSource(cfg.jwks, settings.jwks_refresh_seconds, settings.jwks_max_age_seconds)
+                        for iss, cfg in self.issuers.items()}
         self.servers = {iss: FhirAllowList(cfg.fhir_servers) for iss, cfg in self.issuers.items()}
         self.leeway = settings.jwt_leeway_seconds
         self.max_lifetime = settings.jwt_max_lifetime_seconds
@@ -249,13 +269,14 @@ class Authenticator:
             raise InvalidToken("kid is not among the issuer's keys: its JWKS could not be loaded by this service")
         if key is None:
             raise InvalidToken("kid is not in the issuer's JWKS")
-        if source.algs.get(kid, alg) != alg:  # RFC 8725 3.1: a key is used with its one algorithm
-            raise InvalidToken("alg is not the algorithm the key is published for")
         try:
-            verified = jwt.decode(
-                token, key.key, algorithms=[alg], audience=audience, issuer=issuer, leeway=self.leeway,
-                options={"require": ["exp", "iat", "jti", "iss", "aud"]},
-            )
+            try:
+                verified = self._decode(token, key, source, kid, alg, audience, issuer)
+            except jwt.InvalidSignatureError:
+                # the issuer may have replaced the key under the same kid: one reload, then it stands
+                if (fresh := await source.reload_for(kid, self.client)) is None:
+                    raise
+                verified = self._decode(token, fresh, source, kid, alg, audience, issuer)
         except jwt.PyJWTError as exc:
             description = next((d for t, d in _DESCRIPTIONS.items() if isinstance(exc, t)), "token is not valid")
             raise InvalidToken(description) from None
@@ -277,6 +298,17 @@ class Authenticator:
         if self.ledger is not None and await self.ledger.first_use(issuer, verified["jti"], expires) is False:
             raise InvalidToken("jti has been used before")
         return Caller(issuer, self.servers[issuer])
+
+
+    def _decode(self, token: str, key: jwt.PyJWK, source: JwksSource, kid: str, alg: str, audience: str,
+                issuer: str) -> dict[str, Any]:
+        if source.algs.get(kid, alg) != alg:  # RFC 8725 3.1: a key is used with its one algorithm
+            raise InvalidToken("alg is not the algorithm the key is published for")
+        verified: dict[str, Any] = jwt.decode(
+            token, key.key, algorithms=[alg], audience=audience, issuer=issuer, leeway=self.leeway,
+            options={"require": ["exp", "iat", "jti", "iss", "aud"]},
+        )
+        return verified
 
 
 def _numeric_date(value: Any) -> float:

@@ -93,7 +93,14 @@ class Settings(BaseSettings):
         description="Longest JWT lifetime (exp - iat) accepted: a local policy (SMART Backend Services' 5 minutes); "
         "CDS Hooks 2.0 sets no cap.",
     )
-    jwks_refresh_seconds: float = Field(default=60.0, ge=0, description="Least time between JWKS reloads on an unknown kid.")
+    jwks_refresh_seconds: float = Field(
+        default=60.0, ge=0, description="Least time between JWKS reloads on an unknown kid or a signature that fails."
+    )
+    jwks_max_age_seconds: float = Field(
+        default=3600.0, gt=0, le=86_400,
+        description="Cached JWKS keys older than this are reloaded before use, so a key the issuer withdrew stops "
+        "counting; a reload that fails keeps them.",
+    )
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Origins browsers may call from.")
     cors_private_network: bool = Field(
         default=True,

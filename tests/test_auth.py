@@ -354,10 +354,11 @@ def flaky_jwks(keys: dict[str, Any]) -> Iterator[FlakyJwksHost]:
 
 
 @contextmanager
-def _trusting(host: FlakyJwksHost, knowledge: Knowledge) -> Iterator[LiveServer]:
+def _trusting(host: FlakyJwksHost, knowledge: Knowledge, max_age: float = 3600) -> Iterator[LiveServer]:
     """The service on loopback, trusting URL_ISS with its JWKS served by `host` (started here)."""
     host.start()
-    settings = Settings(trusted_issuers={URL_ISS: host.url}, jwks_refresh_seconds=REFRESH)  # type: ignore[dict-item]
+    settings = Settings(trusted_issuers={URL_ISS: host.url}, jwks_refresh_seconds=REFRESH,  # type: ignore[dict-item]
+                        jwks_max_age_seconds=max_age)
     with LiveServer(create_app(settings, knowledge)) as live:
         yield live
 
@@ -411,6 +412,59 @@ def test_jwks_outage_keeps_cached_keys_then_recovers(
         time.sleep(REFRESH + 0.1)
         assert timed_call(live, signed(LATE_KID))[0].status_code == 200
         assert timed_call(live, signed(RSA_KID))[0].status_code == 200
+
+
+MAX_AGE = 0.6  # CDS_JWKS_MAX_AGE_SECONDS in the key-withdrawal tests
+
+
+def test_a_withdrawn_key_stops_verifying_once_the_cache_is_older_than_its_max_age(
+    flaky_jwks: FlakyJwksHost, knowledge: Knowledge, keys: dict[str, Any]
+) -> None:
+    """The issuer drops a compromised key and keeps another: no token carries an unknown kid, so
+    only the cache's age can make the withdrawal count."""
+    host = flaky_jwks
+    host.keys.append(_jwk(keys[LATE_KID], LATE_KID, "RS256"))
+    with _trusting(host, knowledge, max_age=MAX_AGE) as live:
+        assert timed_call(live, _url_issuer_token(keys[RSA_KID], live, RSA_KID))[0].status_code == 200
+        host.keys = [_jwk(keys[LATE_KID], LATE_KID, "RS256")]
+        assert timed_call(live, _url_issuer_token(keys[RSA_KID], live, RSA_KID))[0].status_code == 200  # still young
+        time.sleep(MAX_AGE + 0.1)
+        assert_invalid_token(timed_call(live, _url_issuer_token(keys[RSA_KID], live, RSA_KID))[0])
+        assert timed_call(live, _url_issuer_token(keys[LATE_KID], live, LATE_KID))[0].status_code == 200
+        assert host.hits == 2
+
+
+def test_an_old_cache_is_kept_while_the_jwks_is_down(
+    flaky_jwks: FlakyJwksHost, knowledge: Knowledge, keys: dict[str, Any]
+) -> None:
+    host = flaky_jwks
+    with _trusting(host, knowledge, max_age=MAX_AGE) as live:
+        assert timed_call(live, _url_issuer_token(keys[RSA_KID], live, RSA_KID))[0].status_code == 200
+        host.status = 500
+        time.sleep(MAX_AGE + 0.1)
+        assert timed_call(live, _url_issuer_token(keys[RSA_KID], live, RSA_KID))[0].status_code == 200
+        assert host.hits == 2  # it tried, failed, and kept the keys
+
+
+def test_a_key_replaced_under_its_kid_verifies_after_one_reload(
+    flaky_jwks: FlakyJwksHost, knowledge: Knowledge, keys: dict[str, Any]
+) -> None:
+    """Rotated key material under the same kid: a signature the cached key does not verify reloads
+    the JWKS (at most every CDS_JWKS_REFRESH_SECONDS), so genuine tokens are not refused until restart."""
+    host = flaky_jwks
+    with _trusting(host, knowledge) as live:
+        assert timed_call(live, _url_issuer_token(keys[RSA_KID], live, RSA_KID))[0].status_code == 200
+        host.keys = [_jwk(keys[LATE_KID], RSA_KID, "RS256")]  # new key, old kid
+        time.sleep(REFRESH + 0.1)
+        assert timed_call(live, _url_issuer_token(keys[LATE_KID], live, RSA_KID))[0].status_code == 200
+        assert host.hits == 2
+        # the old key's signatures now fail, and a stream of them reloads at most once per interval
+        for _ in range(5):
+            assert_invalid_token(timed_call(live, _url_issuer_token(keys[RSA_KID], live, RSA_KID))[0])
+        assert host.hits == 2
+        time.sleep(REFRESH + 0.1)
+        assert_invalid_token(timed_call(live, _url_issuer_token(keys[RSA_KID], live, RSA_KID))[0])
+        assert host.hits == 3
 
 
 def test_jwks_down_at_start_is_401_then_works_once_up(
