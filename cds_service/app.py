@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import __version__
+from cds_service.allowlist import is_loopback_url
 from cds_service.auth import Authenticator, ClientJwtMiddleware
 from cds_service.errors import CdsError
 from cds_service.evaluation import response_bytes
@@ -138,6 +139,11 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         # a token minted for another service would pass if the caller set Host to that service's host
         log.warning("CDS_PUBLIC_BASE_URL is not set: the JWT aud is checked against the URL as received, "
                     "whose host comes from the Host header; set it in production")
+    plain = [url for url in settings.fhir_allowed_servers + [u for i in settings.trusted_issuers.values() for u in i.fhir_servers]
+             if url.lower().startswith("http://") and not is_loopback_url(url)]
+    if plain:  # allowed (a FHIR server on a closed container network), but the token and PHI go unencrypted
+        log.warning("%d allowed FHIR server(s) use plain http off loopback: the access token and the patient's "
+                    "data cross the network unencrypted; use https in production", len(plain))
     if settings.fhir_deadline_seconds >= settings.request_deadline_seconds:
         log.warning("CDS_FHIR_DEADLINE_SECONDS (%g) is not below CDS_REQUEST_DEADLINE_SECONDS (%g): a slow FHIR "
                     "server turns calls into 503s instead of cards from what was prefetched",

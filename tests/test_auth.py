@@ -283,6 +283,22 @@ def test_start_warns_when_the_audience_comes_from_the_host_header(
     assert len(warned) == (1 if base is None else 0)
 
 
+def test_start_warns_of_a_plain_http_fhir_server_off_loopback(
+    knowledge: Knowledge, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": []}))
+    issuers = {FILE_ISS: {"jwks": str(jwks), "fhirServers": ["http://fhir.internal.example/r4", "http://127.0.0.1:9/fhir"]}}
+    for allowed, warned in ((["https://fhir.example.org/r4"], 1), (["http://fhir:8080/fhir"], 2)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            create_app(Settings(trusted_issuers=issuers, fhir_allowed_servers=allowed,  # type: ignore[arg-type]
+                                public_base_url="https://cds.example.org"), knowledge)
+        lines = [r.getMessage() for r in caplog.records if "plain http off loopback" in r.getMessage()]
+        assert lines == [(f"{warned} allowed FHIR server(s) use plain http off loopback: the access token and the "
+                          "patient's data cross the network unencrypted; use https in production")]
+
+
 @pytest.mark.parametrize("jwks", ["http://jwks.example.org/jwks.json"])
 def test_plain_http_jwks_only_on_loopback(jwks: str) -> None:
     with pytest.raises(ValueError, match="https"):
