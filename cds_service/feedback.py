@@ -32,12 +32,14 @@ USER_COMMENT_MAX = 4000  # characters kept of a clinician's comment; the rest is
 CLOCK_SKEW_LOGGED = timedelta(minutes=1)  # a client clock further ahead than this is worth a log line
 
 
-def feedback_rows(service_id: str, request: FeedbackRequest) -> list[dict[str, Any]]:
+def feedback_rows(service_id: str, request: FeedbackRequest, keep_comments: bool = False) -> list[dict[str, Any]]:
+    """The rows to store. A clinician's free-text comment is kept only with `keep_comments`
+    (CDS_STORE_USER_COMMENTS): it often names the patient, and no other column holds patient data."""
     received = naive_utc(datetime.now(UTC))
     rows = []
     for i, item in enumerate(request.feedback):
         reason = item.overrideReason.reason if item.overrideReason else None
-        comment = item.overrideReason.userComment if item.overrideReason else None
+        comment = item.overrideReason.userComment if item.overrideReason and keep_comments else None
         try:
             outcome_at = naive_utc(item.outcomeTimestamp)
         except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 lies past year 9999 in UTC

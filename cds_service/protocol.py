@@ -220,7 +220,10 @@ class OverrideReason(_Lenient):
     """https://cds-hooks.hl7.org/2.0/#overridereason"""
 
     reason: ReasonCoding | None = None
-    userComment: str | None = None  # stored up to feedback.USER_COMMENT_MAX characters
+    userComment: str | None = None  # stored (CDS_STORE_USER_COMMENTS) up to feedback.USER_COMMENT_MAX characters
+
+
+ACCEPTED_SUGGESTIONS_MAX = 32
 
 
 class AcceptedSuggestion(_Lenient):
@@ -234,7 +237,9 @@ class Feedback(_Lenient):
 
     card: str = Field(min_length=1, max_length=CARD_ID_MAX)
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    # a card carries a handful of suggestions (this service's, one): more is no client's feedback,
+    # and 900,000 of them held the event loop validating for seconds
+    acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=ACCEPTED_SUGGESTIONS_MAX)
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: datetime
 

@@ -110,7 +110,8 @@ async def feedback(service_id: str, request: Request, services: ServicesDep) -> 
     _require_json(request)
     async with deadline(request.app.state.settings.request_deadline_seconds):
         body = parse_feedback(await request.body())
-    await store_feedback(request.app.state.storage, feedback_rows(service.id, body))
+    keep_comments = request.app.state.settings.store_user_comments
+    await store_feedback(request.app.state.storage, feedback_rows(service.id, body, keep_comments))
     log.info("feedback stored service=%s items=%d", service.id, len(body.feedback))
     return _json(b"{}")
 

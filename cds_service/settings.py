@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     db_timeout: float = Field(
         default=2.0, gt=0, description="Seconds a feedback write may wait for the database."
     )
+    store_user_comments: bool = Field(
+        default=False,
+        description="Store feedback's overrideReason.userComment (free text that may name the patient); off, "
+        "the reason code is stored and the comment is not.",
+    )
     audit_queue_size: int = Field(
         default=10_000, ge=1, description="Audit records buffered while the database is down."
     )

@@ -1,7 +1,8 @@
 """The audit, feedback and token-use tables, as SQLAlchemy Core; migrations/ creates them.
 
 Times are stored as naive UTC so SQLite and PostgreSQL compare them the same way.
-No column holds a patient identifier in clear: `patient_hash` is an HMAC.
+No column holds a patient identifier in clear (`patient_hash` is an HMAC), except a clinician's
+free-text `user_comment`, stored only when CDS_STORE_USER_COMMENTS asks for it.
 """
 
 from datetime import UTC, datetime

@@ -37,7 +37,7 @@ def item(outcome: str = "accepted", when: str = "2026-11-25T02:00:14.216Z", **ex
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(data_dir=tmp_path_factory.mktemp("feedback"), patient_hash_key="test-patient-hash-key", max_body_bytes=LIMIT,
-                    request_deadline_seconds=DEADLINE)
+                    request_deadline_seconds=DEADLINE, store_user_comments=True)
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +190,20 @@ def test_outcome_values(client: httpx.Client, outcome: Any, status: int) -> None
     assert post(client, item(outcome)).status_code == status
 
 
+def test_comments_are_not_stored_unless_asked_for(tmp_path: Path, knowledge: Knowledge) -> None:
+    """A clinician's comment often names the patient ("Jane Doe, MRN ..., already on B12"): by
+    default the reason code is kept and the comment is not."""
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key")
+    sent = item("overridden", overrideReason={"reason": {"system": REASONS, "code": "tested-elsewhere"},
+                                              "userComment": "Jane Doe MRN 4471203 tested at St Mary's"})
+    with LiveServer(create_app(settings, knowledge)) as server, httpx.Client(base_url=server.url) as client:
+        assert post(client, sent).status_code == 200
+    [row] = rows(settings, sent["card"])
+    assert (row["override_code"], row["user_comment"]) == ("tested-elsewhere", None)
+    with create_db_engine(settings).connect() as connection:
+        assert "4471203" not in str([tuple(r) for r in connection.execute(select(card_feedback))])
+
+
 def test_comment_up_to_4000_characters_is_kept_exactly(client: httpx.Client, settings: Settings) -> None:
     comment = ("Déjà testé 🩸 \u202e <b>x</b> '; DROP TABLE card_feedback; --" * 100)[:4000]
     sent = item("overridden", overrideReason={"userComment": comment})
@@ -228,6 +242,17 @@ def test_accepted_suggestion_shapes(client: httpx.Client, settings: Settings, su
 ])
 def test_malformed_accepted_suggestions_are_400(client: httpx.Client, suggestions: Any) -> None:
     assert post(client, item(acceptedSuggestions=suggestions)).status_code == 400
+
+
+def test_accepted_suggestions_up_to_32_but_not_one_more(client: httpx.Client, settings: Settings) -> None:
+    most = item(acceptedSuggestions=[{"id": f"s{i}"} for i in range(32)])
+    assert post(client, most).status_code == 200
+    assert len(rows(settings, most["card"])[0]["accepted_suggestions"]) == 32
+    too_many = item(acceptedSuggestions=[{"id": f"s{i}"} for i in range(33)])
+    response = post(client, too_many)
+    assert response.status_code == 400
+    assert [d["loc"] for d in response.json()["details"]] == ["feedback.0.acceptedSuggestions"]
+    assert rows(settings, too_many["card"]) == []
 
 
 def test_card_uuid_is_stored_in_canonical_form(client: httpx.Client, settings: Settings) -> None:
@@ -394,7 +419,8 @@ def test_a_retried_feedback_is_counted_once(
 
 @pytest.fixture()
 def pg_settings(pg_server: PostgresServer, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=pg_server.new_database(), patient_hash_key="test-patient-hash-key")
+    return Settings(data_dir=tmp_path, database_url=pg_server.new_database(), patient_hash_key="test-patient-hash-key",
+                    store_user_comments=True)
 
 
 def test_nul_in_a_comment_is_dropped_the_same_way_on_every_database(client: httpx.Client, settings: Settings) -> None:
