@@ -103,7 +103,8 @@ class AuditLog:
         self.dropped = 0
         self.written = 0
         self.database_up = True
-        self._held = 0
+        self._held = 0  # taken off the queue and not yet written: still queued
+        self._writing_since: float | None = None  # a write in progress, since (monotonic)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
 
@@ -132,11 +133,15 @@ class AuditLog:
                     log.error("audit queue full: %d audit records lost so far", self.dropped)
 
     def stats(self) -> dict[str, Any]:
+        # a write that has waited past the database timeout is a database not answering (a frozen
+        # host, a cut network: no error may come for minutes), so down, not up
+        since = self._writing_since
+        stalled = since is not None and time.monotonic() - since > self.storage.timeout
         return {
             "queued": self.queue.qsize() + self._held,
             "written": self.written,
             "dropped": self.dropped,
-            "database": "missing" if self.storage.file_missing() else "up" if self.database_up else "down",
+            "database": "missing" if self.storage.file_missing() else "up" if self.database_up and not stalled else "down",
         }
 
     def start(self) -> None:
@@ -174,6 +179,8 @@ class AuditLog:
                 if self._stop.is_set():
                     return
                 continue
+            self._held = len(batch)  # counted from the moment it leaves the queue, so a write that hangs loses none uncounted
+            self._writing_since = time.monotonic()
             try:
                 try:
                     self.storage.add_audit(batch)
@@ -182,9 +189,9 @@ class AuditLog:
                     self._write_each(batch)
                 batch = []
             except SQLAlchemyError as exc:
+                self._writing_since = None
                 if self.database_up:
                     log.error("audit database unavailable (%s); buffering", describe_db_error(exc))
-                self._held = len(batch)  # out of the queue but not written: still queued
                 self.database_up = False
                 if self._stop.is_set():
                     return
@@ -194,7 +201,7 @@ class AuditLog:
             if not self.database_up:
                 log.warning("audit database available again")
             self.database_up, delay = True, RETRY_MIN
-            self._held = 0
+            self._held, self._writing_since = 0, None
 
     def _write_each(self, batch: list[dict[str, Any]]) -> None:
         """Write a refused batch row by row, dropping (and counting) only the rows refused as data;
@@ -207,3 +214,4 @@ class AuditLog:
                 self.dropped += 1
                 log.error("an audit record was refused by the database as invalid data and dropped")
             batch.pop(0)
+            self._held = len(batch)

@@ -28,6 +28,8 @@ from cds_service.tables import card_audit, card_feedback, token_use
 log = logging.getLogger("cds_service.storage")
 
 _CONNECTION_ERRORS = ("OperationalError", "InterfaceError")
+PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                 "tcp_user_timeout": 30_000}
 
 
 def describe_db_error(exc: BaseException) -> str:
@@ -103,7 +105,11 @@ def _engine(url: URL, settings: Settings, bounded: bool) -> Engine:
         return engine
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql":
-        connect_args = {"connect_timeout": max(2, math.ceil(timeout))}  # libpq's floor is 2 s
+        connect_args = {"connect_timeout": max(2, math.ceil(timeout)),  # libpq's floor is 2 s
+                        # a host that vanishes (network cut, failover) sends no error: TCP keepalives and
+                        # a cap on unacknowledged data end the connection in about 30 s, not the kernel's
+                        # 15 minutes, so the audit writer can retry and health can tell
+                        **PG_KEEPALIVES}
         if bounded:
             connect_args["options"] = f"-c statement_timeout={int(timeout * 1000)}"
     return create_engine(url, pool_pre_ping=True, pool_timeout=timeout, connect_args=connect_args)

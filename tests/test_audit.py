@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 from cds_service.app import create_app
 from cds_service.audit import AuditLog
@@ -265,6 +266,37 @@ def test_records_arriving_together_are_written_in_few_transactions(tmp_path: Pat
     assert audit.stats()["written"] == 300 and audit.stats()["dropped"] == 0
     assert sum(storage.batches) == 300 and len(storage.batches) <= 30, storage.batches
     assert len(audit_rows(settings)) == 300
+
+
+def test_a_write_that_hangs_loses_nothing_uncounted(tmp_path: Path) -> None:
+    """A database that stops answering without an error (a frozen host, a cut network): the batch
+    being written is still counted as queued, health says down once the write has waited past the
+    database timeout, and stopping counts every record not written as lost."""
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key", db_timeout=0.3)
+    storage = Storage(settings)
+    storage.engine.dispose()
+    storage.engine = create_engine(storage.engine.url, connect_args={"timeout": 60})  # SQLite waits out the lock
+    storage.ensure_schema()
+    blocker = sqlite3.connect(str(tmp_path / "cds.sqlite3"), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the writer's insert waits
+    audit = AuditLog(storage, b"k", "test", 1_000)
+    row = {"service_id": "b12-myalgia-patient-view", "hook_instance": "h", "variant": "test-b12", "criteria": [],
+           "knowledge_version": "test", "patient_hash": "0" * 64, "shown_at": naive_utc(datetime.now(UTC))}
+    audit.start()
+    try:
+        for i in range(20):
+            audit.queue.put({**row, "card_uuid": f"card-{i}"})
+        deadline = time.monotonic() + 10
+        while audit.queue.qsize() and time.monotonic() < deadline:  # the writer has taken them
+            time.sleep(0.02)
+        time.sleep(0.5)
+        assert audit.queue.qsize() == 0
+        assert audit.stats() == {"queued": 20, "written": 0, "dropped": 0, "database": "down"}
+        audit.stop(timeout=0.2)
+        assert audit.stats()["dropped"] == 20
+    finally:
+        blocker.rollback()
+        blocker.close()
 
 
 def test_health_tells_of_a_database_that_failed_at_start_and_of_a_removed_sqlite_file(
