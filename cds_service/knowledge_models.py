@@ -180,6 +180,8 @@ class RecordStatus(_Knowledge):
     condition_clinical_active: list[str]
     condition_clinical_ignored: list[str]
     condition_verification_ignored: list[str]
+    # a diagnosis only suspected: read as a complaint or sign, never as a risk factor
+    condition_verification_suspected: list[str] = Field(default_factory=list)
     observation_status: list[str]
     # a lab Observation with one of these has no result yet: the test is in progress
     observation_in_progress: list[str]
