@@ -479,7 +479,7 @@ def _raw_observation_date(raw: dict[str, Any]) -> str:
 ELEMENTS_READ = frozenset({
     "id", "status", "clinicalStatus", "verificationStatus", "onset[x]", "recordedDate",
     "effective[x]", "issued", "value[x]", "doNotPerform", "dispenseRequest", "authoredOn",
-    "dateAsserted", "performed[x]",
+    "dateAsserted", "performed[x]", "occurrence[x]",
 })
 # Read from the raw JSON instead, leniently: a malformed flag or abatement must not cost the record.
 
@@ -738,7 +738,12 @@ def _read_service_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) ->
     status = k.rule.record_status
     if m.status not in status.pending_order_status or m.doNotPerform or m.intent in status.order_intent_ignored:
         return _SKIP
-    return Reading("counts", as_date(m.authoredOn), True, m.status)
+    # dated when written; an order sent with only the date it is for (occurrence[x]) by that, so a
+    # test due three years ago lapses like one written then, where undated it was pending for ever
+    period = m.occurrencePeriod
+    when = as_date(m.authoredOn) or as_date(m.occurrenceDateTime) or (
+        as_date(period.start or period.end) if period is not None else None)
+    return Reading("counts", when, True, m.status)
 
 
 # which records count, per resource type: the status rules of cards/rule.json recordStatus
