@@ -528,8 +528,11 @@ def _read_condition(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Readi
     active = clinical in status.condition_clinical_active and not visit_only
     onset = as_date(m.onsetDateTime) or as_date(m.onsetPeriod and m.onsetPeriod.start)
     when = onset or as_date(m.recordedDate)
-    # FHIR con-4: an abated condition is not current, whatever status was left off
-    if clinical in status.condition_clinical_ignored or (not active and _abated(raw)):
+    # FHIR con-4: an abated condition is not current, whatever status was left off, nor one left
+    # active beside the date it ended (a recurrence or relapse came back after it: still current)
+    ended = _abated(raw) and (not active or (clinical in status.condition_abatement_date_ends
+                                             and _abatement_date(raw) is not None))
+    if clinical in status.condition_clinical_ignored or ended:
         # a past illness whose onset is given in words or as an age ("March 2021") was not begun
         # when it was entered into the history: its recordedDate makes it nothing recent
         if onset is None and (m.onsetString is not None or m.onsetAge is not None):

@@ -180,6 +180,8 @@ class RecordStatus(_Knowledge):
     condition_clinical_active: list[str]
     condition_clinical_ignored: list[str]
     condition_verification_ignored: list[str]
+    # clinical statuses a recorded abatement date still ends (FHIR con-4: an abated condition is not active)
+    condition_abatement_date_ends: list[str] = Field(default_factory=list)
     # a diagnosis only suspected: read as a complaint or sign, never as a risk factor
     condition_verification_suspected: list[str] = Field(default_factory=list)
     observation_status: list[str]
