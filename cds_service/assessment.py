@@ -72,6 +72,7 @@ class Assessment:
     lapsed_orders: tuple[Fact, ...] = ()  # open B12 orders too old to count as pending
     past_therapy: tuple[Fact, ...] = ()  # B12 replacement recorded after the last result, none current
     earlier_therapy: Fact | None = None  # with none since the last result (or no result): the latest on record
+    held_therapy: Fact | None = None  # with none since the last result: the latest B12 order on hold
     critical_feature: CriticalFeature | None = None  # what made the card critical, named in its summary
     diagnosis: Fact | None = None  # the B12 deficiency diagnosed on record a diagnosed-deficiency card reviews
     unchecked: frozenset[str] = frozenset()  # checks made without data (shown as "not checked"); "age" too
@@ -592,6 +593,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     # named on the card: "no current replacement" should not read as "never treated" to a clinician
     # whose patient's injections lapsed
     base["earlier_therapy"] = next(iter(treated_since(facts, knowledge, date.min, today)), None) if not treated else None
+    base["held_therapy"] = newest(facts.held_therapy) if not treated else None
     base["low_in_pregnancy"] = low_in_pregnancy
     base["undated_b12"] = next((f for c in b12.result_concepts for f in facts.of(c) if f.when is None), None)
     # named on the card, so a clinician who knows a sample was sent is not told nothing is on record

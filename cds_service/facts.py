@@ -91,6 +91,9 @@ class PatientFacts:
     ended: dict[str, list[Fact]] = field(default_factory=dict)  # resolved or abated Conditions, by concept
     # stopped orders, by concept: read only to date the start of a medicine still taken
     renewals: dict[str, list[Fact]] = field(default_factory=dict)
+    # B12 replacement orders on hold (recordStatus.therapyOnHold): paused, neither under way nor a
+    # dose given; named on the card, so a clinician sees the treatment was meant and is not running
+    held_therapy: list[Fact] = field(default_factory=list)
     # every result of a lab read as it stood on a past day (Knowledge.lab_history), raw and dated, and
     # how to read one: validated only when asked for, so a chart of a thousand eGFRs costs a few
     history: dict[str, list[tuple[date, dict[str, Any]]]] = field(default_factory=dict)
@@ -775,6 +778,13 @@ def _add_facts(
         if not hits:
             return False
     rid, label = model.id, record_label(raw, screen, rtype)
+    if rtype == "MedicationRequest" and r.status in screen.k.rule.record_status.therapy_on_hold:
+        therapy = screen.k.rule.suppressors.therapy_concepts
+        facts.held_therapy += [Fact(c, rtype, rid, label, r.when, False, how, status=r.status, until=r.until)
+                               for c, how in hits.items() if c in therapy]
+        hits = {c: how for c, how in hits.items() if c not in therapy}  # metformin on hold is still long-term use
+        if not hits:
+            return False
     if r.use == "no-result" or not r.reports:
         # a lab test that reported nothing is no result: kept apart, to be named on the card, so it
         # silences nothing and an older result of that lab is read instead; a symptom needs no value.

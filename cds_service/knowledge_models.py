@@ -228,6 +228,8 @@ class RecordStatus(_Knowledge):
     administration_counted: list[str]
     procedure_counted: list[str]
     pending_order_status: list[str]
+    # B12 replacement orders paused (MedicationRequest status): no replacement under way, no dose given
+    therapy_on_hold: list[str] = Field(default_factory=list)
     remark: str = ""
 
     @cached_property
@@ -235,7 +237,7 @@ class RecordStatus(_Knowledge):
         """By medicine resource type, the statuses under which a record could be B12 replacement in use
         or given (current and past courses, doses given)."""
         return {
-            "MedicationRequest": frozenset((*self.medication_active, *self.medication_past)),
+            "MedicationRequest": frozenset((*self.medication_active, *self.medication_past)) - set(self.therapy_on_hold),
             "MedicationStatement": frozenset((*self.medication_statement_active, *self.medication_statement_past)),
             "MedicationAdministration": frozenset(self.administration_counted),
         }
@@ -658,10 +660,10 @@ class WordingFile(_File):
 _V = TypeVar("_V")
 # The keys the renderers read; a wording file without one would fail at the first card, not at start.
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
-            "latestB12", "caveats", "treatmentSince", "diagnosis", "latestTreatment", "notYetRiskFactors")
+            "latestB12", "caveats", "treatmentSince", "diagnosis", "latestTreatment", "notYetRiskFactors", "heldTreatment")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "pastTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "implausibleResult", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
+    "pastTherapy", "heldTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "implausibleResult", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "checkedListedLow", "notYetLongTerm", "aboveLabLimit", "timesLabLimit", "flaggedHigh", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
            "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",

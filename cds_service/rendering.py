@@ -194,6 +194,8 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         lines.append(words["therapyNotChecked"])
     elif assessment.past_therapy:
         lines.append(words["pastTherapy"].format(treatment=fact_line(assessment.past_therapy[0], k)))
+    elif assessment.held_therapy is not None:  # a paused order says more than an older course
+        lines.append(words["heldTherapy"].format(treatment=fact_line(assessment.held_therapy, k)))
     elif assessment.earlier_therapy is not None:
         lines.append(words["earlierTherapy"].format(treatment=_therapy_line(assessment.earlier_therapy, k)))
     else:
@@ -255,6 +257,8 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         latest = assessment.earlier_therapy or next(iter(assessment.past_therapy), None)  # given since a result, or ever
         if latest is not None:
             out += ["", f"**{h['latestTreatment']}**", f"- {_therapy_line(latest, k)}"]
+    if assessment.variant in TREATMENT_REVIEW and assessment.held_therapy is not None:
+        out += ["", f"**{h['heldTreatment']}**", f"- {fact_line(assessment.held_therapy, k)}"]
     if assessment.variant == "lapsed-treatment":
         out += ["", f"**{h['treatmentSince']}**"] + [
             f"- {_therapy_line(f, k)}" for f in assessment.past_therapy[:3]
