@@ -801,9 +801,14 @@ def _add_facts(
             facts.ended.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
         return False
     if r.use == "renewal":  # kept apart: only the start of a medicine still taken reads them
+        # ...except B12 replacement stopped after doses began: a past course, read on as a completed one
+        past = screen.k.rule.suppressors.therapy_concepts if r.status in screen.k.rule.record_status.therapy_stopped else ()
         for concept, how in hits.items():
-            facts.renewals.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
-        return False
+            if concept not in past:
+                facts.renewals.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
+        hits = {c: how for c, how in hits.items() if c in past}
+        if not hits:
+            return False
     if r.use == "in-progress":
         facts.in_progress += [Fact(c, rtype, rid, label, r.when, True, how, status=r.status) for c, how in hits.items()]
         return False

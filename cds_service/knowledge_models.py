@@ -230,6 +230,8 @@ class RecordStatus(_Knowledge):
     pending_order_status: list[str]
     # B12 replacement orders paused (MedicationRequest status): no replacement under way, no dose given
     therapy_on_hold: list[str] = Field(default_factory=list)
+    # B12 replacement orders halted after doses began (stopped): past courses, as completed ones are
+    therapy_stopped: list[str] = Field(default_factory=list)
     remark: str = ""
 
     @cached_property
@@ -237,7 +239,8 @@ class RecordStatus(_Knowledge):
         """By medicine resource type, the statuses under which a record could be B12 replacement in use
         or given (current and past courses, doses given)."""
         return {
-            "MedicationRequest": frozenset((*self.medication_active, *self.medication_past)) - set(self.therapy_on_hold),
+            "MedicationRequest": frozenset((*self.medication_active, *self.medication_past, *self.therapy_stopped))
+            - set(self.therapy_on_hold),
             "MedicationStatement": frozenset((*self.medication_statement_active, *self.medication_statement_past)),
             "MedicationAdministration": frozenset(self.administration_counted),
         }
