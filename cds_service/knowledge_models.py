@@ -363,6 +363,8 @@ class UntreatedLow(_Knowledge):
     lookback_days: int = Field(ge=1)
     # a B12 deficiency diagnosed on record (orders.establishedDeficiencyConcepts), none current: review treatment
     diagnosis_review: bool = False
+    # a normal B12 (or active B12) taken after that diagnosis outdates it: history, not a review
+    diagnosis_outdated_by_normal: bool = False
     remark: str = ""
 
 
