@@ -12,7 +12,7 @@ from typing import Any, Literal
 from cds_service.contract import PatternVariant
 from cds_service.facts import ORDERED_NOW, Fact, PatientFacts
 from cds_service.knowledge import Knowledge
-from cds_service.knowledge_models import Confounder, ConfounderCheck, LabThreshold, ResultBands
+from cds_service.knowledge_models import Confounder, ConfounderCheck, LabThreshold, LabUpperLimit, ResultBands
 from cds_service.protocol import Indicator
 
 Band = Literal["deficient", "indeterminate", "normal", "unknown"]
@@ -41,8 +41,8 @@ class Evidence:
     # for a medicine confounder: the lab result that answers its advice (a creatine kinase since a
     # statin began), shown in the advice's place
     checked: Fact | None = None
-    # for a lab confounder read against the lab's own upper limit (labUpperLimit): that limit, and
-    # the multiple of it crossed; or, with no range to read, the lab's high flag that made it hold
+    # for a lab sign or lab confounder read against the lab's own upper limit (labUpperLimit): that
+    # limit, and the multiple of it crossed; or, with no range to read, the lab's high flag that made it hold
     lab_limit: float | None = None
     limit_times: float | None = None
     flagged_high: bool = False
@@ -373,6 +373,42 @@ def _threshold(sign: LabThreshold | Confounder, group: str) -> float:
     return by_group.get(group, by_group["unknown"])  # "unknown" is required at load
 
 
+def lab_limit_believed(limit: LabUpperLimit | None, result: Fact) -> float | None:
+    """The lab's own upper limit sent with a result, when the rule reads one (labUpperLimit) and it is
+    plausible for the test: one outside (a typo, a range in another unit sent unlabelled) is not
+    believed, so a limit far too low never makes a normal result raised."""
+    if limit is None or result.upper_limit is None:
+        return None
+    return result.upper_limit if limit.plausible[0] <= result.upper_limit <= limit.plausible[1] else None
+
+
+def _threshold_in_force(result: Fact, ruled: LabThreshold | Confounder, group: str) -> float:
+    """What a result is read against: its lab's own upper limit (times labUpperLimit.times) when
+    believed, as the clinician reads it by the range printed beside it; else the rule's threshold."""
+    limit = ruled.lab_upper_limit
+    own = lab_limit_believed(limit, result)
+    return limit.times * own if limit is not None and own is not None else _threshold(ruled, group)
+
+
+def _lab_crossing(latest: Fact | None, ruled: LabThreshold | Confounder, group: str) -> Evidence | None:
+    """A lab sign or lab confounder that holds: its result crosses the lab's own upper limit when
+    one is believed (and then only it: a limit above the rule's threshold clears a value between
+    them), else the rule's threshold, or, below it, is flagged high by the lab (labUpperLimit.flagCodes),
+    which had a range of its own to read it by. The evidence says which, for the card to show. Only
+    a value read is judged: a flag beside a value no lab reports, or in a unit not known, may be another's."""
+    if latest is None or latest.value is None:
+        return None
+    limit = ruled.lab_upper_limit
+    comparator = ruled.comparator or ">"
+    ev = _crossing(latest, comparator, _threshold_in_force(latest, ruled, group), ruled.id, ruled.label)
+    own = lab_limit_believed(limit, latest)
+    if limit is not None and own is not None:
+        return replace(ev, lab_limit=own, limit_times=limit.times) if ev else None
+    if ev is None and limit is not None and not latest.flags.isdisjoint(limit.flag_code_set):
+        return Evidence(ruled.id, ruled.label, (latest,), flagged_high=True)
+    return ev
+
+
 def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list[Fact]:
     """Current pregnancies: a pregnancy Condition or a "Pregnant" status Observation dated in the window
     (no pregnancy outlasts it, whatever status an EHR left on it; an active Condition with no date still
@@ -493,19 +529,20 @@ def _follow_up_since(
     latest = newest(since)
     if latest is None or latest.value is None:
         return None
-    threshold = _threshold(sign, _group(facts, knowledge, today))
-    raised = _answer(latest, sign, threshold)
-    if raised is None:
-        return None  # a censored value that spans the threshold answers nothing
-    return raised, Evidence(sign.id, sign.label, (latest,), comparator=sign.comparator, threshold=threshold)
+    return _answer(latest, sign, _group(facts, knowledge, today))  # censored across the threshold: None
 
 
-def _answer(result: Fact, sign: LabThreshold, threshold: float) -> bool | None:
-    """Whether a result clearly crosses its sign's threshold (True), clearly does not (False), or,
-    censored across it, says neither (None)."""
-    if crosses(result, sign.comparator, threshold):
-        return True
-    return False if stays_within(result, sign.comparator, threshold) else None
+def _answer(result: Fact, sign: LabThreshold, group: str) -> tuple[bool, Evidence] | None:
+    """Whether a result clearly crosses its sign's threshold (True; the lab's own limit or high flag
+    decides as for the sign, _lab_crossing), clearly does not (False), or, censored across it, says
+    neither (None); with the evidence the card shows."""
+    crossed = _lab_crossing(result, sign, group)
+    if crossed is not None:
+        return True, crossed
+    threshold = _threshold_in_force(result, sign, group)
+    if stays_within(result, sign.comparator, threshold):
+        return False, Evidence(sign.id, sign.label, (result,), comparator=sign.comparator, threshold=threshold)
+    return None
 
 
 def orders_active_b12(facts: PatientFacts, knowledge: Knowledge, today: date) -> bool:
@@ -796,10 +833,10 @@ def follow_up_answered(facts: PatientFacts, knowledge: Knowledge, b12: Fact, tod
     """Whether the follow-up lab (MMA) answered a B12 result, however long ago: taken around it
     (follow_up_from), with a value that is clearly raised or clearly not (a censored one may be neither)."""
     sign = knowledge.rule.follow_up_sign
-    threshold = _threshold(sign, _group(facts, knowledge, today))
+    group = _group(facts, knowledge, today)
     since = follow_up_from(b12, knowledge)
     return since is not None and any(
-        f.when is not None and f.when >= since and _answer(f, sign, threshold) is not None for f in facts.of(sign.lab)
+        f.when is not None and f.when >= since and _answer(f, sign, group) is not None for f in facts.of(sign.lab)
     )
 
 
@@ -818,8 +855,7 @@ def _signs(facts: PatientFacts, knowledge: Knowledge, today: date) -> tuple[Evid
             out.append(ev)
     for sign in rule.lab_signs:
         latest = _latest_result(facts, sign.lab, sign.lookback_days, today)
-        threshold = _threshold(sign, _group_when_taken(latest, group, facts, knowledge))
-        lab_ev = _crossing(latest, sign.comparator, threshold, sign.id, sign.label)
+        lab_ev = _lab_crossing(latest, sign, _group_when_taken(latest, group, facts, knowledge))
         if lab_ev:
             out.append(lab_ev)
     # a dated diagnosis whose lab was measured since, inside that lab sign's look-back, and does not
@@ -940,17 +976,9 @@ def _confounders(
 
 
 def _lab_confounder(cf: Confounder, latest: Fact | None, group: str) -> Evidence | None:
-    """A lab confounder that holds, with its advice: read against the lab's own upper limit when the
-    result gives a plausible one (labUpperLimit), else against the typical threshold, or the lab's high flag."""
-    if latest is None:
-        return None
-    limit = cf.lab_upper_limit
-    if limit is not None and latest.upper_limit is not None and limit.plausible[0] <= latest.upper_limit <= limit.plausible[1]:
-        ev = _crossing(latest, cf.comparator or ">", limit.times * latest.upper_limit, cf.id, cf.label)
-        return replace(ev, note=cf.advice, lab_limit=latest.upper_limit, limit_times=limit.times) if ev else None
-    ev = _crossing(latest, cf.comparator or ">", _threshold(cf, group), cf.id, cf.label)
-    if ev is None and limit is not None and not latest.flags.isdisjoint(limit.flag_code_set):
-        return Evidence(cf.id, cf.label, (latest,), cf.advice, flagged_high=True)
+    """A lab confounder that holds (_lab_crossing: the lab's own upper limit, the typical threshold,
+    or the lab's high flag), with its advice."""
+    ev = _lab_crossing(latest, cf, group)
     return replace(ev, note=cf.advice) if ev else None
 
 

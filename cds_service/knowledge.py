@@ -12,7 +12,9 @@ from pydantic import BaseModel, ValidationError
 from cds_service.knowledge_models import (
     ConceptDef,
     ConceptsFile,
+    LabFlags,
     LabUnits,
+    LabUpperLimit,
     RuleFile,
     TextMatchingFile,
     UnitsFile,
@@ -269,6 +271,20 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
     )
 
 
+def _check_lab_upper_limit(field: str, limit: LabUpperLimit | None, comparator: str | None, flags: LabFlags) -> None:
+    """A lab's own upper limit is read only for a result above it, within believable limits, and
+    only a high flag may stand in for it: a low flag that made a result raised would invert it."""
+    if limit is None:
+        return
+    if comparator != ">":
+        raise KnowledgeError("rule.json", field, "only a result above a limit (comparator '>') is read against it")
+    if not 0 < limit.plausible[0] < limit.plausible[1]:
+        raise KnowledgeError("rule.json", f"{field}.plausible", "give [lowest, highest], both above 0")
+    low = sorted(limit.flag_code_set & flags.low_codes)
+    if low:
+        raise KnowledgeError("rule.json", f"{field}.flagCodes", f"a low flag never makes a result raised: {low}")
+
+
 def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str, LabUnits]) -> None:
     """Every concept, lab and unit the rule names must exist; units must be canonical."""
 
@@ -294,6 +310,7 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
             raise KnowledgeError("rule.json", f"labSigns.{i}", "give exactly one of value, valueBySex")
         if sign.value_by_sex is not None and "unknown" not in sign.value_by_sex:
             raise KnowledgeError("rule.json", f"labSigns.{i}.valueBySex", "needs 'unknown', used when sex is not recorded")
+        _check_lab_upper_limit(f"labSigns.{i}.labUpperLimit", sign.lab_upper_limit, sign.comparator, rule.b12_result.low_flags)
     for i, c in enumerate(rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts):
         need_concept(f"b12Result.concepts.{i}", c)
     for c in rule.b12_result.result_concepts:
@@ -348,11 +365,7 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
                                      "lab needs comparator, lookbackDays and exactly one of value, valueBySex")
             if cf.value_by_sex is not None and "unknown" not in cf.value_by_sex:
                 raise KnowledgeError("rule.json", f"confounders.{i}.valueBySex", "needs 'unknown', used when sex is not recorded")
-            limit = cf.lab_upper_limit
-            if limit is not None and cf.comparator != ">":
-                raise KnowledgeError("rule.json", f"confounders.{i}.labUpperLimit", "only a result above a limit (comparator '>') is read against it")
-            if limit is not None and not 0 < limit.plausible[0] < limit.plausible[1]:
-                raise KnowledgeError("rule.json", f"confounders.{i}.labUpperLimit.plausible", "give [lowest, highest], both above 0")
+            _check_lab_upper_limit(f"confounders.{i}.labUpperLimit", cf.lab_upper_limit, cf.comparator, rule.b12_result.low_flags)
         else:
             need_concept(f"confounders.{i}.concept", cf.concept)
             if cf.lab_upper_limit is not None:

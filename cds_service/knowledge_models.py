@@ -252,6 +252,26 @@ class ConceptWindow(_Knowledge):
     remark: str = ""
 
 
+class LabUpperLimit(_Knowledge):
+    """A lab sign or lab confounder read against the lab's own upper reference limit
+    (Observation.referenceRange.high) when the result carries one: reference limits are
+    assay-dependent, and the range printed beside the result is the one the clinician reads it by."""
+
+    times: float = Field(gt=0)  # the threshold: this many times the lab's upper limit
+    # the limits believed, in the lab's canonical unit: one outside (a typo, a range in another unit
+    # sent unlabelled) is not, and the rule's own threshold (value or valueBySex) stands
+    plausible: tuple[float, float]
+    # flags (Observation.interpretation, lowFlags' code systems) that make a result cross even below
+    # the typical threshold when the lab sent no range it could be read against
+    flag_codes: list[str] = Field(default_factory=list)
+    remark: str = ""
+
+    @cached_property
+    def flag_code_set(self) -> frozenset[str]:
+        """The flag codes upper case, as Fact.flags holds them."""
+        return frozenset(code.upper() for code in self.flag_codes)
+
+
 class LabThreshold(_Knowledge):
     id: str
     label: str
@@ -261,6 +281,8 @@ class LabThreshold(_Knowledge):
     lookback_days: int = Field(ge=1)
     value: float | None = None
     value_by_sex: dict[Literal["male", "female", "other", "unknown", "pregnant"], float] | None = None
+    # raised above the lab's own upper limit when the result gives a plausible one (an MMA's limit runs 0.27-0.45)
+    lab_upper_limit: LabUpperLimit | None = None
     source: str = ""
     remark: str = ""
 
@@ -376,26 +398,6 @@ class ConfounderCheck(_Knowledge):
     lookback_days: int = Field(ge=1)
     advice: str  # in place of the confounder's advice when the result is shown on its line
     listed_advice: str  # when the result is listed below as a confounder of its own (a raised CK)
-
-
-class LabUpperLimit(_Knowledge):
-    """A lab confounder read against the lab's own upper reference limit (Observation.referenceRange.high)
-    when the result carries one: reference limits are assay-dependent, and the range printed beside
-    the result is the one the clinician reads it by."""
-
-    times: float = Field(gt=0)  # the threshold: this many times the lab's upper limit
-    # the limits believed, in the lab's canonical unit: one outside (a typo, a range in another unit
-    # sent unlabelled) is not, and the valueBySex threshold stands
-    plausible: tuple[float, float]
-    # flags (Observation.interpretation, lowFlags' code systems) that make a result cross even below
-    # the typical threshold when the lab sent no range it could be read against
-    flag_codes: list[str] = Field(default_factory=list)
-    remark: str = ""
-
-    @cached_property
-    def flag_code_set(self) -> frozenset[str]:
-        """The flag codes upper case, as Fact.flags holds them."""
-        return frozenset(code.upper() for code in self.flag_codes)
 
 
 class Confounder(_Knowledge):

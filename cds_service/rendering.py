@@ -126,7 +126,7 @@ def _evidence_line(ev: Evidence, k: Knowledge) -> str:
         line = f"- **{ev.label}**: {result_text(first, k, ev.threshold)} on {when_text(first, k)}"
         phrases = k.wording.phrases
         if ev.lab_limit is not None and ev.limit_times is not None:  # the lab's own limit, in the canonical unit
-            limit = format_value(ev.lab_limit)
+            limit = f"{ev.lab_limit:g}"  # as the lab printed it, converted: an MMA's 318 nmol/L is 0.318, not 0.32
             line += " (" + (phrases["aboveLabLimit"].format(limit=limit, unit=unit) if ev.limit_times == 1 else
                             phrases["timesLabLimit"].format(times=f"{ev.limit_times:g}", limit=limit, unit=unit)) + ")"
         elif ev.flagged_high:

@@ -673,3 +673,85 @@ def test_kidney_failure_lowers_a_raised_mma_review_unless_a_sign_asks_for_haste(
     a = assess(patient(64, MYALGIA, sign, ckd, b12, mma), knowledge, TODAY)
     assert (a.variant, a.indicator) == ("untreated-mma", indicator)
     assert "advanced-kidney-disease" in {c.id for c in a.confounders}
+
+
+def _mma(value: float, limit: float | None, flags: frozenset[str] = frozenset(), comparator: str | None = None) -> Fact:
+    return replace(fact("mma", 20, "Observation", value=value, unit="umol/L"), upper_limit=limit, flags=flags,
+                   comparator=comparator)
+
+
+@pytest.mark.parametrize(("mma", "outcome", "shown"), [
+    (_mma(0.40, 0.318), "card", "limit"),                            # above the lab's own limit: raised
+    (_mma(0.40, 0.318, frozenset({"N"})), "card", "limit"),          # the range decides, not the flag
+    (_mma(0.318, 0.318), "suppressed:normal-follow-up", None),       # at the limit is not above it
+    (_mma(0.40, 0.45, frozenset({"H"})), "suppressed:normal-follow-up", None),  # inside a usable range: the flag does not decide
+    (_mma(0.48, 0.55), "suppressed:normal-follow-up", None),         # a plausible limit above 0.45 decides too
+    (_mma(0.40, None, frozenset({"H"})), "card", "flag"),            # flagged high, no range
+    (_mma(0.40, None, frozenset({"HH"})), "card", "flag"),
+    (_mma(0.40, None, frozenset({"N"})), "suppressed:normal-follow-up", None),
+    (_mma(0.40, None, frozenset({"L"})), "suppressed:normal-follow-up", None),
+    (_mma(0.40, None), "suppressed:normal-follow-up", None),         # neither: 0.45 stands
+    (_mma(0.30, 0.05), "suppressed:normal-follow-up", None),         # a limit no MMA has: not believed
+    (_mma(0.30, 318.0), "suppressed:normal-follow-up", None),        # a range in nmol/L sent unlabelled
+    (_mma(0.50, 0.8), "card", "threshold"),                          # too high to believe: 0.45 stands
+    (_mma(0.30, 0.05, frozenset({"H"})), "card", "flag"),            # no usable range: the lab's flag
+    (_mma(0.5, 0.318, comparator="<"), "card", "test-mma"),          # censored across the lab's limit: no answer
+], ids=["above-limit", "above-limit-flagged-normal", "at-limit", "inside-range-flagged-high", "limit-above-0.45",
+        "flagged-high", "flagged-critically-high", "flagged-normal", "flagged-low", "neither", "limit-too-low",
+        "limit-in-another-unit", "limit-too-high", "implausible-limit-flagged-high", "censored-across-limit"])
+def test_an_mma_is_raised_by_the_labs_own_limit_or_flag_wherever_it_is_judged(
+    knowledge: Knowledge, mma: Fact, outcome: str, shown: str | None
+) -> None:
+    """The reviewer's case: 0.40 µmol/L against a lab's 0.318 read as not raised (the rule's 0.45),
+    and the card went silent on a deficiency. The follow-up to an indeterminate B12 and the lab sign
+    read it alike."""
+    b12 = fact("b12-result", 40, "Observation", value=250.0, unit="pg/mL")
+    a = assess(patient(64, MYALGIA, fact("paresthesia", 5), b12, mma), knowledge, TODAY)
+    assert a.outcome == outcome
+    if shown == "test-mma":
+        assert a.variant == "test-mma"
+        return
+    if outcome == "card":
+        assert (a.variant, a.indicator) == ("untreated-mma", Indicator.CRITICAL)
+        [ev] = [s for s in a.signs if s.id == "raised-mma"]
+        assert (ev.lab_limit is not None, ev.flagged_high, ev.threshold) == {
+            "limit": (True, False, mma.upper_limit), "flag": (False, True, None), "threshold": (False, False, 0.45)}[shown or ""]
+
+
+@pytest.mark.parametrize(("picture", "mma", "variant"), [
+    ("nitrous-oxide", _mma(0.40, 0.318), "untreated-raised-mma-after-nitrous-oxide"),
+    ("nitrous-oxide", _mma(0.40, None, frozenset({"H"})), "untreated-raised-mma-after-nitrous-oxide"),
+    ("nitrous-oxide", _mma(0.40, 0.45), None),
+    ("paresthesia", _mma(0.40, 0.318), "untreated-raised-mma"),
+    ("paresthesia", _mma(0.40, None, frozenset({"HU"})), "untreated-raised-mma"),
+    ("paresthesia", _mma(0.40, 0.45), None),
+], ids=["n2o-above-limit", "n2o-flagged", "n2o-inside-range", "discordant-above-limit", "discordant-flagged",
+        "discordant-inside-range"])
+def test_an_mma_read_by_the_labs_own_limit_answers_a_normal_b12_that_misleads(
+    knowledge: Knowledge, picture: str, mma: Fact, variant: str | None
+) -> None:
+    b12 = fact("b12-result", 30, "Observation", value=420.0, unit="pg/mL")
+    a = assess(patient(40, MYALGIA, FATIGUE, fact(picture, 10, active=True), b12, mma), knowledge, TODAY)
+    assert a.variant == variant
+    if variant is None:
+        assert a.outcome == "suppressed:recent-result"
+
+
+@pytest.mark.parametrize(("value", "limit", "flags", "sign"), [
+    (14.0, 11.4, frozenset({"H"}), True),   # above the lab's limit, under the rule's 15
+    (14.0, 15.0, frozenset(), False),
+    (11.4, 11.4, frozenset(), False),       # at the limit is not above it
+    (16.0, 20.0, frozenset(), False),       # a plausible limit above 15 decides too
+    (13.0, None, frozenset({"H"}), True),   # flagged high, no range
+    (13.0, None, frozenset(), False),       # neither: 15 stands
+    (9.0, 5.0, frozenset(), False),         # a limit no adult range has: not believed
+    (16.0, 25.0, frozenset(), True),        # nor one past any normal range: 15 stands
+], ids=["above-limit", "inside-range", "at-limit", "limit-above-15", "flagged-high", "neither", "limit-too-low",
+        "limit-too-high"])
+def test_homocysteine_is_a_sign_by_the_labs_own_limit_or_flag(
+    knowledge: Knowledge, value: float, limit: float | None, flags: frozenset[str], sign: bool
+) -> None:
+    homocysteine = replace(fact("homocysteine", 30, "Observation", value=value, unit="umol/L"), upper_limit=limit, flags=flags)
+    a = assess(patient(50, MYALGIA, homocysteine), knowledge, TODAY)
+    assert ("raised-homocysteine" in {s.id for s in a.signs}) is sign
+    assert a.outcome == ("card" if sign else "no-sign")

@@ -1230,6 +1230,22 @@ def test_the_labs_upper_limit_is_read_from_one_normal_range(knowledge: Knowledge
     assert ck.value == 260 and ck.upper_limit == limit
 
 
+@pytest.mark.parametrize(("concept", "value", "unit", "ranges", "limit"), [
+    (MMA, 400, "nmol/L", [_range(318, unit="nmol/L")], 0.318),  # converted to µmol/L, as the value is
+    (MMA, 400, "nmol/L", [_range(318, unit=None)], 0.318),  # no unit on the range: the result's
+    (MMA, 0.4, "umol/L", [_range(318, unit="nmol/L")], 0.318),
+    (MMA, 0.4, "umol/L", [_range(318, unit=None)], 318.0),  # a range in nmol/L sent unlabelled: kept, not believed (assessment)
+    (HOMOCYSTEINE, 14, "umol/L", [_range(11.4, unit="umol/L")], 11.4),
+    (HOMOCYSTEINE, 14, "umol/L", [_range(11.4, unit="mg/dL")], None),  # a unit homocysteine is not read in
+], ids=["mma-nmol", "mma-range-without-unit", "mma-umol-range-nmol", "mma-unlabelled-other-unit", "homocysteine",
+        "homocysteine-other-unit"])
+def test_the_labs_upper_limit_on_an_mma_or_homocysteine_is_read_in_the_canonical_unit(
+    knowledge: Knowledge, concept: dict[str, Any], value: float, unit: str, ranges: Any, limit: float | None
+) -> None:
+    [f] = [f for fs in facts_of(knowledge, lab(concept, value, unit, ago(3), referenceRange=ranges)).by_concept.values() for f in fs]
+    assert f.upper_limit == limit
+
+
 def test_the_labs_flags_are_kept_upper_case(knowledge: Knowledge) -> None:
     flag = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "h"}]}
     pf = facts_of(knowledge, lab(CK, 180, "U/L", ago(3), interpretation=[flag]))

@@ -92,6 +92,8 @@ _PREGNANT_STATUS = next(i for i, c in enumerate(json.loads((Path(__file__).paren
 
 _CONFOUNDERS = [c["id"] for c in json.loads((Path(__file__).parent.parent / "cards/rule.json").read_text())["confounders"]]
 _RAISED_CK, _STATIN, _TSH = (_CONFOUNDERS.index(i) for i in ("raised-creatine-kinase", "statin", "abnormal-tsh"))
+_SIGNS = [s["id"] for s in json.loads((Path(__file__).parent.parent / "cards/rule.json").read_text())["labSigns"]]
+_ANAEMIA, _MMA = (_SIGNS.index(i) for i in ("anaemia", "raised-mma"))
 
 # (file, edit, the field the error names, a word the error says)
 REFUSED = {
@@ -150,6 +152,20 @@ REFUSED = {
                               f"confounders.{_RAISED_CK}.labUpperLimit.plausible", "lowest, highest"),
     "lab-limit-below": ("rule.json", _setting(["confounders", _RAISED_CK, "comparator"], "<"),
                         f"confounders.{_RAISED_CK}.labUpperLimit", "comparator '>'"),
+    "sign-lab-limit-below": ("rule.json", _setting(["labSigns", _ANAEMIA, "labUpperLimit"], {"times": 1, "plausible": [10, 14]}),
+                             f"labSigns.{_ANAEMIA}.labUpperLimit", "comparator '>'"),
+    "sign-lab-limit-upside-down": ("rule.json", _setting(["labSigns", _MMA, "labUpperLimit", "plausible"], [0.6, 0.2]),
+                                   f"labSigns.{_MMA}.labUpperLimit.plausible", "lowest, highest"),
+    "sign-lab-limit-not-positive": ("rule.json", _setting(["labSigns", _MMA, "labUpperLimit", "plausible"], [0, 0.6]),
+                                    f"labSigns.{_MMA}.labUpperLimit.plausible", "above 0"),
+    "sign-lab-limit-times-zero": ("rule.json", _setting(["labSigns", _MMA, "labUpperLimit", "times"], 0),
+                                  f"labSigns.{_MMA}.labUpperLimit.times", "greater than 0"),
+    "sign-lab-limit-low-flag": ("rule.json", _setting(["labSigns", _MMA, "labUpperLimit", "flagCodes", "+"], "l"),
+                                f"labSigns.{_MMA}.labUpperLimit.flagCodes", "a low flag never makes a result raised: ['L']"),
+    "sign-lab-limit-unknown-field": ("rule.json", _setting(["labSigns", _MMA, "labUpperLimit", "plausibel"], [0.2, 0.6]),
+                                     f"labSigns.{_MMA}.labUpperLimit", "Extra inputs"),
+    "lab-limit-low-flag": ("rule.json", _setting(["confounders", _TSH, "labUpperLimit", "flagCodes", "+"], "LL"),
+                           f"confounders.{_TSH}.labUpperLimit.flagCodes", "low flag"),
     "follow-up-not-a-sign": ("rule.json", _setting(["b12Result", "indeterminateFollowUp"], "raised-mmx"),
                              "b12Result.indeterminateFollowUp", ""),
     "pregnant-status-not-an-answer": ("rule.json", _setting(["pregnancy", "pregnantStatusConcepts", "+"], "pregnancy"),
