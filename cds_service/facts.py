@@ -653,11 +653,11 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
     use: Literal["counts", "renewal"] = "renewal" if m.status in status.medication_renewal_only else "counts"
     dosing = _dosing_bounds(raw.get("dosageInstruction"))
     starts = min(dosing[0], default=None)
-    # the order began when it was written, or earlier when its validity says so (a backdated order);
-    # a reported one (a medicine the patient says they take) was written when it was recorded, so
-    # only its validity or dosing start dates the use
+    # the order began when it was written, or earlier when its validity or dosing says so (a backdated
+    # order, a renewal whose dosing keeps the course's first day); a reported one (a medicine the patient
+    # says they take) was written when it was recorded, so only its validity or dosing start dates the use
     began = min((d for d in (as_date(validity and validity.start), None if reported else as_date(m.authoredOn),
-                             starts if reported else None) if d), default=None)
+                             starts) if d), default=None)
     until = as_date(validity and validity.end) or max(dosing[1], default=None)
     if until is None and _single_dose(raw.get("dosageInstruction")):
         # one dose (timing.repeat.count 1): the course ends with it, on its start or when written;
