@@ -160,6 +160,7 @@ def read_drafts_and_selected(
             for d in into:
                 d.skipped += 1
             continue
+        sent_as = raw.get("resourceType")  # an older draft is named by its own type: the EHR knows no other
         if raw.get("resourceType") == "MedicationOrder":
             raw = _from_dstu2(raw)
         elif raw.get("resourceType") in _OLDER_SERVICE_REQUESTS:
@@ -188,16 +189,17 @@ def read_drafts_and_selected(
                 d.skipped += 1
             continue
         label = record_label(raw, screen, rtype)
-        reference = f"{rtype}/{model.id}" if model.id else None
+        sent_as = sent_as if isinstance(sent_as, str) else rtype
+        reference = f"{sent_as}/{model.id}" if model.id else None
         for d in into:
             if reference in d.references:
                 continue  # the same draft sent twice (an entry repeated): read once by each list, as patient data is
-            if reference is not None:
-                d.references.add(reference)
+            if reference is not None:  # and as the R4 type it stands for, as an R4 server's prefetch holds it
+                d.references |= {reference, f"{rtype}/{model.id}"}
             for concept, how in hits.items():
-                d.by_concept[concept].append(Fact(concept, rtype, model.id, label, today, True, how))
+                d.by_concept[concept].append(Fact(concept, sent_as, model.id, label, today, True, how))
             for concept, text in reason_hits.items():
-                d.reasons.append(Fact(concept, rtype, model.id, text, today, True, "code", status=ORDER_REASON))
+                d.reasons.append(Fact(concept, sent_as, model.id, text, today, True, "code", status=ORDER_REASON))
     return drafts, chosen
 
 

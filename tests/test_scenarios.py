@@ -169,6 +169,16 @@ def _answer(cards: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [(c["indicator"], c["summary"], [s["label"] for s in c.get("suggestions") or []]) for c in cards]
 
 
+def _draft_references(cards: list[dict[str, Any]]) -> list[str]:
+    """What the suggestions point at among the drafts: the drafts to delete, the products a baseline test supports."""
+    refs = []
+    for card in cards:
+        for action in (a for s in card.get("suggestions") or [] for a in s.get("actions") or []):
+            refs += [action["resourceId"]] if action.get("resourceId") else []
+            refs += [i["reference"] for i in (action.get("resource") or {}).get("supportingInfo") or []]
+    return refs
+
+
 ORDER_SCENARIOS = scenario_files("order-select") + scenario_files("order-sign")
 
 
@@ -191,9 +201,12 @@ def test_drafts_written_as_older_fhir_give_the_same_answer(path: Path, knowledge
                   for s in context.get("selections") or []]
     older = {**request, "context": {**context, "draftOrders": older_bundle,
                                     **({"selections": selections} if "selections" in context else {})}}
-    r4 = evaluate(service, request, knowledge, now).response.cards
-    assert _answer(evaluate(service, older, knowledge, now).response.model_dump(mode="json")["cards"]) == _answer(
-        [c.model_dump(mode="json") for c in r4])
+    r4 = [c.model_dump(mode="json") for c in evaluate(service, request, knowledge, now).response.cards]
+    answer = evaluate(service, older, knowledge, now).response.model_dump(mode="json")["cards"]
+    assert _answer(answer) == _answer(r4)
+    # a draft is named by the type it was sent as: an EHR on STU3 has no ServiceRequest/p1 to delete
+    assert _draft_references(answer) == [r.replace("MedicationRequest/", "MedicationOrder/").replace(
+        "ServiceRequest/", "ProcedureRequest/") for r in _draft_references(r4)]
 
 
 def test_today_is_the_clinics_date_in_its_time_zone(knowledge: Knowledge) -> None:
