@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from cds_service import fhir_models
-from cds_service.facts import RECORDS_PER_CHECK, ConceptScreen, Fact, items, record_label
+from cds_service.facts import RECORDS_PER_CHECK, ConceptScreen, Fact, items, record_label, reported
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData, is_bundle, patient_of, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
@@ -58,7 +58,9 @@ def _from_dstu2(raw: dict[str, Any]) -> dict[str, Any]:
     return _reshaped(raw, "MedicationRequest", (
         ("medicationCodeableConcept", "medicationCodeableConcept"),
         ("medicationReference", "medicationReference"), ("patient", "subject"), ("dateWritten", "authoredOn"),
-        ("reasonCodeableConcept", "reasonCode"), ("dosageInstruction", "dosageInstruction")))
+        ("reasonCodeableConcept", "reasonCode"), ("dosageInstruction", "dosageInstruction"),
+        # not DSTU2's, but a client that sends R4's home-medicine flags beside the old type means them
+        ("reportedBoolean", "reportedBoolean"), ("reportedReference", "reportedReference")))
 
 
 def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +173,8 @@ def read_drafts_and_selected(
         state = raw.get("status")
         if raw.get("doNotPerform") is True or (isinstance(state, str) and state.strip().lower() in NOT_ORDERED):
             continue  # an order not to do something, or one withdrawn: nothing is being ordered
+        if rtype == "MedicationRequest" and reported(raw):
+            continue  # a home medicine documented (reportedBoolean, reportedReference): taken already, not ordered now
         if patient_id is not None and (named := patient_of(raw.get("subject"))) is not None and named != patient_id:
             for d in into:  # another patient's order among this patient's drafts: never read as hers
                 d.skipped += 1

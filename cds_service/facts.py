@@ -645,10 +645,10 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
         return _SKIP
     if m.intent in status.medication_intent_ignored:
         return _SKIP
-    reported = _reported(raw)
+    self_reported = reported(raw)
     # a plan nobody reports taking: read as an order for the risk factors (EHRs document home
     # medicines so), never as B12 replacement under way
-    planned = m.intent in status.medication_intent_planned and not reported
+    planned = m.intent in status.medication_intent_planned and not self_reported
     validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
     use: Literal["counts", "renewal"] = "renewal" if m.status in status.medication_renewal_only else "counts"
     dosing = _dosing_bounds(raw.get("dosageInstruction"))
@@ -656,7 +656,7 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
     # the order began when it was written, or earlier when its validity or dosing says so (a backdated
     # order, a renewal whose dosing keeps the course's first day); a reported one (a medicine the patient
     # says they take) was written when it was recorded, so only its validity or dosing start dates the use
-    began = min((d for d in (as_date(validity and validity.start), None if reported else as_date(m.authoredOn),
+    began = min((d for d in (as_date(validity and validity.start), None if self_reported else as_date(m.authoredOn),
                              starts) if d), default=None)
     until = as_date(validity and validity.end) or max(dosing[1], default=None)
     if until is None and _single_dose(raw.get("dosageInstruction")):
@@ -666,7 +666,7 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
     return Reading(use, began, m.status in status.medication_active, m.status, until, starts=starts, planned=planned)
 
 
-def _reported(raw: dict[str, Any]) -> bool:
+def reported(raw: dict[str, Any]) -> bool:
     """A MedicationRequest that reports a medicine taken rather than orders it (reportedBoolean, or
     reportedReference naming who reported it): US Core records patient-reported medicines so."""
     return raw.get("reportedBoolean") is True or isinstance(raw.get("reportedReference"), dict)
