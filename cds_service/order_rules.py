@@ -134,8 +134,11 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     if ruled_out:
         return OrderAssessment(ruled_out)
     combined = {f.reference for f in drafts.of(rule.orders.combined_test_concepts)}
-    # a panel that also measures folate or ferritin first: it is the one kept when two stand in one order
-    tests = tuple(sorted(_distinct(drafts.of(rule.orders.duplicate_test_concepts)), key=lambda f: f.reference not in combined))
+    # the one kept when two stand in one order: in a pregnancy the active B12 (total B12 falls in it,
+    # NG239), then a panel that also measures folate or ferritin
+    active = {f.reference for f in drafts.of(rule.orders.active_b12_test_concepts)} if orders_active_b12(facts, k, today) else set()
+    tests = tuple(sorted(_distinct(drafts.of(rule.orders.duplicate_test_concepts)),
+                         key=lambda f: (f.reference not in active, f.reference not in combined)))
     window = rule.suppressors.recent_result_days
     recent = sorted(
         (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c) if within(f, window, today)),
