@@ -600,7 +600,7 @@ def test_a_local_order_name_is_a_b12_test_only_when_it_names_one(knowledge: Know
     ("MedicationRequest", "B12 and folate tablets", {"b12-therapy"}),
     ("MedicationRequest", "Vitamin B12 1000 mcg tablet", {"b12-therapy"}),
     ("ServiceRequest", "B12 and folate", {"b12-order", "b12-level-order", "b12-combined-order"}),
-    ("ServiceRequest", "Vitamin B12 injection", set()),
+    ("ServiceRequest", "Vitamin B12 injection", {"b12-injection-order"}),  # ordered as a procedure: no test
     ("Condition", "Myalgia", {"myalgia"}),
     ("Patient", "Myalgia", set()),  # no concept is read from it
 ])
