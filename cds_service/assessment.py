@@ -703,8 +703,11 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         return Assessment("no-sign", **base)
     diagnosis = deficiency_on_record(facts, knowledge)
     if (low.diagnosis_outdated_by_normal and diagnosis is not None and band == "normal" and last is not None
-            and last.when is not None and diagnosis.when is not None and last.when > diagnosis.when):
-        diagnosis = None  # measured normal since: history (an earlier diagnosis), not a deficiency to treat now
+            and last.when is not None and diagnosis.when is not None and last.when > diagnosis.when
+            and not treated_since(facts, knowledge, diagnosis.when, today)):
+        # measured normal since, untreated: history, not a deficiency to treat now (a normal level on
+        # replacement says the treatment works, and the review stands once it lapses)
+        diagnosis = None
     # a deficiency already diagnosed, with no replacement current: a test answers nothing the diagnosis
     # has not (pernicious anaemia is treated for life); "none current" is a claim only when all was sent
     if low.diagnosis_review and diagnosis is not None and "therapy" not in facts.unchecked:

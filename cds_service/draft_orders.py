@@ -19,6 +19,7 @@ from cds_service.textmatch import TimeCheck, no_time_limit
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
 
 ORDER_REASON = "order-reason"  # Fact.status of a complaint named as a draft order's reason
+REPORTED = "reported"  # Fact.status of a home medicine documented among the drafts: taken already, not ordered now
 # withdrawn: R4's codes, with DSTU2's and STU3's for the same (an older draft keeps its status)
 NOT_ORDERED = ("entered-in-error", "cancelled", "revoked", "stopped", "rejected", "failed")
 
@@ -34,6 +35,10 @@ class DraftOrders:
 
     def of(self, concepts: list[str]) -> list[Fact]:
         return [f for c in concepts for f in self.by_concept.get(c, [])]
+
+    def ordered(self, concepts: list[str]) -> list[Fact]:
+        """The drafts of `concepts` being ordered now: not a home medicine documented among them."""
+        return [f for f in self.of(concepts) if f.status != REPORTED]
 
 
 def _reshaped(raw: dict[str, Any], rtype: str, renames: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -173,8 +178,6 @@ def read_drafts_and_selected(
         state = raw.get("status")
         if raw.get("doNotPerform") is True or (isinstance(state, str) and state.strip().lower() in NOT_ORDERED):
             continue  # an order not to do something, or one withdrawn: nothing is being ordered
-        if rtype == "MedicationRequest" and reported(raw):
-            continue  # a home medicine documented (reportedBoolean, reportedReference): taken already, not ordered now
         if patient_id is not None and (named := patient_of(raw.get("subject"))) is not None and named != patient_id:
             for d in into:  # another patient's order among this patient's drafts: never read as hers
                 d.skipped += 1
@@ -194,6 +197,8 @@ def read_drafts_and_selected(
             continue
         label = record_label(raw, screen, rtype)
         sent_as = sent_as if isinstance(sent_as, str) else rtype
+        # a home medicine documented (reportedBoolean, reportedReference): in use, not ordered now
+        status = REPORTED if rtype == "MedicationRequest" and reported(raw) else None
         reference = f"{sent_as}/{model.id}" if model.id else None
         for d in into:
             if reference in d.references:
@@ -201,7 +206,7 @@ def read_drafts_and_selected(
             if reference is not None:  # and as the R4 type it stands for, as an R4 server's prefetch holds it
                 d.references |= {reference, f"{rtype}/{model.id}"}
             for concept, how in hits.items():
-                d.by_concept[concept].append(Fact(concept, sent_as, model.id, label, today, True, how))
+                d.by_concept[concept].append(Fact(concept, sent_as, model.id, label, today, True, how, status=status))
             for concept, text in reason_hits.items():
                 d.reasons.append(Fact(concept, sent_as, model.id, text, today, True, "code", status=ORDER_REASON))
     return drafts, chosen

@@ -192,10 +192,12 @@ _NO_CONCEPTS: frozenset[str] = frozenset()
 class ConceptScreen:
     """Finds which concepts a raw resource names, by code first and by text as a fallback."""
 
-    def __init__(self, knowledge: Knowledge, data: PatientData, check: TimeCheck = no_time_limit) -> None:
+    def __init__(self, knowledge: Knowledge, data: PatientData, check: TimeCheck = no_time_limit,
+                 today: date | None = None) -> None:
         self.k = knowledge
         self.data = data
         self.check = check
+        self.today = today  # the clinic's date, when the readers need it (an end still to come has not ended)
 
     def coded(self, concept: Any, rtype: str) -> frozenset[str]:
         return self._coded(concept, rtype)[0]
@@ -312,7 +314,7 @@ class ConceptScreen:
             return {}  # most of a chart: a standard code the rule does not know, and no free text
         main_text = self.text(names := _texts(main), rtype, one_name=True) if read_text else set()
         if main_text and medication:  # a multivitamin's ingredient list names B12 at a few micrograms
-            main_text -= self.k.strengths.too_weak(main_text, names)
+            main_text -= self.k.strengths.out_of_range(main_text, names)
         texts = self.text(extra_texts, rtype) - coded if extra_texts else set()
         if not coded and not main_text and not texts:
             return {}
@@ -376,7 +378,7 @@ def extract_facts(
         gender = data.patient.get("gender")
         facts.sex = gender if gender in ("male", "female", "other") else "unknown"
         facts.deceased = data.patient.get("deceasedBoolean") is True or isinstance(data.patient.get("deceasedDateTime"), str)
-    screen = ConceptScreen(knowledge, data, check)
+    screen = ConceptScreen(knowledge, data, check, today)
     # Lab rules read only the latest valid result per lab, so lab Observations are validated
     # newest first and the rest are never parsed: large charts cost little more than reading.
     # A lab read as it stood on a past day (Knowledge.lab_history) keeps its results raw, to be read
@@ -534,7 +536,7 @@ def _read_condition(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Readi
     # FHIR con-4: an abated condition is not current, whatever status was left off, nor one left
     # active beside the date it ended (a recurrence or relapse came back after it: still current)
     ended = _abated(raw) and (not active or (clinical in status.condition_abatement_date_ends
-                                             and _abatement_date(raw) is not None))
+                                             and _ended_by(raw, screen.today)))
     if clinical in status.condition_clinical_ignored or ended:
         # a past illness whose onset is given in words or as an age ("March 2021") was not begun
         # when it was entered into the history: its recordedDate makes it nothing recent
@@ -801,8 +803,10 @@ def _add_facts(
             facts.ended.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
         return False
     if r.use == "renewal":  # kept apart: only the start of a medicine still taken reads them
-        # ...except B12 replacement stopped after doses began: a past course, read on as a completed one
-        past = screen.k.rule.suppressors.therapy_concepts if r.status in screen.k.rule.record_status.therapy_stopped else ()
+        # ...except B12 replacement stopped with a recorded end: a course that ran until then, read on
+        # as a completed one (with no end, nothing says a dose was given before it was halted)
+        stopped_course = r.status in screen.k.rule.record_status.therapy_stopped and r.until is not None
+        past = screen.k.rule.suppressors.therapy_concepts if stopped_course else ()
         for concept, how in hits.items():
             if concept not in past:
                 facts.renewals.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
@@ -879,6 +883,14 @@ def _abatement_date(raw: dict[str, Any]) -> date | None:
     return as_date(raw.get("abatementDateTime")) or (
         (as_date(period.get("end")) or as_date(period.get("start"))) if isinstance(period, dict) else None
     )
+
+
+def _ended_by(raw: dict[str, Any], today: date | None) -> bool:
+    """Whether a Condition's recorded end (abatementDateTime, or its abatementPeriod's end: a period
+    with only a start has not ended) has come, on `today` (None: any date recorded)."""
+    period = raw.get("abatementPeriod")
+    end = as_date(raw.get("abatementDateTime")) or (as_date(period.get("end")) if isinstance(period, dict) else None)
+    return end is not None and (today is None or end <= today)
 
 
 def _abated(raw: dict[str, Any]) -> bool:

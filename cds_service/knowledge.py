@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -180,6 +181,11 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             raise KnowledgeError("concepts.json", f"concepts.{i}", "needs valueSet or textTerms")
         if concept.text_minimum_strength is not None and not concept.text_terms:
             raise KnowledgeError("concepts.json", f"concepts.{i}.textMinimumStrength", "needs textTerms to find the strength by")
+        if concept.text_maximum_strength is not None and not concept.text_terms:
+            raise KnowledgeError("concepts.json", f"concepts.{i}.textMaximumStrength", "needs textTerms to find the strength by")
+        if (concept.text_minimum_strength is not None and concept.text_maximum_strength is not None
+                and concept.text_maximum_strength.milligrams <= concept.text_minimum_strength.milligrams):
+            raise KnowledgeError("concepts.json", f"concepts.{i}.textMaximumStrength", "must be above textMinimumStrength")
         if concept.answer_of is not None:
             question = concepts.get(concept.answer_of)
             if question is None or question.answer_of is not None or question.value_set is None:
@@ -255,8 +261,9 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             frozenset(c.id for c in concepts.values() if c.generic_code),
         ),
         strengths=ProductStrengths({
-            c.id: StrengthFloor.build(c.text_terms, c.text_minimum_strength.milligrams)
-            for c in concepts.values() if c.text_minimum_strength is not None
+            c.id: StrengthFloor.build(c.text_terms, c.text_minimum_strength.milligrams if c.text_minimum_strength else 0.0,
+                                      c.text_maximum_strength.milligrams if c.text_maximum_strength else math.inf)
+            for c in concepts.values() if c.text_minimum_strength is not None or c.text_maximum_strength is not None
         }, {
             cf.concept: StrengthFloor.build(concepts[cf.concept].text_terms, 0.0)
             for cf in rule.confounders if cf.recent_dose_raise and cf.concept in concepts

@@ -25,8 +25,9 @@ class _File(_Knowledge):
     about: str = ""
 
 
-class MinimumStrength(_Knowledge):
-    """A product whose name states less than this of the concept per unit is not it."""
+class StrengthLimit(_Knowledge):
+    """A product whose name states less (a minimum) or more (a maximum) than this of the concept per
+    unit is not it."""
 
     milligrams: float = Field(gt=0)
     remark: str = ""
@@ -43,7 +44,9 @@ class ConceptDef(_Knowledge):
     # product that lists B12 among its ingredients), or, for a phrase that holds one of the terms
     # ("on exertion"), only the mention inside it
     text_exclusions: list[str] = Field(default_factory=list)
-    text_minimum_strength: MinimumStrength | None = None
+    text_minimum_strength: StrengthLimit | None = None
+    # more than this per unit is something else (hydroxocobalamin 5 g is the cyanide antidote)
+    text_maximum_strength: StrengthLimit | None = None
     # a diagnosis, not a symptom: a relative named beside a mention makes it the relative's ("Coeliac
     # disease (mother)"), and a negative answer after it excludes it ("Celiac disease: tTG negative")
     text_diagnosis: bool = False

@@ -79,7 +79,7 @@ def order_select_cannot_fire(selected: DraftOrders, all_drafts: DraftOrders, k: 
     orders = k.rule.orders
     if all_drafts.of(orders.b12_test_concepts):
         return "draft-has-b12-test"
-    if not selected.of(orders.b12_product_concepts) and not selected.of(orders.muscle_order_concepts):
+    if not selected.ordered(orders.b12_product_concepts) and not selected.ordered(orders.muscle_order_concepts):
         return "unrelated-order"
     return None
 
@@ -96,7 +96,7 @@ def assess_order_select(
     ruled_out = order_select_cannot_fire(selected, all_drafts, k)
     if ruled_out:
         return OrderAssessment(ruled_out)
-    products = selected.of(rule.orders.b12_product_concepts)
+    products = selected.ordered(rule.orders.b12_product_concepts)
     if products:
         if out_of_population(facts, k, today):  # as the pattern card: NG239 covers over-16s, and the living
             return OrderAssessment("out-of-population", ordered=tuple(products))
@@ -116,11 +116,14 @@ def assess_order_select(
         last = newest([f for c in results for f in facts.of(c) if f.resource_type == "Observation"])
         return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products), earlier=(last,) if last else (),
                                unchecked=facts.unchecked)
-    muscle = selected.of(rule.orders.muscle_order_concepts)
-    # B12 replacement drafted beside the muscle order (selected or not) is replacement under way; a
-    # lab a confounder asks for (a CK beside a statin) drafted now is that advice taken
+    muscle = selected.ordered(rule.orders.muscle_order_concepts)
+    # B12 in the drafts, selected or not (ordered now, an injection ordered as a procedure, or taken at
+    # home and documented), is replacement under way, read as the first therapy concept; a lab a
+    # confounder asks for (a CK beside a statin) drafted now is that advice taken
     checks = [cf.checked_by.lab for cf in rule.confounders if cf.checked_by is not None]
-    drafted = [*selected.reasons, *all_drafts.of(rule.orders.b12_product_concepts),
+    therapy = rule.suppressors.therapy_concepts
+    drafted = [*selected.reasons,
+               *(f if f.concept in therapy else replace(f, concept=therapy[0]) for f in all_drafts.of(rule.orders.b12_product_concepts)),
                *(replace(f, status=ORDERED_NOW) for f in all_drafts.of(checks))]
     pattern = assess(_with_drafts(facts, drafted), k, today)
     if not pattern.fires:

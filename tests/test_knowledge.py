@@ -236,6 +236,17 @@ def test_a_minimum_strength_must_be_a_positive_number_of_milligrams(tmp_path: Pa
     assert err.value.file == "concepts.json" and "textMinimumStrength" in err.value.field
 
 
+def test_a_maximum_strength_must_lie_above_the_minimum(tmp_path: Path) -> None:
+    cards = _copy_cards(tmp_path)
+    concepts = json.loads((cards / "concepts.json").read_text())
+    [therapy] = [c for c in concepts["concepts"] if c["id"] == "b12-therapy"]
+    therapy["textMaximumStrength"] = {"milligrams": 0.01}
+    (cards / "concepts.json").write_text(json.dumps(concepts))
+    with pytest.raises(KnowledgeError, match="above textMinimumStrength") as err:
+        load_knowledge(cards)
+    assert err.value.field.endswith("textMaximumStrength")
+
+
 def test_a_minimum_strength_needs_the_names_to_find_it_by(tmp_path: Path) -> None:
     cards = _copy_cards(tmp_path)
     concepts = json.loads((cards / "concepts.json").read_text())
