@@ -792,7 +792,7 @@ def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | No
     record, current and not only suspected (rule.json orders.establishedDeficiencyConcepts)."""
     orders = knowledge.rule.orders
     found = [f for c in orders.established_deficiency_concepts for f in facts.of(c)
-             if f.verification not in orders.established_deficiency_unconfirmed]
+             if f.verification not in knowledge.rule.record_status.condition_verification_suspected]
     return newest(found) or next(iter(found), None)  # of any date: an undated one too
 
 

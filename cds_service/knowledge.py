@@ -307,6 +307,12 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
                 "rule.json", field, f"unit {unit!r} must be {labs[lab].canonical_unit!r}"
             )
 
+    status = rule.record_status
+    # the B12-only readings refine a status the medicine lists already read: one outside them is never fetched or read
+    for name, special, within in (("therapyStopped", status.therapy_stopped, status.medication_renewal_only),
+                                  ("therapyOnHold", status.therapy_on_hold, status.medication_active)):
+        if not set(special) <= set(within):
+            raise KnowledgeError("rule.json", f"recordStatus.{name}", f"every status must also be in {sorted(within)}")
     for i, c in enumerate(rule.trigger.concepts):
         need_concept(f"trigger.concepts.{i}", c)
     for i, c in enumerate(rule.symptoms.concepts):

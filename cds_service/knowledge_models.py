@@ -460,8 +460,6 @@ class OrderRule(_Knowledge):
     level_on_file_days: int = Field(ge=1)
     # a deficiency already diagnosed: a B12 product then restarts or continues treatment, no "measure first"
     established_deficiency_concepts: list[str] = Field(default_factory=list)
-    # verification statuses (Condition.verificationStatus) of a diagnosis only suspected, not established
-    established_deficiency_unconfirmed: list[str] = Field(default_factory=list)
     remark: str = ""
 
 

@@ -97,6 +97,10 @@ _ANAEMIA, _MMA = (_SIGNS.index(i) for i in ("anaemia", "raised-mma"))
 
 # (file, edit, the field the error names, a word the error says)
 REFUSED = {
+    "stopped-not-read": ("rule.json", _setting(["recordStatus", "therapyStopped", "+"], "cancelled"),
+                         "recordStatus.therapyStopped", "stopped"),
+    "on-hold-not-active": ("rule.json", _setting(["recordStatus", "therapyOnHold", "+"], "suspended"),
+                           "recordStatus.therapyOnHold", "on-hold"),
     "summary-of-140": ("wording.json", _setting(["variants", "test-b12", "summary"], "x" * 140),  # spec: <140
                          "variants.test-b12.summary", ""),
     "unknown-concept": ("rule.json", _setting(["symptoms", "concepts", "+"], "hiccups"), "", "hiccups"),
