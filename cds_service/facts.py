@@ -7,7 +7,7 @@ with fhir.resources, so a 10,000-Observation chart costs little more than readin
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -774,17 +774,16 @@ def _add_facts(
         return False
     if r.use == "skip" or (rtype == "Observation" and (r.value == 0 or _scored_zero(raw)) and not set(hits) & set(screen.k.units)):
         return False  # a symptom scored 0 ("muscle pain score: 0") is a symptom absent
+    therapy = screen.k.rule.suppressors.therapy_concepts
     if r.planned:
-        therapy = screen.k.rule.suppressors.therapy_concepts
-        hits = {c: how for c, how in hits.items() if c not in therapy}
+        hits = _split(hits, therapy)[1]
         if not hits:
             return False
     rid, label = model.id, record_label(raw, screen, rtype)
     if rtype == "MedicationRequest" and r.status in screen.k.rule.record_status.therapy_on_hold:
-        therapy = screen.k.rule.suppressors.therapy_concepts
+        held, hits = _split(hits, therapy)  # metformin on hold is still long-term use
         facts.held_therapy += [Fact(c, rtype, rid, label, r.when, False, how, status=r.status, until=r.until)
-                               for c, how in hits.items() if c in therapy]
-        hits = {c: how for c, how in hits.items() if c not in therapy}  # metformin on hold is still long-term use
+                               for c, how in held.items()]
         if not hits:
             return False
     if r.use == "no-result" or not r.reports:
@@ -806,11 +805,9 @@ def _add_facts(
         # ...except B12 replacement stopped with a recorded end: a course that ran until then, read on
         # as a completed one (with no end, nothing says a dose was given before it was halted)
         stopped_course = r.status in screen.k.rule.record_status.therapy_stopped and r.until is not None
-        past = screen.k.rule.suppressors.therapy_concepts if stopped_course else ()
-        for concept, how in hits.items():
-            if concept not in past:
-                facts.renewals.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
-        hits = {c: how for c, how in hits.items() if c in past}
+        hits, renewed = _split(hits, therapy if stopped_course else ())
+        for concept, how in renewed.items():
+            facts.renewals.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
         if not hits:
             return False
     if r.use == "in-progress":
@@ -878,18 +875,29 @@ def _lab_flags(interpretation: Any, flags: LabFlags, reader: LabTextReader) -> l
     return found
 
 
-def _abatement_date(raw: dict[str, Any]) -> date | None:
+def _split(hits: dict[str, Literal["code", "text"]], concepts: Collection[str]
+           ) -> tuple[dict[str, Literal["code", "text"]], dict[str, Literal["code", "text"]]]:
+    """(the hits of `concepts`, the others)."""
+    return ({c: how for c, how in hits.items() if c in concepts},
+            {c: how for c, how in hits.items() if c not in concepts})
+
+
+def _abatement_end(raw: dict[str, Any]) -> date | None:
+    """When a Condition ended: abatementDateTime, or its abatementPeriod's end."""
     period = raw.get("abatementPeriod")
-    return as_date(raw.get("abatementDateTime")) or (
-        (as_date(period.get("end")) or as_date(period.get("start"))) if isinstance(period, dict) else None
-    )
+    return as_date(raw.get("abatementDateTime")) or (as_date(period.get("end")) if isinstance(period, dict) else None)
+
+
+def _abatement_date(raw: dict[str, Any]) -> date | None:
+    """The end, else the start of an abatement period (when the condition began to abate)."""
+    period = raw.get("abatementPeriod")
+    return _abatement_end(raw) or (as_date(period.get("start")) if isinstance(period, dict) else None)
 
 
 def _ended_by(raw: dict[str, Any], today: date | None) -> bool:
     """Whether a Condition's recorded end (abatementDateTime, or its abatementPeriod's end: a period
     with only a start has not ended) has come, on `today` (None: any date recorded)."""
-    period = raw.get("abatementPeriod")
-    end = as_date(raw.get("abatementDateTime")) or (as_date(period.get("end")) if isinstance(period, dict) else None)
+    end = _abatement_end(raw)
     return end is not None and (today is None or end <= today)
 
 

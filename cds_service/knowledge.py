@@ -179,10 +179,9 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
             )
         if concept.value_set is None and not concept.text_terms:
             raise KnowledgeError("concepts.json", f"concepts.{i}", "needs valueSet or textTerms")
-        if concept.text_minimum_strength is not None and not concept.text_terms:
-            raise KnowledgeError("concepts.json", f"concepts.{i}.textMinimumStrength", "needs textTerms to find the strength by")
-        if concept.text_maximum_strength is not None and not concept.text_terms:
-            raise KnowledgeError("concepts.json", f"concepts.{i}.textMaximumStrength", "needs textTerms to find the strength by")
+        for name, limit in (("textMinimumStrength", concept.text_minimum_strength), ("textMaximumStrength", concept.text_maximum_strength)):
+            if limit is not None and not concept.text_terms:
+                raise KnowledgeError("concepts.json", f"concepts.{i}.{name}", "needs textTerms to find the strength by")
         if (concept.text_minimum_strength is not None and concept.text_maximum_strength is not None
                 and concept.text_maximum_strength.milligrams <= concept.text_minimum_strength.milligrams):
             raise KnowledgeError("concepts.json", f"concepts.{i}.textMaximumStrength", "must be above textMinimumStrength")
