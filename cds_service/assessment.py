@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from cds_service.contract import PatternVariant
-from cds_service.facts import ORDERED_NOW, Fact, PatientFacts
+from cds_service.facts import CLOCK_SKEW_DAYS, ORDERED_NOW, Fact, PatientFacts
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import Confounder, ConfounderCheck, LabThreshold, LabUpperLimit, ResultBands
 from cds_service.protocol import Indicator
@@ -113,9 +113,19 @@ def _days(since: date, today: date) -> int:
     return (today - since).days
 
 
+def _come(day: date, today: date) -> bool:
+    """Whether `day` has come (or is within the clock skew of today)."""
+    return _days(day, today) >= -CLOCK_SKEW_DAYS
+
+
+def _in_window(day: date, window: int, today: date) -> bool:
+    """Whether `day` lies in the last `window` days, the clock skew allowed."""
+    return -CLOCK_SKEW_DAYS <= _days(day, today) <= window
+
+
 def within(fact: Fact, days: int, today: date) -> bool:
-    """Dated in the last `days` days (a day ahead is allowed: EHR and service clocks differ by time zone)."""
-    return fact.when is not None and -1 <= _days(fact.when, today) <= days
+    """Dated in the last `days` days (a day ahead allowed)."""
+    return fact.when is not None and _in_window(fact.when, days, today)
 
 
 def _lapsed(order: Fact, knowledge: Knowledge, today: date) -> bool:
@@ -147,18 +157,18 @@ def _ended(course: Fact, today: date) -> date | None:
     """When a past course ended: its recorded end, else (unknown) its start. An end still to come
     on a completed course is a validity period's, not when it ended: the start is used then (an end
     tomorrow is today's somewhere: a day ahead is allowed, as for every date read)."""
-    return course.until if course.until is not None and _days(course.until, today) >= -1 else course.when
+    return course.until if course.until is not None and _come(course.until, today) else course.when
 
 
 def _as_given(course: Fact, today: date) -> Fact:
     """A course as the card names it: an end still to come is no end ("ended" next month would mislead)."""
-    return replace(course, until=None) if course.until is not None and _days(course.until, today) < -1 else course
+    return replace(course, until=None) if course.until is not None and not _come(course.until, today) else course
 
 
 def begun(fact: Fact, today: date) -> bool:
     """Whether a medicine's dosing has begun: an order whose start is still to come (a day ahead
     allowed, as EHR and service clocks differ by time zone) is neither use nor replacement yet."""
-    return fact.starts is None or _days(fact.starts, today) >= -1
+    return fact.starts is None or _come(fact.starts, today)
 
 
 def in_use(fact: Fact, today: date) -> bool:
@@ -175,7 +185,7 @@ def on_b12_therapy(facts: PatientFacts, knowledge: Knowledge, today: date) -> bo
     window = sup.therapy_administration_days
     given = [f for concept in sup.therapy_concepts for f in facts.of(concept) if begun(f, today)]
     current = [f for f in given if in_use(f, today)]
-    if current or any((ended := _ended(f, today)) is not None and -1 <= _days(ended, today) <= window for f in given):
+    if current or any((ended := _ended(f, today)) is not None and _in_window(ended, window, today) for f in given):
         return True
     return on_maintenance(given, knowledge, today)
 
@@ -188,7 +198,7 @@ def on_maintenance(given: list[Fact], knowledge: Knowledge, today: date) -> bool
     a patient a little overdue for the next dose is still on replacement, not one to re-test."""
     sup = knowledge.rule.suppressors
     doses = sorted((f.when for f in given if f.resource_type in DOSE_RECORDS and f.when is not None
-                    and 0 <= _days(f.when, today) <= sup.maintenance_window_days), reverse=True)
+                    and _in_window(f.when, sup.maintenance_window_days, today)), reverse=True)
     return (len(doses) >= sup.maintenance_doses and _days(doses[0], today) <= sup.maintenance_latest_days
             and _days(doses[-1], doses[0]) >= sup.maintenance_min_span_days)  # a series, not one stay's doses
 
@@ -225,7 +235,7 @@ def current_course(facts: PatientFacts, concept: str, knowledge: Knowledge, toda
     if not using and grace:
         window = knowledge.rule.record_status.current_use_grace_days
         recent = [(end, f) for f in records if begun(f, today) and (end := _ended(f, today)) is not None
-                  and -1 <= _days(end, today) <= window]
+                  and _in_window(end, window, today)]
         if recent:
             ended = max(end for end, _ in recent)
             using = [f for _, f in recent]
@@ -279,7 +289,7 @@ def dose_raised(course: Course, found: list[Fact], knowledge: Knowledge, concept
 def _recent(fact: Fact, window: int, today: date) -> bool:
     """An illness or injury inside the window: one that has ended by its end (over before the window,
     however recently it was entered), else by its start."""
-    if fact.until is not None and _days(fact.until, today) >= -1:
+    if fact.until is not None and _come(fact.until, today):
         return _days(fact.until, today) <= window
     return within(fact, window, today)
 
@@ -288,7 +298,7 @@ def _current(fact: Fact, lookback: int, today: date) -> bool:
     """Active, or dated inside the look-back; a visit's diagnosis also by its visit (recordedDate):
     aches since the spring, diagnosed last week, were present last week."""
     return fact.active or within(fact, lookback, today) or (
-        fact.visit and fact.recorded is not None and -1 <= _days(fact.recorded, today) <= lookback)
+        fact.visit and fact.recorded is not None and _in_window(fact.recorded, lookback, today))
 
 
 def newest(facts: list[Fact]) -> Fact | None:
@@ -423,7 +433,7 @@ def _pregnancies(facts: PatientFacts, knowledge: Knowledge, today: date) -> list
                 if within(f, rule.lookback_days, today) or (f.active and f.when is None)]
     status = newest([f for c in rule.not_pregnant_status_concepts for f in facts.of(c)
                      if within(f, rule.lookback_days, today)])
-    resolved = [d for d in _resolved_ends(facts, knowledge) if -1 <= (today - d).days <= rule.lookback_days]
+    resolved = [d for d in _resolved_ends(facts, knowledge) if _in_window(d, rule.lookback_days, today)]
     ends = [d for d in (status.when if status else None, *resolved) if d is not None]
     if not ends:
         return evidence

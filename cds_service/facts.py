@@ -21,6 +21,8 @@ from cds_service.textmatch import TimeCheck, no_time_limit
 from cds_service.valueset import loose_uri
 
 NEGATIVE_ANSWER = "negative-answer"
+CLOCK_SKEW_DAYS = 1
+"""A date this many days ahead counts as today: the EHR's clock and the service's differ by time zone."""
 MAX_LAB_VALUE = 1e12  # no concentration or count is negative or this large in any unit: a corrupt value
 HL7_TERMINOLOGY = "http://terminology.hl7.org/CodeSystem/"
 
@@ -401,7 +403,7 @@ def extract_facts(
                 labs[next(iter(hits))].append((_newest_first_key(when, raw, final_first), when, raw))
                 continue
             _add_facts(facts, raw, rtype, hits, screen)
-    latest = (today + timedelta(days=1)).isoformat() if today is not None else None
+    latest = (today + timedelta(days=CLOCK_SKEW_DAYS)).isoformat() if today is not None else None
     for concept, candidates in labs.items():
         candidates.sort(key=lambda c: c[0], reverse=True)
         for n, (_, when, raw) in enumerate(candidates, 1):

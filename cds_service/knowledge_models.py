@@ -11,8 +11,6 @@ from cds_service.patient_data import ResourceType
 from cds_service.protocol import SUMMARY_MAX
 from cds_service.valueset import loose_uri
 
-FORMAT_VERSION = 1
-
 
 class _Knowledge(BaseModel):
     model_config = ConfigDict(

@@ -18,7 +18,6 @@ _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _DECIMAL_COMMA = re.compile(r"\d+,\d+")
 # a unit: one word that opens with no digit or punctuation ("pg/mL", "pmol/L", "µmol/L")
 _UNIT = r"[^\s\d.,;:()\[\]][^\s,;:()\[\]]*"
-_BRACKETS = "()[]"
 
 
 @dataclass(frozen=True, slots=True)

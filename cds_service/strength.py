@@ -11,6 +11,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from cds_service.lab_text import number
+
 # mass units as product names write them, in milligrams (SI facts, not clinical knowledge)
 _MG_PER_UNIT = {"g": 1000.0, "gm": 1000.0, "gram": 1000.0, "grams": 1000.0, "mg": 1.0, "milligram": 1.0, "milligrams": 1.0,
                 "mcg": 0.001, "ug": 0.001, "µg": 0.001, "μg": 0.001, "microgram": 0.001, "micrograms": 0.001}
@@ -18,12 +20,9 @@ _AMOUNT = r"(?P<amount>\d+(?:[.,]\d+)?)\s*(?P<unit>" + "|".join(sorted(map(re.es
 
 
 def _milligrams(amount: str, unit: str) -> float:
-    whole, _, part = amount.replace(",", ".").partition(".")
-    if "," in amount and len(part) == 3 and whole != "0":  # 1,000 mcg: a thousands separator
-        value = float(whole + part)
-    else:
-        value = float(amount.replace(",", "."))
-    return value * _MG_PER_UNIT[unit]
+    """An amount as a label writes it (1,000 mcg; 0,5 mg), read as lab values are, in mg."""
+    value = number(amount)
+    return (math.nan if value is None else value) * _MG_PER_UNIT[unit]  # nan: outside no range, stated as none
 
 
 @dataclass(frozen=True)

@@ -950,6 +950,9 @@ def test_a_record_with_an_id_fhir_does_not_allow_is_read_without_it(knowledge: K
     ("Cyanocobalamin 1 MG/ML Injectable Solution", True), ("Nascobal 500 MCG/ACTUAT Nasal Spray", True),
     ("Cyanocobalamin 1 MG / Folic Acid 2.5 MG / Pyridoxine 25 MG Oral Tablet", True),
     ("Vitamin B12 ER tablet", True),  # no strength stated: read by its name, as before
+    # a comma read as lab values read it: 0,005 mg a decimal comma (a multivitamin's), 1,500 mcg thousands
+    ("cyanocobalamin 0,005 mg", False), ("cyanocobalamin 1,500 mcg", True),
+    ("Hydroxocobalamin 5000,5 mg", False),  # a decimal comma over the ceiling (5 g): the antidote
 ])
 def test_a_product_named_with_a_few_micrograms_of_b12_is_no_replacement(knowledge: Knowledge, name: str,
                                                                          is_therapy: bool) -> None:
