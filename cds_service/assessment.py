@@ -7,7 +7,7 @@ can explain itself and the audit can record which criteria fired.
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from cds_service.contract import PatternVariant
 from cds_service.facts import CLOCK_SKEW_DAYS, ORDERED_NOW, Fact, PatientFacts
@@ -625,46 +625,47 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     risks = _risk_factors(facts, knowledge, today, age)
     first = min((f.when for f in trigger if f.when is not None), default=None)
     confounders = _confounders(facts, knowledge, today, trigger[0], first)  # all that hold: urgency reads them
-    base: dict[str, Any] = {
-        "trigger": trigger, "risk_factors": risks, "confounders": listed_once(confounders, knowledge), "last_b12": last,
-        "b12_band": band, "recent_result_days": sup.recent_result_days,
-        "unchecked": facts.unchecked | ({"age"} if age is None else set()), "unreadable": facts.unreadable,
-        "lapsed_orders": lapsed_orders(facts, sup.pending_order_concepts, knowledge, today),
-        "implausible": _implausible_results(facts, knowledge, today),
-        "short_courses": _short_courses(facts, knowledge, today),
-    }
-
     low = rule.untreated_low
     treated = treated_since(facts, knowledge, last.when, today) if last is not None and last.when is not None else ()
-    base["past_therapy"] = treated
-    # named on the card: "no current replacement" should not read as "never treated" to a clinician
-    # whose patient's injections lapsed
-    base["earlier_therapy"] = next(iter(treated_since(facts, knowledge, date.min, today)), None) if not treated else None
-    base["held_therapy"] = newest(facts.held_therapy) if not treated else None
-    base["low_in_pregnancy"] = low_in_pregnancy
-    base["undated_b12"] = next((f for c in b12.result_concepts for f in facts.of(c) if f.when is None), None)
-    # named on the card, so a clinician who knows a sample was sent is not told nothing is on record
-    base["no_result_b12"] = newest([f for f in facts.no_result if f.concept in b12.recent_result_concepts
-                                     and within(f, sup.recent_result_days, today)])
+    # what every outcome from here on carries; each return below says only what it decides
+    base = Assessment(
+        "undecided", trigger=trigger, risk_factors=risks, confounders=listed_once(confounders, knowledge), last_b12=last,
+        b12_band=band, recent_result_days=sup.recent_result_days,
+        unchecked=frozenset(facts.unchecked | ({"age"} if age is None else set())), unreadable=facts.unreadable,
+        lapsed_orders=lapsed_orders(facts, sup.pending_order_concepts, knowledge, today),
+        implausible=_implausible_results(facts, knowledge, today),
+        short_courses=_short_courses(facts, knowledge, today),
+        past_therapy=treated,
+        # named on the card: "no current replacement" should not read as "never treated" to a
+        # clinician whose patient's injections lapsed
+        earlier_therapy=next(iter(treated_since(facts, knowledge, date.min, today)), None) if not treated else None,
+        held_therapy=newest(facts.held_therapy) if not treated else None,
+        low_in_pregnancy=low_in_pregnancy,
+        undated_b12=next((f for c in b12.result_concepts for f in facts.of(c) if f.when is None), None),
+        # named on the card, so a clinician who knows a sample was sent is not told nothing is on record
+        no_result_b12=newest([f for f in facts.no_result if f.concept in b12.recent_result_concepts
+                              and within(f, sup.recent_result_days, today)]),
+    )
     if band == "deficient" and last is not None and low.enabled and within(last, low.lookback_days, today) and not low_in_pregnancy:
         if treated:
             return _lapsed_treatment(facts, knowledge, today, (), base)
         # the signs decide how urgent treatment is (neurological features: do not delay), so show them
-        return Assessment("card", "untreated-low", Indicator.CRITICAL, signs=_signs(facts, knowledge, today), **base)
+        return replace(base, outcome="card", variant="untreated-low", indicator=Indicator.CRITICAL,
+                       signs=_signs(facts, knowledge, today))
     if band == "indeterminate" and last is not None and last.when is not None:
         answer = _follow_up_since(facts, knowledge, follow_up_from(last, knowledge), today)
         if answer is not None:  # the follow-up NG239 advises was done: it answers the question
             raised, evidence = answer
             if not raised:
-                return Assessment("suppressed:normal-follow-up", **base)
+                return replace(base, outcome="suppressed:normal-follow-up")
         if answer is not None and treated:
             return _lapsed_treatment(facts, knowledge, today, (_indeterminate_sign(last, knowledge), answer[1]), base)
         if answer is not None:
             signs = (*_signs(facts, knowledge, today), _indeterminate_sign(last, knowledge))
             if evidence.id not in {e.id for e in signs}:
                 signs = (*signs, evidence)
-            indicator, base["confounders"] = _follow_up_urgency(confounders, signs, facts, knowledge, evidence.facts[0], today)
-            return Assessment("card", "untreated-mma", indicator, signs=signs, **base)
+            indicator, listed = _follow_up_urgency(confounders, signs, facts, knowledge, evidence.facts[0], today)
+            return replace(base, outcome="card", variant="untreated-mma", indicator=indicator, signs=signs, confounders=listed)
     # MMA is never suggested twice: once one answered the indeterminate B12 (follow_up_from), re-test B12
     # an indeterminate B12 over a year old (the untreated-low look-back) is evidence, not a current value:
     # as an old low one, it asks for a new B12, not for the MMA that would settle a current one
@@ -688,18 +689,17 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     follow_up_lab = rule.follow_up_sign.lab
     functional_due = (bool(unreliable) or discordant) and not mma_due
     if functional_due and any(within(f, sup.recent_result_days, today) for f in facts.of(follow_up_lab)):
-        return Assessment("suppressed:recent-result", **base)
+        return replace(base, outcome="suppressed:recent-result")
     recent = [f for c in b12.recent_result_concepts for f in facts.of(c) if within(f, sup.recent_result_days, today)]
     # a recent result makes a repeat B12 redundant, not the MMA NG239 advises after an indeterminate one
     if recent and not mma_due and not functional_due and not low_in_pregnancy:
-        return Assessment("suppressed:recent-result", **base)
+        return replace(base, outcome="suppressed:recent-result")
     if (mma_due or functional_due) and tests_in_progress(facts, [follow_up_lab], knowledge, today):
-        return Assessment("suppressed:result-pending", **base)
+        return replace(base, outcome="suppressed:result-pending")
     if band == "normal" and last is not None and within(last, sup.normal_result_days, today) and not functional_due:
         if last.when is None or not any(e.started_after(last.when) for e in risks):
-            return Assessment("suppressed:recent-normal-result", **base)
-
-        base["new_risk_since_normal"] = True
+            return replace(base, outcome="suppressed:recent-normal-result")
+        base = replace(base, new_risk_since_normal=True)
     signs = _signs(facts, knowledge, today)
     if band == "indeterminate" and last is not None:
         signs += (_indeterminate_sign(last, knowledge),)
@@ -710,7 +710,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
                           else ("earlier-low-b12", words.earlier_low.format(days=low.lookback_days, test=result_test_label(last, knowledge))))
         signs += (Evidence(sign_id, label, (last,)),)
     if not signs:
-        return Assessment("no-sign", **base)
+        return replace(base, outcome="no-sign")
     diagnosis = deficiency_on_record(facts, knowledge)
     if (low.diagnosis_outdated_by_normal and diagnosis is not None and band == "normal" and last is not None
             and last.when is not None and diagnosis.when is not None and last.when > diagnosis.when
@@ -725,9 +725,10 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         # the diagnosis has its own section: not listed again as a risk factor
         if diagnosis.resource_id is not None:
             record = (diagnosis.resource_type, diagnosis.resource_id)
-            base["risk_factors"] = tuple(e for e in risks if {(f.resource_type, f.resource_id) for f in e.facts} != {record})
-        return Assessment("card", "diagnosed-deficiency", Indicator.CRITICAL if critical else Indicator.WARNING,
-                          signs=signs, critical_feature=critical, diagnosis=diagnosis, **base)
+            base = replace(base, risk_factors=tuple(e for e in risks if {(f.resource_type, f.resource_id) for f in e.facts} != {record}))
+        return replace(base, outcome="card", variant="diagnosed-deficiency",
+                       indicator=Indicator.CRITICAL if critical else Indicator.WARNING,
+                       signs=signs, critical_feature=critical, diagnosis=diagnosis)
 
     critical = _critical_feature(signs, knowledge)
     untreated_old_low = {s.id for s in signs} & set(rule.indicator.critical_without_risk_factor)
@@ -746,12 +747,12 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
                                else "test-mma-after-normal-b12" if functional_due else "test-b12")
     if variant == "test-b12" and orders_active_b12(facts, knowledge, today):
         variant = "test-active-b12"
-    return Assessment("card", variant, indicator, signs=signs,
-                      critical_feature=critical if indicator == Indicator.CRITICAL else None, **base)
+    return replace(base, outcome="card", variant=variant, indicator=indicator, signs=signs,
+                   critical_feature=critical if indicator == Indicator.CRITICAL else None)
 
 
 def _raised_follow_up(
-    facts: PatientFacts, knowledge: Knowledge, today: date, mma: Evidence, base: dict[str, Any],
+    facts: PatientFacts, knowledge: Knowledge, today: date, mma: Evidence, base: Assessment,
     held: tuple[Evidence, ...], after_nitrous_oxide: bool,
 ) -> Assessment:
     """A raised MMA where serum B12 misleads (nitrous oxide; a normal B12 beside a strong picture):
@@ -764,8 +765,8 @@ def _raised_follow_up(
     if mma.id not in {e.id for e in signs}:
         signs = (*signs, mma)
     variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
-    indicator, base["confounders"] = _follow_up_urgency(held, signs, facts, knowledge, mma.facts[0], today)
-    return Assessment("card", variant, indicator, signs=signs, **base)
+    indicator, listed = _follow_up_urgency(held, signs, facts, knowledge, mma.facts[0], today)
+    return replace(base, outcome="card", variant=variant, indicator=indicator, signs=signs, confounders=listed)
 
 
 def _follow_up_urgency(
@@ -807,7 +808,7 @@ def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | No
 
 
 def _lapsed_treatment(
-    facts: PatientFacts, knowledge: Knowledge, today: date, evidence: tuple[Evidence, ...], base: dict[str, Any]
+    facts: PatientFacts, knowledge: Knowledge, today: date, evidence: tuple[Evidence, ...], base: Assessment
 ) -> Assessment:
     """Deficiency found, treated since, nothing current: a treatment review, critical with a
     neurological or cognitive sign or macrocytic anaemia (BSH: do not delay)."""
@@ -815,7 +816,7 @@ def _lapsed_treatment(
     signs += tuple(e for e in evidence if e.id not in {s.id for s in signs})
     critical = _critical_feature(signs, knowledge)
     indicator = Indicator.CRITICAL if critical else Indicator.WARNING
-    return Assessment("card", "lapsed-treatment", indicator, signs=signs, critical_feature=critical, **base)
+    return replace(base, outcome="card", variant="lapsed-treatment", indicator=indicator, signs=signs, critical_feature=critical)
 
 
 def _critical_feature(signs: tuple[Evidence, ...], knowledge: Knowledge) -> CriticalFeature | None:
