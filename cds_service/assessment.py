@@ -899,6 +899,8 @@ def _risk_factors(facts: PatientFacts, knowledge: Knowledge, today: date, age: i
             if course is not None and course.lasted(rf.min_duration_days, today):
                 out.append(Evidence(rf.id, rf.label, course.facts, rf.advice, since=course.start, ended=course.ended))
             continue
+        if rf.counts_resolved:
+            found = [*found, *facts.ended.get(rf.concept or "", [])]
         suspected = knowledge.rule.record_status.condition_verification_suspected
         found = [f for f in found if f.verification not in suspected]  # a working diagnosis is no known risk
         if rf.kind == "condition":

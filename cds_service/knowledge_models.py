@@ -361,8 +361,17 @@ class RiskFactor(_Knowledge):
     # serum B12 can look normal with this risk factor (nitrous oxide): a normal or recent result
     # does not silence the card, which asks for methylmalonic acid instead
     serum_b12_unreliable: bool = False
+    # a history factor whose record stays true once made (an operation done): read when the record
+    # is marked resolved, inactive or in remission too
+    counts_resolved: bool = False
     source: str = ""
     remark: str = ""
+
+    @model_validator(mode="after")
+    def _resolved_only_for_history(self) -> "RiskFactor":
+        if self.counts_resolved and self.kind != "history":
+            raise ValueError(f"risk factor {self.id}: countsResolved applies to kind history only (a current condition that has resolved is not current)")
+        return self
 
 
 class Suppressors(_Knowledge):
