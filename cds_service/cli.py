@@ -4,6 +4,7 @@
 
 import argparse
 import asyncio
+import os
 import re
 import socket
 import sys
@@ -25,7 +26,7 @@ from cds_service.knowledge import Knowledge, KnowledgeError, load_knowledge
 from cds_service.logs import configure_logging
 from cds_service.protocol import ErrorBody
 from cds_service.services import ServiceDefinition, service_definitions
-from cds_service.settings import Settings, get_settings
+from cds_service.settings import Settings, get_settings, unknown_setting_names
 from cds_service.valueset import VERIFICATION_STATUSES
 
 
@@ -134,7 +135,11 @@ def _evaluate(path: str, service_id: str | None) -> int:
         if "hook" not in data and isinstance(data.get("request"), dict) and "expect" in data:
             raise BadRequest("This is a scenario file (description, expect, request), not a hook request: run it "
                              "through `python -m tests.fixture_files FILE | cds-service evaluate -`, which also fills in its dates.")
-        chosen = service_id or HOOK_SERVICES.get(str(data.get("hook")), str(data.get("hook")))
+        hook = data.get("hook")
+        chosen = service_id or (HOOK_SERVICES.get(hook) if isinstance(hook, str) else None)
+        if chosen is None:
+            msg = "Field required" if hook is None else f"Not a hook these services answer ({', '.join(HOOK_SERVICES)}); or name one with --service"
+            raise BadRequest("The request is not a valid CDS Hooks request.", [{"loc": "hook", "msg": msg}])
         service, now = find_service(services, chosen), datetime.now(settings.zone)
         data = asyncio.run(_complete(settings, service, knowledge, data, now))
         result = evaluate(service, data, knowledge, now)
@@ -225,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "report" and args.since and args.until and args.since > args.until:
         parser.error(f"report: --since {args.since} is after --until {args.until}: the period would be empty")
+    if args.command != "serve":  # serve's workers log it, in the log format set
+        for name in unknown_setting_names(os.environ):
+            print(f"cds-service: warning: {name} names no setting and is ignored: misspelt? (the settings are listed in the README)",
+                  file=sys.stderr)
     try:
         if args.command == "serve":
             return _serve(args.host, args.port, args.workers)

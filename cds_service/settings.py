@@ -1,5 +1,6 @@
 """All configuration, read from `CDS_` environment variables."""
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -8,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cds_service.allowlist import is_loopback_url, is_usable_base
+
+_ORIGIN = re.compile(r"https?://[^\s/?#@]+", re.IGNORECASE)  # host[:port]
 
 
 def _fhir_bases(urls: list[str]) -> list[str]:
@@ -47,7 +50,7 @@ class Settings(BaseSettings):
         description="Directory of knowledge files; defaults to the cards/ shipped with the package.",
     )
     log_level: str = Field(
-        default="INFO", pattern="(?i)^(debug|info|warning|error|critical)$",
+        default="INFO",
         description="Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
     )
     data_dir: Path = Field(
@@ -120,7 +123,7 @@ class Settings(BaseSettings):
     request_deadline_seconds: float = Field(
         default=10.0, gt=0, le=300, description="Budget for one hook call: reading, gathering, evaluating; past it, 503."
     )
-    log_format: str = Field(default="json", pattern="(?i)^(json|text)$", description="json: one JSON object per line.")
+    log_format: str = Field(default="json", description="json: one JSON object per line.")
 
     # Clinical dates
     timezone: str = Field(
@@ -131,9 +134,29 @@ class Settings(BaseSettings):
 
     _allowed = field_validator("fhir_allowed_servers")(_fhir_bases)
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_as_browsers_send_them(cls, origins: list[str]) -> list[str]:
+        """A browser's Origin is scheme://host[:port], nothing after: an entry with a path or a trailing
+        slash would match no request, and every preflight would fail with no word at start."""
+        for i, origin in enumerate(origins):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"entry {i + 1} is not * or an origin such as https://ehr.example.org (scheme, host, "
+                                 "optional port; no path or trailing slash)")
+        return [o.lower() for o in origins]
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
     @field_validator("log_format")
     @classmethod
-    def _format_in_lower_case(cls, value: str) -> str:
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in ("json", "text"):
+            raise ValueError("must be json or text")
         return value.lower()
 
     @field_validator("patient_hash_key")

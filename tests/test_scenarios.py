@@ -1,6 +1,7 @@
 """Every scenario fixture through the HTTP API, through `cds-service evaluate`, and in-process."""
 
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -143,6 +144,22 @@ def test_evaluate_given_a_scenario_file_says_how_to_run_it() -> None:
     assert proc.returncode == 2
     body = json.loads(proc.stdout)
     assert body["error"] == "invalid_request" and "tests.fixture_files" in body["message"]
+
+
+@pytest.mark.parametrize(("body", "msg"), [
+    (b"{}", "Field required"),
+    (b'{"hook": "encounter-start"}', "Not a hook these services answer"),
+    (b'{"hook": ["patient-view"]}', "Not a hook these services answer"),
+])
+def test_evaluate_without_a_hook_it_answers_names_the_hook_field(body: bytes, msg: str) -> None:
+    """As the HTTP route's 400 does, with a misspelt setting warned about (serve's workers log it)."""
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], check=False, input=body,
+                          capture_output=True, timeout=60, env={**os.environ, "CDS_DATABSE_URL": "sqlite://"})
+    assert proc.returncode == 2
+    error = json.loads(proc.stdout)
+    assert error["error"] == "invalid_request" and error["details"][0]["loc"] == "hook"
+    assert msg in error["details"][0]["msg"]
+    assert "CDS_DATABSE_URL names no setting" in proc.stderr.decode()
 
 
 # R4 draft -> the older resource an older FHIR server makes the sandbox send: DSTU2 MedicationOrder,

@@ -40,6 +40,9 @@ def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.
     ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org/b12?"}, "CDS_PUBLIC_BASE_URL"),
     ({"CDS_DB_TIMEOUT": "inf"}, "CDS_DB_TIMEOUT"),  # no bound at all; on PostgreSQL it was an OverflowError
     ({"CDS_REQUEST_DEADLINE_SECONDS": "nan"}, "CDS_REQUEST_DEADLINE_SECONDS"),
+    ({"CDS_CORS_ORIGINS": '["https://ehr.example.org/"]'}, "CDS_CORS_ORIGINS"),  # no Origin ends in a slash
+    ({"CDS_CORS_ORIGINS": '["ehr.example.org"]'}, "CDS_CORS_ORIGINS"),  # every preflight would fail, silently
+    ({"CDS_LOG_FORMAT": "yaml"}, "CDS_LOG_FORMAT"),
     ({"CDS_TIMEZONE": "Central Time"}, "CDS_TIMEZONE"),
     ({"CDS_TIMEZONE": "../../etc/passwd"}, "CDS_TIMEZONE"),
     ({"CDS_TIMEZONE": "America"}, "CDS_TIMEZONE"),  # a folder of zones: OSError, not ZoneInfoNotFoundError
