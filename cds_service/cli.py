@@ -114,15 +114,23 @@ def _check_storage(settings: Settings) -> None:
     uvicorn restarts a worker that fails to start, forever, and the service never stops. No
     connection is made (a database that is down does not stop the service)."""
     from cds_service.audit import key_file
-    from cds_service.storage import create_db_engine
+    from cds_service.storage import create_db_engine, sqlite_file
 
     try:
-        create_db_engine(settings).dispose()
+        engine = create_db_engine(settings)
+        file = sqlite_file(engine.url)
+        engine.dispose()
         if settings.patient_hash_key is None:
             key_file(settings.data_dir)
     except OSError as exc:
         raise ConfigurationError(f"CDS_DATA_DIR: {exc.strerror or type(exc).__name__}: {exc.filename or settings.data_dir}") \
             from None
+    # an SQLite file or folder that cannot be written (a read-only mount, another owner) is no outage
+    # to wait out: every audit record and feedback would be lost while /healthz said ok
+    setting = "CDS_DATA_DIR" if settings.database_url is None else "CDS_DATABASE_URL"
+    for path in (Path(file), Path(file).parent) if file is not None else ():
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ConfigurationError(f"{setting}: not writable (SQLite writes the database and its journal there): {path}")
 
 
 def _evaluate(path: str, service_id: str | None) -> int:

@@ -20,8 +20,6 @@ ORDER_TYPES = ("MedicationRequest", "ServiceRequest")
 
 ORDER_REASON = "order-reason"  # Fact.status of a complaint named as a draft order's reason
 REPORTED = "reported"  # Fact.status of a home medicine documented among the drafts: taken already, not ordered now
-# withdrawn: R4's codes, with DSTU2's and STU3's for the same (an older draft keeps its status)
-NOT_ORDERED = ("entered-in-error", "cancelled", "revoked", "stopped", "rejected", "failed")
 
 
 @dataclass
@@ -159,6 +157,7 @@ def read_drafts_and_selected(
     drafts, chosen = DraftOrders(), DraftOrders()
     picked = {id(d) for d in selected}
     screen = ConceptScreen(knowledge, medications or PatientData(), check)
+    withdrawn = frozenset(knowledge.rule.record_status.draft_not_ordered)
     for n, raw in enumerate(resources, 1):
         if n % RECORDS_PER_CHECK == 0:
             check()
@@ -176,7 +175,7 @@ def read_drafts_and_selected(
         if not isinstance(rtype, str) or rtype not in ORDER_TYPES:
             continue
         state = raw.get("status")
-        if raw.get("doNotPerform") is True or (isinstance(state, str) and state.strip().lower() in NOT_ORDERED):
+        if raw.get("doNotPerform") is True or (isinstance(state, str) and state.strip().lower() in withdrawn):
             continue  # an order not to do something, or one withdrawn: nothing is being ordered
         if patient_id is not None and (named := patient_of(raw.get("subject"))) is not None and named != patient_id:
             for d in into:  # another patient's order among this patient's drafts: never read as hers

@@ -125,7 +125,17 @@ class PatientFacts:
         return self.malformed + self.skipped_invalid
 
 
+# no record's date lies outside these: one that does is a corrupt date, read as none (date
+# arithmetic near year 1 or 9999 would overflow)
+EARLIEST_DATE, LATEST_DATE = date(1800, 1, 1), date(2999, 12, 31)
+
+
 def as_date(value: Any) -> date | None:
+    day = _as_date(value)
+    return day if day is not None and EARLIEST_DATE <= day <= LATEST_DATE else None
+
+
+def _as_date(value: Any) -> date | None:
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
@@ -156,13 +166,13 @@ def latest_birth_date(value: Any) -> date | None:
         return None
     try:
         if len(value) == 4:
-            return date(int(value), 12, 31)
+            return as_date(date(int(value), 12, 31))
         if len(value) == 7 and value[4] == "-":
             year, month = int(value[:4]), int(value[5:])
             if not 1 <= month <= 12:
                 return None
-            return date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
-    except ValueError:
+            return as_date(date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1))
+    except (ValueError, OverflowError):
         return None
     return as_date(value)
 
@@ -240,10 +250,14 @@ class ConceptScreen:
         if matcher is None:
             return set()
         found: set[str] = set()
-        for t in texts:
+        for n, t in enumerate(texts, 1):
+            if n % TEXTS_PER_CHECK == 0:  # a record can carry 100,000 names (codings' displays)
+                self.check()
             found |= matcher.find(t, self.check)
         if one_name and found and len(texts) > 1:
-            for t in texts:
+            for n, t in enumerate(texts, 1):
+                if n % TEXTS_PER_CHECK == 0:
+                    self.check()
                 found -= matcher.excluded(t)
         return found
 
@@ -365,6 +379,7 @@ def record_label(raw: dict[str, Any], screen: ConceptScreen, rtype: str) -> str:
 
 UCUM = "http://unitsofmeasure.org"
 RECORDS_PER_CHECK = 32  # validating this many costs about a millisecond
+TEXTS_PER_CHECK = 1024  # reading this many short names costs a few milliseconds
 
 
 def extract_facts(
@@ -394,7 +409,7 @@ def extract_facts(
                 check()
             hits = screen.concepts(raw, rtype)
             if not hits:
-                if rtype in unnamed_statuses and raw.get("status") in unnamed_statuses[rtype] \
+                if rtype in unnamed_statuses and isinstance(status := raw.get("status"), str) and status in unnamed_statuses[rtype] \
                         and screen.medication_concept(raw) is None:
                     facts.unnamed_medications += 1
                 continue
@@ -443,14 +458,18 @@ def instant(text: Any) -> datetime:
         return _NO_INSTANT
     try:
         if len(text) < 10:  # a partial date (YYYY, YYYY-MM): its first day
-            return datetime(int(text[:4]), int(text[5:7]) if len(text) >= 7 else 1, 1, 12, tzinfo=UTC)
-        if len(text) == 10:
-            return datetime.fromisoformat(text).replace(hour=12, tzinfo=UTC)
-        parsed = datetime.fromisoformat(text)
+            moment = datetime(int(text[:4]), int(text[5:7]) if len(text) >= 7 else 1, 1, 12, tzinfo=UTC)
+        elif len(text) == 10:
+            moment = datetime.fromisoformat(text).replace(hour=12, tzinfo=UTC)
+        else:
+            parsed = datetime.fromisoformat(text)
+            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         day = as_date(text)  # a date this reads, with a time it cannot (as _observation_date does)
         return datetime(day.year, day.month, day.day, 12, tzinfo=UTC) if day else _NO_INSTANT
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 moved across a zone
+        return _NO_INSTANT
+    return moment if EARLIEST_DATE <= moment.date() <= LATEST_DATE else _NO_INSTANT
 
 
 def _final_first(k: Knowledge) -> Callable[[Any], int]:

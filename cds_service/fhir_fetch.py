@@ -130,10 +130,12 @@ class FhirReader:
                     raise FetchFailed("search reported an error")  # an incomplete result is not "nothing found"
                 if first is None:
                     first = body
-                elif isinstance(entries := body.get("entry"), list):
+                    if expected == "Bundle" and isinstance(first.get("entry"), dict):
+                        first["entry"] = [first["entry"]]  # one entry as an object, as servers bend arrays
+                elif isinstance(entries := body.get("entry"), list | dict):
                     if not isinstance(first.get("entry"), list):
                         first["entry"] = []
-                    first["entry"].extend(entries)
+                    first["entry"].extend(entries if isinstance(entries, list) else [entries])
                 url = next_link(body) if expected == "Bundle" else None
                 if url is not None and not same_server.allows(url):
                     raise FetchFailed("next link leaves the FHIR server")

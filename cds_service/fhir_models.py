@@ -185,7 +185,7 @@ _RENAMED = {
 
 # FHIR R4 id: some EHRs write ids outside it (an underscore); the record is still read, without an id
 # to point at, so nothing this service sends carries an invalid reference
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # the FHIR R4 id datatype
 
 
 def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def repair(raw: dict[str, Any], elements: frozenset[str] | None = None) -> dict[
             continue
         if (renamed := _RENAMED.get((rtype, key))) and renamed not in raw:
             key = renamed
-        if key == "id" and isinstance(value, str) and not _FHIR_ID.fullmatch(value):
+        if key == "id" and isinstance(value, str) and not FHIR_ID.fullmatch(value):
             continue
         if key not in names and (elements is not None or not key.startswith("_")):
             continue

@@ -7,7 +7,7 @@ malformed body -- the call is answered 412, because evaluating without it could 
 wrongly. Other keys that fail are left out. A key the client answered with an OperationOutcome
 (CDS Hooks 2.0: it could not prefetch) counts as missing. With fetching not configured at all (the
 default), the service is prefetch-only and evaluates what was sent, except that an essential key
-reported as failed is answered 412.
+reported as failed, or a request with none of the record prefetched, is answered 412.
 """
 
 import logging
@@ -90,6 +90,16 @@ async def complete_prefetch(
             raise PreconditionFailed(
                 f"The EHR reported that prefetching failed for needed data: {', '.join(reported)}.",
                 [{"key": k, "reason": "prefetch failed (OperationOutcome)"} for k in reported],
+            )
+        # nothing of the record at all (no prefetch, or only the Patient): an empty answer would
+        # say "nothing to advise" where nothing could be read (the sandbox leaves prefetch out when
+        # every query failed)
+        record_keys = sorted(k for k in service.prefetch if k != "patient")
+        if record_keys and set(record_keys) <= set(missing) - set(partial) and not ruled_out_by_drafts(context, knowledge, today, check):
+            raise PreconditionFailed(
+                "None of the patient's record was prefetched and this service does not fetch from the FHIR "
+                "server (CDS_FHIR_ALLOWED_SERVERS and the trusted issuers' fhirServers are empty).",
+                [{"key": k, "reason": "not prefetched"} for k in record_keys],
             )
         return data
     if ruled_out_by_drafts(context, knowledge, today, check):

@@ -229,6 +229,9 @@ class RecordStatus(_Knowledge):
     administration_counted: list[str]
     procedure_counted: list[str]
     pending_order_status: list[str]
+    # a draft order (order-select, order-sign) with one of these is withdrawn: nothing is being
+    # ordered (R4's codes with DSTU2's and STU3's for the same: an older draft keeps its status)
+    draft_not_ordered: list[str] = Field(default_factory=list)
     # B12 replacement orders paused (MedicationRequest status): no replacement under way, no dose given
     therapy_on_hold: list[str] = Field(default_factory=list)
     # B12 replacement orders halted after doses began (stopped): past courses, as completed ones are

@@ -57,7 +57,7 @@ class LabTextReader:
         # a number or range (comparator optional), at most a unit and a remark in brackets after it:
         # "150-200 pg/mL", "> 2,000 pg/mL (repeated)"; not "2nd specimen hemolyzed" nor "1 tube clotted - QNS"
         self._leading = re.compile(
-            rf"\s*(?:{comparators})?\s*\d[\d,]*(?:\.\d+)?(?:\s*[-–]\s*\d[\d,]*(?:\.\d+)?)?"
+            rf"(?:(?:{comparators})\s*)?\d[\d,]*(?:\.\d+)?(?:\s*[-–]\s*\d[\d,]*(?:\.\d+)?)?"
             r"(?:\s*[^\s\d.,;:(-][^\s,;:]*)?(?:\s*\(.*\))?\s*$",
             re.IGNORECASE,
         )
@@ -102,4 +102,5 @@ class LabTextReader:
     def holds_number(self, text: str) -> bool:
         """Whether the text reports a number, read or not ("150-200 pg/mL", "> 2,000 pg/mL (repeated)"):
         the test was done. "Test not performed", "QNS" or "2nd specimen hemolyzed" report none."""
-        return self.read(text) is not None or self._leading.match(text) is not None
+        # stripped first: spaces the pattern would share out between \s* runs cost quadratic time
+        return self.read(text) is not None or self._leading.match(text.strip()) is not None

@@ -2,7 +2,7 @@
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 ResourceType = Literal[
@@ -58,7 +58,9 @@ class PatientData:
                 return
             self._add_entries(resource.get("entry"), depth + 1)
             return
-        if not isinstance(rtype, str):
+        if not isinstance(rtype, str) or (rtype not in _READ_TYPES and rtype.strip().lower() in _READ_TYPES_LOWER):
+            # "observation", "Observation ": a type the rule reads, misspelt; no FHIR type is spelt so,
+            # and dropped in silence it would read as "no such record" (a B12 result lost)
             self.malformed += 1
             return
         subject = resource.get("subject")
@@ -132,6 +134,9 @@ class PatientData:
         return sum(len(v) for v in self.resources.values()) + (1 if self.patient else 0)
 
 
+# the types read here; one spelt otherwise (case, spaces), as FHIR never spells it, is counted
+_READ_TYPES = frozenset((*RESOURCE_TYPES, "Patient", "Medication", "Bundle"))
+_READ_TYPES_LOWER = frozenset(t.lower() for t in _READ_TYPES)
 # what a panel's component results share with it, and what each holds of its own
 _PANEL_ELEMENTS = ("resourceType", "id", "status", "category", "subject", "effectiveDateTime", "effectivePeriod",
                    "effectiveInstant", "issued", "meta")
@@ -145,19 +150,29 @@ def _newer(resource: dict[str, Any], than: dict[str, Any]) -> bool:
     if not isinstance(meta, dict) or not isinstance(other, dict):
         return False
     version, earlier = meta.get("versionId"), other.get("versionId")
-    if isinstance(version, str) and isinstance(earlier, str) and version.isdigit() and earlier.isdigit():
-        return int(version) > int(earlier)
+    number, earlier_number = _version_number(version), _version_number(earlier)
+    if number is not None and earlier_number is not None:
+        return number > earlier_number
     updated, before = _instant(meta.get("lastUpdated")), _instant(other.get("lastUpdated"))
     return updated is not None and before is not None and updated > before
+
+
+def _version_number(value: Any) -> int | None:
+    """A meta.versionId that is a number ("2"), as servers number versions; not "²" (a digit to
+    str.isdigit, no number to int) nor one longer than any server counts."""
+    if isinstance(value, str) and 0 < len(value) <= 18 and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 def _instant(value: Any) -> datetime | None:
     """A meta.lastUpdated as an aware datetime, or None when it is not one."""
     try:
         when = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
+        # compared across zones: in UTC here, where year 1 or 9999 moved across a zone overflows
+        return when.astimezone(UTC) if when is not None and when.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    return when if when is not None and when.tzinfo is not None else None
 
 
 def readable(value: Any) -> bool:

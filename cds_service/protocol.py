@@ -13,6 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# FHIR's id type, with the underscore some EHRs write (it breaks no reference)
+PATIENT_ID = re.compile(r"[A-Za-z0-9\-._]{1,64}")
 # An ISO 8601 date-time in the extended form: a date, `T`, a time to at least the minute and an
 # optional zone (`Z` or an offset).
 ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}([.,]\d+)?)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII)
@@ -111,6 +113,16 @@ class PatientViewContext(_Lenient):
     patientId: str = Field(min_length=1)
     userId: str | None = None
     encounterId: str | None = None
+
+    @field_validator("patientId")
+    @classmethod
+    def _patient_id_is_an_id(cls, value: str) -> str:
+        """The Patient.id (CDS Hooks 2.0): the order the card suggests names it as `Patient/{id}`, so
+        a slash, a space or 10,000 characters would make that order invalid. An underscore, which
+        some EHRs write though FHIR's id type has none, breaks no reference and is taken."""
+        if not PATIENT_ID.fullmatch(value):
+            raise ValueError("patientId must be a FHIR resource id: letters, digits, '-', '.' (and '_'), at most 64")
+        return value
 
 
 class OrderSelectContext(PatientViewContext):

@@ -18,6 +18,7 @@ from cds_service.assessment import (
 )
 from cds_service.draft_orders import ORDER_REASON
 from cds_service.facts import ORDERED_NOW, Fact
+from cds_service.fhir_models import FHIR_ID
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import CodingDef, VariantWording
 from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, Suggestion
@@ -33,7 +34,6 @@ _MARKUP = re.compile(
     r"[\\`*_~<>|]|&(?=[A-Za-z0-9#])|(?<=[A-Za-z]):(?=\S)|(?<=\S)@(?=\S)|\](?=[(\[])|!(?=\[)|(?<=(?<![A-Za-z0-9])[wW]{3})\.|(?<=/)/"
 )
 _MAX_RECORD_TEXT = 120
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype
 # cards that review treatment instead of ordering a test: no "not redundant" section
 MMA_AFTER_B12: Final = ("test-mma", "test-mma-after-normal-b12")
 RAISED_MMA_REVIEW: Final = ("untreated-raised-mma", "untreated-raised-mma-after-nitrous-oxide")
@@ -317,10 +317,10 @@ def build_order(
     if linked:
         resource["supportingInfo"] = [{"reference": ref} for ref in linked]
     # context ids become references only when they are FHIR ids: anything else would make the order invalid
-    if encounter_id and _FHIR_ID.fullmatch(encounter_id):
+    if encounter_id and FHIR_ID.fullmatch(encounter_id):
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
     user_type, _, user = (user_id or "").partition("/")
-    if user_type in ("Practitioner", "PractitionerRole") and _FHIR_ID.fullmatch(user):
+    if user_type in ("Practitioner", "PractitionerRole") and FHIR_ID.fullmatch(user):
         resource["requester"] = {"reference": user_id}
     return resource  # its shape is validated against the R4B model by the scenario tests
 
@@ -328,7 +328,7 @@ def build_order(
 def _is_reference(ref: str) -> bool:
     """A relative `Type/id` reference with a FHIR id (a draft's, as the EHR named it)."""
     rtype, _, rid = ref.partition("/")
-    return rtype.isalpha() and bool(_FHIR_ID.fullmatch(rid))
+    return rtype.isalpha() and bool(FHIR_ID.fullmatch(rid))
 
 
 def new_uuid() -> str:

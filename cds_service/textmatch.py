@@ -2,7 +2,7 @@
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -28,6 +28,7 @@ _DASH_ANSWER = re.compile(r"[ \t]+[-–—][ \t]+")
 # text without clause breaks costs time in proportion to its length. A word cut at the edge is dropped.
 _CONTEXT_CHARS = 1024
 _SHORT_CONTEXT_CHARS = 96
+_PIECE_CHARS = 16_000  # the longest text scanned at once: tens of milliseconds at worst
 _MENTIONS_PER_CHECK = 256  # a few milliseconds of the slowest (every mention negated) text
 
 
@@ -616,6 +617,12 @@ class TextMatcher:
         called every few hundred mentions, so a hostile text cannot outlast the call's deadline."""
         if self.pattern is None or not text:
             return set()
+        if len(text) > _PIECE_CHARS:  # one scan of a huge text would outlast any deadline: read it in pieces
+            found: set[str] = set()
+            for piece in _pieces(text, _PIECE_CHARS):
+                check()
+                found |= self.find(piece, check)
+            return found
         if self.abbreviation is not None and "." in text:  # the full stop becomes a space
             text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text)
         lowered = self.normalised(text, answers=False)
@@ -633,7 +640,7 @@ class TextMatcher:
             breaks = [b for b in breaks if b[0] not in opened]
         break_starts = [b[0] for b in breaks]
         break_ends = [b[1] for b in breaks]
-        found: set[str] = set()
+        found = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
         list_cues = _Spans.of(self.list_negation, lowered, lambda cue: self._opens_a_list(lowered, cue))
         in_list = _ListScope(lowered, self.list_breaks, self._without_pseudo)
@@ -674,3 +681,17 @@ class TextMatcher:
         if found and self.concept_exclusions:
             found -= self._excluded_in(lowered, {c: self.concept_exclusions[c] for c in found if c in self.concept_exclusions})
         return found
+
+
+def _pieces(text: str, limit: int) -> Iterator[str]:
+    """`text` in pieces of at most `limit` characters, each ending at a line or sentence end where
+    one lies in its second half (negation never reaches across one), else at a space."""
+    while len(text) > limit:
+        cut = max(text.rfind("\n", 0, limit), text.rfind(". ", 0, limit - 1) + 1)
+        if cut <= limit // 2:
+            cut = text.rfind(" ", limit // 2, limit)
+        if cut <= 0:
+            cut = limit
+        yield text[:cut]
+        text = text[cut:]
+    yield text

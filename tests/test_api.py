@@ -94,11 +94,33 @@ def test_prefetch_value_that_is_not_an_object_is_no_400(client: httpx.Client) ->
 
 
 def test_null_and_absent_prefetch_are_fine(client: httpx.Client) -> None:
+    """null is "looked, found nothing" (CDS Hooks 2.0): evaluated. No prefetch at all, where this
+    service may not fetch (the default), leaves nothing to evaluate: 412, as the spec says, never
+    an empty answer that would read as "nothing to advise"."""
     request = _sandbox("patient-view.json")
     request["prefetch"] = {"patient": None, "conditions": None}
     assert client.post(SERVICE, json=request).json() == {"cards": []}
     del request["prefetch"]
-    assert client.post(SERVICE, json=request).json() == {"cards": []}
+    response = client.post(SERVICE, json=request)
+    assert response.status_code == 412 and response.json()["error"] == "missing_fhir_data"
+
+
+@pytest.mark.parametrize("patient_id", ["a/b", "Patient/1", " ", "p\tq", "?", "\u202e1", "x" * 65])
+def test_a_patient_id_that_is_no_fhir_id_is_400(client: httpx.Client, patient_id: str) -> None:
+    """The suggested order names the patient as `Patient/{patientId}`: a slash or a space would make
+    it invalid (found by the attacker review). The error names the field, not the value."""
+    request = _sandbox("patient-view.json")
+    request["context"]["patientId"] = patient_id
+    response = client.post(SERVICE, json=request)
+    assert response.status_code == 400 and response.json()["details"][0]["loc"] == "context.patientId"
+    assert patient_id.strip() not in response.text or not patient_id.strip()
+
+
+def test_a_patient_id_with_an_underscore_is_taken(client: httpx.Client) -> None:
+    """Some EHRs write ids with an underscore, outside FHIR's id type: it breaks no reference."""
+    request = _sandbox("patient-view.json")
+    request = json.loads(json.dumps(request).replace(request["context"]["patientId"], "pt_0001"))
+    assert client.post(SERVICE, json=request).status_code == 200
 
 
 def test_wrong_content_type_is_415(client: httpx.Client) -> None:

@@ -675,7 +675,8 @@ def test_a_flag_word_alone_is_no_value(knowledge: Knowledge) -> None:
     pf = facts_of(knowledge, observation(B12, ago(30), valueString="Low"))
     assert pf.of("b12-result") == [] and len(pf.no_result) == 1
 
-@pytest.mark.parametrize("written", ["150-200 pg/mL", "129", " > 2,000 pg/mL (repeated)", "12,34,5 pg/mL"])
+@pytest.mark.parametrize("written", ["150-200 pg/mL", "129", " > 2,000 pg/mL (repeated)", "12,34,5 pg/mL",
+                                     " " * 20_000 + "150-200 pg/mL  "])  # spaces once cost quadratic time
 def test_a_result_sent_as_other_text_has_no_value(knowledge: Knowledge, written: str) -> None:
     """A number this reader cannot convert is still a result: the test was done."""
     [f] = facts_of(knowledge, observation(B12, ago(30), valueString=written)).of("b12-result")
@@ -688,11 +689,12 @@ def test_a_result_sent_as_other_text_has_no_value(knowledge: Knowledge, written:
     {"valueString": "QNS, recollect x2"},  # a digit in the words is no number reported
     # found in review: a number that opens words is no result either
     {"valueString": "2nd specimen hemolyzed, test cancelled"}, {"valueString": "1 tube clotted - QNS"},
+    {"valueString": " " * 20_000 + "a"},  # found by the attacker review: 20,000 spaces held the call 12 s
     {"valueCodeableConcept": {"text": "Test not performed"}}, {"valueQuantity": {"unit": "pg/mL"}},
     {"interpretation": [code("urn:local-flags", "N")]},  # not a flag from the lab-flag code systems
     {"dataAbsentReason": code("http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-performed")},
 ], ids=["not-performed", "TNP", "QNS", "hemolyzed", "see-comment", "Low", "no-value", "recollect-x2", "2nd-specimen", "1-tube",
-        "coded-text", "unit-only",
+        "spaces", "coded-text", "unit-only",
         "local-flag", "data-absent-reason"])
 def test_a_lab_test_that_reports_no_number_and_no_flag_is_no_result(knowledge: Knowledge, reported: dict[str, Any]) -> None:
     """It silences nothing, the result before it is read instead, and it is kept to be named on the card."""
@@ -1294,3 +1296,33 @@ def test_a_low_flag_beside_a_value_no_lab_reports_is_not_read(knowledge: Knowled
                 observation(B12, ago(5), valueQuantity={"value": 40000}, interpretation=[flag])):  # no unit: implausible in each
         [f] = facts_of(knowledge, raw).of("b12-result")
         assert f.implausible and f.flagged_low and not low_flag_believed(f, bands) and b12_band(f, bands) != "deficient"
+
+
+# Dates at the ends of time (found by the attacker review: each raised OverflowError, a 500)
+
+
+PREGNANCY = code(ICD10CM, "Z34.90", "Encounter for supervision of normal pregnancy, unspecified")
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "0001", "9999-12-20",
+                                  "1799-12-31", "3000-01-01"])
+def test_a_date_no_record_can_have_is_read_as_none_and_nothing_overflows(knowledge: Knowledge, when: str) -> None:
+    """Year 1 moved across a zone, 90 days before year 1, a pregnancy's 300 days after 9999-12-20:
+    dates outside 1800-2999 are corrupt, read as no date; the rest of the record is read and assessed."""
+    from cds_service.assessment import assess
+
+    records = [condition(MYALGIA, ago(10)), condition(PREGNANCY, when, clinical="active"),
+               lab(B12, 250, "pg/mL", when, issued="0001-01-01T00:00:00+01:00"),  # indeterminate: 90 days back
+               lab(HB, 10.5, "g/dL", ago(20), issued=when), lab(B12, 400, "pg/mL", ago(400))]
+    pf = facts_of(knowledge, *records, patient={"resourceType": "Patient", "id": "p", "birthDate": when[:4]})
+    assert all(f.when is None or date(1800, 1, 1) <= f.when <= date(2999, 12, 31) for fs in pf.by_concept.values() for f in fs)
+    assert pf.birth_date is None
+    assert assess(pf, knowledge, TODAY).outcome  # decided, whatever it is
+
+
+def test_a_medicine_status_sent_as_a_list_is_no_status(knowledge: Knowledge) -> None:
+    """An unnamed medicine with `status: ["active"]` was looked up in a set: TypeError, a 500."""
+    odd = {"coding": [{"system": "http://ehr.example.org/formulary", "code": "F-9"}]}
+    for state in ([], ["active"], {}):
+        pf = facts_of(knowledge, condition(MYALGIA), med_request(medicationCodeableConcept=odd, status=state))
+        assert pf.of("myalgia") and pf.unnamed_medications == 0

@@ -232,12 +232,18 @@ def test_entries_that_are_not_objects_are_merged_not_fatal(edge: Edge, base: str
     assert fetched.resource["entry"] == [condition(1), 1, "x", None, [], {}, condition(2)]
 
 
-def test_first_page_with_entry_not_a_list_is_replaced_by_later_pages(edge: Edge, base: str) -> None:
+def test_an_entry_sent_as_one_object_is_kept_on_every_page(edge: Edge, base: str) -> None:
+    """Servers bend a one-item array into an object, as prefetch is read: the entry on page one was
+    dropped when pages followed, and on a later page ignored (found by the attacker review: a B12
+    result lost that way brought a 'measure before you treat' card)."""
     first = bundle([], f"{base}/Condition?page=1")
-    first["entry"] = {"not": "a list"}
-    edge.handlers["/fhir/Condition"] = pages(first, bundle([condition(2)]))
+    first["entry"] = condition(1)
+    second = bundle([], f"{base}/Condition?page=2")
+    second["entry"] = condition(2)
+    edge.handlers["/fhir/Condition"] = pages(first, second, bundle([condition(3)]))
     fetched = one(base)
-    assert fetched.resource is not None and fetched.resource["entry"] == [condition(2)]
+    assert fetched.resource is not None
+    assert fetched.resource["entry"] == [condition(1), condition(2), condition(3)]
 
 
 @pytest.mark.parametrize("body", [
@@ -507,19 +513,24 @@ def test_concurrent_calls_each_send_their_own_token(
         assert auth == f"Bearer tok-{patient}", path
 
 
-@pytest.mark.parametrize("patient_id", ["../../admin", "x/../../admin", "../", "Patient/../../admin", "..\\..\\admin"])
+@pytest.mark.parametrize("patient_id", ["../../admin", "x/../../admin", "../", "Patient/../../admin", "..\\..\\admin", "..", "."])
 def test_a_patient_id_cannot_lead_the_query_out_of_the_base(
     patient_id: str, service: httpx.Client, edge: Edge, base: str
 ) -> None:
-    """`Patient/{{context.patientId}}` with `../../admin` is sent as `Patient/..%2F..%2Fadmin`, which a
-    proxy or server decoding `%2F` (as the allow-list assumes one may) serves from `/admin`: the query
-    URL meets the fhirServer rule too, so nothing is sent and the token stays home."""
+    """`Patient/{{context.patientId}}` with `../../admin` would be sent as `Patient/..%2F..%2Fadmin`,
+    which a proxy or server decoding `%2F` serves from `/admin`. A patientId that is no FHIR id (a
+    slash, a backslash) is refused with the envelope, 400; one of dots alone, a valid id, is a dot
+    segment: the query meets the fhirServer rule, so nothing is sent and the token stays home."""
     request = request_for(FIRES, base, drop=("patient",))
     request["context"]["patientId"] = patient_id
     request["fhirAuthorization"] = {"access_token": "secret-tok", "token_type": "Bearer", "subject": "ehr"}
     response = service.post(SERVICE, json=request)
-    assert response.status_code == 412, response.text
-    assert response.json()["details"] == [{"key": "patient", "reason": "query leaves the FHIR server"}]
+    if patient_id.strip("."):
+        assert response.status_code == 400, response.text
+        assert response.json()["details"][0]["loc"] == "context.patientId"
+    else:
+        assert response.status_code == 412, response.text
+        assert response.json()["details"] == [{"key": "patient", "reason": "template cannot be rendered"}]
     assert edge.log == []
 
 

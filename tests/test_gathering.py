@@ -344,11 +344,20 @@ def test_fhir_server_not_allowed(server: str, fetching: httpx.Client, fhir: tupl
 def test_default_is_prefetch_only_and_never_fetches(
     knowledge: Knowledge, fhir_base: str, fhir_state: FhirState
 ) -> None:
-    """No allow-list (the default): nothing is fetched; the call is evaluated on what was sent."""
-    scenario = stripped(POSITIVE, fhir_base, fhir_state, keep=("patient",))
+    """No allow-list (the default): nothing is fetched; the call is evaluated on what was sent (fixture
+    28: part of the record, a card that says what it did not check), but with none of the record
+    sent an empty answer would claim "nothing to advise" where nothing was read: 412."""
     with cds(knowledge) as client:
-        response = client.post(SERVICE, json=scenario["request"])
-    assert response.status_code == 200 and response.json() == {"cards": []}
+        some = client.post(SERVICE, json=stripped(POSITIVE, fhir_base, fhir_state, keep=("patient", "conditions"))["request"])
+        only_patient = client.post(SERVICE, json=stripped(POSITIVE, fhir_base, fhir_state, keep=("patient",))["request"])
+        request = stripped(POSITIVE, fhir_base, fhir_state)["request"]
+        request.pop("prefetch", None)
+        none = client.post(SERVICE, json=request)
+    assert some.status_code == 200 and some.json()["cards"]
+    for answer in (only_patient, none):
+        assert answer.status_code == 412 and answer.json()["error"] == "missing_fhir_data", answer.text
+        assert "does not fetch" in answer.json()["message"]
+        assert {d["key"] for d in answer.json()["details"]} >= {"conditions", "observations", "b12Results"}
     assert fhir_state.log == []
 
 

@@ -273,3 +273,29 @@ def test_a_record_sent_twice_keeps_its_newer_version(first: dict[str, Any], seco
     for meta, state in ((first, "first"), (second, "second")):
         data.add({"resourceType": "Observation", "id": "o1", "status": state, "meta": meta, "subject": {"reference": "Patient/p"}})
     assert [r["status"] for r in data.of_type("Observation")] == [kept]
+
+
+@pytest.mark.parametrize("rtype", ["observation", "OBSERVATION", "Observation ", " condition", "medicationrequest"])
+def test_a_type_the_rule_reads_spelt_otherwise_is_counted_not_lost_in_silence(rtype: str) -> None:
+    """FHIR spells types one way; a B12 result sent as "observation" was stored under a type nothing
+    reads and counted nowhere, so the card said no result was on record (found by the attacker review).
+    Other types (an Encounter, a Practitioner from an _include) are no concern of the rule."""
+    data = from_prefetch({"observations": bundle(resource(rtype, "o-1"), resource("Encounter", "e-1"))})
+    assert data.malformed == 1
+    assert data.of_type("Observation") == [] and data.of_type("Condition") == []
+
+
+@pytest.mark.parametrize("version", ["²", "1" * 5000, "-1", "", " 2"])
+def test_a_version_id_that_is_no_plain_number_falls_back_to_last_updated(version: str) -> None:
+    """"²" is a digit to str.isdigit but no number to int, and 5,000 digits exceed int()'s limit:
+    both raised (a 500) when a record came twice (found by the attacker review)."""
+    older = resource("Observation", "o-1", status="final", meta={"versionId": "1", "lastUpdated": "2026-01-01T00:00:00Z"})
+    newer = resource("Observation", "o-1", status="amended", meta={"versionId": version, "lastUpdated": "2026-02-01T00:00:00Z"})
+    data = from_prefetch({"observations": bundle(older, newer)})
+    assert data.of_type("Observation") == [newer]
+
+
+def test_last_updated_at_the_ends_of_time_compares_without_overflow() -> None:
+    older = resource("Observation", "o-1", meta={"lastUpdated": "0001-01-01T00:00:00+01:00"})
+    newer = resource("Observation", "o-1", meta={"lastUpdated": "9999-12-31T23:59:59-14:00"})
+    assert from_prefetch({"observations": bundle(older, newer)}).of_type("Observation") == [older]

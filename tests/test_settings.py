@@ -112,3 +112,25 @@ def test_serve_on_a_port_already_taken_exits_5_not_the_knowledge_errors_3(tmp_pa
         done = run_cli(["serve", "--port", str(taken.getsockname()[1])], {}, tmp_path)
     assert done.returncode == 5, done.stderr[-2000:]
     assert "could not listen on 127.0.0.1:" in done.stderr and "Address already in use" in done.stderr
+
+
+def test_serve_refuses_an_sqlite_database_it_cannot_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only mount holding a migrated database is a misconfiguration, not an outage to wait
+    out (found by the operator review: the service started, /healthz said ok, every audit record
+    was lost). Root ignores chmod and a read-only mount needs privileges the suite lacks, so the
+    file system's answer is stood in for: access(W_OK) fails, as it does on a read-only mount."""
+    from cds_service import cli
+    from cds_service.errors import ConfigurationError
+    from cds_service.settings import Settings
+    from cds_service.storage import Storage
+
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key")
+    Storage(settings).ensure_schema()
+    cli._check_storage(settings)  # writable: starts
+    real_access = os.access
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: mode != os.W_OK and real_access(path, mode))
+    with pytest.raises(ConfigurationError, match=r"^CDS_DATA_DIR: not writable .*cds\.sqlite3"):
+        cli._check_storage(settings)
+    url = f"sqlite:///{tmp_path / 'cds.sqlite3'}"
+    with pytest.raises(ConfigurationError, match="^CDS_DATABASE_URL: not writable"):
+        cli._check_storage(settings.model_copy(update={"database_url": url}))

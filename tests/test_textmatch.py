@@ -254,6 +254,30 @@ def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowl
     assert knowledge.text.find("no myalgia. " * 100, check) == set()  # a short text is read between checks
 
 
+@pytest.mark.parametrize("filler", ["(-) ", " ", "a"])
+def test_a_huge_text_without_a_mention_is_read_in_pieces_between_checks(knowledge: Knowledge, filler: str) -> None:
+    """One scan of 9 MB of "(-) " ran 48 s with no check (found by the attacker review): a text is
+    read in pieces, the check called before each, so the call's deadline stops it."""
+    calls = 0
+
+    def check() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise TimeUp
+
+    with pytest.raises(TimeUp):
+        knowledge.text.find(filler * 1_000_000, check)
+
+
+def test_a_long_note_read_in_pieces_finds_what_one_piece_would(knowledge: Knowledge) -> None:
+    """Pieces end at a line or sentence end, which negation never crosses: the answer is the same."""
+    k = knowledge
+    note = "Patient seen for follow-up. " * 700 + "Denies fever. Complains of muscle aches. No numbness.\n"
+    assert len(note) > 16_000
+    assert k.text.find(note * 3) == k.text.find("Denies fever. Complains of muscle aches. No numbness.") == {"myalgia"}
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("Review of systems - Positive for fatigue. Negative for fever, chills, weight loss and myalgias.", {"fatigue"}),
     ("Denies fever, chills, night sweats, weight loss or muscle aches", set()),
