@@ -3,9 +3,9 @@
 from collections.abc import Callable
 from datetime import datetime
 
-from cds_service.assessment import b12_band, low_flag_believed
 from cds_service.facts import Fact, awaiting_result
 from cds_service.knowledge import Knowledge
+from cds_service.lab_results import b12_band, low_flag_believed
 from cds_service.order_rules import OrderAssessment
 from cds_service.protocol import Action, Card, Suggestion
 from cds_service.rendering import (

@@ -6,27 +6,17 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Literal
 
-from cds_service.assessment import (
-    Assessment,
-    assess,
-    b12_band,
-    deficiency_on_record,
-    follow_up_answered,
-    low_in_current_pregnancy,
-    newest,
-    on_b12_therapy,
-    open_orders,
-    orders_active_b12,
-    out_of_population,
-    tests_in_progress,
-    treated_since,
-    within,
-)
+from cds_service.assessment import Assessment, assess, deficiency_on_record, out_of_population
 from cds_service.contract import OrderCard
+from cds_service.courses import on_b12_therapy, open_orders, tests_in_progress, treated_since
 from cds_service.draft_orders import DraftOrders
 from cds_service.facts import ORDERED_NOW, Fact, PatientFacts
+from cds_service.follow_up import follow_up_answered
 from cds_service.knowledge import Knowledge
+from cds_service.lab_results import b12_band
+from cds_service.pregnancy import low_in_current_pregnancy, orders_active_b12
 from cds_service.protocol import Indicator
+from cds_service.windows import newest, within
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from cds_service.assessment import (
-    Assessment,
-    Evidence,
-    b12_band,
-    crosses,
-    format_value,
-    low_flag_believed,
-    result_test_label,
-)
+from cds_service.assessment import Assessment, format_value
 from cds_service.draft_orders import ORDER_REASON
+from cds_service.evidence import Evidence
 from cds_service.facts import ORDERED_NOW, Fact
 from cds_service.fhir_models import FHIR_ID
+from cds_service.follow_up import result_test_label
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import CodingDef, VariantWording
+from cds_service.lab_results import b12_band, crosses, low_flag_believed
 from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, Suggestion
 
 # What can open markup mid-line: emphasis, code, strikethrough, tables, escapes, HTML and entities;

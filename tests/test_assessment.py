@@ -5,9 +5,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from cds_service.assessment import assess, b12_band, crosses, format_value, stays_within
+from cds_service.assessment import assess, format_value
 from cds_service.facts import Fact, PatientFacts
 from cds_service.knowledge import Knowledge
+from cds_service.lab_results import b12_band, crosses, stays_within
 from cds_service.protocol import Indicator
 
 TODAY = date(2026, 11, 25)

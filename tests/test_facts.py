@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from cds_service.assessment import b12_band, low_flag_believed
 from cds_service.facts import ConceptScreen, PatientFacts, extract_facts
 from cds_service.knowledge import Knowledge
+from cds_service.lab_results import b12_band, low_flag_believed
 from cds_service.patient_data import PatientData, from_prefetch
 
 TODAY = date(2026, 11, 25)
