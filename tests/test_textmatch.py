@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds_service.facts import ConceptScreen
+from cds_service.concept_screen import ConceptScreen
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData
 from cds_service.textmatch import _ANSWER_MARK as ANSWER_MARK
