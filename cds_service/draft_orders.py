@@ -11,9 +11,11 @@ from datetime import date
 from typing import Any
 
 from cds_service import fhir_models
-from cds_service.facts import RECORDS_PER_CHECK, ConceptScreen, Fact, items, record_label, reported
+from cds_service.concept_screen import ConceptScreen, items, record_label
+from cds_service.facts import RECORDS_PER_CHECK, Fact
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData, is_bundle, patient_of, reference_parts
+from cds_service.record_readers import reported
 from cds_service.textmatch import TimeCheck, no_time_limit
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest")

@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 
 from cds_service.contract import SERVICE_HOOKS
-from cds_service.facts import NEGATIVE_ANSWER
 from cds_service.knowledge import Knowledge
+from cds_service.observation_reader import NEGATIVE_ANSWER
 from cds_service.protocol import ServiceDescription
 from cds_service.valueset import codes_of
 

@@ -6,6 +6,26 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 
+from cds_service.list_scope import ListScope, Spans
+from cds_service.text_patterns import (
+    bare_answer_pattern,
+    joined,
+    phrase_pattern,
+    relative_patterns,
+    term_pattern,
+    word_sequence_pattern,
+)
+from cds_service.text_signs import MINUS_AFTER, MINUS_BEFORE, PLUS, QUERY_MARK, signs_as_words
+from cds_service.text_words import (
+    CONTEXT_CHARS,
+    SHORT_CONTEXT_CHARS,
+    PhraseSet,
+    has_phrase,
+    words_after,
+    words_before,
+    words_of,
+)
+
 TimeCheck = Callable[[], None]
 """Raises when the call's time is up; long work calls it now and then (limits.time_limit)."""
 
@@ -14,249 +34,16 @@ def no_time_limit() -> None:
     """The check for work with no deadline (the `evaluate` command, tests)."""
 
 
-_WORD = re.compile(r"[a-z0-9'/-]+")
 _POST_WINDOW_WORDS = 3
 _TIMING_WORDS = 6  # at most this many words of a time phrase are passed over ("for about 3 weeks in 2019")
 # A term set out as a question with its answer, as review-of-systems templates write it:
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
 _ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–—][ \t]+|[ \t]+(?=minus-answer )")  # "Myalgias (-)" too
 _NOT_ANSWERED, _ANSWERED_NO_DIAGNOSIS, _ANSWERED_NO = 0, 1, 2  # TextMatcher._answer
-_ANSWER_MARKS = (":", "?", "-", "–", "—")  # a bare answer follows one of these (_bare_answer_pattern)
+_ANSWER_MARKS = (":", "?", "-", "–", "—")  # a bare answer follows one of these (bare_answer_pattern)
 _DASH_ANSWER = re.compile(r"[ \t]+[-–—][ \t]+")
-# At most this much text either side of a mention is read for its cues and answer (the cue window
-# is a few words, but one "word" can be a long slash list: "No fever/chills/…/myalgia"), so a long
-# text without clause breaks costs time in proportion to its length. A word cut at the edge is dropped.
-_CONTEXT_CHARS = 1024
-_SHORT_CONTEXT_CHARS = 96
 _PIECE_CHARS = 16_000  # the longest text scanned at once: tens of milliseconds at worst
 _MENTIONS_PER_CHECK = 256  # a few milliseconds of the slowest (every mention negated) text
-
-
-def _words_before(text: str, start: int, clause_start: int, wanted: int) -> list[str]:
-    """The last `wanted` words of the clause before `start`, read from at most _CONTEXT_CHARS back
-    (a short stretch first: usually enough, and what keeps negated lists cheap)."""
-    for span in (_SHORT_CONTEXT_CHARS, _CONTEXT_CHARS):
-        lo = max(clause_start, start - span)
-        words = _words(text[lo:start])
-        if lo > clause_start and _WORD.match(text[lo - 1]):
-            words = words[1:]  # cut mid-word
-        if lo == clause_start or len(words) >= wanted:
-            break
-    return words[-wanted:]
-
-
-def _words_after(text: str, end: int, clause_end: int, wanted: int) -> list[str]:
-    """The first `wanted` words of the clause after `end`, read up to _CONTEXT_CHARS on."""
-    for span in (_SHORT_CONTEXT_CHARS, _CONTEXT_CHARS):
-        hi = min(clause_end, end + span)
-        words = _words(text[end:hi])
-        if hi < clause_end and _WORD.match(text[hi]):
-            words = words[:-1]  # cut mid-word
-        if hi == clause_end or len(words) >= wanted:
-            break
-    return words[:wanted]
-
-
-# "?coeliac", "Tiredness ?anaemia": a question mark written against a word queries it, as "query" does;
-# against an answer ("Muscle pain ?no") it still asks the question the answer answers
-_QUERY_MARK = re.compile(
-    r"(?<![a-z0-9])\?(?=[a-z])"
-    r"(?!(?:yes|y|no|n|nil|none|neg|negative|positive|pos|present|absent|denies|denied|unknown)(?![a-z0-9'/-]))")
-
-
-def _bare_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:
-    """A one-word negative answer standing alone between a question's mark (a colon, question mark
-    or dash) and a comma, semicolon, full stop or the end: "Fever - no, myalgia - yes". Read as the
-    minus sign after an item, it answers the item before it and is no cue over the items after it,
-    as "no" opening a list would be. With no mark ("fever no, myalgia yes") it is left as it is:
-    "Myalgias are absent" and "Celiac disease: tTG negative" hold such a word after no question."""
-    words = sorted({a.lower().strip() for a in negative_answers if re.fullmatch(r"[a-z]+", a.lower().strip())}, key=len, reverse=True)
-    if not words:
-        return None
-    return re.compile(rf"(?P<mark>(?<=[a-z0-9])[ \t]*[:?\-–—][ \t]*)\b(?:{'|'.join(words)})\b(?=[ \t]*(?:[,;.\n]|$))")
-
-
-def _relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
-    """Patterns for a relative named right after a mention ("Coeliac disease (mother)", "Pernicious
-    anaemia in her sister", "B12 deficiency - father", "Pernicious anaemia, mother") and right before one, at the start of its
-    line or item ("Mother: pernicious anaemia", "FH: sister coeliac disease"). After a mention the
-    relative must close its phrase: "Dementia (daughter concerned)" names an informant, not the patient."""
-    if not relatives:
-        return None
-
-    spaced = r"[ \t]+"  # a space in a relative's name matches any run of spaces
-    kinds, people = _alternation(qualifiers, space=spaced), _alternation(relatives, space=spaced)
-    qualified = rf"(?:(?:{kinds})[ \t]+){{0,3}}" if qualifiers else ""
-    named = rf"{qualified}(?:{people})(?:'s)?(?![a-z0-9'-])"
-    after = re.compile(
-        rf"(?:[ \t]*[(\[][ \t]*(?:in[ \t]+)?|[ \t]*[:,\-–—][ \t]*|[ \t]+in[ \t]+){named}"
-        rf"(?=[ \t]*(?:$|[)\],;.:/&+\n(]|and(?![a-z0-9])|aged?(?![a-z0-9])|\d))")
-    # "Mother: pernicious anaemia", and the relative as the subject with a history too long for a
-    # cue's window of words ("Father has a 10 yr hx of Crohn's", "Brother diagnosed with coeliac disease")
-    history = (r"(?:(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|many|several|long)[ \t-]*"
-               r"(?:years?|yrs?|months?|mos?)[ \t-]+(?:history[ \t]+of|hx[ \t]+of|hx|h/o)[ \t]+)")
-    verbs = r"(?:(?:has|had|have|with|was|is|also|recently|been|diagnosed|dx|a|an|longstanding|long-standing)[ \t]+)"
-    relatives_named = rf"{named}(?:[ \t]+(?:and|&)[ \t]+{named})*"  # "Mother and sister have ..."
-    before = re.compile(rf"(?:^|(?<=[\n;,.(\[:]))[ \t]*{relatives_named}(?:[ \t]*[:\-–—(][ \t]*|[ \t]+{verbs}*{history}?)$")
-    return after, before
-
-
-_LIST_SEPARATOR = re.compile(r"[,/&+]|(?<![a-z0-9])(?:and|or|nor)(?![a-z0-9])")
-_LIST_ITEM_WORDS = 3  # "weight loss", "shortness of breath"
-# a review-of-systems list rarely runs past a dozen items (about 200 characters): reading at most
-# this far back from each mention keeps a text of nothing but list items linear
-_LIST_CHARS = 320
-
-
-class _ListScope:
-    """Whether a term is an item of the list a negation cue opens: every item before it is a few
-    words ('fever, joint swelling and myalgias') with none of `breaks` ('has', 'reports': a new
-    statement), and the term begins its own item. An item's words are counted by `item_words`,
-    which leaves out pseudo-negations ('no change in appetite' is one word). Mentions come in order,
-    so each stretch of the list is read once, however many of its items are terms."""
-
-    def __init__(self, text: str, breaks: frozenset[str], item_words: Callable[[list[str]], list[str]]) -> None:
-        self.text, self.breaks, self.item_words = text, breaks, item_words
-        self.cue, self.until, self.intact = -1, 0, False
-
-    def holds(self, cue: tuple[int, int], start: int) -> bool:
-        if start - cue[1] > _LIST_CHARS:
-            return False
-        if cue[0] != self.cue or start < self.until:  # a new list: read from its cue
-            self.cue, self.until, self.intact = cue[0], cue[1], True
-        if not self.intact:
-            return False
-        *items, last = _LIST_SEPARATOR.split(self.text[self.until:start])
-        def short(words: list[str]) -> bool:
-            return len(words) <= _LIST_ITEM_WORDS and self.breaks.isdisjoint(words)
-
-        # leaving pseudo-negations out only shortens an item: read them only for an item too long without
-        if not all(short(w) or short(self.item_words(w)) for w in map(_words, items)):
-            self.intact = False  # a long or statement item: no term after it is in the list
-            return False
-        self.until = start - len(last)  # the term's own item is read with the next stretch
-        return not _words(last)
-
-
-def _word_sequence_pattern(phrases: tuple[tuple[str, ...], ...]) -> re.Pattern[str]:
-    """Occurrences of any of the phrases, given as words, with anything but a word between them (as
-    _words reads them), in lowered text; matched where a word starts."""
-    between = r"[^a-z0-9'/-]+"
-    alternatives = "|".join(between.join(map(re.escape, p)) for p in sorted(phrases, key=len, reverse=True))
-    return re.compile(rf"(?:{alternatives})(?![a-z0-9'/-])")
-
-
-def _alternation(phrases: list[str], space: str = r"\ ") -> str:
-    """The phrases as regex alternatives, longest first (so a longer phrase wins where both match),
-    each space written as `space`."""
-    spelled = sorted({p.lower().strip() for p in phrases if p.strip()}, key=len, reverse=True)
-    return "|".join(re.escape(p).replace(r"\ ", space) for p in spelled)
-
-
-def _phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
-    """Whole-word occurrences of any of the phrases, in lowered text."""
-    return re.compile(rf"(?<![a-z0-9])(?:{_alternation(phrases)})(?![a-z0-9])")
-
-
-# The punctuation that joins two names in one test's name, as catalogues write a combined test:
-# 'B12/FOLATE', 'B12 / Folate', 'B12 & folate', 'B12+FOLATE', 'B12, folate', 'FOLATE,B12'. A joiner
-# written in a term or in an exclusion phrase that holds one stands for any of them, spaced or not,
-# so one term ('b12 & folate') reads every spelling and one exclusion ('b12/folate workup') cancels
-# every spelling of that phrase. Only terms and those phrases are read so: the words around a
-# mention keep their own reading ('h/o', 'w/o' and '/7' are cues; commas and slashes part the
-# items of a negated list: 'denies fever, myalgia'), and a term without a joiner needs none: a
-# space in a term is no joiner ('muscle pain' is not read in 'calf muscle, pain on walking').
-_JOINER = re.compile(r"[ \t]*[/+&,][ \t]*")
-
-
-def _joined(phrase: str) -> str:
-    """The one spelling of a term or a mention of it: each joiner written '/', with no spaces."""
-    return _JOINER.sub("/", phrase)
-
-
-def _term_pattern(phrases: list[str]) -> re.Pattern[str]:
-    """Whole-word occurrences of any of the terms (or phrases holding one) in lowered text, each
-    joiner in them matching any joiner, spaced or not."""
-    canonical = sorted({_joined(p.lower().strip()) for p in phrases}, key=len, reverse=True)
-    alternatives = "|".join(_JOINER.pattern.join(map(re.escape, p.split("/"))) for p in canonical)
-    return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text)
-
-
-# Review-of-systems signs, read as words. A text writes them before its items or after them, and
-# its first sign tells which. Before: a minus sign opens a negated list, as "negative for" does
-# ("(-) fever, chills, myalgias"; one with no word after it answers the item before it). After:
-# each minus sign answers the item before it ("Fever (-) Myalgia (+) Fatigue (+)"). A plus sign
-# starts a new statement.
-_SIGN = re.compile(r"\(\s*([+-])\s*\)(?=(\s*[a-z0-9])?)")
-_MINUS_BEFORE, _MINUS_AFTER, _PLUS = "minus-sign", "minus-answer", "plus-sign"
-
-
-def _signs_as_words(text: str) -> str:
-    first = _SIGN.search(text) if "(" in text else None
-    if first is None:
-        return text
-    signs_follow_items = bool(re.search(r"[a-z0-9]\s*$", text[: first.start()]))
-
-    def word(m: re.Match[str]) -> str:
-        if m.group(1) == "+":
-            return f" {_PLUS} "
-        return f" {_MINUS_BEFORE} " if m.group(2) and not signs_follow_items else f" {_MINUS_AFTER} "
-
-    return _SIGN.sub(word, text)
-
-
-def _has_phrase(words: list[str], phrase: tuple[str, ...]) -> bool:
-    n = len(phrase)
-    return any(tuple(words[i : i + n]) == phrase for i in range(len(words) - n + 1))
-
-
-@dataclass(frozen=True)
-class PhraseSet:
-    """Cue phrases as one set per length: a window of words is looked up once per position and
-    length, not once per cue (a negated list is read cue window by cue window)."""
-
-    phrases: frozenset[tuple[str, ...]]
-    lengths: tuple[int, ...]
-
-    @classmethod
-    def of(cls, phrases: tuple[tuple[str, ...], ...]) -> "PhraseSet":
-        return cls(frozenset(phrases), tuple(sorted({len(p) for p in phrases})))
-
-    def ends(self, words: list[str]) -> bool:
-        """Whether `words` end with one of the phrases."""
-        return any(tuple(words[-n:]) in self.phrases for n in self.lengths if n <= len(words))
-
-    def starts(self, words: list[str]) -> bool:
-        """Whether `words` start with one of the phrases."""
-        return any(tuple(words[:n]) in self.phrases for n in self.lengths if n <= len(words))
-
-    def within(self, words: list[str]) -> bool:
-        """Whether any phrase occurs in `words`."""
-        phrases = self.phrases
-        return any(tuple(words[i : i + n]) in phrases for n in self.lengths for i in range(len(words) - n + 1))
-
-
-@dataclass(frozen=True)
-class _Spans:
-    """Where a pattern occurs in a text, found once: the last occurrence before a point, in log time."""
-
-    spans: list[tuple[int, int]]
-    ends: list[int]
-
-    @classmethod
-    def of(cls, pattern: re.Pattern[str] | None, text: str,
-           keep: Callable[[tuple[int, int]], bool] = lambda span: True) -> "_Spans":
-        spans = [span for m in pattern.finditer(text) if keep(span := m.span())] if pattern is not None else []
-        return cls(spans, [e for _, e in spans])
-
-    def last_before(self, point: int) -> tuple[int, int] | None:
-        """The last occurrence that ends at or before `point`."""
-        i = bisect_right(self.ends, point)
-        return self.spans[i - 1] if i else None
 
 
 @dataclass(frozen=True)
@@ -264,7 +51,7 @@ class TextMatcher:
     """Finds concept mentions in free text; built once from cards/ at start."""
 
     pattern: re.Pattern[str] | None
-    term_concepts: dict[str, tuple[str, ...]]  # by the term's joined spelling (_joined): read with concepts_of
+    term_concepts: dict[str, tuple[str, ...]]  # by the term's joined spelling (joined): read with concepts_of
     pre_negation: tuple[tuple[str, ...], ...]
     concept_pre_negation: dict[str, tuple[tuple[str, ...], ...]]
     post_negation: tuple[tuple[str, ...], ...]
@@ -300,7 +87,7 @@ class TextMatcher:
     # negative"), where after a symptom the answer must open with the cue ("Myalgia - PMR excluded")
     diagnosis_concepts: frozenset[str] = frozenset()
     # diagnoses and the symptoms a relative named beside makes the relative's (found by the patterns
-    # of _relative_patterns, after and before a mention): "Mother: myalgia", "Coeliac disease (mother)"
+    # of relative_patterns, after and before a mention): "Mother: myalgia", "Coeliac disease (mother)"
     relative_concepts: frozenset[str] = frozenset()
     # a one-word negative answer right after a question's mark and before a comma ("Fever: no, ...")
     bare_answer: re.Pattern[str] | None = None
@@ -321,10 +108,10 @@ class TextMatcher:
         set_field = object.__setattr__  # frozen: derived once, here
         set_field(self, "pseudo_cues", PhraseSet.of(self.pseudo_negation))
         set_field(self, "pseudo_starts", frozenset(p[:2] for p in self.pseudo_negation))
-        set_field(self, "pseudo_pattern", _word_sequence_pattern(self.pseudo_negation) if self.pseudo_negation else None)
+        set_field(self, "pseudo_pattern", word_sequence_pattern(self.pseudo_negation) if self.pseudo_negation else None)
         list_negation = self.list_negation
         cue_terms = [t for t in self.term_concepts if list_negation is not None and list_negation.match(t) is not None]
-        set_field(self, "list_cue_terms", _term_pattern(cue_terms) if cue_terms else None)
+        set_field(self, "list_cue_terms", term_pattern(cue_terms) if cue_terms else None)
         set_field(self, "post_cues", PhraseSet.of(self.post_negation))
         set_field(self, "long_post_starts", frozenset(p[:2] for p in self.post_negation if len(p) > _POST_WINDOW_WORDS))
         set_field(self, "general_pre_cues", PhraseSet.of(self.pre_negation))
@@ -333,7 +120,7 @@ class TextMatcher:
     def concepts_of(self, mention: str) -> tuple[str, ...]:
         """The concepts of a term as `pattern` found it in lowered text ('b12 + folate' is the term 'b12 & folate')."""
         found = self.term_concepts.get(mention)
-        return found if found is not None else self.term_concepts[_joined(mention)]
+        return found if found is not None else self.term_concepts[joined(mention)]
 
     def _own_cue_reaches(self, concept: str, lowered: str, clause_start: int, start: int, before: list[str]) -> bool:
         """A concept's own cue ('h/o', 'planned', 'check for') negates a mention in its own comma item, or
@@ -343,15 +130,15 @@ class TextMatcher:
         if own is None or self.pattern is None or not own.within(before):
             return False
         pattern = self.pattern
-        *items, last = lowered[max(clause_start, start - _CONTEXT_CHARS):start].split(",")
-        if own.within(_words(last)):
+        *items, last = lowered[max(clause_start, start - CONTEXT_CHARS):start].split(",")
+        if own.within(words_of(last)):
             return True
         for item in reversed(items):
             shared = [c for m in pattern.finditer(item) for c in self.concepts_of(m.group(0))
                       if c in self.own_pre_cues and not own.phrases.isdisjoint(self.own_pre_cues[c].phrases)]
             if not shared:
                 return False
-            words = _words(item)
+            words = words_of(item)
             if own.within(words) and any(self.own_pre_cues[c].within(words) for c in shared):
                 return True
         return False
@@ -383,19 +170,19 @@ class TextMatcher:
         term_concepts: dict[str, list[str]] = {}
         for concept, concept_terms in terms.items():
             for term in concept_terms:
-                known = term_concepts.setdefault(_joined(term.lower().strip()), [])
+                known = term_concepts.setdefault(joined(term.lower().strip()), [])
                 if concept not in known:  # 'b12/folate' and 'b12 & folate' are one term
                     known.append(concept)
-        pattern = _term_pattern(list(term_concepts)) if term_concepts else None
-        breaks = "|".join(re.escape(b.lower().strip()) for b in [*clause_breaks, _PLUS])
+        pattern = term_pattern(list(term_concepts)) if term_concepts else None
+        breaks = "|".join(re.escape(b.lower().strip()) for b in [*clause_breaks, PLUS])
         clause_break = re.compile(rf"[.;:!?\n]|\b(?:{breaks})\b")
-        list_cues = [c.lower().strip() for c in list_negation or []] + [_MINUS_BEFORE]
+        list_cues = [c.lower().strip() for c in list_negation or []] + [MINUS_BEFORE]
 
         def holds_term(concept: str, cue: str) -> bool:
-            return bool(terms.get(concept)) and _term_pattern(terms[concept]).search(cue.lower()) is not None
+            return bool(terms.get(concept)) and term_pattern(terms[concept]).search(cue.lower()) is not None
 
         def phrases(cues: list[str]) -> tuple[tuple[str, ...], ...]:
-            return tuple(tuple(words) for c in cues if (words := _words(c.lower())))
+            return tuple(tuple(words) for c in cues if (words := words_of(c.lower())))
 
         return cls(
             pattern=pattern,
@@ -410,9 +197,9 @@ class TextMatcher:
             negative_answers=frozenset(phrases(negative_answers or [])),
             concept_exclusions={c: phrases([cue for cue in cues if not holds_term(c, cue)])
                                 for c, cues in (concept_exclusions or {}).items()},
-            local_exclusions={c: _term_pattern(local) for c, cues in (concept_exclusions or {}).items()
+            local_exclusions={c: term_pattern(local) for c, cues in (concept_exclusions or {}).items()
                               if (local := [cue for cue in cues if holds_term(c, cue)])},
-            list_negation=_phrase_pattern(list_cues) if list_cues else None,
+            list_negation=phrase_pattern(list_cues) if list_cues else None,
             list_breaks=frozenset(w.lower() for w in list_breaks or []),
             statement_words=frozenset(w.lower() for w in statement_words or []),
             # a listed abbreviation's full stop ends nothing when more text follows, in any case
@@ -421,50 +208,50 @@ class TextMatcher:
                 r"(?<![A-Za-z0-9.])(?:" + "|".join(re.escape(a.lower().rstrip(".")) for a in abbreviations) + r")\.(?= +[a-z0-9])",
                 re.IGNORECASE,
             ) if abbreviations else None,
-            list_colon=re.compile(_phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
+            list_colon=re.compile(phrase_pattern(list_cues).pattern + r"[ \t]*:") if list_cues else None,
             pseudo_negation=phrases(pseudo_negation or []),
             lead_words=frozenset(w.lower() for w in lead_words or []),
             cue_qualifiers=frozenset(w.lower() for w in cue_qualifiers or []),
             time_words=frozenset(w.lower() for w in time_words or []),
             diagnosis_concepts=frozenset(diagnosis_concepts or ()),
             relative_concepts=frozenset(relative_concepts if relative_concepts is not None else diagnosis_concepts or ()),
-            bare_answer=_bare_answer_pattern(negative_answers or []),
-            relative_named=_relative_patterns(relatives or [], relative_qualifiers or []),
+            bare_answer=bare_answer_pattern(negative_answers or []),
+            relative_named=relative_patterns(relatives or [], relative_qualifiers or []),
         )
 
     def normalised(self, text: str, answers: bool = True) -> str:
         """The text as the matcher reads it (after abbreviations): lower case, review-of-systems signs
         and bare negative answers as words ("Fever - no, myalgia - yes": that "no" answers the fever
         and opens no list over the myalgia), a question mark against a word as "query"."""
-        lowered = _signs_as_words(text.lower())
+        lowered = signs_as_words(text.lower())
         if "?" in lowered:
-            lowered = _QUERY_MARK.sub("query ", lowered)
+            lowered = QUERY_MARK.sub("query ", lowered)
         return self._bare_answers_as_signs(lowered) if answers else lowered
 
     def _bare_answers_as_signs(self, lowered: str) -> str:
         if self.bare_answer is None or not any(mark in lowered for mark in _ANSWER_MARKS):
             return lowered
-        return self.bare_answer.sub(rf"\g<mark>{_MINUS_AFTER} ", lowered)
+        return self.bare_answer.sub(rf"\g<mark>{MINUS_AFTER} ", lowered)
 
     def excluded(self, text: str) -> frozenset[str]:
         """Concepts a word anywhere in `text` makes something else (a multivitamin's name for B12
         replacement): whole-text exclusions, not the phrases that cancel only the mention inside them."""
         if not self.concept_exclusions or not text:
             return frozenset()
-        return self._excluded_in(_signs_as_words(text.lower()), self.concept_exclusions)
+        return self._excluded_in(signs_as_words(text.lower()), self.concept_exclusions)
 
     @staticmethod
     def _excluded_in(lowered: str, exclusions: Mapping[str, tuple[tuple[str, ...], ...]]) -> frozenset[str]:
-        words = _words(lowered)
-        return frozenset(c for c, cues in exclusions.items() if any(_has_phrase(words, cue) for cue in cues))
+        words = words_of(lowered)
+        return frozenset(c for c, cues in exclusions.items() if any(has_phrase(words, cue) for cue in cues))
 
     def is_negative_answer(self, text: str | None) -> bool:
         """A free-text answer that records absence: one of the negative answers in full ("No",
         "none.", "Not present"), or an answer that opens with a negation cue ("No pain", "Denies")."""
         if text is None:
             return False
-        words = tuple(_words(_signs_as_words(text.lower())))
-        if words[:1] in ((_MINUS_AFTER,), (_MINUS_BEFORE,)):  # "(-)", "(-) present"
+        words = tuple(words_of(signs_as_words(text.lower())))
+        if words[:1] in ((MINUS_AFTER,), (MINUS_BEFORE,)):  # "(-)", "(-) present"
             return True
         if words in self.negative_answers:
             return True
@@ -513,12 +300,12 @@ class TextMatcher:
             return _ANSWERED_NO
         i = bisect_left(break_starts, mark.end())
         answer_end = break_starts[i] if i < len(break_starts) else len(lowered)
-        if answer_end - mark.end() > _CONTEXT_CHARS:  # too long to be one of the short negative answers
-            first = _words_after(lowered, mark.end(), answer_end, max(_POST_WINDOW_WORDS, *self.pseudo_cues.lengths, 0))
+        if answer_end - mark.end() > CONTEXT_CHARS:  # too long to be one of the short negative answers
+            first = words_after(lowered, mark.end(), answer_end, max(_POST_WINDOW_WORDS, *self.pseudo_cues.lengths, 0))
             negative = self._opens_with_cue(first)
         else:
             answer = lowered[mark.end() : answer_end]
-            first = _words(answer)
+            first = words_of(answer)
             negative = self.is_negative_answer(answer)
         first = first[:_POST_WINDOW_WORDS]
         if negative or self._post_cue_opens(first) is not None:
@@ -552,12 +339,12 @@ class TextMatcher:
         "Muscle aches, denied fever" and "Positive for myalgia, negative for fever" open a new
         statement about something else. A cue longer than the window counts when it opens the words
         after the term or makes up an item: "Muscle aches no longer a problem", "Myalgia, no longer an issue"."""
-        stretch = lowered[end : min(clause_end, end + _CONTEXT_CHARS)]
+        stretch = lowered[end : min(clause_end, end + CONTEXT_CHARS)]
         if _DASH_ANSWER.match(stretch):  # "Myalgia - PMR excluded": an answer, read by _answer
             return False
         seen, timed = 0, False
         for n, item in enumerate(stretch.split(",")):
-            words = _words(item)
+            words = words_of(item)
             if n == 0:  # when it happened does not count against the window: "Myalgia in 2019 - resolved"
                 counted = [w for w in words if not self._timing(w)]
                 timed = len(counted) < len(words)
@@ -589,7 +376,7 @@ class TextMatcher:
         """The words after a term a post-negation cue is looked for in, time phrases left out: the
         window and as many again, where a cue opening a later item may stand ("Fatigue after COVID
         2021, since resolved"); _post_negated decides."""
-        words = _words_after(lowered, end, clause_end, 2 * _POST_WINDOW_WORDS + _TIMING_WORDS)
+        words = words_after(lowered, end, clause_end, 2 * _POST_WINDOW_WORDS + _TIMING_WORDS)
         return [w for w in words if not self._timing(w)][: 2 * _POST_WINDOW_WORDS]
 
     def _relative_named(self, lowered: str, start: int, end: int) -> bool:
@@ -598,7 +385,7 @@ class TextMatcher:
             return False
         after, before = self.relative_named
         return after.match(lowered, end) is not None or \
-            before.search(lowered, max(0, start - _SHORT_CONTEXT_CHARS), start) is not None
+            before.search(lowered, max(0, start - SHORT_CONTEXT_CHARS), start) is not None
 
     def _inside_exclusion(self, concept: str, lowered: str, start: int, end: int,
                           spans: dict[str, list[tuple[int, int]]]) -> bool:
@@ -642,8 +429,8 @@ class TextMatcher:
         break_ends = [b[1] for b in breaks]
         found = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
-        list_cues = _Spans.of(self.list_negation, lowered, lambda cue: self._opens_a_list(lowered, cue))
-        in_list = _ListScope(lowered, self.list_breaks, self._without_pseudo)
+        list_cues = Spans.of(self.list_negation, lowered, lambda cue: self._opens_a_list(lowered, cue))
+        in_list = ListScope(lowered, self.list_breaks, self._without_pseudo)
         for n, match in enumerate(chain((first,), mentions), 1):
             if n % _MENTIONS_PER_CHECK == 0:
                 check()
@@ -667,7 +454,7 @@ class TextMatcher:
                     and self._post_negated(lowered, end, clause_end):
                 continue
             before = self._without_pseudo(
-                self._since_statement(_words_before(lowered, start, clause_start, self.window_words)))
+                self._since_statement(words_before(lowered, start, clause_start, self.window_words)))
             general = self.general_pre_cues.within(before)
             relative: bool | None = None  # looked for once, when a concept it cancels is named
             for concept in concepts:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from cds_service.facts import ConceptScreen, PatientFacts, extract_facts
+from cds_service.concept_screen import ConceptScreen
+from cds_service.facts import PatientFacts, extract_facts
 from cds_service.knowledge import Knowledge
 from cds_service.lab_results import b12_band, low_flag_believed
 from cds_service.patient_data import PatientData, from_prefetch

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds_service.facts import ConceptScreen
+from cds_service.concept_screen import ConceptScreen
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData
+from cds_service.text_words import WORD, has_phrase, words_of
 from cds_service.textmatch import _ANSWER_MARK as ANSWER_MARK
-from cds_service.textmatch import _WORD as WORD
-from cds_service.textmatch import TextMatcher, _has_phrase, _words
+from cds_service.textmatch import TextMatcher
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def _reference_find(m: Any, text: str) -> set[str]:
         start, end = match.span()
         clause_start = max((b.end() for b in breaks if b.end() <= start), default=0)
         clause_end = min((b.start() for b in breaks if b.start() >= end), default=len(lowered))
-        before = _words(lowered[clause_start:start])[-m.window_words:]
+        before = words_of(lowered[clause_start:start])[-m.window_words:]
         for i in range(len(before) - 1, -1, -1):  # a cue does not reach past a new statement ("no fever, reports")
             if before[i] in m.statement_words and not any(tuple(before[:i][-len(c):]) == c for c in m.pre_negation):
                 before = before[i + 1:]
@@ -123,8 +123,8 @@ def _reference_find(m: Any, text: str) -> set[str]:
         in_list = False
         if cues and cues[-1].start() >= clause_start:  # the items between the last cue and the term
             *items, last = re.split(r"[,/&+]|\b(?:and|or|nor)\b", lowered[cues[-1].end():start])
-            in_list = not _words(last) and all(
-                len(without_pseudo(_words(i))) <= 3 and not set(without_pseudo(_words(i))) & m.list_breaks for i in items)
+            in_list = not words_of(last) and all(
+                len(without_pseudo(words_of(i))) <= 3 and not set(without_pseudo(words_of(i))) & m.list_breaks for i in items)
         def cue_opens(words: list[str]) -> list[str] | None:  # the words after a cue opening them, past lead words
             while words and words[0] in m.lead_words:
                 words = words[1:]
@@ -135,19 +135,19 @@ def _reference_find(m: Any, text: str) -> set[str]:
             return w in m.time_words or w.isdigit()
 
         post_negated, seen, timed = False, 0, False  # three words on; past a comma, a cue must end its item or open it
-        later = [w for w in _words(lowered[end:clause_end])[:12] if not timing(w)][:6]
+        later = [w for w in words_of(lowered[end:clause_end])[:12] if not timing(w)][:6]
         long_starts = {c[:2] for c in m.post_negation if len(c) > 3}  # a longer cue counts when it opens the words
-        in_reach = any(_has_phrase(later, c) for c in m.post_negation) or tuple(later[:2]) in long_starts
+        in_reach = any(has_phrase(later, c) for c in m.post_negation) or tuple(later[:2]) in long_starts
         dash_answer = re.match(r"[ \t]+[-–—][ \t]+", lowered[end:clause_end]) is not None
         for n, item in enumerate(lowered[end:clause_end].split(",")):
             if not in_reach or dash_answer:
                 break
-            words = _words(item)
+            words = words_of(item)
             if n == 0:
                 counted = [w for w in words if not timing(w)]
                 timed = len(counted) < len(words)
                 window = counted[:3]
-                post_negated = any(_has_phrase(window, c) or tuple(counted[:len(c)]) == c for c in m.post_negation)
+                post_negated = any(has_phrase(window, c) or tuple(counted[:len(c)]) == c for c in m.post_negation)
             else:
                 window = words[: 3 - seen]
                 after_cue = cue_opens(words)
@@ -161,20 +161,20 @@ def _reference_find(m: Any, text: str) -> set[str]:
         if mark is not None:
             answer_end = min((b.start() for b in breaks if b.start() >= mark.end()), default=len(lowered))
             answer = lowered[mark.end():answer_end]
-            answered_no = m.is_negative_answer(answer) or cue_opens(_words(answer)[:3]) is not None or (
+            answered_no = m.is_negative_answer(answer) or cue_opens(words_of(answer)[:3]) is not None or (
                 "?" in mark.group(0) and not lowered[mark.end():].strip())  # asked, never answered
             # after a diagnosis a cue anywhere in the answer's first words excludes it ("Celiac disease: tTG negative")
-            diagnosis_no = any(_has_phrase(_words(answer)[:3], c) for c in m.post_negation)
+            diagnosis_no = any(has_phrase(words_of(answer)[:3], c) for c in m.post_negation)
         if post_negated or answered_no or in_list:
             continue
         for concept in m.concepts_of(match.group(0)):
             local = m.local_exclusions.get(concept)
             inside = local is not None and any(x.start() <= start and end <= x.end() for x in local.finditer(lowered))
-            if not inside and not any(_has_phrase(before, c) for c in m.pre_negation + m.concept_pre_negation.get(concept, ())) \
+            if not inside and not any(has_phrase(before, c) for c in m.pre_negation + m.concept_pre_negation.get(concept, ())) \
                     and not (diagnosis_no and concept in m.diagnosis_concepts):
                 found.add(concept)
-    words = _words(lowered)
-    return {c for c in found if not any(_has_phrase(words, cue) for cue in m.concept_exclusions.get(c, ()))}
+    words = words_of(lowered)
+    return {c for c in found if not any(has_phrase(words, cue) for cue in m.concept_exclusions.get(c, ()))}
 
 
 PIECES = ["myalgia", "muscle pain", "muscle aches", "fatigue", "tired", "pins and needles", "no", "denies", "not",
