@@ -145,6 +145,11 @@ class UnitsFile(_File):
 
 class TextMatchingFile(_File):
     window_words: int = Field(ge=1, le=20)
+    # how many words after a mention a post-cue reaches ("Myalgia resolved"); a time phrase's words
+    # passed over on the way ("for about 3 weeks"); the most words a list item may have
+    post_window_words: int = Field(default=3, ge=1, le=10)
+    timing_words: int = Field(default=6, ge=0, le=20)
+    list_item_words: int = Field(default=3, ge=1, le=10)
     pre_negation: list[str]
     post_negation: list[str]
     clause_breaks: list[str]

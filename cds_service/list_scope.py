@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from cds_service.text_words import words_of
 
 _LIST_SEPARATOR = re.compile(r"[,/&+]|(?<![a-z0-9])(?:and|or|nor)(?![a-z0-9])")
-_LIST_ITEM_WORDS = 3  # "weight loss", "shortness of breath"
 # a review-of-systems list rarely runs past a dozen items (about 200 characters): reading at most
 # this far back from each mention keeps a text of nothing but list items linear
 _LIST_CHARS = 320
@@ -22,8 +21,10 @@ class ListScope:
     which leaves out pseudo-negations ('no change in appetite' is one word). Mentions come in order,
     so each stretch of the list is read once, however many of its items are terms."""
 
-    def __init__(self, text: str, breaks: frozenset[str], item_words: Callable[[list[str]], list[str]]) -> None:
-        self.text, self.breaks, self.item_words = text, breaks, item_words
+    def __init__(self, text: str, breaks: frozenset[str], item_words: Callable[[list[str]], list[str]],
+                 longest_item: int = 3) -> None:
+        """`longest_item`: the most words an item may have ("weight loss", "shortness of breath")."""
+        self.text, self.breaks, self.item_words, self.longest_item = text, breaks, item_words, longest_item
         self.cue, self.until, self.intact = -1, 0, False
 
     def holds(self, cue: tuple[int, int], start: int) -> bool:
@@ -35,7 +36,7 @@ class ListScope:
             return False
         *items, last = _LIST_SEPARATOR.split(self.text[self.until:start])
         def short(words: list[str]) -> bool:
-            return len(words) <= _LIST_ITEM_WORDS and self.breaks.isdisjoint(words)
+            return len(words) <= self.longest_item and self.breaks.isdisjoint(words)
 
         # leaving pseudo-negations out only shortens an item: read them only for an item too long without
         if not all(short(w) or short(self.item_words(w)) for w in map(words_of, items)):

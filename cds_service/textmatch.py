@@ -34,8 +34,6 @@ def no_time_limit() -> None:
     """The check for work with no deadline (the `evaluate` command, tests)."""
 
 
-_POST_WINDOW_WORDS = 3
-_TIMING_WORDS = 6  # at most this many words of a time phrase are passed over ("for about 3 weeks in 2019")
 # A term set out as a question with its answer, as review-of-systems templates write it:
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
 _ANSWER_MARK = re.compile(r"[ \t]*[:?][ \t]*|[ \t]+[-–—][ \t]+|[ \t]+(?=minus-answer )")  # "Myalgias (-)" too
@@ -57,6 +55,9 @@ class TextMatcher:
     post_negation: tuple[tuple[str, ...], ...]
     clause_break: re.Pattern[str]
     window_words: int
+    post_window_words: int = 3  # words after a mention a post-cue reaches
+    timing_words: int = 6  # words of a time phrase passed over ("for about 3 weeks in 2019")
+    list_item_words: int = 3  # the most words of a list item ("shortness of breath")
     negative_answers: frozenset[tuple[str, ...]] = frozenset()
     # words anywhere in the text that make every mention something else (a multivitamin's name)
     concept_exclusions: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
@@ -113,7 +114,7 @@ class TextMatcher:
         cue_terms = [t for t in self.term_concepts if list_negation is not None and list_negation.match(t) is not None]
         set_field(self, "list_cue_terms", term_pattern(cue_terms) if cue_terms else None)
         set_field(self, "post_cues", PhraseSet.of(self.post_negation))
-        set_field(self, "long_post_starts", frozenset(p[:2] for p in self.post_negation if len(p) > _POST_WINDOW_WORDS))
+        set_field(self, "long_post_starts", frozenset(p[:2] for p in self.post_negation if len(p) > self.post_window_words))
         set_field(self, "general_pre_cues", PhraseSet.of(self.pre_negation))
         set_field(self, "own_pre_cues", {c: PhraseSet.of(own) for c, own in self.concept_pre_negation.items() if own})
 
@@ -152,6 +153,9 @@ class TextMatcher:
         clause_breaks: list[str],
         window_words: int,
         concept_pre_negation: dict[str, list[str]] | None = None,
+        post_window_words: int = 3,
+        timing_words: int = 6,
+        list_item_words: int = 3,
         negative_answers: list[str] | None = None,
         concept_exclusions: dict[str, list[str]] | None = None,
         list_negation: list[str] | None = None,
@@ -194,6 +198,9 @@ class TextMatcher:
             post_negation=phrases(post_negation),
             clause_break=clause_break,
             window_words=window_words,
+            post_window_words=post_window_words,
+            timing_words=timing_words,
+            list_item_words=list_item_words,
             negative_answers=frozenset(phrases(negative_answers or [])),
             concept_exclusions={c: phrases([cue for cue in cues if not holds_term(c, cue)])
                                 for c, cues in (concept_exclusions or {}).items()},
@@ -301,13 +308,13 @@ class TextMatcher:
         i = bisect_left(break_starts, mark.end())
         answer_end = break_starts[i] if i < len(break_starts) else len(lowered)
         if answer_end - mark.end() > CONTEXT_CHARS:  # too long to be one of the short negative answers
-            first = words_after(lowered, mark.end(), answer_end, max(_POST_WINDOW_WORDS, *self.pseudo_cues.lengths, 0))
+            first = words_after(lowered, mark.end(), answer_end, max(self.post_window_words, *self.pseudo_cues.lengths, 0))
             negative = self._opens_with_cue(first)
         else:
             answer = lowered[mark.end() : answer_end]
             first = words_of(answer)
             negative = self.is_negative_answer(answer)
-        first = first[:_POST_WINDOW_WORDS]
+        first = first[:self.post_window_words]
         if negative or self._post_cue_opens(first) is not None:
             return _ANSWERED_NO
         return _ANSWERED_NO_DIAGNOSIS if self.post_cues.within(first) else _NOT_ANSWERED
@@ -348,12 +355,12 @@ class TextMatcher:
             if n == 0:  # when it happened does not count against the window: "Myalgia in 2019 - resolved"
                 counted = [w for w in words if not self._timing(w)]
                 timed = len(counted) < len(words)
-                window = counted[:_POST_WINDOW_WORDS]
+                window = counted[:self.post_window_words]
                 # a cue in the window, or one longer than it opening the words ("no longer a problem")
                 if self.post_cues.within(window) or self.post_cues.starts(counted):
                     return True
             else:
-                window = words[: _POST_WINDOW_WORDS - seen]
+                window = words[: self.post_window_words - seen]
                 opened = self._post_cue_opens(words)
                 # the item is a cue, or opens with one qualified: "Muscle aches 3 weeks ago, now resolved",
                 # "Myalgia, no longer an issue", "Dizziness, resolved with fluids"
@@ -363,7 +370,7 @@ class TextMatcher:
                 if not timed and window == words and self.post_cues.ends(words):
                     return True
             seen += len(window)
-            if seen >= _POST_WINDOW_WORDS:
+            if seen >= self.post_window_words:
                 return False
         return False
 
@@ -376,8 +383,8 @@ class TextMatcher:
         """The words after a term a post-negation cue is looked for in, time phrases left out: the
         window and as many again, where a cue opening a later item may stand ("Fatigue after COVID
         2021, since resolved"); _post_negated decides."""
-        words = words_after(lowered, end, clause_end, 2 * _POST_WINDOW_WORDS + _TIMING_WORDS)
-        return [w for w in words if not self._timing(w)][: 2 * _POST_WINDOW_WORDS]
+        words = words_after(lowered, end, clause_end, 2 * self.post_window_words + self.timing_words)
+        return [w for w in words if not self._timing(w)][: 2 * self.post_window_words]
 
     def _relative_named(self, lowered: str, start: int, end: int) -> bool:
         """A relative named right beside the mention at [start, end)."""
@@ -430,7 +437,7 @@ class TextMatcher:
         found = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
         list_cues = Spans.of(self.list_negation, lowered, lambda cue: self._opens_a_list(lowered, cue))
-        in_list = ListScope(lowered, self.list_breaks, self._without_pseudo)
+        in_list = ListScope(lowered, self.list_breaks, self._without_pseudo, self.list_item_words)
         for n, match in enumerate(chain((first,), mentions), 1):
             if n % _MENTIONS_PER_CHECK == 0:
                 check()

@@ -101,6 +101,7 @@ _ANAEMIA, _MMA = (_SIGNS.index(i) for i in ("anaemia", "raised-mma"))
 REFUSED = {
     "resolved-counted-for-a-current-condition": ("rule.json", _setting(["riskFactors", _KNOWN_DEFICIENCY, "countsResolved"], True),
                                                  f"riskFactors.{_KNOWN_DEFICIENCY}", "history only"),
+    "post-window-zero": ("text-matching.json", _setting(["postWindowWords"], 0), "postWindowWords", "greater than or equal to 1"),
     "stopped-not-read": ("rule.json", _setting(["recordStatus", "therapyStopped", "+"], "cancelled"),
                          "recordStatus.therapyStopped", "stopped"),
     "on-hold-not-active": ("rule.json", _setting(["recordStatus", "therapyOnHold", "+"], "suspended"),
@@ -264,3 +265,16 @@ def test_a_minimum_strength_needs_the_names_to_find_it_by(tmp_path: Path) -> Non
     with pytest.raises(KnowledgeError, match="needs textTerms") as err:
         load_knowledge(cards)
     assert err.value.field.endswith("textMinimumStrength")
+
+
+def test_the_text_windows_are_read_from_cards(tmp_path: Path) -> None:
+    """A list item's length is knowledge a reviewer may change: at three words "pain in the muscles
+    of the legs" is no list item, so the myalgia after it is a new statement; at eight it is one item
+    of the negated list, and the myalgia is negated with it."""
+    text = "Negative for fever, pain in the muscles of the legs and myalgia"
+    assert "myalgia" in load_knowledge().text.find(text)  # seven words: no list item, a new statement
+    cards = _copy_cards(tmp_path)
+    doc = json.loads((cards / "text-matching.json").read_text())
+    doc["listItemWords"] = 8
+    (cards / "text-matching.json").write_text(json.dumps(doc))
+    assert "myalgia" not in load_knowledge(cards).text.find(text)
