@@ -617,6 +617,8 @@ class WordingFile(_File):
     not_redundant: dict[str, str]
     # short pieces of card text the code assembles (labels, dates, counts)
     phrases: dict[str, str]
+    # a FHIR status code as the card writes it ("on-hold": "on hold"); one not listed is shown as sent
+    status_words: dict[str, str] = Field(default_factory=dict)
     result: ResultWording
     # a medicine whose current order renews earlier courses: when its use began
     medicine_since: str
@@ -690,7 +692,7 @@ NOT_REDUNDANT = (
 )
 PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "checkedListedLow", "notYetLongTerm", "aboveLabLimit", "timesLabLimit", "flaggedHigh", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
            "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
-           "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow")
+           "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow", "resultOn")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
                  "variants": CARD_VARIANTS}
 

@@ -12,11 +12,10 @@ from cds_service.rendering import (
     card_frame,
     escape_text,
     fact_line,
+    lab_line,
     new_uuid,
     order_suggestion,
     render_card,
-    result_text,
-    when_text,
 )
 
 _BAND_PHRASES = {"deficient": "bandDeficient", "indeterminate": "bandIndeterminate", "normal": "bandNormal"}
@@ -24,7 +23,7 @@ _BAND_PHRASES = {"deficient": "bandDeficient", "indeterminate": "bandIndetermina
 
 def _earlier_line(fact: Fact, k: Knowledge, banded: bool = True) -> str:
     if fact.resource_type == "Observation" and not awaiting_result(fact, k):
-        line = f"- **{k.concepts[fact.concept].label}**: {result_text(fact, k)} on {when_text(fact, k)}"
+        line = lab_line(k.concepts[fact.concept].label, fact, k)
         bands = k.rule.b12_result.bands.get(fact.concept)
         band = b12_band(fact, bands) if banded and bands is not None and not low_flag_believed(fact, bands) else None
         # the band a B12 level fell in, so an old low one reads as low ("flagged low" says so already)
@@ -33,7 +32,7 @@ def _earlier_line(fact: Fact, k: Knowledge, banded: bool = True) -> str:
     if fact.resource_type == "Observation":
         status = f", {k.wording.phrases['sampleNoResult']}"
     else:
-        status = f", {fact.status.replace('-', ' ')}" if fact.status else ""
+        status = f", {k.wording.status_words.get(fact.status, fact.status)}" if fact.status else ""
     return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact, k)}{escape_text(status)}"
 
 

@@ -114,11 +114,18 @@ def fact_line(fact: Fact, k: Knowledge) -> str:
     return f"“{escape_text(fact.text)}” ({source}, {when_text(fact, k)}{ended}{origin})"
 
 
+def lab_line(label: str, fact: Fact, k: Knowledge, threshold: float | None = None) -> str:
+    """A lab result as a card lists it: its label, value and date (value beside `threshold` as precise
+    as keeps the two apart)."""
+    on = k.wording.phrases["resultOn"].format(result=result_text(fact, k, threshold), date=when_text(fact, k))
+    return f"- **{label}**: {on}"
+
+
 def _evidence_line(ev: Evidence, k: Knowledge) -> str:
     first = ev.facts[0] if ev.facts else None
     if first is not None and first.value is not None and first.concept in k.units:
         unit = k.units[first.concept].shown  # a converted lab value: canonical unit
-        line = f"- **{ev.label}**: {result_text(first, k, ev.threshold)} on {when_text(first, k)}"
+        line = lab_line(ev.label, first, k, ev.threshold)
         phrases = k.wording.phrases
         if ev.lab_limit is not None and ev.limit_times is not None:  # the lab's own limit, in the canonical unit
             limit = f"{ev.lab_limit:g}"  # as the lab printed it, converted: an MMA's 318 nmol/L is 0.318, not 0.32
@@ -243,10 +250,10 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         # a lab's low flag decides over this rule's cut-off (assay-dependent): say so beside a value above it
         flag_decides = low_flag_believed(last, k.rule.b12_result.bands[last.concept]) and not crosses(last, "<", cut_off)
         below = w.phrases["flagOverCutOff" if flag_decides else "deficientBelow"].format(threshold=f"{cut_off:g} {unit}")
-        out += ["", f"**{h['latestB12']}**", f"- **{label}**: {result_text(last, k, cut_off)} on {when_text(last, k)} ({below})"]
+        out += ["", f"**{h['latestB12']}**", f"{lab_line(label, last, k, cut_off)} ({below})"]
     elif assessment.last_b12 is not None and assessment.variant in RAISED_MMA_REVIEW:
         last = assessment.last_b12  # the serum B12 that misled: the MMA is read beside it
-        out += ["", f"**{h['latestB12']}**", f"- **{k.concepts[last.concept].label}**: {result_text(last, k)} on {when_text(last, k)}"]
+        out += ["", f"**{h['latestB12']}**", lab_line(k.concepts[last.concept].label, last, k)]
     if assessment.variant == "diagnosed-deficiency" and assessment.diagnosis is not None:
         out += ["", f"**{h['diagnosis']}**", f"- {fact_line(assessment.diagnosis, k)}"]
         latest = assessment.earlier_therapy or next(iter(assessment.past_therapy), None)  # given since a result, or ever
