@@ -296,14 +296,14 @@ class TextMatcher:
         pseudo = self.pseudo_pattern.match(lowered, start) if self.pseudo_pattern is not None else None
         return pseudo is None or (self.pattern is not None and self.pattern.search(lowered, start, pseudo.end()) is not None)
 
-    def _answer(self, lowered: str, end: int, break_starts: list[int]) -> int:
+    def _answer(self, lowered: str, end: int, break_starts: list[int], ends_text: bool = True) -> int:
         """For a term set out as a question ("Myalgia:", "Muscle pain?"): _ANSWERED_NO when its answer
         records absence (a negative answer, or one that opens with a cue), _ANSWERED_NO_DIAGNOSIS
         when a cue stands later in its first words (it negates a diagnosis only), else _NOT_ANSWERED."""
         mark = _ANSWER_MARK.match(lowered, end)
         if mark is None:
             return _NOT_ANSWERED
-        if "?" in mark.group(0) and not lowered[mark.end():].strip():  # "Coeliac disease?": asked, never answered
+        if ends_text and "?" in mark.group(0) and not lowered[mark.end():].strip():  # "Coeliac disease?": asked, never answered
             return _ANSWERED_NO
         i = bisect_left(break_starts, mark.end())
         answer_end = break_starts[i] if i < len(break_starts) else len(lowered)
@@ -411,22 +411,37 @@ class TextMatcher:
         called every few hundred mentions, so a hostile text cannot outlast the call's deadline."""
         if self.pattern is None or not text:
             return set()
-        if len(text) > _PIECE_CHARS:  # one scan of a huge text would outlast any deadline: read it in pieces
-            found: set[str] = set()
-            for piece in _pieces(text, _PIECE_CHARS):
-                check()
-                found |= self.find(piece, check)
-            return found
+        if len(text) <= _PIECE_CHARS:
+            return self._find(self.pattern, text, check)[0]
+        # one scan of a huge text would outlast any deadline: read it in pieces, as one text (a word
+        # in any piece that makes a concept something else holds for the whole; only the last piece
+        # ends the text, where a question is left unanswered)
+        found: set[str] = set()
+        excluded: set[str] = set()
+        pieces = list(_pieces(text, _PIECE_CHARS))
+        for n, piece in enumerate(pieces, 1):
+            check()
+            in_piece, excluded_in_piece = self._find(self.pattern, piece, check, ends_text=n == len(pieces))
+            found |= in_piece
+            excluded |= excluded_in_piece
+        return found - excluded
+
+    def _find(self, pattern: re.Pattern[str], text: str, check: TimeCheck,
+              ends_text: bool | None = None) -> tuple[set[str], frozenset[str]]:
+        """(concepts mentioned affirmatively, concepts a word in the text makes something else). With
+        `ends_text` None the text is whole and the exclusions are applied to the first; as a piece
+        (True or False: whether it is the last), they are returned for the whole text to apply."""
+        whole = ends_text is None
         if self.abbreviation is not None and "." in text:  # the full stop becomes a space
             text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text)
         lowered = self.normalised(text, answers=False)
-        mentions = self.pattern.finditer(lowered)
+        mentions = pattern.finditer(lowered)
         first = next(mentions, None)
         if first is None:  # most texts (a product's name, a code's display) name nothing: no more passes
-            return set()
+            return set(), frozenset() if whole else self._excluded_in(lowered, self.concept_exclusions)
         if self.bare_answer is not None and (answered := self._bare_answers_as_signs(lowered)) != lowered:
             lowered = answered  # a bare answer holds no term: the mentions are found again where they now stand
-            mentions = self.pattern.finditer(lowered)
+            mentions = pattern.finditer(lowered)
             first = next(mentions)
         breaks = [m.span() for m in self.clause_break.finditer(lowered)]
         if self.list_colon is not None and ":" in lowered:
@@ -434,7 +449,7 @@ class TextMatcher:
             breaks = [b for b in breaks if b[0] not in opened]
         break_starts = [b[0] for b in breaks]
         break_ends = [b[1] for b in breaks]
-        found = set()
+        found: set[str] = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
         list_cues = Spans.of(self.list_negation, lowered, lambda cue: self._opens_a_list(lowered, cue))
         in_list = ListScope(lowered, self.list_breaks, self._without_pseudo, self.list_item_words)
@@ -452,7 +467,7 @@ class TextMatcher:
             cue = list_cues.last_before(start)
             if cue is not None and cue[0] >= clause_start and in_list.holds(cue, start):
                 continue  # one item of a negated list (checked first: the cheapest of the negations)
-            answer = self._answer(lowered, end, break_starts)
+            answer = self._answer(lowered, end, break_starts, ends_text is not False)
             if answer == _ANSWERED_NO:
                 continue
             after = self._post_window(lowered, end, clause_end)
@@ -472,16 +487,19 @@ class TextMatcher:
                     negated = relative or (answer == _ANSWERED_NO_DIAGNOSIS and concept in self.diagnosis_concepts)
                 if not negated and not self._inside_exclusion(concept, lowered, start, end, spans):
                     found.add(concept)
+        if not whole:
+            return found, self._excluded_in(lowered, self.concept_exclusions) if self.concept_exclusions else frozenset()
         if found and self.concept_exclusions:
             found -= self._excluded_in(lowered, {c: self.concept_exclusions[c] for c in found if c in self.concept_exclusions})
-        return found
+        return found, frozenset()
 
 
 def _pieces(text: str, limit: int) -> Iterator[str]:
-    """`text` in pieces of at most `limit` characters, each ending at a line or sentence end where
-    one lies in its second half (negation never reaches across one), else at a space."""
+    """`text` in pieces of at most `limit` characters, each ending at a line end where one lies in
+    its second half (no negation, list or answer reaches across one, and no abbreviation ends in
+    one), else at a space: a line that long is no clinical note."""
     while len(text) > limit:
-        cut = max(text.rfind("\n", 0, limit), text.rfind(". ", 0, limit - 1) + 1)
+        cut = text.rfind("\n", 0, limit) + 1
         if cut <= limit // 2:
             cut = text.rfind(" ", limit // 2, limit)
         if cut <= 0:

@@ -7,12 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cds_service import textmatch
 from cds_service.concept_screen import ConceptScreen
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData
 from cds_service.text_words import WORD, has_phrase, words_of
 from cds_service.textmatch import _ANSWER_MARK as ANSWER_MARK
-from cds_service.textmatch import TextMatcher
+from cds_service.textmatch import TextMatcher, no_time_limit
 
 
 @pytest.mark.parametrize(
@@ -270,12 +271,36 @@ def test_a_huge_text_without_a_mention_is_read_in_pieces_between_checks(knowledg
         knowledge.text.find(filler * 1_000_000, check)
 
 
-def test_a_long_note_read_in_pieces_finds_what_one_piece_would(knowledge: Knowledge) -> None:
-    """Pieces end at a line or sentence end, which negation never crosses: the answer is the same."""
-    k = knowledge
-    note = "Patient seen for follow-up. " * 700 + "Denies fever. Complains of muscle aches. No numbness.\n"
-    assert len(note) > 16_000
-    assert k.text.find(note * 3) == k.text.find("Denies fever. Complains of muscle aches. No numbness.") == {"myalgia"}
+@pytest.mark.parametrize("probe", [
+    "Neg. for myalgia and numbness.",  # an abbreviation's full stop is no sentence end
+    "Muscle aches?\nYes for 3 months.",  # a question answered on the next line
+    "Coeliac disease?\nYes, biopsy proven.",
+    "Myalgia: negative\nFatigue - yes",
+    "Denies fever, chills and\nmuscle aches.",
+])
+def test_a_huge_text_read_in_pieces_answers_as_read_whole(knowledge: Knowledge, probe: str) -> None:
+    """Pieces end at line ends, and are read as one text: a probe slid across every cut answers as the
+    same text read whole (found in the diff review: a cut at '. ' split 'Neg. for', a question at a
+    piece's end was read as never answered, a whole-text exclusion held only in its own piece)."""
+    matcher = knowledge.text
+    line = "Patient seen for review of medicines, no change today\n"
+    for filler_lines in range(290, 300):  # the probe's place moves across the 16,000-character cut
+        head = line * filler_lines
+        text = head + probe + "\n" + line * 20
+        assert len(text) > 16_000
+        pieces = list(textmatch._pieces(text, 16_000))
+        assert matcher.pattern is not None
+        whole = matcher._find(matcher.pattern, text, no_time_limit)[0]  # read as one, past the limit
+        assert matcher.find(text) == whole == matcher.find(probe), (filler_lines, [len(p) for p in pieces])
+
+
+def test_a_word_that_excludes_a_concept_holds_across_pieces(knowledge: Knowledge) -> None:
+    """"Multivitamin" anywhere in the text makes its B12 no replacement, as in a short text."""
+    matcher = knowledge.text_by_type["MedicationStatement"]
+    text = "Multivitamin daily\n" + "x " * 9_000 + "\ncyanocobalamin 1000 mcg\n"
+    assert "b12-therapy" in matcher.find("cyanocobalamin 1000 mcg")
+    assert "b12-therapy" not in matcher.find("Multivitamin daily\ncyanocobalamin 1000 mcg")
+    assert "b12-therapy" not in matcher.find(text)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
