@@ -18,7 +18,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.observation_reader import final_first, newest_first_key, raw_observation_date, scored_zero, upper_limit
 from cds_service.patient_data import RESOURCE_TYPES, PatientData
 from cds_service.reading import Reading
-from cds_service.record_readers import READERS
+from cds_service.record_readers import READERS, reported
 from cds_service.textmatch import TimeCheck, no_time_limit
 
 CLOCK_SKEW_DAYS = 1
@@ -210,6 +210,10 @@ def _add_facts(
     screen: ConceptScreen,
 ) -> bool:
     """Validate one resource and record its facts; False when it is invalid or does not count."""
+    if rtype == "MedicationRequest" and screen.k.reported_use_only.intersection(hits) and not reported(raw):
+        hits = {c: how for c, how in hits.items() if c not in screen.k.reported_use_only}  # an order: medical use
+        if not hits:
+            return False
     model = None if fhir_models.has_modifier_extension(raw) else fhir_models.parse(raw, ELEMENTS_READ)
     r = READERS[rtype](model, raw, screen) if model is not None else Reading("invalid")
     if r.use == "invalid" or model is None:
@@ -242,7 +246,8 @@ def _add_facts(
             return False
     if r.use == "ended":  # kept apart: only "recent" confounders read them
         for concept, how in hits.items():
-            facts.ended.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until))
+            facts.ended.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until,
+                                                                   verification=r.verification))
         return False
     if r.use == "renewal":  # kept apart: only the start of a medicine still taken reads them
         # ...except B12 replacement stopped with a recorded end: a course that ran until then, read on

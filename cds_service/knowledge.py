@@ -107,6 +107,7 @@ class Knowledge:
     strengths: ProductStrengths
     answers: dict[str, str]  # answer concept -> the question concept whose Observation value it is read from
     history_questions: frozenset[str]  # concepts whose Observations answer about the past or relatives
+    reported_use_only: frozenset[str]  # concepts read from a MedicationRequest only when it reports use
     # labs read as they stood on a past day (an eGFR when the MMA was taken, b12Result.
     # followUpLessSpecificWith): their results are kept raw and read when asked for (PatientFacts.result_near)
     lab_history: frozenset[str]
@@ -272,6 +273,7 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         }),
         answers={c.id: c.answer_of for c in concepts.values() if c.answer_of is not None},
         history_questions=frozenset(c.id for c in concepts.values() if c.history_question),
+        reported_use_only=frozenset(c.id for c in concepts.values() if c.reported_use_only),
         lab_history=frozenset(cf.lab for cf in rule.confounders if cf.kind == "lab" and cf.lab
                               and cf.id in rule.b12_result.follow_up_less_specific_with),
         lab_text=LabTextReader(units.value_text.comparator_words, rule.b12_result.low_flags.text_flag_codes,

@@ -51,6 +51,9 @@ class ConceptDef(_Knowledge):
     # a symptom a relative named beside makes the relative's, as for a diagnosis ("Mother: myalgia");
     # not for symptoms relatives report for the patient ("Memory problems (daughter)")
     text_relative_cancels: bool = False
+    # read from a MedicationRequest only when it reports a medicine taken (reportedBoolean,
+    # reportedReference), never from an order: nitrous oxide ordered is medical use
+    reported_use_only: bool = False
     # a code that names no particular thing ("Patient referral"): not a finding; a record coded only
     # with such codes is read by its text, as one with no standard code is
     generic_code: bool = False
@@ -147,9 +150,9 @@ class TextMatchingFile(_File):
     window_words: int = Field(ge=1, le=20)
     # how many words after a mention a post-cue reaches ("Myalgia resolved"); a time phrase's words
     # passed over on the way ("for about 3 weeks"); the most words a list item may have
-    post_window_words: int = Field(default=3, ge=1, le=10)
-    timing_words: int = Field(default=6, ge=0, le=20)
-    list_item_words: int = Field(default=3, ge=1, le=10)
+    post_window_words: int = Field(ge=1, le=10)
+    timing_words: int = Field(ge=0, le=20)
+    list_item_words: int = Field(ge=1, le=10)
     pre_negation: list[str]
     post_negation: list[str]
     clause_breaks: list[str]
@@ -236,7 +239,7 @@ class RecordStatus(_Knowledge):
     pending_order_status: list[str]
     # a draft order (order-select, order-sign) with one of these is withdrawn: nothing is being
     # ordered (R4's codes with DSTU2's and STU3's for the same: an older draft keeps its status)
-    draft_not_ordered: list[str] = Field(default_factory=list)
+    draft_not_ordered: list[str]
     # B12 replacement orders paused (MedicationRequest status): no replacement under way, no dose given
     therapy_on_hold: list[str] = Field(default_factory=list)
     # B12 replacement orders halted after doses began (stopped): past courses, as completed ones are

@@ -35,7 +35,7 @@ def _read_condition(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Readi
         # when it was entered into the history: its recordedDate makes it nothing recent
         if onset is None and (m.onsetString is not None or m.onsetAge is not None):
             when = None
-        return Reading("ended", when, False, clinical, _abatement_date(raw))
+        return Reading("ended", when, False, clinical, _abatement_date(raw), verification=verification)
     return Reading("counts", when, active, clinical, verification=verification, recorded=as_date(m.recordedDate),
                    visit=visit_only)
 

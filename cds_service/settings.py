@@ -140,10 +140,12 @@ class Settings(BaseSettings):
         """A browser's Origin is scheme://host[:port], nothing after: an entry with a path or a trailing
         slash would match no request, and every preflight would fail with no word at start."""
         for i, origin in enumerate(origins):
-            if origin != "*" and not _ORIGIN.fullmatch(origin):
+            if origin != "*" and not (origin.isascii() and _ORIGIN.fullmatch(origin)):
                 raise ValueError(f"entry {i + 1} is not * or an origin such as https://ehr.example.org (scheme, host, "
-                                 "optional port; no path or trailing slash)")
-        return [o.lower() for o in origins]
+                                 "optional port; no path or trailing slash; a non-ASCII host in its xn-- form)")
+        # as browsers send them: lower case, no default port
+        return [o.lower().removesuffix(":443") if o.lower().startswith("https:") else o.lower().removesuffix(":80")
+                for o in origins]
 
     @field_validator("log_level")
     @classmethod

@@ -42,6 +42,7 @@ def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.
     ({"CDS_REQUEST_DEADLINE_SECONDS": "nan"}, "CDS_REQUEST_DEADLINE_SECONDS"),
     ({"CDS_CORS_ORIGINS": '["https://ehr.example.org/"]'}, "CDS_CORS_ORIGINS"),  # no Origin ends in a slash
     ({"CDS_CORS_ORIGINS": '["ehr.example.org"]'}, "CDS_CORS_ORIGINS"),  # every preflight would fail, silently
+    ({"CDS_CORS_ORIGINS": '["https://ehr.exämple.org"]'}, "CDS_CORS_ORIGINS"),  # browsers send the xn-- form
     ({"CDS_LOG_FORMAT": "yaml"}, "CDS_LOG_FORMAT"),
     ({"CDS_TIMEZONE": "Central Time"}, "CDS_TIMEZONE"),
     ({"CDS_TIMEZONE": "../../etc/passwd"}, "CDS_TIMEZONE"),
@@ -134,3 +135,13 @@ def test_serve_refuses_an_sqlite_database_it_cannot_write(tmp_path: Path, monkey
     url = f"sqlite:///{tmp_path / 'cds.sqlite3'}"
     with pytest.raises(ConfigurationError, match="^CDS_DATABASE_URL: not writable"):
         cli._check_storage(settings.model_copy(update={"database_url": url}))
+
+
+def test_cors_origins_are_kept_as_browsers_send_them() -> None:
+    """Lower case and without the scheme's default port: 'https://EHR.example.org:443' would match
+    no Origin header a browser sends (found in the diff review)."""
+    from cds_service.settings import Settings
+
+    origins = ["https://EHR.example.org:443", "http://a.example:80", "http://b.example:8080", "https://c.example:80", "*"]
+    assert Settings(cors_origins=origins).cors_origins == [
+        "https://ehr.example.org", "http://a.example", "http://b.example:8080", "https://c.example:80", "*"]
