@@ -417,20 +417,24 @@ class TextMatcher:
         # in any piece that makes a concept something else holds for the whole; only the last piece
         # ends the text, where a question is left unanswered)
         found: set[str] = set()
-        excluded: set[str] = set()
+        read: list[str] = []
         pieces = list(_pieces(text, _PIECE_CHARS))
         for n, piece in enumerate(pieces, 1):
             check()
-            in_piece, excluded_in_piece = self._find(self.pattern, piece, check, ends_text=n == len(pieces))
+            in_piece, lowered = self._find(self.pattern, piece, check, ends_text=n == len(pieces))
             found |= in_piece
-            excluded |= excluded_in_piece
-        return found - excluded
+            read.append(lowered)
+        excluding = {c: self.concept_exclusions[c] for c in found if c in self.concept_exclusions}
+        for lowered in read if excluding else ():
+            check()
+            found -= self._excluded_in(lowered, excluding)
+        return found
 
     def _find(self, pattern: re.Pattern[str], text: str, check: TimeCheck,
-              ends_text: bool | None = None) -> tuple[set[str], frozenset[str]]:
-        """(concepts mentioned affirmatively, concepts a word in the text makes something else). With
-        `ends_text` None the text is whole and the exclusions are applied to the first; as a piece
-        (True or False: whether it is the last), they are returned for the whole text to apply."""
+              ends_text: bool | None = None) -> tuple[set[str], str]:
+        """(concepts mentioned affirmatively, the text as read). With `ends_text` None the text is
+        whole and the words that make a concept something else are applied here; as a piece (True or
+        False: whether it is the last) the caller applies them over every piece."""
         whole = ends_text is None
         if self.abbreviation is not None and "." in text:  # the full stop becomes a space
             text = self.abbreviation.sub(lambda m: m.group(0)[:-1] + " ", text)
@@ -438,7 +442,7 @@ class TextMatcher:
         mentions = pattern.finditer(lowered)
         first = next(mentions, None)
         if first is None:  # most texts (a product's name, a code's display) name nothing: no more passes
-            return set(), frozenset() if whole else self._excluded_in(lowered, self.concept_exclusions)
+            return set(), lowered
         if self.bare_answer is not None and (answered := self._bare_answers_as_signs(lowered)) != lowered:
             lowered = answered  # a bare answer holds no term: the mentions are found again where they now stand
             mentions = pattern.finditer(lowered)
@@ -487,11 +491,9 @@ class TextMatcher:
                     negated = relative or (answer == _ANSWERED_NO_DIAGNOSIS and concept in self.diagnosis_concepts)
                 if not negated and not self._inside_exclusion(concept, lowered, start, end, spans):
                     found.add(concept)
-        if not whole:
-            return found, self._excluded_in(lowered, self.concept_exclusions) if self.concept_exclusions else frozenset()
-        if found and self.concept_exclusions:
+        if whole and found and self.concept_exclusions:
             found -= self._excluded_in(lowered, {c: self.concept_exclusions[c] for c in found if c in self.concept_exclusions})
-        return found, frozenset()
+        return found, lowered
 
 
 def _pieces(text: str, limit: int) -> Iterator[str]:
