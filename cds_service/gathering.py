@@ -86,16 +86,17 @@ async def complete_prefetch(
         # Prefetch-only: absent keys are evaluated as sent, but a key the EHR says it failed to
         # prefetch is not "nothing found": without an essential one the answer could be wrong.
         reported = sorted(k for k in missing if k in ESSENTIAL_KEYS and failed_prefetch((request.prefetch or {}).get(k)))
-        if reported and not ruled_out_by_drafts(context, knowledge, today, check):
-            raise PreconditionFailed(
-                f"The EHR reported that prefetching failed for needed data: {', '.join(reported)}.",
-                [{"key": k, "reason": "prefetch failed (OperationOutcome)"} for k in reported],
-            )
         # nothing of the record at all (no prefetch, or only the Patient): an empty answer would
         # say "nothing to advise" where nothing could be read (the sandbox leaves prefetch out when
         # every query failed)
         record_keys = sorted(k for k in service.prefetch if k != "patient")
-        if record_keys and set(record_keys) <= set(missing) - set(partial) and not ruled_out_by_drafts(context, knowledge, today, check):
+        nothing_sent = bool(record_keys) and set(record_keys) <= set(missing) - set(partial)
+        if (reported or nothing_sent) and not ruled_out_by_drafts(context, knowledge, today, check):
+            if reported:
+                raise PreconditionFailed(
+                    f"The EHR reported that prefetching failed for needed data: {', '.join(reported)}.",
+                    [{"key": k, "reason": "prefetch failed (OperationOutcome)"} for k in reported],
+                )
             raise PreconditionFailed(
                 "None of the patient's record was prefetched and this service does not fetch from the FHIR "
                 "server (CDS_FHIR_ALLOWED_SERVERS and the trusted issuers' fhirServers are empty).",

@@ -240,18 +240,23 @@ class TimeUp(Exception):
     pass
 
 
-def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowledge: Knowledge) -> None:
-    calls = 0
+class ThirdCheckRaises:
+    """A deadline check that counts its calls and raises TimeUp on the third."""
 
-    def check() -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls == 3:
             raise TimeUp
 
+
+def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowledge: Knowledge) -> None:
+    check = ThirdCheckRaises()
     with pytest.raises(TimeUp):
         knowledge.text.find("no myalgia. " * 10_000, check)
-    assert calls == 3
+    assert check.calls == 3
     assert knowledge.text.find("no myalgia. " * 100, check) == set()  # a short text is read between checks
 
 
@@ -259,16 +264,8 @@ def test_reading_a_long_text_calls_the_time_check_and_stops_when_it_raises(knowl
 def test_a_huge_text_without_a_mention_is_read_in_pieces_between_checks(knowledge: Knowledge, filler: str) -> None:
     """One scan of 9 MB of "(-) " ran 48 s with no check (found by the attacker review): a text is
     read in pieces, the check called before each, so the call's deadline stops it."""
-    calls = 0
-
-    def check() -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise TimeUp
-
     with pytest.raises(TimeUp):
-        knowledge.text.find(filler * 1_000_000, check)
+        knowledge.text.find(filler * 1_000_000, ThirdCheckRaises())
 
 
 @pytest.mark.parametrize("probe", [
