@@ -157,6 +157,8 @@ class TextMatchingFile(_File):
     post_negation: list[str]
     clause_breaks: list[str]
     negative_answers: list[str]
+    positive_answers: list[str]
+    list_join_words: list[str]
     list_negation: list[str] = Field(default_factory=list)
     list_breaks: list[str] = Field(default_factory=list)
     statement_words: list[str] = Field(default_factory=list)

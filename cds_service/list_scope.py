@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 from cds_service.text_words import words_of
 
-_LIST_SEPARATOR = re.compile(r"[,/&+]|(?<![a-z0-9])(?:and|or|nor)(?![a-z0-9])")
+
+def list_separator_pattern(join_words: list[str]) -> re.Pattern[str]:
+    """What parts a list's items: a comma, slash, ampersand or plus, and `join_words` ("and", "or")."""
+    words = sorted({w.lower().strip() for w in join_words if w.strip()}, key=len, reverse=True)
+    joined = rf"|(?<![a-z0-9])(?:{'|'.join(map(re.escape, words))})(?![a-z0-9])" if words else ""
+    return re.compile(rf"[,/&+]{joined}")
+
+
 # a review-of-systems list rarely runs past a dozen items (about 200 characters): reading at most
 # this far back from each mention keeps a text of nothing but list items linear
 _LIST_CHARS = 320
@@ -21,10 +28,11 @@ class ListScope:
     which leaves out pseudo-negations ('no change in appetite' is one word). Mentions come in order,
     so each stretch of the list is read once, however many of its items are terms."""
 
-    def __init__(self, text: str, breaks: frozenset[str], item_words: Callable[[list[str]], list[str]],
-                 longest_item: int = 3) -> None:
+    def __init__(self, text: str, separator: re.Pattern[str], breaks: frozenset[str],
+                 item_words: Callable[[list[str]], list[str]], longest_item: int = 3) -> None:
         """`longest_item`: the most words an item may have ("weight loss", "shortness of breath")."""
-        self.text, self.breaks, self.item_words, self.longest_item = text, breaks, item_words, longest_item
+        self.text, self.separator, self.breaks = text, separator, breaks
+        self.item_words, self.longest_item = item_words, longest_item
         self.cue, self.until, self.intact = -1, 0, False
 
     def holds(self, cue: tuple[int, int], start: int) -> bool:
@@ -34,7 +42,7 @@ class ListScope:
             self.cue, self.until, self.intact = cue[0], cue[1], True
         if not self.intact:
             return False
-        *items, last = _LIST_SEPARATOR.split(self.text[self.until:start])
+        *items, last = self.separator.split(self.text[self.until:start])
         def short(words: list[str]) -> bool:
             return len(words) <= self.longest_item and self.breaks.isdisjoint(words)
 

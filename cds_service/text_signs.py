@@ -3,11 +3,14 @@ review-of-systems list, and a question mark against a word ("?coeliac")."""
 
 import re
 
-# "?coeliac", "Tiredness ?anaemia": a question mark written against a word queries it, as "query" does;
-# against an answer ("Muscle pain ?no") it still asks the question the answer answers
-QUERY_MARK = re.compile(
-    r"(?<![a-z0-9])\?(?=[a-z])"
-    r"(?!(?:yes|y|no|n|nil|none|neg|negative|positive|pos|present|absent|denies|denied|unknown)(?![a-z0-9'/-]))")
+
+def query_mark_pattern(answers: list[str]) -> re.Pattern[str]:
+    """A question mark written against a word queries it, as "query" does ("?coeliac", "Tiredness
+    ?anaemia"); against an answer ("Muscle pain ?no", "Fatigue ?yes") it still asks the question the
+    answer answers, so `answers` (text-matching.json's negative and positive answers) are left alone."""
+    words = sorted({a.lower().strip() for a in answers if a.strip()}, key=len, reverse=True)
+    spared = rf"(?!(?:{'|'.join(map(re.escape, words))})(?![a-z0-9'/-]))" if words else ""
+    return re.compile(rf"(?<![a-z0-9])\?(?=[a-z]){spared}")
 
 
 # Review-of-systems signs, read as words. A text writes them before its items or after them, and

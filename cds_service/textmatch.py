@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 
-from cds_service.list_scope import ListScope, Spans
+from cds_service.list_scope import ListScope, Spans, list_separator_pattern
 from cds_service.text_patterns import (
     bare_answer_pattern,
     joined,
@@ -15,7 +15,7 @@ from cds_service.text_patterns import (
     term_pattern,
     word_sequence_pattern,
 )
-from cds_service.text_signs import MINUS_AFTER, MINUS_BEFORE, PLUS, QUERY_MARK, signs_as_words
+from cds_service.text_signs import MINUS_AFTER, MINUS_BEFORE, PLUS, query_mark_pattern, signs_as_words
 from cds_service.text_words import (
     CONTEXT_CHARS,
     SHORT_CONTEXT_CHARS,
@@ -92,6 +92,10 @@ class TextMatcher:
     relative_concepts: frozenset[str] = frozenset()
     # a one-word negative answer right after a question's mark and before a comma ("Fever: no, ...")
     bare_answer: re.Pattern[str] | None = None
+    # a question mark against a word other than an answer ("?coeliac"), read as "query"
+    query_mark: re.Pattern[str] = field(default_factory=lambda: query_mark_pattern([]))
+    # what parts the items of a negated list: punctuation and the words that join items ("and", "or")
+    list_separator: re.Pattern[str] = field(default_factory=lambda: list_separator_pattern([]))
     relative_named: tuple[re.Pattern[str], re.Pattern[str]] | None = None
     # the cues above compiled for lookup: post-negation, general pre-negation, and each concept's own
     post_cues: PhraseSet = field(init=False)
@@ -157,6 +161,8 @@ class TextMatcher:
         timing_words: int = 6,
         list_item_words: int = 3,
         negative_answers: list[str] | None = None,
+        positive_answers: list[str] | None = None,
+        list_join_words: list[str] | None = None,
         concept_exclusions: dict[str, list[str]] | None = None,
         list_negation: list[str] | None = None,
         list_breaks: list[str] | None = None,
@@ -223,6 +229,8 @@ class TextMatcher:
             diagnosis_concepts=frozenset(diagnosis_concepts or ()),
             relative_concepts=frozenset(relative_concepts if relative_concepts is not None else diagnosis_concepts or ()),
             bare_answer=bare_answer_pattern(negative_answers or []),
+            query_mark=query_mark_pattern([*(negative_answers or []), *(positive_answers or [])]),
+            list_separator=list_separator_pattern(list_join_words or []),
             relative_named=relative_patterns(relatives or [], relative_qualifiers or []),
         )
 
@@ -232,7 +240,7 @@ class TextMatcher:
         and opens no list over the myalgia), a question mark against a word as "query"."""
         lowered = signs_as_words(text.lower())
         if "?" in lowered:
-            lowered = QUERY_MARK.sub("query ", lowered)
+            lowered = self.query_mark.sub("query ", lowered)
         return self._bare_answers_as_signs(lowered) if answers else lowered
 
     def _bare_answers_as_signs(self, lowered: str) -> str:
@@ -456,7 +464,7 @@ class TextMatcher:
         found: set[str] = set()
         spans: dict[str, list[tuple[int, int]]] = {}  # local exclusion phrases found, per concept, once
         list_cues = Spans.of(self.list_negation, lowered, lambda cue: self._opens_a_list(lowered, cue))
-        in_list = ListScope(lowered, self.list_breaks, self._without_pseudo, self.list_item_words)
+        in_list = ListScope(lowered, self.list_separator, self.list_breaks, self._without_pseudo, self.list_item_words)
         for n, match in enumerate(chain((first,), mentions), 1):
             if n % _MENTIONS_PER_CHECK == 0:
                 check()

@@ -278,3 +278,29 @@ def test_the_text_windows_are_read_from_cards(tmp_path: Path) -> None:
     doc["listItemWords"] = 8
     (cards / "text-matching.json").write_text(json.dumps(doc))
     assert "myalgia" not in load_knowledge(cards).text.find(text)
+
+
+def test_the_words_that_part_a_list_are_read_from_cards(tmp_path: Path) -> None:
+    """'or' parts the items of a negated list because text-matching.json lists it: without it, "chills
+    or myalgias" is one item the myalgia does not begin, and the cue is too far back to reach it."""
+    text = "Denies fever, night sweats, weight loss, chills or myalgias"
+    assert "myalgia" not in load_knowledge().text.find(text)
+    cards = _copy_cards(tmp_path)
+    doc = json.loads((cards / "text-matching.json").read_text())
+    doc["listJoinWords"] = [w for w in doc["listJoinWords"] if w != "or"]
+    (cards / "text-matching.json").write_text(json.dumps(doc))
+    assert "myalgia" in load_knowledge(cards).text.find(text)
+
+
+def test_the_answers_a_question_mark_spares_are_read_from_cards(tmp_path: Path) -> None:
+    """A question mark queries the word after it ('?coeliac') unless that word is an answer in
+    text-matching.json, negative or positive ('Muscle pain ?yes' sets out the answer)."""
+    assert load_knowledge().text.normalised("muscle pain ?yes, ?coeliac") == "muscle pain ?yes, query coeliac"
+    cards = _copy_cards(tmp_path)
+    doc = json.loads((cards / "text-matching.json").read_text())
+    doc["positiveAnswers"] = [w for w in doc["positiveAnswers"] if w != "yes"]
+    doc["negativeAnswers"].append("not sure")
+    (cards / "text-matching.json").write_text(json.dumps(doc))
+    changed = load_knowledge(cards).text
+    assert changed.normalised("muscle pain ?yes, ?coeliac") == "muscle pain query yes, query coeliac"
+    assert changed.normalised("fatigue ?not sure") == "fatigue ?not sure"
