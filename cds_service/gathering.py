@@ -91,17 +91,25 @@ async def complete_prefetch(
         # every query failed)
         record_keys = sorted(k for k in service.prefetch if k != "patient")
         nothing_sent = bool(record_keys) and set(record_keys) <= set(missing) - set(partial)
-        if (reported or nothing_sent) and not ruled_out_by_drafts(context, knowledge, today, check):
-            if reported:
-                raise PreconditionFailed(
-                    f"The EHR reported that prefetching failed for needed data: {', '.join(reported)}.",
-                    [{"key": k, "reason": "prefetch failed (OperationOutcome)"} for k in reported],
-                )
+        # CDS Hooks 2.0 would answer any other essential key missing with 412 too; it is evaluated
+        # instead, the card saying what it could not check, but an EHR that keeps leaving keys out
+        # loses cards, so the log says so (key names only)
+        absent = sorted(k for k in missing if k in ESSENTIAL_KEYS and k not in partial and k not in reported)
+        if not (reported or nothing_sent or absent) or ruled_out_by_drafts(context, knowledge, today, check):
+            return data
+        if reported:
+            raise PreconditionFailed(
+                f"The EHR reported that prefetching failed for needed data: {', '.join(reported)}.",
+                [{"key": k, "reason": "prefetch failed (OperationOutcome)"} for k in reported],
+            )
+        if nothing_sent:
             raise PreconditionFailed(
                 "None of the patient's record was prefetched and this service does not fetch from the FHIR "
                 "server (CDS_FHIR_ALLOWED_SERVERS and the trusted issuers' fhirServers are empty).",
                 [{"key": k, "reason": "not prefetched"} for k in record_keys],
             )
+        log.warning("prefetch-only: evaluated without %s (left out or unreadable, and fetching is off): a "
+                    "card this data would show can be missed", ",".join(absent))
         return data
     if ruled_out_by_drafts(context, knowledge, today, check):
         return data

@@ -1,6 +1,7 @@
 """Missing prefetch fetched from a real FHIR server on loopback, with every fault over real HTTP."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -342,18 +343,23 @@ def test_fhir_server_not_allowed(server: str, fetching: httpx.Client, fhir: tupl
 
 
 def test_default_is_prefetch_only_and_never_fetches(
-    knowledge: Knowledge, fhir_base: str, fhir_state: FhirState
+    knowledge: Knowledge, fhir_base: str, fhir_state: FhirState, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No allow-list (the default): nothing is fetched; the call is evaluated on what was sent (fixture
-    28: part of the record, a card that says what it did not check), but with none of the record
-    sent an empty answer would claim "nothing to advise" where nothing was read: 412."""
-    with cds(knowledge) as client:
+    28: part of the record, a card that says what it did not check), and the log names the keys it
+    went without, as CDS Hooks 2.0 would have a 412 there; but with none of the record sent an empty
+    answer would claim "nothing to advise" where nothing was read: 412."""
+    with cds(knowledge) as client, caplog.at_level(logging.WARNING, logger="cds_service.fetch"):
         some = client.post(SERVICE, json=stripped(POSITIVE, fhir_base, fhir_state, keep=("patient", "conditions"))["request"])
+        warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("prefetch-only:")]
         only_patient = client.post(SERVICE, json=stripped(POSITIVE, fhir_base, fhir_state, keep=("patient",))["request"])
         request = stripped(POSITIVE, fhir_base, fhir_state)["request"]
         request.pop("prefetch", None)
         none = client.post(SERVICE, json=request)
     assert some.status_code == 200 and some.json()["cards"]
+    assert warned == [("prefetch-only: evaluated without b12Administrations,b12Orders,b12Results,medicationStatements,"
+                      "medications,observations,procedures (left out or unreadable, and fetching is off): a card "
+                      "this data would show can be missed")]
     for answer in (only_patient, none):
         assert answer.status_code == 412 and answer.json()["error"] == "missing_fhir_data", answer.text
         assert "does not fetch" in answer.json()["message"]
