@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
                     "server turns calls into 503s instead of cards from what was prefetched",
                     settings.fhir_deadline_seconds, settings.request_deadline_seconds)
     app.state.knowledge = knowledge
-    app.state.services = service_definitions(knowledge)
+    app.state.services = service_definitions(knowledge, settings.prefetch_date_tokens)
     reviews = [r for vs in knowledge.valuesets.values() for r in vs.review]
     unverified = sum(r.status == "unverified" for r in reviews)
     log.info("knowledge %s: %d value sets, %d codes, %d not yet verified (cds-service codes --unverified)",

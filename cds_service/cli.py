@@ -136,7 +136,7 @@ def _check_storage(settings: Settings) -> None:
 def _evaluate(path: str, service_id: str | None) -> int:
     settings = get_settings()
     knowledge = load_knowledge(settings.cards_dir)
-    services = service_definitions(knowledge)
+    services = service_definitions(knowledge, settings.prefetch_date_tokens)
     body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     try:
         data = parse_json_object(body)

@@ -42,8 +42,16 @@ def _concepts_for(k: Knowledge, resource_type: str) -> list[str]:
     )
 
 
-def prefetch_templates(k: Knowledge) -> dict[str, str]:
-    """FHIR searches for everything the rule reads, generated from the value sets so they never drift."""
+def _since(parameter: str, days: int, date_tokens: bool) -> str:
+    """A search's date bound, `&date=ge{{today() - N days}}`; none without date tokens (CDS Hooks 2.0
+    defines only context tokens: a client that fills no others would leave the key out)."""
+    return f"&{parameter}=ge{{{{today() - {days} days}}}}" if date_tokens else ""
+
+
+def prefetch_templates(k: Knowledge, date_tokens: bool = True) -> dict[str, str]:
+    """FHIR searches for everything the rule reads, generated from the value sets so they never drift.
+    Without `date_tokens` the bounded searches ask for every date: the rule reads each finding only
+    inside its own look-back, a diet or family history (a lasting state) at any date."""
     lookback = k.rule.prefetch.observation_lookback_days
     therapy = k.rule.suppressors
     status = k.rule.record_status
@@ -55,7 +63,7 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
         "conditions": f"Condition?patient={PATIENT}",
         "observations": (
             f"Observation?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Observation'))}"
-            f"&date=ge{{{{today() - {lookback} days}}}}"
+            + _since("date", lookback, date_tokens)
         ),
         "b12Results": (
             f"Observation?patient={PATIENT}"
@@ -76,7 +84,7 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
         # search for the listed codes would miss; the rule finds B12 by code, else by the product's name.
         "b12Administrations": (
             f"MedicationAdministration?patient={PATIENT}&_include=MedicationAdministration:medication"
-            f"&effective-time=ge{{{{today() - {k.rule.prefetch.administration_lookback_days} days}}}}"
+            + _since("effective-time", k.rule.prefetch.administration_lookback_days, date_tokens)
         ),
         "procedures": f"Procedure?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Procedure'))}",
         "b12Orders": (
@@ -86,7 +94,7 @@ def prefetch_templates(k: Knowledge) -> dict[str, str]:
     }
 
 
-def _pregnancy_observations(k: Knowledge) -> str:
+def _pregnancy_observations(k: Knowledge, date_tokens: bool) -> str:
     """The Observations that say whether the patient is pregnant now: the questions whose answers the
     pregnancy rule reads (pregnancy status), and the pregnancy concept when it is read from one."""
     rule = k.rule.pregnancy
@@ -95,11 +103,13 @@ def _pregnancy_observations(k: Knowledge) -> str:
     if "Observation" in k.concepts[rule.concept].applies_to:
         questions.add(rule.concept)
     return (f"Observation?patient={PATIENT}&code={_token_list(k, sorted(questions))}"
-            f"&date=ge{{{{today() - {rule.lookback_days} days}}}}")
+            + _since("date", rule.lookback_days, date_tokens))
 
 
-def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
-    prefetch = prefetch_templates(k)
+def service_definitions(k: Knowledge, date_tokens: bool = True) -> dict[str, ServiceDefinition]:
+    """The services, their prefetch bounded by date tokens or not (Settings.prefetch_date_tokens): the
+    service fetches by the same templates it declares, so prefetched and fetched data are alike."""
+    prefetch = prefetch_templates(k, date_tokens)
     order_prefetch = {
         key: prefetch[key]
         for key in ("patient", "conditions", "observations", "medications", "medicationStatements",
@@ -109,7 +119,7 @@ def service_definitions(k: Knowledge) -> dict[str, ServiceDefinition]:
     # status Observation), in which a low total B12 makes no active B12 test redundant; so its
     # observations are the pregnancy status answers of the pregnancy window only, not every sign and lab
     sign_prefetch = {key: prefetch[key] for key in ("patient", "conditions", "b12Results", "b12Orders")}
-    sign_prefetch["observations"] = _pregnancy_observations(k)
+    sign_prefetch["observations"] = _pregnancy_observations(k, date_tokens)
     words = k.wording.services
     by_hook = {"patient-view": prefetch, "order-select": order_prefetch, "order-sign": sign_prefetch}
     services = [

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="FHIR base URLs any caller may name as fhirServer; empty means no fetching (prefetch only).",
     )
+    prefetch_date_tokens: bool = Field(
+        default=True,
+        description="Bound the observations and administrations prefetch searches with {{today() - N days}}, "
+        "which the CDS Hooks sandbox fills but CDS Hooks 2.0 does not define; false for clients that fill only "
+        "2.0's tokens (they ask for every date; the rule applies its own look-backs).",
+    )
     fhir_deadline_seconds: float = Field(default=2.0, gt=0, le=60, description="Budget for all FHIR fetches of one call.")
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Bundle pages followed per query.")
     fhir_max_body_bytes: int = Field(
