@@ -30,7 +30,7 @@ from cds_service.follow_up import (
     result_test_label,
 )
 from cds_service.knowledge import Knowledge
-from cds_service.lab_results import Band, b12_band
+from cds_service.lab_results import Band, b12_band, deciding_b12
 from cds_service.pregnancy import low_in_current_pregnancy, orders_active_b12, taken_in_pregnancy
 from cds_service.protocol import Indicator
 from cds_service.windows import age_in_years, is_current, newest, within
@@ -125,15 +125,15 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if tests_in_progress(facts, b12.recent_result_concepts, knowledge, today):
         return Assessment("suppressed:result-pending", trigger=trigger)
 
-    last = newest([f for c in b12.result_concepts for f in facts.of(c)])
+    last = deciding_b12([f for c in b12.result_concepts for f in facts.of(c)], b12.bands)
     band: Band | None = b12_band(last, b12.bands[last.concept]) if last is not None else None
     # total B12 falls in pregnancy: a low one taken then proves no deficiency. An active B12 taken in
     # the same pregnancy is the result that tells; without one, the card asks for it.
     preg = rule.pregnancy
     low_in_pregnancy = last is not None and low_in_current_pregnancy(last, facts, knowledge, today)
     if low_in_pregnancy:
-        reliable = newest([f for c in b12.result_concepts if c not in preg.low_unreliable_concepts for f in facts.of(c)
-                            if taken_in_pregnancy(f, facts, knowledge, today)])
+        reliable = deciding_b12([f for c in b12.result_concepts if c not in preg.low_unreliable_concepts
+                                 for f in facts.of(c) if taken_in_pregnancy(f, facts, knowledge, today)], b12.bands)
         if reliable is not None:
             last, band, low_in_pregnancy = reliable, b12_band(reliable, b12.bands[reliable.concept]), False
 

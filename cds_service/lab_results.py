@@ -64,6 +64,21 @@ def b12_band(fact: Fact, bands: ResultBands) -> Band:
     return "indeterminate"
 
 
+# the order in which B12 results taken the same day decide: the one that reads lowest first
+_BAND_RANK: dict[Band, int] = {"deficient": 0, "indeterminate": 1, "normal": 2, "unknown": 3}
+
+
+def deciding_b12(results: list[Fact], bands: dict[str, ResultBands]) -> Fact | None:
+    """The newest B12 result; of several taken the newest day (a total and an active B12 on one
+    sample), the one that reads lowest: a total B12 can be falsely normal where the active B12 shows
+    the deficiency (BSH), so a normal one beside a low one never silences the card."""
+    last = newest(results)
+    if last is None:
+        return None
+    same_day = [f for f in results if f.when == last.when]
+    return min(same_day, key=lambda f: _BAND_RANK[b12_band(f, bands[f.concept])]) if len(same_day) > 1 else last
+
+
 def latest_result_in(facts: PatientFacts, lab: str, lookback: int, today: date) -> Fact | None:
     return newest([f for f in facts.of(lab) if f.value is not None and within(f, lookback, today)])
 
