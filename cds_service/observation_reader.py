@@ -25,7 +25,7 @@ def read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Read
     status = k.rule.record_status
     if m.status in status.observation_in_progress:  # not a result: an older result is still read
         return Reading("in-progress", _observation_date(m), True, m.status)
-    if m.status not in status.observation_status or _is_negative(m, screen):
+    if m.status not in status.observation_status or _is_negative(m, raw, screen):
         return SKIP
     if raw.get("dataAbsentReason"):  # no value, and why (not performed, sample lost): no result, no finding
         return Reading("no-result", _observation_date(m), status=m.status)
@@ -145,10 +145,15 @@ def scored_zero(raw: dict[str, Any]) -> bool:
     return type(value) is int and value == 0
 
 
-def _is_negative(obs: Any, screen: ConceptScreen) -> bool:
-    """A symptom Observation that records absence (coded "No"/"Absent", valueBoolean false, or a
-    free-text answer that is only "No", "None", "Absent", …)."""
+def _is_negative(obs: Any, raw: dict[str, Any], screen: ConceptScreen) -> bool:
+    """A symptom Observation that records absence (coded "No"/"Absent", valueBoolean false, a
+    free-text answer that is only "No", "None", "Absent", …, or no value at all and an interpretation
+    of Negative or Not detected)."""
     if obs.valueBoolean is False:
+        return True
+    if "interpretation" in raw and not any(key.startswith("value") for key in raw) and any(
+        NEGATIVE_ANSWER in screen.coded(i, "Observation") for i in items(raw["interpretation"])
+    ):
         return True
     if obs.valueCodeableConcept is not None:
         raw = obs.valueCodeableConcept.model_dump(mode="json", exclude_none=True)
