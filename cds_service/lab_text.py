@@ -18,6 +18,8 @@ _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _DECIMAL_COMMA = re.compile(r"\d+,\d+")
 # a unit: one word that opens with no digit or punctuation ("pg/mL", "pmol/L", "µmol/L")
 _UNIT = r"[^\s\d.,;:()\[\]][^\s,;:()\[\]]*"
+# a number with letters or marks written onto it, a flag when those name one ("148L", "148*L")
+_GLUED = re.compile(rf"(?P<number>(?:[<>]=?)?{_NUMBER})(?P<flag>[^\s\d.,][^\s]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,27 +79,38 @@ class LabTextReader:
         for mark in self.marks:
             if words.endswith(mark) and len(words) > len(mark):
                 return self.flags.get(words[: -len(mark)].rstrip())
+            if words.startswith(mark) and len(words) > len(mark):  # "*L", as some labs print the mark first
+                return self.flags.get(words[len(mark):].lstrip())
         return self.flags.get(words)
 
     def read(self, text: str) -> TextValue | None:
         """The result the text holds, when it is only a value with at most a comparator, a unit and a
-        flag or mark before or after it; else None (words, a range, a remark: shown, never compared)."""
-        tokens = text.split()
+        flag or mark before it, right after the number ("148 L pg/mL", "148L", "148 *L") or after the
+        unit; else None (words, a range, a remark: shown, never compared)."""
+        tokens = [part for token in text.split() for part in self._unglued(token)]
         flag = None
-        if len(tokens) > 1 and not tokens[0][0].isdigit():  # "LOW 145 pg/mL", "(L) 145"
-            known, code = self._flag(tokens[0])
-            if known:
-                flag, tokens = code, tokens[1:]
-        if len(tokens) > 1:  # "145 pg/mL L", "145.0 pg/mL (L)", "145 pg/mL *"
-            known, code = self._flag(tokens[-1])
-            if known:
-                flag, tokens = flag or code, tokens[:-1]
-        match = self._core.fullmatch(" ".join(tokens))
+        kept: list[str] = []
+        for i, token in enumerate(tokens):
+            placed = i == 0 or i == len(tokens) - 1 or tokens[i - 1][-1].isdigit()
+            if len(tokens) > 1 and placed and not token[0].isdigit():  # "LOW 145", "145 L pg/mL", "145 pg/mL L"
+                known, code = self._flag(token)
+                if known:
+                    flag = flag or code
+                    continue
+            kept.append(token)
+        match = self._core.fullmatch(" ".join(kept))
         if match is None or (value := number(match["value"])) is None:
             return None
         written = match["comparator"]
         comparator = None if written is None else self.words.get(" ".join(written.lower().split()), written)
         return TextValue(value, match["unit"], comparator, flag)
+
+    def _unglued(self, token: str) -> list[str]:
+        """A number with a flag written onto it ("148L", "148*L") as the two tokens it stands for."""
+        glued = _GLUED.fullmatch(token)
+        if glued is not None and self._flag(glued["flag"])[0]:
+            return [glued["number"], glued["flag"]]
+        return [token]
 
     def holds_number(self, text: str) -> bool:
         """Whether the text reports a number, read or not ("150-200 pg/mL", "> 2,000 pg/mL (repeated)"):

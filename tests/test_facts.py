@@ -654,6 +654,9 @@ def test_a_result_sent_as_text_is_read_when_it_is_only_a_value_and_unit(
     ("≥ 2000 pg/mL", 2000, ">=", False), ("at least 2000 pg/mL", 2000, ">=", False),
     ("145,0 pg/mL", 145, None, False), ("1,234 pg/mL", 1234, None, False), ("1,234.5 pg/mL", 1234.5, None, False),
     ("145pg/mL", 145, None, False), ("<50 PG/ML", 50, "<", False),
+    # found in the clinical review: a flag between the number and the unit, written onto the number, or after a mark
+    ("148 L pg/mL", 148, None, True), ("148L pg/mL", 148, None, True), ("148 *L pg/mL", 148, None, True),
+    ("<148L pg/mL", 148, "<", True), ("148 H pg/mL", 148, None, False), ("148LL pg/mL", 148, None, True),
 ])
 def test_a_result_sent_as_text_with_a_flag_words_or_a_decimal_comma_is_read(
     knowledge: Knowledge, written: str, value: float, comparator: str | None, flagged: bool,
