@@ -201,6 +201,9 @@ class RecordStatus(_Knowledge):
     # interim results (FHIR preliminary): a value they report is read; with none (no number, no flag)
     # the test is in progress, as a registered one is; on a tie in time a result not interim wins
     observation_interim: list[str] = Field(default_factory=list)
+    # a status that says the source does not know the status (FHIR unknown): read as a test that
+    # reported no result, never as a result nor silently dropped
+    observation_status_unknown: list[str]
     medication_active: list[str]
     medication_statement_active: list[str]
     # statements of a medicine to be taken later (intended): no use yet, never read
@@ -692,7 +695,7 @@ _V = TypeVar("_V")
 HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", "criteria", "earlier", "sameOrder",
             "latestB12", "caveats", "treatmentSince", "diagnosis", "latestTreatment", "notYetRiskFactors", "heldTreatment")
 NOT_REDUNDANT = (
-    "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
+    "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "unknownStatusResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
     "pastTherapy", "heldTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "implausibleResult", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "checkedListedLow", "notYetLongTerm", "aboveLabLimit", "timesLabLimit", "flaggedHigh", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",

@@ -25,6 +25,8 @@ def read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Read
     status = k.rule.record_status
     if m.status in status.observation_in_progress:  # not a result: an older result is still read
         return Reading("in-progress", _observation_date(m), True, m.status)
+    if m.status in status.observation_status_unknown:  # final or entered in error: nobody says which
+        return Reading("no-result", _observation_date(m), status=m.status)
     if m.status not in status.observation_status or _is_negative(m, raw, screen):
         return SKIP
     if raw.get("dataAbsentReason"):  # no value, and why (not performed, sample lost): no result, no finding

@@ -182,12 +182,17 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
         lines.append(words["noFollowUpSince"])
     else:
         lines.append(words["noRecentResult"].format(days=assessment.recent_result_days))
+        # a result of unknown status is a result on record, of which nothing can be said
+        unknown = (assessment.no_result_b12 is not None
+                   and assessment.no_result_b12.status in k.rule.record_status.observation_status_unknown)
         if assessment.no_result_b12 is not None:
-            lines.append(words["noResult"].format(record=fact_line(assessment.no_result_b12, k)))
-        if last is None and assessment.undated_b12 is not None:
-            lines.append(words["undatedResult"].format(value=result_text(assessment.undated_b12, k)))
-        elif last is None:
-            lines.append(words["noResultOnRecord"])
+            lines.append(words["unknownStatusResult" if unknown else "noResult"].format(
+                record=fact_line(assessment.no_result_b12, k)))
+        if last is None:
+            if assessment.undated_b12 is not None:
+                lines.append(words["undatedResult"].format(value=result_text(assessment.undated_b12, k)))
+            elif not unknown:
+                lines.append(words["noResultOnRecord"])
         else:
             lines.append(_last_result(last, k))
             if assessment.new_risk_since_normal:

@@ -70,6 +70,7 @@ PREFETCH_SHAPE = {
     "234-omeprazole-named-by-urn-uuid-medication-reference-warning",  # a searchset a server returns names no urn:uuid
     "250-b12-injection-procedure-under-a-local-code-no-card",  # the procedures search asks by code: a local one is not found
     "315-b12-injection-booked-is-replacement-under-way-no-card",  # the same
+    "513-administration-of-vitamin-b12-procedure-no-card",  # the same
     # the observations search asks by code, which a panel's component codes do not match (combo-code
     # would, but few EHRs support it): a panel is read when an EHR's prefetch sends it
     "325-blood-count-panel-with-components-macrocytic-anaemia-critical",
