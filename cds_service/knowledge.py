@@ -332,6 +332,8 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
         _check_lab_upper_limit(f"labSigns.{i}.labUpperLimit", sign.lab_upper_limit, sign.comparator, rule.b12_result.low_flags)
     for i, c in enumerate(rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts):
         need_concept(f"b12Result.concepts.{i}", c)
+    if sorted(rule.b12_result.same_day_precedence) != sorted(set(rule.b12_result.result_concepts)):
+        raise KnowledgeError("rule.json", "b12Result.sameDayPrecedence", "must list each of resultConcepts once")
     for c in rule.b12_result.result_concepts:
         bands = rule.b12_result.bands.get(c)
         if bands is None:

@@ -354,6 +354,9 @@ class B12Result(_Knowledge):
     low_flags: LabFlags
     # results that make a new test redundant when recent
     recent_result_concepts: list[str]
+    # of results taken the same day, which decides: the first of these present (active B12, the more
+    # specific test, over total B12)
+    same_day_precedence: list[str]
     bands: dict[str, ResultBands]
     # the lab sign (an id in labSigns) whose result, taken after an indeterminate B12, answers it
     indeterminate_follow_up: str

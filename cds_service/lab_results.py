@@ -64,19 +64,16 @@ def b12_band(fact: Fact, bands: ResultBands) -> Band:
     return "indeterminate"
 
 
-# the order in which B12 results taken the same day decide: the one that reads lowest first
-_BAND_RANK: dict[Band, int] = {"deficient": 0, "indeterminate": 1, "normal": 2, "unknown": 3}
-
-
-def deciding_b12(results: list[Fact], bands: dict[str, ResultBands]) -> Fact | None:
-    """The newest B12 result; of several taken the newest day (a total and an active B12 on one
-    sample), the one that reads lowest: a total B12 can be falsely normal where the active B12 shows
-    the deficiency (BSH), so a normal one beside a low one never silences the card."""
+def deciding_b12(results: list[Fact], precedence: list[str]) -> Fact | None:
+    """The newest B12 result; of several taken the newest day (a total and an active B12, often on one
+    sample), the first of `precedence` (rule.json b12Result.sameDayPrecedence: the active B12, the more
+    specific test, whichever way the two disagree)."""
     last = newest(results)
     if last is None:
         return None
     same_day = [f for f in results if f.when == last.when]
-    return min(same_day, key=lambda f: _BAND_RANK[b12_band(f, bands[f.concept])]) if len(same_day) > 1 else last
+    rank = {c: i for i, c in enumerate(precedence)}
+    return min(same_day, key=lambda f: rank.get(f.concept, len(rank))) if len(same_day) > 1 else last
 
 
 def latest_result_in(facts: PatientFacts, lab: str, lookback: int, today: date) -> Fact | None:

@@ -7,6 +7,7 @@ for. The words (comparators, flags, marks) are data from cards/; this module onl
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from cds_service.knowledge_models import flag_words
 
@@ -19,7 +20,7 @@ _DECIMAL_COMMA = re.compile(r"\d+,\d+")
 # a unit: one word that opens with no digit or punctuation ("pg/mL", "pmol/L", "µmol/L")
 _UNIT = r"[^\s\d.,;:()\[\]][^\s,;:()\[\]]*"
 # a number with letters or marks written onto it, a flag when those name one ("148L", "148*L")
-_GLUED = re.compile(rf"(?P<number>(?:[<>]=?)?{_NUMBER})(?P<flag>[^\s\d.,][^\s]*)")
+_GLUED = re.compile(rf"(?P<number>(?:[<>≤≥]=?)?{_NUMBER})(?P<flag>[^\s\d.,][^\s]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class LabTextReader:
     def __init__(self, comparator_words: Mapping[str, str], flags: Mapping[str, str], marks: list[str]) -> None:
         self.flags = flags  # by their words (flag_words), as interpretation text is read
         self.marks = frozenset(marks)
+        self._marks = tuple(sorted(self.marks, key=len, reverse=True))  # '**' before '*': no order by hash
         self.words = {" ".join(w.lower().split()): c for w, c in comparator_words.items()}
         spelled = sorted([*_SIGNS, *self.words], key=len, reverse=True)
         comparators = "|".join(r"\s+".join(re.escape(part) for part in c.split()) for c in spelled)
@@ -76,34 +78,44 @@ class LabTextReader:
         """The flag code a flag's words name ("Low", "Abnormal low"), a mark after them passed over
         ("Low*", "L!"): the lab drew attention to a flag it already gave."""
         words = flag_words(text)
-        for mark in self.marks:
-            if words.endswith(mark) and len(words) > len(mark):
-                return self.flags.get(words[: -len(mark)].rstrip())
-            if words.startswith(mark) and len(words) > len(mark):  # "*L", as some labs print the mark first
-                return self.flags.get(words[len(mark):].lstrip())
+        for mark in self._marks:
+            if len(words) <= len(mark):
+                continue
+            if words.endswith(mark) and (code := self.flags.get(words[: -len(mark)].rstrip())) is not None:
+                return code
+            if words.startswith(mark) and (code := self.flags.get(words[len(mark):].lstrip())) is not None:
+                return code  # "*L", as some labs print the mark first
         return self.flags.get(words)
 
     def read(self, text: str) -> TextValue | None:
         """The result the text holds, when it is only a value with at most a comparator, a unit and a
-        flag or mark before it, right after the number ("148 L pg/mL", "148L", "148 *L") or after the
-        unit; else None (words, a range, a remark: shown, never compared)."""
+        flag or mark before it, after the unit, or between the number and the unit ("148 L pg/mL",
+        written onto the number: "148L", "148 *L"); else None (words, a range, a remark, or flags
+        that disagree, "250 low normal": shown, never compared)."""
+        value = self._value(text)
+        return value if isinstance(value, TextValue) else None
+
+    def _value(self, text: str) -> TextValue | Literal["disagreeing flags"] | None:
         tokens = [part for token in text.split() for part in self._unglued(token)]
-        flag = None
+        codes: set[str] = set()
         kept: list[str] = []
         for i, token in enumerate(tokens):
-            placed = i == 0 or i == len(tokens) - 1 or tokens[i - 1][-1].isdigit()
-            if len(tokens) > 1 and placed and not token[0].isdigit():  # "LOW 145", "145 L pg/mL", "145 pg/mL L"
+            # first, last, or right after the number with at most the unit and a flag after it
+            placed = i in (0, len(tokens) - 1) or (i >= len(tokens) - 3 and bool(kept) and kept[-1][-1].isdigit())
+            if len(tokens) > 1 and placed and not token[0].isdigit():
                 known, code = self._flag(token)
                 if known:
-                    flag = flag or code
+                    codes.update([code] if code is not None else [])
                     continue
             kept.append(token)
         match = self._core.fullmatch(" ".join(kept))
+        if match is not None and len(codes) > 1:
+            return "disagreeing flags"
         if match is None or (value := number(match["value"])) is None:
             return None
         written = match["comparator"]
         comparator = None if written is None else self.words.get(" ".join(written.lower().split()), written)
-        return TextValue(value, match["unit"], comparator, flag)
+        return TextValue(value, match["unit"], comparator, next(iter(codes), None))
 
     def _unglued(self, token: str) -> list[str]:
         """A number with a flag written onto it ("148L", "148*L") as the two tokens it stands for."""
@@ -116,4 +128,4 @@ class LabTextReader:
         """Whether the text reports a number, read or not ("150-200 pg/mL", "> 2,000 pg/mL (repeated)"):
         the test was done. "Test not performed", "QNS" or "2nd specimen hemolyzed" report none."""
         # stripped first: spaces the pattern would share out between \s* runs cost quadratic time
-        return self.read(text) is not None or self._leading.match(text.strip()) is not None
+        return self._value(text) is not None or self._leading.match(text.strip()) is not None

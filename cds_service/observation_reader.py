@@ -154,18 +154,20 @@ def _is_negative(obs: Any, raw: dict[str, Any], screen: ConceptScreen) -> bool:
     if obs.valueBoolean is False:
         return True
     if "interpretation" in raw and not any(key.startswith("value") for key in raw) and any(
-        NEGATIVE_ANSWER in screen.coded(i, "Observation") for i in items(raw["interpretation"])
+        NEGATIVE_ANSWER in screen.coded(i, "Observation")
+        or (isinstance(i, dict) and isinstance(i.get("text"), str) and screen.k.text.is_negative_answer(i["text"]))
+        for i in items(raw["interpretation"])
     ):
         return True
     if obs.valueCodeableConcept is not None:
-        raw = obs.valueCodeableConcept.model_dump(mode="json", exclude_none=True)
-        coded = screen.coded(raw, "Observation")
+        answer = obs.valueCodeableConcept.model_dump(mode="json", exclude_none=True)
+        coded = screen.coded(answer, "Observation")
         if NEGATIVE_ANSWER in coded:
             return True
         if not coded.isdisjoint(screen.k.answers):  # a coded answer is the finding: "Not pregnant" is no "No"
             return False
         # a local answer code says "No" in its display
-        return any(screen.k.text.is_negative_answer(text) for text in texts_of(raw))
+        return any(screen.k.text.is_negative_answer(text) for text in texts_of(answer))
     return screen.k.text.is_negative_answer(obs.valueString)
 
 

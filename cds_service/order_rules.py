@@ -13,10 +13,10 @@ from cds_service.draft_orders import DraftOrders
 from cds_service.facts import ORDERED_NOW, Fact, PatientFacts
 from cds_service.follow_up import follow_up_answered
 from cds_service.knowledge import Knowledge
-from cds_service.lab_results import b12_band
+from cds_service.lab_results import b12_band, deciding_b12
 from cds_service.pregnancy import low_in_current_pregnancy, orders_active_b12
 from cds_service.protocol import Indicator
-from cds_service.windows import newest, within
+from cds_service.windows import within
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ def assess_order_select(
             return OrderAssessment("b12-test-pending", ordered=tuple(products))
         card: OrderCard = "measure-active-before-treat" if orders_active_b12(facts, k, today) else "measure-before-treat"
         # an older level is no current value, but the clinician should see it (a low one never treated above all)
-        last = newest([f for c in results for f in facts.of(c) if f.resource_type == "Observation"])
+        last = deciding_b12([f for c in results for f in facts.of(c) if f.resource_type == "Observation"],
+                            rule.b12_result.same_day_precedence)
         return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products), earlier=(last,) if last else (),
                                unchecked=facts.unchecked)
     muscle = selected.ordered(rule.orders.muscle_order_concepts)
@@ -141,7 +142,7 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     if drafts.of(rule.orders.active_b12_test_concepts):  # the test a low total B12 in pregnancy calls for
         recent = reliable
     if recent:
-        deciding = (reliable or recent)[0]
+        deciding = deciding_b12(reliable or recent, rule.b12_result.same_day_precedence) or recent[0]
         return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
                                next_step=_instead_of_a_repeat(deciding, facts, drafts, k, today),
                                combined_panel=any(f.reference in combined for f in tests))

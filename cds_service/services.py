@@ -1,6 +1,6 @@
 """The CDS services this plugin offers: ids, hooks, wording for discovery and prefetch templates."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cds_service.contract import SERVICE_HOOKS
 from cds_service.knowledge import Knowledge
@@ -17,12 +17,13 @@ class ServiceDefinition:
     hook: str
     title: str
     description: str
-    prefetch: dict[str, str]
+    prefetch: dict[str, str]  # the searches the service runs itself for a key left out
+    declared: dict[str, str] | None = None  # the templates discovery lists, when not those
 
     def describe(self) -> ServiceDescription:
         return ServiceDescription(
             hook=self.hook, id=self.id, title=self.title,
-            description=self.description, prefetch=self.prefetch,
+            description=self.description, prefetch=self.declared if self.declared is not None else self.prefetch,
         )
 
 
@@ -107,8 +108,18 @@ def _pregnancy_observations(k: Knowledge, date_tokens: bool) -> str:
 
 
 def service_definitions(k: Knowledge, date_tokens: bool = True) -> dict[str, ServiceDefinition]:
-    """The services, their prefetch bounded by date tokens or not (Settings.prefetch_date_tokens): the
-    service fetches by the same templates it declares, so prefetched and fetched data are alike."""
+    """The services. Without `date_tokens` (Settings.prefetch_date_tokens) discovery declares its
+    searches with no date bound, for a client that fills only CDS Hooks 2.0's tokens, while the
+    service's own fetches keep theirs (it fills them itself): a long record then pages no further
+    than it must, and the rule reads each finding inside its own look-back either way."""
+    dated = _service_definitions(k, True)
+    if date_tokens:
+        return dated
+    undated = _service_definitions(k, False)
+    return {sid: replace(s, declared=undated[sid].prefetch) for sid, s in dated.items()}
+
+
+def _service_definitions(k: Knowledge, date_tokens: bool) -> dict[str, ServiceDefinition]:
     prefetch = prefetch_templates(k, date_tokens)
     order_prefetch = {
         key: prefetch[key]

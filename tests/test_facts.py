@@ -680,6 +680,8 @@ def test_a_flag_word_alone_is_no_value(knowledge: Knowledge) -> None:
     assert pf.of("b12-result") == [] and len(pf.no_result) == 1
 
 @pytest.mark.parametrize("written", ["150-200 pg/mL", "129", " > 2,000 pg/mL (repeated)", "12,34,5 pg/mL",
+                                     # flags that disagree say nothing to compare (found in the diff review)
+                                     "250 low normal", "148 H pg/mL L", "L 250 N pg/mL",
                                      " " * 20_000 + "150-200 pg/mL  "])  # spaces once cost quadratic time
 def test_a_result_sent_as_other_text_has_no_value(knowledge: Knowledge, written: str) -> None:
     """A number this reader cannot convert is still a result: the test was done."""
@@ -1331,3 +1333,22 @@ def test_a_medicine_status_sent_as_a_list_is_no_status(knowledge: Knowledge) -> 
     for state in ([], ["active"], {}):
         pf = facts_of(knowledge, condition(MYALGIA), med_request(medicationCodeableConcept=odd, status=state))
         assert pf.of("myalgia") and pf.unnamed_medications == 0
+
+
+@pytest.mark.parametrize(("interpretation", "absent"), [
+    ([code("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "NEG")], True),
+    ([code("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "ND")], True),
+    ([{"text": "Negative"}], True), ([{"text": "Absent"}], True),
+    ([code("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "POS")], False),
+    ([{"text": "Present"}], False),
+])
+def test_a_symptom_sent_with_no_value_and_a_negative_interpretation_is_absent(
+    knowledge: Knowledge, interpretation: list[dict[str, Any]], absent: bool
+) -> None:
+    """Found in the clinical review: a flowsheet's myalgia flagged Negative was read as a complaint."""
+    myalgia = code(SNOMED, "68962001", "Myalgia")
+    found = facts_of(knowledge, observation(myalgia, ago(3), interpretation=interpretation)).of("myalgia")
+    assert (found == []) is absent
+    # a value decides, not the flag beside it
+    valued = facts_of(knowledge, observation(myalgia, ago(3), interpretation=interpretation, valueBoolean=True)).of("myalgia")
+    assert len(valued) == 1

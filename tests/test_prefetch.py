@@ -368,12 +368,14 @@ def test_every_code_search_is_of_a_type_whose_is_a_filters_must_list_codes(templ
 
 
 def test_without_date_tokens_templates_use_only_the_context_tokens_of_cds_hooks_2(knowledge: Knowledge) -> None:
-    """CDS_PREFETCH_DATE_TOKENS=false, for clients that fill only CDS Hooks 2.0's tokens: the same
-    searches, less their date bound, in every service (order-sign's pregnancy status search too)."""
+    """CDS_PREFETCH_DATE_TOKENS=false, for clients that fill only CDS Hooks 2.0's tokens: discovery
+    declares the same searches, less their date bound, in every service (order-sign's pregnancy status
+    search too); the searches the service runs itself keep the bound (it fills the token)."""
     dated, undated = service_definitions(knowledge), service_definitions(knowledge, date_tokens=False)
     bounds = re.compile(r"&(?:date|effective-time)=ge\{\{today\(\) - \d+ days\}\}")
     for sid, service in dated.items():
-        plain = undated[sid].prefetch
+        assert undated[sid].prefetch == service.prefetch == service.describe().prefetch, sid
+        plain = undated[sid].describe().prefetch
         assert plain == {k: bounds.sub("", v) for k, v in service.prefetch.items()}, sid
         assert {t for v in plain.values() for t in re.findall(r"\{\{([^}]*)\}\}", v)} == {"context.patientId"}, sid
     assert sum(bounds.search(v) is not None for s in dated.values() for v in s.prefetch.values()) == 5

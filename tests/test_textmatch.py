@@ -676,6 +676,12 @@ def test_a_record_is_read_with_the_terms_of_its_own_concepts(knowledge: Knowledg
     ("ServiceRequest", "No physio", "muscle-referral", False),
     ("ServiceRequest", "PT/INR", "muscle-referral", False),  # prothrombin time
     ("ServiceRequest", "PT referral", "muscle-referral", False),  # 'PT' is also 'patient'
+    ("ServiceRequest", "Pt evaluation by cardiology", "muscle-referral", False),
+    # found in the order review: physical therapy orderables whose 'PT' can mean nothing else
+    ("ServiceRequest", "PT EVAL AND TREAT", "muscle-referral", True),
+    ("ServiceRequest", "REFERRAL TO PT", "muscle-referral", True),
+    ("ServiceRequest", "OP PT EVAL", "muscle-referral", True),
+    ("ServiceRequest", "PT/OT EVAL", "muscle-referral", True),
     ("ServiceRequest", "Rheumatoid factor", "muscle-referral", False),
     ("ServiceRequest", "RHEUM FACTOR", "muscle-referral", False),
     ("ServiceRequest", "Rheumatology panel", "muscle-referral", False),
