@@ -30,7 +30,8 @@ FIRING = [p for p in scenario_files("patient-view") + scenario_files("order-sele
 
 # scenarios whose card reads a lab value sent as text ("<150 pg/mL"): text around it makes it no value
 VALUE_AS_TEXT = {"122-b12-result-sent-as-text-untreated-low", "343-b12-text-200-pg-ml-flagged-L-untreated-low-critical",
-                 "344-b12-text-less-than-50-pg-ml-untreated-low-critical"}
+                 "344-b12-text-less-than-50-pg-ml-untreated-low-critical",
+                 "524-b12-text-with-flag-before-the-unit-untreated-low"}
 # scenarios whose card reads the lab's flag sent as text ("Abnormal low"): text after it makes it no flag
 FLAG_AS_TEXT = {"356-b12-400-flagged-abnormal-low-in-text-untreated-low-critical"}
 
