@@ -14,8 +14,17 @@ def is_lapsed(order: Fact, knowledge: Knowledge, today: date) -> bool:
 
 
 def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:
-    """Orders of `concepts` still pending: authored inside the pending-order window, or undated."""
-    return [f for c in concepts for f in facts.of(c) if not is_lapsed(f, knowledge, today)]
+    """Orders of `concepts` still pending: authored inside the pending-order window, or undated, with
+    no result of the tests they order dated on or after them (suppressors.orderResults: EHRs often
+    leave a resulted order active)."""
+    results = knowledge.rule.suppressors.order_results
+    return [f for c in concepts for f in facts.of(c)
+            if not is_lapsed(f, knowledge, today) and not _resulted(f, facts, results.get(c, []))]
+
+
+def _resulted(order: Fact, facts: PatientFacts, results: list[str]) -> bool:
+    return order.when is not None and any(
+        r.when is not None and r.when >= order.when for c in results for r in facts.of(c))
 
 
 def tests_in_progress(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:

@@ -378,6 +378,15 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
             need_concept(f"riskFactors.{i}.concept", rf.concept)
     for i, c in enumerate(rule.suppressors.pending_order_concepts + rule.suppressors.therapy_concepts):
         need_concept(f"suppressors.concepts.{i}", c)
+    ordered_tests = {*rule.suppressors.pending_order_concepts, *rule.orders.duplicate_test_concepts,
+                     *rule.orders.follow_up_order_concepts, *rule.orders.active_b12_test_concepts}
+    if missing := sorted(ordered_tests - set(rule.suppressors.order_results)):
+        raise KnowledgeError("rule.json", "suppressors.orderResults", f"no results named for {', '.join(missing)}")
+    for order, results in rule.suppressors.order_results.items():
+        need_concept(f"suppressors.orderResults.{order}", order)
+        for c in results:
+            if c not in labs:
+                raise KnowledgeError("rule.json", f"suppressors.orderResults.{order}", f"no units defined for lab {c!r}")
     for i, cf in enumerate(rule.confounders):
         if cf.kind == "lab":
             need_lab(f"confounders.{i}", cf.lab, cf.unit)

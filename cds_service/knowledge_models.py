@@ -405,6 +405,9 @@ class Suppressors(_Knowledge):
     # an open order older than this is lapsed: it no longer silences the card (undated ones still do)
     pending_order_days: int = Field(ge=1)
     pending_order_concepts: list[str]
+    # the results that fulfil an order of each test concept: a result dated on or after an order
+    # means it was done, though EHRs often leave a resulted order active
+    order_results: dict[str, list[str]]
     therapy_concepts: list[str]
     remark: str = ""
 
