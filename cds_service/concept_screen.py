@@ -41,6 +41,9 @@ def texts_of(concept: Any) -> list[str]:
 
 
 _NO_CONCEPTS: frozenset[str] = frozenset()
+# types read by name when their standard code names no concept (as medications are): orders, picked
+# from catalogues of local orderables that EHRs send with a standard translation
+_NAMED_BESIDE_CODES = frozenset({"ServiceRequest"})
 
 
 class ConceptScreen:
@@ -122,8 +125,11 @@ class ConceptScreen:
         code = medication.get("code") if isinstance(medication, dict) else None
         if code is None and isinstance(medication, dict):
             code = _ingredients_concept(medication)
-        if code is None and isinstance(display, str) and display.strip():
-            return {"text": display}
+        if isinstance(display, str) and display.strip():
+            if code is None:
+                return {"text": display}
+            if isinstance(code, dict) and not texts_of(code):  # a code alone ("197807"): the display names it
+                return {**code, "text": display}
         return code
 
     def _laboratory(self, raw: dict[str, Any], coded: frozenset[str]) -> bool:
@@ -138,9 +144,10 @@ class ConceptScreen:
 
     def concepts(self, raw: dict[str, Any], rtype: str) -> dict[str, Literal["code", "text"]]:
         medication = rtype.startswith("Medication")
+        named = medication or rtype in _NAMED_BESIDE_CODES
         main = self.medication_concept(raw) if medication else raw.get("code")
         coded, standard = self._coded(main, rtype)
-        if not coded and standard and not medication and "valueString" not in raw and (
+        if not coded and standard and not named and "valueString" not in raw and (
             rtype != "Observation" or "valueCodeableConcept" not in raw
         ):
             return {}  # most of a chart, found early: a standard code the rule does not know, no answer text
@@ -152,9 +159,11 @@ class ConceptScreen:
         if value_coded:
             coded |= self.answering(value_coded, coded)
         # A record coded in a standard terminology speaks through its code; its text is read only
-        # when it has none. Medications are the exception: products arrive under SCD/SBD codes no
-        # value set can list in full, so the ingredient name in their text is the documented fallback.
-        read_text = not coded and (not standard or medication)
+        # when it has none. Medications and orders are the exception: products arrive under SCD/SBD
+        # codes no value set can list in full, and an order under its orderable's name with a standard
+        # translation beside it (SNOMED CT 'Erythrocyte sedimentation rate measurement' beside 'SED
+        # RATE'), so their names are the documented fallback.
+        read_text = not coded and (not standard or named)
         # A note speaks about its record: on a record coded as something the rule does not know (say
         # hypertension) it is that condition's context, not a complaint. A valueString is an answer
         # (a chief complaint, a symptom question) and is always read.

@@ -544,6 +544,8 @@ def test_order_select_card_names_the_selected_order(answers: dict[str, Any], md:
     medication = contained.get(reference) or resources.get(reference, {})  # contained, or sent beside it
     concept = selected.get("medicationCodeableConcept") or selected.get("code") or medication.get("code") or {}
     names = [concept.get("text")] + [c.get("display") for c in concept.get("coding", [])]
+    names += [(selected.get("medicationReference") or {}).get("display")]  # naming a bare code
+    names += [(item.get("code") or {}).get("text") for item in selected.get("item", [])]  # a DSTU2 order's tests
     assert any(n and n in text.split("\n\n")[0] for n in names)
 
 
