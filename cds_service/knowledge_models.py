@@ -487,6 +487,9 @@ class OrderRule(_Knowledge):
     # the level tests that measure active B12: a low total B12 in pregnancy does not make them redundant
     active_b12_test_concepts: list[str] = Field(default_factory=list)
     level_on_file_days: int = Field(ge=1)
+    # pending orders in these statuses are not signed yet: at signing no duplicate (they may be the
+    # very order being signed, stored by the EHR under another id)
+    unsigned_status: list[str]
     # a deficiency already diagnosed: a B12 product then restarts or continues treatment, no "measure first"
     established_deficiency_concepts: list[str] = Field(default_factory=list)
     remark: str = ""

@@ -146,9 +146,10 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
         return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
                                next_step=_instead_of_a_repeat(deciding, facts, drafts, k, today),
                                combined_panel=any(f.reference in combined for f in tests))
+    signed = [f for f in open_orders(facts, rule.orders.duplicate_test_concepts, k, today)
+              if f.status not in rule.orders.unsigned_status]
     pending = _distinct(
-        f for f in (*open_orders(facts, rule.orders.duplicate_test_concepts, k, today),
-                    *tests_in_progress(facts, rule.b12_result.recent_result_concepts, k, today))
+        f for f in (*signed, *tests_in_progress(facts, rule.b12_result.recent_result_concepts, k, today))
         if f.reference not in drafts.references
     )
     if pending:
