@@ -125,7 +125,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if tests_in_progress(facts, b12.recent_result_concepts, knowledge, today):
         return Assessment("suppressed:result-pending", trigger=trigger)
 
-    last = deciding_b12([f for c in b12.result_concepts for f in facts.of(c)], b12.same_day_precedence)
+    last = deciding_b12([f for c in b12.result_concepts for f in facts.of(c)], b12.same_day_precedence, b12.bands)
     band: Band | None = b12_band(last, b12.bands[last.concept]) if last is not None else None
     # total B12 falls in pregnancy: a low one taken then proves no deficiency. An active B12 taken in
     # the same pregnancy is the result that tells; without one, the card asks for it.
@@ -133,7 +133,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     low_in_pregnancy = last is not None and low_in_current_pregnancy(last, facts, knowledge, today)
     if low_in_pregnancy:
         reliable = deciding_b12([f for c in b12.result_concepts if c not in preg.low_unreliable_concepts
-                                 for f in facts.of(c) if taken_in_pregnancy(f, facts, knowledge, today)], b12.same_day_precedence)
+                                 for f in facts.of(c) if taken_in_pregnancy(f, facts, knowledge, today)], b12.same_day_precedence,
+                                b12.bands)
         if reliable is not None:
             last, band, low_in_pregnancy = reliable, b12_band(reliable, b12.bands[reliable.concept]), False
 

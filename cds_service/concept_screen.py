@@ -78,6 +78,14 @@ class ConceptScreen:
                     kinds |= kind
         return found, kinds == STANDARD
 
+    def _own_names(self, concept: Any, rtype: str) -> list[str]:
+        """A CodeableConcept's text and the displays of its codings outside the standard terminologies."""
+        if not isinstance(concept, dict):
+            return []
+        names = [concept["text"]] if isinstance(concept.get("text"), str) else []
+        return names + [display for system, code, display in codings_of(concept)
+                        if display and self.k.codings[rtype, system, code][1] != STANDARD]
+
     def answering(self, found: frozenset[str], question: frozenset[str]) -> frozenset[str]:
         """`found` without the answer concepts whose question is not in `question` ("Pregnant" as the
         answer to "Pregnancy status", not to "Pregnancy intention" nor as the result of a pregnancy
@@ -132,7 +140,7 @@ class ConceptScreen:
                 return {**code, "text": display}
         return code
 
-    def _laboratory(self, raw: dict[str, Any], coded: frozenset[str]) -> bool:
+    def laboratory(self, raw: dict[str, Any], coded: frozenset[str]) -> bool:
         """A lab result (a lab the rule reads, or category laboratory): its notes and text value are
         the laboratory's comment or result ("B12 deficiency can present with fatigue, paresthesia"),
         never the patient's symptoms."""
@@ -170,16 +178,19 @@ class ConceptScreen:
         read_notes = not standard or bool(coded)
         extra_texts = (
             None if medication or (("note" not in raw or not read_notes) and "valueString" not in raw)
-            or (rtype == "Observation" and self._laboratory(raw, coded))
+            or (rtype == "Observation" and self.laboratory(raw, coded))
             else _free_texts(raw, read_notes)
         )
-        if not coded and value is not None and not value_standard and not self._laboratory(raw, coded):
+        if not coded and value is not None and not value_standard and not self.laboratory(raw, coded):
             # an answer given in words ("Chief complaint": {"text": "Muscle aches"}; substance use:
             # "Nitrous oxide") is read as a valueString is, unless a standard code speaks for it
             extra_texts = [*(extra_texts or []), *texts_of(value)[:1]]
         if not coded and not read_text and not extra_texts:
             return {}  # most of a chart: a standard code the rule does not know, and no free text
-        main_text = self.text(names := texts_of(main), rtype, one_name=True) if read_text else set()
+        # an order beside its standard translation is read by its own name (its text, a local code's
+        # display), never by the translation's display ('Creatine kinase.MB' is no CK)
+        names = self._own_names(main, rtype) if standard and not medication else texts_of(main)
+        main_text = self.text(names, rtype, one_name=True) if read_text else set()
         if main_text and medication:  # a multivitamin's ingredient list names B12 at a few micrograms
             main_text -= self.k.strengths.out_of_range(main_text, names)
         texts = self.text(extra_texts, rtype) - coded if extra_texts else set()

@@ -17,14 +17,21 @@ def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, 
     """Orders of `concepts` still pending: authored inside the pending-order window, or undated, with
     no result of the tests they order dated on or after them (suppressors.orderResults: EHRs often
     leave a resulted order active)."""
-    results = knowledge.rule.suppressors.order_results
     return [f for c in concepts for f in facts.of(c)
-            if not is_lapsed(f, knowledge, today) and not _resulted(f, facts, results.get(c, []))]
+            if not is_lapsed(f, knowledge, today) and not _resulted(f, facts, knowledge)]
 
 
-def _resulted(order: Fact, facts: PatientFacts, results: list[str]) -> bool:
-    return order.when is not None and any(
-        r.when is not None and r.when >= order.when for c in results for r in facts.of(c))
+def _resulted(order: Fact, facts: PatientFacts, knowledge: Knowledge) -> bool:
+    """Whether a result of the tests the order names is dated on or after it: of its most specific
+    concepts (an MMA order, also read as a B12 work-up order, waits for an MMA, not for the B12
+    result that prompted it the same day)."""
+    if order.when is None:
+        return False
+    results = knowledge.rule.suppressors.order_results
+    same = [c for c in results if c != order.concept and any(
+        g.resource_type == order.resource_type and g.resource_id == order.resource_id for g in facts.of(c))]
+    wanted = {r for c in (same or [order.concept]) for r in results.get(c, [])}
+    return any(r.when is not None and r.when >= order.when for c in wanted for r in facts.of(c))
 
 
 def tests_in_progress(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:

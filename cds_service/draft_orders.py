@@ -169,11 +169,9 @@ def read_drafts_and_selected(
                 d.skipped += 1
             continue
         sent_as = raw.get("resourceType")  # an older draft is named by its own type: the EHR knows no other
-        more_items: list[Any] = []  # a DSTU2 diagnostic order's items after the first, each a test ordered
         if raw.get("resourceType") == "MedicationOrder":
             raw = _from_dstu2(raw)
         elif raw.get("resourceType") in _OLDER_SERVICE_REQUESTS:
-            more_items = [i.get("code") for i in items(raw.get("item"))[1:] if isinstance(i, dict)] if "code" not in raw else []
             raw = _service_request_from_older(raw)
         rtype = raw.get("resourceType")
         if not isinstance(rtype, str) or rtype not in ORDER_TYPES:
@@ -190,8 +188,6 @@ def read_drafts_and_selected(
         if patient_id is not None and "subject" not in raw:
             raw["subject"] = {"reference": f"Patient/{patient_id}"}
         hits = screen.concepts(raw, rtype)
-        for code in more_items:  # "CBC, ESR" in one order: each item is read as the draft's own test
-            hits = {**screen.concepts({**raw, "code": code}, rtype), **hits}
         reason_hits = _reason_concepts(raw, screen)
         if not hits and not reason_hits:
             continue

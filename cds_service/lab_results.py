@@ -64,16 +64,20 @@ def b12_band(fact: Fact, bands: ResultBands) -> Band:
     return "indeterminate"
 
 
-def deciding_b12(results: list[Fact], precedence: list[str]) -> Fact | None:
+def deciding_b12(results: list[Fact], precedence: list[str], bands: dict[str, ResultBands]) -> Fact | None:
     """The newest B12 result; of several taken the newest day (a total and an active B12, often on one
-    sample), the first of `precedence` (rule.json b12Result.sameDayPrecedence: the active B12, the more
-    specific test, whichever way the two disagree)."""
+    sample), one that can be read against its bands before one that cannot (a range, a value no lab
+    reports), then the first of `precedence` (rule.json b12Result.sameDayPrecedence: the active B12,
+    the more specific test, whichever way the two disagree)."""
     last = newest(results)
     if last is None:
         return None
     same_day = [f for f in results if f.when == last.when]
+    if len(same_day) == 1:
+        return last
     rank = {c: i for i, c in enumerate(precedence)}
-    return min(same_day, key=lambda f: rank.get(f.concept, len(rank))) if len(same_day) > 1 else last
+    return min(same_day, key=lambda f: (f.concept not in bands or b12_band(f, bands[f.concept]) == "unknown",
+                                        rank.get(f.concept, len(rank))))
 
 
 def latest_result_in(facts: PatientFacts, lab: str, lookback: int, today: date) -> Fact | None:

@@ -97,7 +97,7 @@ class LabTextReader:
 
     def _value(self, text: str) -> TextValue | Literal["disagreeing flags"] | None:
         tokens = [part for token in text.split() for part in self._unglued(token)]
-        codes: set[str] = set()
+        codes: list[str] = []  # in the order written: the first names the flag
         kept: list[str] = []
         for i, token in enumerate(tokens):
             # first, last, or right after the number with at most the unit and a flag after it
@@ -105,17 +105,17 @@ class LabTextReader:
             if len(tokens) > 1 and placed and not token[0].isdigit():
                 known, code = self._flag(token)
                 if known:
-                    codes.update([code] if code is not None else [])
+                    codes += [code] if code is not None else []
                     continue
             kept.append(token)
         match = self._core.fullmatch(" ".join(kept))
-        if match is not None and len(codes) > 1:
+        if match is not None and len({c[0] for c in codes}) > 1:  # low and normal; L and LL agree
             return "disagreeing flags"
         if match is None or (value := number(match["value"])) is None:
             return None
         written = match["comparator"]
         comparator = None if written is None else self.words.get(" ".join(written.lower().split()), written)
-        return TextValue(value, match["unit"], comparator, next(iter(codes), None))
+        return TextValue(value, match["unit"], comparator, codes[0] if codes else None)
 
     def _unglued(self, token: str) -> list[str]:
         """A number with a flag written onto it ("148L", "148*L") as the two tokens it stands for."""

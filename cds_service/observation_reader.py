@@ -153,11 +153,7 @@ def _is_negative(obs: Any, raw: dict[str, Any], screen: ConceptScreen) -> bool:
     of Negative or Not detected)."""
     if obs.valueBoolean is False:
         return True
-    if "interpretation" in raw and not any(key.startswith("value") for key in raw) and any(
-        NEGATIVE_ANSWER in screen.coded(i, "Observation")
-        or (isinstance(i, dict) and isinstance(i.get("text"), str) and screen.k.text.is_negative_answer(i["text"]))
-        for i in items(raw["interpretation"])
-    ):
+    if _flagged_absent(raw, screen):
         return True
     if obs.valueCodeableConcept is not None:
         answer = obs.valueCodeableConcept.model_dump(mode="json", exclude_none=True)
@@ -169,6 +165,18 @@ def _is_negative(obs: Any, raw: dict[str, Any], screen: ConceptScreen) -> bool:
         # a local answer code says "No" in its display
         return any(screen.k.text.is_negative_answer(text) for text in texts_of(answer))
     return screen.k.text.is_negative_answer(obs.valueString)
+
+
+def _flagged_absent(raw: dict[str, Any], screen: ConceptScreen) -> bool:
+    """A symptom sent with no value whose interpretation says Negative or Not detected, coded or in
+    words; a lab's flag never (a lab result with no value and a Normal flag, 'N', is still a result)."""
+    if "interpretation" not in raw or any(key.startswith("value") for key in raw):
+        return False
+    if screen.laboratory(raw, screen.coded(raw.get("code"), "Observation")):
+        return False
+    return any(NEGATIVE_ANSWER in screen.coded(i, "Observation")
+               or (isinstance(i, dict) and isinstance(i.get("text"), str) and screen.k.text.is_negative_answer(i["text"]))
+               for i in items(raw["interpretation"]))
 
 
 def final_first(k: Knowledge) -> Callable[[Any], int]:

@@ -104,7 +104,7 @@ def assess_order_select(
         card: OrderCard = "measure-active-before-treat" if orders_active_b12(facts, k, today) else "measure-before-treat"
         # an older level is no current value, but the clinician should see it (a low one never treated above all)
         last = deciding_b12([f for c in results for f in facts.of(c) if f.resource_type == "Observation"],
-                            rule.b12_result.same_day_precedence)
+                            rule.b12_result.same_day_precedence, rule.b12_result.bands)
         return OrderAssessment("card", card, Indicator.WARNING, ordered=tuple(products), earlier=(last,) if last else (),
                                unchecked=facts.unchecked)
     muscle = selected.ordered(rule.orders.muscle_order_concepts)
@@ -142,7 +142,7 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     if drafts.of(rule.orders.active_b12_test_concepts):  # the test a low total B12 in pregnancy calls for
         recent = reliable
     if recent:
-        deciding = deciding_b12(reliable or recent, rule.b12_result.same_day_precedence) or recent[0]
+        deciding = deciding_b12(reliable or recent, rule.b12_result.same_day_precedence, rule.b12_result.bands) or recent[0]
         return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
                                next_step=_instead_of_a_repeat(deciding, facts, drafts, k, today),
                                combined_panel=any(f.reference in combined for f in tests))

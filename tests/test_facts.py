@@ -1352,3 +1352,12 @@ def test_a_symptom_sent_with_no_value_and_a_negative_interpretation_is_absent(
     # a value decides, not the flag beside it
     valued = facts_of(knowledge, observation(myalgia, ago(3), interpretation=interpretation, valueBoolean=True)).of("myalgia")
     assert len(valued) == 1
+
+
+@pytest.mark.parametrize("interpretation", [[{"text": "N"}], [{"text": "Negative"}],
+                                            [code("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "NEG")]])
+def test_a_lab_result_with_no_value_and_a_flag_is_still_a_result(knowledge: Knowledge, interpretation: list[dict[str, Any]]) -> None:
+    """Found in the diff review: a symptom's negative flag is no lab's ('N' is the Normal flag): a B12
+    sent with a flag and no value is a result reported, as before."""
+    found = facts_of(knowledge, observation(B12, ago(30), interpretation=interpretation))
+    assert len(found.of("b12-result")) + len(found.no_result) == 1

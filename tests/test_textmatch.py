@@ -679,7 +679,7 @@ def test_a_record_is_read_with_the_terms_of_its_own_concepts(knowledge: Knowledg
     ("ServiceRequest", "Pt evaluation by cardiology", "muscle-referral", False),
     # found in the order review: physical therapy orderables whose 'PT' can mean nothing else
     ("ServiceRequest", "PT EVAL AND TREAT", "muscle-referral", True),
-    ("ServiceRequest", "REFERRAL TO PT", "muscle-referral", True),
+    ("ServiceRequest", "REFERRAL TO PT", "muscle-referral", False),  # "Referral to PT/INR clinic" too
     ("ServiceRequest", "OP PT EVAL", "muscle-referral", True),
     ("ServiceRequest", "PT/OT EVAL", "muscle-referral", True),
     ("ServiceRequest", "Rheumatoid factor", "muscle-referral", False),
@@ -688,6 +688,15 @@ def test_a_record_is_read_with_the_terms_of_its_own_concepts(knowledge: Knowledg
     ("ServiceRequest", "Chest physio", "muscle-referral", False),
     ("ServiceRequest", "Pelvic floor physiotherapy", "muscle-referral", False),
     ("ServiceRequest", "Chest physio and MSK physio", "muscle-referral", True),
+    ("ServiceRequest", "Referral to PT/INR clinic", "muscle-referral", False),  # found in the diff review
+    ("ServiceRequest", "PT EVAL AND TREAT - pelvic floor", "muscle-referral", False),
+    ("ServiceRequest", "VITAMIN B12 IM NURSE VISIT", "b12-order", False),  # a dose given, no test
+    ("ServiceRequest", "Cobalamin binding capacity", "b12-order", False),
+    # a cold or URI is a viral illness that settles; a lasting post-viral state or a bacterial one is not
+    ("Condition", "Common cold", "viral-illness", True), ("Condition", "URI", "viral-illness", True),
+    ("Condition", "Viral syndrome", "viral-illness", True), ("Condition", "Upper respiratory tract infection", "viral-illness", True),
+    ("Condition", "Post-viral syndrome", "viral-illness", False), ("Condition", "Chronic viral syndrome", "viral-illness", False),
+    ("Condition", "Upper respiratory infection, bacterial", "viral-illness", False), ("Condition", "Uric acid raised", "viral-illness", False),
     # labs
     ("ServiceRequest", "Plasma viscosity", "muscle-lab", True),
     ("ServiceRequest", "CK-MB", "muscle-lab", False),
