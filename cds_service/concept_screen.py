@@ -188,8 +188,8 @@ class ConceptScreen:
         if not coded and not read_text and not extra_texts:
             return {}  # most of a chart: a standard code the rule does not know, and no free text
         # an order beside its standard translation is read by its own name (its text, a local code's
-        # display), never by the translation's display ('Creatine kinase.MB' is no CK)
-        names = self._own_names(main, rtype) if standard and not medication else texts_of(main)
+        # display); with none, by the standard code's display ('Referral to physiotherapy')
+        names = (self._own_names(main, rtype) if standard and not medication else []) or texts_of(main)
         main_text = self.text(names, rtype, one_name=True) if read_text else set()
         if main_text and medication:  # a multivitamin's ingredient list names B12 at a few micrograms
             main_text -= self.k.strengths.out_of_range(main_text, names)

@@ -22,15 +22,15 @@ def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, 
 
 
 def _resulted(order: Fact, facts: PatientFacts, knowledge: Knowledge) -> bool:
-    """Whether a result of the tests the order names is dated on or after it: of its most specific
-    concepts (an MMA order, also read as a B12 work-up order, waits for an MMA, not for the B12
-    result that prompted it the same day)."""
+    """Whether a result of the tests the order names is dated on or after it: the results every one
+    of its order concepts accepts (an MMA order, also read as a B12 work-up order, waits for an MMA,
+    not for the B12 result that prompted it the same day)."""
     if order.when is None:
         return False
     results = knowledge.rule.suppressors.order_results
-    same = [c for c in results if c != order.concept and any(
+    carried = [set(results[c]) for c in results if c == order.concept or any(
         g.resource_type == order.resource_type and g.resource_id == order.resource_id for g in facts.of(c))]
-    wanted = {r for c in (same or [order.concept]) for r in results.get(c, [])}
+    wanted = set.intersection(*carried) if carried else set()
     return any(r.when is not None and r.when >= order.when for c in wanted for r in facts.of(c))
 
 

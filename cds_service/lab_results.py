@@ -66,8 +66,8 @@ def b12_band(fact: Fact, bands: ResultBands) -> Band:
 
 def deciding_b12(results: list[Fact], precedence: list[str], bands: dict[str, ResultBands]) -> Fact | None:
     """The newest B12 result; of several taken the newest day (a total and an active B12, often on one
-    sample), one that can be read against its bands before one that cannot (a range, a value no lab
-    reports), then the first of `precedence` (rule.json b12Result.sameDayPrecedence: the active B12,
+    sample), one that can be read (a value against its bands, or the lab's flag) before one that cannot
+    (a range, a value no lab reports), then the first of `precedence` (rule.json b12Result.sameDayPrecedence: the active B12,
     the more specific test, whichever way the two disagree)."""
     last = newest(results)
     if last is None:
@@ -76,8 +76,12 @@ def deciding_b12(results: list[Fact], precedence: list[str], bands: dict[str, Re
     if len(same_day) == 1:
         return last
     rank = {c: i for i, c in enumerate(precedence)}
-    return min(same_day, key=lambda f: (f.concept not in bands or b12_band(f, bands[f.concept]) == "unknown",
-                                        rank.get(f.concept, len(rank))))
+    return min(same_day, key=lambda f: (not _readable(f, bands), rank.get(f.concept, len(rank))))
+
+
+def _readable(fact: Fact, bands: dict[str, ResultBands]) -> bool:
+    """A value read against its bands, or a flag the lab gave (a normal one too)."""
+    return fact.concept in bands and (b12_band(fact, bands[fact.concept]) != "unknown" or bool(fact.flags))
 
 
 def latest_result_in(facts: PatientFacts, lab: str, lookback: int, today: date) -> Fact | None:
