@@ -6,14 +6,14 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cds_service.text_patterns import phrase_pattern
 from cds_service.text_words import words_of
 
 
 def list_separator_pattern(join_words: list[str]) -> re.Pattern[str]:
     """What parts a list's items: a comma, slash, ampersand or plus, and `join_words` ("and", "or")."""
-    words = sorted({w.lower().strip() for w in join_words if w.strip()}, key=len, reverse=True)
-    joined = rf"|(?<![a-z0-9])(?:{'|'.join(map(re.escape, words))})(?![a-z0-9])" if words else ""
-    return re.compile(rf"[,/&+]{joined}")
+    words = phrase_pattern(join_words).pattern if any(w.strip() for w in join_words) else ""
+    return re.compile(rf"[,/&+]|{words}" if words else r"[,/&+]")
 
 
 # a review-of-systems list rarely runs past a dozen items (about 200 characters): reading at most

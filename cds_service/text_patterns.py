@@ -56,6 +56,14 @@ def _alternation(phrases: list[str], space: str = r"\ ") -> str:
     return "|".join(re.escape(p).replace(r"\ ", space) for p in spelled)
 
 
+def query_mark_pattern(answers: list[str]) -> re.Pattern[str]:
+    """A question mark written against a word queries it, as "query" does ("?coeliac", "Tiredness
+    ?anaemia"); against an answer ("Muscle pain ?no", "Fatigue ?yes") it still asks the question the
+    answer answers, so `answers` (text-matching.json's negative and positive answers) are left alone."""
+    spared = rf"(?!(?:{_alternation(answers)})(?![a-z0-9'/-]))" if any(a.strip() for a in answers) else ""
+    return re.compile(rf"(?<![a-z0-9])\?(?=[a-z]){spared}")
+
+
 def phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
     """Whole-word occurrences of any of the phrases, in lowered text."""
     return re.compile(rf"(?<![a-z0-9])(?:{_alternation(phrases)})(?![a-z0-9])")

@@ -1,17 +1,7 @@
 """Signs written in place of words, read as the words they stand for: the (-) and (+) of a
-review-of-systems list, and a question mark against a word ("?coeliac")."""
+review-of-systems list (the question mark against a word: text_patterns.query_mark_pattern)."""
 
 import re
-
-
-def query_mark_pattern(answers: list[str]) -> re.Pattern[str]:
-    """A question mark written against a word queries it, as "query" does ("?coeliac", "Tiredness
-    ?anaemia"); against an answer ("Muscle pain ?no", "Fatigue ?yes") it still asks the question the
-    answer answers, so `answers` (text-matching.json's negative and positive answers) are left alone."""
-    words = sorted({a.lower().strip() for a in answers if a.strip()}, key=len, reverse=True)
-    spared = rf"(?!(?:{'|'.join(map(re.escape, words))})(?![a-z0-9'/-]))" if words else ""
-    return re.compile(rf"(?<![a-z0-9])\?(?=[a-z]){spared}")
-
 
 # Review-of-systems signs, read as words. A text writes them before its items or after them, and
 # its first sign tells which. Before: a minus sign opens a negated list, as "negative for" does

@@ -11,11 +11,12 @@ from cds_service.text_patterns import (
     bare_answer_pattern,
     joined,
     phrase_pattern,
+    query_mark_pattern,
     relative_patterns,
     term_pattern,
     word_sequence_pattern,
 )
-from cds_service.text_signs import MINUS_AFTER, MINUS_BEFORE, PLUS, query_mark_pattern, signs_as_words
+from cds_service.text_signs import MINUS_AFTER, MINUS_BEFORE, PLUS, signs_as_words
 from cds_service.text_words import (
     CONTEXT_CHARS,
     SHORT_CONTEXT_CHARS,
