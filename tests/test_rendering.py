@@ -86,7 +86,7 @@ def test_one_line_and_truncated() -> None:
     assert escape_text("<" * 500).count("&#60;") == 119  # truncated before escaping: no broken reference
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, derandomize=True)
 @given(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
        | st.text(alphabet="<>[]()!:@&#;*_`~|\\/.wW -=+\"'ahjpstv", max_size=60))
 def test_any_text_renders_inert_and_as_written(text: str) -> None:
