@@ -135,6 +135,12 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
         log.error("CDS_TRUSTED_ISSUERS %s; every call from that issuer will be refused", problem)
     if not app.state.authenticator.enabled:
         log.warning("JWT verification is OFF: no CDS_TRUSTED_ISSUERS configured; any caller is accepted")
+        if settings.fhir_allowed_servers and "*" in settings.cors_origins:
+            # a closed network does not keep out a browser on it: any page it opens may call this service
+            log.warning("JWT verification is off, FHIR fetching is allowed from %d server(s) and CORS admits every "
+                        "origin: any web page open in a browser that reaches this service can read patient data "
+                        "through it from those servers; set CDS_TRUSTED_ISSUERS, or CDS_CORS_ORIGINS to the "
+                        "origins you use", len(settings.fhir_allowed_servers))
     elif not settings.public_base_url:
         # a token minted for another service would pass if the caller set Host to that service's host
         log.warning("CDS_PUBLIC_BASE_URL is not set: the JWT aud is checked against the URL as received, "

@@ -299,6 +299,21 @@ def test_start_warns_of_a_plain_http_fhir_server_off_loopback(
                           "patient's data cross the network unencrypted; use https in production")]
 
 
+@pytest.mark.parametrize(("origins", "allowed", "warned"), [
+    (["*"], ["https://fhir.internal.example/r4"], 1),
+    (["https://sandbox.cds-hooks.org"], ["https://fhir.internal.example/r4"], 0),
+    (["*"], [], 0),  # nothing is fetched: a page can read only what it sends
+])
+def test_start_warns_when_any_web_page_could_read_the_fhir_server_through_the_service(
+    knowledge: Knowledge, caplog: pytest.LogCaptureFixture, origins: list[str], allowed: list[str], warned: int
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        create_app(Settings(cors_origins=origins, fhir_allowed_servers=allowed), knowledge)
+    lines = [r.getMessage() for r in caplog.records if "CORS admits every origin" in r.getMessage()]
+    assert len(lines) == warned
+    assert all("set CDS_TRUSTED_ISSUERS, or CDS_CORS_ORIGINS" in line for line in lines)
+
+
 @pytest.mark.parametrize("jwks", ["http://jwks.example.org/jwks.json"])
 def test_plain_http_jwks_only_on_loopback(jwks: str) -> None:
     with pytest.raises(ValueError, match="https"):
