@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.exc import DataError
 
 from cds_service.errors import ConfigurationError
 from cds_service.evaluation import Evaluation
@@ -188,7 +188,7 @@ class AuditLog:
                 except DataError:  # a row the database refuses as data, not an outage
                     self._write_each(batch)
                 batch = []
-            except SQLAlchemyError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever fails, the writer lives on and retries
                 self._writing_since = None
                 if self.database_up:
                     log.error("audit database unavailable (%s); buffering", describe_db_error(exc))

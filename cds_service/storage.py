@@ -16,10 +16,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from filelock import FileLock
 from sqlalchemy import Engine, Table, create_engine, delete, event, insert, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from cds_service.errors import ConfigurationError
 from cds_service.settings import Settings
@@ -115,7 +117,7 @@ def _engine(url: URL, settings: Settings, bounded: bool) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_timeout=timeout, connect_args=connect_args)
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, busy_timeout: float = 5.0) -> None:
     """Apply the Alembic migrations shipped in the package up to head, one migrator at a time.
 
     Workers and hosts that start together would otherwise race to create the same tables; the
@@ -124,11 +126,38 @@ def upgrade(engine: Engine) -> None:
     """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with _sqlite_migration_lock(engine.url), engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    migrator = _transactional_sqlite(engine, busy_timeout) if sqlite else engine
+    try:
+        with _sqlite_migration_lock(engine.url), migrator.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except CommandError as exc:  # e.g. a revision this release does not know: a newer release migrated it
+        raise OperationalError("apply the migrations", None, exc) from exc
+    finally:
+        if sqlite:
+            migrator.dispose()
+
+
+def _transactional_sqlite(engine: Engine, busy_timeout: float) -> Engine:
+    """An engine on the same SQLite file whose transactions hold DDL too: Python's sqlite3 commits
+    each CREATE on its own, so a migration cut short (disk full) would leave half a schema that
+    every later upgrade trips over. SQLAlchemy's recipe: the driver issues no BEGIN of its own,
+    the engine issues one (IMMEDIATE: the write lock first) when a transaction begins."""
+    migrator = create_engine(engine.url, poolclass=NullPool, connect_args={"timeout": busy_timeout})
+
+    @event.listens_for(migrator, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        _sqlite_pragmas(dbapi_connection, record)
+
+    @event.listens_for(migrator, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return migrator
 
 
 @contextmanager
@@ -207,7 +236,7 @@ class Storage:
             return
         with self._lock:
             if not self._ready:
-                upgrade(self.engine)
+                upgrade(self.engine, self.timeout)
                 self._ready = True
 
     def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -222,6 +251,9 @@ class Storage:
 
     def add_feedback(self, rows: list[dict[str, Any]], handoff: WriteHandoff | None = None) -> bool:
         """All rows in one transaction; False (nothing stored) when the caller stopped waiting first."""
+        if self.file_missing():  # acknowledged now, the rows would vanish at the next start: 503, retried
+            raise OperationalError("write feedback", None, FileNotFoundError(
+                "the SQLite database file was removed while the service runs; restart the service"))
         if not rows:
             return handoff.commit_allowed() if handoff is not None else True
         self.ensure_schema()

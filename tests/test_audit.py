@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,40 @@ def test_records_arriving_together_are_written_in_few_transactions(tmp_path: Pat
     assert len(audit_rows(settings)) == 300
 
 
+class _FailingOnceStorage(Storage):
+    """Fails the first write with what is not a database error (a schema a newer release wrote,
+    a bug in a driver): the writer must live on and retry, as for an outage."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.failed = False
+
+    def add_audit(self, rows: list[dict[str, Any]]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("unforeseen")
+        super().add_audit(rows)
+
+
+def test_the_writer_survives_a_failure_that_is_not_a_database_error(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key")
+    storage = _FailingOnceStorage(settings)
+    audit = AuditLog(storage, b"k", "test", 1_000)
+    row = {"service_id": "b12-myalgia-patient-view", "hook_instance": "h", "variant": "test-b12", "criteria": [],
+           "knowledge_version": "test", "patient_hash": "0" * 64, "shown_at": naive_utc(datetime.now(UTC))}
+    audit.start()
+    try:
+        audit.queue.put({**row, "card_uuid": "card-1"})
+        deadline = time.monotonic() + 10
+        while audit.stats()["written"] < 1 and time.monotonic() < deadline:  # retried after RETRY_MIN
+            time.sleep(0.05)
+    finally:
+        audit.stop()
+        storage.close()
+    assert storage.failed and audit.stats()["written"] == 1 and audit.stats()["dropped"] == 0
+    assert len(audit_rows(settings)) == 1
+
+
 def test_a_write_that_hangs_loses_nothing_uncounted(tmp_path: Path) -> None:
     """A database that stops answering without an error (a frozen host, a cut network): the batch
     being written is still counted as queued, health says down once the write has waited past the
@@ -317,3 +352,8 @@ def test_health_tells_of_a_database_that_failed_at_start_and_of_a_removed_sqlite
         for path in (tmp_path / "data").glob("cds.sqlite3*"):
             path.unlink()
         assert client.get("/healthz").json()["audit"]["database"] == "missing"
+        # feedback acknowledged now would vanish at the next start: refused, so the client retries
+        feedback = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
+                                  "outcomeTimestamp": "2026-11-27T10:00:00Z"}]}
+        refused = client.post("/cds-services/b12-myalgia-patient-view/feedback", json=feedback)
+        assert refused.status_code == 503 and refused.json()["error"]

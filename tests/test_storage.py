@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from cds_service.errors import ServiceUnavailable
 from cds_service.feedback import feedback_rows, parse_feedback, store_feedback
@@ -51,6 +51,50 @@ def test_concurrent_first_starts_all_upgrade(db_settings: Settings) -> None:
         assert len(versions) == 1
     finally:
         engine.dispose()
+
+
+def test_a_migration_cut_short_leaves_no_half_schema(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All or nothing on both databases: Python's sqlite3 would commit each CREATE on its own, and a
+    first start that failed midway (disk full) left tables every later upgrade tripped over."""
+    from alembic.operations import Operations
+
+    real = Operations.create_index
+    calls = 0
+
+    def failing_second_index(self: Operations, *args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("disk full (simulated)")
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Operations, "create_index", failing_second_index)
+    storage = Storage(db_settings)
+    try:
+        with pytest.raises(RuntimeError, match="simulated"):
+            storage.ensure_schema()
+        assert inspect(storage.engine).get_table_names() == []
+        monkeypatch.setattr(Operations, "create_index", real)
+        storage.ensure_schema()  # the next start applies the whole schema
+        assert {"card_audit", "card_feedback", "token_use", "alembic_version"} <= set(inspect(storage.engine).get_table_names())
+    finally:
+        storage.close()
+
+
+def test_a_database_a_newer_release_migrated_is_a_database_error(db_settings: Settings) -> None:
+    """An unknown revision is reported as the database being unusable (503s, the writer retries), not
+    as an unforeseen failure that stopped the audit writer and answered feedback with a 500."""
+    storage = Storage(db_settings)
+    try:
+        storage.ensure_schema()
+        with storage.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        storage._ready = False
+        with pytest.raises(OperationalError) as raised:
+            storage.ensure_schema()
+        assert "9999" in describe_db_error(raised.value)
+    finally:
+        storage.close()
 
 
 def test_sqlite_lock_file_sits_beside_the_database_for_plain_paths_and_uris() -> None:
