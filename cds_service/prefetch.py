@@ -29,6 +29,11 @@ ESSENTIAL_KEYS = frozenset({
     "b12Orders",
 })
 
+# Keys read when sent and fetched when missing, but never worth a 412: Observations coded only in
+# ICD-10-CM, a classification of diagnoses (Conditions), are rare; a client that cannot run that
+# search loses little.
+OPTIONAL_KEYS = frozenset({"observationsIcd10"})
+
 # The suppressor checks a card reports on, and the prefetch keys each one reads. When the client
 # leaves a key out or sends an OperationOutcome, the card says "not fully checked".
 CHECK_KEYS = {

@@ -751,7 +751,7 @@ def test_prefetch_tokens_are_cds_hooks_tokens_or_date_bounds(discovery: dict[str
                     assert re.fullmatch(r"today\(\) - \d+ days", token), token
                     assert re.search(r"&(date|effective-time)=ge\{\{today\(\) - \d+ days\}\}$", template), template
                     date_bounded.add(key)
-    assert date_bounded == {"observations", "b12Administrations"}
+    assert date_bounded == {"observations", "observationsIcd10", "b12Administrations"}
 
 
 @pytest.mark.parametrize(("fixture", "lines"), [

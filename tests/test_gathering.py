@@ -129,7 +129,7 @@ def test_without_date_tokens_discovery_is_undated_and_an_old_finding_is_read_onl
     service fills the token itself): the administrations search asks from a year back."""
     scenario = stripped(FIXTURES / "patient-view" / "20-myalgia-and-age-only-no-card.json", fhir_base, fhir_state,
                         keep=("patient", "conditions", "medications", "medicationStatements", "procedures", "b12Orders",
-                              "b12Results"))
+                              "b12Results", "observationsIcd10"))
     scenario["request"]["prefetch"]["observations"] = {"resourceType": "Bundle", "type": "searchset",
                                                        "entry": [{"resource": _mcv(days_ago)}]}
     with cds(knowledge, fhir_allowed_servers=[fhir_base], prefetch_date_tokens=False) as client:
@@ -236,7 +236,7 @@ def test_a_search_reporting_an_error_is_a_failed_prefetch_412_when_nothing_may_b
 def test_only_absent_keys_are_fetched_null_is_no_data(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
     """CDS Hooks 2.0: the client sends null for a key it found no data for, and leaves out one it
     could not prefetch; only the left-out keys are fetched."""
-    scenario = stripped(POSITIVE, fhir_base, fhir_state, keep=("patient", "conditions", "observations"))
+    scenario = stripped(POSITIVE, fhir_base, fhir_state, keep=("patient", "conditions", "observations", "observationsIcd10"))
     assert fetching.post(SERVICE, json=scenario["request"]).status_code == 200
     assert sum(p.split("?")[0].split("/")[2] == "Observation" for _, p, _ in fhir_state.log) == 1  # b12Results
     fhir_state.log.clear()
