@@ -16,6 +16,16 @@ def bare_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?P<mark>(?<=[a-z0-9])[ \t]*[:?\-–—][ \t]*)\b(?:{'|'.join(words)})\b(?=[ \t]*(?:[,;.\n]|$))")
 
 
+def bracket_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:
+    """A negative answer written whole in brackets right after a word ("Tingling (denies)", "Myalgia
+    (no)", "Fatigue (pt denies)"): read as the minus sign after an item, "(-)", it answers that item
+    only. "(denies fever)" is no such answer: it is about something else."""
+    if not any(a.strip() for a in negative_answers):
+        return None
+    answers = _alternation(negative_answers, space=r"[ \t]+")
+    return re.compile(rf"(?<=[a-z0-9])[ \t]*\([ \t]*(?:{answers})[ \t]*\)")
+
+
 def relative_patterns(relatives: list[str], qualifiers: list[str]) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
     """Patterns for a relative named right after a mention ("Coeliac disease (mother)", "Pernicious
     anaemia in her sister", "B12 deficiency - father", "Pernicious anaemia, mother") and right before one, at the start of its

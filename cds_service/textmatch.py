@@ -9,6 +9,7 @@ from itertools import chain
 from cds_service.list_scope import ListScope, Spans, list_separator_pattern
 from cds_service.text_patterns import (
     bare_answer_pattern,
+    bracket_answer_pattern,
     joined,
     phrase_pattern,
     query_mark_pattern,
@@ -93,6 +94,8 @@ class TextMatcher:
     relative_concepts: frozenset[str] = frozenset()
     # a one-word negative answer right after a question's mark and before a comma ("Fever: no, ...")
     bare_answer: re.Pattern[str] | None = None
+    # a whole negative answer in brackets right after a word ("Tingling (denies)"), read as "(-)"
+    bracket_answer: re.Pattern[str] | None = None
     # a question mark against a word other than an answer ("?coeliac"), read as "query"
     query_mark: re.Pattern[str] = field(default_factory=lambda: query_mark_pattern([]))
     # what parts the items of a negated list: punctuation and the words that join items ("and", "or")
@@ -230,6 +233,7 @@ class TextMatcher:
             diagnosis_concepts=frozenset(diagnosis_concepts or ()),
             relative_concepts=frozenset(relative_concepts if relative_concepts is not None else diagnosis_concepts or ()),
             bare_answer=bare_answer_pattern(negative_answers or []),
+            bracket_answer=bracket_answer_pattern(negative_answers or []),
             query_mark=query_mark_pattern([*(negative_answers or []), *(positive_answers or [])]),
             list_separator=list_separator_pattern(list_join_words or []),
             relative_named=relative_patterns(relatives or [], relative_qualifiers or []),
@@ -240,6 +244,8 @@ class TextMatcher:
         and bare negative answers as words ("Fever - no, myalgia - yes": that "no" answers the fever
         and opens no list over the myalgia), a question mark against a word as "query"."""
         lowered = signs_as_words(text.lower())
+        if self.bracket_answer is not None and "(" in lowered:
+            lowered = self.bracket_answer.sub(f" {MINUS_AFTER} ", lowered)
         if "?" in lowered:
             lowered = self.query_mark.sub("query ", lowered)
         return self._bare_answers_as_signs(lowered) if answers else lowered

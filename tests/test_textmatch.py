@@ -72,6 +72,42 @@ def test_medication_names_match_inside_product_text(knowledge: Knowledge) -> Non
 
 
 @pytest.mark.parametrize(("text", "expected"), [
+    # a whole negative answer in brackets, or after a dash, answers the term before it (clinical review)
+    ("Tingling (denies)", set()),
+    ("Myalgia (no)", set()),
+    ("Fatigue (pt denies)", set()),
+    ("Memory loss (patient denies)", set()),
+    ("Numbness - pt denies", set()),
+    ("Confusion - family denies", set()),
+    ("Myalgia (denies fever)", {"myalgia"}),  # the answer is about something else
+    ("Myalgia - pt denies fever", {"myalgia"}),
+    ("Myalgia (yes)", {"myalgia"}),
+    ("Fatigue (3 months)", {"fatigue"}),
+    # it answers its item only, as "(-)" does: no cue over the items after it
+    ("Myalgia (no), fatigue (yes)", {"fatigue"}),
+    ("Fever (no), fatigue", {"fatigue"}),
+    # names notes use (clinical review)
+    ("Neuropathy", {"peripheral-neuropathy"}),
+    ("Ulnar neuropathy", set()),
+    ("Optic neuropathy", set()),
+    ("Numb hands", {"paresthesia"}),
+    ("Feet feel numb at night", {"paresthesia"}),
+    ("Generalized weakness", {"muscle-weakness"}),
+    ("Recreational nitrous use", {"nitrous-oxide"}),
+    ("Uses nangs at weekends", {"nitrous-oxide"}),
+    ("Owns two whippets", set()),
+    ("Type 1 diabetes mellitus", {"malabsorption-autoimmune"}),
+    ("T1DM since childhood", {"malabsorption-autoimmune"}),
+    ("Type 2 diabetes mellitus", set()),
+    ("Family history of type 1 diabetes", set()),
+])
+def test_bracketed_answers_and_names_from_the_clinical_review(knowledge: Knowledge, text: str, expected: set[str]) -> None:
+    read = {"myalgia", "fatigue", "paresthesia", "memory-impairment", "confusion", "peripheral-neuropathy",
+            "muscle-weakness", "nitrous-oxide", "malabsorption-autoimmune"}
+    assert knowledge.text.find(text) & read == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
     ("Fatigue: absent. Pins and needles: yes", {"paresthesia"}),
     ("fatigue? no; tingling? no", set()),
     ("Tiredness: present", {"fatigue"}),
