@@ -19,6 +19,14 @@ _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _DECIMAL_COMMA = re.compile(r"\d+,\d+")
 # a unit: one word that opens with no digit or punctuation ("pg/mL", "pmol/L", "µmol/L")
 _UNIT = r"[^\s\d.,;:()\[\]][^\s,;:()\[\]]*"
+# the lab's reference range beside the result: "(180-914)", "[ref 180 - 914 pg/mL]", "RR: 180-914" at the end
+_RANGE = (rf"{_NUMBER}\s*[-–]\s*{_NUMBER}(?:\s*{_UNIT})?")
+_RANGE_NAME = r"(?:ref(?:erence)?\.?(?:\s+range)?|rr|nr|normal(?:\s+range)?|range)\s*[:=]?\s*"
+_REFERENCE_RANGE = re.compile(
+    rf"\s*[(\[]\s*(?:{_RANGE_NAME})?{_RANGE}\s*[)\]]|\s+{_RANGE_NAME}{_RANGE}\s*$", re.IGNORECASE)
+_RESULT_CHARS = 120  # "< 2,000 pg/mL (ref 180 - 914 pg/mL) **" is 37
+# punctuation that parts a flag from its result: "148 pg/mL - low", "148 pg/mL, low", "Low: 148 pg/mL"
+_SEPARATOR = re.compile(r"\s+[-–—]\s+|,\s+|:\s+")
 # a number with letters or marks written onto it, a flag when those name one ("148L", "148*L")
 _GLUED = re.compile(rf"(?P<number>(?:[<>≤≥]=?)?{_NUMBER})(?P<flag>[^\s\d.,][^\s]*)")
 
@@ -90,12 +98,18 @@ class LabTextReader:
     def read(self, text: str) -> TextValue | None:
         """The result the text holds, when it is only a value with at most a comparator, a unit and a
         flag or mark before it, after the unit, or between the number and the unit ("148 L pg/mL",
-        written onto the number: "148L", "148 *L"); else None (words, a range, a remark, or flags
-        that disagree, "250 low normal": shown, never compared)."""
+        written onto the number: "148L", "148 *L"), a flag parted by a dash, comma or colon ("148
+        pg/mL - low", "Low: 148 pg/mL"), and the lab's reference range after it ("148 pg/mL
+        (180-914)"); else None (words, a range, a remark, or flags that disagree, "250 low normal":
+        shown, never compared)."""
         value = self._value(text)
         return value if isinstance(value, TextValue) else None
 
     def _value(self, text: str) -> TextValue | Literal["disagreeing flags"] | None:
+        # the range is the lab's, not a second result; a separator parts a flag, as a space does
+        # (only in a text as short as a result is: the patterns' space runs cost more on long ones)
+        if len(text) <= _RESULT_CHARS:
+            text = _SEPARATOR.sub(" ", _REFERENCE_RANGE.sub("", text.strip()))
         tokens = [part for token in text.split() for part in self._unglued(token)]
         codes: list[str] = []  # in the order written: the first names the flag
         kept: list[str] = []

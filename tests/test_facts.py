@@ -657,6 +657,11 @@ def test_a_result_sent_as_text_is_read_when_it_is_only_a_value_and_unit(
     # found in the clinical review: a flag between the number and the unit, written onto the number, or after a mark
     ("148 L pg/mL", 148, None, True), ("148L pg/mL", 148, None, True), ("148 *L pg/mL", 148, None, True),
     ("<148L pg/mL", 148, "<", True), ("148 H pg/mL", 148, None, False), ("148LL pg/mL", 148, None, True),
+    # found in the clinical review: the lab's reference range after the result, a flag parted by punctuation
+    ("120 pg/mL (180-914)", 120, None, False), ("120 pg/mL [ref 180 - 914 pg/mL]", 120, None, False),
+    ("120 pg/mL RR: 180-914", 120, None, False), ("120 pg/mL (Reference range 180-914) L", 120, None, True),
+    ("120 pg/mL - low", 120, None, True), ("Low: 120 pg/mL", 120, None, True), ("120 pg/mL, low", 120, None, True),
+    ("120 pg/mL — LOW", 120, None, True),
 ])
 def test_a_result_sent_as_text_with_a_flag_words_or_a_decimal_comma_is_read(
     knowledge: Knowledge, written: str, value: float, comparator: str | None, flagged: bool,
@@ -681,7 +686,8 @@ def test_a_flag_word_alone_is_no_value(knowledge: Knowledge) -> None:
 
 @pytest.mark.parametrize("written", ["150-200 pg/mL", "129", " > 2,000 pg/mL (repeated)", "12,34,5 pg/mL",
                                      # flags that disagree say nothing to compare (found in the diff review)
-                                     "250 low normal", "148 H pg/mL L", "L 250 N pg/mL",
+                                     "250 low normal", "148 H pg/mL L", "L 250 N pg/mL", "120 pg/mL (low normal)",
+                                     "150 - 200 pg/mL", "120 pg/mL (180-914) (repeated)",
                                      " " * 20_000 + "150-200 pg/mL  "])  # spaces once cost quadratic time
 def test_a_result_sent_as_other_text_has_no_value(knowledge: Knowledge, written: str) -> None:
     """A number this reader cannot convert is still a result: the test was done."""
