@@ -327,6 +327,9 @@ class LabFlags(_Knowledge):
 
     systems: list[str]
     low: list[str]
+    # the codes that say the lab found the result inside its range: shown beside a value this rule
+    # reads as deficient (the lab's lower limit is its own), never read to lift the band
+    normal: list[str] = Field(default_factory=list)
     # an interpretation sent as text only, by its words (lower case, hyphens as spaces): the flag code it means
     text_flags: dict[str, str] = Field(default_factory=dict)
     remark: str = ""
@@ -340,6 +343,10 @@ class LabFlags(_Knowledge):
     def low_codes(self) -> frozenset[str]:
         """The low flags, upper case: the code systems write every flag so, and a hand-typed "l" means L."""
         return frozenset(code.upper() for code in self.low)
+
+    @cached_property
+    def normal_codes(self) -> frozenset[str]:
+        return frozenset(code.upper() for code in self.normal)
 
     @cached_property
     def loose_systems(self) -> frozenset[str]:
@@ -614,6 +621,8 @@ class ResultWording(_Knowledge):
     # a value reported in another unit than the rule's: "{reported} ({converted})"
     converted: str
     flagged_low: str
+    # a normal flag on a value this rule reads as deficient: shown, so the clinician sees both readings
+    flagged_normal: str
     # a low flag above the band's flagBelievedUpTo, shown and not read: "{flag}", "{threshold}"
     flag_not_read: str
     # a value outside its lab's plausibleRange: "{value}", "{low}", "{high}", "{unit}"
