@@ -127,6 +127,20 @@ class PatientData:
             elif not isinstance(entry, dict) or entry:  # {} carries nothing to lose
                 self.malformed += 1
 
+    def drop_identified_others(self) -> None:
+        """Records whose subject is only an identifier (no reference) naming another patient: the same
+        identifier system as one of the Patient's, another value ("MRN 999" beside the patient's MRN 1).
+        Read once everything is added, as the Patient may come after them."""
+        own = _identifiers(self.patient)
+        if not own:
+            return
+        systems = {system for system, _ in own}
+        for rtype, listed in self.resources.items():
+            kept = [r for r in listed if not _identifies_other(r.get("subject"), own, systems)]
+            if len(kept) < len(listed):
+                self.other_patient += len(listed) - len(kept)
+                self.resources[rtype] = kept
+
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
 
@@ -203,6 +217,22 @@ def _names_other_patient(resource: dict[str, Any], rtype: str, patient_id: str) 
     return named is not None and named != patient_id
 
 
+def _identifiers(patient: dict[str, Any] | None) -> set[tuple[str, str]]:
+    found = patient.get("identifier") if isinstance(patient, dict) else None
+    return {(i["system"], i["value"]) for i in found or () if isinstance(i, dict)
+            and isinstance(i.get("system"), str) and isinstance(i.get("value"), str)} if isinstance(found, list) else set()
+
+
+def _identifies_other(subject: Any, own: set[tuple[str, str]], systems: set[str]) -> bool:
+    if not isinstance(subject, dict) or "reference" in subject:
+        return False
+    named = subject.get("identifier")
+    if not isinstance(named, dict):
+        return False
+    key = (named.get("system"), named.get("value"))
+    return key[0] in systems and isinstance(key[1], str) and key not in own
+
+
 def patient_of(reference: Any) -> str | None:
     """The Patient id a Reference points at (`Patient/1`, an absolute URL, a versioned one), or None
     when it names no Patient or cannot be read (a `urn:uuid:`, an identifier-only reference)."""
@@ -239,4 +269,5 @@ def from_prefetch(
         data.add(value)
         if asked is not None and key not in asked:
             data.malformed = malformed
+    data.drop_identified_others()
     return data

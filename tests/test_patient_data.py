@@ -241,6 +241,20 @@ def test_patient_of_reads_the_patient_a_reference_names(reference: str, named: s
     assert patient_of({"reference": reference}) == named
 
 
+def test_a_record_naming_another_patient_by_identifier_only_is_left_out() -> None:
+    """A subject that is only an identifier (no reference): another value in a system the Patient has
+    is another patient (found in the clinical review: read as this patient's myalgia); the patient's own
+    value, or a system the Patient does not carry, cannot be told apart and is read."""
+    mrn = "urn:mrn"
+    patient = resource("Patient", "p1", identifier=[{"system": mrn, "value": "1"}])
+    mine = resource("Condition", "c1", subject={"identifier": {"system": mrn, "value": "1"}})
+    theirs = resource("Condition", "c2", subject={"identifier": {"system": mrn, "value": "999"}})
+    unknown = resource("Condition", "c3", subject={"identifier": {"system": "urn:other", "value": "999"}})
+    referenced = resource("Condition", "c4", subject={"reference": "Patient/p1", "identifier": {"system": mrn, "value": "9"}})
+    data = from_prefetch({"conditions": bundle(mine, theirs, unknown, referenced), "patient": patient}, "p1")
+    assert [r["id"] for r in data.of_type("Condition")] == ["c1", "c3", "c4"] and data.other_patient == 1
+
+
 def test_resources_for_another_patient_are_left_out_and_counted() -> None:
     mine = resource("Condition", "c-1", subject={"reference": "Patient/p1"})
     theirs = resource("Condition", "c-2", subject={"reference": "https://ehr.example.org/fhir/Patient/p2"})
