@@ -2,7 +2,7 @@
 recordStatus to one validated resource and dates it."""
 
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from cds_service.concept_screen import ConceptScreen, items
@@ -125,21 +125,25 @@ def _read_medication_statement(m: Any, raw: dict[str, Any], screen: ConceptScree
     return Reading("counts", when, active, m.status, as_date(m.effectivePeriod and m.effectivePeriod.end), starts=when)
 
 
-def _dated_event(m: Any, counted: list[str], element: str) -> Reading:
-    """Something done (a dose given, a procedure): counted by status, dated by element[x]."""
+def _dated_event(m: Any, counted: list[str], element: str, today: date | None) -> Reading:
+    """Something done (a dose given, a procedure): counted by status, dated by element[x]. One dated
+    after today (a day's slack for time zones) has not happened, whatever its status says: a
+    gastrectomy booked for next month and entered as completed is no surgery yet (clinical review)."""
     if m.status not in counted:
         return SKIP
     period = getattr(m, f"{element}Period")
-    return Reading("counts", as_date(getattr(m, f"{element}DateTime")) or as_date(period and period.start),
-                   status=m.status)
+    when = as_date(getattr(m, f"{element}DateTime")) or as_date(period and period.start)
+    if when is not None and today is not None and when > today + timedelta(days=1):
+        return SKIP
+    return Reading("counts", when, status=m.status)
 
 
 def _read_administration(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
-    return _dated_event(m, screen.k.rule.record_status.administration_counted, "effective")
+    return _dated_event(m, screen.k.rule.record_status.administration_counted, "effective", screen.today)
 
 
 def _read_procedure(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
-    return _dated_event(m, screen.k.rule.record_status.procedure_counted, "performed")
+    return _dated_event(m, screen.k.rule.record_status.procedure_counted, "performed", screen.today)
 
 
 def _read_service_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Reading:
