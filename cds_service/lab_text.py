@@ -20,7 +20,7 @@ _DECIMAL_COMMA = re.compile(r"\d+,\d+")
 # a unit: one word that opens with no digit or punctuation ("pg/mL", "pmol/L", "µmol/L")
 _UNIT = r"[^\s\d.,;:()\[\]][^\s,;:()\[\]]*"
 # the lab's reference range beside the result: "(180-914)", "[ref 180 - 914 pg/mL]", "RR: 180-914" at the end
-_RANGE = (rf"{_NUMBER}\s*[-–]\s*{_NUMBER}(?:\s*{_UNIT})?")
+_RANGE = (rf"{_NUMBER}\s*[-–]\s*{_NUMBER}(?:\s*[^\s\d.,;:()\[\]/]*/[^\s,;:()\[\]]*)?")  # a unit has a slash: "(180-914 low)" is no range
 _RANGE_NAME = r"(?:ref(?:erence)?\.?(?:\s+range)?|rr|nr|normal(?:\s+range)?|range)\s*[:=]?\s*"
 _REFERENCE_RANGE = re.compile(
     rf"\s*[(\[]\s*(?:{_RANGE_NAME})?{_RANGE}\s*[)\]]|\s+{_RANGE_NAME}{_RANGE}\s*$", re.IGNORECASE)

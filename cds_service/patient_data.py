@@ -217,20 +217,27 @@ def _names_other_patient(resource: dict[str, Any], rtype: str, patient_id: str) 
     return named is not None and named != patient_id
 
 
+def _identifier_value(value: str) -> str:
+    """An identifier's value as compared: spaces, case and leading zeros aside ("0012345 " is 12345),
+    since dropping the patient's own record costs as much as reading another's."""
+    return value.strip().casefold().lstrip("0")
+
+
 def _identifiers(patient: dict[str, Any] | None) -> set[tuple[str, str]]:
     found = patient.get("identifier") if isinstance(patient, dict) else None
-    return {(i["system"], i["value"]) for i in found or () if isinstance(i, dict)
+    return {(i["system"], _identifier_value(i["value"])) for i in found or () if isinstance(i, dict)
             and isinstance(i.get("system"), str) and isinstance(i.get("value"), str)} if isinstance(found, list) else set()
 
 
 def _identifies_other(subject: Any, own: set[tuple[str, str]], systems: set[str]) -> bool:
-    if not isinstance(subject, dict) or "reference" in subject:
+    if not isinstance(subject, dict) or subject.get("reference") is not None:
+        return False
+    if subject.get("type") not in (None, "Patient"):  # a Group's identifier is no patient's
         return False
     named = subject.get("identifier")
-    if not isinstance(named, dict):
+    if not isinstance(named, dict) or not isinstance(value := named.get("value"), str):
         return False
-    key = (named.get("system"), named.get("value"))
-    return key[0] in systems and isinstance(key[1], str) and key not in own
+    return named.get("system") in systems and (named["system"], _identifier_value(value)) not in own
 
 
 def patient_of(reference: Any) -> str | None:

@@ -66,7 +66,7 @@ def prefetch_templates(k: Knowledge, date_tokens: bool = True) -> dict[str, str]
         "conditions": f"Condition?patient={PATIENT}",
         # Observations are coded in LOINC and SNOMED CT; the few coded in ICD-10-CM, a classification
         # of diagnoses, go in a search of their own: together one search ran to 8.7 KB as a GET URL,
-        # past the 8 KB most servers accept (IIS: 2 KB); apart they are 3.5 and 5.2 KB.
+        # past the 8 KB most servers accept (IIS: 2 KB); apart they are 3.5 and 5.3 KB.
         "observations": (
             f"Observation?patient={PATIENT}&code={_token_list(k, _concepts_for(k, 'Observation'), icd10=False)}"
             + _since("date", lookback, date_tokens)

@@ -16,6 +16,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from filelock import FileLock
 from sqlalchemy import Engine, Table, create_engine, delete, event, insert, text
@@ -126,7 +128,13 @@ def upgrade(engine: Engine, busy_timeout: float = 5.0) -> None:
     """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    sqlite = engine.dialect.name == "sqlite"
+    try:
+        if _schema_current(engine, config):  # the usual start: a read, no write lock taken
+            return
+    except CommandError as exc:
+        raise OperationalError("read the schema version", None, exc) from exc
+    # a file's migration in one transaction; an in-memory database lives in its one connection
+    sqlite = engine.dialect.name == "sqlite" and sqlite_file(engine.url) is not None
     migrator = _transactional_sqlite(engine, busy_timeout) if sqlite else engine
     try:
         with _sqlite_migration_lock(engine.url), migrator.begin() as connection:
@@ -139,6 +147,12 @@ def upgrade(engine: Engine, busy_timeout: float = 5.0) -> None:
     finally:
         if sqlite:
             migrator.dispose()
+
+
+def _schema_current(engine: Engine, config: Config) -> bool:
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current == set(ScriptDirectory.from_config(config).get_heads())
 
 
 def _transactional_sqlite(engine: Engine, busy_timeout: float) -> Engine:

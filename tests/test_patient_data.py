@@ -253,6 +253,14 @@ def test_a_record_naming_another_patient_by_identifier_only_is_left_out() -> Non
     referenced = resource("Condition", "c4", subject={"reference": "Patient/p1", "identifier": {"system": mrn, "value": "9"}})
     data = from_prefetch({"conditions": bundle(mine, theirs, unknown, referenced), "patient": patient}, "p1")
     assert [r["id"] for r in data.of_type("Condition")] == ["c1", "c3", "c4"] and data.other_patient == 1
+    # spaces, case and leading zeros aside, a Group's identifier, a null reference (diff review)
+    patient = resource("Patient", "p1", identifier=[{"system": mrn, "value": "ab0012"}])
+    same = [resource("Condition", f"s{i}", subject={"identifier": {"system": mrn, "value": v}})
+            for i, v in enumerate(["ab0012 ", "AB0012", "0ab0012"])]
+    group = resource("Condition", "g", subject={"type": "Group", "identifier": {"system": mrn, "value": "9"}})
+    null_ref = resource("Condition", "n", subject={"reference": None, "identifier": {"system": mrn, "value": "9"}})
+    data = from_prefetch({"patient": patient, "conditions": bundle(*same, group, null_ref)}, "p1")
+    assert [r["id"] for r in data.of_type("Condition")] == ["s0", "s1", "s2", "g"] and data.other_patient == 1
 
 
 def test_resources_for_another_patient_are_left_out_and_counted() -> None:

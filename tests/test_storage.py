@@ -2,10 +2,13 @@
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -95,6 +98,38 @@ def test_a_database_a_newer_release_migrated_is_a_database_error(db_settings: Se
         assert "9999" in describe_db_error(raised.value)
     finally:
         storage.close()
+
+
+def test_an_in_memory_sqlite_database_gets_its_schema(tmp_path: Path) -> None:
+    """The migration runs on the engine's own connection: a second engine on `sqlite://` would be
+    another, empty database (found in the diff review)."""
+    storage = Storage(Settings(data_dir=tmp_path, database_url="sqlite://", patient_hash_key="test-patient-hash-key"))
+    try:
+        storage.ensure_schema()
+        assert storage.claim_token("a" * 64, datetime.now(UTC) + timedelta(minutes=5)) is True
+    finally:
+        storage.close()
+
+
+def test_a_current_schema_is_confirmed_without_the_write_lock(tmp_path: Path) -> None:
+    """Every worker confirms the schema at start: while another process holds SQLite's write lock,
+    a current schema is read and confirmed, not waited on (found in the diff review: it waited the
+    busy timeout and could fail)."""
+    settings = Settings(data_dir=tmp_path, patient_hash_key="test-patient-hash-key", db_timeout=0.5)
+    first = Storage(settings)
+    first.ensure_schema()
+    first.close()
+    writer = sqlite3.connect(str(tmp_path / "cds.sqlite3"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        second = Storage(settings)
+        started = time.monotonic()
+        second.ensure_schema()
+        assert time.monotonic() - started < 0.5
+        second.close()
+    finally:
+        writer.rollback()
+        writer.close()
 
 
 def test_sqlite_lock_file_sits_beside_the_database_for_plain_paths_and_uris() -> None:
