@@ -13,6 +13,7 @@ from typing import Any
 from cds_service import fhir_models
 from cds_service.concept_screen import ConceptScreen, items, record_label
 from cds_service.facts import RECORDS_PER_CHECK, Fact
+from cds_service.fhir_dates import as_date
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData, is_bundle, patient_of, reference_parts
 from cds_service.record_readers import reported
@@ -73,7 +74,8 @@ def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
     ServiceRequest it stands for: older FHIR servers make the CDS Hooks sandbox send drafts so."""
     converted = _reshaped(raw, "ServiceRequest", (
         ("code", "code"), ("subject", "subject"), ("patient", "subject"),
-        ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode")))
+        ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode"),
+        ("occurrenceDateTime", "occurrenceDateTime"), ("occurrencePeriod", "occurrencePeriod")))  # STU3's, as R4's
     if "code" not in converted:  # a referral names its service, a diagnostic order its items
         first = next((c for c in (*items(raw.get("serviceRequested")), *items(raw.get("specialty")),
                                   *(i.get("code") for i in items(raw.get("item")) if isinstance(i, dict)))
@@ -116,12 +118,14 @@ def _type_and_id(draft: dict[str, Any]) -> str | None:
 
 
 def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
-    """The drafts named in `selections` (by Type/id, as the hook defines it, or by a full URL or the
-    entry's fullUrl, as some clients write it; by Type for drafts that carry no id). A draft whose
+    """The drafts named in `selections` (by Type/id, as the hook defines it, or by a full URL, the
+    entry's fullUrl or the bare id, as some clients write it; by Type for drafts that carry no id). A draft whose
     id is not named was not selected, even when the selections name nothing in the draft."""
     entries = [(url, d) for url, d in _draft_entries(draft_orders) if isinstance(d, dict)]
     chosen = {_reference(s) for s in selections} | set(selections)
-    by_ref = [d for url, d in entries if _type_and_id(d) in chosen or url in chosen]
+    # a bare id ("m1"), as some clients write it against the hook's Type/id: unambiguous within a draft
+    bare = {s for s in selections if "/" not in s and ":" not in s}
+    by_ref = [d for url, d in entries if _type_and_id(d) in chosen or url in chosen or d.get("id") in bare]
     if by_ref:
         return by_ref
     types = {_reference(s).split("/")[0] for s in selections}  # of a full URL too
@@ -139,6 +143,13 @@ def draft_medications(bundle: Any) -> PatientData:
             if url is not None:
                 data.medications.setdefault(url.rsplit("/", 1)[-1], resource)
     return data
+
+
+def _due(raw: dict[str, Any]) -> date | None:
+    """The day a drafted test is for (ServiceRequest.occurrence[x]): one drawn in three months is
+    checked against the results of then at order-sign (found in the order review)."""
+    period = raw.get("occurrencePeriod")
+    return as_date(raw.get("occurrenceDateTime")) or (as_date(period.get("start")) if isinstance(period, dict) else None)
 
 
 def read_drafts(resources: list[Any], knowledge: Knowledge, today: date,
@@ -207,7 +218,8 @@ def read_drafts_and_selected(
             if reference is not None:  # and as the R4 type it stands for, as an R4 server's prefetch holds it
                 d.references |= {reference, f"{rtype}/{model.id}"}
             for concept, how in hits.items():
-                d.by_concept[concept].append(Fact(concept, sent_as, model.id, label, today, True, how, status=status))
+                d.by_concept[concept].append(Fact(concept, sent_as, model.id, label, today, True, how, status=status,
+                                                  starts=_due(raw)))
             for concept, text in reason_hits.items():
                 d.reasons.append(Fact(concept, sent_as, model.id, text, today, True, "code", status=ORDER_REASON))
     return drafts, chosen

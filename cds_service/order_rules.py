@@ -134,8 +134,11 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     tests = tuple(sorted(_distinct(drafts.of(rule.orders.duplicate_test_concepts)),
                          key=lambda f: (f.reference not in active, f.reference not in combined)))
     window = rule.suppressors.recent_result_days
+    # a test ordered for a later day (occurrence) is drawn then: a result 30 days old is 120 days old
+    # by a draw in 90 days, outside the window (found in the order review)
+    drawn = max(today, min((f.starts or today for f in tests), default=today))
     recent = sorted(
-        (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c) if within(f, window, today)),
+        (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c) if within(f, window, drawn)),
         key=lambda f: f.when or date.min, reverse=True,
     )
     reliable = [f for f in recent if not low_in_current_pregnancy(f, facts, k, today)]

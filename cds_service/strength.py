@@ -36,7 +36,9 @@ class StrengthFloor:
     @classmethod
     def build(cls, terms: list[str], minimum_mg: float, maximum_mg: float = math.inf) -> "StrengthFloor":
         names = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-        return cls(re.compile(rf"(?<![\w-])(?:{names})\s+{_AMOUNT}", re.IGNORECASE), minimum_mg, maximum_mg)
+        # a bracket between name and strength, as Epic writes 'vitamin B-12 (CYANOCOBALAMIN) 25 mcg tablet'
+        bracket = r"(?:\s*\([^()]{1,40}\))?"
+        return cls(re.compile(rf"(?<![\w-])(?P<name>{names}){bracket}\s+{_AMOUNT}", re.IGNORECASE), minimum_mg, maximum_mg)
 
     def outside(self, names: list[str]) -> bool:
         """Every strength the names state is under the floor or over the ceiling (and at least one is stated)."""
@@ -49,7 +51,7 @@ class StrengthFloor:
         out: dict[str, float] = {}
         for name in names:
             for m in self.pattern.finditer(name):
-                term = m.group(0)[: m.start("amount") - m.start()].strip().lower()
+                term = m["name"].lower()
                 out[term] = max(out.get(term, 0.0), _milligrams(m["amount"], m["unit"].lower()))
         return out
 

@@ -959,6 +959,8 @@ def test_a_record_with_an_id_fhir_does_not_allow_is_read_without_it(knowledge: K
     ("Vitamin A 3500 UNT / Ascorbic Acid 90 MG / Vitamin B 12 0.025 MG / Zinc 11 MG Oral Tablet", False),
     ("ascorbic acid 60 MG / cyanocobalamin 0.006 MG / folic acid 0.4 MG Oral Tablet", False),
     ("Vitamin B-12 25 mcg chewable", False),
+    ("vitamin B-12 (CYANOCOBALAMIN) 25 mcg tablet", False),  # Epic's bracket before the strength (order review)
+    ("vitamin B-12 (CYANOCOBALAMIN) 1,000 mcg tablet", True),
     ("Vitamin B12 50 micrograms", True),  # the floor itself is a replacement dose (BNF: 50-150 a day)
     ("Cyanocobalamin 1000 MCG Oral Tablet", True), ("cyanocobalamin 1,000 mcg", True),
     ("Cyanocobalamin 1 MG/ML Injectable Solution", True), ("Nascobal 500 MCG/ACTUAT Nasal Spray", True),

@@ -433,6 +433,9 @@ def test_selections_pick_drafts_by_reference_and_never_an_unselected_draft_with_
     assert selected_only(with_urls, ["urn:uuid:5b1f"]) == [referral]
     # a Bundle bent as prefetch Bundles are: no resourceType, one entry as an object
     assert selected_only({"entry": {"resource": ibuprofen}}, ["MedicationRequest/rx-1"]) == [ibuprofen]
+    # a bare id, against the hook's Type/id (found in the order review: it selected nothing)
+    assert selected_only(bundle, ["rx-1"]) == [ibuprofen]
+    assert selected_only(bundle, ["sr-1", "rx-9"]) == [referral]
 
 
 @pytest.mark.parametrize(("full_url", "reference"), [
