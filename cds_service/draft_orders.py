@@ -76,12 +76,16 @@ def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
         ("code", "code"), ("subject", "subject"), ("patient", "subject"),
         ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode"),
         ("occurrenceDateTime", "occurrenceDateTime"), ("occurrencePeriod", "occurrencePeriod")))  # STU3's, as R4's
-    if "code" not in converted:  # a referral names its service, a diagnostic order its items
-        first = next((c for c in (*items(raw.get("serviceRequested")), *items(raw.get("specialty")),
-                                  *(i.get("code") for i in items(raw.get("item")) if isinstance(i, dict)))
-                      if isinstance(c, dict)), None)
-        if first is not None:
-            converted["code"] = first
+    if "code" not in converted:  # a referral names its service and specialty, a diagnostic order its items
+        named = [c for c in (*items(raw.get("serviceRequested")), *items(raw.get("specialty"))) if isinstance(c, dict)]
+        if named:  # every coding of both: 'Patient referral' with the specialty Rheumatology is a rheumatology referral
+            codings = [coding for c in named for coding in items(c.get("coding")) if isinstance(coding, dict)]
+            text = next((c["text"] for c in named if isinstance(c.get("text"), str)), None)
+            converted["code"] = {**({"coding": codings} if codings else {}), **({"text": text} if text else {})}
+        else:
+            first = next((i.get("code") for i in items(raw.get("item")) if isinstance(i, dict) and isinstance(i.get("code"), dict)), None)
+            if first is not None:
+                converted["code"] = first
     return converted
 
 

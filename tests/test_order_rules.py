@@ -545,6 +545,11 @@ def test_order_sign_reads_a_pregnancy_recorded_as_a_status_observation(
       "code": {"coding": [{"system": "http://loinc.org", "code": "2157-6"}]}}, "muscle-lab"),
     ({"resourceType": "ReferralRequest", "id": "r1", "status": "draft", "intent": "order",
       "serviceRequested": [{"text": "Physiotherapy referral"}]}, "muscle-referral"),
+    # 'Patient referral' with the specialty beside it: both read (found in the order review)
+    ({"resourceType": "ReferralRequest", "id": "r2", "status": "draft", "intent": "order",
+      "serviceRequested": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005", "display": "Patient referral"}]}],
+      "specialty": {"coding": [{"system": "http://snomed.info/sct", "code": "394810000", "display": "Rheumatology"}]}},
+     "muscle-referral"),
     ({"resourceType": "DiagnosticOrder", "id": "d1", "status": "draft", "patient": {"reference": "Patient/p"},
       "item": [{"code": {"coding": [{"system": "http://loinc.org", "code": "2132-9"}]}}]}, "b12-level-order"),
 ])
