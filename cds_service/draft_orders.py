@@ -127,9 +127,10 @@ def selected_only(draft_orders: Any, selections: list[str]) -> list[Any]:
     id is not named was not selected, even when the selections name nothing in the draft."""
     entries = [(url, d) for url, d in _draft_entries(draft_orders) if isinstance(d, dict)]
     chosen = {_reference(s) for s in selections} | set(selections)
-    # a bare id ("m1"), as some clients write it against the hook's Type/id: unambiguous within a draft
+    # a bare id ("m1"), as some clients write it against the hook's Type/id: every draft with that id
     bare = {s for s in selections if "/" not in s and ":" not in s}
-    by_ref = [d for url, d in entries if _type_and_id(d) in chosen or url in chosen or d.get("id") in bare]
+    by_ref = [d for url, d in entries
+              if _type_and_id(d) in chosen or url in chosen or (isinstance(d.get("id"), str) and d["id"] in bare)]
     if by_ref:
         return by_ref
     types = {_reference(s).split("/")[0] for s in selections}  # of a full URL too
@@ -175,6 +176,7 @@ def read_drafts_and_selected(
     picked = {id(d) for d in selected}
     screen = ConceptScreen(knowledge, medications or PatientData(), check)
     withdrawn = frozenset(knowledge.rule.record_status.draft_not_ordered)
+    tests = frozenset(knowledge.rule.orders.duplicate_test_concepts)
     for n, raw in enumerate(resources, 1):
         if n % RECORDS_PER_CHECK == 0:
             check()
@@ -222,8 +224,10 @@ def read_drafts_and_selected(
             if reference is not None:  # and as the R4 type it stands for, as an R4 server's prefetch holds it
                 d.references |= {reference, f"{rtype}/{model.id}"}
             for concept, how in hits.items():
+                # the day a test is for (order-sign's window); a drafted product stays under way as ordered
+                due = _due(raw) if concept in tests else None
                 d.by_concept[concept].append(Fact(concept, sent_as, model.id, label, today, True, how, status=status,
-                                                  starts=_due(raw)))
+                                                  starts=due))
             for concept, text in reason_hits.items():
                 d.reasons.append(Fact(concept, sent_as, model.id, text, today, True, "code", status=ORDER_REASON))
     return drafts, chosen

@@ -19,11 +19,13 @@ _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _DECIMAL_COMMA = re.compile(r"\d+,\d+")
 # a unit: one word that opens with no digit or punctuation ("pg/mL", "pmol/L", "µmol/L")
 _UNIT = r"[^\s\d.,;:()\[\]][^\s,;:()\[\]]*"
-# the lab's reference range beside the result: "(180-914)", "[ref 180 - 914 pg/mL]", "RR: 180-914" at the end
-_RANGE = (rf"{_NUMBER}\s*[-–]\s*{_NUMBER}(?:\s*[^\s\d.,;:()\[\]/]*/[^\s,;:()\[\]]*)?")  # a unit has a slash: "(180-914 low)" is no range
+# the lab's reference range beside the result: "(180-914)", "[ref 180 - 914 pg/mL]", "RR: 180-914" at the end;
+# the word after the range is its unit, or a flag the lab wrote inside the bracket ("(180-914 low)"), kept
+_RANGE = rf"{_NUMBER}\s*[-–]\s*{_NUMBER}"
 _RANGE_NAME = r"(?:ref(?:erence)?\.?(?:\s+range)?|rr|nr|normal(?:\s+range)?|range)\s*[:=]?\s*"
 _REFERENCE_RANGE = re.compile(
-    rf"\s*[(\[]\s*(?:{_RANGE_NAME})?{_RANGE}\s*[)\]]|\s+{_RANGE_NAME}{_RANGE}\s*$", re.IGNORECASE)
+    rf"\s*[(\[]\s*(?:{_RANGE_NAME})?{_RANGE}(?:\s*(?P<inside>{_UNIT}))?\s*[)\]]"
+    rf"|\s+{_RANGE_NAME}{_RANGE}(?:\s*(?P<after>{_UNIT}))?\s*$", re.IGNORECASE)
 _RESULT_CHARS = 120  # "< 2,000 pg/mL (ref 180 - 914 pg/mL) **" is 37
 # punctuation that parts a flag from its result: "148 pg/mL - low", "148 pg/mL, low", "Low: 148 pg/mL"
 _SEPARATOR = re.compile(r"\s+[-–—]\s+|,\s+|:\s+")
@@ -109,7 +111,7 @@ class LabTextReader:
         # the range is the lab's, not a second result; a separator parts a flag, as a space does
         # (only in a text as short as a result is: the patterns' space runs cost more on long ones)
         if len(text) <= _RESULT_CHARS:
-            text = _SEPARATOR.sub(" ", _REFERENCE_RANGE.sub("", text.strip()))
+            text = _SEPARATOR.sub(" ", _REFERENCE_RANGE.sub(self._range_flag, text.strip()))
         tokens = [part for token in text.split() for part in self._unglued(token)]
         codes: list[str] = []  # in the order written: the first names the flag
         kept: list[str] = []
@@ -130,6 +132,11 @@ class LabTextReader:
         written = match["comparator"]
         comparator = None if written is None else self.words.get(" ".join(written.lower().split()), written)
         return TextValue(value, match["unit"], comparator, codes[0] if codes else None)
+
+    def _range_flag(self, match: re.Match[str]) -> str:
+        """A reference range removed, the flag written inside it kept ("(180-914 low)": low)."""
+        word = match["inside"] or match["after"]
+        return f" {word}" if word and self._flag(word)[0] else ""
 
     def _unglued(self, token: str) -> list[str]:
         """A number with a flag written onto it ("148L", "148*L") as the two tokens it stands for."""

@@ -134,21 +134,23 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
     tests = tuple(sorted(_distinct(drafts.of(rule.orders.duplicate_test_concepts)),
                          key=lambda f: (f.reference not in active, f.reference not in combined)))
     window = rule.suppressors.recent_result_days
-    # a test ordered for a later day (occurrence) is drawn then: a result 30 days old is 120 days old
-    # by a draw in 90 days, outside the window (found in the order review)
-    drawn = max(today, min((f.starts or today for f in tests), default=today))
     recent = sorted(
-        (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c) if within(f, window, drawn)),
+        (f for c in rule.b12_result.recent_result_concepts for f in facts.of(c) if within(f, window, today)),
         key=lambda f: f.when or date.min, reverse=True,
     )
     reliable = [f for f in recent if not low_in_current_pregnancy(f, facts, k, today)]
     if drafts.of(rule.orders.active_b12_test_concepts):  # the test a low total B12 in pregnancy calls for
         recent = reliable
+    # a test ordered for a later day (occurrence) is drawn then: a result 30 days old is 120 days old by
+    # a draw in 90 days, no duplicate (found in the order review); what that result calls for instead
+    # (treatment, MMA, an active B12) is said all the same
+    drawn = max(today, min((f.starts or today for f in tests), default=today))
     if recent:
         deciding = deciding_b12(reliable or recent, rule.b12_result.same_day_precedence, rule.b12_result.bands) or recent[0]
-        return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
-                               next_step=_instead_of_a_repeat(deciding, facts, drafts, k, today),
-                               combined_panel=any(f.reference in combined for f in tests))
+        next_step = _instead_of_a_repeat(deciding, facts, drafts, k, today)
+        if next_step is not None or any(within(f, window, drawn) for f in recent):
+            return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
+                                   next_step=next_step, combined_panel=any(f.reference in combined for f in tests))
     signed = [f for f in open_orders(facts, rule.orders.duplicate_test_concepts, k, today)
               if f.status not in rule.orders.unsigned_status]
     pending = _distinct(

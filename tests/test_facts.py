@@ -662,6 +662,9 @@ def test_a_result_sent_as_text_is_read_when_it_is_only_a_value_and_unit(
     ("120 pg/mL RR: 180-914", 120, None, False), ("120 pg/mL (Reference range 180-914) L", 120, None, True),
     ("120 pg/mL - low", 120, None, True), ("Low: 120 pg/mL", 120, None, True), ("120 pg/mL, low", 120, None, True),
     ("120 pg/mL — LOW", 120, None, True),
+    # a flag or a unit written inside the range's bracket (diff review): the flag kept, the unit dropped
+    ("150 pg/mL (180-914 low)", 150, None, True), ("120 pg/mL (180-914 pgmL)", 120, None, False),
+    ("120 pg/mL RR 180-914 pg", 120, None, False),
 ])
 def test_a_result_sent_as_text_with_a_flag_words_or_a_decimal_comma_is_read(
     knowledge: Knowledge, written: str, value: float, comparator: str | None, flagged: bool,

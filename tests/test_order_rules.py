@@ -436,6 +436,9 @@ def test_selections_pick_drafts_by_reference_and_never_an_unselected_draft_with_
     # a bare id, against the hook's Type/id (found in the order review: it selected nothing)
     assert selected_only(bundle, ["rx-1"]) == [ibuprofen]
     assert selected_only(bundle, ["sr-1", "rx-9"]) == [referral]
+    odd = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "MedicationRequest", "id": ["x"]}},
+                                              {"resource": {"resourceType": "MedicationRequest", "id": {"a": 1}}}, {"resource": ibuprofen}]}
+    assert selected_only(odd, ["rx-1"]) == [ibuprofen]  # an id that is no string is skipped, not a 500 (diff review)
 
 
 @pytest.mark.parametrize(("full_url", "reference"), [

@@ -99,6 +99,8 @@ def test_medication_names_match_inside_product_text(knowledge: Knowledge) -> Non
     ("Owns two whippets", set()),
     ("Nitrous sedation for dental extraction 2024", set()),  # medical use (diff review)
     ("Nitrous used in labour", set()),
+    ("Uses nangs at weekends. Works as a dental nurse.", {"nitrous-oxide"}),  # medical words elsewhere: still use
+    ("N2O abuse; dental caries", {"nitrous-oxide"}),
     ("IDDM", set()),
     ("Type 1 diabetes mellitus", {"malabsorption-autoimmune"}),
     ("T1DM since childhood", {"malabsorption-autoimmune"}),
