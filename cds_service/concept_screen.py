@@ -4,7 +4,7 @@ any validation, so the records of a chart that name nothing are never parsed."""
 from datetime import date
 from typing import Any, Literal
 
-from cds_service.knowledge import STANDARD, Knowledge
+from cds_service.knowledge import GENERIC, STANDARD, Knowledge
 from cds_service.patient_data import PatientData, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
 
@@ -77,6 +77,11 @@ class ConceptScreen:
                         found = found.union(hit)
                     kinds |= kind
         return found, kinds == STANDARD
+
+    def generic(self, concept: Any, rtype: str) -> bool:
+        """Whether a coding of the CodeableConcept is a catch-all code ('Patient referral')."""
+        return isinstance(concept, dict) and any(
+            self.k.codings[rtype, system, code][1] == GENERIC for system, code, _ in codings_of(concept))
 
     def _own_names(self, concept: Any, rtype: str) -> list[str]:
         """A CodeableConcept's text and the displays of its codings outside the standard terminologies."""

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from cds_service import fhir_models
-from cds_service.concept_screen import ConceptScreen, items, record_label
+from cds_service.concept_screen import ConceptScreen, items, record_label, texts_of
 from cds_service.facts import RECORDS_PER_CHECK, Fact
 from cds_service.fhir_dates import as_date
 from cds_service.knowledge import Knowledge
@@ -75,7 +75,8 @@ def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
     converted = _reshaped(raw, "ServiceRequest", (
         ("code", "code"), ("subject", "subject"), ("patient", "subject"),
         ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode"),
-        ("occurrenceDateTime", "occurrenceDateTime"), ("occurrencePeriod", "occurrencePeriod")))  # STU3's, as R4's
+        ("occurrenceDateTime", "occurrenceDateTime"), ("occurrencePeriod", "occurrencePeriod"),  # STU3's, as R4's
+        ("performerType", "performerType")))
     if "code" not in converted:  # a referral names its service and specialty, a diagnostic order its items
         named = [c for c in (*items(raw.get("serviceRequested")), *items(raw.get("specialty"))) if isinstance(c, dict)]
         if named:  # every coding of both: 'Patient referral' with the specialty Rheumatology is a rheumatology referral
@@ -150,6 +151,21 @@ def draft_medications(bundle: Any) -> PatientData:
     return data
 
 
+def _with_performer_type(raw: dict[str, Any], screen: ConceptScreen) -> dict[str, Any]:
+    """A referral coded by a catch-all code ('Patient referral') names its service by who is to perform
+    it (performerType: 'Rheumatologist'), as referral guides code it: read as the service's names too
+    (found in the order review). Any other order keeps its own code."""
+    performer, code = raw.get("performerType"), raw.get("code")
+    if not isinstance(performer, dict) or not isinstance(code, dict) or not screen.generic(code, "ServiceRequest"):
+        return raw
+    codings = [c for c in (*items(code.get("coding")), *items(performer.get("coding"))) if isinstance(c, dict)]
+    service, who = (next(iter(texts_of(c)), None) for c in (code, performer))
+    if who is None:
+        return raw
+    # named on the card as 'Patient referral (Rheumatologist)'
+    return {**raw, "code": {"coding": codings, "text": f"{service} ({who})" if service else who}}
+
+
 def _due(raw: dict[str, Any]) -> date | None:
     """The day a drafted test is for (ServiceRequest.occurrence[x]): one drawn in three months is
     checked against the results of then at order-sign (found in the order review)."""
@@ -204,6 +220,8 @@ def read_drafts_and_selected(
         raw = {"status": "draft", "intent": "order", **raw}
         if patient_id is not None and "subject" not in raw:
             raw["subject"] = {"reference": f"Patient/{patient_id}"}
+        if rtype == "ServiceRequest":
+            raw = _with_performer_type(raw, screen)
         hits = screen.concepts(raw, rtype)
         reason_hits = _reason_concepts(raw, screen)
         if not hits and not reason_hits:

@@ -569,6 +569,19 @@ def test_another_patients_draft_is_skipped(knowledge: Knowledge) -> None:
     assert read_drafts([raw], knowledge, TODAY).of(["analgesic"])  # with no patient in context, as before
 
 
+def test_a_referral_coded_generically_names_its_service_by_performer_type(knowledge: Knowledge) -> None:
+    """'Patient referral' with the specialty in performerType, as referral guides code it (found in the
+    order review); a specific code keeps its own reading whatever the performer."""
+    generic = {"coding": [{"system": SNOMED, "code": "3457005", "display": "Patient referral"}]}
+    rheumatologist = {"coding": [{"system": SNOMED, "code": "45440000", "display": "Rheumatologist"}]}
+    raw = {**service_draft("r1", SNOMED, "3457005"), "code": generic, "performerType": rheumatologist}
+    assert read_drafts([raw], knowledge, TODAY).of(["muscle-referral"])
+    dermatologist = {"coding": [{"system": SNOMED, "code": "18803008", "display": "Dermatologist"}]}
+    assert not read_drafts([{**raw, "performerType": dermatologist}], knowledge, TODAY).of(["muscle-referral"])
+    ck = {**service_draft("s1", "http://loinc.org", "2157-6"), "performerType": rheumatologist}
+    assert not read_drafts([ck], knowledge, TODAY).of(["muscle-referral"])
+
+
 @pytest.mark.parametrize(("code", "text", "read"), [
     ("3457005", "Referral to rheumatology", True), ("306206005", "Physiotherapy referral", True),
     ("3457005", "Referral to dermatology", False),  # the text names what is referred: not a muscle referral
