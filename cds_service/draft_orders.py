@@ -236,16 +236,16 @@ def read_drafts_and_selected(
         # a home medicine documented (reportedBoolean, reportedReference): in use, not ordered now
         status = REPORTED if rtype == "MedicationRequest" and reported(raw) else None
         reference = f"{sent_as}/{model.id}" if model.id else None
+        # the day a test is for (order-sign's window); a drafted product stays under way as ordered
+        due = _due(raw)
         for d in into:
             if reference in d.references:
                 continue  # the same draft sent twice (an entry repeated): read once by each list, as patient data is
             if reference is not None:  # and as the R4 type it stands for, as an R4 server's prefetch holds it
                 d.references |= {reference, f"{rtype}/{model.id}"}
             for concept, how in hits.items():
-                # the day a test is for (order-sign's window); a drafted product stays under way as ordered
-                due = _due(raw) if concept in tests else None
                 d.by_concept[concept].append(Fact(concept, sent_as, model.id, label, today, True, how, status=status,
-                                                  starts=due))
+                                                  starts=due if concept in tests else None))
             for concept, text in reason_hits.items():
                 d.reasons.append(Fact(concept, sent_as, model.id, text, today, True, "code", status=ORDER_REASON))
     return drafts, chosen

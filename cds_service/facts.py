@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from cds_service import fhir_models
 from cds_service.concept_screen import ConceptScreen, record_label
-from cds_service.fhir_dates import as_date, latest_birth_date
+from cds_service.fhir_dates import CLOCK_SKEW_DAYS, as_date, latest_birth_date
 from cds_service.knowledge import Knowledge
 from cds_service.observation_reader import final_first, newest_first_key, raw_observation_date, scored_zero, upper_limit
 from cds_service.patient_data import RESOURCE_TYPES, PatientData
@@ -21,8 +21,6 @@ from cds_service.reading import Reading
 from cds_service.record_readers import READERS, reported
 from cds_service.textmatch import TimeCheck, no_time_limit
 
-CLOCK_SKEW_DAYS = 1
-"""A date this many days ahead counts as today: the EHR's clock and the service's differ by time zone."""
 RECORDS_PER_CHECK = 32  # validating this many costs about a millisecond
 
 

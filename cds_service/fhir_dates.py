@@ -7,6 +7,8 @@ from typing import Any
 # no record's date lies outside these: one that does is a corrupt date, read as none (date
 # arithmetic near year 1 or 9999 would overflow)
 EARLIEST_DATE, LATEST_DATE = date(1800, 1, 1), date(2999, 12, 31)
+CLOCK_SKEW_DAYS = 1
+"""A date this many days ahead counts as today: the EHR's clock and the service's differ by time zone."""
 
 
 def as_date(value: Any) -> date | None:

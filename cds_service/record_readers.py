@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from cds_service.concept_screen import ConceptScreen, items
-from cds_service.fhir_dates import as_date
+from cds_service.fhir_dates import CLOCK_SKEW_DAYS, as_date
 from cds_service.observation_reader import read_observation
 from cds_service.reading import SKIP, Reading
 
@@ -133,7 +133,7 @@ def _dated_event(m: Any, counted: list[str], element: str, today: date | None) -
         return SKIP
     period = getattr(m, f"{element}Period")
     when = as_date(getattr(m, f"{element}DateTime")) or as_date(period and period.start)
-    if when is not None and today is not None and when > today + timedelta(days=1):
+    if when is not None and today is not None and when > today + timedelta(days=CLOCK_SKEW_DAYS):
         return SKIP
     return Reading("counts", when, status=m.status)
 

@@ -91,14 +91,13 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
             text = words.unit_assumed.format(value=text, unit=shown)
         elif reported and not same_unit:
             text = words.converted.format(reported=reported, converted=text)
+    bands = k.rule.b12_result.bands.get(fact.concept)
     if not fact.flagged_low:
         normal = k.rule.b12_result.low_flags.normal_codes & fact.flags
-        bands = k.rule.b12_result.bands.get(fact.concept)
         if normal and bands is not None and fact.value is not None and b12_band(fact, bands) == "deficient":
             return _with_flag(text, words.flagged_normal)  # the rule's reading and the lab's, both shown
         return text
     flag = words.flagged_low
-    bands = k.rule.b12_result.bands.get(fact.concept)
     if bands is not None and bands.flag_believed_up_to is not None and not fact.implausible and not low_flag_believed(fact, bands):
         flag = words.flag_not_read.format(flag=flag, threshold=f"{bands.flag_believed_up_to:g} {bands.unit}")
     return _with_flag(text, flag)

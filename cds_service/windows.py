@@ -2,7 +2,8 @@
 
 from datetime import date
 
-from cds_service.facts import CLOCK_SKEW_DAYS, Fact
+from cds_service.facts import Fact
+from cds_service.fhir_dates import CLOCK_SKEW_DAYS
 
 
 def days_between(since: date, today: date) -> int:
