@@ -201,7 +201,12 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         answer = follow_up_since(facts, knowledge, after, today)
         if answer is not None and answer[0]:
             return _raised_follow_up(facts, knowledge, today, answer[1], base, confounders, after_nitrous_oxide=bool(unreliable))
-    discordant = strong_picture and last is not None and not follow_up_answered(facts, knowledge, last, today)
+    # asked for only when the feature is new since that B12: one already on record when it was taken was
+    # weighed by whoever ordered it, and the normal result stands as any other does (clinical review)
+    discordant = (strong_picture and last is not None and last.when is not None
+                  and critical_feature_of(tuple(s for s in find_signs(facts, knowledge, today) if s.started_after(last.when)),
+                                          knowledge) is not None
+                  and not follow_up_answered(facts, knowledge, last, today))
     follow_up_lab = rule.follow_up_sign.lab
     functional_due = (bool(unreliable) or discordant) and not mma_due
     if functional_due and any(within(f, sup.recent_result_days, today) for f in facts.of(follow_up_lab)):
@@ -254,10 +259,12 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         indicator = Indicator.CRITICAL
     elif risks:
         indicator = Indicator.CRITICAL if critical else Indicator.WARNING
+    elif critical is not None and _warns_alone(critical, knowledge):
+        indicator = Indicator.WARNING  # a feature worth testing for by itself: no flu or run explains it
     else:
         indicator = Indicator.INFO
     downgrading = {c.id for c in rule.confounders if c.downgrade}
-    if indicator == Indicator.WARNING and any(c.id in downgrading for c in confounders):
+    if indicator == Indicator.WARNING and risks and any(c.id in downgrading for c in confounders):
         indicator = Indicator.INFO
     variant: PatternVariant = ("test-mma" if mma_due else "test-mma-after-nitrous-oxide" if functional_due and unreliable
                                else "test-mma-after-normal-b12" if functional_due else "test-b12")
@@ -283,6 +290,12 @@ def _raised_follow_up(
     variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
     indicator, listed = follow_up_urgency(held, signs, facts, knowledge, mma.facts[0], today)
     return replace(base, outcome="card", variant=variant, indicator=indicator, signs=signs, confounders=listed)
+
+
+def _warns_alone(critical: str, knowledge: Knowledge) -> bool:
+    """A critical feature that makes a card a warning with no risk factor (rule.json indicator)."""
+    wanted = set(knowledge.rule.indicator.warning_without_risk_factor)
+    return critical in wanted or (critical == "both" and bool(wanted))
 
 
 def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | None:

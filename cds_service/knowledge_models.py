@@ -478,6 +478,8 @@ class IndicatorRule(_Knowledge):
     stands_for: dict[str, str] = Field(default_factory=dict)
     # evidence that makes a card critical with or without a risk factor (an earlier low B12 never treated)
     critical_without_risk_factor: list[Literal["earlier-low-b12"]] = Field(default_factory=list)
+    # critical features that make a card a warning with no risk factor (macrocytic anaemia: BSH)
+    warning_without_risk_factor: list[Literal["neurological", "macrocytic-anaemia"]] = Field(default_factory=list)
     remark: str = ""
 
 
@@ -652,7 +654,7 @@ class WordingFile(_File):
     course_ended: str
     criteria: dict[
         Literal[
-            "info", "info-explained", "warning", "critical", "critical-untreated-low", "untreated-low", "untreated-mma", "untreated-raised-mma",
+            "info", "info-explained", "warning", "warning-without-risk-factor", "critical", "critical-untreated-low", "untreated-low", "untreated-mma", "untreated-raised-mma",
             "untreated-raised-mma-after-nitrous-oxide", "lapsed-treatment", "diagnosed-deficiency", "measure-before-treat",
             "duplicate",
             "duplicate-in-draft",

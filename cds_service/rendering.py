@@ -291,6 +291,7 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
         out += ["", f"**{h['notRedundant']}**"] + _not_redundant(assessment, k)
         # an info card with a risk factor was lowered by an event that may explain the aches: say so
         criteria = w.criteria["info-explained" if assessment.indicator == Indicator.INFO and assessment.risk_factors
+                              else "warning-without-risk-factor" if assessment.indicator == Indicator.WARNING and not assessment.risk_factors
                               else "critical-untreated-low" if assessment.critical_feature == "untreated-low"
                               else assessment.indicator.value]
     out += _caveats(assessment, k)

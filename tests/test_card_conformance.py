@@ -513,6 +513,8 @@ def test_rule_line_matches_the_indicator(answers: dict[str, Any], knowledge: Kno
         key = card["indicator"]
         if key == "info" and "**Risk factors**" in detail:  # lowered by an event that may explain the aches
             key = "info-explained"
+        if key == "warning" and "**Risk factors**" not in detail:  # macrocytic anaemia warns by itself
+            key = "warning-without-risk-factor"
         if key == "critical" and "no treatment on record" in card["summary"]:  # an earlier low B12, with or without a risk
             key = "critical-untreated-low"
         if "suggestions" not in card:  # a treatment-review card: its own rule line
@@ -526,7 +528,9 @@ def test_rule_line_matches_the_indicator(answers: dict[str, Any], knowledge: Kno
         assert not any(v in detail for v in others.values())
         if "suggestions" not in card or key == "critical-untreated-low":
             continue  # urgent by the low result itself, risk factor or not
-        if card["indicator"] in {"warning", "critical"}:
+        if key == "warning-without-risk-factor":
+            assert "**Macrocytosis**" in detail or "**Macrocytic anaemia (diagnosis)**" in detail
+        elif card["indicator"] in {"warning", "critical"}:
             assert "**Risk factors**" in detail
         elif "**Risk factors**" in detail:  # info with a risk factor only when a confounder lowered it
             assert "Recent viral illness" in detail or "Recent exertion or injury" in detail
