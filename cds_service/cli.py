@@ -53,8 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=_bounded_int(0, 65535), default=8080, help="port to listen on (default 8080)")
     serve.add_argument("--workers", type=_bounded_int(1), default=1, help="worker processes (default 1)")
-    ev = sub.add_parser("evaluate", help="answer one hook request (a JSON file, or - for stdin)")
-    ev.add_argument("request", help="path to a hook request JSON file, or - for stdin")
+    ev = sub.add_parser("evaluate", help="answer hook requests (JSON files, or - for stdin)")
+    ev.add_argument("request", nargs="+",
+                    help="path to a hook request JSON file, or - for stdin; given several, one answer per line (JSON Lines), in order")
     ev.add_argument("--service", help="service id (default: chosen from the request's hook)")
     db = sub.add_parser("db", help="manage the audit and feedback database")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply all schema migrations")
@@ -133,11 +134,26 @@ def _check_storage(settings: Settings) -> None:
             raise ConfigurationError(f"{setting}: not writable (SQLite writes the database and its journal there): {path}")
 
 
-def _evaluate(path: str, service_id: str | None) -> int:
+def _evaluate(paths: list[str], service_id: str | None) -> int:
+    """Answer each request in turn with one loaded knowledge: one file prints its answer indented,
+    several print one line each (a day's saved requests replayed after a knowledge change)."""
     settings = get_settings()
     knowledge = load_knowledge(settings.cards_dir)
     services = service_definitions(knowledge, settings.prefetch_date_tokens)
-    body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    status = 0
+    for path in paths:
+        body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        answer, refused = _answer(body, service_id, settings, services, knowledge)
+        option = orjson.OPT_INDENT_2 if len(paths) == 1 and not refused else 0
+        sys.stdout.buffer.write(orjson.dumps(answer, option=option) + b"\n")
+        status = 2 if refused else status
+    return status
+
+
+def _answer(
+    body: bytes, service_id: str | None, settings: Settings, services: dict[str, ServiceDefinition], knowledge: Knowledge,
+) -> tuple[dict[str, Any], bool]:
+    """The CDS response to one request, or the error body the server would answer (refused)."""
     try:
         data = parse_json_object(body)
         if "hook" not in data and isinstance(data.get("request"), dict) and "expect" in data:
@@ -152,11 +168,8 @@ def _evaluate(path: str, service_id: str | None) -> int:
         data = asyncio.run(_complete(settings, service, knowledge, data, now))
         result = evaluate(service, data, knowledge, now)
     except CdsError as exc:
-        err = ErrorBody(error=exc.code, message=exc.message, details=exc.details)
-        sys.stdout.buffer.write(response_bytes(err) + b"\n")
-        return 2
-    sys.stdout.buffer.write(orjson.dumps(result.response.model_dump(mode="json", exclude_none=True), option=orjson.OPT_INDENT_2) + b"\n")
-    return 0
+        return orjson.loads(response_bytes(ErrorBody(error=exc.code, message=exc.message, details=exc.details))), True
+    return result.response.model_dump(mode="json", exclude_none=True), False
 
 
 def _db_upgrade() -> int:
