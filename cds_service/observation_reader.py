@@ -13,7 +13,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import LabFlags, LabUnits
 from cds_service.lab_text import LabTextReader
 from cds_service.reading import SKIP, Reading
-from cds_service.valueset import loose_uri
+from cds_service.valueset import INTERPRETATION, loose_uri
 
 NEGATIVE_ANSWER = "negative-answer"
 MAX_LAB_VALUE = 1e12  # no concentration or count is negative or this large in any unit: a corrupt value
@@ -174,9 +174,17 @@ def _flagged_absent(raw: dict[str, Any], screen: ConceptScreen) -> bool:
         return False
     if screen.laboratory(raw, screen.coded(raw.get("code"), "Observation")):
         return False
-    return any(NEGATIVE_ANSWER in screen.coded(i, "Observation")
+    return any(NEGATIVE_ANSWER in screen.coded(_interpretation_system(i), "Observation")
                or (isinstance(i, dict) and isinstance(i.get("text"), str) and screen.k.text.is_negative_answer(i["text"]))
                for i in items(raw["interpretation"]))
+
+
+def _interpretation_system(item: Any) -> Any:
+    """An interpretation coded with no system is read as HL7's (the element holds nothing else)."""
+    if not isinstance(item, dict) or not isinstance(item.get("coding"), list):
+        return item
+    return {**item, "coding": [{**c, "system": INTERPRETATION} if isinstance(c, dict) and not c.get("system") else c
+                               for c in item["coding"]]}
 
 
 def final_first(k: Knowledge) -> Callable[[Any], int]:

@@ -22,6 +22,7 @@ STANDARD_SYSTEMS = frozenset({
 })
 
 # Real clients spell systems in several ways; map them to one canonical URI.
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 SYSTEM_ALIASES = {
     "http://hl7.org/fhir/sid/icd-10-cm": ICD10CM,
     "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
@@ -43,6 +44,12 @@ SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.12.136": "http://terminology.hl7.org/CodeSystem/v2-0136",
     "http://hl7.org/fhir/v2/0532": "http://terminology.hl7.org/CodeSystem/v2-0532",
     "urn:oid:2.16.840.1.113883.12.532": "http://terminology.hl7.org/CodeSystem/v2-0532",
+    # HL7 v3 interpretation (Negative, Not detected) and null flavors (No information, Unknown), as
+    # DSTU2 and C-CDA conversions send them
+    "http://hl7.org/fhir/v3/ObservationInterpretation": INTERPRETATION,
+    "urn:oid:2.16.840.1.113883.5.83": INTERPRETATION,
+    "http://hl7.org/fhir/v3/NullFlavor": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+    "urn:oid:2.16.840.1.113883.5.1008": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
 }
 
 
