@@ -33,6 +33,8 @@ def _earlier_line(fact: Fact, k: Knowledge, banded: bool = True) -> str:
         status = f", {k.wording.phrases['sampleNoResult']}"
     else:
         status = f", {k.wording.status_words.get(fact.status, fact.status)}" if fact.status else ""
+        if fact.starts is not None and fact.when is not None and fact.starts > fact.when:  # written for a later day
+            status += f", {k.wording.phrases['orderDue'].format(date=fact.starts.isoformat())}"
     return f"- **{k.concepts[fact.concept].label}**: {fact_line(fact, k)}{escape_text(status)}"
 
 

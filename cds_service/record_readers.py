@@ -154,9 +154,9 @@ def _read_service_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) ->
     # dated when written; an order sent with only the date it is for (occurrence[x]) by that, so a
     # test due three years ago lapses like one written then, where undated it was pending for ever
     period = m.occurrencePeriod
-    when = as_date(m.authoredOn) or as_date(m.occurrenceDateTime) or (
-        as_date(period.start or period.end) if period is not None else None)
-    return Reading("counts", when, True, m.status)
+    due = as_date(m.occurrenceDateTime) or (as_date(period.start or period.end) if period is not None else None)
+    # the day it is for (starts) keeps an order written long ago for a date still to come pending
+    return Reading("counts", as_date(m.authoredOn) or due, True, m.status, starts=due)
 
 
 def _abatement_end(raw: dict[str, Any]) -> date | None:
