@@ -260,16 +260,20 @@ def _add_facts(
         facts.in_progress += [Fact(c, rtype, rid, label, r.when, True, how, status=r.status) for c, how in hits.items()]
         return False
     for concept, how in hits.items():
-        value, unit = r.value, r.unit
         lab = screen.k.units.get(concept)
+        given = r.unit
+        if lab is not None and r.value is not None and not given:
+            # no unit on the value, but the lab's normal range beside it gives one: the value is in it
+            given = next((u for _, units in r.upper_limits for u in units if lab.factor(u) is not None), None)
+        value, unit = r.value, given
         if lab is not None and r.value is not None:
-            factor = lab.factor(r.unit)
-            value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, r.unit)
+            factor = lab.factor(given)
+            value, unit = (r.value * factor, lab.canonical_unit) if factor is not None else (None, given)
         implausible = value is not None and lab is not None and not lab.plausible(value)
         if implausible:
-            value, unit = None, r.unit
+            value, unit = None, given
         # a lab reported in several units, no unit given: the value in each, for a band they all agree on
-        candidates = lab.unitless_values(r.value) if lab is not None and r.value is not None and not r.unit else ()
+        candidates = lab.unitless_values(r.value) if lab is not None and r.value is not None and not given else ()
         unitless = tuple(v for v in candidates if lab is not None and lab.plausible(v))
         implausible = implausible or bool(candidates and not unitless)  # implausible in every unit it may be in
         # a lasting disorder diagnosed at a visit stays as its status says (a neuropathy does not pass)
@@ -277,7 +281,7 @@ def _add_facts(
                               and r.status in screen.k.rule.record_status.condition_clinical_active)
         # shown as the lab printed it ("µkat/L") when that reads the same as the unit read ("ukat/L")
         shown_unit = (r.unit_text if lab is not None and r.unit_text and r.unit and lab.factor(r.unit_text) is not None
-                      and lab.factor(r.unit_text) == lab.factor(r.unit) else r.unit)
+                      and lab.factor(r.unit_text) == lab.factor(r.unit) else given)
         limit = upper_limit(r, lab) if lab is not None and r.upper_limits else None
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, active, how, value, unit, r.status,
                                               r.comparator, r.until, r.flagged_low, r.value, shown_unit, r.verification,

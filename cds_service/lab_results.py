@@ -50,13 +50,16 @@ def low_flag_believed(fact: Fact, bands: ResultBands) -> bool:
 def b12_band(fact: Fact, bands: ResultBands) -> Band:
     """A B12 result against its NICE bands. The lab's low flag reads as deficient (low_flag_believed),
     else the value is read; a censored value that spans bands is indeterminate. A value
-    sent with no unit has the band every unit it may be in agrees on, else none (150: deficient in
-    pg/mL, indeterminate in pmol/L)."""
+    sent with no unit has the band every unit it may be in agrees on; where they disagree and none
+    reads normal (150: deficient in pg/mL, indeterminate in pmol/L) it is indeterminate, as a
+    censored value spanning those bands is; where one reads normal, none."""
     if low_flag_believed(fact, bands):
         return "deficient"
     if fact.value is None:
         agreed = {b12_band(replace(fact, value=v, unitless_values=()), bands) for v in fact.unitless_values}
-        return agreed.pop() if len(agreed) == 1 else "unknown"
+        if len(agreed) == 1:
+            return agreed.pop()
+        return "indeterminate" if agreed and agreed <= {"deficient", "indeterminate"} else "unknown"
     if crosses(fact, "<", bands.deficient_below):
         return "deficient"
     if crosses(fact, ">", bands.normal_above):

@@ -139,10 +139,14 @@ class LabTextReader:
         return f" {word}" if word and self._flag(word)[0] else ""
 
     def _unglued(self, token: str) -> list[str]:
-        """A number with a flag written onto it ("148L", "148*L") as the two tokens it stands for."""
+        """A number with a flag written onto it ("148L", "148*L"), or a unit with a mark ("pg/mL*"), as the two tokens it stands for."""
         glued = _GLUED.fullmatch(token)
         if glued is not None and self._flag(glued["flag"])[0]:
             return [glued["number"], glued["flag"]]
+        # a mark written onto the unit ("pg/mL*"): the lab drew attention to the result
+        for mark in self._marks:
+            if len(token) > len(mark) and token.endswith(mark) and not token[0].isdigit():
+                return [token[: -len(mark)], mark]
         return [token]
 
     def holds_number(self, text: str) -> bool:

@@ -4,6 +4,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -82,7 +83,8 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
             bands = k.rule.b12_result.bands.get(fact.concept)
             if fact.unitless_values and bands is not None and b12_band(fact, bands) != "unknown":
                 units = " or ".join(k.units[fact.concept].candidate_units)
-                text = words.no_unit_same_band.format(value=reported, units=units)
+                agreed = len({b12_band(replace(fact, value=v, unitless_values=()), bands) for v in fact.unitless_values}) == 1
+                text = (words.no_unit_same_band if agreed else words.no_unit_never_normal).format(value=reported, units=units)
     else:
         shown = k.units[fact.concept].shown
         text = f"{censored} {format_value(fact.value, threshold)} {shown}".lstrip()

@@ -93,14 +93,14 @@ _PREGNANT_STATUS = next(i for i, c in enumerate(json.loads((Path(__file__).paren
 _CONFOUNDERS = [c["id"] for c in json.loads((Path(__file__).parent.parent / "cards/rule.json").read_text())["confounders"]]
 _RAISED_CK, _STATIN, _TSH = (_CONFOUNDERS.index(i) for i in ("raised-creatine-kinase", "statin", "abnormal-tsh"))
 _RISKS = [r["id"] for r in json.loads((Path(__file__).parent.parent / "cards/rule.json").read_text())["riskFactors"]]
-_KNOWN_DEFICIENCY = _RISKS.index("known-b12-deficiency")
+_NITROUS_OXIDE = _RISKS.index("nitrous-oxide")  # a current condition: a resolved one is not current
 _SIGNS = [s["id"] for s in json.loads((Path(__file__).parent.parent / "cards/rule.json").read_text())["labSigns"]]
 _ANAEMIA, _MMA = (_SIGNS.index(i) for i in ("anaemia", "raised-mma"))
 
 # (file, edit, the field the error names, a word the error says)
 REFUSED = {
-    "resolved-counted-for-a-current-condition": ("rule.json", _setting(["riskFactors", _KNOWN_DEFICIENCY, "countsResolved"], True),
-                                                 f"riskFactors.{_KNOWN_DEFICIENCY}", "history only"),
+    "resolved-counted-for-a-current-condition": ("rule.json", _setting(["riskFactors", _NITROUS_OXIDE, "countsResolved"], True),
+                                                 f"riskFactors.{_NITROUS_OXIDE}", "history only"),
     "post-window-zero": ("text-matching.json", _setting(["postWindowWords"], 0), "postWindowWords", "greater than or equal to 1"),
     "stopped-not-read": ("rule.json", _setting(["recordStatus", "therapyStopped", "+"], "cancelled"),
                          "recordStatus.therapyStopped", "stopped"),
