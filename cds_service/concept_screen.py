@@ -203,6 +203,9 @@ class ConceptScreen:
             return {}
         result: dict[str, Literal["code", "text"]] = dict.fromkeys(coded, "code")
         result.update(dict.fromkeys((main_text | texts) - coded, "text"))
+        yielding = [c for c, how in result.items() if how == "text" and not result.keys().isdisjoint(self.k.concepts[c].text_yields_to)]
+        for concept in yielding:
+            del result[concept]
         return result
 
 

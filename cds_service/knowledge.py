@@ -186,6 +186,9 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         if (concept.text_minimum_strength is not None and concept.text_maximum_strength is not None
                 and concept.text_maximum_strength.milligrams <= concept.text_minimum_strength.milligrams):
             raise KnowledgeError("concepts.json", f"concepts.{i}.textMaximumStrength", "must be above textMinimumStrength")
+        unknown = [c for c in concept.text_yields_to if c not in concepts or c == concept.id]
+        if unknown:
+            raise KnowledgeError("concepts.json", f"concepts.{i}.textYieldsTo", f"{unknown[0]!r} is not another concept's id")
         if concept.answer_of is not None:
             question = concepts.get(concept.answer_of)
             if question is None or question.answer_of is not None or question.value_set is None:

@@ -42,6 +42,9 @@ class ConceptDef(_Knowledge):
     # product that lists B12 among its ingredients), or, for a phrase that holds one of the terms
     # ("on exertion"), only the mention inside it
     text_exclusions: list[str] = Field(default_factory=list)
+    # concepts that, found on the same record, make a match of this one in its text no match: the
+    # record is the other thing ("Cyanocobalamin (Vitamin B-12)" is a B12 test, not an injection)
+    text_yields_to: list[str] = Field(default_factory=list)
     text_minimum_strength: StrengthLimit | None = None
     # more than this per unit is something else (hydroxocobalamin 5 g is the cyanide antidote)
     text_maximum_strength: StrengthLimit | None = None

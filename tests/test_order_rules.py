@@ -286,7 +286,8 @@ def local_draft(rid: str, text: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("text", "concepts"), [
-    ("Vitamin B12 level", {"b12-order", "b12-level-order"}), ("VITAMIN B12 AND FOLATE", {"b12-order", "b12-level-order"}),
+    ("Vitamin B12 level", {"b12-order", "b12-level-order"}), ("VITAMIN B12 AND FOLATE", {"b12-order", "b12-level-order", "b12-combined-order"}),
+    ("Cyanocobalamin (Vitamin B-12)", {"b12-order", "b12-level-order"}),
     ("Holotranscobalamin (active B12)", {"b12-order", "b12-level-order", "holotc-order"}),
     ("MMA, serum", {"b12-order", "mma-order"}), ("Vitamin B12 injection", {"b12-injection-order"}), ("CK total", {"muscle-lab"}),
     ("Sed Rate", {"muscle-lab"}), ("C reactive protein", {"muscle-lab"}),
