@@ -28,6 +28,8 @@ from cds_service.text_words import (
     words_of,
 )
 
+_JOINED = re.compile(r"[/-]")
+
 TimeCheck = Callable[[], None]
 """Raises when the call's time is up; long work calls it now and then (limits.time_limit)."""
 
@@ -265,7 +267,11 @@ class TextMatcher:
     @staticmethod
     def _excluded_in(lowered: str, exclusions: Mapping[str, tuple[tuple[str, ...], ...]]) -> frozenset[str]:
         words = words_of(lowered)
-        return frozenset(c for c, cues in exclusions.items() if any(has_phrase(words, cue) for cue in cues))
+        # and the parts of words joined by a hyphen or slash, as EHRs name combinations
+        # ("guaiFENesin-codeine", "PT - VESTIBULAR/BALANCE"), so a part excludes as a word does
+        parts = [p for w in words for p in _JOINED.split(w) if p] if any(_JOINED.search(w) for w in words) else words
+        return frozenset(c for c, cues in exclusions.items()
+                         if any(has_phrase(words, cue) or (parts is not words and has_phrase(parts, cue)) for cue in cues))
 
     def is_negative_answer(self, text: str | None) -> bool:
         """A free-text answer that records absence: one of the negative answers in full ("No",
