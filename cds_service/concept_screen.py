@@ -78,6 +78,10 @@ class ConceptScreen:
                     kinds |= kind
         return found, kinds == STANDARD
 
+    def is_standard(self, concept: Any, rtype: str) -> bool:
+        """Whether a coding in a standard terminology speaks for the CodeableConcept (none generic)."""
+        return self._coded(concept, rtype)[1]
+
     def generic(self, concept: Any, rtype: str) -> bool:
         """Whether a coding of the CodeableConcept is a catch-all code ('Patient referral')."""
         return isinstance(concept, dict) and any(

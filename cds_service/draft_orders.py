@@ -224,6 +224,9 @@ def read_drafts_and_selected(
             raw = _with_performer_type(raw, screen)
         hits = screen.concepts(raw, rtype)
         reason_hits = _reason_concepts(raw, screen)
+        if _for_another_reason(raw, screen, reason_hits):
+            # CK for an infarct, ketorolac for renal colic: treats or investigates no muscle complaint
+            hits = {c: how for c, how in hits.items() if c not in screen.k.rule.orders.muscle_order_concepts}
         if not hits and not reason_hits:
             continue
         model: Any = None if fhir_models.has_modifier_extension(raw) else fhir_models.parse(raw, _DRAFT_ELEMENTS)
@@ -249,6 +252,16 @@ def read_drafts_and_selected(
             for concept, text in reason_hits.items():
                 d.reasons.append(Fact(concept, sent_as, model.id, text, today, True, "code", status=ORDER_REASON))
     return drafts, chosen
+
+
+def _for_another_reason(raw: dict[str, Any], screen: ConceptScreen, reason_hits: dict[str, str]) -> bool:
+    """Whether every reason the order gives is coded in a standard terminology (no catch-all code
+    such as R52 'Pain, unspecified') and none names the complaint: the order is for that."""
+    reasons = raw.get("reasonCode")
+    reasons = [reasons] if isinstance(reasons, dict) else reasons if isinstance(reasons, list) else []
+    if not reasons or not set(reason_hits).isdisjoint(screen.k.rule.trigger.concepts):
+        return False
+    return all(isinstance(r, dict) and screen.is_standard(r, "Condition") for r in reasons)
 
 
 def _reason_concepts(raw: dict[str, Any], screen: ConceptScreen) -> dict[str, str]:
