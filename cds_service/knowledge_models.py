@@ -504,6 +504,9 @@ class OrderRule(_Knowledge):
     unsigned_status: list[str]
     # a deficiency already diagnosed: a B12 product then restarts or continues treatment, no "measure first"
     established_deficiency_concepts: list[str] = Field(default_factory=list)
+    # conditions after which B12 is given for life whatever the level (gastrectomy, bariatric surgery):
+    # read whenever recorded, resolved too; no "measure first" for a product ordered beside them
+    lifelong_replacement_concepts: list[str] = Field(default_factory=list)
     remark: str = ""
 
 
