@@ -1,6 +1,7 @@
 """Which records count, per resource type: each reader applies the status rules of cards/rule.json
 recordStatus to one validated resource and dates it."""
 
+import math
 from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Any, Literal
@@ -54,7 +55,7 @@ def _read_medication_request(m: Any, raw: dict[str, Any], screen: ConceptScreen)
     planned = m.intent in status.medication_intent_planned and not self_reported
     validity = m.dispenseRequest and m.dispenseRequest.validityPeriod
     use: Literal["counts", "renewal"] = "renewal" if m.status in status.medication_renewal_only else "counts"
-    dosing = _dosing_bounds(raw.get("dosageInstruction"))
+    dosing = _dosing_bounds(raw.get("dosageInstruction"), as_date(validity and validity.start) or as_date(m.authoredOn))
     starts = min(dosing[0], default=None)
     # the order began when it was written, or earlier when its validity or dosing says so (a backdated
     # order, a renewal whose dosing keeps the course's first day); a reported one (a medicine the patient
@@ -85,19 +86,37 @@ def _repeats(dosages: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _dosing_bounds(dosages: Any) -> tuple[list[date], list[date]]:
+def _dosing_bounds(dosages: Any, written: date | None) -> tuple[list[date], list[date]]:
     """(starts, ends) of an order's dosing, from raw dosageInstruction[].timing.repeat.boundsPeriod:
     Epic writes a course's end there ("Until Wed 5/27/2020") and leaves the validityPeriod open, and
-    a start still to come there for a course not yet begun. Each list is empty unless every
-    instruction gives that bound: an instruction with no end runs on, one with no start has begun."""
+    a start still to come there for a course not yet begun; a boundsDuration ("for 30 days") ends the
+    course that long after it was written. Each list is empty unless every instruction gives that
+    bound: an instruction with no end runs on, one with no start has begun."""
     starts: list[date] = []
     ends: list[date] = []
     for repeat in _repeats(dosages):
         bounds = repeat.get("boundsPeriod")
         bounds = bounds if isinstance(bounds, dict) else {}
         starts.append(as_date(bounds.get("start")) or date.min)
-        ends.append(as_date(bounds.get("end")) or date.max)
+        lasts = _duration_days(repeat.get("boundsDuration"))
+        end = as_date(bounds.get("end")) or (written + timedelta(days=lasts) if written and lasts is not None else None)
+        ends.append(end or date.max)
     return ([] if date.min in starts else starts), ([] if date.max in ends else ends)
+
+
+# UCUM units of time a Duration is written in, in days (a month and a year as dosing counts them)
+_DAYS_PER_UNIT = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1, "wk": 7, "mo": 30, "a": 365}
+
+
+def _duration_days(duration: Any) -> int | None:
+    """Whole days a raw Duration lasts (rounded up), None when it gives no usable length."""
+    if not isinstance(duration, dict):
+        return None
+    value, unit = duration.get("value"), duration.get("code") or duration.get("unit")
+    per = _DAYS_PER_UNIT.get(unit) if isinstance(unit, str) else None
+    if per is None or isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 100_000:
+        return None
+    return math.ceil(value * per)
 
 
 def _single_dose(dosages: Any) -> bool:
