@@ -237,7 +237,7 @@ def test_b12_band_reads_censored_values_and_the_labs_low_flag(
 
 
 @pytest.mark.parametrize(("written", "comparator", "band"), [
-    (132, None, "deficient"), (133, None, "unknown"), (150, None, "unknown"),  # 150 pmol/L is 203 pg/mL: indeterminate
+    (132, None, "deficient"), (133, None, "indeterminate"), (150, None, "indeterminate"),  # deficient in pg/mL, indeterminate in pmol/L: never normal
     (200, None, "indeterminate"), (258, None, "indeterminate"), (259, None, "unknown"), (350, None, "unknown"),
     (351, None, "normal"), (50, "<", "deficient"), (2000, ">", "normal"), (300, "<", "indeterminate"),
 ])
