@@ -302,7 +302,8 @@ def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | No
     """The latest diagnosis of B12 deficiency (pernicious anaemia, a B12-specific deficiency) on
     record, current and not only suspected (rule.json orders.establishedDeficiencyConcepts)."""
     orders = knowledge.rule.orders
-    found = [f for c in orders.established_deficiency_concepts for f in facts.of(c)
+    lifelong = [f for c in orders.lifelong_deficiency_concepts for f in facts.ended.get(c, [])]  # resolved, still made
+    found = [f for f in (*(f for c in orders.established_deficiency_concepts for f in facts.of(c)), *lifelong)
              if f.verification not in knowledge.rule.record_status.condition_verification_suspected]
     return newest(found) or next(iter(found), None)  # of any date: an undated one too
 

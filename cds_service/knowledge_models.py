@@ -507,6 +507,8 @@ class OrderRule(_Knowledge):
     # conditions after which B12 is given for life whatever the level (gastrectomy, bariatric surgery):
     # read whenever recorded, resolved too; no "measure first" for a product ordered beside them
     lifelong_replacement_concepts: list[str] = Field(default_factory=list)
+    # diagnoses that stay made when marked resolved (pernicious anaemia, treated for life)
+    lifelong_deficiency_concepts: list[str] = Field(default_factory=list)
     remark: str = ""
 
 
