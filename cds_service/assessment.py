@@ -4,6 +4,7 @@ No I/O and no clock: `today` is an argument. Every outcome carries its reason, s
 can explain itself and the audit can record which criteria fired.
 """
 
+from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -201,11 +202,10 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
         answer = follow_up_since(facts, knowledge, after, today)
         if answer is not None and answer[0]:
             return _raised_follow_up(facts, knowledge, today, answer[1], base, confounders, after_nitrous_oxide=bool(unreliable))
-    # asked for only when the feature is new since that B12: one already on record when it was taken was
-    # weighed by whoever ordered it, and the normal result stands as any other does (clinical review)
+    # asked for only when the feature is new since that B12: one the record already showed when it was
+    # taken was weighed by whoever ordered it, and the normal result stands as any other does (clinical review)
     discordant = (strong_picture and last is not None and last.when is not None
-                  and critical_feature_of(tuple(s for s in find_signs(facts, knowledge, today) if s.started_after(last.when)),
-                                          knowledge) is not None
+                  and critical_feature_of(find_signs(record_on(facts, last.when), knowledge, last.when), knowledge) is None
                   and not follow_up_answered(facts, knowledge, last, today))
     follow_up_lab = rule.follow_up_sign.lab
     functional_due = (bool(unreliable) or discordant) and not mma_due
@@ -290,6 +290,18 @@ def _raised_follow_up(
     variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
     indicator, listed = follow_up_urgency(held, signs, facts, knowledge, mma.facts[0], today)
     return replace(base, outcome="card", variant=variant, indicator=indicator, signs=signs, confounders=listed)
+
+
+def record_on(facts: PatientFacts, day: date) -> PatientFacts:
+    """The record as it stood on `day`: what is dated after it left out (undated records kept, as
+    they may have been there), a lab kept with its history (Knowledge.lab_history) read by its latest
+    result by then. A sign recorded again later, or a blood count repeated, is no new sign."""
+    def before(found: list[Fact]) -> list[Fact]:
+        return [f for f in found if f.when is None or f.when <= day]
+    by_concept = defaultdict(list, {c: before(found) for c, found in facts.by_concept.items()})
+    for lab in facts.history:
+        by_concept[lab] = [r] if (r := facts.result_by(lab, day)) is not None else []
+    return replace(facts, by_concept=by_concept, ended={c: before(found) for c, found in facts.ended.items()})
 
 
 def _warns_alone(critical: str, knowledge: Knowledge) -> bool:

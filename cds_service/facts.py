@@ -112,6 +112,14 @@ class PatientFacts:
                 return fact
         return None
 
+    def result_by(self, lab: str, day: date) -> "Fact | None":
+        """The latest valid result of `lab` with a value taken on or before `day`."""
+        for _, n in sorted(((taken, n) for n, (taken, _) in enumerate(self.history.get(lab, [])) if taken <= day), reverse=True):
+            fact = self.read_result(lab, self.history[lab][n][1]) if self.read_result is not None else None
+            if fact is not None and fact.value is not None:
+                return fact
+        return None
+
     def courses(self, concept: str) -> list[Fact]:
         """Every course of a medicine, stopped orders too: what dates the start of current use."""
         return [*self.of(concept), *self.renewals.get(concept, [])]

@@ -279,8 +279,10 @@ def load_knowledge(cards_dir: Path | None = None) -> Knowledge:
         answers={c.id: c.answer_of for c in concepts.values() if c.answer_of is not None},
         history_questions=frozenset(c.id for c in concepts.values() if c.history_question),
         reported_use_only=frozenset(c.id for c in concepts.values() if c.reported_use_only),
-        lab_history=frozenset(cf.lab for cf in rule.confounders if cf.kind == "lab" and cf.lab
-                              and cf.id in rule.b12_result.follow_up_less_specific_with),
+        # the eGFR as it stood when an MMA was taken; the blood count as it stood when a normal B12 was
+        lab_history=frozenset([*(cf.lab for cf in rule.confounders if cf.kind == "lab" and cf.lab
+                                 and cf.id in rule.b12_result.follow_up_less_specific_with),
+                               *(rule.lab_sign(sign).lab for sign in rule.indicator.critical_lab_signs_all)]),
         lab_text=LabTextReader(units.value_text.comparator_words, rule.b12_result.low_flags.text_flag_codes,
                                units.value_text.marks),
         displays=displays,
