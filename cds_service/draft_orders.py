@@ -256,10 +256,11 @@ def read_drafts_and_selected(
 
 def _for_another_reason(raw: dict[str, Any], screen: ConceptScreen, reason_hits: dict[str, str]) -> bool:
     """Whether every reason the order gives is coded in a standard terminology (no catch-all code
-    such as R52 'Pain, unspecified') and none names the complaint: the order is for that."""
+    such as R52 'Pain, unspecified') and none names anything the rule reads (the complaint, cramp,
+    weakness, fatigue, a muscle disorder: concepts.json muscle-complaint-reason): the order is for that."""
     reasons = raw.get("reasonCode")
     reasons = [reasons] if isinstance(reasons, dict) else reasons if isinstance(reasons, list) else []
-    if not reasons or not set(reason_hits).isdisjoint(screen.k.rule.trigger.concepts):
+    if not reasons or reason_hits:
         return False
     return all(isinstance(r, dict) and screen.is_standard(r, "Condition") for r in reasons)
 
