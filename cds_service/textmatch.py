@@ -29,6 +29,17 @@ from cds_service.text_words import (
 )
 
 _JOINED = re.compile(r"[/-]")
+_NAME_CHARS = 5  # a hyphen joins two names when both have this many letters: not "pre-", "post-", "flu-"
+
+
+def _parts(word: str) -> list[str]:
+    """A word's parts: split at each slash, and at hyphens that join names ("guaifenesin-codeine"),
+    not prefixes or short words ("pre-replacement", "post-injection", "flu-vaccine")."""
+    out = []
+    for piece in word.split("/"):
+        pieces = piece.split("-")
+        out += pieces if len(pieces) > 1 and all(len(p) >= _NAME_CHARS for p in pieces) else [piece]
+    return [p for p in out if p]
 
 TimeCheck = Callable[[], None]
 """Raises when the call's time is up; long work calls it now and then (limits.time_limit)."""
@@ -267,9 +278,9 @@ class TextMatcher:
     @staticmethod
     def _excluded_in(lowered: str, exclusions: Mapping[str, tuple[tuple[str, ...], ...]]) -> frozenset[str]:
         words = words_of(lowered)
-        # and the parts of words joined by a hyphen or slash, as EHRs name combinations
-        # ("guaiFENesin-codeine", "PT - VESTIBULAR/BALANCE"), so a part excludes as a word does
-        parts = [p for w in words for p in _JOINED.split(w) if p] if any(_JOINED.search(w) for w in words) else words
+        # and the parts of words joined as EHRs name combinations ("guaiFENesin-codeine",
+        # "VESTIBULAR/BALANCE"), so a part excludes as a word does
+        parts = [p for w in words for p in _parts(w)] if any(_JOINED.search(w) for w in words) else words
         return frozenset(c for c, cues in exclusions.items()
                          if any(has_phrase(words, cue) or (parts is not words and has_phrase(parts, cue)) for cue in cues))
 

@@ -291,6 +291,10 @@ def local_draft(rid: str, text: str, **extra: Any) -> dict[str, Any]:
     ("Holotranscobalamin (active B12)", {"b12-order", "b12-level-order", "holotc-order"}),
     ("MMA, serum", {"b12-order", "mma-order"}), ("Vitamin B12 injection", {"b12-injection-order"}), ("CK total", {"muscle-lab"}),
     ("Sed Rate", {"muscle-lab"}), ("C reactive protein", {"muscle-lab"}),
+    # a hyphen joins two names, not a prefix: 'pre-replacement' is no replacement (diff review)
+    ("Vitamin B12 level (pre-replacement)", {"b12-order", "b12-level-order"}),
+    ("Vitamin B12 level - post-injection", {"b12-order", "b12-level-order"}),
+    ("PT EVAL AND TREAT - VESTIBULAR/BALANCE", set()), ("PHYSIOTHERAPY - VESTIBULAR", set()),
 ])
 def test_orders_under_an_ehrs_own_codes_are_read_by_their_name(knowledge: Knowledge, text: str, concepts: set[str]) -> None:
     """Found in review: a locally coded B12 test in the drafts was not seen, and the card added a second one."""
