@@ -10,9 +10,12 @@ from cds_service.windows import days_between, has_come, in_window, newest
 
 def is_lapsed(order: Fact, knowledge: Knowledge, today: date) -> bool:
     """An open order authored, and due, longer ago than the pending-order window (undated ones never
-    lapse; one written long ago for a date inside the window or still to come is pending)."""
-    latest = max((d for d in (order.when, order.starts) if d is not None), default=None)
-    return latest is not None and days_between(latest, today) > knowledge.rule.suppressors.pending_order_days
+    lapse; one written long ago for a day inside the window, or at most the re-test window ahead, is
+    pending: a test due years ahead answers nothing now)."""
+    sup = knowledge.rule.suppressors
+    due = order.starts if order.starts is not None and days_between(today, order.starts) <= sup.recent_result_days else None
+    latest = max((d for d in (order.when, due) if d is not None), default=None)
+    return latest is not None and days_between(latest, today) > sup.pending_order_days
 
 
 def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:

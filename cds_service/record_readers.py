@@ -173,9 +173,10 @@ def _read_service_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) ->
     # dated when written; an order sent with only the date it is for (occurrence[x]) by that, so a
     # test due three years ago lapses like one written then, where undated it was pending for ever
     period = m.occurrencePeriod
-    due = as_date(m.occurrenceDateTime) or (as_date(period.start or period.end) if period is not None else None)
-    # the day it is for (starts) keeps an order written long ago for a date still to come pending
-    return Reading("counts", as_date(m.authoredOn) or due, True, m.status, starts=due)
+    first = as_date(m.occurrenceDateTime) or (as_date(period.start or period.end) if period is not None else None)
+    # the last day it is for (starts) keeps an order written long ago for a day still to come pending
+    last = as_date(m.occurrenceDateTime) or (as_date(period.end or period.start) if period is not None else None)
+    return Reading("counts", as_date(m.authoredOn) or first, True, m.status, starts=last)
 
 
 def _abatement_end(raw: dict[str, Any]) -> date | None:
