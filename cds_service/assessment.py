@@ -218,7 +218,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if (mma_due or functional_due) and tests_in_progress(facts, [follow_up_lab], knowledge, today):
         return replace(base, outcome="suppressed:result-pending")
     if band == "normal" and last is not None and within(last, sup.normal_result_days, today) and not functional_due:
-        if last.when is None or not any(e.started_after(last.when) for e in risks):
+        # a record marked resolved (read as a lifelong risk factor) began nothing new, whatever its date
+        ended = {id(f) for found in facts.ended.values() for f in found}
+        if last.when is None or not any(e.started_after(last.when, ignoring=ended) for e in risks):
             return replace(base, outcome="suppressed:recent-normal-result")
         base = replace(base, new_risk_since_normal=True)
     signs = find_signs(facts, knowledge, today)

@@ -1,5 +1,6 @@
 """Evidence: one finding the card lists, with the records behind it."""
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 
@@ -34,7 +35,9 @@ class Evidence:
     limit_times: float | None = None
     flagged_high: bool = False
 
-    def started_after(self, day: date) -> bool:
+    def started_after(self, day: date, ignoring: AbstractSet[int] = frozenset()) -> bool:
+        """Whether it began after `day`: by its start, else by a record dated after it (the records
+        whose id() is in `ignoring` date nothing)."""
         if self.since is not None:
             return self.since > day
-        return any(f.when is not None and f.when > day for f in self.facts)
+        return any(f.when is not None and f.when > day for f in self.facts if id(f) not in ignoring)
