@@ -52,7 +52,8 @@ class Fact:
     # last period, entered when found)
     recorded: date | None = None
     # when dosing is to begin, if the order says so (timing boundsPeriod.start): an order whose
-    # start is still to come is replacement or use not yet under way
+    # start is still to come is replacement or use not yet under way; for a test ordered, the
+    # last day it is for (occurrence[x])
     starts: date | None = None
     # a Condition recorded as a visit's diagnosis only (conditionDatedOnlyCategories): present at
     # that visit, its recordedDate, whatever its onset
@@ -63,6 +64,8 @@ class Fact:
     upper_limit: float | None = None
     # a value outside the lab's plausibleRange: kept as reported, never compared
     implausible: bool = False
+    # a value sent with no unit, read in the unit of the lab's normal range beside it
+    unit_from_range: bool = False
 
     @property
     def reference(self) -> str | None:
@@ -269,10 +272,11 @@ def _add_facts(
         return False
     for concept, how in hits.items():
         lab = screen.k.units.get(concept)
-        given = r.unit
+        given, from_range = r.unit, False
         if lab is not None and r.value is not None and not given:
             # no unit on the value, but the lab's normal range beside it gives one: the value is in it
-            given = next((u for _, units in r.upper_limits for u in units if lab.factor(u) is not None), None)
+            given = next((u for u in r.range_units if lab.factor(u) is not None), None)
+            from_range = given is not None
         value, unit = r.value, given
         if lab is not None and r.value is not None:
             factor = lab.factor(given)
@@ -293,7 +297,8 @@ def _add_facts(
         limit = upper_limit(r, lab) if lab is not None and r.upper_limits else None
         facts.by_concept[concept].append(Fact(concept, rtype, rid, label, r.when, active, how, value, unit, r.status,
                                               r.comparator, r.until, r.flagged_low, r.value, shown_unit, r.verification,
-                                              unitless, r.recorded, r.starts, r.visit, r.flags, limit, implausible))
+                                              unitless, r.recorded, r.starts, r.visit, r.flags, limit, implausible,
+                                              from_range and value is not None))
     return True
 
 

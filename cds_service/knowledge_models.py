@@ -626,6 +626,7 @@ class ResultWording(_Knowledge):
     no_unit: str
     # a value sent with no unit that every candidate unit puts in one band: "{value}", "{units}"
     no_unit_same_band: str
+    unit_from_range: str
     no_unit_never_normal: str
     # a value sent with no unit, read in the lab's unitWhenAbsent: "{value}", "{unit}"
     unit_assumed: str

@@ -39,7 +39,7 @@ def read_observation(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Read
         lab_flags.append(written.flag)
     result = Reading("counts", _observation_date(m), status=m.status, flagged_low=any(f.upper() in flags.low_codes for f in lab_flags),
                      reports=bool(lab_flags) or written is not None or _holds_number(m, k),
-                     flags=frozenset(f.upper() for f in lab_flags), upper_limits=_upper_limits(raw))
+                     flags=frozenset(f.upper() for f in lab_flags), upper_limits=_upper_limits(raw), range_units=_range_units(raw))
     unit_text = None
     if quantity is not None and quantity.value is not None:
         value = float(quantity.value)
@@ -74,6 +74,18 @@ def _upper_limits(raw: dict[str, Any]) -> tuple[tuple[float, tuple[str, ...]], .
         value = high.get("value")
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
             out.append((float(value), _quantity_units(high.get("system"), high.get("code"), high.get("unit"))))
+    return tuple(out)
+
+
+def _range_units(raw: dict[str, Any]) -> tuple[str, ...]:
+    """The units the lab's normal ranges give, at either end, in the order written (for a value
+    sent with none: it is in its range's unit)."""
+    out: list[str] = []
+    for reference in items(raw.get("referenceRange")):
+        for end in ("low", "high"):
+            bound = reference.get(end) if isinstance(reference, dict) else None
+            if isinstance(bound, dict):
+                out += _quantity_units(bound.get("system"), bound.get("code"), bound.get("unit"))
     return tuple(out)
 
 

@@ -32,6 +32,7 @@ class Reading:
     visit: bool = False  # a visit's diagnosis only: judged by its dates (Fact.visit)
     flags: frozenset[str] = frozenset()
     upper_limits: tuple[tuple[float, tuple[str, ...]], ...] = ()  # referenceRange highs, with the units they give
+    range_units: tuple[str, ...] = ()  # the units referenceRange gives, low or high
 
 
 SKIP = Reading("skip")

@@ -93,6 +93,8 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
             text = words.unit_assumed.format(value=text, unit=shown)
         elif reported and not same_unit:
             text = words.converted.format(reported=reported, converted=text)
+        if fact.unit_from_range:  # no unit on the value, one on the range beside it
+            text = words.unit_from_range.format(value=text)
     bands = k.rule.b12_result.bands.get(fact.concept)
     if not fact.flagged_low:
         normal = k.rule.b12_result.low_flags.normal_codes & fact.flags
