@@ -309,7 +309,7 @@ def record_on(facts: PatientFacts, day: date) -> PatientFacts:
 def _warns_alone(critical: str, knowledge: Knowledge) -> bool:
     """A critical feature that makes a card a warning with no risk factor (rule.json indicator)."""
     wanted = set(knowledge.rule.indicator.warning_without_risk_factor)
-    return critical in wanted or (critical == "both" and bool(wanted))
+    return critical in wanted or (critical == "both" and "macrocytic-anaemia" in wanted)
 
 
 def deficiency_on_record(facts: PatientFacts, knowledge: Knowledge) -> Fact | None:

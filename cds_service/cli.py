@@ -142,7 +142,16 @@ def _evaluate(paths: list[str], service_id: str | None) -> int:
     services = service_definitions(knowledge, settings.prefetch_date_tokens)
     status = 0
     for path in paths:
-        body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        try:
+            body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        except OSError as exc:
+            if len(paths) == 1:
+                raise
+            # one line per file still: the lines stay in step with the files given
+            print(f"cds-service: {exc.strerror}: {exc.filename}", file=sys.stderr)
+            sys.stdout.buffer.write(orjson.dumps({"error": "unreadable_file", "message": f"{exc.strerror}: {path}"}) + b"\n")
+            status = status or 1
+            continue
         answer, refused = _answer(body, service_id, settings, services, knowledge)
         option = orjson.OPT_INDENT_2 if len(paths) == 1 and not refused else 0
         sys.stdout.buffer.write(orjson.dumps(answer, option=option) + b"\n")

@@ -481,8 +481,9 @@ class IndicatorRule(_Knowledge):
     stands_for: dict[str, str] = Field(default_factory=dict)
     # evidence that makes a card critical with or without a risk factor (an earlier low B12 never treated)
     critical_without_risk_factor: list[Literal["earlier-low-b12"]] = Field(default_factory=list)
-    # critical features that make a card a warning with no risk factor (macrocytic anaemia: BSH)
-    warning_without_risk_factor: list[Literal["neurological", "macrocytic-anaemia"]] = Field(default_factory=list)
+    # critical features that make a card a warning with no risk factor (macrocytic anaemia: BSH); the
+    # rule line wording.json criteria.warning-without-risk-factor names it, so it is the only one allowed
+    warning_without_risk_factor: list[Literal["macrocytic-anaemia"]] = Field(default_factory=list)
     remark: str = ""
 
 

@@ -56,7 +56,7 @@ def b12_band(fact: Fact, bands: ResultBands) -> Band:
     if low_flag_believed(fact, bands):
         return "deficient"
     if fact.value is None:
-        agreed = {b12_band(replace(fact, value=v, unitless_values=()), bands) for v in fact.unitless_values}
+        agreed = unitless_bands(fact, bands)
         if len(agreed) == 1:
             return agreed.pop()
         return "indeterminate" if agreed and agreed <= {"deficient", "indeterminate"} else "unknown"
@@ -65,6 +65,11 @@ def b12_band(fact: Fact, bands: ResultBands) -> Band:
     if crosses(fact, ">", bands.normal_above):
         return "normal"
     return "indeterminate"
+
+
+def unitless_bands(fact: Fact, bands: ResultBands) -> set[Band]:
+    """The bands a value sent with no unit falls in, read in each unit it may be in."""
+    return {b12_band(replace(fact, value=v, unitless_values=()), bands) for v in fact.unitless_values}
 
 
 def deciding_b12(results: list[Fact], precedence: list[str], bands: dict[str, ResultBands]) -> Fact | None:

@@ -4,7 +4,6 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -16,7 +15,7 @@ from cds_service.fhir_models import FHIR_ID
 from cds_service.follow_up import result_test_label
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import CodingDef, VariantWording
-from cds_service.lab_results import b12_band, crosses, low_flag_believed
+from cds_service.lab_results import b12_band, crosses, low_flag_believed, unitless_bands
 from cds_service.protocol import Action, Card, Coding, Indicator, Link, Source, Suggestion
 
 # What can open markup mid-line: emphasis, code, strikethrough, tables, escapes, HTML and entities;
@@ -83,7 +82,7 @@ def result_text(fact: Fact, k: Knowledge, threshold: float | None = None) -> str
             bands = k.rule.b12_result.bands.get(fact.concept)
             if fact.unitless_values and bands is not None and b12_band(fact, bands) != "unknown":
                 units = " or ".join(k.units[fact.concept].candidate_units)
-                agreed = len({b12_band(replace(fact, value=v, unitless_values=()), bands) for v in fact.unitless_values}) == 1
+                agreed = len(unitless_bands(fact, bands)) == 1
                 text = (words.no_unit_same_band if agreed else words.no_unit_never_normal).format(value=reported, units=units)
     else:
         shown = k.units[fact.concept].shown

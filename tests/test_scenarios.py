@@ -155,16 +155,19 @@ def test_evaluate_reads_one_request_from_stdin_and_prints_it_indented() -> None:
 
 
 def test_evaluate_of_several_requests_answers_each_and_reports_a_refusal(tmp_path: Path) -> None:
-    """A refused request among several gets its error body on its own line; the others are answered."""
+    """A refused request among several gets its error body on its own line, a file that cannot be
+    read a line saying so; the others are answered, one line per file given."""
     good = load_scenario(ALL[1])
     (tmp_path / "a.json").write_text(json.dumps(good["request"]))
     (tmp_path / "b.json").write_text('{"hook": "encounter-start"}')
-    (tmp_path / "c.json").write_text(json.dumps(good["request"]))
-    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", *(str(tmp_path / n) for n in ("a.json", "b.json", "c.json"))],
+    (tmp_path / "d.json").write_text(json.dumps(good["request"]))
+    names = ("a.json", "b.json", "missing.json", "d.json")
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", *(str(tmp_path / n) for n in names)],
                           check=False, capture_output=True, timeout=60)
     assert proc.returncode == 2
-    first, refused, last = (json.loads(line) for line in proc.stdout.splitlines())
+    first, refused, unreadable, last = (json.loads(line) for line in proc.stdout.splitlines())
     assert refused["error"] == "invalid_request" and refused["details"][0]["loc"] == "hook"
+    assert unreadable["error"] == "unreadable_file" and "missing.json" in unreadable["message"]
     for answer in (first, last):
         check_cards(answer["cards"], good["expect"], good["request"]["context"]["patientId"])
 
