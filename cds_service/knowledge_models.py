@@ -663,6 +663,8 @@ class WordingFile(_File):
     medicine_since: str
     # a past course with a recorded end
     course_ended: str
+    # a condition marked resolved (or abated), as the record says
+    condition_resolved: str
     criteria: dict[
         Literal[
             "info", "info-explained", "warning", "warning-without-risk-factor", "critical", "critical-untreated-low", "untreated-low", "untreated-mma", "untreated-raised-mma",

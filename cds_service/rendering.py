@@ -120,7 +120,8 @@ def _unit_key(unit: str) -> str:
 def fact_line(fact: Fact, k: Knowledge) -> str:
     origin = "" if fact.matched_by == "code" else f", {k.wording.phrases['matchedInText']}"
     source = k.wording.order_reason_source if fact.status == ORDER_REASON else fact.resource_type
-    ended = f", {k.wording.course_ended.format(date=fact.until.isoformat())}" if fact.resource_type == "Condition" and fact.until else ""
+    # a condition's end is the day the record was marked resolved: a lifelong one read so has not ended
+    ended = f", {k.wording.condition_resolved.format(date=fact.until.isoformat())}" if fact.resource_type == "Condition" and fact.until else ""
     return f"“{escape_text(fact.text)}” ({source}, {when_text(fact, k)}{ended}{origin})"
 
 
