@@ -168,7 +168,8 @@ def find_confounders(
                 note, checked = cf.checked_by.listed_advice, None
                 pointer = " " + knowledge.wording.phrases[phrase].format(lab=label)
             elif checked is not None:
-                note = cf.checked_by.advice
+                # a result reads against the advice; a test only ordered now has none to read yet
+                note = cf.checked_by.listed_advice if checked.status == ORDERED_NOW else cf.checked_by.advice
         if cf.recent_start_days is not None:
             # the earliest complaint on record: a statin begun after the aches did not start them
             anchor = first_complaint or complaint.when or today
