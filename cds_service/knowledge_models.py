@@ -681,6 +681,8 @@ class WordingFile(_File):
     order_select_intro: str
     order_reason_source: str  # where a complaint named as a draft order's reason comes from
     remove_duplicate_label: str
+    # each removal named by the test it removes ("Remove Cobalamin [Mass/volume] ... from this order")
+    remove_draft_action: str = "Remove {test} from this order"
 
     @field_validator("services", "headings", "not_redundant", "phrases", "variants")
     @classmethod

@@ -89,7 +89,9 @@ def render_order_card(
     drafts = [f.reference for f in oa.ordered if f.reference]
     suggestions = None
     if drafts:
-        removals = [Action(type="delete", description=w.remove_duplicate_label, resourceId=ref) for ref in drafts]
+        # each removal names its test, so the clinician sees which of two goes (the total B12, not the active one)
+        removals = [Action(type="delete", description=w.remove_draft_action.format(test=escape_text(f.text, 80)), resourceId=f.reference)
+                    for f in oa.ordered if f.reference]
         suggestions = [Suggestion(label=w.remove_duplicate_label, uuid=new_id(), isRecommended=False, actions=removals)]
         swaps = {"mma": ("test-mma", "replaceWithMma"), "active-b12": ("test-active-b12", "replaceWithActiveB12")}
         if oa.next_step in swaps:  # one click: the repeat out, the test NG239 advises in
