@@ -448,6 +448,8 @@ class Confounder(_Knowledge):
     kind: Literal["medication", "condition", "lab", "recent", "pregnancy"]
     label: str
     advice: str
+    # in place of the advice on a treatment-review card, which asks for no test (pregnancy: no "the test is")
+    review_advice: str | None = None
     downgrade: bool
     concept: str | None = None
     recent_start_days: int | None = None

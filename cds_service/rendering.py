@@ -4,6 +4,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -288,7 +289,9 @@ def render_detail(assessment: Assessment, k: Knowledge) -> str:
     if assessment.short_courses:
         out += ["", f"**{h['notYetRiskFactors']}**"] + [_evidence_line(e, k) for e in assessment.short_courses]
     if assessment.confounders:
-        out += ["", f"**{h['confounders']}**"] + [_evidence_line(e, k) for e in assessment.confounders]
+        review = {c.id: c.review_advice for c in k.rule.confounders if c.review_advice} if assessment.variant in TREATMENT_REVIEW else {}
+        out += ["", f"**{h['confounders']}**"] + [_evidence_line(replace(e, note=review[e.id]) if e.id in review else e, k)
+                                                  for e in assessment.confounders]
     if assessment.variant in TREATMENT_REVIEW:
         criteria = w.criteria[assessment.variant]  # no test to justify: no "not redundant" section
     else:
