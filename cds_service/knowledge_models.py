@@ -733,7 +733,7 @@ HEADINGS = ("complaint", "signs", "riskFactors", "confounders", "notRedundant", 
             "latestB12", "caveats", "treatmentSince", "diagnosis", "latestTreatment", "notYetRiskFactors", "heldTreatment")
 NOT_REDUNDANT = (
     "noRecentResult", "lastResult", "noResultOnRecord", "undatedResult", "noResult", "unknownStatusResult", "noRecentLevel", "newRiskSinceNormal", "noTherapy",
-    "pastTherapy", "heldTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "implausibleResult", "noPendingOrder", "lapsedOrder", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
+    "pastTherapy", "heldTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "implausibleResult", "noPendingOrder", "lapsedOrder", "lapsedOrderDue", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "checkedListedLow", "notYetLongTerm", "aboveLabLimit", "timesLabLimit", "flaggedHigh", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
            "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "orderDue", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",

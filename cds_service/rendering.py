@@ -224,7 +224,11 @@ def _not_redundant(assessment: Assessment, k: Knowledge) -> list[str]:
     elif assessment.lapsed_orders:
         latest = max(assessment.lapsed_orders, key=lambda f: f.when or date.min)
         days = k.rule.suppressors.pending_order_days
-        lines.append(words["lapsedOrder"].format(date=when_text(latest, k), days=days))
+        if latest.starts is not None and latest.starts != latest.when:  # written for a day of its own
+            lines.append(words["lapsedOrderDue"].format(date=when_text(latest, k), due=latest.starts.isoformat(), days=days,
+                                                        ahead=k.rule.suppressors.recent_result_days))
+        else:
+            lines.append(words["lapsedOrder"].format(date=when_text(latest, k), days=days))
     else:
         lines.append(words["noPendingOrder"])
     return [f"- {line}" for line in lines]
