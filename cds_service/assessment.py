@@ -205,7 +205,8 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     # asked for only when the feature is new since that B12: one the record already showed when it was
     # taken was weighed by whoever ordered it, and the normal result stands as any other does (clinical review)
     discordant = (strong_picture and last is not None and last.when is not None
-                  and critical_feature_of(find_signs(record_on(facts, last.when), knowledge, last.when), knowledge) is None
+                  and bool(_features(critical_feature_of(find_signs(facts, knowledge, today), knowledge))
+                           - _features(critical_feature_of(find_signs(record_on(facts, last.when), knowledge, last.when), knowledge)))
                   and not follow_up_answered(facts, knowledge, last, today))
     follow_up_lab = rule.follow_up_sign.lab
     functional_due = (bool(unreliable) or discordant) and not mma_due
@@ -218,8 +219,9 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     if (mma_due or functional_due) and tests_in_progress(facts, [follow_up_lab], knowledge, today):
         return replace(base, outcome="suppressed:result-pending")
     if band == "normal" and last is not None and within(last, sup.normal_result_days, today) and not functional_due:
-        # a record marked resolved (read as a lifelong risk factor) began nothing new, whatever its date
-        ended = {id(f) for found in facts.ended.values() for f in found}
+        # a record marked resolved (read as a lifelong risk factor) and dated only by its entry began
+        # nothing then; one with an onset began when it says
+        ended = {id(f) for found in facts.ended.values() for f in found if f.entered_only}
         if last.when is None or not any(e.started_after(last.when, ignoring=ended) for e in risks):
             return replace(base, outcome="suppressed:recent-normal-result")
         base = replace(base, new_risk_since_normal=True)
@@ -292,6 +294,11 @@ def _raised_follow_up(
     variant: PatternVariant = "untreated-raised-mma-after-nitrous-oxide" if after_nitrous_oxide else "untreated-raised-mma"
     indicator, listed = follow_up_urgency(held, signs, facts, knowledge, mma.facts[0], today)
     return replace(base, outcome="card", variant=variant, indicator=indicator, signs=signs, confounders=listed)
+
+
+def _features(critical: str | None) -> set[str]:
+    """The critical features a critical_feature_of answer names ("both": neurological and anaemia)."""
+    return {"neurological", "macrocytic-anaemia"} if critical == "both" else {critical} if critical else set()
 
 
 def record_on(facts: PatientFacts, day: date) -> PatientFacts:

@@ -13,9 +13,12 @@ def is_lapsed(order: Fact, knowledge: Knowledge, today: date) -> bool:
     lapse; one written long ago for a day inside the window, or at most the re-test window ahead, is
     pending: a test due years ahead answers nothing now)."""
     sup = knowledge.rule.suppressors
-    due = order.starts if order.starts is not None and days_between(today, order.starts) <= sup.recent_result_days else None
-    latest = max((d for d in (order.when, due) if d is not None), default=None)
-    return latest is not None and days_between(latest, today) > sup.pending_order_days
+    if order.when is None and order.starts is None:
+        return False
+    # the days that can make it pending: written or due up to the re-test window ahead (a test due
+    # years ahead answers nothing now, dated by authoredOn or only by that day)
+    near = [d for d in (order.when, order.starts) if d is not None and days_between(today, d) <= sup.recent_result_days]
+    return not near or days_between(max(near), today) > sup.pending_order_days
 
 
 def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:

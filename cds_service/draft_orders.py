@@ -254,13 +254,19 @@ def read_drafts_and_selected(
     return drafts, chosen
 
 
+MUSCLE_COMPLAINT_REASON = "muscle-complaint-reason"  # concepts.json: a reason that names the muscle complaint
+
+
 def _for_another_reason(raw: dict[str, Any], screen: ConceptScreen, reason_hits: dict[str, str]) -> bool:
     """Whether every reason the order gives is coded in a standard terminology (no catch-all code
-    such as R52 'Pain, unspecified') and none names anything the rule reads (the complaint, cramp,
-    weakness, fatigue, a muscle disorder: concepts.json muscle-complaint-reason): the order is for that."""
+    such as R52 'Pain, unspecified') and none names the complaint or a symptom that travels with it
+    (cramp, weakness, fatigue, a muscle disorder: concepts.json muscle-complaint-reason): the order is
+    for that, an ankle sprain or influenza as much as an infarct."""
     reasons = raw.get("reasonCode")
     reasons = [reasons] if isinstance(reasons, dict) else reasons if isinstance(reasons, list) else []
-    if not reasons or reason_hits:
+    rule = screen.k.rule
+    complaint = {*rule.trigger.concepts, *rule.symptoms.concepts, MUSCLE_COMPLAINT_REASON}
+    if not reasons or not complaint.isdisjoint(reason_hits):
         return False
     return all(isinstance(r, dict) and screen.is_standard(r, "Condition") for r in reasons)
 

@@ -66,6 +66,8 @@ class Fact:
     implausible: bool = False
     # a value sent with no unit, read in the unit of the lab's normal range beside it
     unit_from_range: bool = False
+    # a Condition dated by its recordedDate alone (no onset): when it was entered, not when it began
+    entered_only: bool = False
 
     @property
     def reference(self) -> str | None:
@@ -256,7 +258,7 @@ def _add_facts(
     if r.use == "ended":  # kept apart: only "recent" confounders read them
         for concept, how in hits.items():
             facts.ended.setdefault(concept, []).append(Fact(concept, rtype, rid, label, r.when, False, how, status=r.status, until=r.until,
-                                                                   verification=r.verification))
+                                                                   verification=r.verification, entered_only=r.entered_only))
         return False
     if r.use == "renewal":  # kept apart: only the start of a medicine still taken reads them
         # ...except B12 replacement stopped with a recorded end: a course that ran until then, read on

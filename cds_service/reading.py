@@ -33,6 +33,7 @@ class Reading:
     flags: frozenset[str] = frozenset()
     upper_limits: tuple[tuple[float, tuple[str, ...]], ...] = ()  # referenceRange highs, with the units they give
     range_units: tuple[str, ...] = ()  # the units referenceRange gives, low or high
+    entered_only: bool = False  # a Condition dated by its recordedDate alone: no onset given
 
 
 SKIP = Reading("skip")

@@ -36,7 +36,8 @@ def _read_condition(m: Any, raw: dict[str, Any], screen: ConceptScreen) -> Readi
         # when it was entered into the history: its recordedDate makes it nothing recent
         if onset is None and (m.onsetString is not None or m.onsetAge is not None):
             when = None
-        return Reading("ended", when, False, clinical, _abatement_date(raw), verification=verification)
+        return Reading("ended", when, False, clinical, _abatement_date(raw), verification=verification,
+                       entered_only=onset is None and when is not None)
     return Reading("counts", when, active, clinical, verification=verification, recorded=as_date(m.recordedDate),
                    visit=visit_only)
 
@@ -174,9 +175,11 @@ def _read_service_request(m: Any, raw: dict[str, Any], screen: ConceptScreen) ->
     # test due three years ago lapses like one written then, where undated it was pending for ever
     period = m.occurrencePeriod
     first = as_date(m.occurrenceDateTime) or (as_date(period.start or period.end) if period is not None else None)
-    # the last day it is for (starts) keeps an order written long ago for a day still to come pending
     last = as_date(m.occurrenceDateTime) or (as_date(period.end or period.start) if period is not None else None)
-    return Reading("counts", as_date(m.authoredOn) or first, True, m.status, starts=last)
+    # the day it is for nearest today (starts): an order written long ago for a day to come, or for a
+    # period running now, is pending (courses.is_lapsed)
+    due = last if last is None or first is None or screen.today is None else min(max(screen.today, first), last)
+    return Reading("counts", as_date(m.authoredOn) or first, True, m.status, starts=due)
 
 
 def _abatement_end(raw: dict[str, Any]) -> date | None:

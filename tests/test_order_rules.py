@@ -298,6 +298,7 @@ def local_draft(rid: str, text: str, **extra: Any) -> dict[str, Any]:
     # a dose or route names a treatment: an injection, not the test its name also reads as (diff review)
     ("Cyanocobalamin (Vitamin B12) 1,000 mcg/mL inj", {"b12-injection-order"}),
     ("Cyanocobalamin (Vitamin B12) 1000 mcg IM monthly", {"b12-injection-order"}),
+    ("Vitamin B12 IM", {"b12-injection-order"}), ("Methylmalonic acid mg/L", {"b12-order", "mma-order"}),
 ])
 def test_orders_under_an_ehrs_own_codes_are_read_by_their_name(knowledge: Knowledge, text: str, concepts: set[str]) -> None:
     """Found in review: a locally coded B12 test in the drafts was not seen, and the card added a second one."""
