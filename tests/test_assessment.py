@@ -756,3 +756,41 @@ def test_homocysteine_is_a_sign_by_the_labs_own_limit_or_flag(
     a = assess(patient(50, MYALGIA, homocysteine), knowledge, TODAY)
     assert ("raised-homocysteine" in {s.id for s in a.signs}) is sign
     assert a.outcome == ("card" if sign else "no-sign")
+
+
+# --------------------------------------------------------------------------- dates a rule reads, unit by unit
+
+
+def test_record_on_keeps_what_was_dated_by_that_day_and_what_is_undated() -> None:
+    from cds_service.assessment import record_on
+
+    early, late, undated = fact("paresthesia", 100), fact("paresthesia", 10), fact("fatigue", None)
+    then = record_on(patient(70, early, late, undated), ago(60))
+    assert then.of("paresthesia") == [early] and then.of("fatigue") == [undated]
+
+
+def test_started_after_ignores_the_records_it_is_told_to() -> None:
+    from cds_service.evidence import Evidence
+
+    entered = fact("known-b12-deficiency", 10)
+    old = fact("known-b12-deficiency", 400)
+    evidence = Evidence("known-b12-deficiency", "Earlier diagnosis of B12 deficiency", (entered, old))
+    assert evidence.started_after(ago(150))
+    assert not evidence.started_after(ago(150), ignoring={id(entered)})
+
+
+@pytest.mark.parametrize(("written", "due", "lapsed"), [
+    (200, -7, False),     # written long ago, due next week: pending
+    (200, -700, True),    # due two years ahead: too far to count
+    (None, -700, True),   # dated only by a due day two years ahead
+    (200, 10, False),     # due inside the window
+    (400, 300, True),     # written and due long ago
+    (10, None, False),    # written recently, no due day
+    (None, None, False),  # undated: never lapses
+])
+def test_an_order_is_pending_when_written_or_due_near_today(knowledge: Knowledge, written: int | None, due: int | None,
+                                                             lapsed: bool) -> None:
+    from cds_service.courses import is_lapsed
+
+    order = replace(fact("b12-order", written, "ServiceRequest"), starts=ago(due) if due is not None else None)
+    assert is_lapsed(order, knowledge, TODAY) is lapsed

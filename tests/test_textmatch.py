@@ -889,3 +889,14 @@ def test_short_forms_counselling_and_passed_aches(knowledge: Knowledge, rtype: s
 ])
 def test_unanswered_questions_counselling_and_what_was_stopped(knowledge: Knowledge, rtype: str, text: str, expected: set[str]) -> None:
     assert knowledge.text_by_type[rtype].find(text) == expected
+
+
+@pytest.mark.parametrize(("word", "parts"), [
+    ("guaifenesin-codeine", ["guaifenesin", "codeine"]), ("vestibular/balance", ["vestibular", "balance"]),
+    ("pre-replacement", ["pre-replacement"]), ("post-injection", ["post-injection"]), ("flu-vaccine", ["flu-vaccine"]),
+    ("b12/folate/ferritin", ["b12", "folate", "ferritin"]), ("-", ["-"]), ("/", []), ("a--b", ["a--b"]),
+])
+def test_a_word_splits_for_exclusions_at_slashes_and_at_hyphens_joining_names(word: str, parts: list[str]) -> None:
+    from cds_service.textmatch import _parts
+
+    assert _parts(word) == parts
