@@ -122,7 +122,11 @@ def fact_line(fact: Fact, k: Knowledge) -> str:
     origin = "" if fact.matched_by == "code" else f", {k.wording.phrases['matchedInText']}"
     source = k.wording.order_reason_source if fact.status == ORDER_REASON else fact.resource_type
     # a condition's end is the day the record was marked resolved: a lifelong one read so has not ended
-    ended = f", {k.wording.condition_resolved.format(date=fact.until.isoformat())}" if fact.resource_type == "Condition" and fact.until else ""
+    # as the record marks it (in remission, inactive); an end with any other status is an abatement
+    marked = fact.status if fact.status in {"resolved", "inactive", "remission"} else "resolved"
+    status = k.wording.status_words.get(marked, marked)
+    ended = (f", {k.wording.condition_resolved.format(status=escape_text(status, 24), date=fact.until.isoformat())}"
+             if fact.resource_type == "Condition" and fact.until else "")
     return f"“{escape_text(fact.text)}” ({source}, {when_text(fact, k)}{ended}{origin})"
 
 
