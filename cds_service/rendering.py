@@ -127,7 +127,10 @@ def fact_line(fact: Fact, k: Knowledge) -> str:
     status = k.wording.status_words.get(marked, marked)
     ended = (f", {k.wording.condition_resolved.format(status=escape_text(status, 24), date=fact.until.isoformat())}"
              if fact.resource_type == "Condition" and fact.until else "")
-    return f"“{escape_text(fact.text)}” ({source}, {when_text(fact, k)}{ended}{origin})"
+    # a working diagnosis reads as one: a provisional B12 deficiency is no deficiency to treat
+    suspected = (f", {escape_text(fact.verification, 24)}" if fact.resource_type == "Condition" and fact.verification
+                 in k.rule.record_status.condition_verification_suspected else "")
+    return f"“{escape_text(fact.text)}” ({source}, {when_text(fact, k)}{ended}{suspected}{origin})"
 
 
 def lab_line(label: str, fact: Fact, k: Knowledge, threshold: float | None = None) -> str:
