@@ -305,8 +305,8 @@ def record_on(facts: PatientFacts, day: date) -> PatientFacts:
     """The record as it stood on `day`: what is dated after it left out (undated records kept, as
     they may have been there), a lab kept with its history (Knowledge.lab_history) read by its latest
     result by then. A sign recorded again later, or a blood count repeated, is no new sign."""
-    def before(found: list[Fact]) -> list[Fact]:
-        return [f for f in found if f.when is None or f.when <= day]
+    def before(found: list[Fact]) -> list[Fact]:  # on record by then: entered by then, whatever its onset
+        return [f for f in found if (entered := f.recorded or f.when) is None or entered <= day]
     by_concept = defaultdict(list, {c: before(found) for c, found in facts.by_concept.items()})
     for lab in facts.history:
         by_concept[lab] = [r] if (r := facts.result_by(lab, day)) is not None else []

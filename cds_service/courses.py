@@ -9,16 +9,16 @@ from cds_service.windows import days_between, has_come, in_window, newest
 
 
 def is_lapsed(order: Fact, knowledge: Knowledge, today: date) -> bool:
-    """An open order authored, and due, longer ago than the pending-order window (undated ones never
-    lapse; one written long ago for a day inside the window, or at most the re-test window ahead, is
-    pending: a test due years ahead answers nothing now)."""
+    """An open order no longer pending: due (or, with no due day, written) longer ago than the
+    pending-order window, or due further ahead than the re-test window (a test due next year answers
+    nothing now); undated ones never lapse."""
     sup = knowledge.rule.suppressors
-    if order.when is None and order.starts is None:
+    # an order written for a day of its own is judged by that day (written last week for next year:
+    # nothing pending now; written last year for next week: pending), else by when it was written
+    day = order.starts if order.starts is not None else order.when
+    if day is None:
         return False
-    # the days that can make it pending: written or due up to the re-test window ahead (a test due
-    # years ahead answers nothing now, dated by authoredOn or only by that day)
-    near = [d for d in (order.when, order.starts) if d is not None and days_between(today, d) <= sup.recent_result_days]
-    return not near or days_between(max(near), today) > sup.pending_order_days
+    return days_between(today, day) > sup.recent_result_days or days_between(day, today) > sup.pending_order_days
 
 
 def open_orders(facts: PatientFacts, concepts: list[str], knowledge: Knowledge, today: date) -> list[Fact]:

@@ -254,18 +254,15 @@ def read_drafts_and_selected(
     return drafts, chosen
 
 
-MUSCLE_COMPLAINT_REASON = "muscle-complaint-reason"  # concepts.json: a reason that names the muscle complaint
-
-
 def _for_another_reason(raw: dict[str, Any], screen: ConceptScreen, reason_hits: dict[str, str]) -> bool:
     """Whether every reason the order gives is coded in a standard terminology (no catch-all code
     such as R52 'Pain, unspecified') and none names the complaint or a symptom that travels with it
-    (cramp, weakness, fatigue, a muscle disorder: concepts.json muscle-complaint-reason): the order is
-    for that, an ankle sprain or influenza as much as an infarct."""
+    (cramp, weakness, fatigue) or a muscle disorder (rule.json orders.complaintReasonConcepts): the
+    order is for that, an ankle sprain or influenza as much as an infarct."""
     reasons = raw.get("reasonCode")
     reasons = [reasons] if isinstance(reasons, dict) else reasons if isinstance(reasons, list) else []
     rule = screen.k.rule
-    complaint = {*rule.trigger.concepts, *rule.symptoms.concepts, MUSCLE_COMPLAINT_REASON}
+    complaint = {*rule.trigger.concepts, *rule.symptoms.concepts, *rule.orders.complaint_reason_concepts}
     if not reasons or not complaint.isdisjoint(reason_hits):
         return False
     return all(isinstance(r, dict) and screen.is_standard(r, "Condition") for r in reasons)

@@ -433,7 +433,8 @@ def _check_rule(rule: RuleFile, concepts: dict[str, ConceptDef], labs: dict[str,
     for i, c in enumerate(orders.muscle_order_concepts + orders.b12_product_concepts + orders.b12_test_concepts
                               + orders.duplicate_test_concepts + orders.follow_up_order_concepts
                               + orders.active_b12_test_concepts + orders.established_deficiency_concepts
-                              + orders.lifelong_replacement_concepts + orders.lifelong_deficiency_concepts):
+                              + orders.lifelong_replacement_concepts + orders.lifelong_deficiency_concepts
+                              + orders.complaint_reason_concepts):
         need_concept(f"orders.concepts.{i}", c)
     sign_ids = {s.id for s in rule.lab_signs}
     for i, c in enumerate(rule.indicator.critical_neurological):

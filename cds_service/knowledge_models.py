@@ -512,6 +512,9 @@ class OrderRule(_Knowledge):
     lifelong_replacement_concepts: list[str] = Field(default_factory=list)
     # diagnoses that stay made when marked resolved (pernicious anaemia, treated for life)
     lifelong_deficiency_concepts: list[str] = Field(default_factory=list)
+    # an order's reason coded as one of these names a muscle complaint (a CK for statin myopathy):
+    # beside the complaint and its symptoms, no reason that holds the card back
+    complaint_reason_concepts: list[str] = Field(default_factory=list)
     remark: str = ""
 
 

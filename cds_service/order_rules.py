@@ -94,7 +94,9 @@ def assess_order_select(
             return OrderAssessment("already-on-b12-therapy", ordered=tuple(products))
         if deficiency_on_record(facts, k) is not None:
             return OrderAssessment("deficiency-on-record", ordered=tuple(products))
-        if any(facts.of(c) or facts.ended.get(c) for c in rule.orders.lifelong_replacement_concepts):
+        suspected = rule.record_status.condition_verification_suspected
+        if any(f.verification not in suspected for c in rule.orders.lifelong_replacement_concepts
+               for f in (*facts.of(c), *facts.ended.get(c, []))):
             return OrderAssessment("lifelong-replacement-indicated", ordered=tuple(products))
         results = rule.b12_result.result_concepts + rule.b12_result.recent_result_concepts
         if any(within(f, rule.orders.level_on_file_days, today) for c in results for f in facts.of(c)):

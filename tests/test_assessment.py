@@ -786,6 +786,7 @@ def test_started_after_ignores_the_records_it_is_told_to() -> None:
     (200, 10, False),     # due inside the window
     (400, 300, True),     # written and due long ago
     (10, None, False),    # written recently, no due day
+    (10, -200, True),     # written last week for next year: nothing pending now
     (None, None, False),  # undated: never lapses
 ])
 def test_an_order_is_pending_when_written_or_due_near_today(knowledge: Knowledge, written: int | None, due: int | None,
