@@ -190,9 +190,10 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
                and not follow_up_answered(facts, knowledge, last, today))
     # BSH: a normal B12 does not rule deficiency out when the picture is strong (falsely normal results
     # with intrinsic-factor antibodies): neurological signs or macrocytic anaemia ask for MMA instead
-    strong_picture = (band == "normal" and last is not None and b12.discordant_normal_follow_up
-                      and within(last, sup.normal_result_days, today)  # older: no longer silences, test again
-                      and critical_feature_of(find_signs(facts, knowledge, today), knowledge) is not None)
+    critical_now = (critical_feature_of(find_signs(facts, knowledge, today), knowledge)
+                    if band == "normal" and last is not None and b12.discordant_normal_follow_up
+                    and within(last, sup.normal_result_days, today) else None)  # older: no longer silences, test again
+    strong_picture = critical_now is not None
     # nitrous oxide: a normal serum B12 says little, so MMA is asked for whatever B12 shows
     unreliable = {rf.id for rf in rule.risk_factors if rf.serum_b12_unreliable} & {e.id for e in risks}
     if (strong_picture or unreliable) and not mma_due:
@@ -205,7 +206,7 @@ def assess(facts: PatientFacts, knowledge: Knowledge, today: date) -> Assessment
     # asked for only when the feature is new since that B12: one the record already showed when it was
     # taken was weighed by whoever ordered it, and the normal result stands as any other does (clinical review)
     discordant = (strong_picture and last is not None and last.when is not None
-                  and bool(_features(critical_feature_of(find_signs(facts, knowledge, today), knowledge))
+                  and bool(_features(critical_now)
                            - _features(critical_feature_of(find_signs(record_on(facts, last.when), knowledge, last.when), knowledge)))
                   and not follow_up_answered(facts, knowledge, last, today))
     follow_up_lab = rule.follow_up_sign.lab

@@ -259,8 +259,7 @@ def _for_another_reason(raw: dict[str, Any], screen: ConceptScreen, reason_hits:
     such as R52 'Pain, unspecified') and none names the complaint or a symptom that travels with it
     (cramp, weakness, fatigue) or a muscle disorder (rule.json orders.complaintReasonConcepts): the
     order is for that, an ankle sprain or influenza as much as an infarct."""
-    reasons = raw.get("reasonCode")
-    reasons = [reasons] if isinstance(reasons, dict) else reasons if isinstance(reasons, list) else []
+    reasons = items(raw.get("reasonCode"))
     rule = screen.k.rule
     complaint = {*rule.trigger.concepts, *rule.symptoms.concepts, *rule.orders.complaint_reason_concepts}
     if not reasons or not complaint.isdisjoint(reason_hits):
@@ -270,11 +269,8 @@ def _for_another_reason(raw: dict[str, Any], screen: ConceptScreen, reason_hits:
 
 def _reason_concepts(raw: dict[str, Any], screen: ConceptScreen) -> dict[str, str]:
     """Complaints named as the order's reason, read as Conditions (coded, then text)."""
-    reasons = raw.get("reasonCode")
-    if isinstance(reasons, dict):
-        reasons = [reasons]
     found: dict[str, str] = {}
-    for reason in reasons if isinstance(reasons, list) else []:
+    for reason in items(raw.get("reasonCode")):
         if not isinstance(reason, dict):
             continue
         own_text: str = reason["text"] if isinstance(reason.get("text"), str) else ""
