@@ -23,7 +23,6 @@ from cds_service.evaluation import parse_request, ruled_out_by_drafts
 from cds_service.fhir_fetch import FhirReader, new_client
 from cds_service.knowledge import Knowledge
 from cds_service.prefetch import (
-    ESSENTIAL_KEYS,
     UnresolvedToken,
     failed_prefetch,
     first_page_only,
@@ -85,7 +84,7 @@ async def complete_prefetch(
     if not fetcher.enabled:
         # Prefetch-only: absent keys are evaluated as sent, but a key the EHR says it failed to
         # prefetch is not "nothing found": without an essential one the answer could be wrong.
-        reported = sorted(k for k in missing if k in ESSENTIAL_KEYS and failed_prefetch((request.prefetch or {}).get(k)))
+        reported = sorted(k for k in missing if service.needs(k) and failed_prefetch((request.prefetch or {}).get(k)))
         # nothing of the record at all (no prefetch, or only the Patient): an empty answer would
         # say "nothing to advise" where nothing could be read (the sandbox leaves prefetch out when
         # every query failed)
@@ -94,7 +93,7 @@ async def complete_prefetch(
         # CDS Hooks 2.0 would answer any other essential key missing with 412 too; it is evaluated
         # instead, the card saying what it could not check, but an EHR that keeps leaving keys out
         # loses cards, so the log says so (key names only)
-        absent = sorted(k for k in missing if k in ESSENTIAL_KEYS and k not in partial and k not in reported)
+        absent = sorted(k for k in missing if service.needs(k) and k not in partial and k not in reported)
         if not (reported or nothing_sent or absent) or ruled_out_by_drafts(context, knowledge, today, check):
             return data
         if reported:
@@ -113,7 +112,7 @@ async def complete_prefetch(
         return data
     if ruled_out_by_drafts(context, knowledge, today, check):
         return data
-    essential = sorted(k for k in missing if k in ESSENTIAL_KEYS)
+    essential = sorted(k for k in missing if service.needs(k))
     allow = fetcher.allow + caller_servers if caller_servers else fetcher.allow
     server = request.fhirServer
     if not server or not allow.allows_base(server):

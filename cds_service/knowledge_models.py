@@ -739,7 +739,7 @@ NOT_REDUNDANT = (
     "pastTherapy", "heldTherapy", "earlierTherapy", "noFollowUpSince", "noRecentMma", "lowTotalInPregnancy", "discordantNormal", "ageNotChecked", "unreadableRecords", "implausibleResult", "noPendingOrder", "lapsedOrder", "lapsedOrderDue", "resultsNotChecked", "therapyNotChecked", "ordersNotChecked",
 )
 PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "checkedListedLow", "notYetLongTerm", "aboveLabLimit", "timesLabLimit", "flaggedHigh", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
-           "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "orderDue", "reasonOnOrder", "nextStepTreat", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
+           "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "orderDue", "reasonOnOrder", "nextStepTreat", "nextStepTreatUntreated", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
            "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow", "resultOn")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
                  "variants": CARD_VARIANTS}

@@ -77,8 +77,8 @@ def render_order_card(
     lines += ["", f"**{heading}**"] + [_earlier_line(f, k, banded) for f in oa.earlier[:3]]
     if oa.combined_panel:
         lines += ["", w.phrases["combinedPanel"]]
-    if oa.next_step == "treat":
-        lines += ["", w.phrases["nextStepTreat"]]
+    if oa.next_step == "treat":  # definite only when the medicines were read: the EHR may not have sent them
+        lines += ["", w.phrases["nextStepTreat" if "therapy" in oa.unchecked else "nextStepTreatUntreated"]]
     elif oa.next_step == "mma":
         lines += ["", w.phrases["nextStepMma"]]
     elif oa.next_step == "active-b12":

@@ -154,7 +154,8 @@ def assess_order_sign(facts: PatientFacts, drafts: DraftOrders, k: Knowledge, to
         next_step = _instead_of_a_repeat(deciding, facts, drafts, k, today)
         if next_step is not None or any(within(f, window, drawn) for f in recent):
             return OrderAssessment("card", "duplicate-result", Indicator.WARNING, ordered=tests, earlier=tuple(recent),
-                                   next_step=next_step, combined_panel=any(f.reference in combined for f in tests))
+                                   next_step=next_step, combined_panel=any(f.reference in combined for f in tests),
+                                   unchecked=facts.unchecked)
     signed = [f for f in open_orders(facts, rule.orders.duplicate_test_concepts, k, today)
               if f.status not in rule.orders.unsigned_status]
     pending = _distinct(

@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 from cds_service.contract import SERVICE_HOOKS
 from cds_service.knowledge import Knowledge
 from cds_service.observation_reader import NEGATIVE_ANSWER
+from cds_service.prefetch import CHECK_KEYS, ESSENTIAL_KEYS
 from cds_service.protocol import ServiceDescription
 from cds_service.valueset import ICD10CM, codes_of
 
@@ -19,6 +20,13 @@ class ServiceDefinition:
     description: str
     prefetch: dict[str, str]  # the searches the service runs itself for a key left out
     declared: dict[str, str] | None = None  # the templates discovery lists, when not those
+    # keys read only for the card's advice (whether replacement is under way): fetched when left
+    # out, but their loss costs no 412, as the card then says what it could not check
+    advisory: frozenset[str] = frozenset()
+
+    def needs(self, key: str) -> bool:
+        """Whether the service cannot answer safely without `key` (a 412 when it cannot be had)."""
+        return key in ESSENTIAL_KEYS and key not in self.advisory
 
     def describe(self) -> ServiceDescription:
         return ServiceDescription(
@@ -140,11 +148,15 @@ def _service_definitions(k: Knowledge, date_tokens: bool) -> dict[str, ServiceDe
     # observations are the pregnancy status answers of the pregnancy window only, not every sign and lab
     sign_prefetch = {key: prefetch[key] for key in ("patient", "conditions", "b12Results", "b12Orders")}
     sign_prefetch["observations"] = _pregnancy_observations(k, date_tokens)
+    # the B12 replacement on record: a recent low result is then no call to treat (advisory: the
+    # duplicate-test check itself needs none of it)
+    sign_prefetch |= {key: prefetch[key] for key in CHECK_KEYS["therapy"]}
     words = k.wording.services
     by_hook = {"patient-view": prefetch, "order-select": order_prefetch, "order-sign": sign_prefetch}
     services = [
         ServiceDefinition(id=sid, hook=hook, title=words[sid].title, description=words[sid].description,
-                          prefetch=by_hook[hook])
+                          prefetch=by_hook[hook],
+                          advisory=frozenset(CHECK_KEYS["therapy"]) if hook == "order-sign" else frozenset())
         for sid, hook in SERVICE_HOOKS.items()
     ]
     return {s.id: s for s in services}

@@ -224,9 +224,12 @@ def test_discovery_lists_all_three_services(client: httpx.Client) -> None:
         "b12-myalgia-order-select": "order-select",
         "b12-myalgia-order-sign": "order-sign",
     }
-    # conditions and observations: a current pregnancy (a Condition, or a pregnancy status Observation)
-    assert set(services["b12-myalgia-order-sign"]["prefetch"]) == {"patient", "conditions", "observations", "b12Results",
-                                                                   "b12Orders"}
+    # conditions and observations: a current pregnancy (a Condition, or a pregnancy status Observation);
+    # the medicine keys: B12 replacement on record, so a recent low result is no call to treat
+    assert set(services["b12-myalgia-order-sign"]["prefetch"]) == {
+        "patient", "conditions", "observations", "b12Results", "b12Orders",
+        "medications", "medicationStatements", "b12Administrations", "procedures",
+    }
 
 
 def test_sandbox_order_requests_get_valid_empty_answers(client: httpx.Client) -> None:

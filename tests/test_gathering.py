@@ -525,6 +525,33 @@ def test_a_draft_the_rule_reads_still_needs_its_data(fetching: httpx.Client, fhi
     assert fhir_state.log
 
 
+def test_order_sign_fetches_the_replacement_on_record_and_needs_none_of_it_for_the_duplicate_check(
+    fetching: httpx.Client, fhir_base: str, fhir_state: FhirState
+) -> None:
+    """A B12 test signed a month after a low result, cyanocobalamin active: fetched whole, the card warns
+    of the duplicate without telling the clinician to start treatment. The medicine searches are
+    advisory: with them failing the duplicate is still named (no 412), its advice hedged on the
+    replacement it could not see; the B12 results search failing is a 412."""
+    path = FIXTURES / "order-sign" / "13-b12-test-after-low-result-already-on-treatment-no-treat-advice.json"
+    scenario = load_scenario(path)
+    request = scenario["request"]
+    fhir_state.load(request.pop("prefetch"))
+    request["fhirServer"] = fhir_base
+    response = fetching.post(ORDER_SERVICES["order-sign"], json=request)
+    assert response.status_code == 200, response.text
+    check_cards(response.json()["cards"], scenario["expect"], request["context"]["patientId"])
+    assert any(p.startswith("/fhir/MedicationRequest") for _, p, _ in fhir_state.log)
+    fhir_state.faults["MedicationRequest"] = "500"
+    response = fetching.post(ORDER_SERVICES["order-sign"], json=request)
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert card["indicator"] == "warning" and "120 pg/mL on " in card["detail"]
+    assert "unless B12 replacement is already under way, review for treatment" in card["detail"]
+    fhir_state.faults["Observation"] = "500"
+    response = fetching.post(ORDER_SERVICES["order-sign"], json=request)
+    assert response.status_code == 412, response.text
+
+
 def test_a_search_too_long_for_a_url_goes_by_post(fetching: httpx.Client, fhir_base: str, fhir_state: FhirState) -> None:
     """The observations template lists every code the rule reads (about 4 KB): sent as POST _search
     with a form body, as FHIR allows, since servers and proxies cap URLs near 2 KB; short ones stay GETs."""

@@ -399,4 +399,4 @@ def test_without_date_tokens_templates_use_only_the_context_tokens_of_cds_hooks_
         plain = undated[sid].describe().prefetch
         assert plain == {k: bounds.sub("", v) for k, v in service.prefetch.items()}, sid
         assert {t for v in plain.values() for t in re.findall(r"\{\{([^}]*)\}\}", v)} == {"context.patientId"}, sid
-    assert sum(bounds.search(v) is not None for s in dated.values() for v in s.prefetch.values()) == 7
+    assert sum(bounds.search(v) is not None for s in dated.values() for v in s.prefetch.values()) == 8  # patient-view 3, order-select 3, order-sign 2
