@@ -595,6 +595,9 @@ class VariantWording(_Knowledge):
     summary_untreated_low: str | None = Field(default=None, max_length=SUMMARY_MAX)
     # a duplicate warning whose earlier result is low and untreated: the summary leads with that
     summary_treat: str | None = Field(default=None, max_length=SUMMARY_MAX)
+    # a treatment-review card whose B12 replacement records were not all sent: its summary cannot say
+    # none was given (the detail opens with therapyUncheckedFirst)
+    summary_therapy_unchecked: str | None = Field(default=None, max_length=SUMMARY_MAX)
     intro: str
     suggestion_label: str | None = None
     order: CodingDef | None = None
@@ -740,7 +743,7 @@ NOT_REDUNDANT = (
 )
 PHRASES = ("indeterminateB12", "indeterminateOrLowB12", "age", "startedBefore", "startedDayBefore", "startedSameDay", "checkedResult", "checkedOrdered", "checkedListed", "checkedListedLow", "notYetLongTerm", "aboveLabLimit", "timesLabLimit", "flaggedHigh", "raisedBefore", "raisedDayBefore", "raisedSameDay", "undated", "matchedInText", "andMore", "deficientBelow", "flagOverCutOff", "duplicateSampleIntro", "bandDeficient", "bandIndeterminate", "bandNormal",
            "orderAction", "orderedNow", "combinedPanel", "sampleNoResult", "orderDue", "reasonOnOrder", "nextStepTreat", "nextStepTreatUntreated", "nextStepMma", "replaceWithMma", "nextStepActiveB12", "replaceWithActiveB12",
-           "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow", "resultOn")
+           "measuredSince", "criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth", "criticalUntreatedLow", "resultOn", "therapyUncheckedFirst")
 REQUIRED_KEYS = {"services": tuple(SERVICE_HOOKS), "headings": HEADINGS, "not_redundant": NOT_REDUNDANT, "phrases": PHRASES,
                  "variants": CARD_VARIANTS}
 

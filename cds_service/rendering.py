@@ -262,11 +262,18 @@ def _caveats(assessment: Assessment, k: Knowledge) -> list[str]:
     return ["", f"**{k.wording.headings['caveats']}**"] + [f"- {line}" for line in lines] if lines else []
 
 
+def therapy_unchecked(assessment: Assessment) -> bool:
+    """A treatment-review card made without all the B12 replacement records the service asks for."""
+    return assessment.variant in TREATMENT_REVIEW and "therapy" in assessment.unchecked
+
+
 def render_detail(assessment: Assessment, k: Knowledge) -> str:
     w = k.wording
     assert assessment.variant is not None and assessment.indicator is not None
     h = w.headings
     out = [w.variants[assessment.variant].intro, "", f"**{h['complaint']}**"]
+    if therapy_unchecked(assessment):  # its intro says no replacement was given: said first that it is unverified
+        out = [w.phrases["therapyUncheckedFirst"], "", *out]
     out += [f"- {fact_line(f, k)}" for f in assessment.trigger[:3]]
     if assessment.last_b12 is not None and (
         assessment.variant == "untreated-low" or (assessment.variant == "lapsed-treatment" and assessment.b12_band == "deficient")
@@ -393,13 +400,16 @@ _CRITICAL_PHRASES: Final = {"neurological": "criticalNeurological", "macrocytic-
 def card_frame(
     k: Knowledge, variant: VariantWording, detail: str, indicator: Indicator,
     suggestions: list[Suggestion] | None, new_id: Callable[[], str], critical_feature: str | None = None,
+    unverified_therapy: bool = False,
 ) -> Card:
     """What every card of this service shares: source and links; its variant's summary (a critical
     one names what made it critical) and override reasons; a fresh uuid."""
     w = k.wording
     topic = Coding(**_coding(w.source.topic)) if w.source.topic else None
     summary = variant.summary
-    if indicator == Indicator.CRITICAL and critical_feature == "untreated-low" and variant.summary_untreated_low:
+    if unverified_therapy and variant.summary_therapy_unchecked:
+        summary = variant.summary_therapy_unchecked
+    elif indicator == Indicator.CRITICAL and critical_feature == "untreated-low" and variant.summary_untreated_low:
         summary = variant.summary_untreated_low
     elif indicator == Indicator.CRITICAL and variant.summary_critical and critical_feature:
         summary = variant.summary_critical.replace("{critical}", w.phrases[_CRITICAL_PHRASES[critical_feature]])
@@ -433,4 +443,5 @@ def render_card(
     detail = render_detail(assessment, k)
     if preface:
         detail = f"{preface}\n\n{detail}"
-    return card_frame(k, variant, detail, assessment.indicator, suggestions, new_id, assessment.critical_feature)
+    return card_frame(k, variant, detail, assessment.indicator, suggestions, new_id, assessment.critical_feature,
+                      therapy_unchecked(assessment))
