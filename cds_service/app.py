@@ -143,8 +143,9 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
                         "origins you use", len(settings.fhir_allowed_servers))
     elif not settings.public_base_url:
         # a token minted for another service would pass if the caller set Host to that service's host
-        log.warning("CDS_PUBLIC_BASE_URL is not set: the JWT aud is checked against the URL as received, "
-                    "whose host comes from the Host header; set it in production")
+        log.warning("CDS_PUBLIC_BASE_URL is not set: only calls to a loopback address (localhost) can be "
+                    "verified, since the URL as received takes its host from the caller's Host header; every "
+                    "other call is refused (401) until it is set to the URL the EHR calls")
     plain = [url for url in settings.fhir_allowed_servers + [u for i in settings.trusted_issuers.values() for u in i.fhir_servers]
              if url.lower().startswith("http://") and not is_loopback_url(url)]
     if plain:  # allowed (a FHIR server on a closed container network), but the token and PHI go unencrypted

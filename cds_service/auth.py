@@ -239,7 +239,14 @@ class Authenticator:
     def audience(self, request: Request) -> str:
         if self.public_base_url:  # it holds any path prefix the service is served under
             return self.public_base_url.rstrip("/") + route_path(request.scope)
-        return str(request.url.replace(query="", fragment=""))
+        called = str(request.url.replace(query="", fragment=""))
+        # Without it the URL's host is the caller's Host header: a token minted for another service
+        # would pass with Host set to that service's. Only a call to loopback (a developer's machine,
+        # the sandbox pointed at localhost) is verified so.
+        if not is_loopback_url(called):
+            raise InvalidToken("this service cannot check the token's audience: its public URL is not "
+                               "configured (CDS_PUBLIC_BASE_URL)")
+        return called
 
     async def verify(self, token: str, audience: str) -> Caller:
         try:

@@ -130,6 +130,18 @@ def test_wrong_content_type_is_415(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("path", [SERVICE, SERVICE + "/feedback"])
+def test_a_body_with_no_content_type_is_json_except_from_a_browser(client: httpx.Client, path: str) -> None:
+    """curl --data and other plain clients may leave Content-Type out: read as JSON. A browser page
+    (it sends Origin) could so POST across sites with no CORS preflight, and is refused 415 (found in
+    the issue audit: a page on any origin stored feedback with auth off)."""
+    body = json.dumps(_sandbox("patient-view.json") if path == SERVICE else {"feedback": []}).encode()
+    plain = client.post(path, content=body)  # bytes: httpx sends no Content-Type
+    assert "content-type" not in plain.request.headers and plain.status_code == 200, plain.text
+    response = client.post(path, content=body, headers={"origin": "https://evil.example"})
+    assert response.status_code == 415 and response.json()["error"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("path", [SERVICE, SERVICE + "/feedback"])
 def test_a_compressed_body_is_415_saying_so(client: httpx.Client, path: str) -> None:
     """RFC 9110: an unsupported content coding is 415, not 'not valid JSON' (found by the attacker review)."""
     body = gzip.compress(b'{"hook": "patient-view"}')

@@ -271,6 +271,25 @@ def test_a_root_path_or_a_mount_does_not_open_the_door(knowledge: Knowledge, key
         assert call(live, "/b12/cds-services", token(keys[EC_KID], base + "/cds-services")).status_code == 200
 
 
+def test_without_a_public_base_url_only_a_call_to_loopback_is_verified(
+    service: LiveServer, keys: dict[str, Any]
+) -> None:
+    """With no CDS_PUBLIC_BASE_URL the audience is the URL as received, whose host is the caller's Host
+    header: a token minted for another service (aud on its host) sent with Host set to that host is
+    refused, as is any call addressed to a host other than loopback; a call to 127.0.0.1 or localhost
+    is verified as before (found in the issue audit: the spoofed Host passed)."""
+    path = "/cds-services"
+    other = token(keys[EC_KID], "http://other-cds.example/cds-services")
+    refused = httpx.get(service.url + path, headers={"Authorization": f"Bearer {other}", "Host": "other-cds.example"})
+    assert refused.status_code == 401 and "CDS_PUBLIC_BASE_URL" in refused.json()["message"]
+    assert "WWW-Authenticate" in refused.headers
+    port = service.url.rsplit(":", 1)[1]
+    for host in ("127.0.0.1", "localhost"):
+        mine = token(keys[EC_KID], f"http://{host}:{port}{path}")
+        ok = httpx.get(service.url + path, headers={"Authorization": f"Bearer {mine}", "Host": f"{host}:{port}"})
+        assert ok.status_code == 200, ok.text
+
+
 @pytest.mark.parametrize("base", [None, "https://cds.example.org/b12/"])
 def test_start_warns_when_the_audience_comes_from_the_host_header(
     knowledge: Knowledge, keys: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture, base: str | None
