@@ -264,6 +264,18 @@ class Feedback(_Lenient):
             return value
         raise ValueError("outcomeTimestamp must be an ISO 8601 date-time string, e.g. 2026-11-25T02:00:14Z")
 
+    @model_validator(mode="after")
+    def _outcome_agrees(self) -> Self:
+        """An accepted card has no override reason and an overridden one no accepted suggestion
+        (CDS Hooks 2.0): either is a client bug that would make the record say both. An accepted
+        outcome without acceptedSuggestions, which the spec requires, is taken: only which suggestion
+        is lost (EHRs report a card acknowledged so), and it is counted as accepted."""
+        if self.outcome == "accepted" and self.overrideReason is not None:
+            raise ValueError("an accepted outcome carries no overrideReason (that is for overridden cards)")
+        if self.outcome == "overridden" and self.acceptedSuggestions:
+            raise ValueError("an overridden outcome carries no acceptedSuggestions (that is for accepted cards)")
+        return self
+
     @field_validator("card")
     @classmethod
     def _card_is_printable_id(cls, value: str) -> str:

@@ -155,17 +155,30 @@ def test_override_reason_shapes(client: httpx.Client, settings: Settings) -> Non
     code_only = item("overridden", overrideReason={"reason": {"code": "other-cause"}})
     full = item("overridden", overrideReason={
         "reason": {"system": REASONS, "code": "patient-declined", "display": "Patient declined"}, "userComment": ""})
-    accepted_with_reason = item("accepted", overrideReason={"reason": {"system": REASONS, "code": "x"}})
-    assert post(client, comment_only, empty, code_only, full, accepted_with_reason).status_code == 200
+    assert post(client, comment_only, empty, code_only, full).status_code == 200
     got = {r["card_uuid"]: (r["outcome"], r["override_system"], r["override_code"], r["user_comment"])
-           for r in rows(settings, *(i["card"] for i in (comment_only, empty, code_only, full, accepted_with_reason)))}
+           for r in rows(settings, *(i["card"] for i in (comment_only, empty, code_only, full)))}
     assert got == {
         comment_only["card"]: ("overridden", None, None, "patient tested at the GP"),
         empty["card"]: ("overridden", None, None, None),
         code_only["card"]: ("overridden", None, "other-cause", None),
         full["card"]: ("overridden", REASONS, "patient-declined", ""),
-        accepted_with_reason["card"]: ("accepted", REASONS, "x", None),
     }
+
+
+def test_an_outcome_contradicting_itself_is_400_and_nothing_is_stored(client: httpx.Client, settings: Settings) -> None:
+    """CDS Hooks 2.0: an override reason belongs to an overridden card, accepted suggestions to an
+    accepted one; a record saying both is refused, naming the item (found in the issue audit). An
+    accepted outcome with no acceptedSuggestions is taken."""
+    accepted_with_reason = item("accepted", overrideReason={"reason": {"system": REASONS, "code": "not-indicated"}})
+    overridden_with_suggestion = item("overridden", acceptedSuggestions=[{"id": str(uuid.uuid4())}])
+    plain_accept = item("accepted")
+    response = post(client, plain_accept, accepted_with_reason, overridden_with_suggestion)
+    assert response.status_code == 400
+    assert sorted(d["loc"] for d in response.json()["details"]) == ["feedback.1", "feedback.2"]
+    assert not rows(settings, plain_accept["card"], accepted_with_reason["card"], overridden_with_suggestion["card"])
+    assert post(client, plain_accept).status_code == 200
+    assert [r["outcome"] for r in rows(settings, plain_accept["card"])] == ["accepted"]
 
 
 @pytest.mark.parametrize("reason", [
