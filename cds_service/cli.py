@@ -23,6 +23,7 @@ from cds_service.errors import BadRequest, CdsError, ConfigurationError
 from cds_service.evaluation import evaluate, find_service, parse_json_object, response_bytes
 from cds_service.gathering import Fetcher, complete_prefetch
 from cds_service.knowledge import Knowledge, KnowledgeError, load_knowledge
+from cds_service.limits import too_large
 from cds_service.logs import configure_logging
 from cds_service.protocol import ErrorBody
 from cds_service.services import ServiceDefinition, service_definitions
@@ -164,6 +165,8 @@ def _answer(
 ) -> tuple[dict[str, Any], bool]:
     """The CDS response to one request, or the error body the server would answer (refused)."""
     try:
+        if len(body) > settings.max_body_bytes:  # the server's 413 (CDS_MAX_BODY_BYTES)
+            raise too_large(settings.max_body_bytes)
         data = parse_json_object(body)
         if "hook" not in data and isinstance(data.get("request"), dict) and "expect" in data:
             raise BadRequest("This is a scenario file (description, expect, request), not a hook request: run it "

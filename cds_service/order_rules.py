@@ -49,7 +49,9 @@ class OrderAssessment:
     @property
     def criteria(self) -> list[str]:
         out = [f"outcome:{self.outcome}"] + [f"ordered:{f.concept}" for f in self.ordered]
-        return out + (self.pattern.criteria if self.pattern else [])
+        # the pattern's own outcome is this one's: listed once, as each criterion is (two analgesics, one entry)
+        out += [c for c in (self.pattern.criteria if self.pattern else []) if not c.startswith("outcome:")]
+        return list(dict.fromkeys(out))
 
 
 def _with_drafts(facts: PatientFacts, drafted: list[Fact]) -> PatientFacts:

@@ -18,7 +18,9 @@ from sqlalchemy import create_engine, select
 
 from cds_service.app import create_app
 from cds_service.audit import AuditLog
+from cds_service.evaluation import evaluate
 from cds_service.knowledge import Knowledge
+from cds_service.services import service_definitions
 from cds_service.settings import Settings
 from cds_service.storage import Storage, create_db_engine
 from cds_service.tables import card_audit, naive_utc
@@ -357,3 +359,16 @@ def test_health_tells_of_a_database_that_failed_at_start_and_of_a_removed_sqlite
                                   "outcomeTimestamp": "2026-11-27T10:00:00Z"}]}
         refused = client.post("/cds-services/b12-myalgia-patient-view/feedback", json=feedback)
         assert refused.status_code == 503 and refused.json()["error"]
+
+
+def test_an_order_select_card_lists_each_criterion_once(knowledge: Knowledge) -> None:
+    """The order's outcome, what was ordered, then the pattern's criteria, none twice (found in the
+    issue audit: the pattern's own 'outcome:card' followed the order's)."""
+    service = service_definitions(knowledge)["b12-myalgia-order-select"]
+    request = load_scenario(FIXTURES / "order-select" / "01-ibuprofen-for-pattern-patient-card.json")["request"]
+    result = evaluate(service, request, knowledge, datetime.now().astimezone())
+    assert result.response.cards and result.assessment is not None
+    criteria = result.assessment.criteria
+    assert criteria[0] == "outcome:card" and criteria.count("outcome:card") == 1
+    assert len(criteria) == len(set(criteria)) and "ordered:analgesic" in criteria
+    assert any(c.startswith("trigger:") for c in criteria)

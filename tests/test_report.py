@@ -96,7 +96,7 @@ def test_each_card_counts_once_by_its_latest_feedback(
         url, uuid = f"/cds-services/{SERVICE}/feedback", card["uuid"]
         posts = [
             feedback(uuid, "accepted", f"{yesterday}T10:00:00Z"),
-            feedback(uuid, "accepted", f"{yesterday}T10:01:00Z", **reason("ignored")),
+            feedback(uuid, "accepted", f"{yesterday}T10:01:00Z"),
             feedback(uuid, "overridden", f"{yesterday}T10:02:00Z", **reason("first-reason")),
             feedback(uuid, "overridden", f"{yesterday}T10:03:00Z", **reason("latest-reason")),
             feedback(uuid, "accepted", f"{yesterday}T00:00:00Z"),  # arrives last, but is the oldest

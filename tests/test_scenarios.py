@@ -280,3 +280,18 @@ def test_today_is_the_clinics_date_in_its_time_zone(knowledge: Knowledge) -> Non
     in_utc = evaluate(service, request, knowledge, evening.astimezone(UTC)).assessment
     assert in_chicago is not None and in_chicago.outcome == "suppressed:pending-order"
     assert in_utc is not None and (in_utc.outcome, in_utc.variant) == ("card", "test-b12")
+
+
+def test_evaluate_refuses_a_body_over_the_size_limit_as_the_server_does() -> None:
+    """CDS_MAX_BODY_BYTES applies on the command line too: the server's 413 body, status 2 (found in the
+    issue audit: evaluate answered a body the server refuses)."""
+    body = json.dumps(load_scenario(ALL[1])["request"]).encode()
+    env = {**os.environ, "CDS_MAX_BODY_BYTES": str(len(body) - 1)}
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], check=False, input=body,
+                          capture_output=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["error"] == "payload_too_large"
+    env["CDS_MAX_BODY_BYTES"] = str(len(body))
+    proc = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", "-"], check=False, input=body,
+                          capture_output=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
