@@ -4,19 +4,12 @@ any validation, so the records of a chart that name nothing are never parsed."""
 from datetime import date
 from typing import Any, Literal
 
+from cds_service.fhir_shapes import items
 from cds_service.knowledge import GENERIC, STANDARD, Knowledge
 from cds_service.patient_data import PatientData, reference_parts
 from cds_service.textmatch import TimeCheck, no_time_limit
 
 TEXTS_PER_CHECK = 1024  # reading this many short names costs a few milliseconds
-
-
-def items(value: Any) -> list[Any]:
-    """A raw JSON array as a list; a single object sent in its place (as real clients bend arrays)
-    as a list of one; anything else (a number, a string) as none."""
-    if isinstance(value, list):
-        return value
-    return [value] if isinstance(value, dict) else []
 
 
 def codings_of(concept: Any) -> list[tuple[str, str, str]]:

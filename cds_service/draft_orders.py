@@ -11,9 +11,10 @@ from datetime import date
 from typing import Any
 
 from cds_service import fhir_models
-from cds_service.concept_screen import ConceptScreen, items, record_label, texts_of
+from cds_service.concept_screen import ConceptScreen, record_label, texts_of
 from cds_service.facts import RECORDS_PER_CHECK, Fact
 from cds_service.fhir_dates import as_date
+from cds_service.fhir_shapes import as_r4_order, items
 from cds_service.knowledge import Knowledge
 from cds_service.patient_data import PatientData, is_bundle, patient_of, reference_parts
 from cds_service.record_readers import reported
@@ -42,55 +43,6 @@ class DraftOrders:
         return [f for f in self.of(concepts) if f.status != REPORTED]
 
 
-def _reshaped(raw: dict[str, Any], rtype: str, renames: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """An older draft as the R4 draft `rtype` it stands for: each element kept under its R4 name
-    (the first of several older names found wins), and the elements that decide whether it orders
-    anything kept as they were (a withdrawn or do-not-perform draft, a modifier not understood)."""
-    converted: dict[str, Any] = {"resourceType": rtype, "status": "draft", "intent": "order"}
-    converted |= {key: raw[key] for key in _KEPT_AS_THEY_ARE if key in raw}
-    for old, new in renames:
-        if old in raw and new not in converted:
-            converted[new] = raw[old]
-    return converted
-
-
-# named alike in DSTU2, STU3 and R4: status and intent (whose withdrawn codes R4 shares), a contained
-# Medication a reference points at, and what makes a draft no order or unreadable
-_KEPT_AS_THEY_ARE = ("id", "status", "intent", "contained", "modifierExtension", "doNotPerform", "note")
-
-
-def _from_dstu2(raw: dict[str, Any]) -> dict[str, Any]:
-    """A DSTU2 MedicationOrder re-shaped as the R4 MedicationRequest it stands for."""
-    return _reshaped(raw, "MedicationRequest", (
-        ("medicationCodeableConcept", "medicationCodeableConcept"),
-        ("medicationReference", "medicationReference"), ("patient", "subject"), ("dateWritten", "authoredOn"),
-        ("reasonCodeableConcept", "reasonCode"), ("dosageInstruction", "dosageInstruction"),
-        # not DSTU2's, but a client that sends R4's home-medicine flags beside the old type means them
-        ("reportedBoolean", "reportedBoolean"), ("reportedReference", "reportedReference")))
-
-
-def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
-    """A STU3 ProcedureRequest or ReferralRequest, or a DSTU2 DiagnosticOrder, re-shaped as the R4
-    ServiceRequest it stands for: older FHIR servers make the CDS Hooks sandbox send drafts so."""
-    converted = _reshaped(raw, "ServiceRequest", (
-        ("code", "code"), ("subject", "subject"), ("patient", "subject"),
-        ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode"),
-        ("occurrenceDateTime", "occurrenceDateTime"), ("occurrencePeriod", "occurrencePeriod"),  # STU3's, as R4's
-        ("performerType", "performerType")))
-    if "code" not in converted:  # a referral names its service and specialty, a diagnostic order its items
-        named = [c for c in (*items(raw.get("serviceRequested")), *items(raw.get("specialty"))) if isinstance(c, dict)]
-        if named:  # every coding of both: 'Patient referral' with the specialty Rheumatology is a rheumatology referral
-            codings = [coding for c in named for coding in items(c.get("coding")) if isinstance(coding, dict)]
-            text = next((c["text"] for c in named if isinstance(c.get("text"), str)), None)
-            converted["code"] = {**({"coding": codings} if codings else {}), **({"text": text} if text else {})}
-        else:
-            first = next((i.get("code") for i in items(raw.get("item")) if isinstance(i, dict) and isinstance(i.get("code"), dict)), None)
-            if first is not None:
-                converted["code"] = first
-    return converted
-
-
-_OLDER_SERVICE_REQUESTS = ("ProcedureRequest", "ReferralRequest", "DiagnosticOrder")
 # the draft is read for its id alone (what it orders is screened in the raw JSON): a malformed element
 # the rule never reads (a performer, an authoredOn such as "20261126") does not lose the order
 _DRAFT_ELEMENTS = frozenset({"id"})
@@ -202,10 +154,7 @@ def read_drafts_and_selected(
                 d.skipped += 1
             continue
         sent_as = raw.get("resourceType")  # an older draft is named by its own type: the EHR knows no other
-        if raw.get("resourceType") == "MedicationOrder":
-            raw = _from_dstu2(raw)
-        elif raw.get("resourceType") in _OLDER_SERVICE_REQUESTS:
-            raw = _service_request_from_older(raw)
+        raw = as_r4_order(raw)
         rtype = raw.get("resourceType")
         if not isinstance(rtype, str) or rtype not in ORDER_TYPES:
             continue

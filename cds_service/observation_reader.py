@@ -7,8 +7,9 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from cds_service.concept_screen import ConceptScreen, codings_of, items, texts_of
+from cds_service.concept_screen import ConceptScreen, codings_of, texts_of
 from cds_service.fhir_dates import as_date, instant
+from cds_service.fhir_shapes import items
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge_models import LabFlags, LabUnits
 from cds_service.lab_text import LabTextReader

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
+from cds_service.fhir_shapes import OLDER_ORDER_TYPES, as_r4_order
+
 ResourceType = Literal[
     "Condition",
     "Observation",
@@ -52,6 +54,9 @@ class PatientData:
             self.malformed += 1
             return
         rtype = resource.get("resourceType")
+        if isinstance(rtype, str) and rtype in OLDER_ORDER_TYPES:  # a DSTU2 MedicationOrder is B12 replacement on record as an R4 order is
+            resource = as_r4_order(resource)
+            rtype = resource["resourceType"]
         if rtype == "Bundle" or (rtype is None and _typeless_bundle(resource)):  # is_bundle, inlined: once a resource
             if depth >= MAX_BUNDLE_DEPTH:  # no EHR nests searchsets this deep: refuse, don't recurse
                 self.malformed += 1

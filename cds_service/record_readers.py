@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from cds_service.concept_screen import ConceptScreen, items
+from cds_service.concept_screen import ConceptScreen
 from cds_service.fhir_dates import CLOCK_SKEW_DAYS, as_date
+from cds_service.fhir_shapes import items
 from cds_service.observation_reader import read_observation
 from cds_service.reading import SKIP, Reading
 
