@@ -20,7 +20,7 @@ import orjson
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cds_service.allowlist import FhirAllowList, is_loopback_url
+from cds_service.allowlist import LOOPBACK_HOSTS, FhirAllowList, is_loopback_url
 from cds_service.errors import ErrorResponder, Unauthorized
 from cds_service.replay import TokenLedger
 from cds_service.settings import Settings, TrustedIssuer
@@ -242,8 +242,11 @@ class Authenticator:
         called = str(request.url.replace(query="", fragment=""))
         # Without it the URL's host is the caller's Host header: a token minted for another service
         # would pass with Host set to that service's. Only a call to loopback (a developer's machine,
-        # the sandbox pointed at localhost) is verified so.
-        if not is_loopback_url(called):
+        # the sandbox pointed at localhost) is verified so, and only one that reached the service on
+        # a loopback address: a Host header saying localhost proves nothing of where the call came in.
+        server = request.scope.get("server")
+        arrived_on = server[0] if isinstance(server, tuple | list) and server else None
+        if not is_loopback_url(called) or arrived_on not in LOOPBACK_HOSTS:
             raise InvalidToken("this service cannot check the token's audience: its public URL is not "
                                "configured (CDS_PUBLIC_BASE_URL)")
         return called

@@ -598,6 +598,8 @@ class VariantWording(_Knowledge):
     # a treatment-review card whose B12 replacement records were not all sent: its summary cannot say
     # none was given (the detail opens with therapyUncheckedFirst)
     summary_therapy_unchecked: str | None = Field(default=None, max_length=SUMMARY_MAX)
+    # the same for a critical card: naming what made it critical ({critical}), as summaryCritical does
+    summary_therapy_unchecked_critical: str | None = Field(default=None, max_length=SUMMARY_MAX)
     intro: str
     suggestion_label: str | None = None
     order: CodingDef | None = None
@@ -702,16 +704,17 @@ class WordingFile(_File):
         """A critical summary names the critical feature ({critical}): under 140 characters with any."""
         features = [self.phrases[k] for k in ("criticalNeurological", "criticalMacrocyticAnaemia", "criticalBoth")]
         for name, variant in self.variants.items():
-            template = variant.summary_critical
-            if template is None:
-                continue
-            if "{critical}" not in template:
-                raise ValueError(f"variants.{name}.summaryCritical: must name the feature with {{critical}}")
-            longest = max(len(template.replace("{critical}", f)) for f in features)
-            if longest > SUMMARY_MAX:
-                raise ValueError(
-                    f"variants.{name}.summaryCritical: {longest} characters with the longest feature (max {SUMMARY_MAX})"
-                )
+            for field, template in (("summaryCritical", variant.summary_critical),
+                                    ("summaryTherapyUncheckedCritical", variant.summary_therapy_unchecked_critical)):
+                if template is None:
+                    continue
+                if "{critical}" not in template:
+                    raise ValueError(f"variants.{name}.{field}: must name the feature with {{critical}}")
+                longest = max(len(template.replace("{critical}", f)) for f in features)
+                if longest > SUMMARY_MAX:
+                    raise ValueError(
+                        f"variants.{name}.{field}: {longest} characters with the longest feature (max {SUMMARY_MAX})"
+                    )
         return self
 
     @model_validator(mode="after")

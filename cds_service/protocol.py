@@ -267,10 +267,12 @@ class Feedback(_Lenient):
     @model_validator(mode="after")
     def _outcome_agrees(self) -> Self:
         """An accepted card has no override reason and an overridden one no accepted suggestion
-        (CDS Hooks 2.0): either is a client bug that would make the record say both. An accepted
+        (CDS Hooks 2.0): either is a client bug that would make the record say both (an empty
+        overrideReason, as a client that sends every field writes one, says nothing). An accepted
         outcome without acceptedSuggestions, which the spec requires, is taken: only which suggestion
         is lost (EHRs report a card acknowledged so), and it is counted as accepted."""
-        if self.outcome == "accepted" and self.overrideReason is not None:
+        reason = self.overrideReason
+        if self.outcome == "accepted" and reason is not None and (reason.reason is not None or (reason.userComment or "").strip()):
             raise ValueError("an accepted outcome carries no overrideReason (that is for overridden cards)")
         if self.outcome == "overridden" and self.acceptedSuggestions:
             raise ValueError("an overridden outcome carries no acceptedSuggestions (that is for accepted cards)")

@@ -407,12 +407,15 @@ def card_frame(
     w = k.wording
     topic = Coding(**_coding(w.source.topic)) if w.source.topic else None
     summary = variant.summary
-    if unverified_therapy and variant.summary_therapy_unchecked:
+    critical = w.phrases[_CRITICAL_PHRASES[critical_feature]] if indicator == Indicator.CRITICAL and critical_feature else None
+    if unverified_therapy and critical and variant.summary_therapy_unchecked_critical:
+        summary = variant.summary_therapy_unchecked_critical.replace("{critical}", critical)
+    elif unverified_therapy and variant.summary_therapy_unchecked:
         summary = variant.summary_therapy_unchecked
-    elif indicator == Indicator.CRITICAL and critical_feature == "untreated-low" and variant.summary_untreated_low:
+    elif critical_feature == "untreated-low" and critical and variant.summary_untreated_low:
         summary = variant.summary_untreated_low
-    elif indicator == Indicator.CRITICAL and variant.summary_critical and critical_feature:
-        summary = variant.summary_critical.replace("{critical}", w.phrases[_CRITICAL_PHRASES[critical_feature]])
+    elif critical and variant.summary_critical:
+        summary = variant.summary_critical.replace("{critical}", critical)
     return Card(
         uuid=new_id(),
         summary=summary,

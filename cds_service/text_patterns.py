@@ -13,7 +13,7 @@ def bare_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:
     words = sorted({a.lower().strip() for a in negative_answers if re.fullmatch(r"[a-z]+", a.lower().strip())}, key=len, reverse=True)
     if not words:
         return None
-    return re.compile(rf"(?P<mark>(?<=[a-z0-9])[ \t]*[:?\-–—][ \t]*)\b(?:{'|'.join(words)})\b(?=[ \t]*(?:[,;.\n]|$))")
+    return re.compile(rf"(?P<mark>(?<=[a-z0-9])[ \t]*(?:[:?–—]|--?)[ \t]*)\b(?:{'|'.join(words)})\b(?=[ \t]*(?:[,;.\n]|$))")
 
 
 def bracket_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:

@@ -51,14 +51,15 @@ def no_time_limit() -> None:
 
 # A term set out as a question with its answer, as review-of-systems templates write it:
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
-# An en or em dash needs no spaces ("Pins and needles—none"), nor "--" typed for one; a hyphen does,
-# but for a bare negative answer ("Myalgia -none", read as a minus sign by bare_answer_pattern).
+# A dash without spaces marks an answer only before a bare negative answer ("Pins and needles—none",
+# "Myalgia--no", read as a minus sign by bare_answer_pattern): in prose it joins a clause ("Muscle
+# aches—not getting better" is a complaint).
 _ANSWER_MARK = re.compile(
-    r"[ \t]*[:?][ \t]*|[ \t]+[-–—][ \t]+|[ \t]*(?:[–—]|--)[ \t]*|[ \t]*-?[ \t]*(?=minus-answer )"
+    r"[ \t]*[:?][ \t]*|[ \t]+[-–—][ \t]+|[ \t]*(?:[-–—]|--)?[ \t]*(?=minus-answer )"
 )  # "Myalgias (-)" too
 _NOT_ANSWERED, _ANSWERED_NO_DIAGNOSIS, _ANSWERED_NO = 0, 1, 2  # TextMatcher._answer
 _ANSWER_MARKS = (":", "?", "-", "–", "—")  # a bare answer follows one of these (bare_answer_pattern)
-_DASH_ANSWER = re.compile(r"[ \t]+[-–—][ \t]+|[ \t]*(?:[–—]|--)[ \t]*")
+_DASH_ANSWER = re.compile(r"[ \t]+[-–—][ \t]+")
 _PIECE_CHARS = 16_000  # the longest text scanned at once: tens of milliseconds at worst
 _MENTIONS_PER_CHECK = 256  # a few milliseconds of the slowest (every mention negated) text
 

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from cds_service.app import create_app
-from cds_service.auth import JWKS_FETCH_TIMEOUT, MAX_JWKS_BYTES
+from cds_service.auth import JWKS_FETCH_TIMEOUT, MAX_JWKS_BYTES, Authenticator, InvalidToken
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from tests.conftest import LiveServer, _free_port, load_scenario
@@ -288,6 +288,28 @@ def test_without_a_public_base_url_only_a_call_to_loopback_is_verified(
         mine = token(keys[EC_KID], f"http://{host}:{port}{path}")
         ok = httpx.get(service.url + path, headers={"Authorization": f"Bearer {mine}", "Host": f"{host}:{port}"})
         assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize(("arrived_on", "host", "verified"), [
+    ("127.0.0.1", "localhost:9999", True), ("::1", "[::1]:9999", True),
+    ("10.0.0.5", "localhost:9999", False),  # reached on the network, a Host header saying localhost
+    ("127.0.0.1", "cds.example.org", False),
+])
+def test_without_a_public_base_url_loopback_is_judged_by_where_the_call_arrived(
+    tmp_path: Path, arrived_on: str, host: str, verified: bool
+) -> None:
+    """The Host header is the caller's: a call that reached the service on its network address with
+    Host set to localhost is no call to loopback (found in the review of the issue audit's changes)."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": []}))
+    auth = Authenticator(Settings(trusted_issuers={FILE_ISS: str(jwks)}, data_dir=tmp_path))  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "GET", "scheme": "http", "path": "/cds-services", "root_path": "",
+             "query_string": b"", "headers": [(b"host", host.encode())], "server": (arrived_on, 9999)}
+    if verified:
+        assert auth.audience(Request(scope)) == f"http://{host}/cds-services"
+    else:
+        with pytest.raises(InvalidToken, match="CDS_PUBLIC_BASE_URL"):
+            auth.audience(Request(scope))
 
 
 @pytest.mark.parametrize("base", [None, "https://cds.example.org/b12/"])

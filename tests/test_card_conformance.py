@@ -772,7 +772,7 @@ def test_lab_evidence_reads_value_unit_date_and_threshold(answers: dict[str, Any
 
 
 # what made a card critical, named in its summary (cards/wording.json phrases)
-FEATURES = ("with neurological or cognitive signs and", "with macrocytic anaemia and", "with macrocytic anaemia after",
+FEATURES = ("with neurological or cognitive signs,", "with macrocytic anaemia,", "with neurological or cognitive signs and", "with macrocytic anaemia and", "with macrocytic anaemia after",
             "with neurological or cognitive signs and macrocytic anaemia", "with neurological or cognitive signs after",
             "with macrocytic anaemia in", "with neurological or cognitive signs in", "with neurological or cognitive signs despite",
             "with macrocytic anaemia despite", "an old low B12 with no treatment on record", "with an old low B12, no treatment on record,",

@@ -179,6 +179,10 @@ def test_an_outcome_contradicting_itself_is_400_and_nothing_is_stored(client: ht
     assert not rows(settings, plain_accept["card"], accepted_with_reason["card"], overridden_with_suggestion["card"])
     assert post(client, plain_accept).status_code == 200
     assert [r["outcome"] for r in rows(settings, plain_accept["card"])] == ["accepted"]
+    # an empty overrideReason, as a client that sends every field writes one, contradicts nothing
+    blank = [item("accepted", overrideReason={}), item("accepted", overrideReason={"userComment": " "})]
+    assert post(client, *blank).status_code == 200
+    assert [r["outcome"] for r in rows(settings, *(b["card"] for b in blank))] == ["accepted", "accepted"]
 
 
 @pytest.mark.parametrize("reason", [

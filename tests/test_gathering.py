@@ -67,6 +67,7 @@ PREFETCH_SHAPE = {
     "64-unreadable-medications-key-not-checked-warning",
     "81-untreated-low-without-medication-data-says-not-checked",  # an absent key: fetched, it is no longer absent
     "579-low-b12-administrations-not-sent-says-treatment-unchecked-critical",  # the same
+    "582-lapsed-treatment-macrocytic-anaemia-administrations-not-sent-critical-unchecked",  # the same
     # a FHIR server answers a search by its own type: older types are what an EHR's prefetch sends
     "580-on-b12-injections-as-a-dstu2-medicationorder-no-card",
     "581-pending-b12-order-as-a-dstu2-diagnosticorder-no-card",

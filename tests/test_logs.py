@@ -105,7 +105,8 @@ def test_no_patient_data_in_logs_or_error_bodies(
         assert {"time", "level", "logger", "pid", "message"} <= set(entry)
         if entry["message"].startswith("hook answered"):
             assert entry["requestId"] and entry["hookInstance"] and entry["service"]
-    assert len(secrets) > 3 * len(ALL) // 2
+    # each fixture's own patient id, and names, identifiers and birth dates (shared by fixtures made from another)
+    assert len(secrets) > len(ALL) + 300
     text = "\n".join(lines)
     for secret in sorted(secrets):
         assert secret not in text, f"patient data {secret!r} in the logs"

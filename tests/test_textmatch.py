@@ -609,14 +609,18 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (OBS, "Pallor -ve, jaundice -ve", set()), (OBS, "Fatigue - N/A", set()), (OBS, "Muscle aches: N/A", set()),
     (OBS, "Myalgia +ve", {"myalgia"}), (OBS, "Myalgia: +ve", {"myalgia"}), (OBS, "CK -ve, myalgia", {"myalgia"}),
     (OBS, "Rash disappeared, muscle aches persist", {"myalgia"}), (OBS, "Muscle aches, no longer on statin", {"myalgia"}),
-    # an en or em dash answers with no spaces round it ("--" typed for one); NAD as an answer; a score of
-    # nought; a complaint only feared (found in the issue audit: "Pins and needles—none" read as a sign)
+    # a dash with no spaces round it answers before a one-word negative answer ("--" typed for one), and
+    # in prose joins a clause; NAD and a nought score as answers (found in the issue audit and its review)
     (OBS, "Pins and needles—none", set()), (OBS, "Pins and needles–none", set()), (OBS, "Myalgia--none", set()),
     (OBS, "Myalgia—denies", set()), (OBS, "Pins and needles -none", set()), (OBS, "Myalgia—now resolved", set()),
     (OBS, "Muscle aches—worse at night", {"myalgia"}), (OBS, "Fatigue—no, myalgia—yes", {"myalgia"}),
+    (OBS, "Muscle aches—not getting better", {"myalgia"}), (OBS, "Fatigue—no longer able to work full days", {"fatigue"}),
+    (OBS, "Myalgia—never had this before", {"myalgia"}), (OBS, "Myalgia—no statin use", {"myalgia"}),
+    (OBS, "Muscle aches—2 weeks, now resolved", set()), (OBS, "Myalgia—after flu, resolved", set()),
     (OBS, "Myalgia: NAD", set()), (OBS, "Muscle aches, otherwise NAD", {"myalgia"}), (OBS, "-ve for fatigue", set()),
-    (OBS, "Muscle pain 0/10", set()), (OBS, "Muscle pain 3/10", {"myalgia"}),
-    (OBS, "Worried about getting muscle aches on the statin", set()),
+    (OBS, "Muscle pain: 0/10", set()), (OBS, "Muscle pain 3/10", {"myalgia"}),
+    (OBS, "Myalgia 0/10 at rest 7/10 walking", {"myalgia"}), (OBS, "Myalgia 6/10 (was 0/10 before statin)", {"myalgia"}),
+    (COND, "Worried about getting dementia, memory problems and tingling feet", {"paresthesia", "memory-impairment"}),
     # family history in shorthand, and a spouse's or the family's diagnosis, is not the patient's
     (COND, "FH - mother pernicious anaemia", set()), (COND, "FH coeliac disease", set()), (COND, "FH hypothyroidism", set()),
     (COND, "Fam hx coeliac disease", set()), (COND, "Family history - coeliac disease", set()),
