@@ -85,7 +85,10 @@ class HookRequest(_Lenient):
     hookInstance: str = Field(min_length=1, max_length=HOOK_INSTANCE_MAX)
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
-    context: dict[str, Any]
+    # its fields differ by hook (read by PatientViewContext and the others); every hook here has a patient
+    context: dict[str, Any] = Field(json_schema_extra={
+        "required": ["patientId"], "properties": {"patientId": {"type": "string", "pattern": f"^{PATIENT_ID.pattern}$"}},
+    })
     # Any value is taken, never a 400: a value that is not a resource or Bundle under a key the service
     # did not ask for is ignored (the spec's own example sends "user": "123"; patient_data.from_prefetch),
     # and under one of its own keys it is that key missing (prefetch.missing_keys).

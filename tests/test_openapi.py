@@ -36,6 +36,9 @@ def test_schema_declares_every_endpoint_and_its_answers() -> None:
     assert hook["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HookRequest"}
     assert {"200", "400", "401", "404", "412", "413", "415", "503"} <= set(hook["responses"])
     assert "422" not in hook["responses"]
+    # every hook these services answer carries a patient: the schema says so, as the service does
+    context = OPENAPI["components"]["schemas"]["HookRequest"]["properties"]["context"]
+    assert context["required"] == ["patientId"] and context["properties"]["patientId"]["pattern"]
 
 
 def test_openapi_json_is_served(server: LiveServer) -> None:
