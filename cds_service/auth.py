@@ -244,9 +244,12 @@ class Authenticator:
         # would pass with Host set to that service's. Only a call to loopback (a developer's machine,
         # the sandbox pointed at localhost) is verified so, and only one that reached the service on
         # a loopback address: a Host header saying localhost proves nothing of where the call came in.
+        # Nor one a proxy forwarded (it says so in Forwarded or X-Forwarded-*): it reaches loopback
+        # whoever called it.
         server = request.scope.get("server")
         arrived_on = server[0] if isinstance(server, tuple | list) and server else None
-        if not is_loopback_url(called) or arrived_on not in LOOPBACK_HOSTS:
+        proxied = any(h in request.headers for h in ("forwarded", "x-forwarded-for", "x-forwarded-host"))
+        if not is_loopback_url(called) or arrived_on not in LOOPBACK_HOSTS or proxied:
             raise InvalidToken("this service cannot check the token's audience: its public URL is not "
                                "configured (CDS_PUBLIC_BASE_URL)")
         return called

@@ -11,20 +11,22 @@ OLDER_ORDER_TYPES = frozenset({"MedicationOrder", "ProcedureRequest", "ReferralR
 # Medication a reference points at, and what makes an order no order or unreadable
 _KEPT_AS_THEY_ARE = ("id", "status", "intent", "contained", "modifierExtension", "doNotPerform", "note")
 
-# ProcedureRequest and ReferralRequest (STU3) and DiagnosticOrder (DSTU2) status codes R4's
-# ServiceRequest writes otherwise; the rest (draft, active, completed, entered-in-error, unknown) are R4's
+# ProcedureRequest and ReferralRequest (STU3, DSTU2) and DiagnosticOrder (DSTU2) status codes R4's
+# ServiceRequest writes otherwise, as (status, intent): a proposal is R4's intent, not a status; the
+# rest (draft, active, completed, entered-in-error, unknown) are R4's
 _SERVICE_REQUEST_STATUS = {
-    "suspended": "on-hold",
-    "cancelled": "revoked",
-    "rejected": "revoked",
-    "failed": "revoked",
-    "proposed": "draft",
-    "planned": "draft",
-    "requested": "active",
-    "received": "active",
-    "accepted": "active",
-    "in-progress": "active",
-    "review": "active",
+    "suspended": ("on-hold", None),
+    "cancelled": ("revoked", None),
+    "rejected": ("revoked", None),
+    "failed": ("revoked", None),
+    "aborted": ("revoked", None),
+    "proposed": ("draft", "proposal"),
+    "planned": ("draft", "plan"),
+    "requested": ("active", None),
+    "received": ("active", None),
+    "accepted": ("active", None),
+    "in-progress": ("active", None),
+    "review": ("active", None),
 }
 
 
@@ -49,9 +51,9 @@ def as_r4_order(raw: dict[str, Any]) -> dict[str, Any]:
 def _reshaped(raw: dict[str, Any], rtype: str, renames: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     """`raw` as the R4 `rtype`: each element kept under its R4 name (the first of several older
     names found wins), and the elements that decide whether it orders anything kept as they were
-    (a withdrawn or do-not-perform order, a modifier not understood). With no status or intent (a
-    draft sent bare, or DSTU2, which has no intent) it is an order, in draft."""
-    converted: dict[str, Any] = {"resourceType": rtype, "status": "draft", "intent": "order"}
+    (a withdrawn or do-not-perform order, a modifier not understood). With no intent (DSTU2 has
+    none) it is an order; with no status it has none, as R4 would refuse it (a draft gets its own)."""
+    converted: dict[str, Any] = {"resourceType": rtype, "intent": "order"}
     converted |= {key: raw[key] for key in _KEPT_AS_THEY_ARE if key in raw}
     for old, new in renames:
         if old in raw and new not in converted:
@@ -73,8 +75,11 @@ def _medication_request_from_dstu2(raw: dict[str, Any]) -> dict[str, Any]:
     if dosing:
         converted["dosageInstruction"] = dosing
     dispense = raw.get("dispenseRequest")
-    if isinstance(dispense, dict) and isinstance(dispense.get("validityPeriod"), dict):
-        converted["dispenseRequest"] = {"validityPeriod": dispense["validityPeriod"]}
+    period = dict(dispense["validityPeriod"]) if isinstance(dispense, dict) and isinstance(dispense.get("validityPeriod"), dict) else {}
+    if isinstance(raw.get("dateEnded"), str) and "end" not in period:  # when DSTU2 records a course's end
+        period["end"] = raw["dateEnded"]
+    if period:
+        converted["dispenseRequest"] = {"validityPeriod": period}
     return converted
 
 
@@ -96,12 +101,18 @@ def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
     converted = _reshaped(raw, "ServiceRequest", (
         ("code", "code"), ("subject", "subject"), ("patient", "subject"),
         ("reasonCode", "reasonCode"), ("reasonCodeableConcept", "reasonCode"), ("reason", "reasonCode"),
-        ("authoredOn", "authoredOn"),  # STU3's, as R4's
+        # when it was written: STU3's authoredOn, DSTU2 ProcedureRequest's orderedOn, a referral's dateSent
+        ("authoredOn", "authoredOn"), ("orderedOn", "authoredOn"), ("dateSent", "authoredOn"),
         ("occurrenceDateTime", "occurrenceDateTime"), ("occurrencePeriod", "occurrencePeriod"),
+        ("scheduledDateTime", "occurrenceDateTime"), ("scheduledPeriod", "occurrencePeriod"),  # DSTU2's
         ("performerType", "performerType")))
+    if "authoredOn" not in converted and (written := _event_date(raw)) is not None:
+        converted["authoredOn"] = written  # a DSTU2 DiagnosticOrder dates itself only by its events
     status = converted.get("status")
-    if isinstance(status, str):
-        converted["status"] = _SERVICE_REQUEST_STATUS.get(status.strip().lower(), status)
+    if isinstance(status, str) and (mapped := _SERVICE_REQUEST_STATUS.get(status.strip().lower())) is not None:
+        converted["status"] = mapped[0]
+        if mapped[1] is not None and "intent" not in raw:
+            converted["intent"] = mapped[1]
     if "code" not in converted:  # a referral names its service and specialty, a diagnostic order its items
         named = [c for c in (*items(raw.get("serviceRequested")), *items(raw.get("specialty"))) if isinstance(c, dict)]
         if named:  # every coding of both: 'Patient referral' with the specialty Rheumatology is a rheumatology referral
@@ -113,3 +124,11 @@ def _service_request_from_older(raw: dict[str, Any]) -> dict[str, Any]:
             if first is not None:
                 converted["code"] = first
     return converted
+
+
+def _event_date(raw: dict[str, Any]) -> str | None:
+    """When a DSTU2 DiagnosticOrder was requested: its `requested` event, else its earliest."""
+    events = [(e.get("status"), e["dateTime"]) for e in items(raw.get("event"))
+              if isinstance(e, dict) and isinstance(e.get("dateTime"), str)]
+    requested = [when for status, when in events if status == "requested"]
+    return min(requested or [when for _, when in events], default=None)

@@ -5,15 +5,18 @@ import re
 
 
 def bare_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:
-    """A one-word negative answer standing alone between a question's mark (a colon, question mark
-    or dash) and a comma, semicolon, full stop or the end: "Fever - no, myalgia - yes". Read as the
+    """A negative answer (a word or a phrase of the list: "no", "denies any", "0/10") standing alone
+    between a question's mark (a colon, question mark or dash) and a comma, semicolon, full stop or
+    the end: "Fever - no, myalgia - yes", "Pins and needles—none". Read as the
     minus sign after an item, it answers the item before it and is no cue over the items after it,
     as "no" opening a list would be. With no mark ("fever no, myalgia yes") it is left as it is:
     "Myalgias are absent" and "Celiac disease: tTG negative" hold such a word after no question."""
-    words = sorted({a.lower().strip() for a in negative_answers if re.fullmatch(r"[a-z]+", a.lower().strip())}, key=len, reverse=True)
+    words = sorted({a.lower().strip() for a in negative_answers if re.fullmatch(r"[a-z0-9/]+(?: [a-z0-9/]+)*", a.lower().strip())},
+                   key=len, reverse=True)
     if not words:
         return None
-    return re.compile(rf"(?P<mark>(?<=[a-z0-9])[ \t]*(?:[:?–—]|--?)[ \t]*)\b(?:{'|'.join(words)})\b(?=[ \t]*(?:[,;.\n]|$))")
+    answers = "|".join(re.escape(w).replace(r"\ ", r"[ \t]+") for w in words)
+    return re.compile(rf"(?P<mark>(?<=[a-z0-9])[ \t]*(?:[:?–—]|--?)[ \t]*)\b(?:{answers})\b(?=[ \t]*(?:[,;.\n]|$))")
 
 
 def bracket_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:

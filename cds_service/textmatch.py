@@ -51,9 +51,9 @@ def no_time_limit() -> None:
 
 # A term set out as a question with its answer, as review-of-systems templates write it:
 # "Myalgia: negative", "Muscle pain? No", "Fatigue - absent".
-# A dash without spaces marks an answer only before a bare negative answer ("Pins and needles—none",
-# "Myalgia--no", read as a minus sign by bare_answer_pattern): in prose it joins a clause ("Muscle
-# aches—not getting better" is a complaint).
+# A dash without spaces marks an answer only before a whole negative answer ("Pins and needles—none",
+# "Myalgia--denies any", read as a minus sign by bare_answer_pattern): in prose it joins a clause
+# ("Muscle aches—not getting better" is a complaint).
 _ANSWER_MARK = re.compile(
     r"[ \t]*[:?][ \t]*|[ \t]+[-–—][ \t]+|[ \t]*(?:[-–—]|--)?[ \t]*(?=minus-answer )"
 )  # "Myalgias (-)" too

@@ -290,21 +290,26 @@ def test_without_a_public_base_url_only_a_call_to_loopback_is_verified(
         assert ok.status_code == 200, ok.text
 
 
-@pytest.mark.parametrize(("arrived_on", "host", "verified"), [
-    ("127.0.0.1", "localhost:9999", True), ("::1", "[::1]:9999", True),
-    ("10.0.0.5", "localhost:9999", False),  # reached on the network, a Host header saying localhost
-    ("127.0.0.1", "cds.example.org", False),
+@pytest.mark.parametrize(("arrived_on", "host", "forwarded", "verified"), [
+    ("127.0.0.1", "localhost:9999", None, True), ("::1", "[::1]:9999", None, True),
+    ("10.0.0.5", "localhost:9999", None, False),  # reached on the network, a Host header saying localhost
+    ("127.0.0.1", "cds.example.org", None, False),
+    ("127.0.0.1", "localhost:9999", b"x-forwarded-for", False),  # a proxy on the same host forwarded it
+    ("127.0.0.1", "localhost:9999", b"forwarded", False),
 ])
 def test_without_a_public_base_url_loopback_is_judged_by_where_the_call_arrived(
-    tmp_path: Path, arrived_on: str, host: str, verified: bool
+    tmp_path: Path, arrived_on: str, host: str, forwarded: bytes | None, verified: bool
 ) -> None:
     """The Host header is the caller's: a call that reached the service on its network address with
-    Host set to localhost is no call to loopback (found in the review of the issue audit's changes)."""
+    Host set to localhost is no call to loopback, nor is one a proxy forwarded to loopback (found in
+    the reviews of the issue audit's changes)."""
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": []}))
     auth = Authenticator(Settings(trusted_issuers={FILE_ISS: str(jwks)}, data_dir=tmp_path))  # type: ignore[arg-type]
     scope = {"type": "http", "method": "GET", "scheme": "http", "path": "/cds-services", "root_path": "",
              "query_string": b"", "headers": [(b"host", host.encode())], "server": (arrived_on, 9999)}
+    if forwarded is not None:
+        scope["headers"].append((forwarded, b"203.0.113.9"))
     if verified:
         assert auth.audience(Request(scope)) == f"http://{host}/cds-services"
     else:

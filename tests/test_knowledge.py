@@ -303,4 +303,5 @@ def test_the_answers_a_question_mark_spares_are_read_from_cards(tmp_path: Path) 
     (cards / "text-matching.json").write_text(json.dumps(doc))
     changed = load_knowledge(cards).text
     assert changed.normalised("muscle pain ?yes, ?coeliac") == "muscle pain query yes, query coeliac"
-    assert changed.normalised("fatigue ?not sure") == "fatigue ?not sure"
+    # an answer of more than one word is spared too, and, a negative one standing alone, read as the minus sign
+    assert changed.normalised("fatigue ?not sure") == "fatigue ?minus-answer "

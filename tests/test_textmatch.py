@@ -617,6 +617,8 @@ COND, OBS, MEDS, PROC = "Condition", "Observation", "MedicationStatement", "Proc
     (OBS, "Muscle aches—not getting better", {"myalgia"}), (OBS, "Fatigue—no longer able to work full days", {"fatigue"}),
     (OBS, "Myalgia—never had this before", {"myalgia"}), (OBS, "Myalgia—no statin use", {"myalgia"}),
     (OBS, "Muscle aches—2 weeks, now resolved", set()), (OBS, "Myalgia—after flu, resolved", set()),
+    (OBS, "Myalgia—denies any", set()), (OBS, "Myalgia—no complaints", set()), (OBS, "Muscle pain—0/10", set()),
+    (OBS, "Fever - not present, myalgia", {"myalgia"}),
     (OBS, "Myalgia: NAD", set()), (OBS, "Muscle aches, otherwise NAD", {"myalgia"}), (OBS, "-ve for fatigue", set()),
     (OBS, "Muscle pain: 0/10", set()), (OBS, "Muscle pain 3/10", {"myalgia"}),
     (OBS, "Myalgia 0/10 at rest 7/10 walking", {"myalgia"}), (OBS, "Myalgia 6/10 (was 0/10 before statin)", {"myalgia"}),
