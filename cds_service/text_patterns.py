@@ -11,11 +11,10 @@ def bare_answer_pattern(negative_answers: list[str]) -> re.Pattern[str] | None:
     minus sign after an item, it answers the item before it and is no cue over the items after it,
     as "no" opening a list would be. With no mark ("fever no, myalgia yes") it is left as it is:
     "Myalgias are absent" and "Celiac disease: tTG negative" hold such a word after no question."""
-    words = sorted({a.lower().strip() for a in negative_answers if re.fullmatch(r"[a-z0-9/]+(?: [a-z0-9/]+)*", a.lower().strip())},
-                   key=len, reverse=True)
+    words = [a for a in negative_answers if re.fullmatch(r"[a-z0-9/]+(?: [a-z0-9/]+)*", a.lower().strip())]
     if not words:
         return None
-    answers = "|".join(re.escape(w).replace(r"\ ", r"[ \t]+") for w in words)
+    answers = _alternation(words, space=r"[ \t]+")
     return re.compile(rf"(?P<mark>(?<=[a-z0-9])[ \t]*(?:[:?–—]|--?)[ \t]*)\b(?:{answers})\b(?=[ \t]*(?:[,;.\n]|$))")
 
 
